@@ -1,0 +1,27 @@
+"""Azure Functions entry points (Python v2 programming model). Thin: decode, call sync/, return.
+
+- ``plan_sync``: timer on the ``SYNC_SCHEDULE`` app setting; pages the table into batch messages.
+- ``process_batch``: the batches queue; enriches and writes one message's records.
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from sync import entry
+from sync.names import BATCH_QUEUE, STORAGE_CONNECTION
+
+app = func.FunctionApp()
+
+
+@app.timer_trigger(schedule="%SYNC_SCHEDULE%", arg_name="timer", run_on_startup=False,
+                   use_monitor=True)
+async def plan_sync(timer: func.TimerRequest) -> None:
+    """Plan a run: every record that needs enrichment goes on the batches queue."""
+    await entry.plan_sync()
+
+
+@app.queue_trigger(arg_name="msg", queue_name=BATCH_QUEUE, connection=STORAGE_CONNECTION)
+async def process_batch(msg: func.QueueMessage) -> None:
+    """Carry out one batch message; raises only when unfinished work could not be saved."""
+    await entry.process_batch(msg.get_body())

@@ -1,0 +1,1 @@
+"""Dataverse enrichment sync: plan batches, enrich records, write them back within the limits."""

@@ -1,0 +1,43 @@
+"""``python -m sync``: the local stack, the emulators and the local host, from one command."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+
+from sync.local import host, stack
+from sync.local.emulators import enrichment
+from sync.local.emulators.dataverse import cli as dataverse_cli
+
+Main = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: ``local``, ``host``, ``emulator dataverse|enrichment``."""
+    parser = argparse.ArgumentParser(prog="python -m sync", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add(commands, "local", "run a full sync on Azurite and the emulators, then check it",
+         stack.configure_parser, stack.main)
+    _add(commands, "host", "run function_app.py as one local Functions host instance",
+         host.configure_parser, host.main)
+    emulator = commands.add_parser("emulator", help="serve one emulator until Ctrl-C")
+    kinds = emulator.add_subparsers(dest="kind", required=True)
+    _add(kinds, "dataverse", "the Dataverse Web API emulator", dataverse_cli.configure_parser,
+         dataverse_cli.main)
+    _add(kinds, "enrichment", "the enrichment API emulator", enrichment.configure_parser,
+         enrichment.main)
+    return parser
+
+
+def _add(commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str,
+         configure: Callable[[argparse.ArgumentParser], None], main: Main) -> None:
+    parser = commands.add_parser(name, help=text, description=text)
+    configure(parser)
+    parser.set_defaults(main=main)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse and dispatch."""
+    args = build_parser().parse_args(argv)
+    command: Main = args.main
+    return command(args)

@@ -1,0 +1,129 @@
+"""The batch message contract: what the planner and upstream producers put on the batches queue.
+
+On the wire a message is UTF-8 JSON, base64-encoded (the Functions host's default
+``messageEncoding``; producers use ``TextBase64EncodePolicy``). Version 1::
+
+    {"version": 1, "batch_id": "plan-2026-11-22-000001", "attempt": 0,
+     "records": [{"id": "5b1c...", "input": "https://www.contoso.com"}]}
+
+``input`` is the enrichment input, e.g. the record's website. ``attempt`` counts how many times
+throttling sent the unfinished part of this batch back to the queue.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sync.errors import ContractError
+
+CONTRACT_VERSION: Final = 1
+MAX_QUEUE_MESSAGE_BYTES: Final = 64 * 1024
+"""Azure Storage Queues' limit on one message, measured after base64 encoding."""
+NEVER_EXPIRE: Final = -1
+"""Time-to-live of every message the app sends: a queued record never silently expires."""
+MAX_RECORDS_PER_MESSAGE: Final = 1000
+MAX_INPUT_CHARS: Final = 2048
+_BATCH_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_MESSAGE_KEYS: Final = frozenset({"version", "batch_id", "attempt", "records"})
+_RECORD_KEYS: Final = frozenset({"id", "input"})
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRef:
+    """One record to enrich: its primary key and its enrichment input."""
+
+    id: str
+    input: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchMessage:
+    """A validated batch message."""
+
+    batch_id: str
+    records: tuple[RecordRef, ...]
+    attempt: int = 0
+
+    def to_json(self) -> str:
+        """The message as compact JSON text (the queue client adds the base64 layer)."""
+        body = {"version": CONTRACT_VERSION, "batch_id": self.batch_id, "attempt": self.attempt,
+                "records": [{"id": r.id, "input": r.input} for r in self.records]}
+        return json.dumps(body, separators=(",", ":"))
+
+
+def encoded_size_bytes(text: str) -> int:
+    """Size of ``text`` on the queue after UTF-8 and base64 encoding."""
+    raw = len(text.encode("utf-8"))
+    return 4 * ((raw + 2) // 3)
+
+
+def decode_batch(body: bytes) -> BatchMessage:
+    """Parse and validate a message body (already base64-decoded); ContractError says why not."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ContractError(f"message is not UTF-8 text (byte {error.start})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ContractError(f"message is not JSON: {error.msg} at char {error.pos}") from None
+    return _message(data)
+
+
+def _message(data: Any) -> BatchMessage:
+    if not isinstance(data, dict):
+        raise ContractError("message must be a JSON object")
+    version = data.get("version")
+    if version != CONTRACT_VERSION:
+        raise ContractError(f"unknown contract version {version!r}; supported: {CONTRACT_VERSION}")
+    _no_unknown_keys(data, _MESSAGE_KEYS, "message")
+    batch_id = data.get("batch_id")
+    if not isinstance(batch_id, str) or not _BATCH_ID.match(batch_id):
+        raise ContractError("batch_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+    attempt = data.get("attempt", 0)
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
+        raise ContractError("attempt must be a non-negative integer")
+    return BatchMessage(batch_id=batch_id, records=_records(data.get("records")), attempt=attempt)
+
+
+def _records(items: Any) -> tuple[RecordRef, ...]:
+    if not isinstance(items, list) or not items:
+        raise ContractError("records must be a non-empty list")
+    if len(items) > MAX_RECORDS_PER_MESSAGE:
+        raise ContractError(f"records holds {len(items)} items; at most "
+                            f"{MAX_RECORDS_PER_MESSAGE} per message")
+    records = tuple(_record(index, item) for index, item in enumerate(items))
+    if len({r.id for r in records}) != len(records):
+        raise ContractError("records must not repeat an id")
+    return records
+
+
+def _record(index: int, item: Any) -> RecordRef:
+    where = f"records[{index}]"
+    if not isinstance(item, dict):
+        raise ContractError(f"{where} must be an object")
+    _no_unknown_keys(item, _RECORD_KEYS, where)
+    record_id, value = item.get("id"), item.get("input")
+    if not isinstance(record_id, str) or not _is_guid(record_id):
+        raise ContractError(f"{where}.id must be a GUID")
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_INPUT_CHARS:
+        raise ContractError(f"{where}.input must be a string of 1-{MAX_INPUT_CHARS} characters")
+    return RecordRef(id=str(uuid.UUID(record_id)), input=value)
+
+
+def _no_unknown_keys(data: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ContractError(f"{where} has unknown fields: {', '.join(unknown)}")
+
+
+def _is_guid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return len(text) == 36

@@ -1,0 +1,102 @@
+"""Watching a local run: the ledger's counts, a progress line, the end condition."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, TextIO
+
+from azure.data.tables.aio import TableClient
+from azure.storage.queue.aio import QueueClient
+
+from sync import ledger
+from sync.ledger import BatchCounts
+
+POLL_S: Final = 0.5
+PLAIN_LINE_EVERY_S: Final = 5.0
+BAR_WIDTH: Final = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The run as the ledger and the queue show it at one moment."""
+
+    planned: int
+    plan_complete: bool
+    counts: BatchCounts
+    queued_messages: int
+    elapsed_s: float
+
+    @property
+    def done(self) -> int:
+        """Records written or dead-lettered."""
+        return self.counts.written + self.counts.dead_lettered
+
+    @property
+    def finished(self) -> bool:
+        return self.plan_complete and self.done >= self.planned and self.queued_messages == 0
+
+    @property
+    def rate_per_s(self) -> float:
+        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def progress_line(snapshot: Snapshot) -> str:
+    """``[#######-----]  4,000/10,000 records  40%  812 rec/s  throttled 3``"""
+    total = max(snapshot.planned, 1)
+    share = min(snapshot.done / total, 1.0)
+    filled = int(share * BAR_WIDTH)
+    plan = "" if snapshot.plan_complete else " (planning)"
+    return (f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {snapshot.done:,}/"
+            f"{snapshot.planned:,} records{plan} {share:4.0%}  {snapshot.rate_per_s:,.0f} rec/s"
+            f"  requeued {snapshot.counts.reenqueued:,}  429s {snapshot.counts.throttled:,}")
+
+
+async def snapshot(table: TableClient, queue: QueueClient, started_s: float) -> Snapshot:
+    """Read the ledger and the queue once."""
+    manifests = await ledger.plans(table)
+    counts = await ledger.batch_totals(table)
+    properties = await queue.get_queue_properties()
+    return Snapshot(planned=sum(m.records for m in manifests),
+                    plan_complete=bool(manifests) and all(m.complete for m in manifests),
+                    counts=counts, queued_messages=properties.approximate_message_count or 0,
+                    elapsed_s=time.monotonic() - started_s)
+
+
+class ProgressPrinter:
+    """A redrawn bar on a terminal; a plain line every few seconds otherwise (CI logs)."""
+
+    def __init__(self, stream: TextIO = sys.stdout) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._last_plain_s = 0.0
+
+    def show(self, snapshot: Snapshot) -> None:
+        line = progress_line(snapshot)
+        if self._tty:
+            self._stream.write(f"\r{line}\x1b[K")
+        elif time.monotonic() - self._last_plain_s >= PLAIN_LINE_EVERY_S or snapshot.finished:
+            self._stream.write(line + "\n")
+            self._last_plain_s = time.monotonic()
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self._tty:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+async def watch(table: TableClient, queue: QueueClient, timeout_s: float,
+                printer: ProgressPrinter | None, healthy: Callable[[], bool]) -> Snapshot:
+    """Poll until the run is finished or ``timeout_s`` passes; ``healthy()`` false aborts."""
+    started_s = time.monotonic()
+    while True:
+        current = await snapshot(table, queue, started_s)
+        if printer is not None:
+            printer.show(current)
+        if current.finished or current.elapsed_s > timeout_s or not healthy():
+            return current
+        await asyncio.sleep(POLL_S)

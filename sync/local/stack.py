@@ -1,0 +1,193 @@
+"""``python -m sync local``: Azurite, the emulators and K host instances, one full sync, a summary.
+
+Every process it starts is stopped on the way out, on Ctrl-C and on errors too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from sync.local.azurite import ROOT, Azurite, start_azurite
+from sync.local.emulators.enrichment import EnrichmentConfig
+from sync.local.processes import Children
+from sync.local.progress import ProgressPrinter, Snapshot, watch
+from sync.local.verify import Verification, dead_lettered_ids, verify
+from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE
+from sync.settings import Settings, StorageSettings
+from sync.storage import ensure_resources, queue_client, table_client
+
+LOG_DIR: Final = ROOT / ".local-run"
+URL_WAIT_S: Final = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class LocalOptions:
+    """What ``python -m sync local`` was asked to do."""
+
+    records: int
+    instances: int
+    dataverse_url: str | None
+    timeout_s: float
+    emulator_args: tuple[str, ...] = ()
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m sync local``."""
+    parser.add_argument("--records", type=int, default=10_000,
+                        help="accounts the Dataverse emulator seeds (10000)")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="host instances, each a separate process (1)")
+    parser.add_argument("--dataverse-url", default=None,
+                        help="use this running Dataverse-compatible endpoint instead of "
+                             "starting the emulator (no seeding, no emulator check)")
+    parser.add_argument("--timeout-s", type=float, default=1800.0,
+                        help="give up when the sync has not finished after this long (1800)")
+    parser.add_argument("--emulator-arg", action="append", default=[], metavar="ARG",
+                        help="extra option for the Dataverse emulator, e.g. "
+                             "--emulator-arg=--servers=3 (repeatable)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the local stack once; exit 0 only when every record is accounted for."""
+    if args.records < 0 or args.instances < 1:
+        print("--records must be >= 0 and --instances >= 1", file=sys.stderr)
+        return 2
+    options = LocalOptions(records=args.records, instances=args.instances,
+                           dataverse_url=args.dataverse_url, timeout_s=args.timeout_s,
+                           emulator_args=tuple(args.emulator_arg))
+    return run(options)
+
+
+def run(options: LocalOptions) -> int:
+    """Start everything, sync, verify, stop everything."""
+    children = Children(LOG_DIR)
+    azurite: Azurite | None = None
+    try:
+        print(f"Starting Azurite, the emulators and {options.instances} host instance(s); "
+              f"logs in {LOG_DIR}", flush=True)
+        azurite = start_azurite()
+        env = _start_services(children, azurite, options)
+        started_s = time.monotonic()
+        for number in range(options.instances):
+            args = ["host", *(["--fire-timer"] if number == 0 else [])]
+            children.start(f"host-{number}", args, env)
+        hosts = [c for c in children.started if c.name.startswith("host-")]
+        outcome = asyncio.run(_watch_and_verify(env, options, lambda: all(h.alive for h in hosts)))
+        elapsed_s = time.monotonic() - started_s
+    except KeyboardInterrupt:
+        print("\nInterrupted: stopping everything this run started.", file=sys.stderr)
+        return 130
+    finally:
+        children.stop_all()
+        if azurite is not None:
+            azurite.stop()
+    return report(outcome, elapsed_s)
+
+
+def _start_services(children: Children, azurite: Azurite,
+                    options: LocalOptions) -> dict[str, str]:
+    enrichment = EnrichmentConfig()
+    dataverse_url = options.dataverse_url
+    if dataverse_url is None:
+        _, dataverse_url = children.start(
+            "dataverse-emulator",
+            ["emulator", "dataverse", "--records", str(options.records), *options.emulator_args],
+            wait_for_url_s=URL_WAIT_S)
+    _, enrichment_url = children.start("enrichment-emulator", ["emulator", "enrichment"],
+                                       wait_for_url_s=URL_WAIT_S)
+    env = {**os.environ, "AzureWebJobsStorage": azurite.accounts[0].connection_string,
+           "DATAVERSE_URL": dataverse_url, "ENRICHMENT_URL": enrichment_url,
+           "ENRICHMENT_API_KEY": enrichment.api_key, "SYNC_SCHEDULE": "0 0 2 * * *",
+           "PYTHONUNBUFFERED": "1"}
+    env.setdefault("DATAVERSE_STATIC_TOKEN", local_token())
+    asyncio.run(ensure_resources(StorageSettings(connection_string=env["AzureWebJobsStorage"])))
+    return env
+
+
+def local_token() -> str:
+    """An unsigned JWT naming a made-up application user: what the emulators accept."""
+    def part(data: dict[str, str]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    claims = {"oid": str(uuid.uuid4()), "sub": "sync-local", "aud": "local-emulator"}
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the watch and the checks found."""
+
+    snapshot: Snapshot
+    verification: Verification | None
+    poisoned: int
+    dead_letter_ids: frozenset[str]
+
+
+async def _watch_and_verify(env: dict[str, str], options: LocalOptions,
+                            healthy: Callable[[], bool]) -> Outcome:
+    settings = Settings.from_env(env)
+    storage = settings.storage
+    async with (table_client(storage, LEDGER_TABLE, None) as table,
+                queue_client(storage, BATCH_QUEUE, None) as batches,
+                queue_client(storage, POISON_QUEUE, None) as poison,
+                queue_client(storage, DEAD_LETTER_QUEUE, None) as dead):
+        printer = ProgressPrinter()
+        final = await watch(table, batches, options.timeout_s, printer, healthy)
+        printer.close()
+        dead_ids = await dead_lettered_ids(dead)
+        poisoned = (await poison.get_queue_properties()).approximate_message_count or 0
+        verification = None
+        if options.dataverse_url is None:
+            verification = await verify(settings.dataverse_url, settings.entity_set,
+                                        settings.key_column, settings.input_column, dead_ids)
+    return Outcome(final, verification, poisoned, frozenset(dead_ids))
+
+
+def report(outcome: Outcome, elapsed_s: float) -> int:
+    """Print the summary; answer the exit code."""
+    snap, check = outcome.snapshot, outcome.verification
+    counts = snap.counts
+    lines = [
+        "", "Summary",
+        f"  planned          {snap.planned:>10,}",
+        f"  written          {counts.written:>10,}",
+        f"  dead-lettered    {counts.dead_lettered:>10,}",
+        f"  re-enqueued      {counts.reenqueued:>10,}  (records sent back after a 429)",
+        f"  429 answers      {counts.throttled:>10,}  {dict(counts.throttled_by_code) or ''}",
+        f"  transient retries{counts.transient_retries:>10,}",
+        f"  poisoned msgs    {outcome.poisoned:>10,}",
+        f"  elapsed          {elapsed_s:>10.1f} s",
+        f"  throughput       {snap.done / max(elapsed_s, 1e-9):>10.1f} records/s",
+    ]
+    if check is not None:
+        lines += [f"  emulator check   {check.enriched:,}/{check.records:,} enriched, "
+                  f"{check.dead_lettered:,} dead-lettered, {len(check.unaccounted):,} "
+                  f"unaccounted, {check.created:,} created"]
+    print("\n".join(lines))
+    return _exit_code(outcome)
+
+
+def _exit_code(outcome: Outcome) -> int:
+    snap, check = outcome.snapshot, outcome.verification
+    problems = []
+    if not snap.finished:
+        problems.append("the sync did not finish (timeout or a host stopped; see the logs in "
+                        f"{LOG_DIR})")
+    if check is not None and not check.ok:
+        problems.append(f"{len(check.unaccounted)} records unaccounted for, "
+                        f"{check.created} created")
+    for problem in problems:
+        print(f"FAILED: {problem}", file=sys.stderr)
+    if not problems:
+        print("OK: every record is written or dead-lettered with a reason; none was created.")
+    return 1 if problems else 0

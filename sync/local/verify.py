@@ -1,0 +1,79 @@
+"""After a local run: every seeded record enriched or dead-lettered, and none created."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from azure.storage.queue.aio import QueueClient
+
+from sync.enrichment import columns_from, domain_of
+from sync.errors import PermanentError
+from sync.local.emulators.enrichment import profile_for
+
+
+@dataclass(slots=True)
+class Verification:
+    """What the emulator's data says about the run."""
+
+    records: int = 0
+    enriched: int = 0
+    dead_lettered: int = 0
+    created: int = 0
+    unaccounted: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.unaccounted and self.created == 0
+
+
+def expected_columns(website: str | None) -> dict[str, Any] | None:
+    """The columns the enrichment should have written for ``website``; None if it cannot."""
+    if not website:
+        return None
+    try:
+        return columns_from(profile_for(domain_of(website)))
+    except PermanentError:
+        return None
+
+
+def is_enriched(row: dict[str, Any], input_column: str) -> bool:
+    """True when the row holds exactly what the enrichment API says for its input."""
+    expected = expected_columns(row.get(input_column))
+    return expected is not None and all(row.get(k) == v for k, v in expected.items())
+
+
+async def dead_lettered_ids(queue: QueueClient) -> set[str]:
+    """Ids of the records on the dead-letter queue (read and left in place)."""
+    ids: set[str] = set()
+    async for message in queue.receive_messages(messages_per_page=32, visibility_timeout=60):
+        ids.add(json.loads(str(message.content))["record"]["id"])
+    return ids
+
+
+async def verify(dataverse_url: str, entity_set: str, key_column: str, input_column: str,
+                 dead_letters: set[str]) -> Verification:
+    """Compare the emulator's rows and counters with what the run should have done."""
+    async with aiohttp.ClientSession() as session:
+        rows = await _get(session, f"{dataverse_url}/_emulator/records",
+                          {"entityset": entity_set})
+        stats = await _get(session, f"{dataverse_url}/_emulator/stats", {})
+    result = Verification(created=int(stats.get("records", {}).get("created", 0)))
+    for row in rows.get("value", rows) if isinstance(rows, dict) else rows:
+        result.records += 1
+        record_id = str(row[key_column])
+        if is_enriched(row, input_column):
+            result.enriched += 1
+        elif record_id in dead_letters:
+            result.dead_lettered += 1
+        else:
+            result.unaccounted.append(record_id)
+    return result
+
+
+async def _get(session: aiohttp.ClientSession, url: str, query: dict[str, str]) -> Any:
+    async with session.get(url, params=query) as response:
+        response.raise_for_status()
+        return await response.json()

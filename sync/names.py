@@ -1,0 +1,29 @@
+"""Names of the queues and tables the app uses; the Bicep template creates the same ones."""
+
+from __future__ import annotations
+
+from typing import Final
+
+BATCH_QUEUE: Final = "sync-batches"
+"""Batches of records to enrich and write; fed by the planner and by upstream producers."""
+
+POISON_QUEUE: Final = f"{BATCH_QUEUE}-poison"
+"""Where the Functions host (and the worker, for contract violations) puts unusable messages."""
+
+DEAD_LETTER_QUEUE: Final = "sync-deadletter"
+"""Single records that cannot be written, each with the reason a person can act on."""
+
+PLAN_QUEUE: Final = "sync-plan"
+"""Continuation messages that let a long plan run as many short invocations."""
+
+LEDGER_TABLE: Final = "SyncLedger"
+"""Counts per processed message, summed to report a run."""
+
+STATE_TABLE: Final = "SyncState"
+"""Shared state: the DOP hint cache, the throttle gate, instance leases, checkpoints."""
+
+QUEUES: Final = (BATCH_QUEUE, POISON_QUEUE, DEAD_LETTER_QUEUE, PLAN_QUEUE)
+TABLES: Final = (LEDGER_TABLE, STATE_TABLE)
+
+STORAGE_CONNECTION: Final = "AzureWebJobsStorage"
+"""The connection setting the triggers bind to, and the prefix of its identity-based form."""

@@ -1,0 +1,214 @@
+"""The app's settings: one frozen object, parsed once from the environment at start-up.
+
+Every name the code reads is declared in ``SETTINGS`` below. The README's settings table and the
+Bicep template are checked against that one list, so a setting cannot drift out of either.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import urlsplit
+
+from sync.errors import ConfigError
+from sync.names import STORAGE_CONNECTION
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """One app setting: its name, its default (None when required or optional) and its meaning."""
+
+    name: str
+    default: str | None
+    doc: str
+    required: bool = False
+    secret: bool = False
+    local_only: bool = False
+    """Read only on the local stack; never set in Azure (the Bicep test checks it is absent)."""
+
+
+_IDENTITY_PREFIX: Final = f"{STORAGE_CONNECTION}__"
+
+SETTINGS: Final[tuple[SettingSpec, ...]] = (
+    SettingSpec(STORAGE_CONNECTION, None,
+                "Storage connection string (local stack, Azurite). In Azure leave it unset and "
+                "use the identity-based settings below.", secret=True, local_only=True),
+    SettingSpec(f"{_IDENTITY_PREFIX}queueServiceUri", None,
+                "Queue endpoint for identity-based storage access."),
+    SettingSpec(f"{_IDENTITY_PREFIX}tableServiceUri", None,
+                "Table endpoint for identity-based storage access."),
+    SettingSpec(f"{_IDENTITY_PREFIX}clientId", None,
+                "Client id of the user-assigned managed identity used for storage."),
+    SettingSpec("SYNC_SCHEDULE", "0 0 2 * * *",
+                "Six-field NCRONTAB schedule of the planner (read by the host binding)."),
+    SettingSpec("DATAVERSE_URL", None,
+                "Environment URL, e.g. https://contoso.crm.dynamics.com.", required=True),
+    SettingSpec("DATAVERSE_CLIENT_ID", None,
+                "Client id of the managed identity that is the Dataverse application user; "
+                "unset uses DefaultAzureCredential."),
+    SettingSpec("DATAVERSE_STATIC_TOKEN", None,
+                "Bearer token for the local emulators only; refused unless DATAVERSE_URL is on "
+                "loopback.", secret=True, local_only=True),
+    SettingSpec("DATAVERSE_TIMEOUT_S", "30", "Timeout of one Dataverse request, in seconds."),
+    SettingSpec("DATAVERSE_MAX_CONCURRENCY", "10",
+                "Upper bound of concurrent Dataverse requests per instance."),
+    SettingSpec("ENRICHMENT_URL", None, "Base URL of the enrichment API.", required=True),
+    SettingSpec("ENRICHMENT_API_KEY", None,
+                "Key of the enrichment API (a Key Vault reference in Azure).",
+                required=True, secret=True),
+    SettingSpec("ENRICHMENT_TIMEOUT_S", "10", "Timeout of one enrichment call, in seconds."),
+    SettingSpec("SYNC_ENTITY_SET", "accounts", "Entity set of the synced table."),
+    SettingSpec("SYNC_KEY_COLUMN", "accountid", "Primary key column of the synced table."),
+    SettingSpec("SYNC_INPUT_COLUMN", "websiteurl",
+                "Column whose value (a website) is the enrichment input."),
+    SettingSpec("SYNC_FILTER", "", "Optional OData $filter selecting the records to enrich."),
+    SettingSpec("SYNC_PAGE_SIZE", "5000", "Records per page read (Prefer: odata.maxpagesize)."),
+    SettingSpec("SYNC_BATCH_SIZE", "100", "Records per batch message."),
+    SettingSpec("SYNC_MAX_RETRIES", "3",
+                "Attempts after a transient error (5xx, timeout, reset) before a record fails."),
+)
+
+SETTING_NAMES: Final = tuple(spec.name for spec in SETTINGS)
+AZURE_SETTING_NAMES: Final = tuple(spec.name for spec in SETTINGS if not spec.local_only)
+_DEFAULTS: Final = {spec.name: spec.default for spec in SETTINGS}
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """How to reach the storage account: a connection string or identity-based endpoints."""
+
+    connection_string: str | None = field(default=None, repr=False)
+    queue_url: str | None = None
+    table_url: str | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the app reads from its environment, validated."""
+
+    storage: StorageSettings
+    dataverse_url: str
+    enrichment_url: str
+    enrichment_api_key: str = field(repr=False)
+    dataverse_client_id: str | None = None
+    dataverse_static_token: str | None = field(default=None, repr=False)
+    dataverse_timeout_s: float = 30.0
+    dataverse_max_concurrency: int = 10
+    enrichment_timeout_s: float = 10.0
+    entity_set: str = "accounts"
+    key_column: str = "accountid"
+    input_column: str = "websiteurl"
+    filter: str = ""
+    page_size: int = 5000
+    batch_size: int = 100
+    max_retries: int = 3
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Parse and validate; raise ConfigError naming the setting at fault."""
+        reader = _Reader(environ)
+        settings = cls(
+            storage=_storage(reader),
+            dataverse_url=reader.url("DATAVERSE_URL"),
+            enrichment_url=reader.url("ENRICHMENT_URL"),
+            enrichment_api_key=reader.text("ENRICHMENT_API_KEY"),
+            dataverse_client_id=reader.optional("DATAVERSE_CLIENT_ID"),
+            dataverse_static_token=reader.optional("DATAVERSE_STATIC_TOKEN"),
+            dataverse_timeout_s=reader.number("DATAVERSE_TIMEOUT_S", low=0.1, high=600),
+            dataverse_max_concurrency=reader.integer("DATAVERSE_MAX_CONCURRENCY", 1, 1024),
+            enrichment_timeout_s=reader.number("ENRICHMENT_TIMEOUT_S", low=0.1, high=600),
+            entity_set=reader.text("SYNC_ENTITY_SET"),
+            key_column=reader.text("SYNC_KEY_COLUMN"),
+            input_column=reader.text("SYNC_INPUT_COLUMN"),
+            filter=reader.text("SYNC_FILTER", allow_empty=True),
+            page_size=reader.integer("SYNC_PAGE_SIZE", 1, 5000),
+            batch_size=reader.integer("SYNC_BATCH_SIZE", 1, 1000),
+            max_retries=reader.integer("SYNC_MAX_RETRIES", 0, 10),
+        )
+        _refuse_static_token_off_loopback(settings)
+        return settings
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when the URL's host is localhost or a loopback address."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _refuse_static_token_off_loopback(settings: Settings) -> None:
+    if settings.dataverse_static_token and not is_loopback_url(settings.dataverse_url):
+        raise ConfigError("DATAVERSE_STATIC_TOKEN is only accepted for a loopback DATAVERSE_URL "
+                          "(the local emulators); in Azure use a managed identity")
+
+
+def _storage(reader: _Reader) -> StorageSettings:
+    connection_string = reader.optional(STORAGE_CONNECTION)
+    if connection_string:
+        return StorageSettings(connection_string=connection_string)
+    queue_url = reader.optional(f"{_IDENTITY_PREFIX}queueServiceUri")
+    table_url = reader.optional(f"{_IDENTITY_PREFIX}tableServiceUri")
+    if not (queue_url and table_url):
+        raise ConfigError(f"set {STORAGE_CONNECTION} (a connection string) or both "
+                          f"{_IDENTITY_PREFIX}queueServiceUri and "
+                          f"{_IDENTITY_PREFIX}tableServiceUri")
+    return StorageSettings(queue_url=queue_url, table_url=table_url,
+                           client_id=reader.optional(f"{_IDENTITY_PREFIX}clientId"))
+
+
+class _Reader:
+    """Reads declared settings only, falling back to their declared defaults."""
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def _raw(self, name: str) -> str | None:
+        if name not in _DEFAULTS:
+            raise KeyError(f"{name} is not declared in SETTINGS")
+        value = self._environ.get(name)
+        return _DEFAULTS[name] if value is None else value.strip()
+
+    def optional(self, name: str) -> str | None:
+        return self._raw(name) or None
+
+    def text(self, name: str, *, allow_empty: bool = False) -> str:
+        value = self._raw(name)
+        if value is None or (not value and not allow_empty):
+            raise ConfigError(f"{name} is required")
+        return value
+
+    def url(self, name: str) -> str:
+        value = self.text(name).rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{name} must be an http(s) URL")
+        return value
+
+    def number(self, name: str, *, low: float, high: float) -> float:
+        raw = self.text(name)
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def integer(self, name: str, low: int, high: int) -> int:
+        raw = self.text(name)
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        return value

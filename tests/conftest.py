@@ -1,0 +1,77 @@
+"""Shared fixtures: one Azurite per session with a fresh storage account per test, emulators."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from sync.local.azurite import Azurite, StorageAccount, start_azurite
+from sync.local.emulators.enrichment import EnrichmentConfig, start_enrichment
+from sync.settings import StorageSettings
+from sync.storage import ensure_resources
+
+ACCOUNTS_PER_SESSION = 200
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """Azurite from node_modules, on free ports, with many accounts to hand out."""
+    running = start_azurite(ACCOUNTS_PER_SESSION)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def _account_numbers() -> Iterator[int]:
+    return itertools.count()
+
+
+@pytest.fixture
+def account(azurite: Azurite, _account_numbers: Iterator[int]) -> StorageAccount:
+    """A storage account no other test has touched: its queues and tables are this test's."""
+    number = next(_account_numbers)
+    if number >= len(azurite.accounts):
+        pytest.fail(f"more than {ACCOUNTS_PER_SESSION} storage tests: raise ACCOUNTS_PER_SESSION")
+    return azurite.accounts[number]
+
+
+@pytest.fixture
+async def storage(account: StorageAccount) -> StorageSettings:
+    """Storage settings for this test's account, with the app's queues and tables created."""
+    settings = StorageSettings(connection_string=account.connection_string)
+    await ensure_resources(settings)
+    return settings
+
+
+@pytest.fixture
+async def enrichment_url() -> AsyncIterator[str]:
+    """The enrichment API emulator on a free loopback port."""
+    runner, url = await start_enrichment(EnrichmentConfig())
+    yield url
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def dataverse_url() -> AsyncIterator[str]:
+    """The Dataverse Web API emulator with 50 seeded accounts and roomy limits."""
+    from sync.local.emulators.dataverse import EmulatorConfig, start_emulator
+
+    running = await start_emulator(EmulatorConfig(records=50))
+    yield running.url
+    await running.close()
+
+
+@pytest.fixture
+def app_env(monkeypatch: pytest.MonkeyPatch, storage: StorageSettings, dataverse_url: str,
+            enrichment_url: str) -> dict[str, str]:
+    """The app settings of a local host, set in this process's environment."""
+    from sync.local.stack import local_token
+
+    env = {"AzureWebJobsStorage": str(storage.connection_string), "DATAVERSE_URL": dataverse_url,
+           "DATAVERSE_STATIC_TOKEN": local_token(), "ENRICHMENT_URL": enrichment_url,
+           "ENRICHMENT_API_KEY": EnrichmentConfig().api_key, "SYNC_SCHEDULE": "0 0 2 * * *"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env

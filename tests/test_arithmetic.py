@@ -1,0 +1,129 @@
+"""Pure pieces, table-driven: backoff, re-enqueue delay, chunking, filters, host.json parsing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sync.contract import RecordRef
+from sync.enrichment import columns_from, domain_of
+from sync.errors import PermanentError, Throttled, TransientError
+from sync.http import parse_retry_after_s, raise_for_answer
+from sync.local.functions_index import QueueOptions, resolve, timespan_s
+from sync.planner import batch_id, chunk, read_filter
+from sync.retry import MAX_DELAY_S, backoff_s
+from sync.settings import Settings
+from sync.worker import requeue_delay_s
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.mark.parametrize(("attempt", "rand", "expected_s"), [
+    (1, 0.0, 0.25), (1, 1.0, 0.5), (2, 0.0, 0.5), (3, 1.0, 2.0), (10, 1.0, MAX_DELAY_S),
+])
+def test_backoff(attempt: int, rand: float, expected_s: float) -> None:
+    assert backoff_s(attempt, rand) == pytest.approx(expected_s)
+
+
+def test_backoff_refuses_attempt_zero() -> None:
+    with pytest.raises(ValueError, match="attempt"):
+        backoff_s(0, 0.5)
+
+
+@pytest.mark.parametrize(("retry_after_s", "rand", "expected_s"), [
+    (0.0, 0.0, 1), (2.0, 0.0, 2), (2.0, 0.5, 3), (2.5, 0.0, 3), (30.0, 0.99, 32),
+])
+def test_requeue_delay(retry_after_s: float, rand: float, expected_s: int) -> None:
+    assert requeue_delay_s(retry_after_s, rand) == expected_s
+
+
+@pytest.mark.parametrize(("header", "expected_s"), [
+    ("7", 7.0), ("0.5", 0.5), (None, 5.0), ("soon", 5.0), ("-3", 5.0),
+])
+def test_retry_after_parsing(header: str | None, expected_s: float) -> None:
+    assert parse_retry_after_s(header) == expected_s
+
+
+@pytest.mark.parametrize(("status", "error"), [
+    (429, Throttled), (500, TransientError), (503, TransientError), (408, TransientError),
+    (400, PermanentError), (404, PermanentError), (412, PermanentError),
+])
+def test_answers_map_to_errors(status: int, error: type[Exception]) -> None:
+    body = json.dumps({"error": {"code": "0x80072322", "message": "m"}}).encode()
+    with pytest.raises(error):
+        raise_for_answer("dataverse", status, {"Retry-After": "3"}, body)
+
+
+def test_throttled_carries_retry_after_and_code() -> None:
+    body = json.dumps({"error": {"code": "0x80072326", "message": "m"}}).encode()
+    with pytest.raises(Throttled) as caught:
+        raise_for_answer("dataverse", 429, {"Retry-After": "3"}, body)
+    assert (caught.value.retry_after_s, caught.value.code) == (3.0, "0x80072326")
+
+
+@pytest.mark.parametrize(("size", "count", "groups"), [
+    (3, 0, []), (3, 2, [2]), (3, 3, [3]), (3, 7, [3, 3, 1]),
+])
+def test_chunk(size: int, count: int, groups: list[int]) -> None:
+    records = [RecordRef(str(n), "x.com") for n in range(count)]
+    assert [len(g) for g in chunk(records, size)] == groups
+
+
+def test_batch_ids_are_deterministic_and_sortable() -> None:
+    assert batch_id("run-x", 7) == "run-x-000007"
+    assert batch_id("run-x", 7) < batch_id("run-x", 10)
+
+
+def test_read_filter_combines_with_the_configured_filter() -> None:
+    env = {"AzureWebJobsStorage": "x", "DATAVERSE_URL": "https://o.crm.dynamics.com",
+           "ENRICHMENT_URL": "https://e", "ENRICHMENT_API_KEY": "k"}
+    assert read_filter(Settings.from_env(env)) == "websiteurl ne null"
+    narrowed = Settings.from_env({**env, "SYNC_FILTER": "statecode eq 0"})
+    assert read_filter(narrowed) == "(statecode eq 0) and websiteurl ne null"
+
+
+@pytest.mark.parametrize(("website", "domain"), [
+    ("https://www.contoso.com", "contoso.com"), ("http://Fabrikam.co.uk/about", "fabrikam.co.uk"),
+    ("www.adatum.example", "adatum.example"), ("contoso.com", "contoso.com"),
+])
+def test_domain_of(website: str, domain: str) -> None:
+    assert domain_of(website) == domain
+
+
+@pytest.mark.parametrize("website", ["", "not a url", "https://localhost/"])
+def test_domain_of_refuses_non_domains(website: str) -> None:
+    with pytest.raises(PermanentError, match="no domain"):
+        domain_of(website)
+
+
+def test_columns_from_profile() -> None:
+    profile = {"employees": 12, "country": "Chile", "description": "d", "domain": "x.com"}
+    assert columns_from(profile) == {"numberofemployees": 12, "address1_country": "Chile",
+                                     "description": "d"}
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("00:00:00", 0.0), ("00:00:10", 10.0), ("00:01:00", 60.0), ("01:00:00.5", 3600.5)])
+def test_timespan(text: str, seconds: float) -> None:
+    assert timespan_s(text) == seconds
+
+
+def test_host_json_queue_options() -> None:
+    options = QueueOptions.from_host_json(ROOT / "host.json")
+    assert (options.batch_size, options.new_batch_threshold, options.max_dequeue_count) == (
+        16, 8, 5)
+    assert options.message_encoding == "base64"
+
+
+def test_host_json_defaults_are_the_hosts(tmp_path: Path) -> None:
+    path = tmp_path / "host.json"
+    path.write_text('{"version": "2.0"}')
+    options = QueueOptions.from_host_json(path)
+    assert options == QueueOptions()
+
+
+def test_resolve_binding_expressions() -> None:
+    assert resolve("%A%-%B%", {"A": "x", "B": "y"}) == "x-y"
+    assert resolve("plain", {}) == "plain"

@@ -1,0 +1,75 @@
+"""The batch message contract: what is accepted, what is refused and why, and the size limit."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from sync.contract import (
+    MAX_QUEUE_MESSAGE_BYTES,
+    MAX_RECORDS_PER_MESSAGE,
+    BatchMessage,
+    RecordRef,
+    decode_batch,
+    encoded_size_bytes,
+)
+from sync.errors import ContractError
+
+GUID = "5b1c2a3e-0000-4000-8000-000000000001"
+
+
+def body(**fields: object) -> bytes:
+    message = {"version": 1, "batch_id": "run-1-000001", "attempt": 0,
+               "records": [{"id": GUID, "input": "https://www.contoso.com"}], **fields}
+    return json.dumps(message).encode()
+
+
+def test_round_trip() -> None:
+    message = BatchMessage("run-1-000001", (RecordRef(GUID, "https://www.contoso.com"),), 2)
+    assert decode_batch(message.to_json().encode()) == message
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    (b"\xff\xfe", "not UTF-8"),
+    (b"{not json", "not JSON"),
+    (b"[1, 2]", "JSON object"),
+    (body(version=2), "unknown contract version 2"),
+    (body(version="1"), "unknown contract version"),
+    (body(batch_id=""), "batch_id"),
+    (body(batch_id="a/b"), "batch_id"),
+    (body(attempt=-1), "attempt"),
+    (body(attempt=True), "attempt"),
+    (body(records=[]), "non-empty list"),
+    (body(records="x"), "non-empty list"),
+    (body(records=[{"id": "not-a-guid", "input": "x.com"}]), r"records\[0\].id must be a GUID"),
+    (body(records=[{"id": GUID}]), r"records\[0\].input"),
+    (body(records=[{"id": GUID, "input": "x.com", "extra": 1}]), "unknown fields: extra"),
+    (body(records=[{"id": GUID, "input": "a.com"}, {"id": GUID, "input": "b.com"}]),
+     "repeat an id"),
+    (body(surprise=True), "unknown fields: surprise"),
+])
+def test_violations_say_why(raw: bytes, reason: str) -> None:
+    with pytest.raises(ContractError, match=reason):
+        decode_batch(raw)
+
+
+def test_too_many_records_is_refused() -> None:
+    records = [{"id": str(uuid.uuid4()), "input": "a.com"}
+               for _ in range(MAX_RECORDS_PER_MESSAGE + 1)]
+    with pytest.raises(ContractError, match="at most 1000"):
+        decode_batch(body(records=records))
+
+
+def test_largest_default_batch_fits_a_queue_message() -> None:
+    long_input = "https://www." + "x" * 200 + ".example/"
+    records = tuple(RecordRef(str(uuid.uuid4()), long_input) for _ in range(100))
+    text = BatchMessage("run-20261122T020000Z-abcdef-000001", records, 99).to_json()
+    assert encoded_size_bytes(text) <= MAX_QUEUE_MESSAGE_BYTES
+
+
+@pytest.mark.parametrize(("text", "size"), [("", 0), ("a", 4), ("abc", 4), ("abcd", 8),
+                                            ("é", 4)])
+def test_encoded_size_is_base64_length(text: str, size: int) -> None:
+    assert encoded_size_bytes(text) == size

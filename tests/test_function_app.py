@@ -1,0 +1,79 @@
+"""function_app.py indexes as the Python worker indexes it, with the bindings the design names."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sync.local.functions_index import index, load_app
+from sync.names import BATCH_QUEUE, STORAGE_CONNECTION
+
+APP_PATH = Path(__file__).parents[1] / "function_app.py"
+
+
+@pytest.fixture(scope="module")
+def functions() -> dict[str, Any]:
+    return {f.get_function_name(): f for f in load_app(APP_PATH).get_functions()}
+
+
+def test_exactly_the_expected_functions(functions: dict[str, Any]) -> None:
+    assert sorted(functions) == ["plan_sync", "process_batch"]
+
+
+def test_plan_sync_is_a_timer_on_the_schedule_setting(functions: dict[str, Any]) -> None:
+    trigger = functions["plan_sync"].get_trigger().get_dict_repr()
+    assert trigger["type"] == "timerTrigger"
+    assert trigger["schedule"] == "%SYNC_SCHEDULE%"
+
+
+def test_process_batch_is_a_queue_trigger_on_the_batches_queue(
+        functions: dict[str, Any]) -> None:
+    trigger = functions["process_batch"].get_trigger().get_dict_repr()
+    assert trigger["type"] == "queueTrigger"
+    assert trigger["queueName"] == BATCH_QUEUE
+    assert trigger["connection"] == STORAGE_CONNECTION
+
+
+def test_parameter_names_equal_binding_names(functions: dict[str, Any]) -> None:
+    for function in functions.values():
+        params = set(inspect.signature(function.get_user_function()).parameters)
+        assert params == {b.name for b in function.get_bindings()}
+
+
+def test_every_function_is_async(functions: dict[str, Any]) -> None:
+    for function in functions.values():
+        assert inspect.iscoroutinefunction(function.get_user_function())
+
+
+def test_local_index_resolves_the_schedule_setting() -> None:
+    indexed = {f.name: f for f in index(load_app(APP_PATH), {"SYNC_SCHEDULE": "0 */5 * * * *"})}
+    assert indexed["plan_sync"].schedule == "0 */5 * * * *"
+    assert len(indexed["plan_sync"].schedule.split()) == 6
+
+
+def test_local_index_refuses_a_missing_setting() -> None:
+    with pytest.raises(KeyError, match="SYNC_SCHEDULE"):
+        index(load_app(APP_PATH), {})
+
+
+def test_local_index_refuses_parameters_that_differ_from_bindings() -> None:
+    import azure.functions as func
+
+    app = func.FunctionApp()
+
+    @app.queue_trigger(arg_name="msg", queue_name="q", connection="C")
+    async def wrong(message: func.QueueMessage) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="differ from bindings"):
+        index(app, {})
+
+
+def test_sync_never_imports_azure_functions() -> None:
+    root = Path(__file__).parents[1] / "sync"
+    offenders = [p for p in root.rglob("*.py")
+                 if "local" not in p.parts and "azure.functions" in p.read_text()]
+    assert offenders == []

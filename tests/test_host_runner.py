@@ -1,0 +1,147 @@
+"""The local host runner drives the real function_app.py as the Functions host would."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from azure.storage.queue import TextBase64EncodePolicy
+from azure.storage.queue.aio import QueueClient
+
+from sync import entry
+from sync.contract import BatchMessage, RecordRef
+from sync.local.functions_index import QueueOptions, index, load_app
+from sync.local.hostrunner import QueueListener
+from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, POISON_QUEUE
+
+APP_PATH = Path(__file__).parents[1] / "function_app.py"
+FAST = QueueOptions(batch_size=4, new_batch_threshold=2, max_dequeue_count=2,
+                    visibility_timeout_s=0, max_polling_interval_s=0.2)
+WAIT_S = 30.0
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll an external state (Azurite, the emulator) until it holds; fail after WAIT_S."""
+    deadline_s = time.monotonic() + WAIT_S
+    while not await check():
+        if time.monotonic() > deadline_s:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def listener(app_env: dict[str, str]) -> AsyncIterator[None]:
+    functions = {f.name: f for f in index(load_app(APP_PATH), app_env)}
+    conn = app_env["AzureWebJobsStorage"]
+    queue = QueueClient.from_connection_string(conn, BATCH_QUEUE)
+    poison = QueueClient.from_connection_string(conn, POISON_QUEUE)
+    stop = asyncio.Event()
+    task = asyncio.create_task(QueueListener(functions["process_batch"], queue, poison,
+                                             FAST).run(stop))
+    yield
+    stop.set()
+    await asyncio.wait_for(task, WAIT_S)
+    await queue.close()
+    await poison.close()
+    await entry.close_services()
+
+
+async def seeded(dataverse_url: str) -> list[dict[str, object]]:
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{dataverse_url}/_emulator/records", params={"entityset": "accounts"}) as answer:
+        data = await answer.json()
+    rows: list[dict[str, object]] = data["value"] if isinstance(data, dict) else data
+    return rows
+
+
+def producer(app_env: dict[str, str], queue: str) -> QueueClient:
+    """A plain azure-storage-queue client, as an upstream producer would use."""
+    return QueueClient.from_connection_string(app_env["AzureWebJobsStorage"], queue,
+                                              message_encode_policy=TextBase64EncodePolicy())
+
+
+async def queue_messages(app_env: dict[str, str], queue: str) -> list[str]:
+    async with QueueClient.from_connection_string(app_env["AzureWebJobsStorage"], queue) as q:
+        return [str(m.content) for m in await q.peek_messages(max_messages=32)]
+
+
+@pytest.mark.usefixtures("listener")
+async def test_producer_message_is_processed(app_env: dict[str, str]) -> None:
+    rows = (await seeded(app_env["DATAVERSE_URL"]))[:3]
+    message = BatchMessage("producer-1", tuple(RecordRef(str(r["accountid"]),
+                                                         str(r["websiteurl"])) for r in rows))
+    async with producer(app_env, BATCH_QUEUE) as queue:
+        await queue.send_message(message.to_json())
+
+    async def written() -> bool:
+        current = {r["accountid"]: r for r in await seeded(app_env["DATAVERSE_URL"])}
+        return all(current[r["accountid"]]["numberofemployees"] is not None for r in rows)
+
+    await eventually(written, "the three records to be enriched")
+
+
+@pytest.mark.usefixtures("listener")
+async def test_bad_messages_reach_poison_and_the_next_good_one_runs(
+        app_env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    conn = app_env["AzureWebJobsStorage"]
+    raw = QueueClient.from_connection_string(conn, BATCH_QUEUE)
+    async with raw, producer(app_env, BATCH_QUEUE) as encoded:
+        await raw.send_message("this is not base64!")
+        await encoded.send_message("{not json")
+        await encoded.send_message(json.dumps({"version": 9, "batch_id": "b", "records": []}))
+        row = (await seeded(app_env["DATAVERSE_URL"]))[5]
+        good = BatchMessage("after-bad-ones", (RecordRef(str(row["accountid"]),
+                                                         str(row["websiteurl"])),))
+        await encoded.send_message(good.to_json())
+
+    async def three_poisoned() -> bool:
+        return len(await queue_messages(app_env, POISON_QUEUE)) == 3
+
+    await eventually(three_poisoned, "three messages in the poison queue")
+    poisoned = await queue_messages(app_env, POISON_QUEUE)
+    texts = [base64.b64decode(p).decode("utf-8", "replace") if p != "this is not base64!"
+             else p for p in poisoned]
+    reasons = " ".join(texts)
+    assert "this is not base64!" in reasons
+    assert "message is not JSON" in reasons
+    assert "unknown contract version 9" in reasons
+    assert "not valid base64" in caplog.text
+    assert "message is not JSON" in caplog.text
+
+    async def good_one_written() -> bool:
+        current = {r["accountid"]: r for r in await seeded(app_env["DATAVERSE_URL"])}
+        return current[row["accountid"]]["numberofemployees"] is not None
+
+    await eventually(good_one_written, "the good message after the bad ones")
+    assert await queue_messages(app_env, BATCH_QUEUE) == []
+
+
+@pytest.mark.usefixtures("listener")
+async def test_missing_record_is_dead_lettered_with_its_reason(app_env: dict[str, str]) -> None:
+    ghost = "00000000-0000-4000-8000-00000000dead"
+    row = (await seeded(app_env["DATAVERSE_URL"]))[7]
+    message = BatchMessage("with-ghost", (RecordRef(ghost, "https://www.ghost.example"),
+                                          RecordRef(str(row["accountid"]),
+                                                    str(row["websiteurl"]))))
+    async with producer(app_env, BATCH_QUEUE) as queue:
+        await queue.send_message(message.to_json())
+
+    async def dead_lettered() -> bool:
+        return len(await queue_messages(app_env, DEAD_LETTER_QUEUE)) == 1
+
+    await eventually(dead_lettered, "the ghost record on the dead-letter queue")
+    letter = json.loads(base64.b64decode((await queue_messages(app_env, DEAD_LETTER_QUEUE))[0]))
+    assert letter["record"]["id"] == ghost
+    assert letter["status"] == 404
+    assert letter["batch_id"] == "with-ghost"
+    rows = {r["accountid"]: r for r in await seeded(app_env["DATAVERSE_URL"])}
+    assert ghost not in rows
+    assert rows[row["accountid"]]["numberofemployees"] is not None

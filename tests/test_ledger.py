@@ -1,0 +1,42 @@
+"""The run ledger in Table Storage (Azurite): rows per batch attempt, sums, plan manifests."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sync import ledger
+from sync.ledger import BatchCounts, PlanManifest
+from sync.names import LEDGER_TABLE
+from sync.settings import StorageSettings
+from sync.storage import table_client
+
+
+async def test_counts_sum_and_reprocessing_overwrites(storage: StorageSettings) -> None:
+    async with table_client(storage, LEDGER_TABLE, None) as table:
+        await ledger.record_batch(table, "run-a-000001", 0, BatchCounts(
+            written=90, reenqueued=10, throttled_by_code=Counter({"0x80072322": 1})))
+        await ledger.record_batch(table, "run-a-000001", 1, BatchCounts(written=9,
+                                                                         dead_lettered=1))
+        # the same attempt processed again (a host retry) replaces its row, never adds to it
+        await ledger.record_batch(table, "run-a-000002", 0, BatchCounts(written=3))
+        await ledger.record_batch(table, "run-a-000002", 0, BatchCounts(written=100))
+        totals = await ledger.batch_totals(table)
+    assert (totals.written, totals.dead_lettered, totals.reenqueued) == (199, 1, 10)
+    assert totals.throttled_by_code == Counter({"0x80072322": 1})
+    assert totals.throttled == 1
+
+
+async def test_plan_manifests_round_trip(storage: StorageSettings) -> None:
+    first = PlanManifest("run-1", records=0, batches=0, pages=0, complete=False)
+    done = PlanManifest("run-1", records=12_000, batches=120, pages=3, complete=True)
+    async with table_client(storage, LEDGER_TABLE, None) as table:
+        await ledger.record_plan(table, first)
+        assert await ledger.plans(table) == [first]
+        await ledger.record_plan(table, done)
+        assert await ledger.plans(table) == [done]
+
+
+async def test_every_test_gets_an_empty_account(storage: StorageSettings) -> None:
+    async with table_client(storage, LEDGER_TABLE, None) as table:
+        assert await ledger.plans(table) == []
+        assert (await ledger.batch_totals(table)).written == 0

@@ -1,0 +1,78 @@
+"""Settings: parsed once, validated with errors that name the setting, secrets kept out of repr."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from sync.errors import ConfigError
+from sync.settings import SETTINGS, Settings
+
+BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "DATAVERSE_URL": "http://127.0.0.1:5555", "ENRICHMENT_URL": "http://127.0.0.1:5556",
+        "ENRICHMENT_API_KEY": "key-123", "DATAVERSE_STATIC_TOKEN": "token-abc"}
+
+
+def test_defaults_are_the_declared_ones() -> None:
+    settings = Settings.from_env(BASE)
+    assert settings.entity_set == "accounts"
+    assert settings.page_size == 5000
+    assert settings.batch_size == 100
+    assert settings.dataverse_max_concurrency == 10
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"DATAVERSE_URL": ""}, "DATAVERSE_URL"),
+    ({"DATAVERSE_URL": "ftp://x"}, "DATAVERSE_URL"),
+    ({"ENRICHMENT_API_KEY": ""}, "ENRICHMENT_API_KEY"),
+    ({"SYNC_BATCH_SIZE": "0"}, "SYNC_BATCH_SIZE"),
+    ({"SYNC_BATCH_SIZE": "ten"}, "SYNC_BATCH_SIZE"),
+    ({"SYNC_PAGE_SIZE": "5001"}, "SYNC_PAGE_SIZE"),
+    ({"DATAVERSE_TIMEOUT_S": "-1"}, "DATAVERSE_TIMEOUT_S"),
+    ({"AzureWebJobsStorage": ""}, "AzureWebJobsStorage"),
+])
+def test_bad_settings_are_named(change: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env({**BASE, **change})
+
+
+def test_identity_based_storage() -> None:
+    env = {k: v for k, v in BASE.items() if k != "AzureWebJobsStorage"}
+    env |= {"AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net",
+            "AzureWebJobsStorage__tableServiceUri": "https://acct.table.core.windows.net",
+            "AzureWebJobsStorage__clientId": "1111"}
+    storage = Settings.from_env(env).storage
+    assert storage.connection_string is None
+    assert storage.queue_url == "https://acct.queue.core.windows.net"
+    assert storage.client_id == "1111"
+
+
+@pytest.mark.parametrize("url", ["https://contoso.crm.dynamics.com", "http://10.0.0.5:8080"])
+def test_static_token_is_refused_off_loopback(url: str) -> None:
+    with pytest.raises(ConfigError, match="DATAVERSE_STATIC_TOKEN"):
+        Settings.from_env({**BASE, "DATAVERSE_URL": url})
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1", "http://localhost:2", "http://[::1]:3"])
+def test_static_token_is_accepted_on_loopback(url: str) -> None:
+    assert Settings.from_env({**BASE, "DATAVERSE_URL": url}).dataverse_static_token
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    env = {**BASE, "AzureWebJobsStorage": "AccountName=a;AccountKey=SECRETKEY"}
+    text = repr(Settings.from_env(env))
+    for secret in ("key-123", "token-abc", "SECRETKEY"):
+        assert secret not in text
+
+
+def readme_defaults() -> dict[str, str | None]:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    rows = re.findall(r"^\| `([A-Za-z_][A-Za-z0-9_]*)` \|([^|]*)\|", readme, re.MULTILINE)
+    cells = {"": None, "(required)": None, "(empty)": ""}
+    return {name: cells.get(cell.strip(), cell.strip().strip("`")) for name, cell in rows}
+
+
+def test_readme_table_lists_every_setting_with_its_default() -> None:
+    assert readme_defaults() == {spec.name: spec.default for spec in SETTINGS}
