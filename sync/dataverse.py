@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Final
 
 import aiohttp
 from yarl import URL
 
 from sync.auth import TokenSource
+from sync.batchwire import Operation, OperationResult, batch_request, parse_batch_response
 from sync.http import TRANSIENT_EXCEPTIONS, raise_for_answer, transient_from
 
 logger = logging.getLogger(__name__)
@@ -61,20 +62,42 @@ class DataverseClient:
         url = self._api_url + record_path(entity_set, record_id)
         await self._request("PATCH", url, headers={"If-Match": "*"}, json_body=dict(fields))
 
+    async def update_multiple(self, entity_set: str, logical_name: str, key_column: str,
+                              targets: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """One ``UpdateMultiple`` request: all targets are written, or none (it rolls back)."""
+        odata_type = f"Microsoft.Dynamics.CRM.{logical_name}"
+        body = {"Targets": [{"@odata.type": odata_type, key_column: record_id, **fields}
+                            for record_id, fields in targets]}
+        url = f"{self._api_url}{entity_set}/Microsoft.Dynamics.CRM.UpdateMultiple"
+        await self._request("POST", url, headers={}, json_body=body)
+
+    async def execute_batch(self, operations: Sequence[Operation]) -> list[OperationResult]:
+        """One ``$batch`` with continue-on-error: a result per operation, in order."""
+        content_type, body = batch_request(operations, API_PATH)
+        headers = {"Content-Type": content_type, "Prefer": "odata.continue-on-error"}
+        answer_type, answer = await self._send("POST", self._api_url + "$batch", headers,
+                                               data=body)
+        return parse_batch_response(answer_type, answer)
+
     async def _request(self, method: str, url: str, *, headers: Mapping[str, str],
                        json_body: dict[str, Any] | None = None) -> dict[str, Any]:
+        _, body = await self._send(method, url, headers, json_body=json_body)
+        return _json_object(body) if body else {}
+
+    async def _send(self, method: str, url: str, headers: Mapping[str, str], *,
+                    json_body: dict[str, Any] | None = None,
+                    data: bytes | None = None) -> tuple[str, bytes]:
+        """Send once; answer the Content-Type and body of a 2xx, raise a SyncError otherwise."""
         all_headers = {**headers, **await self._auth_headers()}
         try:
             async with self._session.request(method, url, headers=all_headers, json=json_body,
-                                             timeout=self._timeout) as response:
+                                             data=data, timeout=self._timeout) as response:
                 body = await response.read()
                 self._note_headers(response.headers)
                 raise_for_answer(SERVICE, response.status, response.headers, body)
+                return response.headers.get("Content-Type", ""), body
         except TRANSIENT_EXCEPTIONS as error:
             raise transient_from(SERVICE, error) from None
-        if not body:
-            return {}
-        return _json_object(body)
 
     async def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {await self._tokens.token()}",

@@ -16,29 +16,37 @@ from sync.services import Services, open_services
 from sync.settings import Settings
 
 _services: dict[asyncio.AbstractEventLoop, Services] = {}
+_opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
 
-def services() -> Services:
-    """This process's clients for the running event loop, built on first use."""
+async def services() -> Services:
+    """This process's clients for the running event loop, built and started on first use."""
     loop = asyncio.get_running_loop()
-    found = _services.get(loop)
-    if found is None:
-        found = _services[loop] = open_services(Settings.from_env(os.environ))
+    lock = _opening.setdefault(loop, asyncio.Lock())
+    async with lock:
+        found = _services.get(loop)
+        if found is None:
+            found = open_services(Settings.from_env(os.environ))
+            await found.start()
+            _services[loop] = found
+    found.activity.touch()
     return found
 
 
 async def close_services() -> None:
     """Close the clients of the running loop (at shutdown of a host process or a test)."""
-    found = _services.pop(asyncio.get_running_loop(), None)
+    loop = asyncio.get_running_loop()
+    _opening.pop(loop, None)
+    found = _services.pop(loop, None)
     if found is not None:
         await found.close()
 
 
 async def plan_sync(now: datetime | None = None) -> PlanManifest:
     """The timer's work: plan a run."""
-    return await planner.plan(services(), now or datetime.now(UTC))
+    return await planner.plan(await services(), now or datetime.now(UTC))
 
 
 async def process_batch(body: bytes) -> BatchCounts:
     """The batches queue's work: carry out one message (already base64-decoded)."""
-    return await worker.process_message(services(), body)
+    return await worker.process_message(await services(), body)

@@ -1,45 +1,151 @@
-"""The per-process bound on concurrent Dataverse requests, shared by every invocation."""
+"""The per-process governor of Dataverse requests: a share of the DOP hint, AIMD, a gate.
+
+One governor serves every invocation a worker process runs at once:
+
+- at most ``limit`` requests in flight; ``limit`` never exceeds ``share``, this instance's part
+  of the environment's DOP hint (set from the cluster state, see sync.cluster);
+- the concurrency error (0x80072326) halves ``limit`` (once per cool-down), and every ``limit``
+  successes add one back, up to ``share``: additive increase, multiplicative decrease;
+- any 429 closes the gate until now + Retry-After; entering while the gate is closed waits for
+  it when it opens within ``max_wait_s``, and otherwise raises Throttled at once so the caller
+  puts its work back on the queue instead of sleeping inside an invocation.
+
+Waiters are futures woken by releases and by ``loop.call_at`` when the gate opens; nothing polls.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from types import TracebackType
+from typing import Final
+
+from sync.errors import Throttled
+
+CONCURRENCY_CODE: Final = "0x80072326"
+GATE_CODE: Final = "gate"
+"""Code of the Throttled raised by a closed gate: no request was sent, nothing was answered."""
+DECREASE_COOLDOWN_S: Final = 1.0
+"""After a decrease, further concurrency errors within this time are answers to the same burst."""
+
+
+def decreased(limit: int) -> int:
+    """Multiplicative decrease: half, at least 1."""
+    return max(1, limit // 2)
+
+
+def increased(limit: int, successes: int, share: int) -> tuple[int, int]:
+    """Additive increase: one more slot after ``limit`` successes, never above ``share``."""
+    if successes + 1 >= limit:
+        return min(share, limit + 1), 0
+    return min(share, limit), successes + 1
 
 
 class Governor:
-    """An async context manager that admits at most ``limit`` requests at once.
+    """An async context manager admitting requests under the limit and the gate."""
 
-    One governor serves every invocation a worker process runs, so the bound holds for the
-    process, not per message.
-    """
+    __slots__ = ("_gate_handle", "_gate_until_s", "_in_flight", "_last_decrease_s", "_limit",
+                 "_loop", "_max_wait_s", "_share", "_successes", "_waiters")
 
-    __slots__ = ("_in_flight", "_limit", "_semaphore")
-
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        self._limit = limit
-        self._in_flight = 0
-        self._semaphore = asyncio.Semaphore(limit)
+    def __init__(self, share: int, *, max_wait_s: float = 2.0,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        if share < 1:
+            raise ValueError(f"share must be at least 1, got {share}")
+        if max_wait_s < 0:
+            raise ValueError(f"max_wait_s must not be negative, got {max_wait_s}")
+        self._loop = loop or asyncio.get_running_loop()
+        self._share = self._limit = share
+        self._max_wait_s = max_wait_s
+        self._in_flight = self._successes = 0
+        self._gate_until_s = self._last_decrease_s = float("-inf")
+        self._gate_handle: asyncio.TimerHandle | None = None
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     def __repr__(self) -> str:
-        return f"Governor(limit={self._limit}, in_flight={self._in_flight})"
+        gate_s = max(0.0, self._gate_until_s - self._loop.time())
+        return (f"Governor(limit={self._limit}, share={self._share}, in_flight={self._in_flight},"
+                f" waiting={len(self._waiters)}, gate_closed_for_s={gate_s:.1f})")
 
     @property
     def limit(self) -> int:
-        """Requests admitted at once."""
         return self._limit
 
     @property
+    def share(self) -> int:
+        return self._share
+
+    @property
     def in_flight(self) -> int:
-        """Requests admitted and not yet finished."""
         return self._in_flight
 
+    def gate_remaining_s(self) -> float:
+        """Seconds until the gate opens; 0 when open."""
+        return max(0.0, self._gate_until_s - self._loop.time())
+
+    def set_share(self, share: int) -> None:
+        """A new share of the DOP hint; the limit follows it down at once, up by AIMD."""
+        self._share = max(1, share)
+        self._limit = min(self._limit, self._share)
+        self._wake()
+
+    def close_gate(self, retry_after_s: float) -> None:
+        """No request enters before now + ``retry_after_s`` (a later closing wins)."""
+        until_s = self._loop.time() + retry_after_s
+        if until_s <= self._gate_until_s:
+            return
+        self._gate_until_s = until_s
+        if self._gate_handle is not None:
+            self._gate_handle.cancel()
+        self._gate_handle = self._loop.call_at(until_s, self._wake)
+        if retry_after_s > self._max_wait_s:
+            self._wake_all()
+
+    def throttled(self, error: Throttled) -> None:
+        """A 429: close the gate; the concurrency error also halves the limit."""
+        self.close_gate(error.retry_after_s)
+        now_s = self._loop.time()
+        if error.code == CONCURRENCY_CODE and now_s - self._last_decrease_s >= DECREASE_COOLDOWN_S:
+            self._limit, self._successes = decreased(self._limit), 0
+            self._last_decrease_s = now_s
+
+    def succeeded(self) -> None:
+        """A request answered without throttling."""
+        self._limit, self._successes = increased(self._limit, self._successes, self._share)
+        self._wake()
+
     async def __aenter__(self) -> None:
-        await self._semaphore.acquire()
+        while not self._may_enter():
+            gate_s = self.gate_remaining_s()
+            if gate_s > self._max_wait_s:
+                raise Throttled("dataverse", gate_s, GATE_CODE)
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
         self._in_flight += 1
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         self._in_flight -= 1
-        self._semaphore.release()
+        self._wake()
+
+    def _may_enter(self) -> bool:
+        return self.gate_remaining_s() == 0 and self._in_flight < self._limit
+
+    def _wake(self) -> None:
+        """Wake as many waiters as may now enter; each re-checks when it runs."""
+        if self.gate_remaining_s() > 0:
+            return
+        room = self._limit - self._in_flight
+        for waiter in list(self._waiters)[: max(room, 0)]:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _wake_all(self) -> None:
+        """Wake every waiter, e.g. so they learn the gate now closes for too long to wait."""
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)

@@ -15,16 +15,19 @@ DEFAULT_RETRY_AFTER_S: Final = 5.0
 """Used when a 429 carries no readable Retry-After (the .NET ServiceClient's base delay)."""
 
 
-def new_session(connection_limit: int) -> aiohttp.ClientSession:
-    """One session per process: no cookies (no server affinity), a pool as large as the fan-out.
+def new_session(connection_limit: int, *, keep_affinity: bool = False) -> aiohttp.ClientSession:
+    """One session per process, with a pool as large as the fan-out.
 
-    aiohttp keeps connections alive, sets TCP_NODELAY and never sends ``Expect: 100-continue``
-    unless asked, which is what the Dataverse guidance asks of a parallel client.
+    Cookies are dropped unless ``keep_affinity``: without the affinity cookie every request may
+    go to any of the environment's web servers, and the limits are per server. aiohttp keeps
+    connections alive, sets TCP_NODELAY and never sends ``Expect: 100-continue`` unless asked,
+    which is what the Dataverse guidance asks of a parallel client.
     """
     connector = aiohttp.TCPConnector(limit=connection_limit, limit_per_host=connection_limit,
                                      keepalive_timeout=60, ttl_dns_cache=300)
-    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                 raise_for_status=False)
+    jar: aiohttp.abc.AbstractCookieJar = (aiohttp.CookieJar(unsafe=True) if keep_affinity
+                                          else aiohttp.DummyCookieJar())
+    return aiohttp.ClientSession(connector=connector, cookie_jar=jar, raise_for_status=False)
 
 
 def parse_retry_after_s(value: str | None) -> float:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sync import ledger
+from sync.chunks import chunk
 from sync.contract import NEVER_EXPIRE, BatchMessage, RecordRef
 from sync.ledger import PlanManifest
 from sync.services import Services
@@ -35,18 +36,6 @@ def read_filter(settings: Settings) -> str:
     """Rows with an enrichment input, narrowed by the configured filter when there is one."""
     has_input = f"{settings.input_column} ne null"
     return f"({settings.filter}) and {has_input}" if settings.filter else has_input
-
-
-def chunk(records: Iterable[RecordRef], size: int) -> Iterator[tuple[RecordRef, ...]]:
-    """Consecutive groups of at most ``size`` records."""
-    group: list[RecordRef] = []
-    for record in records:
-        group.append(record)
-        if len(group) == size:
-            yield tuple(group)
-            group = []
-    if group:
-        yield tuple(group)
 
 
 def refs_from(rows: Iterable[dict[str, Any]], settings: Settings) -> Iterator[RecordRef]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Final
 
 import aiohttp
@@ -12,11 +13,12 @@ from azure.data.tables.aio import TableClient
 from azure.storage.queue.aio import QueueClient
 
 from sync.auth import TokenSource, token_source
+from sync.cluster import UNKNOWN_HINT, Cluster
 from sync.dataverse import DataverseClient
 from sync.enrichment import EnrichmentClient
 from sync.governor import Governor
 from sync.http import new_session
-from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE
+from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
 from sync.settings import Settings
 from sync.storage import queue_client, storage_credential, table_client
 
@@ -24,7 +26,20 @@ ENRICHMENT_CONCURRENCY: Final = 32
 """Enrichment calls in flight per process; the API's own 429s pace it beyond that."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
+class Activity:
+    """When this process last started an invocation: an idle instance gives up its lease."""
+
+    last_start_s: float = field(default_factory=time.monotonic)
+
+    def touch(self) -> None:
+        self.last_start_s = time.monotonic()
+
+    def within(self, seconds: float) -> bool:
+        return time.monotonic() - self.last_start_s < seconds
+
+
+@dataclass(slots=True)
 class Services:
     """Everything an invocation needs, built from the settings."""
 
@@ -35,17 +50,32 @@ class Services:
     dataverse: DataverseClient
     enrichment: EnrichmentClient
     governor: Governor
+    cluster: Cluster
+    activity: Activity
     enrichment_slots: asyncio.Semaphore
     batches: QueueClient
     poison: QueueClient
     dead_letters: QueueClient
     ledger: TableClient
+    state: TableClient
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _refresher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Read the shared state once (a cold instance starts at the cached hint), then keep
+        it fresh in the background."""
+        await self.cluster.refresh()
+        self._refresher = asyncio.create_task(self.cluster.run(self._stop))
 
     async def close(self) -> None:
-        """Close every client; the process is ending."""
+        """Stop the refresher and close every client; the process is ending."""
+        self._stop.set()
+        if self._refresher is not None:
+            await self._refresher
         for client in (self.batches, self.poison, self.dead_letters):
             await client.close()
         await self.ledger.close()
+        await self.state.close()
         await self.tokens.close()
         if self.storage_credential is not None:
             await self.storage_credential.close()
@@ -53,22 +83,28 @@ class Services:
 
 
 def open_services(settings: Settings) -> Services:
-    """Build the clients (no I/O happens until they are used)."""
-    limit = settings.dataverse_max_concurrency
-    session = new_session(limit + ENRICHMENT_CONCURRENCY)
+    """Build the clients (no I/O happens until they are used, or ``start`` is awaited)."""
+    cap = settings.dataverse_max_concurrency
+    session = new_session(cap + ENRICHMENT_CONCURRENCY, keep_affinity=settings.keep_affinity)
     tokens = token_source(settings)
     credential = storage_credential(settings.storage)
     storage = settings.storage
+    dataverse = DataverseClient(session, settings.dataverse_url, tokens,
+                                settings.dataverse_timeout_s)
+    governor = Governor(min(cap, UNKNOWN_HINT), max_wait_s=settings.max_wait_s)
+    activity = Activity()
+    state = table_client(storage, STATE_TABLE, credential)
+    cluster = Cluster(state, governor, cap=cap, refresh_s=settings.state_refresh_s,
+                      lease_s=settings.lease_s, seen_hint=lambda: dataverse.dop_hint,
+                      busy=lambda: governor.in_flight > 0 or activity.within(settings.lease_s))
     return Services(
         settings=settings, session=session, tokens=tokens, storage_credential=credential,
-        dataverse=DataverseClient(session, settings.dataverse_url, tokens,
-                                  settings.dataverse_timeout_s),
+        dataverse=dataverse,
         enrichment=EnrichmentClient(session, settings.enrichment_url,
                                     settings.enrichment_api_key, settings.enrichment_timeout_s),
-        governor=Governor(limit),
+        governor=governor, cluster=cluster, activity=activity,
         enrichment_slots=asyncio.Semaphore(ENRICHMENT_CONCURRENCY),
         batches=queue_client(storage, BATCH_QUEUE, credential),
         poison=queue_client(storage, POISON_QUEUE, credential),
         dead_letters=queue_client(storage, DEAD_LETTER_QUEUE, credential),
-        ledger=table_client(storage, LEDGER_TABLE, credential),
-    )
+        ledger=table_client(storage, LEDGER_TABLE, credential), state=state)

@@ -52,14 +52,20 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
                 "Bearer token for the local emulators only; refused unless DATAVERSE_URL is on "
                 "loopback.", secret=True, local_only=True),
     SettingSpec("DATAVERSE_TIMEOUT_S", "30", "Timeout of one Dataverse request, in seconds."),
-    SettingSpec("DATAVERSE_MAX_CONCURRENCY", "10",
-                "Upper bound of concurrent Dataverse requests per instance."),
+    SettingSpec("DATAVERSE_MAX_CONCURRENCY", "52",
+                "Cap on one instance's concurrent Dataverse requests; the instance's share of "
+                "the DOP hint decides below it."),
+    SettingSpec("DATAVERSE_KEEP_AFFINITY", "false",
+                "true keeps the ARRAffinity cookie (pins to one web server); false spreads "
+                "requests over every server, as the throughput guidance says."),
     SettingSpec("ENRICHMENT_URL", None, "Base URL of the enrichment API.", required=True),
     SettingSpec("ENRICHMENT_API_KEY", None,
                 "Key of the enrichment API (a Key Vault reference in Azure).",
                 required=True, secret=True),
     SettingSpec("ENRICHMENT_TIMEOUT_S", "10", "Timeout of one enrichment call, in seconds."),
     SettingSpec("SYNC_ENTITY_SET", "accounts", "Entity set of the synced table."),
+    SettingSpec("SYNC_ENTITY_LOGICAL_NAME", "account",
+                "Logical name of the synced table (the @odata.type of bulk targets)."),
     SettingSpec("SYNC_KEY_COLUMN", "accountid", "Primary key column of the synced table."),
     SettingSpec("SYNC_INPUT_COLUMN", "websiteurl",
                 "Column whose value (a website) is the enrichment input."),
@@ -68,7 +74,23 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec("SYNC_BATCH_SIZE", "100", "Records per batch message."),
     SettingSpec("SYNC_MAX_RETRIES", "3",
                 "Attempts after a transient error (5xx, timeout, reset) before a record fails."),
+    SettingSpec("SYNC_WRITE_MODE", "single",
+                "single (one PATCH per record, in parallel), batch ($batch with "
+                "continue-on-error) or bulk (UpdateMultiple)."),
+    SettingSpec("SYNC_BATCH_OPERATIONS", "10",
+                "Operations per $batch request in batch mode (the guidance starts at 10)."),
+    SettingSpec("SYNC_BULK_TARGETS", "100",
+                "Targets per UpdateMultiple request in bulk mode (the guidance starts at 100)."),
+    SettingSpec("SYNC_MAX_WAIT_S", "2",
+                "Longest wait inside an invocation for the throttle gate; longer waits send "
+                "the unfinished records back to the queue instead."),
+    SettingSpec("SYNC_STATE_REFRESH_S", "1",
+                "How often an instance reads the shared state (hint, gate, leases)."),
+    SettingSpec("SYNC_LEASE_S", "15",
+                "Lifetime of an instance's lease; a busy instance renews it every refresh."),
 )
+
+WRITE_MODES: Final = ("single", "batch", "bulk")
 
 SETTING_NAMES: Final = tuple(spec.name for spec in SETTINGS)
 AZURE_SETTING_NAMES: Final = tuple(spec.name for spec in SETTINGS if not spec.local_only)
@@ -96,15 +118,23 @@ class Settings:
     dataverse_client_id: str | None = None
     dataverse_static_token: str | None = field(default=None, repr=False)
     dataverse_timeout_s: float = 30.0
-    dataverse_max_concurrency: int = 10
+    dataverse_max_concurrency: int = 52
+    keep_affinity: bool = False
     enrichment_timeout_s: float = 10.0
     entity_set: str = "accounts"
+    entity_logical_name: str = "account"
+    write_mode: str = "single"
+    batch_operations: int = 10
+    bulk_targets: int = 100
     key_column: str = "accountid"
     input_column: str = "websiteurl"
     filter: str = ""
     page_size: int = 5000
     batch_size: int = 100
     max_retries: int = 3
+    max_wait_s: float = 2.0
+    state_refresh_s: float = 1.0
+    lease_s: float = 15.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -121,13 +151,24 @@ class Settings:
             dataverse_max_concurrency=reader.integer("DATAVERSE_MAX_CONCURRENCY", 1, 1024),
             enrichment_timeout_s=reader.number("ENRICHMENT_TIMEOUT_S", low=0.1, high=600),
             entity_set=reader.text("SYNC_ENTITY_SET"),
+            entity_logical_name=reader.text("SYNC_ENTITY_LOGICAL_NAME"),
+            write_mode=reader.choice("SYNC_WRITE_MODE", WRITE_MODES),
+            batch_operations=reader.integer("SYNC_BATCH_OPERATIONS", 1, 1000),
+            bulk_targets=reader.integer("SYNC_BULK_TARGETS", 1, 1000),
             key_column=reader.text("SYNC_KEY_COLUMN"),
             input_column=reader.text("SYNC_INPUT_COLUMN"),
             filter=reader.text("SYNC_FILTER", allow_empty=True),
             page_size=reader.integer("SYNC_PAGE_SIZE", 1, 5000),
             batch_size=reader.integer("SYNC_BATCH_SIZE", 1, 1000),
             max_retries=reader.integer("SYNC_MAX_RETRIES", 0, 10),
+            keep_affinity=reader.flag("DATAVERSE_KEEP_AFFINITY"),
+            max_wait_s=reader.number("SYNC_MAX_WAIT_S", low=0, high=60),
+            state_refresh_s=reader.number("SYNC_STATE_REFRESH_S", low=0.1, high=60),
+            lease_s=reader.number("SYNC_LEASE_S", low=1, high=600),
         )
+        if settings.lease_s <= 2 * settings.state_refresh_s:
+            raise ConfigError("SYNC_LEASE_S must be more than twice SYNC_STATE_REFRESH_S, so a "
+                              "busy instance renews its lease before it lapses")
         _refuse_static_token_off_loopback(settings)
         return settings
 
@@ -192,6 +233,18 @@ class _Reader:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"{name} must be an http(s) URL")
         return value
+
+    def choice(self, name: str, allowed: tuple[str, ...]) -> str:
+        raw = self.text(name).lower()
+        if raw not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+        return raw
+
+    def flag(self, name: str) -> bool:
+        raw = self.text(name).lower()
+        if raw not in ("true", "false", "1", "0"):
+            raise ConfigError(f"{name} must be true or false, got {raw!r}")
+        return raw in ("true", "1")
 
     def number(self, name: str, *, low: float, high: float) -> float:
         raw = self.text(name)

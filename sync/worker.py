@@ -1,4 +1,4 @@
-"""process_batch: enrich and write every record of a message, bounded by the process's governor.
+"""process_batch: enrich every record of a message, then write them in the configured mode.
 
 Each record ends in one of three places: written to Dataverse, on the dead-letter queue with its
 reason, or (when a service throttles) in the one new message that carries the unfinished records
@@ -12,38 +12,23 @@ import asyncio
 import logging
 import math
 import random
-from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from sync import ledger
+from sync.batchrun import BatchRun
 from sync.contract import NEVER_EXPIRE, BatchMessage, RecordRef, decode_batch
 from sync.deadletter import message_envelope, record_envelope
 from sync.errors import ContractError, SyncError, Throttled, TransientError
+from sync.governor import GATE_CODE
 from sync.ledger import BatchCounts
 from sync.retry import with_retries
 from sync.services import Services
+from sync.writes import DeadLetter, Enriched, write_all
 
 logger = logging.getLogger(__name__)
 
 REQUEUE_JITTER_MAX_S: Final = 2.0
 """Spread added to Retry-After so re-enqueued batches do not all return in the same second."""
-
-
-@dataclass(slots=True)
-class _BatchRun:
-    """The live state of one message's fan-out."""
-
-    message: BatchMessage
-    counts: BatchCounts = field(default_factory=BatchCounts)
-    finished: set[str] = field(default_factory=set)
-    retry_after_s: float | None = None
-
-    def throttled(self, error: Throttled) -> None:
-        self.counts.throttled_by_code[error.code or f"{error.service}-429"] += 1
-        self.retry_after_s = max(self.retry_after_s or 0.0, error.retry_after_s)
-
-    def unfinished(self) -> tuple[RecordRef, ...]:
-        return tuple(r for r in self.message.records if r.id not in self.finished)
 
 
 async def process_message(services: Services, body: bytes) -> BatchCounts:
@@ -52,8 +37,17 @@ async def process_message(services: Services, body: bytes) -> BatchCounts:
         message = decode_batch(body)
     except ContractError as error:
         return await _reject(services, body, error.reason)
-    run = _BatchRun(message)
-    await asyncio.gather(*(_carry_out(services, run, record) for record in message.records))
+    run = BatchRun(message)
+
+    async def dead_letter(record: RecordRef, error: SyncError) -> None:
+        await _dead_letter(services, run, record, error)
+
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(_enrich(services, run, r, dead_letter))
+                 for r in message.records]
+    enriched = [item for task in tasks if (item := task.result()) is not None]
+    if enriched and not run.stopped:
+        await write_all(services, run, enriched, dead_letter)
     await _requeue_unfinished(services, run)
     await ledger.record_batch(services.ledger, message.batch_id, message.attempt, run.counts)
     logger.info("batch %s attempt %d: %d written, %d dead-lettered, %d re-enqueued",
@@ -70,45 +64,33 @@ async def _reject(services: Services, body: bytes, reason: str) -> BatchCounts:
     return BatchCounts(rejected_messages=1)
 
 
-async def _carry_out(services: Services, run: _BatchRun, record: RecordRef) -> None:
-    if run.retry_after_s is not None:
-        return
-    try:
-        await _enrich_and_write(services, run, record)
-    except Throttled as error:
-        run.throttled(error)
-        return
-    except SyncError as error:
-        if not await _dead_letter(services, run, record, error):
-            return
-        run.counts.dead_lettered += 1
-    else:
-        run.counts.written += 1
-    run.finished.add(record.id)
-
-
-async def _enrich_and_write(services: Services, run: _BatchRun, record: RecordRef) -> None:
-    retries = services.settings.max_retries
+async def _enrich(services: Services, run: BatchRun, record: RecordRef,
+                  dead_letter: DeadLetter) -> Enriched | None:
+    """The record with its enriched columns; None when it was dead-lettered or throttled."""
+    if run.stopped:
+        return None
 
     def note(_: TransientError) -> None:
         run.counts.transient_retries += 1
 
-    async def enrich() -> dict[str, object]:
+    async def call() -> dict[str, Any]:
         async with services.enrichment_slots:
+            if run.stopped:
+                raise Throttled("enrichment", run.retry_after_s or 0.0, GATE_CODE)
             return await services.enrichment.columns_for(record.input)
 
-    async def write(columns: dict[str, object]) -> None:
-        async with services.governor:
-            if run.retry_after_s is not None:
-                raise Throttled("dataverse", run.retry_after_s)
-            await services.dataverse.update(services.settings.entity_set, record.id, columns)
+    try:
+        return record, await with_retries(call, services.settings.max_retries, note)
+    except Throttled as error:
+        run.throttled(error)
+    except SyncError as error:
+        await dead_letter(record, error)
+    return None
 
-    columns = await with_retries(enrich, retries, note)
-    await with_retries(lambda: write(columns), retries, note)
 
-
-async def _dead_letter(services: Services, run: _BatchRun, record: RecordRef,
-                       error: SyncError) -> bool:
+async def _dead_letter(services: Services, run: BatchRun, record: RecordRef,
+                       error: SyncError) -> None:
+    """Put one record on the dead-letter queue; if that fails it stays unfinished."""
     logger.warning("record %s dead-lettered: %s", record.id, error,
                    extra={"event": "record_dead_lettered", "batch_id": run.message.batch_id})
     try:
@@ -116,9 +98,9 @@ async def _dead_letter(services: Services, run: _BatchRun, record: RecordRef,
             record_envelope(run.message.batch_id, record, error), time_to_live=NEVER_EXPIRE)
     except Exception:
         logger.exception("dead letter for record %s not saved; it stays unfinished", record.id,
-                          extra={"event": "dead_letter_failed"})
-        return False
-    return True
+                         extra={"event": "dead_letter_failed"})
+        return
+    run.dead_lettered(record.id)
 
 
 def requeue_delay_s(retry_after_s: float, rand: float) -> int:
@@ -126,7 +108,7 @@ def requeue_delay_s(retry_after_s: float, rand: float) -> int:
     return max(1, math.ceil(retry_after_s + rand * REQUEUE_JITTER_MAX_S))
 
 
-async def _requeue_unfinished(services: Services, run: _BatchRun) -> None:
+async def _requeue_unfinished(services: Services, run: BatchRun) -> None:
     remaining = run.unfinished()
     if not remaining:
         return

@@ -6,9 +6,11 @@ import itertools
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from sync.local.emulators.dataverse import EmulatorConfig, start_emulator
 
 from sync.local.azurite import Azurite, StorageAccount, start_azurite
 from sync.local.emulators.enrichment import EnrichmentConfig, start_enrichment
+from sync.local.stack import local_token
 from sync.settings import StorageSettings
 from sync.storage import ensure_resources
 
@@ -56,8 +58,6 @@ async def enrichment_url() -> AsyncIterator[str]:
 @pytest.fixture
 async def dataverse_url() -> AsyncIterator[str]:
     """The Dataverse Web API emulator with 50 seeded accounts and roomy limits."""
-    from sync.local.emulators.dataverse import EmulatorConfig, start_emulator
-
     running = await start_emulator(EmulatorConfig(records=50))
     yield running.url
     await running.close()
@@ -67,8 +67,6 @@ async def dataverse_url() -> AsyncIterator[str]:
 def app_env(monkeypatch: pytest.MonkeyPatch, storage: StorageSettings, dataverse_url: str,
             enrichment_url: str) -> dict[str, str]:
     """The app settings of a local host, set in this process's environment."""
-    from sync.local.stack import local_token
-
     env = {"AzureWebJobsStorage": str(storage.connection_string), "DATAVERSE_URL": dataverse_url,
            "DATAVERSE_STATIC_TOKEN": local_token(), "ENRICHMENT_URL": enrichment_url,
            "ENRICHMENT_API_KEY": EnrichmentConfig().api_key, "SYNC_SCHEDULE": "0 0 2 * * *"}

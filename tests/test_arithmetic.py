@@ -7,15 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from sync.chunks import chunk
 from sync.contract import RecordRef
 from sync.enrichment import columns_from, domain_of
 from sync.errors import PermanentError, Throttled, TransientError
 from sync.http import parse_retry_after_s, raise_for_answer
 from sync.local.functions_index import QueueOptions, resolve, timespan_s
-from sync.planner import batch_id, chunk, read_filter
+from sync.planner import batch_id, read_filter
 from sync.retry import MAX_DELAY_S, backoff_s
 from sync.settings import Settings
 from sync.worker import requeue_delay_s
+from sync.writes import allowed_size, smaller
 
 ROOT = Path(__file__).parents[1]
 
@@ -127,3 +129,25 @@ def test_host_json_defaults_are_the_hosts(tmp_path: Path) -> None:
 def test_resolve_binding_expressions() -> None:
     assert resolve("%A%-%B%", {"A": "x", "B": "y"}) == "x-y"
     assert resolve("plain", {}) == "plain"
+
+
+@pytest.mark.parametrize(("message", "allowed"), [
+    ("The number of operations in a batch exceeded the limit. A maximum number of '1000' "
+     "operations are allowed in a change set.", 1000),
+    ("MaxBatchSize: 250", 250),
+    ("Record not found", None),
+])
+def test_allowed_size_reads_too_many_operations_errors(message: str, allowed: int | None) -> None:
+    assert allowed_size(PermanentError("dataverse", 400, "0x0", message)) == allowed
+
+
+def test_allowed_size_needs_a_400() -> None:
+    error = PermanentError("dataverse", 404, "0x0", "A maximum number of '1000' operations")
+    assert allowed_size(error) is None
+
+
+@pytest.mark.parametrize(("size", "allowed", "expected"), [
+    (100, None, 50), (1500, 1000, 750), (1500, 500, 500), (1, None, 1), (3, None, 1),
+])
+def test_smaller(size: int, allowed: int | None, expected: int) -> None:
+    assert smaller(size, allowed) == expected

@@ -6,6 +6,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+import azure.functions as func
 import pytest
 
 from sync.local.functions_index import index, load_app
@@ -60,8 +61,6 @@ def test_local_index_refuses_a_missing_setting() -> None:
 
 
 def test_local_index_refuses_parameters_that_differ_from_bindings() -> None:
-    import azure.functions as func
-
     app = func.FunctionApp()
 
     @app.queue_trigger(arg_name="msg", queue_name="q", connection="C")

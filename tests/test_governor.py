@@ -1,0 +1,173 @@
+"""The governor's arithmetic and admission on a fake clock: nothing here sleeps for real."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sync.errors import Throttled
+from sync.governor import CONCURRENCY_CODE, Governor, decreased, increased
+
+
+class FakeClock:
+    """Replaces the loop's clock; ``advance`` moves it and lets due callbacks run."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.now_s = 1000.0
+        self._loop = loop
+
+    def time(self) -> float:
+        return self.now_s
+
+    async def advance(self, seconds: float) -> None:
+        self.now_s += seconds
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    loop = asyncio.get_running_loop()
+    fake = FakeClock(loop)
+    monkeypatch.setattr(loop, "time", fake.time)
+    return fake
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(("limit", "expected"), [(1, 1), (2, 1), (7, 3), (50, 25)])
+def test_decrease_halves(limit: int, expected: int) -> None:
+    assert decreased(limit) == expected
+
+
+@pytest.mark.parametrize(("limit", "successes", "share", "expected"), [
+    (4, 0, 10, (4, 1)),     # counting
+    (4, 3, 10, (5, 0)),     # the limit-th success adds one
+    (10, 9, 10, (10, 0)),   # never above the share
+    (12, 0, 10, (10, 1)),   # a lowered share caps at once
+    (1, 0, 10, (2, 0)),
+])
+def test_increase_is_additive_and_capped(limit: int, successes: int, share: int,
+                                         expected: tuple[int, int]) -> None:
+    assert increased(limit, successes, share) == expected
+
+
+async def test_impossible_requests_fail_early() -> None:
+    with pytest.raises(ValueError, match="share"):
+        Governor(0)
+    with pytest.raises(ValueError, match="max_wait_s"):
+        Governor(1, max_wait_s=-1)
+
+
+async def hold(governor: Governor, release: asyncio.Event, entered: list[int], n: int) -> None:
+    async with governor:
+        entered.append(n)
+        await release.wait()
+
+
+async def test_at_most_limit_in_flight(clock: FakeClock) -> None:
+    governor = Governor(3)
+    release, entered = asyncio.Event(), []
+    tasks = [asyncio.create_task(hold(governor, release, entered, n)) for n in range(8)]
+    await settle()
+    assert len(entered) == 3
+    assert governor.in_flight == 3
+    release.set()
+    await asyncio.gather(*tasks)
+    assert sorted(entered) == list(range(8))
+    assert governor.in_flight == 0
+
+
+async def test_concurrency_error_halves_once_per_cooldown(clock: FakeClock) -> None:
+    governor = Governor(16)
+    error = Throttled("dataverse", 0.0, CONCURRENCY_CODE)
+    governor.throttled(error)
+    governor.throttled(error)  # the same burst answering: ignored
+    assert governor.limit == 8
+    await clock.advance(1.5)
+    governor.throttled(error)
+    assert governor.limit == 4
+
+
+async def test_other_429s_close_the_gate_without_halving(clock: FakeClock) -> None:
+    governor = Governor(16)
+    governor.throttled(Throttled("dataverse", 1.0, "0x80072322"))
+    assert governor.limit == 16
+    assert governor.gate_remaining_s() == pytest.approx(1.0)
+
+
+async def test_successes_grow_the_limit_back_to_the_share(clock: FakeClock) -> None:
+    governor = Governor(4)
+    governor.throttled(Throttled("dataverse", 0.0, CONCURRENCY_CODE))
+    assert governor.limit == 2
+    for _ in range(2):
+        governor.succeeded()
+    assert governor.limit == 3
+    for _ in range(20):
+        governor.succeeded()
+    assert governor.limit == 4
+
+
+async def test_a_smaller_share_lowers_the_limit_at_once(clock: FakeClock) -> None:
+    governor = Governor(10)
+    governor.set_share(4)
+    assert (governor.limit, governor.share) == (4, 4)
+    governor.set_share(8)
+    assert governor.limit == 4  # grows back by AIMD, not at once
+
+
+async def test_short_gate_is_waited_for_on_the_loop_clock(clock: FakeClock) -> None:
+    governor = Governor(4, max_wait_s=2.0)
+    governor.close_gate(1.5)
+    release, entered = asyncio.Event(), []
+    task = asyncio.create_task(hold(governor, release, entered, 1))
+    await settle()
+    assert entered == []
+    await clock.advance(1.0)
+    assert entered == []
+    await clock.advance(0.6)
+    assert entered == [1]
+    release.set()
+    await task
+
+
+async def test_long_gate_raises_throttled_at_once(clock: FakeClock) -> None:
+    governor = Governor(4, max_wait_s=2.0)
+    governor.close_gate(30.0)
+    with pytest.raises(Throttled) as caught:
+        async with governor:
+            pytest.fail("entered a closed gate")
+    assert caught.value.retry_after_s == pytest.approx(30.0)
+
+
+async def test_waiters_give_up_when_the_gate_closes_for_long(clock: FakeClock) -> None:
+    governor = Governor(1, max_wait_s=2.0)
+    release, entered = asyncio.Event(), []
+    first = asyncio.create_task(hold(governor, release, entered, 1))
+    second = asyncio.create_task(hold(governor, release, entered, 2))
+    await settle()
+    governor.close_gate(10.0)
+    await settle()
+    with pytest.raises(Throttled):
+        await second
+    release.set()
+    await first
+    assert entered == [1]
+
+
+async def test_a_later_gate_wins_an_earlier_one_does_not_shorten(clock: FakeClock) -> None:
+    governor = Governor(1)
+    governor.close_gate(5.0)
+    governor.close_gate(1.0)
+    assert governor.gate_remaining_s() == pytest.approx(5.0)
+
+
+async def test_repr_shows_live_state(clock: FakeClock) -> None:
+    governor = Governor(6)
+    governor.close_gate(1.0)
+    assert repr(governor) == ("Governor(limit=6, share=6, in_flight=0, waiting=0, "
+                              "gate_closed_for_s=1.0)")
