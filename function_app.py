@@ -1,6 +1,7 @@
 """Azure Functions entry points (Python v2 programming model). Thin: decode, call sync/, return.
 
 - ``plan_sync``: timer on the ``SYNC_SCHEDULE`` app setting; pages the table into batch messages.
+- ``continue_plan``: the plan queue; goes on with a plan that ran out of its time budget.
 - ``process_batch``: the batches queue; enriches and writes one message's records.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from sync import entry
-from sync.names import BATCH_QUEUE, STORAGE_CONNECTION
+from sync.names import BATCH_QUEUE, PLAN_QUEUE, STORAGE_CONNECTION
 
 app = func.FunctionApp()
 
@@ -19,6 +20,12 @@ app = func.FunctionApp()
 async def plan_sync(timer: func.TimerRequest) -> None:
     """Plan a run: every record that needs enrichment goes on the batches queue."""
     await entry.plan_sync()
+
+
+@app.queue_trigger(arg_name="msg", queue_name=PLAN_QUEUE, connection=STORAGE_CONNECTION)
+async def continue_plan(msg: func.QueueMessage) -> None:
+    """Go on with a long plan where the previous invocation stopped."""
+    await entry.continue_plan(msg.get_body())
 
 
 @app.queue_trigger(arg_name="msg", queue_name=BATCH_QUEUE, connection=STORAGE_CONNECTION)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from sync.local import host, stack
+from sync.local import enqueue, host, stack
 from sync.local.emulators import enrichment
 from sync.local.emulators.dataverse import cli as dataverse_cli
 
@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
          stack.configure_parser, stack.main)
     _add(commands, "host", "run function_app.py as one local Functions host instance",
          host.configure_parser, host.main)
+    _add(commands, "enqueue", "validate a JSONL file of records and put it on the batches queue",
+         enqueue.configure_parser, enqueue.main)
     emulator = commands.add_parser("emulator", help="serve one emulator until Ctrl-C")
     kinds = emulator.add_subparsers(dest="kind", required=True)
     _add(kinds, "dataverse", "the Dataverse Web API emulator", dataverse_cli.configure_parser,

@@ -103,7 +103,11 @@ def _records(items: Any) -> tuple[RecordRef, ...]:
 
 
 def _record(index: int, item: Any) -> RecordRef:
-    where = f"records[{index}]"
+    return record_from(item, f"records[{index}]")
+
+
+def record_from(item: Any, where: str) -> RecordRef:
+    """A validated record from its JSON form; ContractError names ``where`` it failed."""
     if not isinstance(item, dict):
         raise ContractError(f"{where} must be an object")
     _no_unknown_keys(item, _RECORD_KEYS, where)

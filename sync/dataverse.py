@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
@@ -19,6 +20,21 @@ logger = logging.getLogger(__name__)
 API_PATH: Final = "/api/data/v9.2/"
 SERVICE: Final = "dataverse"
 DOP_HINT_HEADER: Final = "x-ms-dop-hint"
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a table read."""
+
+    rows: list[dict[str, Any]]
+    next_link: str | None
+    delta_link: str | None
+
+
+def is_deleted(row: Mapping[str, Any]) -> bool:
+    """A change-tracking entry for a deleted row (``$deletedEntity``)."""
+    context = str(row.get("@odata.context", ""))
+    return row.get("reason") == "deleted" or context.endswith("$deletedEntity")
 
 
 def record_path(entity_set: str, record_id: str) -> str:
@@ -43,19 +59,26 @@ class DataverseClient:
     def __repr__(self) -> str:
         return f"DataverseClient(api_url={self._api_url!r}, dop_hint={self.dop_hint})"
 
-    async def pages(self, entity_set: str, select: tuple[str, ...], filter_: str,
-                    page_size: int) -> AsyncIterator[list[dict[str, Any]]]:
-        """Yield the table's rows a page at a time, following ``@odata.nextLink`` unchanged."""
+    def collection_url(self, entity_set: str, select: tuple[str, ...], filter_: str) -> str:
+        """The first page's URL of a table read."""
         query = {"$select": ",".join(select)}
         if filter_:
             query["$filter"] = filter_
-        url = URL(self._api_url + entity_set).with_query(query)
-        headers = {"Prefer": f"odata.maxpagesize={page_size}"}
-        next_url: str | None = str(url)
-        while next_url:
-            body = await self._request("GET", next_url, headers=headers)
-            yield list(body.get("value", []))
-            next_url = body.get("@odata.nextLink")
+        return str(URL(self._api_url + entity_set).with_query(query))
+
+    async def read_page(self, url: str, page_size: int, *, track_changes: bool) -> Page:
+        """One page; follow ``next_link`` unchanged with the same preferences."""
+        prefer = f"odata.maxpagesize={page_size}"
+        if track_changes:
+            prefer = f"odata.track-changes,{prefer}"
+        body = await self._request("GET", url, headers={"Prefer": prefer})
+        return Page(rows=list(body.get("value", [])), next_link=body.get("@odata.nextLink"),
+                    delta_link=body.get("@odata.deltaLink"))
+
+    async def who_am_i(self) -> str:
+        """The calling user's id (the application user of the managed identity)."""
+        body = await self._request("GET", self._api_url + "WhoAmI", headers={})
+        return str(body["UserId"])
 
     async def update(self, entity_set: str, record_id: str, fields: Mapping[str, Any]) -> None:
         """PATCH one record; ``If-Match: *`` makes a missing record a 404, never a create."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -12,9 +13,6 @@ from sync.errors import PermanentError
 from sync.http import TRANSIENT_EXCEPTIONS, raise_for_answer, transient_from
 
 SERVICE: Final = "enrichment"
-FIELD_MAP: Final = {"numberofemployees": "employees", "address1_country": "country",
-                    "description": "description"}
-"""Dataverse column <- enrichment field: what the worker writes back."""
 
 
 def domain_of(website: str) -> str:
@@ -27,9 +25,9 @@ def domain_of(website: str) -> str:
     return host
 
 
-def columns_from(profile: dict[str, Any]) -> dict[str, Any]:
-    """The Dataverse columns to write for an enrichment profile."""
-    return {column: profile.get(source) for column, source in FIELD_MAP.items()}
+def columns_from(profile: Mapping[str, Any], mapping: Mapping[str, str]) -> dict[str, Any]:
+    """The Dataverse columns to write for a profile; ``mapping`` is column -> profile field."""
+    return {column: profile.get(source) for column, source in mapping.items()}
 
 
 class EnrichmentClient:
@@ -47,9 +45,9 @@ class EnrichmentClient:
     def __repr__(self) -> str:
         return f"EnrichmentClient(base_url={self._base_url!r})"
 
-    async def columns_for(self, website: str) -> dict[str, Any]:
+    async def columns_for(self, website: str, mapping: Mapping[str, str]) -> dict[str, Any]:
         """The Dataverse columns enriched from ``website``."""
-        return columns_from(await self.profile(domain_of(website)))
+        return columns_from(await self.profile(domain_of(website)), mapping)
 
     async def profile(self, domain: str) -> dict[str, Any]:
         """The company profile for ``domain``; raises Throttled, TransientError, PermanentError."""

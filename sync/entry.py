@@ -11,7 +11,8 @@ import os
 from datetime import UTC, datetime
 
 from sync import planner, worker
-from sync.ledger import BatchCounts, PlanManifest
+from sync.ledger import BatchCounts
+from sync.planstate import PlanState, plan_state_from
 from sync.services import Services, open_services
 from sync.settings import Settings
 
@@ -42,9 +43,14 @@ async def close_services() -> None:
         await found.close()
 
 
-async def plan_sync(now: datetime | None = None) -> PlanManifest:
-    """The timer's work: plan a run."""
+async def plan_sync(now: datetime | None = None) -> PlanState | None:
+    """The timer's work: start a plan; answers the state handed on, None when complete."""
     return await planner.plan(await services(), now or datetime.now(UTC))
+
+
+async def continue_plan(body: bytes) -> PlanState | None:
+    """The plan queue's work: go on with a plan from its continuation message."""
+    return await planner.continue_plan(await services(), plan_state_from(body))
 
 
 async def process_batch(body: bytes) -> BatchCounts:

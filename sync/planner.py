@@ -1,9 +1,24 @@
-"""plan_sync: page through the table, chunk the records into batch messages, enqueue them."""
+"""plan_sync and continue_plan: page through the table into batch messages, a bit at a time.
+
+- With change tracking: the saved delta link gives only what changed since the last plan;
+  the first plan, or one whose token is refused (expired), is a full scan that ends with a new
+  delta link. Deleted rows are skipped.
+- Without it: ``modifiedon ge <watermark>``, the watermark saved only after a complete plan.
+- Rows last modified by this app's own user are skipped in incremental plans, so last night's
+  writes are not planned again.
+- After ``SYNC_PLAN_BUDGET_S`` an invocation hands the rest (the next link) to a continuation
+  message on the plan queue, so a table of millions is planned by many short invocations.
+- Batch ids are ``<run>-p<page>-<n>``: re-planning a page after a crash sends the same batches
+  again (harmless: writes are idempotent), never skips one. The checkpoint moves only when the
+  whole plan is enqueued.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -12,14 +27,17 @@ from typing import Any, Final
 from sync import ledger
 from sync.chunks import chunk
 from sync.contract import NEVER_EXPIRE, BatchMessage, RecordRef
+from sync.dataverse import Page, is_deleted
+from sync.errors import PermanentError
 from sync.ledger import PlanManifest
+from sync.planstate import Checkpoint, Mode, PlanState, load_checkpoint, save_checkpoint
 from sync.services import Services
 from sync.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 ENQUEUE_CONCURRENCY: Final = 16
-"""Queue sends in flight while planning."""
+MODIFIED_BY: Final = "_modifiedby_value"
 
 
 def new_run_id(now: datetime) -> str:
@@ -27,49 +45,98 @@ def new_run_id(now: datetime) -> str:
     return f"run-{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
-def batch_id(run_id: str, number: int) -> str:
-    """The id of batch ``number`` of a run, deterministic so a re-plan reuses it."""
-    return f"{run_id}-{number:06d}"
+def batch_id(run_id: str, page: int, number: int) -> str:
+    """The id of batch ``number`` of page ``page``: deterministic, so a re-plan reuses it."""
+    return f"{run_id}-p{page:06d}-{number:03d}"
 
 
-def read_filter(settings: Settings) -> str:
-    """Rows with an enrichment input, narrowed by the configured filter when there is one."""
-    has_input = f"{settings.input_column} ne null"
-    return f"({settings.filter}) and {has_input}" if settings.filter else has_input
+def read_filter(settings: Settings, watermark: str | None) -> str:
+    """The $filter of a watermark plan: rows with an input, the configured filter, the mark."""
+    table = settings.definition
+    parts = [f"({table.filter})"] if table.filter else []
+    parts.append(f"{table.input_column} ne null")
+    if watermark:
+        parts.append(f"modifiedon ge {watermark}")
+    return " and ".join(parts)
 
 
-def refs_from(rows: Iterable[dict[str, Any]], settings: Settings) -> Iterator[RecordRef]:
-    """Record references from the rows of a page; rows without an input are left out."""
+def refs_from(rows: Iterable[dict[str, Any]], settings: Settings,
+              skip_user: str | None) -> Iterator[RecordRef]:
+    """Records to enrich from a page: deleted rows, rows without an input and rows last
+    modified by ``skip_user`` are left out."""
+    table = settings.definition
     for row in rows:
-        value = row.get(settings.input_column)
-        if isinstance(value, str) and value.strip():
-            yield RecordRef(id=str(row[settings.key_column]), input=value.strip())
+        if is_deleted(row) or (skip_user and row.get(MODIFIED_BY) == skip_user):
+            continue
+        value = row.get(table.input_column)
+        if isinstance(value, str) and value.strip() and row.get(table.key):
+            yield RecordRef(id=str(row[table.key]), input=value.strip())
 
 
-async def plan(services: Services, now: datetime) -> PlanManifest:
-    """Enqueue every record that needs enrichment; the manifest goes to the ledger."""
+async def plan(services: Services, now: datetime) -> PlanState | None:
+    """Start a plan (the timer); answers the state handed on, or None when it is complete."""
     settings = services.settings
-    run_id = new_run_id(now)
-    await ledger.record_plan(services.ledger, PlanManifest(run_id, 0, 0, 0, complete=False))
-    records = batches = pages = 0
-    select = (settings.key_column, settings.input_column)
-    async for rows in services.dataverse.pages(settings.entity_set, select,
-                                               read_filter(settings), settings.page_size):
-        pages += 1
-        messages = [BatchMessage(batch_id(run_id, batches + n), group)
-                    for n, group in enumerate(chunk(refs_from(rows, settings),
-                                                    settings.batch_size))]
-        await _enqueue(services, messages)
-        batches += len(messages)
-        records += sum(len(m.records) for m in messages)
-    manifest = PlanManifest(run_id, records, batches, pages, complete=True)
-    await ledger.record_plan(services.ledger, manifest)
-    logger.info("plan %s: %d records in %d batches from %d pages", run_id, records, batches,
-                pages, extra={"event": "plan_done", "run_id": run_id})
-    return manifest
+    table = settings.definition
+    checkpoint = await load_checkpoint(services.state, table.entity_set)
+    mode: Mode = "watermark"
+    if table.change_tracking:
+        mode = "delta" if checkpoint.delta_link else "full"
+    incremental = mode == "delta" or (mode == "watermark" and checkpoint.watermark)
+    self_id = await services.dataverse.who_am_i() if table.skip_own_changes and incremental \
+        else None
+    state = PlanState(run_id=new_run_id(now), mode=mode,
+                      next_link=checkpoint.delta_link if mode == "delta" else None,
+                      watermark_to=f"{now.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
+                      self_id=self_id)
+    await _manifest(services, state, complete=False)
+    return await continue_plan(services, state, checkpoint)
 
 
-async def _enqueue(services: Services, messages: list[BatchMessage]) -> None:
+async def continue_plan(services: Services, state: PlanState,
+                        checkpoint: Checkpoint | None = None) -> PlanState | None:
+    """Plan pages until done or out of time; then hand on or finish."""
+    settings = services.settings
+    deadline_s = time.monotonic() + settings.plan_budget_s
+    checkpoint = checkpoint or await load_checkpoint(services.state,
+                                                     settings.definition.entity_set)
+    while True:
+        page, state = await _read(services, state, checkpoint)
+        state = await _enqueue_page(services, state, page)
+        if page.delta_link or not page.next_link:
+            await _finish(services, state, page.delta_link)
+            return None
+        state = dataclasses.replace(state, next_link=page.next_link)
+        if time.monotonic() >= deadline_s:
+            await _hand_on(services, state)
+            return state
+
+
+async def _read(services: Services, state: PlanState,
+                checkpoint: Checkpoint) -> tuple[Page, PlanState]:
+    settings = services.settings
+    table = settings.definition
+    tracking = state.mode != "watermark"
+    url = state.next_link or services.dataverse.collection_url(
+        table.entity_set, table.read_columns,
+        "" if tracking else read_filter(settings, checkpoint.watermark))
+    try:
+        return await services.dataverse.read_page(url, settings.page_size,
+                                                  track_changes=tracking), state
+    except PermanentError as error:
+        if state.mode != "delta" or state.page:
+            raise
+        logger.warning("delta link refused (%s %s); planning a full scan", error.status,
+                       error.code, extra={"event": "delta_refused"})
+        full = dataclasses.replace(state, mode="full", next_link=None, self_id=None)
+        return await _read(services, full, Checkpoint())
+
+
+async def _enqueue_page(services: Services, state: PlanState, page: Page) -> PlanState:
+    settings = services.settings
+    skip_user = state.self_id if state.mode != "full" else None
+    refs = list(refs_from(page.rows, settings, skip_user))
+    messages = [BatchMessage(batch_id(state.run_id, state.page, n), group)
+                for n, group in enumerate(chunk(refs, settings.batch_size))]
     slots = asyncio.Semaphore(ENQUEUE_CONCURRENCY)
 
     async def send(message: BatchMessage) -> None:
@@ -77,3 +144,29 @@ async def _enqueue(services: Services, messages: list[BatchMessage]) -> None:
             await services.batches.send_message(message.to_json(), time_to_live=NEVER_EXPIRE)
 
     await asyncio.gather(*(send(message) for message in messages))
+    return dataclasses.replace(state, page=state.page + 1, records=state.records + len(refs),
+                               batches=state.batches + len(messages),
+                               skipped=state.skipped + len(page.rows) - len(refs))
+
+
+async def _hand_on(services: Services, state: PlanState) -> None:
+    await services.plans.send_message(state.to_json(), time_to_live=NEVER_EXPIRE)
+    await _manifest(services, state, complete=False)
+    logger.info("plan %s: %d records so far; continuing in a new invocation", state.run_id,
+                state.records, extra={"event": "plan_continued", "run_id": state.run_id})
+
+
+async def _finish(services: Services, state: PlanState, delta_link: str | None) -> None:
+    table = services.settings.definition
+    checkpoint = (Checkpoint(delta_link=delta_link) if state.mode != "watermark"
+                  else Checkpoint(watermark=state.watermark_to))
+    await save_checkpoint(services.state, table.entity_set, checkpoint, state.run_id)
+    await _manifest(services, state, complete=True)
+    logger.info("plan %s (%s): %d records in %d batches from %d pages, %d skipped",
+                state.run_id, state.mode, state.records, state.batches, state.page,
+                state.skipped, extra={"event": "plan_done", "run_id": state.run_id})
+
+
+async def _manifest(services: Services, state: PlanState, *, complete: bool) -> None:
+    await ledger.record_plan(services.ledger, PlanManifest(
+        state.run_id, state.records, state.batches, state.page, complete=complete))

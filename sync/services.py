@@ -18,7 +18,14 @@ from sync.dataverse import DataverseClient
 from sync.enrichment import EnrichmentClient
 from sync.governor import Governor
 from sync.http import new_session
-from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
+from sync.names import (
+    BATCH_QUEUE,
+    DEAD_LETTER_QUEUE,
+    LEDGER_TABLE,
+    PLAN_QUEUE,
+    POISON_QUEUE,
+    STATE_TABLE,
+)
 from sync.settings import Settings
 from sync.storage import queue_client, storage_credential, table_client
 
@@ -54,6 +61,7 @@ class Services:
     activity: Activity
     enrichment_slots: asyncio.Semaphore
     batches: QueueClient
+    plans: QueueClient
     poison: QueueClient
     dead_letters: QueueClient
     ledger: TableClient
@@ -72,7 +80,7 @@ class Services:
         self._stop.set()
         if self._refresher is not None:
             await self._refresher
-        for client in (self.batches, self.poison, self.dead_letters):
+        for client in (self.batches, self.plans, self.poison, self.dead_letters):
             await client.close()
         await self.ledger.close()
         await self.state.close()
@@ -105,6 +113,7 @@ def open_services(settings: Settings) -> Services:
         governor=governor, cluster=cluster, activity=activity,
         enrichment_slots=asyncio.Semaphore(ENRICHMENT_CONCURRENCY),
         batches=queue_client(storage, BATCH_QUEUE, credential),
+        plans=queue_client(storage, PLAN_QUEUE, credential),
         poison=queue_client(storage, POISON_QUEUE, credential),
         dead_letters=queue_client(storage, DEAD_LETTER_QUEUE, credential),
         ledger=table_client(storage, LEDGER_TABLE, credential), state=state)

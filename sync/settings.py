@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
 
+from sync.definition import SyncDefinition, parse_definition
 from sync.errors import ConfigError
 from sync.names import STORAGE_CONNECTION
 
@@ -63,15 +64,15 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
                 "Key of the enrichment API (a Key Vault reference in Azure).",
                 required=True, secret=True),
     SettingSpec("ENRICHMENT_TIMEOUT_S", "10", "Timeout of one enrichment call, in seconds."),
-    SettingSpec("SYNC_ENTITY_SET", "accounts", "Entity set of the synced table."),
-    SettingSpec("SYNC_ENTITY_LOGICAL_NAME", "account",
-                "Logical name of the synced table (the @odata.type of bulk targets)."),
-    SettingSpec("SYNC_KEY_COLUMN", "accountid", "Primary key column of the synced table."),
-    SettingSpec("SYNC_INPUT_COLUMN", "websiteurl",
-                "Column whose value (a website) is the enrichment input."),
-    SettingSpec("SYNC_FILTER", "", "Optional OData $filter selecting the records to enrich."),
+    SettingSpec("SYNC_DEFINITION", "",
+                "What to sync, as JSON or @path to a JSON file in the app: table, key, input "
+                "column, filter, mapping, change tracking. Empty: accounts from their website "
+                "(see below)."),
     SettingSpec("SYNC_PAGE_SIZE", "5000", "Records per page read (Prefer: odata.maxpagesize)."),
     SettingSpec("SYNC_BATCH_SIZE", "100", "Records per batch message."),
+    SettingSpec("SYNC_PLAN_BUDGET_S", "120",
+                "Time one planner invocation spends before handing the rest of the plan to a "
+                "continuation message on the plan queue."),
     SettingSpec("SYNC_MAX_RETRIES", "3",
                 "Attempts after a transient error (5xx, timeout, reset) before a record fails."),
     SettingSpec("SYNC_WRITE_MODE", "single",
@@ -106,6 +107,11 @@ class StorageSettings:
     table_url: str | None = None
     client_id: str | None = None
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> StorageSettings:
+        """The storage part of the settings alone (what a queue producer needs)."""
+        return _storage(_Reader(environ))
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -121,16 +127,13 @@ class Settings:
     dataverse_max_concurrency: int = 52
     keep_affinity: bool = False
     enrichment_timeout_s: float = 10.0
-    entity_set: str = "accounts"
-    entity_logical_name: str = "account"
+    definition: SyncDefinition = field(default_factory=SyncDefinition)
     write_mode: str = "single"
     batch_operations: int = 10
     bulk_targets: int = 100
-    key_column: str = "accountid"
-    input_column: str = "websiteurl"
-    filter: str = ""
     page_size: int = 5000
     batch_size: int = 100
+    plan_budget_s: float = 120.0
     max_retries: int = 3
     max_wait_s: float = 2.0
     state_refresh_s: float = 1.0
@@ -150,16 +153,13 @@ class Settings:
             dataverse_timeout_s=reader.number("DATAVERSE_TIMEOUT_S", low=0.1, high=600),
             dataverse_max_concurrency=reader.integer("DATAVERSE_MAX_CONCURRENCY", 1, 1024),
             enrichment_timeout_s=reader.number("ENRICHMENT_TIMEOUT_S", low=0.1, high=600),
-            entity_set=reader.text("SYNC_ENTITY_SET"),
-            entity_logical_name=reader.text("SYNC_ENTITY_LOGICAL_NAME"),
+            definition=parse_definition(reader.optional("SYNC_DEFINITION")),
             write_mode=reader.choice("SYNC_WRITE_MODE", WRITE_MODES),
             batch_operations=reader.integer("SYNC_BATCH_OPERATIONS", 1, 1000),
             bulk_targets=reader.integer("SYNC_BULK_TARGETS", 1, 1000),
-            key_column=reader.text("SYNC_KEY_COLUMN"),
-            input_column=reader.text("SYNC_INPUT_COLUMN"),
-            filter=reader.text("SYNC_FILTER", allow_empty=True),
             page_size=reader.integer("SYNC_PAGE_SIZE", 1, 5000),
             batch_size=reader.integer("SYNC_BATCH_SIZE", 1, 1000),
+            plan_budget_s=reader.number("SYNC_PLAN_BUDGET_S", low=0, high=540),
             max_retries=reader.integer("SYNC_MAX_RETRIES", 0, 10),
             keep_affinity=reader.flag("DATAVERSE_KEEP_AFFINITY"),
             max_wait_s=reader.number("SYNC_MAX_WAIT_S", low=0, high=60),

@@ -77,7 +77,8 @@ async def _enrich(services: Services, run: BatchRun, record: RecordRef,
         async with services.enrichment_slots:
             if run.stopped:
                 raise Throttled("enrichment", run.retry_after_s or 0.0, GATE_CODE)
-            return await services.enrichment.columns_for(record.input)
+            return await services.enrichment.columns_for(record.input,
+                                                         services.settings.definition.mapping)
 
     try:
         return record, await with_retries(call, services.settings.max_retries, note)

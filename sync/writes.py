@@ -100,10 +100,10 @@ async def _with_retries(services: Services, run: BatchRun,
 async def _single(services: Services, run: BatchRun, item: Enriched,
                   dead_letter: DeadLetter) -> None:
     record, columns = item
-    settings = services.settings
+    entity_set = services.settings.definition.entity_set
     try:
         await _with_retries(services, run, lambda: services.dataverse.update(
-            settings.entity_set, record.id, columns))
+            entity_set, record.id, columns))
     except Throttled as error:
         run.throttled(error)
     except SyncError as error:
@@ -129,7 +129,7 @@ async def _batch(services: Services, run: BatchRun, items: list[Enriched],
 async def _batch_once(services: Services, run: BatchRun, items: list[Enriched],
                       dead_letter: DeadLetter) -> list[Enriched]:
     """Send one $batch; answer the items that failed transiently."""
-    entity_set = services.settings.entity_set
+    entity_set = services.settings.definition.entity_set
     operations = [Operation("PATCH", record_path(entity_set, record.id), {"If-Match": "*"},
                             columns) for record, columns in items]
     try:
@@ -169,11 +169,11 @@ async def _settle(run: BatchRun, items: list[Enriched], results: list[OperationR
 
 async def _bulk(services: Services, run: BatchRun, items: list[Enriched],
                 dead_letter: DeadLetter) -> None:
-    settings = services.settings
+    table = services.settings.definition
     targets = [(record.id, columns) for record, columns in items]
     try:
         await _with_retries(services, run, lambda: services.dataverse.update_multiple(
-            settings.entity_set, settings.entity_logical_name, settings.key_column, targets))
+            table.entity_set, table.logical_name, table.key, targets))
     except Throttled as error:
         run.throttled(error)
     except PermanentError as error:

@@ -74,16 +74,19 @@ def test_chunk(size: int, count: int, groups: list[int]) -> None:
 
 
 def test_batch_ids_are_deterministic_and_sortable() -> None:
-    assert batch_id("run-x", 7) == "run-x-000007"
-    assert batch_id("run-x", 7) < batch_id("run-x", 10)
+    assert batch_id("run-x", 3, 7) == "run-x-p000003-007"
+    assert batch_id("run-x", 3, 7) < batch_id("run-x", 3, 10) < batch_id("run-x", 4, 0)
 
 
 def test_read_filter_combines_with_the_configured_filter() -> None:
     env = {"AzureWebJobsStorage": "x", "DATAVERSE_URL": "https://o.crm.dynamics.com",
            "ENRICHMENT_URL": "https://e", "ENRICHMENT_API_KEY": "k"}
-    assert read_filter(Settings.from_env(env)) == "websiteurl ne null"
-    narrowed = Settings.from_env({**env, "SYNC_FILTER": "statecode eq 0"})
-    assert read_filter(narrowed) == "(statecode eq 0) and websiteurl ne null"
+    assert read_filter(Settings.from_env(env), None) == "websiteurl ne null"
+    definition = '{"filter": "statecode eq 0", "change_tracking": false}'
+    narrowed = Settings.from_env({**env, "SYNC_DEFINITION": definition})
+    assert read_filter(narrowed, None) == "(statecode eq 0) and websiteurl ne null"
+    assert read_filter(narrowed, "2026-11-21T02:00:00Z") == (
+        "(statecode eq 0) and websiteurl ne null and modifiedon ge 2026-11-21T02:00:00Z")
 
 
 @pytest.mark.parametrize(("website", "domain"), [
@@ -102,7 +105,9 @@ def test_domain_of_refuses_non_domains(website: str) -> None:
 
 def test_columns_from_profile() -> None:
     profile = {"employees": 12, "country": "Chile", "description": "d", "domain": "x.com"}
-    assert columns_from(profile) == {"numberofemployees": 12, "address1_country": "Chile",
+    mapping = {"numberofemployees": "employees", "address1_country": "country",
+               "description": "description"}
+    assert columns_from(profile, mapping) == {"numberofemployees": 12, "address1_country": "Chile",
                                      "description": "d"}
 
 

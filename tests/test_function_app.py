@@ -10,7 +10,7 @@ import azure.functions as func
 import pytest
 
 from sync.local.functions_index import index, load_app
-from sync.names import BATCH_QUEUE, STORAGE_CONNECTION
+from sync.names import BATCH_QUEUE, PLAN_QUEUE, STORAGE_CONNECTION
 
 APP_PATH = Path(__file__).parents[1] / "function_app.py"
 
@@ -21,7 +21,7 @@ def functions() -> dict[str, Any]:
 
 
 def test_exactly_the_expected_functions(functions: dict[str, Any]) -> None:
-    assert sorted(functions) == ["plan_sync", "process_batch"]
+    assert sorted(functions) == ["continue_plan", "plan_sync", "process_batch"]
 
 
 def test_plan_sync_is_a_timer_on_the_schedule_setting(functions: dict[str, Any]) -> None:
@@ -35,6 +35,13 @@ def test_process_batch_is_a_queue_trigger_on_the_batches_queue(
     trigger = functions["process_batch"].get_trigger().get_dict_repr()
     assert trigger["type"] == "queueTrigger"
     assert trigger["queueName"] == BATCH_QUEUE
+    assert trigger["connection"] == STORAGE_CONNECTION
+
+
+def test_continue_plan_is_a_queue_trigger_on_the_plan_queue(functions: dict[str, Any]) -> None:
+    trigger = functions["continue_plan"].get_trigger().get_dict_repr()
+    assert trigger["type"] == "queueTrigger"
+    assert trigger["queueName"] == PLAN_QUEUE
     assert trigger["connection"] == STORAGE_CONNECTION
 
 

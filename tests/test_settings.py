@@ -17,10 +17,12 @@ BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true",
 
 def test_defaults_are_the_declared_ones() -> None:
     settings = Settings.from_env(BASE)
-    assert settings.entity_set == "accounts"
+    assert settings.definition.entity_set == "accounts"
     assert settings.page_size == 5000
     assert settings.batch_size == 100
-    assert settings.dataverse_max_concurrency == 10
+    assert settings.dataverse_max_concurrency == 52
+    assert settings.write_mode == "single"
+    assert settings.keep_affinity is False
 
 
 @pytest.mark.parametrize(("change", "named"), [
@@ -32,6 +34,9 @@ def test_defaults_are_the_declared_ones() -> None:
     ({"SYNC_PAGE_SIZE": "5001"}, "SYNC_PAGE_SIZE"),
     ({"DATAVERSE_TIMEOUT_S": "-1"}, "DATAVERSE_TIMEOUT_S"),
     ({"AzureWebJobsStorage": ""}, "AzureWebJobsStorage"),
+    ({"SYNC_WRITE_MODE": "fast"}, "SYNC_WRITE_MODE"),
+    ({"DATAVERSE_KEEP_AFFINITY": "maybe"}, "DATAVERSE_KEEP_AFFINITY"),
+    ({"SYNC_LEASE_S": "2"}, "SYNC_LEASE_S"),
 ])
 def test_bad_settings_are_named(change: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):

@@ -148,8 +148,7 @@ async def _watch_and_verify(env: dict[str, str], options: LocalOptions,
         poisoned = (await poison.get_queue_properties()).approximate_message_count or 0
         verification = None
         if options.dataverse_url is None:
-            verification = await verify(settings.dataverse_url, settings.entity_set,
-                                        settings.key_column, settings.input_column, dead_ids)
+            verification = await verify(settings.dataverse_url, settings.definition, dead_ids)
     return Outcome(final, verification, poisoned, frozenset(dead_ids))
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 from azure.storage.queue.aio import QueueClient
 
+from sync.definition import SyncDefinition
 from sync.enrichment import columns_from, domain_of
 from sync.errors import PermanentError
 from sync.local.emulators.enrichment import profile_for
@@ -29,19 +30,19 @@ class Verification:
         return not self.unaccounted and self.created == 0
 
 
-def expected_columns(website: str | None) -> dict[str, Any] | None:
+def expected_columns(website: str | None, definition: SyncDefinition) -> dict[str, Any] | None:
     """The columns the enrichment should have written for ``website``; None if it cannot."""
     if not website:
         return None
     try:
-        return columns_from(profile_for(domain_of(website)))
+        return columns_from(profile_for(domain_of(website)), definition.mapping)
     except PermanentError:
         return None
 
 
-def is_enriched(row: dict[str, Any], input_column: str) -> bool:
+def is_enriched(row: dict[str, Any], definition: SyncDefinition) -> bool:
     """True when the row holds exactly what the enrichment API says for its input."""
-    expected = expected_columns(row.get(input_column))
+    expected = expected_columns(row.get(definition.input_column), definition)
     return expected is not None and all(row.get(k) == v for k, v in expected.items())
 
 
@@ -53,18 +54,18 @@ async def dead_lettered_ids(queue: QueueClient) -> set[str]:
     return ids
 
 
-async def verify(dataverse_url: str, entity_set: str, key_column: str, input_column: str,
+async def verify(dataverse_url: str, definition: SyncDefinition,
                  dead_letters: set[str]) -> Verification:
     """Compare the emulator's rows and counters with what the run should have done."""
     async with aiohttp.ClientSession() as session:
         rows = await _get(session, f"{dataverse_url}/_emulator/records",
-                          {"entityset": entity_set})
+                          {"entityset": definition.entity_set})
         stats = await _get(session, f"{dataverse_url}/_emulator/stats", {})
     result = Verification(created=int(stats.get("records", {}).get("created", 0)))
     for row in rows.get("value", rows) if isinstance(rows, dict) else rows:
         result.records += 1
-        record_id = str(row[key_column])
-        if is_enriched(row, input_column):
+        record_id = str(row[definition.key])
+        if is_enriched(row, definition):
             result.enriched += 1
         elif record_id in dead_letters:
             result.dead_lettered += 1

@@ -1,0 +1,111 @@
+"""The sync definition: which table, which records, what to send the enrichment API, what to write.
+
+Given as JSON in the ``SYNC_DEFINITION`` app setting, or as ``@path`` to a JSON file shipped with
+the app; unset, it is ``DEFAULT_DEFINITION`` (accounts enriched from their website). Validated at
+start-up: an error names the field at fault.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from sync.errors import ConfigError
+
+_IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_ENRICHMENT_FIELDS: Final = frozenset({"employees", "country", "description", "domain"})
+APP_ROOT: Final = Path(__file__).resolve().parents[1]
+
+DEFAULT_DEFINITION: Final[dict[str, Any]] = {
+    "entity_set": "accounts",
+    "logical_name": "account",
+    "key": "accountid",
+    "input_column": "websiteurl",
+    "filter": "",
+    "mapping": {"numberofemployees": "employees", "address1_country": "country",
+                "description": "description"},
+    "change_tracking": True,
+    "skip_own_changes": True,
+}
+_FIELDS: Final = frozenset(DEFAULT_DEFINITION)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDefinition:
+    """What one sync reads, enriches and writes."""
+
+    entity_set: str = "accounts"
+    logical_name: str = "account"
+    key: str = "accountid"
+    input_column: str = "websiteurl"
+    filter: str = ""
+    mapping: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DEFINITION["mapping"]))
+    change_tracking: bool = True
+    skip_own_changes: bool = True
+
+    @property
+    def read_columns(self) -> tuple[str, ...]:
+        """The columns the planner selects: only what the workers need."""
+        own = ("_modifiedby_value",) if self.skip_own_changes else ()
+        return (self.key, self.input_column, *own)
+
+
+def parse_definition(value: str | None) -> SyncDefinition:
+    """The definition from the setting's value: JSON, ``@path``, or empty for the default."""
+    if not value:
+        return _from_dict(DEFAULT_DEFINITION)
+    text = _read_file(value[1:]) if value.startswith("@") else value
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"SYNC_DEFINITION is not JSON: {error.msg} at char {error.pos}") \
+            from None
+    if not isinstance(data, dict):
+        raise ConfigError("SYNC_DEFINITION must be a JSON object")
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise ConfigError(f"SYNC_DEFINITION has unknown fields: {', '.join(unknown)}")
+    return _from_dict({**DEFAULT_DEFINITION, **data})
+
+
+def _read_file(relative: str) -> str:
+    path = (APP_ROOT / relative).resolve()
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"SYNC_DEFINITION file {relative!r}: {error.strerror}") from None
+
+
+def _from_dict(data: dict[str, Any]) -> SyncDefinition:
+    for name in ("entity_set", "logical_name", "key", "input_column"):
+        if not isinstance(data[name], str) or not _IDENTIFIER.match(data[name]):
+            raise ConfigError(f"SYNC_DEFINITION.{name} must be a Dataverse name")
+    if not isinstance(data["filter"], str):
+        raise ConfigError("SYNC_DEFINITION.filter must be a string (an OData $filter)")
+    for name in ("change_tracking", "skip_own_changes"):
+        if not isinstance(data[name], bool):
+            raise ConfigError(f"SYNC_DEFINITION.{name} must be true or false")
+    if data["change_tracking"] and data["filter"]:
+        raise ConfigError("SYNC_DEFINITION: change tracking rejects $filter; set "
+                          "change_tracking to false to use a filter (modifiedon watermark)")
+    return SyncDefinition(entity_set=data["entity_set"], logical_name=data["logical_name"],
+                          key=data["key"], input_column=data["input_column"],
+                          filter=data["filter"], mapping=_mapping(data["mapping"]),
+                          change_tracking=data["change_tracking"],
+                          skip_own_changes=data["skip_own_changes"])
+
+
+def _mapping(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not value:
+        raise ConfigError("SYNC_DEFINITION.mapping must map Dataverse columns to enrichment "
+                          "fields")
+    for column, source in value.items():
+        if not _IDENTIFIER.match(column):
+            raise ConfigError(f"SYNC_DEFINITION.mapping: {column!r} is not a column name")
+        if source not in _ENRICHMENT_FIELDS:
+            raise ConfigError(f"SYNC_DEFINITION.mapping.{column}: {source!r} is not an "
+                              f"enrichment field ({', '.join(sorted(_ENRICHMENT_FIELDS))})")
+    return dict(value)

@@ -1,0 +1,72 @@
+"""``python -m sync enqueue --file updates.jsonl``: validate, chunk, send a producer's records."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Final
+
+from sync.contract import BatchMessage
+from sync.errors import ConfigError, ContractError
+from sync.names import BATCH_QUEUE
+from sync.producer import messages_for, read_jsonl, send
+from sync.settings import StorageSettings
+from sync.storage import queue_client, storage_credential
+
+MAX_ERRORS_SHOWN: Final = 20
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m sync enqueue``."""
+    parser.add_argument("--file", type=Path, required=True,
+                        help='JSON lines, one record each: {"id": "<guid>", "input": "<website>"}')
+    parser.add_argument("--batch-prefix", default=None,
+                        help="batch ids are <prefix>-000001 and on (default: the file's name)")
+    parser.add_argument("--batch-size", type=int, default=100,
+                        help="records per message, 1-1000 (100)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Send nothing unless every line is valid; storage comes from AzureWebJobsStorage."""
+    try:
+        with args.file.open(encoding="utf-8") as lines:
+            records, errors = read_jsonl(lines)
+    except (OSError, UnicodeDecodeError) as error:
+        print(f"cannot read {args.file}: {error}", file=sys.stderr)
+        return 2
+    for line_error in errors[:MAX_ERRORS_SHOWN]:
+        print(f"{args.file}:{line_error.line}: {line_error.reason}", file=sys.stderr)
+    if errors:
+        print(f"{len(errors)} invalid line(s); nothing was sent", file=sys.stderr)
+        return 2
+    if not 1 <= args.batch_size <= 1000:
+        print("--batch-size must be between 1 and 1000", file=sys.stderr)
+        return 2
+    prefix = args.batch_prefix or _safe_prefix(args.file)
+    try:
+        messages = messages_for(records, prefix, args.batch_size)
+        storage = StorageSettings.from_env(os.environ)
+    except (ContractError, ConfigError) as error:
+        print(f"{error}; nothing was sent", file=sys.stderr)
+        return 2
+    sent = asyncio.run(_send(storage, messages))
+    print(f"sent {len(records)} records in {sent} messages to {BATCH_QUEUE}")
+    return 0
+
+
+def _safe_prefix(path: Path) -> str:
+    stem = "".join(c if c.isalnum() or c in "._:-" else "-" for c in path.stem)
+    return stem[:100] or "producer"
+
+
+async def _send(storage: StorageSettings, messages: list[BatchMessage]) -> int:
+    credential = storage_credential(storage)
+    try:
+        async with queue_client(storage, BATCH_QUEUE, credential) as queue:
+            return await send(queue, messages)
+    finally:
+        if credential is not None:
+            await credential.close()

@@ -1,0 +1,82 @@
+"""For upstream producers: validate records, chunk them into batch messages, send them.
+
+A producer that cannot use this module sends the same JSON (see ``schemas/batch-message.v1.json``)
+base64-encoded, e.g. with azure-storage-queue's ``TextBase64EncodePolicy``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from azure.storage.queue.aio import QueueClient
+
+from sync.chunks import chunk
+from sync.contract import (
+    MAX_QUEUE_MESSAGE_BYTES,
+    NEVER_EXPIRE,
+    BatchMessage,
+    RecordRef,
+    encoded_size_bytes,
+    record_from,
+)
+from sync.errors import ContractError
+
+SEND_CONCURRENCY: Final = 16
+
+
+@dataclass(frozen=True, slots=True)
+class LineError:
+    """A JSONL line that is not a valid record, with the reason."""
+
+    line: int
+    reason: str
+
+
+def read_jsonl(lines: Iterable[str]) -> tuple[list[RecordRef], list[LineError]]:
+    """Records from JSON lines (``{"id": ..., "input": ...}``); blank lines are skipped."""
+    records: list[RecordRef] = []
+    errors: list[LineError] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(record_from(json.loads(line), f"line {number}"))
+        except json.JSONDecodeError as error:
+            errors.append(LineError(number, f"not JSON: {error.msg}"))
+        except ContractError as error:
+            errors.append(LineError(number, error.reason))
+    return records, errors
+
+
+def messages_for(records: Sequence[RecordRef], batch_prefix: str,
+                 batch_size: int) -> list[BatchMessage]:
+    """Batch messages of at most ``batch_size`` records, ids ``<prefix>-000001`` and on.
+
+    Raises ContractError if a message would not fit a queue message or repeats an id.
+    """
+    if len({r.id for r in records}) != len(records):
+        raise ContractError("the records repeat an id; each record may appear once")
+    messages = [BatchMessage(f"{batch_prefix}-{n:06d}", group)
+                for n, group in enumerate(chunk(records, batch_size), start=1)]
+    for message in messages:
+        size = encoded_size_bytes(message.to_json())
+        if size > MAX_QUEUE_MESSAGE_BYTES:
+            raise ContractError(f"batch {message.batch_id} is {size} bytes after base64; the "
+                                f"queue takes {MAX_QUEUE_MESSAGE_BYTES}: use a smaller batch size")
+    return messages
+
+
+async def send(queue: QueueClient, messages: Sequence[BatchMessage]) -> int:
+    """Send the messages (the client must encode base64); answer how many were sent."""
+    slots = asyncio.Semaphore(SEND_CONCURRENCY)
+
+    async def one(message: BatchMessage) -> None:
+        async with slots:
+            await queue.send_message(message.to_json(), time_to_live=NEVER_EXPIRE)
+
+    await asyncio.gather(*(one(message) for message in messages))
+    return len(messages)

@@ -1,0 +1,120 @@
+"""The producer contract: the JSON Schema agrees with the worker, the helper and the CLI send."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import jsonschema
+import pytest
+from azure.storage.queue.aio import QueueClient
+
+from sync.contract import BatchMessage, RecordRef, decode_batch
+from sync.errors import ContractError
+from sync.local.azurite import StorageAccount
+from sync.names import BATCH_QUEUE
+from sync.producer import messages_for, read_jsonl
+from sync.settings import StorageSettings
+
+ROOT = Path(__file__).parents[1]
+SCHEMA = json.loads((ROOT / "schemas" / "batch-message.v1.json").read_text())
+GUID = "5b1c2a3e-0000-4000-8000-000000000001"
+RECORD = {"id": GUID, "input": "https://www.contoso.com"}
+SAMPLES = [
+    ({"version": 1, "batch_id": "b-1", "records": [RECORD]}, True),
+    ({"version": 1, "batch_id": "b-1", "attempt": 3, "records": [RECORD]}, True),
+    ({"version": 2, "batch_id": "b-1", "records": [RECORD]}, False),
+    ({"batch_id": "b-1", "records": [RECORD]}, False),
+    ({"version": 1, "batch_id": "b/1", "records": [RECORD]}, False),
+    ({"version": 1, "batch_id": "b-1", "records": []}, False),
+    ({"version": 1, "batch_id": "b-1", "records": [{"id": "x", "input": "a.com"}]}, False),
+    ({"version": 1, "batch_id": "b-1", "records": [{**RECORD, "more": 1}]}, False),
+    ({"version": 1, "batch_id": "b-1", "records": [RECORD], "extra": True}, False),
+    ({"version": 1, "batch_id": "b-1", "attempt": -1, "records": [RECORD]}, False),
+    ({"version": 1, "batch_id": "b-1", "records": [{"id": GUID, "input": ""}]}, False),
+]
+
+
+@pytest.mark.parametrize(("message", "valid"), SAMPLES)
+def test_schema_and_worker_agree(message: dict[str, object], valid: bool) -> None:
+    schema_ok = jsonschema.Draft202012Validator(SCHEMA).is_valid(message)
+    try:
+        decode_batch(json.dumps(message).encode())
+        worker_ok = True
+    except ContractError:
+        worker_ok = False
+    assert schema_ok == worker_ok == valid
+
+
+def test_schema_is_a_valid_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+
+
+def test_jsonl_errors_name_their_line() -> None:
+    lines = [json.dumps(RECORD), "", "{oops", json.dumps({"id": "nope", "input": "a.com"})]
+    records, errors = read_jsonl(lines)
+    assert records == [RecordRef(GUID, "https://www.contoso.com")]
+    assert [(e.line, e.reason) for e in errors] == [
+        (3, "not JSON: Expecting property name enclosed in double quotes"),
+        (4, "line 4.id must be a GUID")]
+
+
+def test_messages_are_chunked_with_sequential_ids() -> None:
+    records = [RecordRef(str(uuid.uuid4()), "a.com") for _ in range(250)]
+    messages = messages_for(records, "migration", 100)
+    assert [m.batch_id for m in messages] == ["migration-000001", "migration-000002",
+                                              "migration-000003"]
+    assert [len(m.records) for m in messages] == [100, 100, 50]
+
+
+def test_oversized_and_repeated_are_refused() -> None:
+    big = [RecordRef(str(uuid.uuid4()), "https://" + "x" * 2000 + ".com") for _ in range(100)]
+    with pytest.raises(ContractError, match="smaller batch size"):
+        messages_for(big, "p", 100)
+    same = [RecordRef(GUID, "a.com"), RecordRef(GUID, "b.com")]
+    with pytest.raises(ContractError, match="repeat an id"):
+        messages_for(same, "p", 10)
+
+
+def run_enqueue(account: StorageAccount, path: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "AzureWebJobsStorage": account.connection_string}
+    return subprocess.run([sys.executable, "-m", "sync", "enqueue", "--file", str(path),
+                           "--batch-size", "2"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+async def test_cli_sends_base64_json_the_worker_accepts(storage: StorageSettings,
+                                                        account: StorageAccount,
+                                                        tmp_path: Path) -> None:
+    path = tmp_path / "updates.jsonl"
+    rows = [{"id": str(uuid.uuid4()), "input": f"https://www.c{n}.example"} for n in range(5)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = run_enqueue(account, path)
+    assert result.returncode == 0, result.stderr
+    assert "sent 5 records in 3 messages" in result.stdout
+    async with QueueClient.from_connection_string(str(storage.connection_string),
+                                                  BATCH_QUEUE) as queue:
+        raw = [m.content for m in await queue.peek_messages(max_messages=10)]
+    decoded = [decode_batch(base64.b64decode(text)) for text in raw]
+    assert sorted(m.batch_id for m in decoded) == ["updates-000001", "updates-000002",
+                                                   "updates-000003"]
+    assert sorted(r.id for m in decoded for r in m.records) == sorted(r["id"] for r in rows)
+    assert all(isinstance(m, BatchMessage) for m in decoded)
+
+
+async def test_cli_sends_nothing_when_a_line_is_bad(storage: StorageSettings,
+                                                    account: StorageAccount,
+                                                    tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(RECORD) + "\n" + '{"id": 1}\n')
+    result = run_enqueue(account, path)
+    assert result.returncode == 2
+    assert "bad.jsonl:2: line 2.id must be a GUID" in result.stderr
+    assert "nothing was sent" in result.stderr
+    async with QueueClient.from_connection_string(str(storage.connection_string),
+                                                  BATCH_QUEUE) as queue:
+        assert await queue.peek_messages(max_messages=10) == []
