@@ -29,6 +29,14 @@ def app_settings() -> dict[str, Any]:
     return dict(config.body["properties"])
 
 
+def setting_parameter(name: str) -> dict[str, Any]:
+    """The main.bicep parameter an app setting is set from; fails when it is set otherwise."""
+    value = app_settings().get(name)
+    assert isinstance(value, str), f"{name} is missing or set to an expression"
+    assert value in params(MAIN), f"{name} is set to {value!r}, not from a parameter"
+    return params(MAIN)[value]
+
+
 def test_host_settings_are_not_code_settings() -> None:
     assert len(set(HOST_SETTING_NAMES)) == len(HOST_SETTING_NAMES)
     assert not set(HOST_SETTING_NAMES) & set(SETTING_NAMES)
@@ -51,23 +59,18 @@ def test_local_only_settings_stay_local() -> None:
 @pytest.mark.parametrize("spec", [s for s in AZURE_SPECS if s.default is not None],
                          ids=lambda s: s.name)
 def test_tunable_setting_is_a_parameter_with_the_code_default(spec: SettingSpec) -> None:
-    value = app_settings()[spec.name]
-    main = params(MAIN)
-    assert value in main, f"{spec.name} should come from a parameter, got {value!r}"
-    assert main[value]["default"] == spec.default
+    assert setting_parameter(spec.name)["default"] == spec.default
 
 
 @pytest.mark.parametrize("spec", [s for s in AZURE_SPECS if s.required and not s.secret],
                          ids=lambda s: s.name)
 def test_required_setting_has_no_default_in_the_template(spec: SettingSpec) -> None:
-    value = app_settings()[spec.name]
-    assert value in params(MAIN), f"{spec.name} should come from a parameter, got {value!r}"
-    assert params(MAIN)[value]["default"] is None, "the deployer must supply it"
+    assert setting_parameter(spec.name)["default"] is None, "the deployer must supply it"
 
 
 @pytest.mark.parametrize("spec", [s for s in AZURE_SPECS if s.secret], ids=lambda s: s.name)
 def test_secret_setting_is_a_key_vault_reference(spec: SettingSpec) -> None:
-    assert KEY_VAULT_REFERENCE.match(app_settings()[spec.name])
+    assert KEY_VAULT_REFERENCE.match(str(app_settings().get(spec.name)))
 
 
 def test_enrichment_key_parameter_is_secure_and_kept_out_of_the_parameters_file() -> None:
