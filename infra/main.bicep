@@ -1,7 +1,7 @@
 // Production deployment of the Dataverse enrichment sync into one resource group:
 // a Flex Consumption function app (Linux, Python 3.11) with a user-assigned managed identity for
 // storage, Dataverse, Key Vault and Application Insights. No shared keys, no connection strings.
-// How to deploy: infra/DEPLOY.md. Checked offline by tests/infra.
+// How to deploy: README.md, "Deploying to Azure". Checked offline by tests/infra.
 
 targetScope = 'resourceGroup'
 
@@ -13,7 +13,7 @@ param environmentName string
 @description('Region of every resource; it must offer the Flex Consumption plan.')
 param location string = resourceGroup().location
 
-@description('Most instances each function scales out to (the queue worker, in practice). Size it against the Dataverse DOP hint: infra/DEPLOY.md.')
+@description('Most instances each function scales out to (the queue worker, in practice). Size it against the Dataverse DOP hint: README.md, "Deploying to Azure".')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 4
