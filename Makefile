@@ -25,6 +25,9 @@ pytest: setup
 	@echo "== pytest"
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+bench: setup
+	$(PY) -m bench $(ARGS)
+
 setup: $(VENV)/.installed node_modules/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt

@@ -18,16 +18,18 @@ class BatchRun:
     counts: BatchCounts = field(default_factory=BatchCounts)
     finished: set[str] = field(default_factory=set)
     retry_after_s: float | None = None
+    """The longest Retry-After any service gave this message: the re-enqueue delay."""
+    throttled_services: set[str] = field(default_factory=set)
 
-    @property
-    def stopped(self) -> bool:
-        """A service throttled: send nothing more for this message."""
-        return self.retry_after_s is not None
+    def stopped(self, service: str) -> bool:
+        """``service`` throttled: send it nothing more for this message."""
+        return service in self.throttled_services
 
-    def throttled(self, error: Throttled, answers: int = 1) -> None:
-        """Stop sending; remember the longest Retry-After; count real 429 answers."""
+    def throttled(self, error: Throttled) -> None:
+        """Stop sending to the service; keep the longest Retry-After; count real 429s."""
         if error.code != GATE_CODE:
-            self.counts.throttled_by_code[error.code or f"{error.service}-429"] += answers
+            self.counts.throttled_by_code[error.code or f"{error.service}-429"] += 1
+        self.throttled_services.add(error.service)
         self.retry_after_s = max(self.retry_after_s or 0.0, error.retry_after_s)
 
     def written(self, record_id: str) -> None:

@@ -28,6 +28,8 @@ class BatchCounts:
     reenqueued: int = 0
     rejected_messages: int = 0
     transient_retries: int = 0
+    requeue_delay_s: float = 0.0
+    """Seconds re-enqueued work was held invisible (Retry-After plus jitter), summed."""
     throttled_by_code: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: BatchCounts) -> None:
@@ -37,6 +39,7 @@ class BatchCounts:
         self.reenqueued += other.reenqueued
         self.rejected_messages += other.rejected_messages
         self.transient_retries += other.transient_retries
+        self.requeue_delay_s += other.requeue_delay_s
         self.throttled_by_code.update(other.throttled_by_code)
 
     @property
@@ -62,6 +65,7 @@ def batch_entity(batch_id: str, attempt: int, counts: BatchCounts) -> dict[str, 
             "Written": counts.written, "DeadLettered": counts.dead_lettered,
             "Reenqueued": counts.reenqueued, "RejectedMessages": counts.rejected_messages,
             "TransientRetries": counts.transient_retries,
+            "RequeueDelayS": float(counts.requeue_delay_s),
             "ThrottledByCode": json.dumps(dict(counts.throttled_by_code))}
 
 
@@ -72,6 +76,7 @@ def counts_from(entity: Mapping[str, Any]) -> BatchCounts:
                        reenqueued=int(entity.get("Reenqueued", 0)),
                        rejected_messages=int(entity.get("RejectedMessages", 0)),
                        transient_retries=int(entity.get("TransientRetries", 0)),
+                       requeue_delay_s=float(entity.get("RequeueDelayS", 0.0)),
                        throttled_by_code=Counter(json.loads(entity.get("ThrottledByCode", "{}"))))
 
 

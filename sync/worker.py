@@ -18,6 +18,7 @@ from sync import ledger
 from sync.batchrun import BatchRun
 from sync.contract import NEVER_EXPIRE, BatchMessage, RecordRef, decode_batch
 from sync.deadletter import message_envelope, record_envelope
+from sync.enrichment import SERVICE as ENRICHMENT
 from sync.errors import ContractError, SyncError, Throttled, TransientError
 from sync.governor import GATE_CODE
 from sync.ledger import BatchCounts
@@ -46,7 +47,7 @@ async def process_message(services: Services, body: bytes) -> BatchCounts:
         tasks = [group.create_task(_enrich(services, run, r, dead_letter))
                  for r in message.records]
     enriched = [item for task in tasks if (item := task.result()) is not None]
-    if enriched and not run.stopped:
+    if enriched:
         await write_all(services, run, enriched, dead_letter)
     await _requeue_unfinished(services, run)
     await ledger.record_batch(services.ledger, message.batch_id, message.attempt, run.counts)
@@ -67,7 +68,7 @@ async def _reject(services: Services, body: bytes, reason: str) -> BatchCounts:
 async def _enrich(services: Services, run: BatchRun, record: RecordRef,
                   dead_letter: DeadLetter) -> Enriched | None:
     """The record with its enriched columns; None when it was dead-lettered or throttled."""
-    if run.stopped:
+    if run.stopped(ENRICHMENT):
         return None
 
     def note(_: TransientError) -> None:
@@ -75,8 +76,8 @@ async def _enrich(services: Services, run: BatchRun, record: RecordRef,
 
     async def call() -> dict[str, Any]:
         async with services.enrichment_slots:
-            if run.stopped:
-                raise Throttled("enrichment", run.retry_after_s or 0.0, GATE_CODE)
+            if run.stopped(ENRICHMENT):
+                raise Throttled(ENRICHMENT, run.retry_after_s or 0.0, GATE_CODE)
             return await services.enrichment.columns_for(record.input,
                                                          services.settings.definition.mapping)
 
@@ -119,5 +120,6 @@ async def _requeue_unfinished(services: Services, run: BatchRun) -> None:
     await services.batches.send_message(message.to_json(), visibility_timeout=delay_s,
                                         time_to_live=NEVER_EXPIRE)
     run.counts.reenqueued += len(remaining)
+    run.counts.requeue_delay_s += delay_s
     logger.info("batch %s: %d records back on the queue in %d s", run.message.batch_id,
                 len(remaining), delay_s, extra={"event": "batch_requeued"})

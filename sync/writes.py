@@ -22,6 +22,7 @@ from sync.batchrun import BatchRun
 from sync.batchwire import Operation, OperationResult
 from sync.chunks import chunk
 from sync.contract import RecordRef
+from sync.dataverse import SERVICE as DATAVERSE
 from sync.dataverse import record_path
 from sync.errors import PermanentError, SyncError, Throttled, TransientError
 from sync.governor import GATE_CODE
@@ -68,8 +69,8 @@ async def _governed(services: Services, run: BatchRun, call: Callable[[], Awaita
     """One request under the governor; a 429 closes the local and the cluster gate."""
     governor = services.governor
     async with governor:
-        if run.stopped:
-            raise Throttled("dataverse", run.retry_after_s or 0.0, GATE_CODE)
+        if run.stopped(DATAVERSE):
+            raise Throttled(DATAVERSE, run.retry_after_s or 0.0, GATE_CODE)
         try:
             result = await call()
         except Throttled as error:
@@ -120,10 +121,10 @@ async def _batch(services: Services, run: BatchRun, items: list[Enriched],
             run.counts.transient_retries += len(pending)
             await asyncio.sleep(backoff_s(attempt, random.random()))  # noqa: S311 (jitter)
         pending = await _batch_once(services, run, pending, dead_letter)
-        if not pending or run.stopped:
+        if not pending or run.stopped(DATAVERSE):
             return
     for record, _ in pending:
-        await dead_letter(record, TransientError("dataverse", "kept failing inside $batch"))
+        await dead_letter(record, TransientError(DATAVERSE, "kept failing inside $batch"))
 
 
 async def _batch_once(services: Services, run: BatchRun, items: list[Enriched],
@@ -158,10 +159,10 @@ async def _settle(run: BatchRun, items: list[Enriched], results: list[OperationR
         elif result.status == 429:
             code, _ = error_code_and_message(result.body)
             retry_after_s = parse_retry_after_s(result.headers.get("Retry-After"))
-            run.throttled(Throttled("dataverse", retry_after_s, code))
+            run.throttled(Throttled(DATAVERSE, retry_after_s, code))
         elif result.status >= 400:
             code, message = error_code_and_message(result.body)
-            await dead_letter(item[0], PermanentError("dataverse", result.status, code, message))
+            await dead_letter(item[0], PermanentError(DATAVERSE, result.status, code, message))
         else:
             run.written(item[0].id)
     return retry

@@ -56,9 +56,12 @@ async def enrichment_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def dataverse_url() -> AsyncIterator[str]:
-    """The Dataverse Web API emulator with 50 seeded accounts and roomy limits."""
-    running = await start_emulator(EmulatorConfig(records=50))
+async def dataverse_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """The Dataverse Web API emulator: 50 seeded accounts and the documented limits, unless
+    the test's ``@pytest.mark.emulator(**config)`` says otherwise."""
+    marker = request.node.get_closest_marker("emulator")
+    config = {"records": 50, **(marker.kwargs if marker else {})}
+    running = await start_emulator(EmulatorConfig(**config))
     yield running.url
     await running.close()
 

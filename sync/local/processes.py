@@ -10,11 +10,34 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TextIO
 
 _URL: Final = re.compile(r"https?://\S+")
 STOP_TIMEOUT_S: Final = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceUsage:
+    """CPU time and peak memory of a live process, from /proc."""
+
+    cpu_s: float
+    peak_rss_mib: float
+
+
+def resource_usage(pid: int) -> ResourceUsage:
+    """What ``pid`` has used so far (zeros if it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return ResourceUsage(0.0, 0.0)
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu_s = (int(stat[11]) + int(stat[12])) / ticks
+    peak_kib = next((int(line.split()[1]) for line in status.splitlines()
+                     if line.startswith("VmHWM:")), 0)
+    return ResourceUsage(cpu_s=cpu_s, peak_rss_mib=peak_kib / 1024)
 
 
 class Child:

@@ -90,11 +90,17 @@ class ProgressPrinter:
 
 
 async def watch(table: TableClient, queue: QueueClient, timeout_s: float,
-                printer: ProgressPrinter | None, healthy: Callable[[], bool]) -> Snapshot:
-    """Poll until the run is finished or ``timeout_s`` passes; ``healthy()`` false aborts."""
+                printer: ProgressPrinter | None, healthy: Callable[[], bool], *,
+                timeline: list[tuple[float, int]] | None = None) -> Snapshot:
+    """Poll until the run is finished or ``timeout_s`` passes; ``healthy()`` false aborts.
+
+    Each poll's (elapsed seconds, records done) is appended to ``timeline`` when given.
+    """
     started_s = time.monotonic()
     while True:
         current = await snapshot(table, queue, started_s)
+        if timeline is not None:
+            timeline.append((round(current.elapsed_s, 2), current.done))
         if printer is not None:
             printer.show(current)
         if current.finished or current.elapsed_s > timeout_s or not healthy():

@@ -14,14 +14,15 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
 
 from sync.local.azurite import ROOT, Azurite, start_azurite
 from sync.local.emulators.enrichment import EnrichmentConfig
-from sync.local.processes import Children
+from sync.local.processes import Children, ResourceUsage, resource_usage
 from sync.local.progress import ProgressPrinter, Snapshot, watch
-from sync.local.verify import Verification, dead_lettered_ids, verify
+from sync.local.verify import Verification, dead_lettered_ids, emulator_stats, verify
 from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE
 from sync.settings import Settings, StorageSettings
 from sync.storage import ensure_resources, queue_client, table_client
@@ -39,6 +40,8 @@ class LocalOptions:
     dataverse_url: str | None
     timeout_s: float
     emulator_args: tuple[str, ...] = ()
+    enrichment_args: tuple[str, ...] = ()
+    json_out: Path | None = None
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +58,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--emulator-arg", action="append", default=[], metavar="ARG",
                         help="extra option for the Dataverse emulator, e.g. "
                              "--emulator-arg=--servers=3 (repeatable)")
+    parser.add_argument("--enrichment-arg", action="append", default=[], metavar="ARG",
+                        help="extra option for the enrichment emulator, e.g. "
+                             "--enrichment-arg=--rate-per-s=200 (repeatable)")
+    parser.add_argument("--json-out", type=Path, default=None,
+                        help="also write the run's figures as JSON to this file")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -64,7 +72,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     options = LocalOptions(records=args.records, instances=args.instances,
                            dataverse_url=args.dataverse_url, timeout_s=args.timeout_s,
-                           emulator_args=tuple(args.emulator_arg))
+                           emulator_args=tuple(args.emulator_arg),
+                           enrichment_args=tuple(args.enrichment_arg), json_out=args.json_out)
     return run(options)
 
 
@@ -84,6 +93,7 @@ def run(options: LocalOptions) -> int:
         hosts = [c for c in children.started if c.name.startswith("host-")]
         outcome = asyncio.run(_watch_and_verify(env, options, lambda: all(h.alive for h in hosts)))
         elapsed_s = time.monotonic() - started_s
+        usage = [resource_usage(h.process.pid) for h in hosts]
     except KeyboardInterrupt:
         print("\nInterrupted: stopping everything this run started.", file=sys.stderr)
         return 130
@@ -91,6 +101,8 @@ def run(options: LocalOptions) -> int:
         children.stop_all()
         if azurite is not None:
             azurite.stop()
+    if options.json_out is not None:
+        write_json(options.json_out, outcome, elapsed_s, usage)
     return report(outcome, elapsed_s)
 
 
@@ -103,7 +115,8 @@ def _start_services(children: Children, azurite: Azurite,
             "dataverse-emulator",
             ["emulator", "dataverse", "--records", str(options.records), *options.emulator_args],
             wait_for_url_s=URL_WAIT_S)
-    _, enrichment_url = children.start("enrichment-emulator", ["emulator", "enrichment"],
+    _, enrichment_url = children.start("enrichment-emulator",
+                                       ["emulator", "enrichment", *options.enrichment_args],
                                        wait_for_url_s=URL_WAIT_S)
     env = {**os.environ, "AzureWebJobsStorage": azurite.accounts[0].connection_string,
            "DATAVERSE_URL": dataverse_url, "ENRICHMENT_URL": enrichment_url,
@@ -131,25 +144,30 @@ class Outcome:
     verification: Verification | None
     poisoned: int
     dead_letter_ids: frozenset[str]
+    timeline: list[tuple[float, int]]
+    emulator_stats: dict[str, Any] | None
 
 
 async def _watch_and_verify(env: dict[str, str], options: LocalOptions,
                             healthy: Callable[[], bool]) -> Outcome:
     settings = Settings.from_env(env)
     storage = settings.storage
+    timeline: list[tuple[float, int]] = []
     async with (table_client(storage, LEDGER_TABLE, None) as table,
                 queue_client(storage, BATCH_QUEUE, None) as batches,
                 queue_client(storage, POISON_QUEUE, None) as poison,
                 queue_client(storage, DEAD_LETTER_QUEUE, None) as dead):
         printer = ProgressPrinter()
-        final = await watch(table, batches, options.timeout_s, printer, healthy)
+        final = await watch(table, batches, options.timeout_s, printer, healthy,
+                            timeline=timeline)
         printer.close()
         dead_ids = await dead_lettered_ids(dead)
         poisoned = (await poison.get_queue_properties()).approximate_message_count or 0
-        verification = None
-        if options.dataverse_url is None:
-            verification = await verify(settings.dataverse_url, settings.definition, dead_ids)
-    return Outcome(final, verification, poisoned, frozenset(dead_ids))
+    verification, stats = None, None
+    if options.dataverse_url is None:
+        stats = await emulator_stats(settings.dataverse_url)
+        verification = await verify(settings.dataverse_url, settings.definition, dead_ids, stats)
+    return Outcome(final, verification, poisoned, frozenset(dead_ids), timeline, stats)
 
 
 def report(outcome: Outcome, elapsed_s: float) -> int:
@@ -190,3 +208,21 @@ def _exit_code(outcome: Outcome) -> int:
     if not problems:
         print("OK: every record is written or dead-lettered with a reason; none was created.")
     return 1 if problems else 0
+
+
+def write_json(path: Path, outcome: Outcome, elapsed_s: float,
+               usage: list[ResourceUsage]) -> None:
+    """The run's figures, for the benchmark."""
+    snap, check = outcome.snapshot, outcome.verification
+    counts = snap.counts
+    data = {"elapsed_s": elapsed_s, "planned": snap.planned, "written": counts.written,
+            "dead_lettered": counts.dead_lettered, "reenqueued": counts.reenqueued,
+            "throttled_by_code": dict(counts.throttled_by_code),
+            "transient_retries": counts.transient_retries, "poisoned": outcome.poisoned,
+            "requeue_delay_s": counts.requeue_delay_s,
+            "finished": snap.finished, "timeline": outcome.timeline,
+            "verification": asdict(check) if check is not None else None,
+            "emulator_stats": outcome.emulator_stats,
+            "hosts": [asdict(u) for u in usage]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))

@@ -54,14 +54,25 @@ async def dead_lettered_ids(queue: QueueClient) -> set[str]:
     return ids
 
 
-async def verify(dataverse_url: str, definition: SyncDefinition,
-                 dead_letters: set[str]) -> Verification:
+async def emulator_stats(dataverse_url: str) -> dict[str, Any]:
+    """The emulator's counters (``/_emulator/stats``)."""
+    async with aiohttp.ClientSession() as session:
+        stats: dict[str, Any] = await _get(session, f"{dataverse_url}/_emulator/stats", {})
+    return stats
+
+
+def created_count(stats: dict[str, Any]) -> int:
+    """Records the emulator saw created."""
+    return int(stats.get("records", {}).get("created", 0))
+
+
+async def verify(dataverse_url: str, definition: SyncDefinition, dead_letters: set[str],
+                 stats: dict[str, Any]) -> Verification:
     """Compare the emulator's rows and counters with what the run should have done."""
     async with aiohttp.ClientSession() as session:
         rows = await _get(session, f"{dataverse_url}/_emulator/records",
                           {"entityset": definition.entity_set})
-        stats = await _get(session, f"{dataverse_url}/_emulator/stats", {})
-    result = Verification(created=int(stats.get("records", {}).get("created", 0)))
+    result = Verification(created=created_count(stats))
     for row in rows.get("value", rows) if isinstance(rows, dict) else rows:
         result.records += 1
         record_id = str(row[definition.key])

@@ -1,0 +1,177 @@
+"""The planner against the emulator and Azurite: continuations, change tracking, watermarks,
+own writes skipped, expired tokens, and a crash that never skips a record."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from azure.storage.queue.aio import QueueClient
+
+from sync import planner
+from sync.contract import decode_batch
+from sync.local.stack import local_token
+from sync.names import BATCH_QUEUE, PLAN_QUEUE
+from sync.planstate import Checkpoint, load_checkpoint, plan_state_from, save_checkpoint
+from sync.services import Services, open_services
+from sync.settings import Settings
+
+NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+Make = Callable[..., Any]
+
+
+@pytest.fixture
+async def make_services(app_env: dict[str, str]) -> AsyncIterator[Make]:
+    opened: list[Services] = []
+
+    async def make(**overrides: str) -> Services:
+        services = open_services(Settings.from_env({**app_env, **overrides}))
+        await services.start()
+        opened.append(services)
+        return services
+
+    yield make
+    for services in opened:
+        await services.close()
+
+
+async def drain(services: Services, queue_name: str) -> list[bytes]:
+    """Every message on a queue, removed, base64-decoded."""
+    bodies: list[bytes] = []
+    async with QueueClient.from_connection_string(
+            str(services.settings.storage.connection_string), queue_name) as queue:
+        while True:
+            batch = [m async for m in queue.receive_messages(messages_per_page=32,
+                                                              max_messages=32)]
+            if not batch:
+                return bodies
+            for message in batch:
+                bodies.append(base64.b64decode(message.content))
+                await queue.delete_message(message)
+
+
+async def run_plan(services: Services, now: datetime = NOW) -> tuple[Counter[str], int]:
+    """Plan, then carry out every continuation as the plan queue's trigger would."""
+    continuations = 0
+    await planner.plan(services, now)
+    while bodies := await drain(services, PLAN_QUEUE):
+        for body in bodies:
+            continuations += 1
+            await planner.continue_plan(services, plan_state_from(body))
+    planned: Counter[str] = Counter()
+    for body in await drain(services, BATCH_QUEUE):
+        planned.update(record.id for record in decode_batch(body).records)
+    return planned, continuations
+
+
+async def rows(services: Services) -> list[dict[str, Any]]:
+    url = f"{services.settings.dataverse_url}/_emulator/records"
+    async with aiohttp.ClientSession() as session, session.get(
+            url, params={"entityset": "accounts"}) as answer:
+        data = await answer.json()
+    return data["value"] if isinstance(data, dict) else data
+
+
+async def change(services: Services, ids: list[str], token: str, method: str = "PATCH") -> None:
+    """Change (or delete) records through the Web API as the user ``token`` names."""
+    api = f"{services.settings.dataverse_url}/api/data/v9.2/accounts"
+    headers = {"Authorization": f"Bearer {token}", "If-Match": "*"}
+    async with aiohttp.ClientSession() as session:
+        for record_id in ids:
+            body = {"websiteurl": f"https://www.changed-{record_id[:8]}.example"}
+            async with session.request(method, f"{api}({record_id})", headers=headers,
+                                       json=body if method == "PATCH" else None) as answer:
+                assert answer.status == 204, await answer.text()
+
+
+@pytest.mark.emulator(records=25_000)
+@pytest.mark.timeout(240)
+async def test_large_plan_runs_as_many_short_invocations(make_services: Make) -> None:
+    services = await make_services(SYNC_PAGE_SIZE="1000", SYNC_PLAN_BUDGET_S="0")
+    planned, continuations = await run_plan(services)
+    assert continuations >= 2
+    assert len(planned) == 25_000
+    assert set(planned.values()) == {1}
+
+
+@pytest.mark.emulator(records=400)
+async def test_second_tracked_plan_has_only_the_changes(make_services: Make) -> None:
+    services = await make_services(SYNC_PAGE_SIZE="100")
+    first, _ = await run_plan(services)
+    assert len(first) == 400
+    ids = [str(r["accountid"]) for r in await rows(services)]
+    person = local_token()  # another user than the app's
+    await change(services, ids[:30], person)
+    await change(services, ids[30:35], person, method="DELETE")
+    second, _ = await run_plan(services, NOW + timedelta(days=1))
+    assert set(second) == set(ids[:30])
+
+
+@pytest.mark.emulator(records=200)
+async def test_own_writes_are_not_planned_again(make_services: Make,
+                                                app_env: dict[str, str]) -> None:
+    services = await make_services(SYNC_PAGE_SIZE="100")
+    await run_plan(services)
+    ids = [str(r["accountid"]) for r in await rows(services)]
+    await change(services, ids[:10], app_env["DATAVERSE_STATIC_TOKEN"])
+    await change(services, ids[10:13], local_token())
+    second, _ = await run_plan(services, NOW + timedelta(days=1))
+    assert set(second) == set(ids[10:13])
+
+
+@pytest.mark.emulator(records=150)
+async def test_refused_delta_token_falls_back_to_a_full_scan(make_services: Make) -> None:
+    services = await make_services(SYNC_PAGE_SIZE="100")
+    await run_plan(services)
+    saved = await load_checkpoint(services.state, "accounts")
+    assert saved.delta_link
+    broken = saved.delta_link.split("$deltatoken=")[0] + "$deltatoken=expired-or-unknown"
+    await save_checkpoint(services.state, "accounts", Checkpoint(delta_link=broken), "x")
+    again, _ = await run_plan(services, NOW + timedelta(days=1))
+    assert len(again) == 150
+    assert (await load_checkpoint(services.state, "accounts")).delta_link != broken
+
+
+@pytest.mark.emulator(records=300)
+async def test_watermark_mode_plans_what_changed_since(make_services: Make) -> None:
+    definition = json.dumps({"change_tracking": False})
+    services = await make_services(SYNC_PAGE_SIZE="100", SYNC_DEFINITION=definition)
+    first, _ = await run_plan(services, datetime.now(UTC) - timedelta(seconds=5))
+    assert len(first) == 300
+    assert (await load_checkpoint(services.state, "accounts")).watermark
+    ids = [str(r["accountid"]) for r in await rows(services)]
+    await change(services, ids[:7], local_token())
+    second, _ = await run_plan(services, datetime.now(UTC))
+    assert set(second) == set(ids[:7])
+
+
+@pytest.mark.emulator(records=500)
+async def test_a_crash_between_enqueues_never_skips_a_record(make_services: Make) -> None:
+    services = await make_services(SYNC_PAGE_SIZE="100", SYNC_BATCH_SIZE="20")
+    real_send = services.batches.send_message
+    sent = 0
+
+    async def failing_send(*args: Any, **kwargs: Any) -> Any:
+        nonlocal sent
+        sent += 1
+        if sent == 12:
+            raise ConnectionResetError("injected crash between two enqueues")
+        return await real_send(*args, **kwargs)
+
+    services.batches.send_message = failing_send  # type: ignore[method-assign]
+    with pytest.raises(ConnectionResetError):
+        await run_plan(services)
+    assert await load_checkpoint(services.state, "accounts") == Checkpoint()
+    crashed = Counter(r.id for body in await drain(services, BATCH_QUEUE)
+                      for r in decode_batch(body).records)
+    assert 0 < len(crashed) < 500
+    services.batches.send_message = real_send  # type: ignore[method-assign]
+    rerun, _ = await run_plan(services, NOW + timedelta(minutes=5))
+    assert len(set(rerun) | set(crashed)) == 500
+    assert len(rerun) == 500
