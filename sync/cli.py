@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from sync.local import enqueue, host, stack
 from sync.local.emulators import enrichment
-from sync.local.emulators.dataverse import cli as dataverse_cli
+from sync.local.emulators.webapi import cli as dataverse_cli
 
 Main = Callable[[argparse.Namespace], int]
 

@@ -6,10 +6,10 @@ import itertools
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from sync.local.emulators.dataverse import EmulatorConfig, start_emulator
 
 from sync.local.azurite import Azurite, StorageAccount, start_azurite
 from sync.local.emulators.enrichment import EnrichmentConfig, start_enrichment
+from sync.local.emulators.webapi import EmulatorConfig, start_emulator
 from sync.local.stack import local_token
 from sync.settings import StorageSettings
 from sync.storage import ensure_resources

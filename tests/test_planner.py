@@ -3,6 +3,7 @@ own writes skipped, expired tokens, and a crash that never skips a record."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections import Counter
@@ -142,10 +143,12 @@ async def test_refused_delta_token_falls_back_to_a_full_scan(make_services: Make
 async def test_watermark_mode_plans_what_changed_since(make_services: Make) -> None:
     definition = json.dumps({"change_tracking": False})
     services = await make_services(SYNC_PAGE_SIZE="100", SYNC_DEFINITION=definition)
-    first, _ = await run_plan(services, datetime.now(UTC) - timedelta(seconds=5))
+    first_plan = datetime.now(UTC) + timedelta(seconds=1)  # after the seeding's second
+    first, _ = await run_plan(services, first_plan)
     assert len(first) == 300
     assert (await load_checkpoint(services.state, "accounts")).watermark
     ids = [str(r["accountid"]) for r in await rows(services)]
+    await asyncio.sleep(2.1)  # modifiedon has whole seconds: change after the watermark's
     await change(services, ids[:7], local_token())
     second, _ = await run_plan(services, datetime.now(UTC))
     assert set(second) == set(ids[:7])

@@ -1,0 +1,51 @@
+"""A Dataverse Web API emulator that behaves as the service protection limits are documented.
+
+Several web servers behind one endpoint (the ``ARRAffinity`` cookie pins a client to one);
+per user and per server sliding windows on request count, execution time and concurrency, with
+the real 429 codes, messages and ``Retry-After``; ``x-ms-dop-hint`` and the
+``x-ms-ratelimit-*`` headers; collections with ``$select``, ``$filter``, paging and change
+tracking; PATCH/POST/DELETE with ``If-Match``/``If-None-Match``; ``$batch`` with changesets;
+``CreateMultiple``/``UpdateMultiple``/``UpsertMultiple``; faults on demand; a time scale.
+
+Admin endpoints (no auth, never throttled, never counted):
+
+- ``GET /_emulator/stats``: requests per server, 429s by code, announced Retry-After seconds,
+  faults, peak concurrency per user and per server, the 429 share after the first window,
+  records created/updated/deleted, the DOP hint, and ``ceiling``: records/s per write mode
+  (``single``, ``batch``, ``bulk``) and ``overall``;
+- ``GET /_emulator/records?entityset=accounts``: ``{"value": [every row]}``;
+- ``PATCH /_emulator/config``: change ``dop_hint``, the fault rates, costs or limits at run time;
+- ``POST /_emulator/reset-stats``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from sync.local.emulators.webapi.app import create_app
+from sync.local.emulators.webapi.config import EmulatorConfig
+
+__all__ = ["EmulatorConfig", "RunningEmulator", "create_app", "start_emulator"]
+
+
+@dataclass
+class RunningEmulator:
+    """A served emulator: its org URL (the Web API is at ``{url}/api/data/v9.2/``)."""
+
+    url: str
+    runner: web.AppRunner
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_emulator(config: EmulatorConfig, host: str = "127.0.0.1",
+                         port: int = 0) -> RunningEmulator:
+    """Serve the emulator on ``host:port`` (0 picks a free port)."""
+    runner = web.AppRunner(create_app(config), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    bound = runner.addresses[0]
+    return RunningEmulator(url=f"http://{bound[0]}:{bound[1]}", runner=runner)

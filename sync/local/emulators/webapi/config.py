@@ -1,0 +1,87 @@
+"""The emulator's settings. Defaults are the documented values; the rest are marked as
+assumptions (the service does not document them) and can be changed."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Final
+
+DOCUMENTED_WINDOW_S: Final = 300.0
+DOCUMENTED_MAX_REQUESTS: Final = 6000
+DOCUMENTED_MAX_EXEC_MS: Final = 1_200_000
+DOCUMENTED_MAX_CONCURRENT: Final = 52
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorConfig:
+    """Everything the emulator does, as numbers."""
+
+    servers: int = 2
+    window_s: float = DOCUMENTED_WINDOW_S
+    max_requests: int = DOCUMENTED_MAX_REQUESTS
+    max_exec_ms: float = DOCUMENTED_MAX_EXEC_MS
+    max_concurrent: int = DOCUMENTED_MAX_CONCURRENT
+    dop_hint: int = 10
+    """Recommended parallelism per web server; the header carries it times ``servers``."""
+    records: int = 0
+    seed: int = 1
+    # Simulated server time per operation (not documented; assumptions).
+    write_ms_min: float = 100.0
+    write_ms_max: float = 200.0
+    read_page_ms: float = 50.0
+    batch_op_ms: float = 100.0
+    bulk_target_ms: float = 10.0
+    request_overhead_ms: float = 5.0
+    # Throttling details (not documented; assumptions).
+    concurrency_retry_after_s: float = 1.0
+    penalty_s: float = 2.0
+    """Added to Retry-After each time a client sends while it is throttled."""
+    retry_after_resolution_s: float = 1.0
+    """Retry-After is rounded up to this step (whole seconds, as the service sends)."""
+    change_token_ttl_s: float = 7 * 24 * 3600.0
+    max_batch_operations: int = 1000
+    max_page_size: int = 5000
+    # Faults on demand, each a share of admitted requests.
+    fault_500_rate: float = 0.0
+    fault_503_rate: float = 0.0
+    reset_rate: float = 0.0
+    slow_rate: float = 0.0
+    slow_ms: float = 2000.0
+
+    def __post_init__(self) -> None:
+        checks = [(self.servers >= 1, "servers"), (self.window_s > 0, "window_s"),
+                  (self.max_requests >= 1, "max_requests"), (self.max_exec_ms > 0, "max_exec_ms"),
+                  (self.max_concurrent >= 1, "max_concurrent"),
+                  (1 <= self.dop_hint <= 1024, "dop_hint"), (self.records >= 0, "records"),
+                  (0 <= self.write_ms_min <= self.write_ms_max, "write_ms_min/max")]
+        for ok, name in checks:
+            if not ok:
+                raise ValueError(f"EmulatorConfig.{name} is out of range")
+        for rate in ("fault_500_rate", "fault_503_rate", "reset_rate", "slow_rate"):
+            if not 0.0 <= getattr(self, rate) <= 1.0:
+                raise ValueError(f"EmulatorConfig.{rate} must be between 0 and 1")
+
+    @classmethod
+    def scaled(cls, window_s: float, **overrides: Any) -> EmulatorConfig:
+        """A shorter window with proportionally fewer requests and less execution time, so
+        the ratios (requests/s, server seconds per second) stay the documented ones."""
+        share = window_s / DOCUMENTED_WINDOW_S
+        values: dict[str, Any] = {
+            "window_s": window_s,
+            "max_requests": max(1, round(DOCUMENTED_MAX_REQUESTS * share)),
+            "max_exec_ms": DOCUMENTED_MAX_EXEC_MS * share,
+            "retry_after_resolution_s": min(1.0, max(0.01, share)),
+            "penalty_s": 2.0 * min(1.0, share * 10),
+        }
+        return cls(**{**values, **overrides})
+
+    @property
+    def dop_hint_header(self) -> int:
+        return min(1024, self.dop_hint * self.servers)
+
+    def write_ms_mean(self) -> float:
+        return (self.write_ms_min + self.write_ms_max) / 2
+
+    def replace(self, **changes: Any) -> EmulatorConfig:
+        return dataclasses.replace(self, **changes)

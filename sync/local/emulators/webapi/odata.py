@@ -1,0 +1,183 @@
+"""OData pieces: $filter (eq ne gt ge lt le, and, or, parentheses, null), $select, key segments,
+and the error bodies the Web API answers with."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any, Final
+
+Row = dict[str, Any]
+Predicate = Callable[[Row], bool]
+
+_TOKEN: Final = re.compile(r"""\s*(?:
+    (?P<string>'(?:[^']|'')*')
+  | (?P<date>\d{4}-\d{2}-\d{2}(?:T[\d:.]+(?:Z|[+-]\d{2}:\d{2})?)?)
+  | (?P<number>-?\d+(?:\.\d+)?)
+  | (?P<paren>[()])
+  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
+)""", re.VERBOSE)
+_COMPARE: Final = {"eq", "ne", "gt", "ge", "lt", "le"}
+_KEY: Final = re.compile(r"^(?P<set>[A-Za-z_][A-Za-z0-9_]*)(?:\((?P<key>[^)]*)\))?$")
+
+
+class ODataError(Exception):
+    """A request the Web API refuses: HTTP status, hex code, message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+def unknown_column(name: str, logical_name: str) -> ODataError:
+    return ODataError(400, "0x80060888", f"Could not find a property named '{name}' on type "
+                                         f"'Microsoft.Dynamics.CRM.{logical_name}'.")
+
+
+def bad_filter(detail: str) -> ODataError:
+    return ODataError(400, "0x80060888", f"Syntax error in $filter: {detail}")
+
+
+def tokens(text: str) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    position = 0
+    while position < len(text.rstrip()):
+        match = _TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            raise bad_filter(f"unexpected text at position {position}")
+        kind = match.lastgroup or ""
+        found.append((kind, match.group(kind)))
+        position = match.end()
+    return found
+
+
+def parse_filter(text: str, columns: frozenset[str], logical_name: str) -> Predicate:
+    """A predicate for rows, or ODataError for a malformed filter or an unknown column."""
+    parser = _Parser(tokens(text), columns, logical_name)
+    predicate = parser.expression()
+    if parser.position != len(parser.items):
+        raise bad_filter(f"unexpected {parser.items[parser.position][1]!r}")
+    return predicate
+
+
+class _Parser:
+    def __init__(self, items: list[tuple[str, str]], columns: frozenset[str],
+                 logical_name: str) -> None:
+        self.items, self.columns, self.logical_name = items, columns, logical_name
+        self.position = 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.items[self.position] if self.position < len(self.items) else None
+
+    def take(self) -> tuple[str, str]:
+        item = self.peek()
+        if item is None:
+            raise bad_filter("the expression ends too early")
+        self.position += 1
+        return item
+
+    def expression(self) -> Predicate:
+        left = self.conjunction()
+        while self.peek() == ("word", "or"):
+            self.take()
+            left = _or(left, self.conjunction())
+        return left
+
+    def conjunction(self) -> Predicate:
+        left = self.atom()
+        while self.peek() == ("word", "and"):
+            self.take()
+            left = _and(left, self.atom())
+        return left
+
+    def atom(self) -> Predicate:
+        kind, value = self.take()
+        if (kind, value) == ("paren", "("):
+            inner = self.expression()
+            if self.take() != ("paren", ")"):
+                raise bad_filter("a parenthesis is not closed")
+            return inner
+        if kind != "word" or value in ("and", "or", "null"):
+            raise bad_filter(f"expected a column name, got {value!r}")
+        if value not in self.columns:
+            raise unknown_column(value, self.logical_name)
+        operator = self.take()[1]
+        if operator not in _COMPARE:
+            raise bad_filter(f"unknown operator {operator!r}")
+        return _compare(value, operator, literal(self.take()))
+
+
+def literal(item: tuple[str, str]) -> Any:
+    kind, value = item
+    if kind == "string":
+        return value[1:-1].replace("''", "'")
+    if kind == "number":
+        return float(value) if "." in value else int(value)
+    if kind == "date":
+        return value
+    if item == ("word", "null"):
+        return None
+    if kind == "word" and value in ("true", "false"):
+        return value == "true"
+    raise bad_filter(f"expected a value, got {value!r}")
+
+
+def _compare(column: str, operator: str, value: Any) -> Predicate:
+    def check(row: Row) -> bool:
+        current = row.get(column)
+        if operator in ("eq", "ne"):
+            return bool((current == value) == (operator == "eq"))
+        if current is None or value is None:
+            return False
+        try:
+            return bool({"gt": current > value, "ge": current >= value, "lt": current < value,
+                    "le": current <= value}[operator])
+        except TypeError:
+            return False
+
+    return check
+
+
+def _and(left: Predicate, right: Predicate) -> Predicate:
+    return lambda row: left(row) and right(row)
+
+
+def _or(left: Predicate, right: Predicate) -> Predicate:
+    return lambda row: left(row) or right(row)
+
+
+def parse_select(text: str | None, columns: frozenset[str],
+                 logical_name: str) -> tuple[str, ...] | None:
+    """The selected columns (None: all), or ODataError for an unknown one."""
+    if not text:
+        return None
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    for name in names:
+        if name not in columns:
+            raise unknown_column(name, logical_name)
+    return names
+
+
+def parse_segment(segment: str) -> tuple[str, tuple[str, str] | None]:
+    """``accounts`` -> (accounts, None); ``accounts(<guid>)`` -> (accounts, ("", guid));
+    ``accounts(accountnumber='X')`` -> (accounts, ("accountnumber", "X"))."""
+    match = _KEY.match(segment)
+    if match is None:
+        raise ODataError(404, "0x80060888", f"Resource not found for the segment '{segment}'.")
+    key = match.group("key")
+    if key is None:
+        return match.group("set"), None
+    if "=" in key:
+        name, _, value = key.partition("=")
+        if not (value.startswith("'") and value.endswith("'")):
+            raise ODataError(400, "0x80060888", f"Bad alternate key value in '{segment}'.")
+        return match.group("set"), (name.strip(), value[1:-1].replace("''", "'"))
+    try:
+        return match.group("set"), ("", str(uuid.UUID(key)))
+    except ValueError:
+        raise ODataError(400, "0x80060888", f"Unrecognized 'Edm.Guid' literal '{key}'.") \
+            from None
