@@ -25,10 +25,17 @@ class BatchRun:
         """``service`` throttled: send it nothing more for this message."""
         return service in self.throttled_services
 
-    def throttled(self, error: Throttled) -> None:
-        """Stop sending to the service; keep the longest Retry-After; count real 429s."""
+    def stop_delay(self, service: str) -> float | None:
+        """The re-enqueue delay once ``service`` stopped this message; None while it has not."""
+        return self.retry_after_s if service in self.throttled_services else None
+
+    def count_429(self, error: Throttled) -> None:
+        """A 429 answer, by its code."""
         if error.code != GATE_CODE:
             self.counts.throttled_by_code[error.code or f"{error.service}-429"] += 1
+
+    def throttled(self, error: Throttled) -> None:
+        """Stop sending to the service; keep the longest Retry-After as the delay."""
         self.throttled_services.add(error.service)
         self.retry_after_s = max(self.retry_after_s or 0.0, error.retry_after_s)
 

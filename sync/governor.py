@@ -75,6 +75,11 @@ class Governor:
         return self._share
 
     @property
+    def max_wait_s(self) -> float:
+        """The longest wait for the gate this governor accepts inside an invocation."""
+        return self._max_wait_s
+
+    @property
     def in_flight(self) -> int:
         return self._in_flight
 

@@ -30,7 +30,7 @@ from sync.settings import Settings
 from sync.storage import queue_client, storage_credential, table_client
 
 ENRICHMENT_CONCURRENCY: Final = 32
-"""Enrichment calls in flight per process; the API's own 429s pace it beyond that."""
+"""Enrichment calls in flight per process; the API's own 429s close its gate beyond that."""
 
 
 @dataclass(slots=True)
@@ -59,7 +59,8 @@ class Services:
     governor: Governor
     cluster: Cluster
     activity: Activity
-    enrichment_slots: asyncio.Semaphore
+    enrichment_governor: Governor
+    """The same admission for the enrichment API: its 429 closes its gate for this process."""
     batches: QueueClient
     plans: QueueClient
     poison: QueueClient
@@ -111,7 +112,7 @@ def open_services(settings: Settings) -> Services:
         enrichment=EnrichmentClient(session, settings.enrichment_url,
                                     settings.enrichment_api_key, settings.enrichment_timeout_s),
         governor=governor, cluster=cluster, activity=activity,
-        enrichment_slots=asyncio.Semaphore(ENRICHMENT_CONCURRENCY),
+        enrichment_governor=Governor(ENRICHMENT_CONCURRENCY, max_wait_s=settings.max_wait_s),
         batches=queue_client(storage, BATCH_QUEUE, credential),
         plans=queue_client(storage, PLAN_QUEUE, credential),
         poison=queue_client(storage, POISON_QUEUE, credential),

@@ -15,12 +15,12 @@ import random
 from typing import Any, Final
 
 from sync import ledger
+from sync.admission import admitted
 from sync.batchrun import BatchRun
 from sync.contract import NEVER_EXPIRE, BatchMessage, RecordRef, decode_batch
 from sync.deadletter import message_envelope, record_envelope
 from sync.enrichment import SERVICE as ENRICHMENT
 from sync.errors import ContractError, SyncError, Throttled, TransientError
-from sync.governor import GATE_CODE
 from sync.ledger import BatchCounts
 from sync.retry import with_retries
 from sync.services import Services
@@ -74,12 +74,15 @@ async def _enrich(services: Services, run: BatchRun, record: RecordRef,
     def note(_: TransientError) -> None:
         run.counts.transient_retries += 1
 
+    async def on_429(error: Throttled) -> None:
+        run.count_429(error)
+
     async def call() -> dict[str, Any]:
-        async with services.enrichment_slots:
-            if run.stopped(ENRICHMENT):
-                raise Throttled(ENRICHMENT, run.retry_after_s or 0.0, GATE_CODE)
-            return await services.enrichment.columns_for(record.input,
-                                                         services.settings.definition.mapping)
+        return await admitted(
+            services.enrichment_governor, ENRICHMENT,
+            lambda: services.enrichment.columns_for(record.input,
+                                                    services.settings.definition.mapping),
+            on_429=on_429, stopped=lambda: run.stop_delay(ENRICHMENT))
 
     try:
         return record, await with_retries(call, services.settings.max_retries, note)

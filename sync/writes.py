@@ -18,6 +18,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
+from sync.admission import admitted
 from sync.batchrun import BatchRun
 from sync.batchwire import Operation, OperationResult
 from sync.chunks import chunk
@@ -25,7 +26,6 @@ from sync.contract import RecordRef
 from sync.dataverse import SERVICE as DATAVERSE
 from sync.dataverse import record_path
 from sync.errors import PermanentError, SyncError, Throttled, TransientError
-from sync.governor import GATE_CODE
 from sync.http import error_code_and_message, parse_retry_after_s
 from sync.retry import backoff_s, with_retries
 from sync.services import Services
@@ -67,26 +67,16 @@ async def write_all(services: Services, run: BatchRun, items: Sequence[Enriched]
 
 async def _governed(services: Services, run: BatchRun, call: Callable[[], Awaitable[T]]) -> T:
     """One request under the governor; a 429 closes the local and the cluster gate."""
-    governor = services.governor
-    async with governor:
-        if run.stopped(DATAVERSE):
-            raise Throttled(DATAVERSE, run.retry_after_s or 0.0, GATE_CODE)
+    async def on_429(error: Throttled) -> None:
+        run.count_429(error)
         try:
-            result = await call()
-        except Throttled as error:
-            governor.throttled(error)
-            await _publish_gate(services, error)
-            raise
-    governor.succeeded()
-    return result
+            await services.cluster.publish_gate(error.retry_after_s, error.code)
+        except Exception:
+            logger.exception("gate not published; this instance still waits",
+                             extra={"event": "gate_publish_failed"})
 
-
-async def _publish_gate(services: Services, error: Throttled) -> None:
-    try:
-        await services.cluster.publish_gate(error.retry_after_s, error.code)
-    except Exception:
-        logger.exception("gate not published; this instance still waits",
-                         extra={"event": "gate_publish_failed"})
+    return await admitted(services.governor, DATAVERSE, call, on_429=on_429,
+                          stopped=lambda: run.stop_delay(DATAVERSE))
 
 
 async def _with_retries(services: Services, run: BatchRun,
@@ -159,7 +149,9 @@ async def _settle(run: BatchRun, items: list[Enriched], results: list[OperationR
         elif result.status == 429:
             code, _ = error_code_and_message(result.body)
             retry_after_s = parse_retry_after_s(result.headers.get("Retry-After"))
-            run.throttled(Throttled(DATAVERSE, retry_after_s, code))
+            inside = Throttled(DATAVERSE, retry_after_s, code)
+            run.count_429(inside)
+            run.throttled(inside)
         elif result.status >= 400:
             code, message = error_code_and_message(result.body)
             await dead_letter(item[0], PermanentError(DATAVERSE, result.status, code, message))
