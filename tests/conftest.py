@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,8 @@ from sync.local.azurite import Azurite, StorageAccount, start_azurite
 from sync.local.emulators.enrichment import EnrichmentConfig, start_enrichment
 from sync.local.emulators.webapi import EmulatorConfig, start_emulator
 from sync.local.stack import local_token
-from sync.settings import StorageSettings
+from sync.services import Services, open_services
+from sync.settings import Settings, StorageSettings
 from sync.storage import ensure_resources
 
 ACCOUNTS_PER_SESSION = 200
@@ -76,3 +78,19 @@ def app_env(monkeypatch: pytest.MonkeyPatch, storage: StorageSettings, dataverse
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
+
+
+@pytest.fixture
+async def make_services(app_env: dict[str, str]) -> AsyncIterator[Callable[..., Any]]:
+    """Builds started worker services (one "instance" each) with extra settings."""
+    opened: list[Services] = []
+
+    async def make(**overrides: str) -> Services:
+        services = open_services(Settings.from_env({**app_env, **overrides}))
+        await services.start()
+        opened.append(services)
+        return services
+
+    yield make
+    for services in opened:
+        await services.close()

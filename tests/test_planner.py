@@ -7,7 +7,7 @@ import asyncio
 import base64
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,26 +20,10 @@ from sync.contract import decode_batch
 from sync.local.stack import local_token
 from sync.names import BATCH_QUEUE, PLAN_QUEUE
 from sync.planstate import Checkpoint, load_checkpoint, plan_state_from, save_checkpoint
-from sync.services import Services, open_services
-from sync.settings import Settings
+from sync.services import Services
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 Make = Callable[..., Any]
-
-
-@pytest.fixture
-async def make_services(app_env: dict[str, str]) -> AsyncIterator[Make]:
-    opened: list[Services] = []
-
-    async def make(**overrides: str) -> Services:
-        services = open_services(Settings.from_env({**app_env, **overrides}))
-        await services.start()
-        opened.append(services)
-        return services
-
-    yield make
-    for services in opened:
-        await services.close()
 
 
 async def drain(services: Services, queue_name: str) -> list[bytes]:

@@ -110,7 +110,7 @@ def _read_url(child: Child, log: TextIO, timeout_s: float) -> str:
 def _copy(stream: TextIO | None, log: TextIO) -> None:
     if stream is None:
         return
-    with log:
+    with log, stream:
         for line in stream:
             log.write(line)
             log.flush()

@@ -1,0 +1,253 @@
+"""The worker at full speed against the emulator and Azurite: every 429 facet, the re-enqueue
+delay on the queue itself, the shared gate and hint, permanent errors, every write mode."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+from azure.storage.queue.aio import QueueClient
+
+from sync import ledger, worker
+from sync.contract import BatchMessage, RecordRef
+from sync.local.processes import Children
+from sync.local.verify import is_enriched
+from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, STATE_TABLE
+from sync.services import Services
+from sync.settings import Settings, StorageSettings
+from sync.storage import queue_client, table_client
+
+Make = Callable[..., Any]
+GHOST = "00000000-0000-4000-8000-00000000dead"
+LIMIT_S = 90.0
+FAST = {"write_ms_min": 5.0, "write_ms_max": 10.0, "request_overhead_ms": 1.0,
+        "retry_after_resolution_s": 0.1, "penalty_s": 0.2}
+
+
+async def emulator(services: Services, path: str, method: str = "GET",
+                   body: dict[str, Any] | None = None) -> Any:
+    async with aiohttp.ClientSession() as session, session.request(
+            method, f"{services.settings.dataverse_url}/_emulator/{path}",
+            params={"entityset": "accounts"} if path == "records" else None,
+            json=body) as answer:
+        return await answer.json()
+
+
+async def rows(services: Services) -> list[dict[str, Any]]:
+    return list((await emulator(services, "records"))["value"])
+
+
+async def enqueue(services: Services, records: list[RecordRef], size: int = 25) -> None:
+    for start in range(0, len(records), size):
+        message = BatchMessage(f"t-{start:06d}", tuple(records[start:start + size]))
+        await services.batches.send_message(message.to_json())
+
+
+async def refs(services: Services, count: int) -> list[RecordRef]:
+    return [RecordRef(str(r["accountid"]), str(r["websiteurl"]))
+            for r in (await rows(services))[:count]]
+
+
+async def work_until_done(services: Services, expected: int) -> ledger.BatchCounts:
+    """Be a host: take visible messages, run the worker, delete them, until ``expected``
+    records are written or dead-lettered (bounded by LIMIT_S)."""
+    deadline_s = time.monotonic() + LIMIT_S
+    async with QueueClient.from_connection_string(
+            str(services.settings.storage.connection_string), BATCH_QUEUE) as queue:
+        while time.monotonic() < deadline_s:
+            messages = [m async for m in queue.receive_messages(
+                messages_per_page=16, max_messages=16, visibility_timeout=120)]
+            await asyncio.gather(*(_run(services, queue, m) for m in messages))
+            totals = await ledger.batch_totals(services.ledger)
+            if totals.written + totals.dead_lettered >= expected:
+                return totals
+            if not messages:
+                await asyncio.sleep(0.2)
+    pytest.fail(f"{expected} records not done within {LIMIT_S} s")
+
+
+async def _run(services: Services, queue: QueueClient, message: Any) -> None:
+    await worker.process_message(services, base64.b64decode(message.content))
+    await queue.delete_message(message)
+
+
+async def check_all_written(services: Services, ids: set[str]) -> None:
+    current = {str(r["accountid"]): r for r in await rows(services)}
+    assert all(is_enriched(current[i], services.settings.definition) for i in ids)
+    assert (await emulator(services, "stats"))["records"]["created"] == 0
+
+
+@pytest.mark.parametrize(("settings", "code"), [
+    pytest.param({}, "0x80072322", id="requests",
+                 marks=pytest.mark.emulator(records=150, max_requests=25, window_s=2.0, **FAST)),
+    pytest.param({}, "0x80072321", id="exec-time",
+                 marks=pytest.mark.emulator(records=150, max_exec_ms=150.0, window_s=2.0,
+                                            **FAST)),
+    pytest.param({"SYNC_MAX_WAIT_S": "0"}, "0x80072326", id="concurrency",
+                 marks=pytest.mark.emulator(records=150, max_concurrent=2, dop_hint=20,
+                                            **FAST)),
+])
+@pytest.mark.timeout(LIMIT_S + 30)
+async def test_each_facet_ends_with_every_record_written(
+        make_services: Make, settings: dict[str, str], code: str) -> None:
+    services = await make_services(**settings)
+    records = await refs(services, 150)
+    await enqueue(services, records)
+    totals = await work_until_done(services, len(records))
+    assert totals.written == 150
+    assert totals.dead_lettered == 0
+    assert totals.throttled_by_code[code] > 0
+    await check_all_written(services, {r.id for r in records})
+
+
+@pytest.mark.emulator(records=60, max_requests=10, window_s=4.0, **FAST)
+async def test_requeued_remainder_is_invisible_for_retry_after(make_services: Make) -> None:
+    services = await make_services(SYNC_MAX_WAIT_S="0")
+    records = await refs(services, 40)
+    message = BatchMessage("invisible", tuple(records))
+    counts = await worker.process_message(services, message.to_json().encode())
+    assert counts.throttled_by_code["0x80072322"] >= 1
+    assert counts.written + counts.reenqueued == 40
+    assert counts.reenqueued > 0
+    delay_s = counts.requeue_delay_s
+    assert delay_s >= 1
+    sent_s = time.monotonic()
+    async with QueueClient.from_connection_string(
+            str(services.settings.storage.connection_string), BATCH_QUEUE) as queue:
+        assert (await queue.get_queue_properties()).approximate_message_count == 1
+        while time.monotonic() - sent_s < delay_s - 0.5:
+            assert await queue.peek_messages() == [], "visible before Retry-After passed"
+            await asyncio.sleep(0.2)
+        while not (found := await queue.peek_messages()):
+            assert time.monotonic() - sent_s < delay_s + 3, "still invisible after its delay"
+            await asyncio.sleep(0.1)
+    back = json.loads(base64.b64decode(found[0].content))
+    assert back["attempt"] == 1
+    assert {r["id"] for r in back["records"]} == {r.id for r in records} - {
+        str(r["accountid"]) for r in await rows(services) if r["numberofemployees"] is not None}
+
+
+@pytest.mark.emulator(records=30, dop_hint=4, **FAST)
+async def test_a_hint_change_reaches_every_instance_through_the_cache(
+        make_services: Make) -> None:
+    first, second = await make_services(), await make_services()
+    await first.dataverse.who_am_i()
+    await first.cluster.refresh()
+    await second.cluster.refresh()
+    assert second.cluster.view.hint == 8  # 4 per server, 2 servers
+    await emulator(first, "config", "PATCH", {"dop_hint": 12})
+    await first.dataverse.who_am_i()
+    await first.cluster.refresh()
+    assert second.dataverse.dop_hint is None  # the second instance never asked Dataverse
+    view = await second.cluster.refresh()
+    assert view.hint == 24
+    assert second.governor.share == 12  # two busy instances share it
+
+
+@pytest.mark.emulator(records=80, max_requests=15, window_s=20.0, **FAST)
+async def test_the_gate_pauses_the_second_instance_when_the_first_is_throttled(
+        make_services: Make) -> None:
+    first, second = await make_services(SYNC_MAX_WAIT_S="0"), await make_services(
+        SYNC_MAX_WAIT_S="0")
+    records = await refs(services=first, count=60)
+    counts = await worker.process_message(first, BatchMessage(
+        "first", tuple(records[:40])).to_json().encode())
+    assert counts.reenqueued > 0
+    await second.cluster.refresh()
+    assert second.governor.gate_remaining_s() > 1
+    before = (await emulator(first, "stats"))["requests"]
+    paused = await worker.process_message(second, BatchMessage(
+        "second", tuple(records[40:])).to_json().encode())
+    assert paused.written == 0
+    assert paused.reenqueued == 20
+    assert paused.requeue_delay_s >= second.governor.gate_remaining_s()
+    assert (await emulator(first, "stats"))["requests"] == before  # nothing was sent
+
+
+@pytest.mark.parametrize("mode", ["single", "batch", "bulk"])
+@pytest.mark.emulator(records=120, **FAST)
+async def test_every_mode_writes_the_same_data_and_dead_letters_only_the_bad(
+        make_services: Make, mode: str) -> None:
+    services = await make_services(SYNC_WRITE_MODE=mode, SYNC_BULK_TARGETS="25")
+    records = await refs(services, 100)
+    ghosts = [RecordRef(GHOST[:-1] + str(n), "https://www.ghost.example") for n in range(3)]
+    mixed = records[:50] + ghosts + records[50:]
+    await enqueue(services, mixed, size=103)
+    totals = await work_until_done(services, len(mixed))
+    assert (totals.written, totals.dead_lettered) == (100, 3)
+    await check_all_written(services, {r.id for r in records})
+    async with QueueClient.from_connection_string(
+            str(services.settings.storage.connection_string), DEAD_LETTER_QUEUE) as queue:
+        letters = [json.loads(base64.b64decode(m.content))
+                   for m in await queue.peek_messages(max_messages=10)]
+    assert sorted(letter["record"]["id"] for letter in letters) == sorted(g.id for g in ghosts)
+    assert {letter["status"] for letter in letters} == {404}
+    assert all("Does Not Exist" in letter["message"] for letter in letters)
+
+
+@pytest.mark.parametrize(("mode", "setting"), [("batch", "SYNC_BATCH_OPERATIONS"),
+                                               ("bulk", "SYNC_BULK_TARGETS")])
+@pytest.mark.emulator(records=80, max_batch_operations=7, **FAST)
+async def test_too_many_operations_are_split_and_resent(make_services: Make, mode: str,
+                                                        setting: str) -> None:
+    services = await make_services(SYNC_WRITE_MODE=mode, **{setting: "40"})
+    records = await refs(services, 80)
+    await enqueue(services, records, size=80)
+    totals = await work_until_done(services, 80)
+    assert (totals.written, totals.dead_lettered) == (80, 0)
+    await check_all_written(services, {r.id for r in records})
+
+
+async def live_leases(services: Services) -> int:
+    rows_ = [e async for e in services.state.query_entities("PartitionKey eq 'lease'")]
+    return sum(1 for e in rows_ if float(e["ExpiresAt"]) > time.time())
+
+
+@pytest.mark.emulator(records=500, dop_hint=2, write_ms_min=20.0, write_ms_max=30.0,
+                      request_overhead_ms=1.0)
+@pytest.mark.timeout(LIMIT_S + 60)
+async def test_two_host_processes_together_stay_within_the_dop_hint(
+        app_env: dict[str, str], storage: StorageSettings, tmp_path: Path) -> None:
+    env = {**app_env, "SYNC_STATE_REFRESH_S": "0.2", "SYNC_LEASE_S": "10"}
+    watcher: Any = SimpleNamespace(  # the test's own clients: no lease, not an instance
+        settings=Settings.from_env(env), batches=queue_client(storage, BATCH_QUEUE, None),
+        ledger=table_client(storage, LEDGER_TABLE, None),
+        state=table_client(storage, STATE_TABLE, None))
+    children = Children(tmp_path)
+    try:
+        for number in range(2):
+            children.start(f"host-{number}", ["host"], env)
+        records = await refs(watcher, 500)
+        warm_up = records[:40]
+        for n, record in enumerate(warm_up):  # one record a message: both hosts get some
+            await watcher.batches.send_message(BatchMessage(f"warm-{n}", (record,)).to_json())
+            if n % 8 == 7 and await live_leases(watcher) >= 2:
+                break
+        deadline_s = time.monotonic() + 30
+        while await live_leases(watcher) < 2:
+            assert time.monotonic() < deadline_s, "both hosts never became busy"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)  # both have refreshed since they saw each other
+        await emulator(watcher, "reset-stats", "POST")
+        rest = records[40:]
+        await enqueue(watcher, rest, size=20)
+        deadline_s = time.monotonic() + LIMIT_S
+        while (await ledger.batch_totals(watcher.ledger)).written < len(records):
+            assert time.monotonic() < deadline_s, "the hosts did not finish"
+            await asyncio.sleep(0.3)
+        stats = await emulator(watcher, "stats")
+    finally:
+        children.stop_all()
+        for client in (watcher.batches, watcher.ledger, watcher.state):
+            await client.close()
+    assert sum(stats["requests_by_server"].values()) >= len(rest)
+    assert max(stats["peak_concurrency_by_user"].values()) <= 4  # 2 per server, 2 servers
+    assert max(stats["peak_concurrency_by_user"].values()) >= 3  # and the budget is used
