@@ -251,3 +251,37 @@ async def test_two_host_processes_together_stay_within_the_dop_hint(
     assert sum(stats["requests_by_server"].values()) >= len(rest)
     assert max(stats["peak_concurrency_by_user"].values()) <= 4  # 2 per server, 2 servers
     assert max(stats["peak_concurrency_by_user"].values()) >= 3  # and the budget is used
+
+
+@pytest.mark.emulator(records=30, max_requests=5, window_s=20.0, **FAST)
+async def test_the_worker_raises_only_when_unfinished_work_cannot_be_saved(
+        make_services: Make) -> None:
+    services = await make_services(SYNC_MAX_WAIT_S="0")
+    records = await refs(services, 20)
+
+    async def broken_send(*_: Any, **__: Any) -> None:
+        raise ConnectionResetError("queue unreachable")
+
+    services.batches.send_message = broken_send  # type: ignore[method-assign]
+    with pytest.raises(ConnectionResetError):
+        await worker.process_message(services, BatchMessage(
+            "cannot-requeue", tuple(records)).to_json().encode())
+
+
+@pytest.mark.emulator(records=30, **FAST)
+async def test_a_dead_letter_that_cannot_be_saved_keeps_the_record_unfinished(
+        make_services: Make) -> None:
+    services = await make_services()
+    records = await refs(services, 3)
+    ghost = RecordRef(GHOST, "https://www.ghost.example")
+
+    async def broken_send(*_: Any, **__: Any) -> None:
+        raise ConnectionResetError("queue unreachable")
+
+    services.dead_letters.send_message = broken_send  # type: ignore[method-assign]
+    counts = await worker.process_message(services, BatchMessage(
+        "ghost-kept", (ghost, *records)).to_json().encode())
+    assert (counts.written, counts.dead_lettered, counts.reenqueued) == (3, 0, 1)
+    async with QueueClient.from_connection_string(
+            str(services.settings.storage.connection_string), BATCH_QUEUE) as queue:
+        assert (await queue.get_queue_properties()).approximate_message_count == 1
