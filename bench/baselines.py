@@ -33,6 +33,7 @@ class Tally:
     lost: int = 0
     throttled_by_code: Counter[str] = field(default_factory=Counter)
     retry_wait_s: float = 0.0
+    unfinished: int = 0
     timeline: list[tuple[float, int]] = field(default_factory=list)
 
 
@@ -104,6 +105,11 @@ async def _dop_hint(session: aiohttp.ClientSession, target: Target) -> int:
         return int(answer.headers.get("x-ms-dop-hint", "5"))
 
 
+GRACE_S: Final = 15.0
+"""After the run's time, records still waiting on a Retry-After are given this long, then the
+loop is stopped (they count as unfinished, as a user's overnight loop would still be asleep)."""
+
+
 async def _fan_out(session: aiohttp.ClientSession, target: Target, tally: Tally,
                    records: list[tuple[str, str]], concurrency: int, seconds: float) -> None:
     started_s = time.monotonic()
@@ -121,6 +127,10 @@ async def _fan_out(session: aiohttp.ClientSession, target: Target, tally: Tally,
             await asyncio.sleep(0.5)
 
     sampler = asyncio.create_task(sample())
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    _, late = await asyncio.wait(workers, timeout=seconds + GRACE_S)
+    for task in late:
+        task.cancel()
+    tally.unfinished = len(late)
     sampler.cancel()
     tally.timeline.append((round(time.monotonic() - started_s, 2), tally.written))

@@ -110,7 +110,8 @@ class Cluster:
 
     def _apply(self, view: ClusterView, now_s: float) -> None:
         self.view = view
-        self._governor.set_share(share_of(view.hint or UNKNOWN_HINT, view.instances, self._cap))
+        self._governor.set_share(share_of(view.hint or UNKNOWN_HINT, view.instances, self._cap),
+                                 view.instances)
         if view.gate_until_s > now_s:
             self._governor.close_gate(view.gate_until_s - now_s)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -20,6 +22,22 @@ logger = logging.getLogger(__name__)
 API_PATH: Final = "/api/data/v9.2/"
 SERVICE: Final = "dataverse"
 DOP_HINT_HEADER: Final = "x-ms-dop-hint"
+REQUESTS_LEFT_HEADER: Final = "x-ms-ratelimit-burst-remaining-xrm-requests"
+TIME_LEFT_HEADER: Final = "x-ms-ratelimit-time-remaining-xrm-requests"
+LATENCY_WEIGHT: Final = 0.1
+
+
+def headroom_from(requests_left: str | None, time_left_ms: str | None,
+                  latency_ms: float) -> int | None:
+    """How many more requests the window takes: the requests left, and the execution time left
+    divided by a request's usual duration; None when the server sends neither header."""
+    found: list[int] = []
+    if requests_left and requests_left.strip().isdigit():
+        found.append(int(requests_left))
+    if time_left_ms:
+        with contextlib.suppress(ValueError):
+            found.append(int(float(time_left_ms) / max(latency_ms, 1.0)))
+    return min(found) if found else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +63,8 @@ def record_path(entity_set: str, record_id: str) -> str:
 class DataverseClient:
     """Talks to one Dataverse environment; shared by every invocation of a worker process."""
 
-    __slots__ = ("_api_url", "_session", "_timeout", "_tokens", "dop_hint")
+    __slots__ = ("_api_url", "_latency_ms", "_session", "_timeout", "_tokens", "dop_hint",
+                 "on_headroom")
 
     def __init__(self, session: aiohttp.ClientSession, dataverse_url: str,
                  tokens: TokenSource, timeout_s: float) -> None:
@@ -55,6 +74,9 @@ class DataverseClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.dop_hint: int | None = None
         """The last ``x-ms-dop-hint`` seen: the environment's recommended parallelism."""
+        self._latency_ms = 100.0
+        self.on_headroom: Callable[[int | None], None] = lambda _: None
+        """Told what each answer's x-ms-ratelimit-* headers leave of the window."""
 
     def __repr__(self) -> str:
         return f"DataverseClient(api_url={self._api_url!r}, dop_hint={self.dop_hint})"
@@ -112,11 +134,12 @@ class DataverseClient:
                     data: bytes | None = None) -> tuple[str, bytes]:
         """Send once; answer the Content-Type and body of a 2xx, raise a SyncError otherwise."""
         all_headers = {**headers, **await self._auth_headers()}
+        started_s = time.monotonic()
         try:
             async with self._session.request(method, url, headers=all_headers, json=json_body,
                                              data=data, timeout=self._timeout) as response:
                 body = await response.read()
-                self._note_headers(response.headers)
+                self._note_headers(response.headers, (time.monotonic() - started_s) * 1000)
                 raise_for_answer(SERVICE, response.status, response.headers, body)
                 return response.headers.get("Content-Type", ""), body
         except TRANSIENT_EXCEPTIONS as error:
@@ -126,10 +149,13 @@ class DataverseClient:
         return {"Authorization": f"Bearer {await self._tokens.token()}",
                 "Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
 
-    def _note_headers(self, headers: Mapping[str, str]) -> None:
+    def _note_headers(self, headers: Mapping[str, str], latency_ms: float) -> None:
         hint = headers.get(DOP_HINT_HEADER)
         if hint and hint.isdigit():
             self.dop_hint = int(hint)
+        self._latency_ms += LATENCY_WEIGHT * (latency_ms - self._latency_ms)
+        self.on_headroom(headroom_from(headers.get(REQUESTS_LEFT_HEADER),
+                                       headers.get(TIME_LEFT_HEADER), self._latency_ms))
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

@@ -34,6 +34,14 @@ def decreased(limit: int) -> int:
     return max(1, limit // 2)
 
 
+def paced(limit: int, headroom: int | None, instances: int) -> int:
+    """The limit after pacing: never more in flight than this instance's part of what the
+    server says is left in its window (``x-ms-ratelimit-*``), and at least 1 (a probe)."""
+    if headroom is None:
+        return limit
+    return max(1, min(limit, headroom // max(1, instances)))
+
+
 def increased(limit: int, successes: int, share: int) -> tuple[int, int]:
     """Additive increase: one more slot after ``limit`` successes, never above ``share``."""
     if successes + 1 >= limit:
@@ -44,8 +52,9 @@ def increased(limit: int, successes: int, share: int) -> tuple[int, int]:
 class Governor:
     """An async context manager admitting requests under the limit and the gate."""
 
-    __slots__ = ("_gate_handle", "_gate_until_s", "_in_flight", "_last_decrease_s", "_limit",
-                 "_loop", "_max_wait_s", "_share", "_successes", "_waiters")
+    __slots__ = ("_gate_handle", "_gate_until_s", "_headroom", "_in_flight", "_instances",
+                 "_last_decrease_s", "_limit", "_loop", "_max_wait_s", "_share", "_successes",
+                 "_waiters")
 
     def __init__(self, share: int, *, max_wait_s: float = 2.0,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -59,12 +68,15 @@ class Governor:
         self._in_flight = self._successes = 0
         self._gate_until_s = self._last_decrease_s = float("-inf")
         self._gate_handle: asyncio.TimerHandle | None = None
+        self._headroom: int | None = None
+        self._instances = 1
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     def __repr__(self) -> str:
         gate_s = max(0.0, self._gate_until_s - self._loop.time())
         return (f"Governor(limit={self._limit}, share={self._share}, in_flight={self._in_flight},"
-                f" waiting={len(self._waiters)}, gate_closed_for_s={gate_s:.1f})")
+                f" headroom={self._headroom}, waiting={len(self._waiters)}, "
+                f"gate_closed_for_s={gate_s:.1f})")
 
     @property
     def limit(self) -> int:
@@ -87,8 +99,14 @@ class Governor:
         """Seconds until the gate opens; 0 when open."""
         return max(0.0, self._gate_until_s - self._loop.time())
 
-    def set_share(self, share: int) -> None:
+    def note_headroom(self, headroom: int | None) -> None:
+        """What the last answer said is left of the window (None: the server does not say)."""
+        self._headroom = headroom
+        self._wake()
+
+    def set_share(self, share: int, instances: int = 1) -> None:
         """A new share of the DOP hint; the limit follows it down at once, up by AIMD."""
+        self._instances = max(1, instances)
         self._share = max(1, share)
         self._limit = min(self._limit, self._share)
         self._wake()
@@ -138,13 +156,16 @@ class Governor:
         self._wake()
 
     def _may_enter(self) -> bool:
-        return self.gate_remaining_s() == 0 and self._in_flight < self._limit
+        return self.gate_remaining_s() == 0 and self._in_flight < self._room()
+
+    def _room(self) -> int:
+        return paced(self._limit, self._headroom, self._instances)
 
     def _wake(self) -> None:
         """Wake as many waiters as may now enter; each re-checks when it runs."""
         if self.gate_remaining_s() > 0:
             return
-        room = self._limit - self._in_flight
+        room = self._room() - self._in_flight
         for waiter in list(self._waiters)[: max(room, 0)]:
             if not waiter.done():
                 waiter.set_result(None)

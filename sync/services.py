@@ -101,6 +101,7 @@ def open_services(settings: Settings) -> Services:
     dataverse = DataverseClient(session, settings.dataverse_url, tokens,
                                 settings.dataverse_timeout_s)
     governor = Governor(min(cap, UNKNOWN_HINT), max_wait_s=settings.max_wait_s)
+    dataverse.on_headroom = governor.note_headroom
     activity = Activity()
     state = table_client(storage, STATE_TABLE, credential)
     cluster = Cluster(state, governor, cap=cap, refresh_s=settings.state_refresh_s,

@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
+from sync.dataverse import headroom_from
 from sync.errors import Throttled
-from sync.governor import CONCURRENCY_CODE, Governor, decreased, increased
+from sync.governor import CONCURRENCY_CODE, Governor, decreased, increased, paced
 
 
 class FakeClock:
@@ -169,5 +170,45 @@ async def test_a_later_gate_wins_an_earlier_one_does_not_shorten(clock: FakeCloc
 async def test_repr_shows_live_state(clock: FakeClock) -> None:
     governor = Governor(6)
     governor.close_gate(1.0)
-    assert repr(governor) == ("Governor(limit=6, share=6, in_flight=0, waiting=0, "
-                              "gate_closed_for_s=1.0)")
+    assert repr(governor) == ("Governor(limit=6, share=6, in_flight=0, headroom=None, "
+                              "waiting=0, gate_closed_for_s=1.0)")
+
+
+@pytest.mark.parametrize(("limit", "headroom", "instances", "expected"), [
+    (10, None, 1, 10),   # the server says nothing: the limit
+    (10, 500, 1, 10),    # plenty left
+    (10, 4, 1, 4),       # only four more fit in the window
+    (10, 0, 1, 1),       # none left: one probe, whose 429 closes the gate
+    (10, 12, 3, 4),      # three instances draw on the same window
+])
+def test_pacing_by_what_the_window_has_left(limit: int, headroom: int | None, instances: int,
+                                            expected: int) -> None:
+    assert paced(limit, headroom, instances) == expected
+
+
+async def test_headroom_caps_admission_until_it_grows(clock: FakeClock) -> None:
+    governor = Governor(6)
+    governor.note_headroom(2)
+    release, entered = asyncio.Event(), []
+    tasks = [asyncio.create_task(hold(governor, release, entered, n)) for n in range(6)]
+    await settle()
+    assert len(entered) == 2
+    governor.note_headroom(300)
+    await settle()
+    assert len(entered) == 6
+    release.set()
+    await asyncio.gather(*tasks)
+
+
+@pytest.mark.parametrize(("requests_left", "time_left_ms", "latency_ms", "expected"), [
+    (None, None, 100.0, None),
+    ("50", None, 100.0, 50),
+    (None, "1000", 100.0, 10),
+    ("50", "1000", 100.0, 10),
+    ("3", "100000", 100.0, 3),
+    ("x", "y", 100.0, None),
+])
+def test_headroom_from_the_ratelimit_headers(requests_left: str | None,
+                                             time_left_ms: str | None, latency_ms: float,
+                                             expected: int | None) -> None:
+    assert headroom_from(requests_left, time_left_ms, latency_ms) == expected

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -145,3 +146,26 @@ async def test_missing_record_is_dead_lettered_with_its_reason(app_env: dict[str
     rows = {r["accountid"]: r for r in await seeded(app_env["DATAVERSE_URL"])}
     assert ghost not in rows
     assert rows[row["accountid"]]["numberofemployees"] is not None
+
+
+@pytest.mark.usefixtures("listener")
+async def test_a_jsonl_file_enqueued_by_the_cli_is_carried_out(app_env: dict[str, str],
+                                                                tmp_path: Path) -> None:
+    rows = (await seeded(app_env["DATAVERSE_URL"]))[10:22]
+    path = tmp_path / "recalc.jsonl"
+    path.write_text("".join(json.dumps({"id": r["accountid"], "input": r["websiteurl"]}) + "\n"
+                            for r in rows))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sync", "enqueue", "--file", str(path), "--batch-size", "5",
+        cwd=APP_PATH.parent, env={"PATH": "/usr/bin:/bin",
+                                  "AzureWebJobsStorage": app_env["AzureWebJobsStorage"]},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(process.communicate(), WAIT_S)
+    assert process.returncode == 0, output.decode()
+    assert b"sent 12 records in 3 messages" in output
+
+    async def all_written() -> bool:
+        current = {r["accountid"]: r for r in await seeded(app_env["DATAVERSE_URL"])}
+        return all(current[r["accountid"]]["numberofemployees"] is not None for r in rows)
+
+    await eventually(all_written, "the file's records to be enriched")

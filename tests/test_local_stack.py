@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+
+from sync.definition import parse_definition
+from sync.local.processes import Children
+from sync.local.verify import is_enriched
 
 ROOT = Path(__file__).parents[1]
 RUN_TIMEOUT_S = 240
@@ -78,3 +84,22 @@ def test_ctrl_c_stops_everything_it_started() -> None:
     assert process.returncode == 130, output
     assert "Interrupted" in output
     assert [pid for pid in started if alive(pid)] == []
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_S + 30)
+def test_dataverse_url_points_the_sync_at_a_running_endpoint(tmp_path: Path) -> None:
+    children = Children(tmp_path)
+    try:
+        _, url = children.start("external", ["emulator", "dataverse", "--records", "300"],
+                                wait_for_url_s=30)
+        result = run_local("--dataverse-url", url)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert summary_count(result.stdout, "planned") == 300
+        assert summary_count(result.stdout, "written") == 300
+        assert "emulator check" not in result.stdout  # not ours to inspect: the ledger decides
+        with urllib.request.urlopen(f"{url}/_emulator/records?entityset=accounts",  # noqa: S310
+                                    timeout=10) as answer:
+            rows = json.load(answer)["value"]
+        assert all(is_enriched(row, parse_definition("")) for row in rows)
+    finally:
+        children.stop_all()
