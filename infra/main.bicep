@@ -66,7 +66,7 @@ param syncBatchSize string = '100'
 param syncMaxRetries string = '3'
 
 @description('SYNC_WRITE_MODE: single (PATCH per record), batch ($batch) or bulk (UpdateMultiple).')
-param syncWriteMode string = 'single'
+param syncWriteMode string = 'bulk'
 
 @description('SYNC_BATCH_OPERATIONS: operations per $batch request in batch mode.')
 param syncBatchOperations string = '10'

@@ -21,7 +21,7 @@ def test_defaults_are_the_declared_ones() -> None:
     assert settings.page_size == 5000
     assert settings.batch_size == 100
     assert settings.dataverse_max_concurrency == 52
-    assert settings.write_mode == "single"
+    assert settings.write_mode == "bulk"
     assert settings.keep_affinity is False
 
 
