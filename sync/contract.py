@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -53,6 +54,28 @@ class BatchMessage:
         body = {"version": CONTRACT_VERSION, "batch_id": self.batch_id, "attempt": self.attempt,
                 "records": [{"id": r.id, "input": r.input} for r in self.records]}
         return json.dumps(body, separators=(",", ":"))
+
+
+ENVELOPE_BYTES: Final = 256
+"""More than the JSON around the records can take: version, a 128-character batch id, attempt."""
+RECORDS_BUDGET_BYTES: Final = MAX_QUEUE_MESSAGE_BYTES * 3 // 4 - ENVELOPE_BYTES
+"""What the records' JSON may take so that the whole message fits after base64."""
+
+
+def fitting_groups(records: Iterable[RecordRef], max_count: int) -> Iterator[tuple[RecordRef, ...]]:
+    """Consecutive groups of at most ``max_count`` records whose message fits the queue."""
+    group: list[RecordRef] = []
+    used = 0
+    for record in records:
+        size = len(json.dumps({"id": record.id, "input": record.input},
+                              separators=(",", ":")).encode("utf-8")) + 1
+        if group and (len(group) == max_count or used + size > RECORDS_BUDGET_BYTES):
+            yield tuple(group)
+            group, used = [], 0
+        group.append(record)
+        used += size
+    if group:
+        yield tuple(group)
 
 
 def encoded_size_bytes(text: str) -> int:

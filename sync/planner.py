@@ -25,8 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sync import ledger
-from sync.chunks import chunk
-from sync.contract import NEVER_EXPIRE, BatchMessage, RecordRef
+from sync.contract import NEVER_EXPIRE, BatchMessage, RecordRef, fitting_groups
 from sync.dataverse import Page, is_deleted
 from sync.errors import PermanentError
 from sync.ledger import PlanManifest
@@ -136,7 +135,7 @@ async def _enqueue_page(services: Services, state: PlanState, page: Page) -> Pla
     skip_user = state.self_id if state.mode != "full" else None
     refs = list(refs_from(page.rows, settings, skip_user))
     messages = [BatchMessage(batch_id(state.run_id, state.page, n), group)
-                for n, group in enumerate(chunk(refs, settings.batch_size))]
+                for n, group in enumerate(fitting_groups(refs, settings.batch_size))]
     slots = asyncio.Semaphore(ENQUEUE_CONCURRENCY)
 
     async def send(message: BatchMessage) -> None:

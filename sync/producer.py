@@ -14,15 +14,7 @@ from typing import Final
 
 from azure.storage.queue.aio import QueueClient
 
-from sync.chunks import chunk
-from sync.contract import (
-    MAX_QUEUE_MESSAGE_BYTES,
-    NEVER_EXPIRE,
-    BatchMessage,
-    RecordRef,
-    encoded_size_bytes,
-    record_from,
-)
+from sync.contract import NEVER_EXPIRE, BatchMessage, RecordRef, fitting_groups, record_from
 from sync.errors import ContractError
 
 SEND_CONCURRENCY: Final = 16
@@ -54,20 +46,12 @@ def read_jsonl(lines: Iterable[str]) -> tuple[list[RecordRef], list[LineError]]:
 
 def messages_for(records: Sequence[RecordRef], batch_prefix: str,
                  batch_size: int) -> list[BatchMessage]:
-    """Batch messages of at most ``batch_size`` records, ids ``<prefix>-000001`` and on.
-
-    Raises ContractError if a message would not fit a queue message or repeats an id.
-    """
+    """Batch messages of at most ``batch_size`` records (fewer where long inputs would not fit a
+    queue message), ids ``<prefix>-000001`` and on. ContractError if an id repeats."""
     if len({r.id for r in records}) != len(records):
         raise ContractError("the records repeat an id; each record may appear once")
-    messages = [BatchMessage(f"{batch_prefix}-{n:06d}", group)
-                for n, group in enumerate(chunk(records, batch_size), start=1)]
-    for message in messages:
-        size = encoded_size_bytes(message.to_json())
-        if size > MAX_QUEUE_MESSAGE_BYTES:
-            raise ContractError(f"batch {message.batch_id} is {size} bytes after base64; the "
-                                f"queue takes {MAX_QUEUE_MESSAGE_BYTES}: use a smaller batch size")
-    return messages
+    return [BatchMessage(f"{batch_prefix}-{n:06d}", group)
+            for n, group in enumerate(fitting_groups(records, batch_size), start=1)]
 
 
 async def send(queue: QueueClient, messages: Sequence[BatchMessage]) -> int:

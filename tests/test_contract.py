@@ -8,12 +8,14 @@ import uuid
 import pytest
 
 from sync.contract import (
+    MAX_INPUT_CHARS,
     MAX_QUEUE_MESSAGE_BYTES,
     MAX_RECORDS_PER_MESSAGE,
     BatchMessage,
     RecordRef,
     decode_batch,
     encoded_size_bytes,
+    fitting_groups,
 )
 from sync.errors import ContractError
 
@@ -62,11 +64,20 @@ def test_too_many_records_is_refused() -> None:
         decode_batch(body(records=records))
 
 
-def test_largest_default_batch_fits_a_queue_message() -> None:
-    long_input = "https://www." + "x" * 200 + ".example/"
-    records = tuple(RecordRef(str(uuid.uuid4()), long_input) for _ in range(100))
-    text = BatchMessage("run-20261122T020000Z-abcdef-000001", records, 99).to_json()
-    assert encoded_size_bytes(text) <= MAX_QUEUE_MESSAGE_BYTES
+@pytest.mark.parametrize("input_chars", [20, 200, MAX_INPUT_CHARS])
+def test_the_largest_allowed_batch_fits_a_queue_message(input_chars: int) -> None:
+    """1,000 records (the most SYNC_BATCH_SIZE allows) of the longest inputs, the longest
+    batch id, a six-digit attempt: every message the grouping makes fits after base64."""
+    records = [RecordRef(str(uuid.uuid4()), "x" * input_chars) for _ in range(1000)]
+    groups = list(fitting_groups(records, MAX_RECORDS_PER_MESSAGE))
+    assert [r for g in groups for r in g] == records
+    for group in groups:
+        text = BatchMessage("b" * 128, group, 999_999).to_json()
+        assert encoded_size_bytes(text) <= MAX_QUEUE_MESSAGE_BYTES
+    first, rest = groups[0], records[len(groups[0]):]
+    if rest:  # the first group took as many as fit: one more would not
+        fuller = BatchMessage("b" * 128, (*first, rest[0]), 999_999).to_json()
+        assert encoded_size_bytes(fuller) > MAX_QUEUE_MESSAGE_BYTES - 4 * 256 // 3
 
 
 @pytest.mark.parametrize(("text", "size"), [("", 0), ("a", 4), ("abc", 4), ("abcd", 8),

@@ -13,7 +13,13 @@ import jsonschema
 import pytest
 from azure.storage.queue.aio import QueueClient
 
-from sync.contract import BatchMessage, RecordRef, decode_batch
+from sync.contract import (
+    MAX_QUEUE_MESSAGE_BYTES,
+    BatchMessage,
+    RecordRef,
+    decode_batch,
+    encoded_size_bytes,
+)
 from sync.errors import ContractError
 from sync.local.azurite import StorageAccount
 from sync.names import BATCH_QUEUE
@@ -71,10 +77,15 @@ def test_messages_are_chunked_with_sequential_ids() -> None:
     assert [len(m.records) for m in messages] == [100, 100, 50]
 
 
-def test_oversized_and_repeated_are_refused() -> None:
+def test_long_inputs_make_more_messages_that_all_fit() -> None:
     big = [RecordRef(str(uuid.uuid4()), "https://" + "x" * 2000 + ".com") for _ in range(100)]
-    with pytest.raises(ContractError, match="smaller batch size"):
-        messages_for(big, "p", 100)
+    messages = messages_for(big, "p", 100)
+    assert len(messages) > 1
+    assert sum(len(m.records) for m in messages) == 100
+    assert all(encoded_size_bytes(m.to_json()) <= MAX_QUEUE_MESSAGE_BYTES for m in messages)
+
+
+def test_repeated_ids_are_refused() -> None:
     same = [RecordRef(GUID, "a.com"), RecordRef(GUID, "b.com")]
     with pytest.raises(ContractError, match="repeat an id"):
         messages_for(same, "p", 10)
