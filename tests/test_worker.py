@@ -285,3 +285,19 @@ async def test_a_dead_letter_that_cannot_be_saved_keeps_the_record_unfinished(
     async with QueueClient.from_connection_string(
             str(services.settings.storage.connection_string), BATCH_QUEUE) as queue:
         assert (await queue.get_queue_properties()).approximate_message_count == 1
+
+
+@pytest.mark.emulator(records=120, fault_503_rate=0.15, fault_500_rate=0.05, reset_rate=0.05,
+                      **FAST)
+async def test_transient_faults_are_retried_and_nothing_is_lost(make_services: Make) -> None:
+    services = await make_services(SYNC_WRITE_MODE="single", SYNC_MAX_RETRIES="6")
+    records = await refs(services, 100)
+    await enqueue(services, records)
+    totals = await work_until_done(services, 100)
+    assert totals.transient_retries > 0
+    assert totals.written + totals.dead_lettered == 100
+    stats = await emulator(services, "stats")
+    assert sum(stats["faults"].values()) > 0
+    written = {str(r["accountid"]) for r in await rows(services)
+               if is_enriched(r, services.settings.definition)}
+    assert len(written) == totals.written

@@ -1,0 +1,64 @@
+"""Bearer tokens: a static token only for loopback, azure-identity tokens cached until shortly
+before they expire. Azure AD cannot run here, so the credential is the one stand-in."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from azure.core.credentials import AccessToken
+
+from sync.auth import REFRESH_MARGIN_S, CredentialToken, StaticToken, token_source
+from sync.settings import Settings
+
+
+class CountingCredential:
+    """An AsyncTokenCredential that issues numbered tokens valid for ``lifetime_s``."""
+
+    def __init__(self, lifetime_s: float) -> None:
+        self.lifetime_s = lifetime_s
+        self.scopes: list[str] = []
+        self.closed = False
+
+    async def get_token(self, *scopes: str, **_: Any) -> AccessToken:
+        self.scopes.append(scopes[0])
+        return AccessToken(f"token-{len(self.scopes)}", int(time.time() + self.lifetime_s))
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_token_is_reused_until_near_expiry() -> None:
+    credential = CountingCredential(lifetime_s=3600)
+    tokens = CredentialToken(credential, "https://contoso.crm.dynamics.com/")  # type: ignore[arg-type]
+    assert [await tokens.token() for _ in range(5)] == ["token-1"] * 5
+    assert credential.scopes == ["https://contoso.crm.dynamics.com/.default"]
+
+
+async def test_a_token_close_to_expiry_is_renewed() -> None:
+    credential = CountingCredential(lifetime_s=REFRESH_MARGIN_S - 1)
+    tokens = CredentialToken(credential, "https://contoso.crm.dynamics.com")  # type: ignore[arg-type]
+    assert await tokens.token() == "token-1"
+    assert await tokens.token() == "token-2"
+    await tokens.close()
+    assert credential.closed
+
+
+async def test_token_sources_never_show_the_token() -> None:
+    assert "secret" not in repr(StaticToken("secret"))
+    credential = CountingCredential(lifetime_s=3600)
+    tokens = CredentialToken(credential, "https://x.crm.dynamics.com")  # type: ignore[arg-type]
+    await tokens.token()
+    assert "token-1" not in repr(tokens)
+
+
+async def test_settings_choose_the_source() -> None:
+    env = {"AzureWebJobsStorage": "x", "DATAVERSE_URL": "http://127.0.0.1:9",
+           "ENRICHMENT_URL": "http://127.0.0.1:8", "ENRICHMENT_API_KEY": "k",
+           "DATAVERSE_STATIC_TOKEN": "t"}
+    assert isinstance(token_source(Settings.from_env(env)), StaticToken)
+    cloud = {**env, "DATAVERSE_URL": "https://x.crm.dynamics.com", "DATAVERSE_STATIC_TOKEN": "",
+             "DATAVERSE_CLIENT_ID": "00000000-0000-0000-0000-000000000001"}
+    source = token_source(Settings.from_env(cloud))
+    assert isinstance(source, CredentialToken)
+    await source.close()
