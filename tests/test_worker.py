@@ -91,6 +91,10 @@ async def check_all_written(services: Services, ids: set[str]) -> None:
     pytest.param({}, "0x80072321", id="exec-time",
                  marks=pytest.mark.emulator(records=150, max_exec_ms=150.0, window_s=2.0,
                                             **FAST)),
+    pytest.param({"SYNC_WRITE_MODE": "bulk", "SYNC_BULK_TARGETS": "25"}, "0x80072321",
+                 id="exec-time-bulk",
+                 marks=pytest.mark.emulator(records=150, max_exec_ms=50.0, window_s=2.0,
+                                            bulk_target_ms=3.0, **FAST)),
     pytest.param({"SYNC_MAX_WAIT_S": "0"}, "0x80072326", id="concurrency",
                  marks=pytest.mark.emulator(records=150, max_concurrent=2, dop_hint=20,
                                             **FAST)),
@@ -98,7 +102,7 @@ async def check_all_written(services: Services, ids: set[str]) -> None:
 @pytest.mark.timeout(LIMIT_S + 30)
 async def test_each_facet_ends_with_every_record_written(
         make_services: Make, settings: dict[str, str], code: str) -> None:
-    services = await make_services(**settings)
+    services = await make_services(**{"SYNC_WRITE_MODE": "single", **settings})
     records = await refs(services, 150)
     await enqueue(services, records)
     totals = await work_until_done(services, len(records))
@@ -110,7 +114,7 @@ async def test_each_facet_ends_with_every_record_written(
 
 @pytest.mark.emulator(records=60, max_requests=10, window_s=4.0, **FAST)
 async def test_requeued_remainder_is_invisible_for_retry_after(make_services: Make) -> None:
-    services = await make_services(SYNC_MAX_WAIT_S="0")
+    services = await make_services(SYNC_MAX_WAIT_S="0", SYNC_WRITE_MODE="single")
     records = await refs(services, 40)
     message = BatchMessage("invisible", tuple(records))
     counts = await worker.process_message(services, message.to_json().encode())
@@ -155,8 +159,8 @@ async def test_a_hint_change_reaches_every_instance_through_the_cache(
 @pytest.mark.emulator(records=80, max_requests=15, window_s=20.0, **FAST)
 async def test_the_gate_pauses_the_second_instance_when_the_first_is_throttled(
         make_services: Make) -> None:
-    first, second = await make_services(SYNC_MAX_WAIT_S="0"), await make_services(
-        SYNC_MAX_WAIT_S="0")
+    first, second = (await make_services(SYNC_MAX_WAIT_S="0", SYNC_WRITE_MODE="single"),
+                     await make_services(SYNC_MAX_WAIT_S="0", SYNC_WRITE_MODE="single"))
     records = await refs(services=first, count=60)
     counts = await worker.process_message(first, BatchMessage(
         "first", tuple(records[:40])).to_json().encode())
@@ -216,7 +220,8 @@ async def live_leases(services: Services) -> int:
 @pytest.mark.timeout(LIMIT_S + 60)
 async def test_two_host_processes_together_stay_within_the_dop_hint(
         app_env: dict[str, str], storage: StorageSettings, tmp_path: Path) -> None:
-    env = {**app_env, "SYNC_STATE_REFRESH_S": "0.2", "SYNC_LEASE_S": "10"}
+    env = {**app_env, "SYNC_STATE_REFRESH_S": "0.2", "SYNC_LEASE_S": "10",
+           "SYNC_WRITE_MODE": "single"}
     watcher: Any = SimpleNamespace(  # the test's own clients: no lease, not an instance
         settings=Settings.from_env(env), batches=queue_client(storage, BATCH_QUEUE, None),
         ledger=table_client(storage, LEDGER_TABLE, None),
@@ -256,7 +261,7 @@ async def test_two_host_processes_together_stay_within_the_dop_hint(
 @pytest.mark.emulator(records=30, max_requests=5, window_s=20.0, **FAST)
 async def test_the_worker_raises_only_when_unfinished_work_cannot_be_saved(
         make_services: Make) -> None:
-    services = await make_services(SYNC_MAX_WAIT_S="0")
+    services = await make_services(SYNC_MAX_WAIT_S="0", SYNC_WRITE_MODE="single")
     records = await refs(services, 20)
 
     async def broken_send(*_: Any, **__: Any) -> None:
