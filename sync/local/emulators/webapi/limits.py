@@ -9,8 +9,9 @@ The model (the service documents the facets and codes, not its algorithm):
 - execution time: server milliseconds spent by requests finished in the last ``window_s``; at
   ``max_exec_ms`` refused with 0x80072321 until enough of it leaves the window. Requests in flight
   do not count yet, so the facet bites a little late, as the documentation says it may;
-- a client that sends while it is throttled is refused again and its Retry-After grows by
-  ``penalty_s`` each time.
+- a client that sends while it is throttled is refused again, and the first such send of a
+  throttling episode lengthens it by ``penalty_s`` (once: the service documents that pushing
+  clients get longer Retry-After values, not by how much, so the model stays mild).
 
 Pure arithmetic on a clock passed in: no I/O, no sleeping.
 """
@@ -52,6 +53,7 @@ class Bucket:
     in_flight: int = 0
     throttled_until_s: float = 0.0
     last_denial: Denial | None = None
+    penalized: bool = False
 
     def trim(self, now_s: float, window_s: float) -> None:
         while self.arrivals_s and self.arrivals_s[0] <= now_s - window_s:
@@ -75,9 +77,12 @@ def admit(bucket: Bucket, config: EmulatorConfig, now_s: float) -> Denial | None
     """Admit a request (counting it) or answer why not."""
     bucket.trim(now_s, config.window_s)
     if now_s < bucket.throttled_until_s and bucket.last_denial is not None:
-        bucket.throttled_until_s += config.penalty_s
+        if not bucket.penalized:
+            bucket.throttled_until_s += config.penalty_s
+            bucket.penalized = True
         return _deny(bucket, config, bucket.last_denial.code,
                      bucket.throttled_until_s - now_s, now_s)
+    bucket.penalized = False
     if bucket.in_flight >= config.max_concurrent:
         code, message = _message(CONCURRENCY, config)
         return Denial(code, message, round_up(config.concurrency_retry_after_s,

@@ -27,8 +27,10 @@ def ceiling(config: EmulatorConfig) -> dict[str, float]:
     result = {}
     for mode, (records, cost_ms) in modes.items():
         cost_s = cost_ms / 1000
-        per_server = min(per_request_s * records, exec_s_per_s / cost_s * records,
-                         config.max_concurrent / cost_s * records)
+        bounds = [per_request_s * records]
+        if cost_s > 0:  # free operations are bound by the request count alone
+            bounds += [exec_s_per_s / cost_s * records, config.max_concurrent / cost_s * records]
+        per_server = min(bounds)
         result[mode] = per_server * config.servers
     result["overall"] = max(result.values())
     return result
