@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from sync.definition import parse_definition
+from sync.local.emulators.enrichment import EnrichmentConfig
 from sync.local.processes import Children
 from sync.local.verify import is_enriched
 
@@ -44,6 +45,10 @@ def test_two_thousand_records_end_to_end_with_two_instances() -> None:
     assert "emulator check   2,000/2,000 enriched, 0 dead-lettered, 0 unaccounted, 0 created" \
         in out
     assert "OK: every record" in out
+    logs = " ".join(path.read_text() for path in (ROOT / ".local-run").glob("*.log"))
+    assert "host-1" in " ".join(p.name for p in (ROOT / ".local-run").glob("*.log"))
+    for secret in ("AccountKey", EnrichmentConfig().api_key, "Bearer ", "eyJ"):
+        assert secret not in logs + out + result.stderr
 
 
 def children_of(pid: int) -> set[int]:
