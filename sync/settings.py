@@ -7,9 +7,9 @@ Bicep template are checked against that one list, so a setting cannot drift out 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 from sync.definition import SyncDefinition, parse_definition
@@ -29,6 +29,8 @@ class SettingSpec:
     local_only: bool = False
     """Read only on the local stack; never set in Azure (the Bicep test checks it is absent)."""
 
+
+N = TypeVar("N", int, float)
 
 _IDENTITY_PREFIX: Final = f"{STORAGE_CONNECTION}__"
 
@@ -248,21 +250,17 @@ class _Reader:
         return raw in ("true", "1")
 
     def number(self, name: str, *, low: float, high: float) -> float:
-        raw = self.text(name)
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-        if not low <= value <= high:
-            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-        return value
+        return self._bounded(name, float, "a number", low, high)
 
     def integer(self, name: str, low: int, high: int) -> int:
+        return self._bounded(name, int, "an integer", low, high)
+
+    def _bounded(self, name: str, parse: Callable[[str], N], kind: str, low: N, high: N) -> N:
         raw = self.text(name)
         try:
-            value = int(raw)
+            value = parse(raw)
         except ValueError:
-            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+            raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None
         if not low <= value <= high:
             raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
         return value
