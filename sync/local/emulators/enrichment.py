@@ -45,7 +45,7 @@ class EnrichmentConfig:
 
     api_key: str = field(default="local-enrichment-key", repr=False)
     rate_per_s: float = 500.0
-    burst: int = 100
+    burst: int = 500
     latency_ms: float = 5.0
 
 
