@@ -150,14 +150,16 @@ async def send_batch(client: Client, ops: list[Operation], *,
     return await client.call("POST", "$batch", headers=headers, data=body)
 
 
+def good_missing_good(first: str, second: str) -> list[Operation]:
+    """Three updates, the middle one of a record that does not exist."""
+    return [Operation("PATCH", f"accounts({record})", {"If-Match": "*"}, {"description": text})
+            for record, text in ((first, "a"), (GHOST, "b"), (second, "c"))]
+
+
 async def test_batch_in_the_documented_wire_format(client: Client) -> None:
     await client.configure(records=3, **FAST)
     first, second, _ = await ids(client, 3)
-    answer = await send_batch(client, [
-        Operation("PATCH", f"accounts({first})", {"If-Match": "*"}, {"description": "a"}),
-        Operation("PATCH", f"accounts({GHOST})", {"If-Match": "*"}, {"description": "b"}),
-        Operation("PATCH", f"accounts({second})", {"If-Match": "*"}, {"description": "c"}),
-    ])
+    answer = await send_batch(client, good_missing_good(first, second))
     assert answer.status == 200
     assert answer.headers["Content-Type"].startswith("multipart/mixed; boundary=batchresponse_")
     assert [status_of(p) for p in parts_of(answer.headers["Content-Type"], answer.raw)] == [
@@ -168,11 +170,7 @@ async def test_without_continue_on_error_the_batch_stops_at_the_first_error(
         client: Client) -> None:
     await client.configure(records=3, **FAST)
     first, second, _ = await ids(client, 3)
-    answer = await send_batch(client, [
-        Operation("PATCH", f"accounts({first})", {"If-Match": "*"}, {"description": "a"}),
-        Operation("PATCH", f"accounts({GHOST})", {"If-Match": "*"}, {"description": "b"}),
-        Operation("PATCH", f"accounts({second})", {"If-Match": "*"}, {"description": "c"}),
-    ], continue_on_error=False)
+    answer = await send_batch(client, good_missing_good(first, second), continue_on_error=False)
     assert [status_of(p) for p in parts_of(answer.headers["Content-Type"], answer.raw)] == [
         204, 404]
     assert (await client.get(f"accounts({second})")).body["description"] is None

@@ -16,12 +16,13 @@ import argparse
 import asyncio
 import hashlib
 import math
-import signal
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Final
 
 from aiohttp import web
+
+from sync.local.emulators import until_signalled
 
 API_KEY_HEADER: Final = "x-api-key"
 _COUNTRIES: Final = ("Norway", "Germany", "Japan", "Brazil", "Canada", "Kenya", "India", "Chile")
@@ -146,9 +147,5 @@ def main(args: argparse.Namespace) -> int:
 async def _serve(config: EnrichmentConfig, host: str, port: int) -> None:
     runner, url = await start_enrichment(config, host, port)
     print(f"Enrichment API emulator listening on {url}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_signalled()
     await runner.cleanup()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from dataclasses import fields
 from typing import Any, Final
 
+from sync.local.emulators import until_signalled
 from sync.local.emulators.webapi import EmulatorConfig, start_emulator
 
 _HELP: Final = {
@@ -76,9 +76,5 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
           f"({config.servers} servers, window {config.window_s:g} s, "
           f"{config.max_requests} requests, {config.max_exec_ms:,.0f} ms, "
           f"{config.max_concurrent} concurrent, {config.records} accounts)", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_signalled()
     await running.close()
