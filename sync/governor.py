@@ -54,14 +54,16 @@ class Governor:
 
     __slots__ = ("_gate_handle", "_gate_until_s", "_headroom", "_in_flight", "_instances",
                  "_last_decrease_s", "_limit", "_loop", "_max_wait_s", "_share", "_successes",
-                 "_waiters")
+                 "_waiters", "service")
 
-    def __init__(self, share: int, *, max_wait_s: float = 2.0,
+    def __init__(self, share: int, *, service: str = "dataverse", max_wait_s: float = 2.0,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
         if share < 1:
             raise ValueError(f"share must be at least 1, got {share}")
         if max_wait_s < 0:
             raise ValueError(f"max_wait_s must not be negative, got {max_wait_s}")
+        self.service = service
+        """The service whose requests this governor admits (named by its gate's Throttled)."""
         self._loop = loop or asyncio.get_running_loop()
         self._share = self._limit = share
         self._max_wait_s = max_wait_s
@@ -140,7 +142,7 @@ class Governor:
         while not self._may_enter():
             gate_s = self.gate_remaining_s()
             if gate_s > self._max_wait_s:
-                raise Throttled("dataverse", gate_s, GATE_CODE)
+                raise Throttled(self.service, gate_s, GATE_CODE)
             waiter: asyncio.Future[None] = self._loop.create_future()
             self._waiters.append(waiter)
             try:

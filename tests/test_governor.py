@@ -137,12 +137,13 @@ async def test_short_gate_is_waited_for_on_the_loop_clock(clock: FakeClock) -> N
 
 
 async def test_long_gate_raises_throttled_at_once(clock: FakeClock) -> None:
-    governor = Governor(4, max_wait_s=2.0)
+    governor = Governor(4, service="enrichment", max_wait_s=2.0)
     governor.close_gate(30.0)
     with pytest.raises(Throttled) as caught:
         async with governor:
             pytest.fail("entered a closed gate")
     assert caught.value.retry_after_s == pytest.approx(30.0)
+    assert caught.value.service == "enrichment"  # it stops that service's sends, not another
 
 
 async def test_waiters_give_up_when_the_gate_closes_for_long(clock: FakeClock) -> None:
