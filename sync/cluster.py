@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 import uuid
 from collections.abc import Callable
@@ -144,7 +143,3 @@ class Cluster:
         await self._table.upsert_entity({"PartitionKey": partition, "RowKey": row, **fields},
                                         mode=UpdateMode.REPLACE)
 
-
-def seconds_until(until_s: float, now_s: float) -> int:
-    """Whole seconds from ``now_s`` to ``until_s``, at least 0."""
-    return max(0, math.ceil(until_s - now_s))
