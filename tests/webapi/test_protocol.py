@@ -208,47 +208,42 @@ async def test_the_thousand_operation_limit(client: Client) -> None:
     assert "A maximum number of '1000' operations are allowed" in answer.body["error"]["message"]
 
 
+KIND = "Microsoft.Dynamics.CRM.account"
+
+
+async def bulk(client: Client, message: str, *targets: dict[str, Any]) -> Any:
+    """POST a bulk message with the targets typed as accounts."""
+    return await client.call("POST", f"accounts/Microsoft.Dynamics.CRM.{message}",
+                             json_body={"Targets": [{"@odata.type": KIND, **t} for t in targets]})
+
+
 async def test_bulk_messages(client: Client) -> None:
     await client.configure(records=3, **FAST)
     first, second, third = await ids(client, 3)
-    kind = "Microsoft.Dynamics.CRM.account"
-    update = await client.call("POST", "accounts/Microsoft.Dynamics.CRM.UpdateMultiple",
-                               json_body={"Targets": [
-                                   {"@odata.type": kind, "accountid": first, "description": "1"},
-                                   {"@odata.type": kind, "accountid": first, "description": "2"},
-                                   {"@odata.type": kind, "accountid": second,
-                                    "description": "3"}]})
+    update = await bulk(client, "UpdateMultiple", {"accountid": first, "description": "1"},
+                        {"accountid": first, "description": "2"},
+                        {"accountid": second, "description": "3"})
     assert update.status == 204
     assert (await client.get(f"accounts({first})")).body["description"] == "1"  # the first
-    created = await client.call("POST", "accounts/Microsoft.Dynamics.CRM.CreateMultiple",
-                                json_body={"Targets": [{"@odata.type": kind, "name": "n1"},
-                                                       {"@odata.type": kind, "name": "n2"}]})
+    created = await bulk(client, "CreateMultiple", {"name": "n1"}, {"name": "n2"})
     assert created.status == 200
     assert len(created.body["Ids"]) == 2
-    upsert = await client.call("POST", "accounts/Microsoft.Dynamics.CRM.UpsertMultiple",
-                               json_body={"Targets": [
-                                   {"@odata.type": kind,
-                                    "@odata.id": "accounts(accountnumber='NEW-1')", "name": "u"},
-                                   {"@odata.type": kind, "accountid": third, "name": "t"}]})
+    upsert = await bulk(client, "UpsertMultiple",
+                        {"@odata.id": "accounts(accountnumber='NEW-1')", "name": "u"},
+                        {"accountid": third, "name": "t"})
     assert upsert.status == 204
     assert (await client.get("accounts(accountnumber='NEW-1')")).status == 200
-    duplicate = await client.call("POST", "accounts/Microsoft.Dynamics.CRM.UpsertMultiple",
-                                  json_body={"Targets": [
-                                      {"@odata.type": kind, "accountid": third, "name": "a"},
-                                      {"@odata.type": kind, "accountid": third, "name": "b"}]})
+    duplicate = await bulk(client, "UpsertMultiple", {"accountid": third, "name": "a"},
+                           {"accountid": third, "name": "b"})
     assert duplicate.status == 400
 
 
 async def test_update_multiple_rolls_back_on_one_bad_target(client: Client) -> None:
     await client.configure(records=3, **FAST)
     first, second, _ = await ids(client, 3)
-    kind = "Microsoft.Dynamics.CRM.account"
-    answer = await client.call("POST", "accounts/Microsoft.Dynamics.CRM.UpdateMultiple",
-                               json_body={"Targets": [
-                                   {"@odata.type": kind, "accountid": first, "description": "x"},
-                                   {"@odata.type": kind, "accountid": GHOST, "description": "y"},
-                                   {"@odata.type": kind, "accountid": second,
-                                    "description": "z"}]})
+    answer = await bulk(client, "UpdateMultiple", {"accountid": first, "description": "x"},
+                        {"accountid": GHOST, "description": "y"},
+                        {"accountid": second, "description": "z"})
     assert answer.status == 404
     for record in (first, second):
         assert (await client.get(f"accounts({record})")).body["description"] is None
