@@ -10,10 +10,16 @@ from typing import Any
 
 import aiohttp
 import pytest
+from multidict import CIMultiDict
 
 from sync.local.emulators.webapi import EmulatorConfig, RunningEmulator, start_emulator
 
 API = "/api/data/v9.2/"
+FAST: dict[str, Any] = {"write_ms_min": 0.0, "write_ms_max": 0.0, "read_page_ms": 0.0,
+                        "request_overhead_ms": 0.0, "batch_op_ms": 0.0, "bulk_target_ms": 0.0}
+"""Operations that cost no server time: protocol tests that do not measure time."""
+GHOST = "00000000-0000-4000-8000-00000000dead"
+"""An id no seeded record has."""
 
 
 def token_for(user: str) -> str:
@@ -27,22 +33,31 @@ def token_for(user: str) -> str:
 @dataclass
 class Answer:
     status: int
-    headers: dict[str, str]
+    headers: CIMultiDict[str]
     body: Any
     raw: bytes
 
+    @property
+    def error(self) -> dict[str, str]:
+        """The OData error body's ``error`` object (fails the test when there is none)."""
+        assert isinstance(self.body, dict), self.raw
+        found: dict[str, str] = self.body["error"]
+        return found
+
 
 class Client:
-    """Starts the emulator on demand and talks to it as a Web API client would."""
+    """Starts the emulator on demand and talks to it as a Web API client would. Its session
+    keeps no cookies: requests spread over the servers unless a test pins them."""
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.session = session
         self.running: RunningEmulator | None = None
         self.token = token_for("test-user")
 
-    async def configure(self, **config: Any) -> None:
+    async def configure(self, config: EmulatorConfig | None = None, **fields: Any) -> None:
+        """(Re)start the emulator with ``config``, or an EmulatorConfig of ``fields``."""
         await self.close()
-        self.running = await start_emulator(EmulatorConfig(**config))
+        self.running = await start_emulator(config or EmulatorConfig(**fields))
 
     @property
     def url(self) -> str:
@@ -58,6 +73,7 @@ class Client:
                    headers: dict[str, str] | None = None, json_body: Any = None,
                    data: bytes | None = None, session: aiohttp.ClientSession | None = None,
                    ) -> Answer:
+        """One Web API request; ``path`` is relative to ``/api/data/v9.2/``."""
         bearer = self.token if token is None else token
         all_headers = {**({"Authorization": f"Bearer {bearer}"} if bearer else {}),
                        **(headers or {})}
@@ -67,23 +83,37 @@ class Client:
             raw = await response.read()
             body = json.loads(raw) if raw and response.content_type == "application/json" \
                 else None
-            return Answer(response.status, dict(response.headers), body, raw)
+            return Answer(response.status, CIMultiDict(response.headers), body, raw)
 
     async def get(self, path: str, **kwargs: Any) -> Answer:
         return await self.call("GET", path, **kwargs)
 
-    async def first_id(self) -> str:
-        return str((await self.admin("records"))["value"][0]["accountid"])
+    async def follow(self, link: str, **kwargs: Any) -> Answer:
+        """GET an ``@odata.nextLink`` or ``@odata.deltaLink`` unchanged."""
+        assert link.startswith(f"{self.url}{API}"), link
+        return await self.get(link.removeprefix(f"{self.url}{API}"), **kwargs)
 
-    async def patch_first(self, **kwargs: Any) -> Answer:
-        record_id = await self.first_id()
+    async def patch(self, record_id: str, fields: dict[str, Any], **kwargs: Any) -> Answer:
+        """PATCH a record that must exist (``If-Match: *``)."""
         return await self.call("PATCH", f"accounts({record_id})", headers={"If-Match": "*"},
-                               json_body={"description": "x"}, **kwargs)
+                               json_body=fields, **kwargs)
+
+    async def rows(self) -> list[dict[str, Any]]:
+        """Every account as the emulator holds it (the admin view, not the Web API)."""
+        found: list[dict[str, Any]] = (await self.admin("records"))["value"]
+        return found
+
+    async def ids(self, count: int) -> list[str]:
+        return [str(row["accountid"]) for row in (await self.rows())[:count]]
+
+    async def row(self, record_id: str) -> dict[str, Any] | None:
+        return next((r for r in await self.rows() if r["accountid"] == record_id), None)
 
     async def admin(self, path: str, method: str = "GET", body: Any = None) -> Any:
         params = {"entityset": "accounts"} if path == "records" else None
         async with self.session.request(method, f"{self.url}/_emulator/{path}", json=body,
                                         params=params) as response:
+            assert response.status == 200, await response.text()
             return await response.json()
 
 

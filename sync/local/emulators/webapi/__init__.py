@@ -3,19 +3,23 @@
 Several web servers behind one endpoint (the ``ARRAffinity`` cookie pins a client to one);
 per user and per server sliding windows on request count, execution time and concurrency, with
 the real 429 codes, messages and ``Retry-After``; ``x-ms-dop-hint`` and the
-``x-ms-ratelimit-*`` headers; collections with ``$select``, ``$filter``, paging and change
-tracking; PATCH/POST/DELETE with ``If-Match``/``If-None-Match``; ``$batch`` with changesets;
+``x-ms-ratelimit-*`` headers; collections with ``$select``, ``$filter``, ``$top``, paging and
+change tracking; PATCH/POST/DELETE by id or alternate key with ``If-Match`` (``*`` or an ETag)
+and ``If-None-Match``; ``$batch`` with atomic changesets and ``$n`` references;
 ``CreateMultiple``/``UpdateMultiple``/``UpsertMultiple``; faults on demand; a time scale.
+Query options it does not implement (``$orderby``, ``$expand``, ``$count``...) answer 501
+rather than being ignored.
 
 Admin endpoints (no auth, never throttled, never counted):
 
 - ``GET /_emulator/stats``: requests per server, 429s by code, announced Retry-After seconds,
-  faults, peak concurrency per user and per server, the 429 share after the first window,
+  faults, peak concurrency per user (over every server) and per server, the 429s after the
+  first window,
   records created/updated/deleted, the DOP hint, and ``ceiling``: records/s per write mode
   (``single``, ``batch``, ``bulk``) and ``overall``;
 - ``GET /_emulator/records?entityset=accounts``: ``{"value": [every row]}``;
 - ``PATCH /_emulator/config``: change ``dop_hint``, the fault rates, costs or limits at run time;
-- ``POST /_emulator/reset-stats``.
+- ``POST /_emulator/reset-stats``: every counter back to zero (records included).
 """
 
 from __future__ import annotations

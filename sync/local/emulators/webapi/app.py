@@ -1,22 +1,20 @@
-"""The HTTP face: web servers behind one endpoint, the limits per user and server, the headers,
-faults on demand, and the admin endpoints."""
+"""The HTTP face: each Web API request is admitted (or refused 429) by its user's limits on the
+server that takes it, answered after the server time it costs (faults on demand), and given
+the headers every answer carries."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import random
 import uuid
-from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import web
 
 from sync.local.emulators.webapi import limits
+from sync.local.emulators.webapi.admin import add_admin_routes
 from sync.local.emulators.webapi.batch import (
     Request,
     count_operations,
@@ -27,70 +25,19 @@ from sync.local.emulators.webapi.batch import (
 from sync.local.emulators.webapi.bulk import MESSAGES, bulk
 from sync.local.emulators.webapi.config import EmulatorConfig
 from sync.local.emulators.webapi.odata import ODataError
-from sync.local.emulators.webapi.ops import API, Answer, World, create, delete, get_one, patch
+from sync.local.emulators.webapi.ops import (
+    API,
+    Answer,
+    World,
+    atomic,
+    create,
+    delete,
+    get_one,
+    patch,
+)
 from sync.local.emulators.webapi.reads import Prefer, read_collection
-from sync.local.emulators.webapi.stats import Stats
+from sync.local.emulators.webapi.servers import EMULATOR, Emulator, user_of
 from sync.local.emulators.webapi.store import accounts
-
-COOKIE: Final = "ARRAffinity"
-_CHANGEABLE: Final = frozenset({"dop_hint", "fault_500_rate", "fault_503_rate", "reset_rate",
-                                "slow_rate", "slow_ms", "write_ms_min", "write_ms_max",
-                                "max_concurrent", "max_requests", "max_exec_ms"})
-
-
-def user_of(authorization: str) -> str | None:
-    """The caller: a JWT's ``oid`` (or ``sub``), else a stable id from the token itself."""
-    if not authorization.startswith("Bearer ") or len(authorization) < 8:
-        return None
-    token = authorization[7:]
-    parts = token.split(".")
-    if len(parts) == 3:
-        try:
-            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-            subject = claims.get("oid") or claims.get("sub")
-            if subject:
-                return _as_guid(str(subject))
-        except (ValueError, UnicodeDecodeError, AttributeError):
-            pass
-    return _as_guid(hashlib.sha256(token.encode()).hexdigest())
-
-
-def _as_guid(text: str) -> str:
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        return str(uuid.uuid5(uuid.NAMESPACE_OID, text))
-
-
-@dataclass
-class Emulator:
-    """The emulator's state behind the aiohttp routes."""
-
-    config: EmulatorConfig
-    world: World
-    stats: Stats = field(default_factory=Stats)
-    buckets: dict[tuple[str, str], limits.Bucket] = field(
-        default_factory=lambda: defaultdict(limits.Bucket))
-    next_server: int = 0
-    faults: random.Random = field(default_factory=random.Random)
-
-    def server_for(self, request: web.Request) -> str:
-        pinned = request.cookies.get(COOKIE)
-        names = [f"server-{n}" for n in range(self.config.servers)]
-        if pinned in names:
-            return str(pinned)
-        self.next_server = (self.next_server + 1) % self.config.servers
-        return names[self.next_server]
-
-    def headers(self, server: str, bucket: limits.Bucket, now_s: float) -> dict[str, str]:
-        requests_left, exec_left_ms = limits.remaining(bucket, self.config, now_s)
-        return {"x-ms-dop-hint": str(self.config.dop_hint_header), "OData-Version": "4.0",
-                "x-ms-ratelimit-burst-remaining-xrm-requests": str(requests_left),
-                "x-ms-ratelimit-time-remaining-xrm-requests": f"{exec_left_ms:.0f}",
-                "Set-Cookie": f"{COOKIE}={server}; Path=/; HttpOnly"}
-
-
-EMULATOR: Final = web.AppKey("emulator", Emulator)
 
 
 def create_app(config: EmulatorConfig) -> web.Application:
@@ -101,10 +48,7 @@ def create_app(config: EmulatorConfig) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[EMULATOR] = emulator
     app.router.add_route("*", API + "{path:.*}", _api)
-    app.router.add_get("/_emulator/stats", _stats)
-    app.router.add_get("/_emulator/records", _records)
-    app.router.add_patch("/_emulator/config", _change_config)
-    app.router.add_post("/_emulator/reset-stats", _reset_stats)
+    add_admin_routes(app)
     return app
 
 
@@ -119,7 +63,7 @@ async def _api(request: web.Request) -> web.StreamResponse:
     user = user_of(request.headers.get("Authorization", ""))
     if user is None:
         return _error(ODataError(401, "0x80040220", "Principal user is missing an access "
-                                                    "token."), {"OData-Version": "4.0"})
+                                                    "token."), emulator.anonymous_headers())
     server = emulator.server_for(request)
     bucket = emulator.buckets[(user, server)]
     loop = asyncio.get_running_loop()
@@ -128,15 +72,15 @@ async def _api(request: web.Request) -> web.StreamResponse:
     if denial is not None:
         emulator.stats.throttled(denial.code, denial.retry_after_s, late)
         headers = {**emulator.headers(server, bucket, loop.time()),
-                   "Retry-After": f"{denial.retry_after_s:g}"}
+                   "Retry-After": f"{denial.retry_after_s:.3f}".rstrip("0").rstrip(".")}
         return _error(ODataError(429, denial.code, denial.message), headers)
-    emulator.stats.admitted(user, server, bucket.in_flight, late)
+    emulator.stats.admitted(user, server, late)
     cost_ms = 0.0
     try:
         response, cost_ms = await _serve(emulator, request, user)
     finally:
-        emulator.stats.in_flight_by_server[server] -= 1
-        limits.finish(bucket, config, loop.time(), cost_ms)
+        emulator.stats.finished(user, server)
+        limits.finish(bucket, emulator.config, loop.time(), cost_ms)
     if response is not None:
         response.headers.update(emulator.headers(server, bucket, loop.time()))
     return response if response is not None else web.Response(status=500)
@@ -192,7 +136,7 @@ def _response(answer: Answer) -> web.Response:
 def _dispatch(emulator: Emulator, method: str, path: str, *, query: Mapping[str, str],
               headers: Mapping[str, str], raw: bytes, user: str) -> Answer:
     world = emulator.world
-    if path == "WhoAmI" and method == "GET":
+    if path in ("WhoAmI", "WhoAmI()") and method == "GET":
         return Answer(200, {"UserId": user, "BusinessUnitId": str(uuid.UUID(int=1)),
                             "OrganizationId": str(uuid.UUID(int=2))}, cost_ms=1.0)
     if path == "$batch" and method == "POST":
@@ -203,35 +147,41 @@ def _dispatch(emulator: Emulator, method: str, path: str, *, query: Mapping[str,
         if message not in MESSAGES or method != "POST":
             raise ODataError(404, "0x80060888", f"Resource not found for the segment "
                                                 f"'Microsoft.Dynamics.CRM.{message}'.")
-        return bulk(world, user, entity_set, message, body or {})
+        return bulk(world, user, entity_set, message, body)
     return _entity(world, method, path, query=query, headers=headers, body=body, user=user)
 
 
 def _entity(world: World, method: str, path: str, *, query: Mapping[str, str],
-            headers: Mapping[str, str], body: Any, user: str) -> Answer:
+            headers: Mapping[str, str], body: dict[str, Any], user: str) -> Answer:
     is_record = path.endswith(")")
     if method == "GET":
         return get_one(world, path, query) if is_record else read_collection(
             world, path, query, Prefer.parse(headers.get("Prefer", "")))
     if method == "PATCH":
-        return patch(world, user, path, headers, body or {})
+        return patch(world, user, path, headers, body)
     if method == "POST" and not is_record:
-        return create(world, user, path, body or {})
+        return create(world, user, path, body)
     if method == "DELETE":
-        return delete(world, path)
+        return delete(world, path, headers)
     raise ODataError(405, "0x8006088a", f"{method} is not supported on {path}.")
 
 
-def _json(raw: bytes) -> Any:
+def _json(raw: bytes) -> dict[str, Any]:
+    """The request body: a JSON object, or none (an empty object)."""
     if not raw.strip():
-        return None
+        return {}
     try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise ODataError(400, "0x80060888", "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise ODataError(400, "0x80060888", "The request body must be a JSON object.")
+    return body
 
 
 def _batch(emulator: Emulator, headers: Mapping[str, str], raw: bytes, user: str) -> Answer:
+    """One $batch: counted once against the request facet, its operations' server time
+    added up; without continue-on-error it answers with the status of its first failure."""
     config = emulator.config
     items = parse_batch(headers.get("Content-Type", ""), raw)
     if count_operations(items) > config.max_batch_operations:
@@ -242,6 +192,8 @@ def _batch(emulator: Emulator, headers: Mapping[str, str], raw: bytes, user: str
     prefer = Prefer.parse(headers.get("Prefer", ""))
 
     def execute(request: Request) -> Answer:
+        if request.path == "$batch":
+            raise ODataError(400, "0x80060888", "A $batch cannot contain another $batch.")
         raw = json.dumps(request.body).encode() if request.body is not None else b""
         answer = _dispatch(emulator, request.method, request.path, query=request.query,
                            headers=request.headers, raw=raw, user=user)
@@ -249,56 +201,10 @@ def _batch(emulator: Emulator, headers: Mapping[str, str], raw: bytes, user: str
             answer.cost_ms = config.batch_op_ms
         return answer
 
-    answered = run_batch(items, execute, prefer.continue_on_error, _atomic(emulator))
+    answered = run_batch(items, execute, prefer.continue_on_error,
+                         lambda: atomic(emulator.world))
     content_type, body = format_batch(answered)
-    cost_ms = sum(answer.cost_ms for group in answered for _, answer in group)
-    return Answer(200, body, {"Content-Type": content_type}, cost_ms=cost_ms)
-
-
-def _atomic(emulator: Emulator) -> Any:
-    def atomic(run: Any) -> list[tuple[Request, Answer]]:
-        saved = {name: table.saved() for name, table in emulator.world.tables.items()}
-        counters = dict(vars(emulator.world.counters))
-        try:
-            result: list[tuple[Request, Answer]] = run()
-        except ODataError as error:
-            for name, state in saved.items():
-                emulator.world.tables[name].put_back(state)
-            vars(emulator.world.counters).update(counters)
-            failed = Request("POST", "", {}, {}, None, "1")
-            return [(failed, Answer(error.status, error.body()))]
-        return result
-
-    return atomic
-
-
-async def _stats(request: web.Request) -> web.Response:
-    emulator = request.app[EMULATOR]
-    return web.json_response(emulator.stats.as_json(emulator.config, emulator.world.counters))
-
-
-async def _records(request: web.Request) -> web.Response:
-    emulator = request.app[EMULATOR]
-    table = emulator.world.tables.get(request.query.get("entityset", "accounts"))
-    if table is None:
-        return web.json_response({"error": "unknown entity set"}, status=404)
-    return web.json_response({"value": [table.rows[i] for i in table.sorted_ids]})
-
-
-async def _change_config(request: web.Request) -> web.Response:
-    emulator = request.app[EMULATOR]
-    changes = await request.json()
-    unknown = sorted(set(changes) - _CHANGEABLE)
-    if unknown:
-        return web.json_response({"error": f"cannot change {', '.join(unknown)}"}, status=400)
-    try:
-        emulator.config = emulator.world.config = emulator.config.replace(**changes)
-    except (ValueError, TypeError) as error:
-        return web.json_response({"error": str(error)}, status=400)
-    return web.json_response({k: getattr(emulator.config, k) for k in sorted(_CHANGEABLE)})
-
-
-async def _reset_stats(request: web.Request) -> web.Response:
-    emulator = request.app[EMULATOR]
-    emulator.stats = Stats()
-    return web.json_response({"reset": True})
+    cost_ms = sum(answer.cost_ms for item in answered for _, answer in item.answers)
+    failed = answered[-1].failed if answered and not prefer.continue_on_error else None
+    return Answer(200 if failed is None else failed.status, body,
+                  {"Content-Type": content_type}, cost_ms=cost_ms)

@@ -4,23 +4,25 @@ multipart/mixed. Changesets are atomic and answer per ``Content-ID``; without
 
 from __future__ import annotations
 
+import dataclasses
 import email.parser
 import email.policy
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from email.message import Message
+from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from multidict import CIMultiDict
 
 from sync.local.emulators.webapi.odata import ODataError
 from sync.local.emulators.webapi.ops import API, Answer
 
 CRLF = "\r\n"
-STATUS_TEXT = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request",
-               404: "Not Found", 405: "Method Not Allowed", 412: "Precondition Failed",
-               429: "Too Many Requests", 500: "Internal Server Error"}
 
 
 @dataclass
@@ -30,7 +32,7 @@ class Request:
     method: str
     path: str
     query: dict[str, str]
-    headers: dict[str, str]
+    headers: Mapping[str, str]
     body: Any
     content_id: str | None = None
 
@@ -59,6 +61,8 @@ def parse_batch(content_type: str, body: bytes) -> list[Item]:
             items.append(Changeset([_request(sub) for sub in _parts(part)]))
         else:
             items.append(_request(part))
+    if not items:
+        raise ODataError(400, "0x80060888", "The $batch request holds no operation.")
     return items
 
 
@@ -77,16 +81,16 @@ def _request(part: Message) -> Request:
         raise ODataError(400, "0x80060888", "A $batch part has no HTTP request.")
     head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
     request_line, *lines = head.decode("utf-8", "replace").split("\n")
-    try:
-        method, target, _ = request_line.split(" ", 2)
-    except ValueError:
-        raise ODataError(400, "0x80060888", f"Bad request line {request_line!r}.") from None
-    headers = {}
+    method, _, rest = request_line.strip().partition(" ")
+    target, _, version = rest.rpartition(" ")
+    if not (method and target and version.startswith("HTTP/")):
+        raise ODataError(400, "0x80060888", f"Bad request line {request_line!r}.")
+    headers: CIMultiDict[str] = CIMultiDict()
     for line in lines:
         name, _, value = line.partition(":")
         headers[name.strip()] = value.strip()
     url = urlsplit(target)
-    path = url.path.split(API, 1)[1] if API in url.path else url.path.lstrip("/")
+    path = unquote(url.path.split(API, 1)[1] if API in url.path else url.path.lstrip("/"))
     text = body.strip()
     try:
         parsed = json.loads(text) if text else None
@@ -96,32 +100,64 @@ def _request(part: Message) -> Request:
                    part.get("Content-ID"))
 
 
+@dataclass
+class Answered:
+    """What one item of the batch answered: a changeset's answers, or one request's."""
+
+    answers: list[tuple[Request, Answer]]
+    changeset: bool = False
+
+    @property
+    def failed(self) -> Answer | None:
+        return next((a for _, a in self.answers if a.status >= 400), None)
+
+
 def run_batch(items: list[Item], execute: Execute, continue_on_error: bool,
-              atomic: Callable[[Callable[[], list[tuple[Request, Answer]]]],
-                               list[tuple[Request, Answer]]]) -> list[list[tuple[Request,
-                                                                                   Answer]]]:
-    """Answers grouped as the items were: a list per changeset, one element otherwise."""
-    answered: list[list[tuple[Request, Answer]]] = []
+              transaction: Callable[[], AbstractContextManager[object]]) -> list[Answered]:
+    """Every item's answers in order; without ``continue_on_error`` the first failure ends
+    the batch. A changeset runs inside ``transaction()``: all of it or, on the first failure,
+    none of it, answered by that failure alone."""
+    answered: list[Answered] = []
     for item in items:
         if isinstance(item, Changeset):
-            group = atomic(lambda item=item: _changeset(item, execute))  # type: ignore[misc]
+            answered.append(_changeset(item, execute, transaction))
         else:
-            group = [(item, _safely(execute, item))]
-        answered.append(group)
-        failed = any(answer.status >= 400 for _, answer in group)
-        if failed and not continue_on_error:
+            answered.append(Answered([(item, _safely(execute, item))]))
+        if answered[-1].failed is not None and not continue_on_error:
             break
     return answered
 
 
-def _changeset(changeset: Changeset, execute: Execute) -> list[tuple[Request, Answer]]:
-    results = []
-    for request in changeset.requests:
-        if request.method == "GET":
-            raise ODataError(400, "0x80060888", "A changeset cannot contain a GET.")
-        answer = execute(request)
-        results.append((request, answer))
-    return results
+def _changeset(changeset: Changeset, execute: Execute,
+               transaction: Callable[[], AbstractContextManager[object]]) -> Answered:
+    results: list[tuple[Request, Answer]] = []
+    created: dict[str, str] = {}
+    current: Request | None = None
+    try:
+        with transaction():
+            for current in changeset.requests:
+                if current.method == "GET":
+                    raise ODataError(400, "0x80060888", "A changeset cannot contain a GET.")
+                answer = execute(_resolved(current, created))
+                results.append((current, answer))
+                entity = answer.headers.get("OData-EntityId", "")
+                if current.content_id is not None and API in entity:
+                    created[current.content_id] = entity.split(API, 1)[1]
+    except ODataError as error:
+        failing = current or Request("POST", "", {}, {}, None)
+        return Answered([(failing, Answer(error.status, error.body()))])
+    return Answered(results, changeset=True)
+
+
+def _resolved(request: Request, created: Mapping[str, str]) -> Request:
+    """The request with a leading ``$n`` replaced by the record Content-ID n created."""
+    if not request.path.startswith("$"):
+        return request
+    reference, slash, rest = request.path.partition("/")
+    if reference[1:] not in created:
+        raise ODataError(400, "0x80060888", f"Content-ID Reference: '{reference}' does not "
+                                            "exist in the batch context.")
+    return dataclasses.replace(request, path=created[reference[1:]] + slash + rest)
 
 
 def _safely(execute: Execute, request: Request) -> Answer:
@@ -131,18 +167,18 @@ def _safely(execute: Execute, request: Request) -> Answer:
         return Answer(error.status, error.body())
 
 
-def format_batch(answered: list[list[tuple[Request, Answer]]]) -> tuple[str, bytes]:
+def format_batch(answered: list[Answered]) -> tuple[str, bytes]:
     """The response's Content-Type and body."""
     boundary = f"batchresponse_{uuid.uuid4()}"
     chunks = []
-    for group in answered:
-        if len(group) == 1 and group[0][0].content_id is None:
-            chunks.append(f"--{boundary}{CRLF}{_part(*group[0])}")
-        else:
-            inner = f"changesetresponse_{uuid.uuid4()}"
-            body = "".join(f"--{inner}{CRLF}{_part(r, a)}" for r, a in group)
-            chunks.append(f"--{boundary}{CRLF}Content-Type: multipart/mixed; boundary={inner}"
-                          f"{CRLF}{CRLF}{body}--{inner}--{CRLF}")
+    for item in answered:
+        if not item.changeset:
+            chunks += [f"--{boundary}{CRLF}{_part(r, a)}" for r, a in item.answers]
+            continue
+        inner = f"changesetresponse_{uuid.uuid4()}"
+        body = "".join(f"--{inner}{CRLF}{_part(r, a)}" for r, a in item.answers)
+        chunks.append(f"--{boundary}{CRLF}Content-Type: multipart/mixed; boundary={inner}"
+                      f"{CRLF}{CRLF}{body}--{inner}--{CRLF}")
     text = "".join(chunks) + f"--{boundary}--{CRLF}"
     return f"multipart/mixed; boundary={boundary}", text.encode("utf-8")
 
@@ -151,10 +187,16 @@ def _part(request: Request, answer: Answer) -> str:
     lines = ["Content-Type: application/http", "Content-Transfer-Encoding: binary"]
     if request.content_id is not None:
         lines.append(f"Content-ID: {request.content_id}")
-    lines += ["", f"HTTP/1.1 {answer.status} {STATUS_TEXT.get(answer.status, 'Status')}",
-              "OData-Version: 4.0"]
+    lines += ["", f"HTTP/1.1 {answer.status} {_reason(answer.status)}", "OData-Version: 4.0"]
     payload = answer.payload().decode()
     if payload:
         lines.append("Content-Type: application/json; odata.metadata=minimal")
     lines += [f"{name}: {value}" for name, value in answer.headers.items()]
     return CRLF.join([*lines, "", payload]) + CRLF
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Status"

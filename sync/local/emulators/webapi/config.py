@@ -54,7 +54,14 @@ class EmulatorConfig:
                   (self.max_requests >= 1, "max_requests"), (self.max_exec_ms > 0, "max_exec_ms"),
                   (self.max_concurrent >= 1, "max_concurrent"),
                   (1 <= self.dop_hint <= 1024, "dop_hint"), (self.records >= 0, "records"),
-                  (0 <= self.write_ms_min <= self.write_ms_max, "write_ms_min/max")]
+                  (0 <= self.write_ms_min <= self.write_ms_max, "write_ms_min/max"),
+                  (self.retry_after_resolution_s > 0, "retry_after_resolution_s"),
+                  (self.change_token_ttl_s > 0, "change_token_ttl_s"),
+                  (self.max_batch_operations >= 1, "max_batch_operations"),
+                  (self.max_page_size >= 1, "max_page_size")]
+        checks += [(getattr(self, name) >= 0, name) for name in (
+            "read_page_ms", "batch_op_ms", "bulk_target_ms", "request_overhead_ms",
+            "concurrency_retry_after_s", "penalty_s", "slow_ms")]
         for ok, name in checks:
             if not ok:
                 raise ValueError(f"EmulatorConfig.{name} is out of range")

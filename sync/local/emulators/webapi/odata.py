@@ -3,9 +3,11 @@ and the error bodies the Web API answers with."""
 
 from __future__ import annotations
 
+import operator
 import re
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Final
 
 Row = dict[str, Any]
@@ -13,13 +15,18 @@ Predicate = Callable[[Row], bool]
 
 _TOKEN: Final = re.compile(r"""\s*(?:
     (?P<string>'(?:[^']|'')*')
+  | (?P<guid>[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\b)
   | (?P<date>\d{4}-\d{2}-\d{2}(?:T[\d:.]+(?:Z|[+-]\d{2}:\d{2})?)?)
   | (?P<number>-?\d+(?:\.\d+)?)
   | (?P<paren>[()])
   | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
 )""", re.VERBOSE)
 _COMPARE: Final = {"eq", "ne", "gt", "ge", "lt", "le"}
-_KEY: Final = re.compile(r"^(?P<set>[A-Za-z_][A-Za-z0-9_]*)(?:\((?P<key>[^)]*)\))?$")
+_RESERVED: Final = _COMPARE | {"and", "or", "not", "null", "true", "false"}
+_ORDER: Final[dict[str, Callable[[Any, Any], Any]]] = {
+    "gt": operator.gt, "ge": operator.ge, "lt": operator.lt, "le": operator.le}
+_KEY: Final = re.compile(
+    r"^(?P<set>[A-Za-z_][A-Za-z0-9_]*)(?:\((?P<key>(?:[^)']|'(?:[^']|'')*')*)\))?$")
 
 
 class ODataError(Exception):
@@ -101,24 +108,30 @@ class _Parser:
             if self.take() != ("paren", ")"):
                 raise bad_filter("a parenthesis is not closed")
             return inner
-        if kind != "word" or value in ("and", "or", "null"):
+        if kind != "word" or value in _RESERVED:
             raise bad_filter(f"expected a column name, got {value!r}")
         if value not in self.columns:
             raise unknown_column(value, self.logical_name)
-        operator = self.take()[1]
-        if operator not in _COMPARE:
-            raise bad_filter(f"unknown operator {operator!r}")
-        return _compare(value, operator, literal(self.take()))
+        comparison = self.take()[1]
+        if comparison not in _COMPARE:
+            raise bad_filter(f"unknown operator {comparison!r}")
+        return _compare(value, comparison, literal(self.take()))
 
 
 def literal(item: tuple[str, str]) -> Any:
+    """A literal's value: str, int, float, bool, None, or an aware datetime for a date."""
     kind, value = item
     if kind == "string":
         return value[1:-1].replace("''", "'")
+    if kind == "guid":
+        return value.lower()
     if kind == "number":
         return float(value) if "." in value else int(value)
     if kind == "date":
-        return value
+        moment = as_datetime(value)
+        if moment is None:
+            raise bad_filter(f"{value!r} is not a valid date")
+        return moment
     if item == ("word", "null"):
         return None
     if kind == "word" and value in ("true", "false"):
@@ -126,16 +139,38 @@ def literal(item: tuple[str, str]) -> Any:
     raise bad_filter(f"expected a value, got {value!r}")
 
 
-def _compare(column: str, operator: str, value: Any) -> Predicate:
+def as_datetime(text: Any) -> datetime | None:
+    """An ISO 8601 date or datetime as an aware datetime (UTC when no offset), else None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _comparable(current: Any, value: Any) -> Any:
+    """The row's value in the literal's terms: dates as datetimes, strings without case (the
+    service compares with a case-insensitive collation)."""
+    if isinstance(value, datetime):
+        return as_datetime(current)
+    if isinstance(value, str) and isinstance(current, str):
+        return current.casefold()
+    return current
+
+
+def _compare(column: str, comparison: str, value: Any) -> Predicate:
+    wanted = value.casefold() if isinstance(value, str) else value
+
     def check(row: Row) -> bool:
-        current = row.get(column)
-        if operator in ("eq", "ne"):
-            return bool((current == value) == (operator == "eq"))
-        if current is None or value is None:
+        current = _comparable(row.get(column), value)
+        if comparison in ("eq", "ne"):
+            return bool(current == wanted) == (comparison == "eq")
+        if current is None or wanted is None:
             return False
         try:
-            return bool({"gt": current > value, "ge": current >= value, "lt": current < value,
-                    "le": current <= value}[operator])
+            return bool(_ORDER[comparison](current, wanted))
         except TypeError:
             return False
 
@@ -171,13 +206,12 @@ def parse_segment(segment: str) -> tuple[str, tuple[str, str] | None]:
     key = match.group("key")
     if key is None:
         return match.group("set"), None
-    if "=" in key:
-        name, _, value = key.partition("=")
-        if not (value.startswith("'") and value.endswith("'")):
-            raise ODataError(400, "0x80060888", f"Bad alternate key value in '{segment}'.")
+    name, _, value = key.partition("=") if "=" in key.split("'", 1)[0] else ("", "", key)
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == "'":
         return match.group("set"), (name.strip(), value[1:-1].replace("''", "'"))
     try:
-        return match.group("set"), ("", str(uuid.UUID(key)))
+        return match.group("set"), (name.strip(), str(uuid.UUID(value)))
     except ValueError:
-        raise ODataError(400, "0x80060888", f"Unrecognized 'Edm.Guid' literal '{key}'.") \
+        raise ODataError(400, "0x80060888", f"Unrecognized 'Edm.Guid' literal '{value}'.") \
             from None

@@ -1,5 +1,5 @@
-"""Reading collections: $select, $filter, paging with $skiptoken, change tracking with delta
-links (only what changed since the token, deleted rows as ``$deletedEntity``)."""
+"""Reading collections: $select, $filter, $top, paging with $skiptoken, change tracking with
+delta links (only what changed since the token, deleted rows as ``$deletedEntity``)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from typing import Any, Final
 from urllib.parse import urlencode
 
 from sync.local.emulators.webapi.odata import ODataError, parse_filter, parse_select
-from sync.local.emulators.webapi.ops import API, Answer, World, decode_token, encode_token
-from sync.local.emulators.webapi.store import Table
+from sync.local.emulators.webapi.ops import API, Answer, World, decode_token, encode_token, shape
+from sync.local.emulators.webapi.store import Row, Table
 
 _REJECTED_WITH_TRACKING: Final = ("$filter", "$orderby", "$expand", "$top")
+_SUPPORTED: Final = frozenset({"$select", "$filter", "$top", "$skiptoken", "$deltatoken"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +29,11 @@ class Prefer:
     def parse(cls, header: str) -> Prefer:
         size, track, keep_going = None, False, False
         for item in (part.strip() for part in header.split(",")):
-            if item.startswith("odata.maxpagesize="):
-                size = int(item.split("=", 1)[1]) if item.split("=", 1)[1].isdigit() else None
-            track = track or item == "odata.track-changes"
-            keep_going = keep_going or item == "odata.continue-on-error"
+            name, _, value = (half.strip() for half in item.partition("="))
+            if name == "odata.maxpagesize" and value.isdigit() and int(value) > 0:
+                size = int(value)
+            track = track or name == "odata.track-changes"
+            keep_going = keep_going or name == "odata.continue-on-error"
         return cls(size, track, keep_going)
 
 
@@ -39,56 +41,68 @@ def read_collection(world: World, entity_set: str, query: Mapping[str, str],
                     prefer: Prefer) -> Answer:
     """GET a collection: a page of rows, a next link, a delta link at the end of tracking."""
     table = world.table(entity_set)
+    _check_options(query, tracking=prefer.track_changes or "$deltatoken" in query)
     select = parse_select(query.get("$select"), table.columns, table.logical_name)
     page_size = min(prefer.max_page_size or world.config.max_page_size,
                     world.config.max_page_size)
     if "$deltatoken" in query:
         return _delta(world, table, query, select, page_size)
-    if prefer.track_changes:
-        for option in _REJECTED_WITH_TRACKING:
-            if option in query:
-                raise ODataError(400, "0x80060888",
-                                 f"The query parameter {option} is not supported with change "
-                                 "tracking.")
     predicate = parse_filter(query["$filter"], table.columns, table.logical_name) \
         if query.get("$filter") else None
-    state = decode_token(query["$skiptoken"]) if "$skiptoken" in query else {"v": table.version}
-    rows, last = [], None
-    ids = table.ids_after(_after(state))
-    for index, record_id in enumerate(ids):
-        row = table.rows[record_id]
+    state = _state(query, {"v": table.version, "left": _top(query)})
+    left = state.get("left")
+    wanted = page_size if not isinstance(left, int) else min(page_size, left)
+    rows: list[Row] = []
+    index = table.index_after(_after(state))
+    while index < len(table.sorted_ids) and len(rows) < wanted:
+        row = table.rows[table.sorted_ids[index]]
         if predicate is None or predicate(row):
-            rows.append(_shape(row, select))
-            last = record_id
-            if len(rows) == page_size:
-                more = index + 1 < len(ids)
-                break
-    else:
-        more = False
-    body: dict[str, Any] = {"@odata.context": _context(world, table), "value": rows}
-    headers = {"Preference-Applied": _applied(prefer, page_size)}
-    if more:
-        body["@odata.nextLink"] = _link(world, table, query, "$skiptoken",
-                                        encode_token({**state, "after": last}))
+            rows.append(row)
+        index += 1
+    body: dict[str, Any] = {"@odata.context": _context(world, table),
+                            "value": [shape(table, row, select) for row in rows]}
+    if isinstance(left, int):
+        state = {**state, "left": left - len(rows)}
+    more = index < len(table.sorted_ids) and state.get("left") != 0
+    if more and rows:
+        body["@odata.nextLink"] = _link(world, table, query, "$skiptoken", encode_token(
+            {**state, "after": rows[-1][table.key]}))
     elif prefer.track_changes and table.tracked:
         body["@odata.deltaLink"] = _delta_link(world, table, query, int(state["v"]))
-    return Answer(200, body, headers, cost_ms=world.config.read_page_ms)
+    return Answer(200, body, {"Preference-Applied": _applied(prefer, page_size)},
+                  cost_ms=world.config.read_page_ms)
+
+
+def _check_options(query: Mapping[str, str], *, tracking: bool) -> None:
+    for option in query:
+        if tracking and option in _REJECTED_WITH_TRACKING:
+            raise ODataError(400, "0x80060888", f"The query parameter {option} is not "
+                                                "supported with change tracking.")
+        if option == "$skip":
+            raise ODataError(400, "0x80060888", "The query parameter $skip is not supported.")
+        if option.startswith("$") and option not in _SUPPORTED:
+            raise ODataError(501, "0x8006088a", f"The emulator does not implement {option}.")
+
+
+def _top(query: Mapping[str, str]) -> int | None:
+    text = query.get("$top")
+    if text is None:
+        return None
+    if not text.isdigit():
+        raise ODataError(400, "0x80060888", f"Invalid value '{text}' for $top.")
+    return int(text)
 
 
 def _delta(world: World, table: Table, query: Mapping[str, str],
            select: tuple[str, ...] | None, page_size: int) -> Answer:
-    token = query["$deltatoken"]
-    since = _valid_token(world, token)
-    state = decode_token(query["$skiptoken"]) if "$skiptoken" in query else {"v": table.version}
-    changed = sorted([(record_id, False) for record_id, row in table.rows.items()
-                      if int(row["versionnumber"]) > since] +
-                     [(record_id, True) for version, record_id in table.deleted
-                      if version > since and record_id not in table.rows])
+    since = _valid_token(world, query["$deltatoken"])
+    state = _state(query, {"v": table.version})
     after = _after(state)
-    pending = [item for item in changed if after is None or item[0] > after]
+    pending = sorted(item for item in table.changed_since(since, int(state["v"]))
+                     if after is None or item[0] > after)
     page = pending[:page_size]
-    values = [_deleted(world, table, record_id) if gone else _shape(table.rows[record_id], select)
-              for record_id, gone in page]
+    values = [_deleted(world, table, record_id) if gone else
+              shape(table, table.rows[record_id], select) for record_id, gone in page]
     body: dict[str, Any] = {"@odata.context": _context(world, table), "value": values}
     if len(pending) > page_size:
         body["@odata.nextLink"] = _link(world, table, query, "$skiptoken",
@@ -99,26 +113,34 @@ def _delta(world: World, table: Table, query: Mapping[str, str],
                   cost_ms=world.config.read_page_ms)
 
 
+def _state(query: Mapping[str, str], first: dict[str, Any]) -> dict[str, Any]:
+    """Where paging stands: ``first`` on the first page, else what the $skiptoken carries."""
+    if "$skiptoken" not in query:
+        return first
+    state = decode_token(query["$skiptoken"])
+    if not (isinstance(state.get("v"), int) and isinstance(state.get("after", ""), str)
+            and isinstance(state.get("left", 0), int | None)):
+        raise ODataError(400, "0x80060888", "The $skiptoken is not valid.")
+    return state
+
+
 def _after(state: Mapping[str, Any]) -> str | None:
     after = state.get("after")
     return after if isinstance(after, str) else None
 
 
 def _valid_token(world: World, token: str) -> int:
-    issued_s = world.tokens.get(int(token)) if token.isdigit() else None
+    """The table version a delta token stands for, if it is known and not expired."""
+    version, issued_s = world.tokens.get(token, (0, None))
     if issued_s is None or time.time() - issued_s > world.config.change_token_ttl_s:
         raise ODataError(400, "0x80044352", "The change tracking token is expired or not "
                                             "valid. Start again with a full synchronization.")
-    return int(token)
+    return version
 
 
 def _deleted(world: World, table: Table, record_id: str) -> dict[str, Any]:
     return {"@odata.context": f"{world.base_url}{API}$metadata#{table.entity_set}/"
                               "$deletedEntity", "id": record_id, "reason": "deleted"}
-
-
-def _shape(row: Mapping[str, Any], select: tuple[str, ...] | None) -> dict[str, Any]:
-    return dict(row) if select is None else {name: row.get(name) for name in select}
 
 
 def _context(world: World, table: Table) -> str:
@@ -131,13 +153,14 @@ def _applied(prefer: Prefer, page_size: int) -> str:
 
 
 def _link(world: World, table: Table, query: Mapping[str, str], name: str, value: str) -> str:
-    kept = {k: v for k, v in query.items() if k != "$skiptoken"}
+    kept = {k: v for k, v in query.items() if k not in ("$skiptoken", "$top")}
     kept[name] = value
     return f"{world.base_url}{API}{table.entity_set}?{urlencode(kept, safe='$,')}"
 
 
 def _delta_link(world: World, table: Table, query: Mapping[str, str], version: int) -> str:
-    world.tokens[version] = time.time()
+    token = f"{version}!{len(world.tokens) + 1}"  # like the service's "version!when"
+    world.tokens[token] = (version, time.time())
     kept = {k: v for k, v in query.items() if k == "$select"}
-    kept["$deltatoken"] = str(version)
+    kept["$deltatoken"] = token
     return f"{world.base_url}{API}{table.entity_set}?{urlencode(kept, safe='$,')}"

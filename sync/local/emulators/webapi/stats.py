@@ -47,6 +47,7 @@ class Stats:
     peak_by_user: dict[str, int] = field(default_factory=dict)
     peak_by_server: dict[str, int] = field(default_factory=dict)
     in_flight_by_server: Counter[str] = field(default_factory=Counter)
+    in_flight_by_user: Counter[str] = field(default_factory=Counter)
     first_request_s: float | None = None
     late_requests: int = 0
     late_throttled: int = 0
@@ -57,13 +58,25 @@ class Stats:
             self.first_request_s = now_s
         return now_s - self.first_request_s >= window_s
 
-    def admitted(self, user: str, server: str, user_in_flight: int, late: bool) -> None:
+    def admitted(self, user: str, server: str, late: bool) -> None:
+        """A request starts: peaks are of requests in flight, a user's over every server."""
         self.requests_by_server[server] += 1
         self.in_flight_by_server[server] += 1
-        self.peak_by_user[user] = max(self.peak_by_user.get(user, 0), user_in_flight)
+        self.in_flight_by_user[user] += 1
+        self.peak_by_user[user] = max(self.peak_by_user.get(user, 0),
+                                      self.in_flight_by_user[user])
         self.peak_by_server[server] = max(self.peak_by_server.get(server, 0),
                                           self.in_flight_by_server[server])
         self.late_requests += late
+
+    def finished(self, user: str, server: str) -> None:
+        self.in_flight_by_server[server] -= 1
+        self.in_flight_by_user[user] -= 1
+
+    def reset(self) -> Stats:
+        """Fresh counters that still know the requests in flight."""
+        return Stats(in_flight_by_server=Counter(+self.in_flight_by_server),
+                     in_flight_by_user=Counter(+self.in_flight_by_user))
 
     def throttled(self, code: str, retry_after_s: float, late: bool) -> None:
         self.throttled_by_code[code] += 1

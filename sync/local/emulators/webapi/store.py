@@ -1,4 +1,5 @@
-"""The emulator's tables: rows by id, an alternate key index, versions for change tracking."""
+"""The emulator's tables: rows by id, an alternate key index, a log of versions for change
+tracking, and an undo journal for the operations that must succeed or fail together."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import bisect
 import random
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -20,6 +22,8 @@ ACCOUNT_COLUMNS: Final = frozenset({
 READ_ONLY: Final = frozenset({"createdon", "modifiedon", "versionnumber", "_modifiedby_value",
                               "_createdby_value"})
 
+Row = dict[str, Any]
+
 
 def iso_now() -> str:
     """Now as Dataverse writes datetimes."""
@@ -30,7 +34,7 @@ def seeded_id(index: int, seed: int) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{seed}:account:{index}"))
 
 
-def seeded_account(index: int, seed: int, rng: random.Random) -> dict[str, Any]:
+def seeded_account(index: int, seed: int, rng: random.Random) -> Row:
     """Account ``index``: a distinct, real-looking domain; the enrichable columns null."""
     word = _WORDS[rng.randrange(len(_WORDS))]
     now = iso_now()
@@ -43,82 +47,119 @@ def seeded_account(index: int, seed: int, rng: random.Random) -> dict[str, Any]:
             "_createdby_value": SYSTEM_USER}
 
 
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """Where a table's logs stood when an atomic operation began."""
+
+    journal: int
+    changes: int
+    deleted: int
+
+
 @dataclass
 class Table:
-    """One entity set."""
+    """One entity set. Rows are never changed in place: a write puts a new dict, so the undo
+    journal can keep the old one by reference (O(1) per write, never O(rows))."""
 
     entity_set: str
     logical_name: str
     key: str
     alternate_key: str
     columns: frozenset[str]
-    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rows: dict[str, Row] = field(default_factory=dict)
     sorted_ids: list[str] = field(default_factory=list)
     by_alternate: dict[str, str] = field(default_factory=dict)
+    changes: list[tuple[int, str]] = field(default_factory=list)
+    """(version, id) of every write, in version order."""
     deleted: list[tuple[int, str]] = field(default_factory=list)
+    """(version, id) of every delete, in version order."""
     version: int = 0
     tracked: bool = True
+    journal: list[tuple[str, Row | None]] = field(default_factory=list)
+    depth: int = 0
+    """Atomic operations under way; the journal is kept only while this is above zero."""
 
-    def get(self, record_id: str) -> dict[str, Any] | None:
+    def get(self, record_id: str) -> Row | None:
         return self.rows.get(record_id)
 
     def id_by_alternate(self, value: str) -> str | None:
         return self.by_alternate.get(value)
 
-    def put(self, row: dict[str, Any], user: str) -> None:
+    def put(self, row: Row, user: str) -> None:
         """Insert or replace a row, stamping its version and who changed it."""
-        record_id = row[self.key]
-        old = self.rows.get(record_id)
-        if old is None:
-            bisect.insort(self.sorted_ids, record_id)
-        elif old.get(self.alternate_key) is not None:
-            self.by_alternate.pop(str(old[self.alternate_key]), None)
+        self._remember(row[self.key])
         self.version += 1
         row.update(versionnumber=self.version, modifiedon=iso_now(), _modifiedby_value=user)
-        self.rows[record_id] = row
-        if row.get(self.alternate_key) is not None:
-            self.by_alternate[str(row[self.alternate_key])] = record_id
+        self._link(row)
+        self.changes.append((self.version, row[self.key]))
 
     def delete(self, record_id: str) -> None:
+        self._remember(record_id)
         self._unlink(record_id)
         self.version += 1
         self.deleted.append((self.version, record_id))
 
-    def ids_after(self, after: str | None) -> list[str]:
-        """Ids in key order after ``after`` (a view for paging)."""
-        start = bisect.bisect_right(self.sorted_ids, after) if after else 0
-        return self.sorted_ids[start:]
+    def index_after(self, after: str | None) -> int:
+        """Where paging resumes in ``sorted_ids``: the first id after ``after``."""
+        return bisect.bisect_right(self.sorted_ids, after) if after else 0
 
-    def saved(self) -> tuple[Any, ...]:
-        """The table's state, to put back if an atomic changeset fails (costs O(rows))."""
-        return ({k: dict(v) for k, v in self.rows.items()}, list(self.sorted_ids),
-                dict(self.by_alternate), list(self.deleted), self.version)
+    def changed_since(self, since: int, until: int) -> Iterator[tuple[str, bool]]:
+        """(id, deleted) of every record whose last change has a version in (since, until]:
+        O(changes in that range), not O(rows)."""
+        start = bisect.bisect_right(self.changes, (since, "\uffff"))
+        for version, record_id in self.changes[start:]:
+            row = self.rows.get(record_id)
+            if version <= until and row is not None and row["versionnumber"] == version:
+                yield record_id, False
+        start = bisect.bisect_right(self.deleted, (since, "\uffff"))
+        for version, record_id in self.deleted[start:]:
+            if version <= until and record_id not in self.rows:
+                yield record_id, True
 
-    def put_back(self, state: tuple[Any, ...]) -> None:
-        self.rows, self.sorted_ids, self.by_alternate, self.deleted, self.version = state
+    def begin(self) -> Mark:
+        """Start an atomic operation: answers the mark to roll back to."""
+        self.depth += 1
+        return Mark(len(self.journal), len(self.changes), len(self.deleted))
 
-    def remember(self, undo: list[tuple[str, dict[str, Any] | None]], record_id: str) -> None:
-        """Note a row's state before an atomic operation changes it."""
-        old = self.rows.get(record_id)
-        undo.append((record_id, dict(old) if old is not None else None))
+    def end(self) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            self.journal.clear()
 
-    def rollback(self, undo: list[tuple[str, dict[str, Any] | None]]) -> None:
-        """Put every remembered row back as it was, newest change first."""
-        for record_id, old in reversed(undo):
-            if record_id in self.rows:
-                self._unlink(record_id)
+    def rollback(self, mark: Mark) -> None:
+        """Put every row changed since ``mark`` back as it was, newest change first."""
+        for record_id, old in reversed(self.journal[mark.journal:]):
             if old is not None:
-                bisect.insort(self.sorted_ids, record_id)
-                self.rows[record_id] = old
-                if old.get(self.alternate_key) is not None:
-                    self.by_alternate[str(old[self.alternate_key])] = record_id
-                self.deleted = [(v, i) for v, i in self.deleted if i != record_id]
+                self._link(old)
+            elif record_id in self.rows:
+                self._unlink(record_id)
+        del self.journal[mark.journal:], self.changes[mark.changes:], self.deleted[mark.deleted:]
+
+    def _remember(self, record_id: str) -> None:
+        if self.depth:
+            self.journal.append((record_id, self.rows.get(record_id)))
+
+    def _link(self, row: Row) -> None:
+        """Insert or replace ``row`` (the id list moves only for a new id)."""
+        record_id = row[self.key]
+        old = self.rows.get(record_id)
+        if old is None:
+            bisect.insort(self.sorted_ids, record_id)
+        else:
+            self._drop_alternate(old)
+        self.rows[record_id] = row
+        if row.get(self.alternate_key) is not None:
+            self.by_alternate[str(row[self.alternate_key])] = record_id
 
     def _unlink(self, record_id: str) -> None:
         row = self.rows.pop(record_id)
         del self.sorted_ids[bisect.bisect_left(self.sorted_ids, record_id)]
-        if row.get(self.alternate_key) is not None:
-            self.by_alternate.pop(str(row[self.alternate_key]), None)
+        self._drop_alternate(row)
+
+    def _drop_alternate(self, row: Row) -> None:
+        alternate = row.get(self.alternate_key)
+        if alternate is not None and self.by_alternate.get(str(alternate)) == row[self.key]:
+            del self.by_alternate[str(alternate)]
 
 
 def accounts(records: int, seed: int) -> Table:

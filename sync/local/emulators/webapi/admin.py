@@ -1,0 +1,62 @@
+"""The admin endpoints (no auth, never throttled, never counted): stats, the records, the
+settings that can change at run time, and a reset of the counters."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import web
+
+from sync.local.emulators.webapi.ops import Counters
+from sync.local.emulators.webapi.servers import EMULATOR
+
+CHANGEABLE: Final = frozenset({
+    "dop_hint", "fault_500_rate", "fault_503_rate", "reset_rate", "slow_rate", "slow_ms",
+    "write_ms_min", "write_ms_max", "read_page_ms", "batch_op_ms", "bulk_target_ms",
+    "request_overhead_ms", "max_concurrent", "max_requests", "max_exec_ms", "penalty_s",
+    "change_token_ttl_s"})
+
+
+def add_admin_routes(app: web.Application) -> None:
+    app.router.add_get("/_emulator/stats", _stats)
+    app.router.add_get("/_emulator/records", _records)
+    app.router.add_patch("/_emulator/config", _change_config)
+    app.router.add_post("/_emulator/reset-stats", _reset_stats)
+
+
+async def _stats(request: web.Request) -> web.Response:
+    emulator = request.app[EMULATOR]
+    return web.json_response(emulator.stats.as_json(emulator.config, emulator.world.counters))
+
+
+async def _records(request: web.Request) -> web.Response:
+    emulator = request.app[EMULATOR]
+    table = emulator.world.tables.get(request.query.get("entityset", "accounts"))
+    if table is None:
+        return web.json_response({"error": "unknown entity set"}, status=404)
+    return web.json_response({"value": [table.rows[i] for i in table.sorted_ids]})
+
+
+async def _change_config(request: web.Request) -> web.Response:
+    emulator = request.app[EMULATOR]
+    try:
+        changes = await request.json()
+    except ValueError:
+        changes = None
+    if not isinstance(changes, dict):
+        return web.json_response({"error": "send a JSON object of settings"}, status=400)
+    unknown = sorted(set(changes) - CHANGEABLE)
+    if unknown:
+        return web.json_response({"error": f"cannot change {', '.join(unknown)}"}, status=400)
+    try:
+        emulator.config = emulator.world.config = emulator.config.replace(**changes)
+    except (ValueError, TypeError) as error:
+        return web.json_response({"error": str(error)}, status=400)
+    return web.json_response({k: getattr(emulator.config, k) for k in sorted(CHANGEABLE)})
+
+
+async def _reset_stats(request: web.Request) -> web.Response:
+    emulator = request.app[EMULATOR]
+    emulator.stats = emulator.stats.reset()
+    emulator.world.counters = Counters()
+    return web.json_response({"reset": True})

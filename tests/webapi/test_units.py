@@ -1,0 +1,341 @@
+"""The emulator's pure pieces, table-driven, no I/O: the limits on a fake clock, the
+ceiling, the time scale, the settings' checks, the $filter parser, key segments, Prefer, and
+the store's undo journal and change log."""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Any
+
+import pytest
+
+from sync.local.emulators.webapi import EmulatorConfig
+from sync.local.emulators.webapi.limits import Bucket, admit, finish, remaining, round_up
+from sync.local.emulators.webapi.odata import (
+    ODataError,
+    parse_filter,
+    parse_segment,
+    parse_select,
+)
+from sync.local.emulators.webapi.reads import Prefer
+from sync.local.emulators.webapi.stats import ceiling
+from sync.local.emulators.webapi.store import Table, accounts
+
+# ---- the limits on a fake clock ------------------------------------------------------------
+
+Step = tuple[Any, ...]  # ("admit", now_s) or ("finish", now_s, cost_ms)
+Outcome = tuple[str, float] | None  # per admit: None (admitted) or (code, Retry-After s)
+
+LIMIT_CASES: list[tuple[str, dict[str, Any], list[Step], list[Outcome]]] = [
+    ("request count: the third of two waits until the first leaves the window",
+     {"max_requests": 2}, [("admit", 0.0), ("admit", 1.0), ("admit", 2.0), ("admit", 10.5)],
+     [None, None, ("0x80072322", 8.0), None]),
+    ("execution time: admitted until spent, then until enough of it leaves the window",
+     {"max_exec_ms": 100.0},
+     [("admit", 0.0), ("finish", 0.5, 60.0), ("admit", 1.0), ("finish", 1.5, 60.0),
+      ("admit", 2.0), ("admit", 11.0)],
+     [None, None, ("0x80072321", 9.0), None]),
+    ("in-flight work does not count yet: the execution facet bites late",
+     {"max_exec_ms": 100.0}, [("admit", 0.0), ("admit", 0.0), ("finish", 1.0, 500.0),
+                              ("finish", 1.0, 500.0), ("admit", 2.0)],
+     [None, None, ("0x80072321", 9.0)]),
+    ("concurrency: refused at once, admitted as soon as one finishes, no episode",
+     {"max_concurrent": 2},
+     [("admit", 0.0), ("admit", 0.0), ("admit", 0.0), ("finish", 0.1, 1.0), ("admit", 0.1)],
+     [None, None, ("0x80072326", 1.0), None]),
+    ("a client that sends while throttled is pushed back once per episode",
+     {"max_requests": 1, "penalty_s": 2.0},
+     [("admit", 0.0), ("admit", 1.0), ("admit", 2.0), ("admit", 3.0), ("admit", 12.0)],
+     [None, ("0x80072322", 9.0), ("0x80072322", 10.0), ("0x80072322", 9.0), None]),
+    ("Retry-After is rounded up to the resolution",
+     {"max_requests": 1, "window_s": 1.0, "retry_after_resolution_s": 0.1},
+     [("admit", 0.0), ("admit", 0.25)], [None, ("0x80072322", 0.8)]),
+]
+
+
+@pytest.mark.parametrize(("overrides", "steps", "expected"),
+                         [case[1:] for case in LIMIT_CASES], ids=[c[0] for c in LIMIT_CASES])
+def test_limits_on_a_fake_clock(overrides: dict[str, Any], steps: list[Step],
+                                expected: list[Outcome]) -> None:
+    config = EmulatorConfig(**{"window_s": 10.0, "penalty_s": 0.0, **overrides})
+    bucket, outcomes = Bucket(), []
+    for step in steps:
+        if step[0] == "finish":
+            finish(bucket, config, step[1], step[2])
+            continue
+        denial = admit(bucket, config, step[1])
+        outcomes.append(None if denial is None else (denial.code, denial.retry_after_s))
+    assert outcomes == [o if o is None else (o[0], pytest.approx(o[1])) for o in expected]
+
+
+DOCUMENTED_MESSAGES = [
+    ("0x80072322", "Number of requests exceeded the limit of 6000 over time window of 300 "
+                   "seconds."),
+    ("0x80072321", "Combined execution time of incoming requests exceeded limit of 1,200,000 "
+                   "milliseconds over time window of 300 seconds. Decrease number of "
+                   "concurrent requests or reduce the duration of requests and try again "
+                   "later."),
+    ("0x80072326", "Number of concurrent requests exceeded the limit of 52."),
+]
+
+
+@pytest.mark.parametrize(("code", "message"), DOCUMENTED_MESSAGES)
+def test_default_limits_answer_the_documented_codes_and_messages(code: str,
+                                                                 message: str) -> None:
+    config = EmulatorConfig()
+    bucket = Bucket()
+    if code == "0x80072322":
+        bucket.arrivals_s = deque([0.0] * 6000)
+    elif code == "0x80072321":
+        bucket.spent, bucket.spent_ms = deque([(0.0, 1_200_000.0)]), 1_200_000.0
+    else:
+        bucket.in_flight = 52
+    denial = admit(bucket, config, 1.0)
+    assert denial is not None
+    assert (denial.code, denial.message) == (code, message)
+    assert denial.retry_after_s >= 1.0
+
+
+def test_remaining_is_what_the_window_leaves() -> None:
+    config = EmulatorConfig(max_requests=10, max_exec_ms=1000.0, window_s=10.0)
+    bucket = Bucket()
+    assert remaining(bucket, config, 0.0) == (10, 1000.0)
+    for now_s in (0.0, 1.0):
+        assert admit(bucket, config, now_s) is None
+        finish(bucket, config, now_s + 0.5, 300.0)
+    assert remaining(bucket, config, 2.0) == (8, 400.0)
+    assert remaining(bucket, config, 10.6) == (9, 700.0)  # the first left the window
+    assert remaining(bucket, config, 30.0) == (10, 1000.0)
+
+
+@pytest.mark.parametrize(("seconds", "step", "expected"), [
+    (0.01, 1.0, 1.0), (1.0, 1.0, 1.0), (1.2, 1.0, 2.0), (0.25, 0.1, 0.3), (0.0, 0.1, 0.1),
+    (299.5, 1.0, 300.0)])
+def test_retry_after_is_rounded_up_to_the_step(seconds: float, step: float,
+                                               expected: float) -> None:
+    assert round_up(seconds, step) == pytest.approx(expected)
+
+
+# ---- the ceiling, the time scale, the settings ---------------------------------------------
+
+@pytest.mark.parametrize(("overrides", "mode", "expected"), [
+    ({}, "single", 40.0),  # request-bound: 6000 / 300 s per server, 2 servers
+    ({"servers": 1}, "single", 20.0),
+    ({"write_ms_min": 2000.0, "write_ms_max": 2000.0, "request_overhead_ms": 0.0,
+      "max_concurrent": 1}, "single", 1.0),  # concurrency-bound: 1 in flight of 2 s, x2
+    ({"write_ms_min": 400.0, "write_ms_max": 400.0, "request_overhead_ms": 0.0},
+     "single", 20.0),  # execution-bound: 4 server s/s / 0.4 s, x2
+    ({"bulk_target_ms": 10.0, "request_overhead_ms": 0.0}, "bulk", 800.0),  # 4 s/s / 10 ms x2
+    ({"batch_op_ms": 100.0, "request_overhead_ms": 0.0}, "batch", 80.0),  # 4 s/s / 0.1 s x2
+    ({"batch_op_ms": 0.0, "request_overhead_ms": 0.0}, "batch", 40_000.0),  # free: requests
+])
+def test_ceiling(overrides: dict[str, Any], mode: str, expected: float) -> None:
+    found = ceiling(EmulatorConfig(**overrides))
+    assert found[mode] == pytest.approx(expected, rel=0.01)
+    assert found["overall"] == max(found[m] for m in ("single", "batch", "bulk"))
+
+
+@pytest.mark.parametrize("window_s", [3.0, 30.0, 300.0])
+def test_scaled_keeps_the_documented_ratios(window_s: float) -> None:
+    scaled, documented = EmulatorConfig.scaled(window_s), EmulatorConfig()
+    assert scaled.window_s == window_s
+    assert scaled.max_requests / window_s == documented.max_requests / documented.window_s
+    assert scaled.max_exec_ms / window_s == pytest.approx(
+        documented.max_exec_ms / documented.window_s)
+    assert scaled.max_concurrent == documented.max_concurrent
+    assert ceiling(scaled) == pytest.approx(ceiling(documented))
+    assert EmulatorConfig.scaled(window_s, max_requests=7).max_requests == 7
+
+
+@pytest.mark.parametrize("bad", [
+    {"servers": 0}, {"window_s": 0.0}, {"max_requests": 0}, {"max_exec_ms": 0.0},
+    {"max_concurrent": 0}, {"dop_hint": 0}, {"dop_hint": 1025}, {"records": -1},
+    {"write_ms_min": 5.0, "write_ms_max": 1.0}, {"fault_500_rate": 1.5}, {"slow_rate": -0.1},
+    {"retry_after_resolution_s": 0.0}, {"change_token_ttl_s": 0.0},
+    {"max_batch_operations": 0}, {"max_page_size": 0}, {"penalty_s": -1.0}])
+def test_impossible_settings_are_refused_early(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="EmulatorConfig"):
+        EmulatorConfig(**bad)
+
+
+def test_dop_hint_header_is_per_server_times_servers() -> None:
+    assert EmulatorConfig().dop_hint_header == 20
+    assert EmulatorConfig(servers=3, dop_hint=7).dop_hint_header == 21
+    assert EmulatorConfig(servers=4, dop_hint=1000).dop_hint_header == 1024
+
+
+# ---- $filter, $select, key segments, Prefer --------------------------------------------------
+
+COLUMNS = frozenset({"name", "revenue", "createdon", "description", "statecode"})
+ROWS = [
+    {"name": "Alpine", "revenue": 10, "createdon": "2026-01-01T00:00:00Z", "description": None,
+     "statecode": 0},
+    {"name": "It's", "revenue": 20.5, "createdon": "2026-03-01T12:00:00Z", "description": "x",
+     "statecode": 0},
+    {"name": "Zephyr", "revenue": -5, "createdon": "2025-12-31T23:59:59Z", "description": "y",
+     "statecode": 1},
+]
+
+FILTERS = [
+    ("name eq 'Alpine'", ["Alpine"]),
+    ("name eq 'alpine'", ["Alpine"]),  # the service compares strings without case
+    ("name ne 'Alpine'", ["It's", "Zephyr"]),
+    ("name eq 'It''s'", ["It's"]),  # a quote inside a string is doubled
+    ("name gt 'B'", ["It's", "Zephyr"]),
+    ("name lt 'B'", ["Alpine"]),
+    ("revenue eq 10", ["Alpine"]),
+    ("revenue ge 10", ["Alpine", "It's"]),
+    ("revenue gt 10", ["It's"]),
+    ("revenue le 10", ["Alpine", "Zephyr"]),
+    ("revenue lt -1", ["Zephyr"]),
+    ("revenue ge 20.5", ["It's"]),
+    ("createdon ge 2026-01-01T00:00:00Z", ["Alpine", "It's"]),
+    ("createdon lt 2026-01-01", ["Zephyr"]),  # a date alone is midnight UTC
+    ("createdon gt 2026-01-01T00:30:00+01:00", ["Alpine", "It's", "Zephyr"]),  # offsets count
+    ("description eq null", ["Alpine"]),
+    ("description ne null", ["It's", "Zephyr"]),
+    ("revenue gt null", []),
+    ("statecode eq 0 and revenue gt 15", ["It's"]),
+    ("statecode eq 1 or revenue eq 10", ["Alpine", "Zephyr"]),
+    ("statecode eq 0 and (name eq 'Alpine' or name eq 'Zephyr')", ["Alpine"]),
+    ("(statecode eq 0 and name eq 'Alpine') or name eq 'Zephyr'", ["Alpine", "Zephyr"]),
+    ("statecode eq 1 or statecode eq 0 and name eq 'Alpine'", ["Alpine", "Zephyr"]),  # and first
+    ("  name   eq   'Alpine'  ", ["Alpine"]),
+]
+
+
+@pytest.mark.parametrize(("expression", "expected"), FILTERS)
+def test_filter(expression: str, expected: list[str]) -> None:
+    predicate = parse_filter(expression, COLUMNS, "account")
+    assert [row["name"] for row in ROWS if predicate(row)] == expected
+
+
+BAD_FILTERS = [
+    ("nosuch eq 1", "Could not find a property named 'nosuch' on type "
+                    "'Microsoft.Dynamics.CRM.account'."),
+    ("name eq", "Syntax error in $filter"),
+    ("name", "Syntax error in $filter"),
+    ("name likes 'x'", "unknown operator 'likes'"),
+    ("(name eq 'x'", "Syntax error in $filter"),
+    ("name eq 'x')", "Syntax error in $filter"),
+    ("name eq 'x' and", "Syntax error in $filter"),
+    ("name eq 'unterminated", "Syntax error in $filter"),
+    ("name eq 'x' xor name eq 'y'", "Syntax error in $filter"),
+    ("eq 'x'", "Syntax error in $filter"),
+    ("createdon gt 2026-13-45", "not a valid date"),
+    ("name eq #", "Syntax error in $filter"),
+]
+
+
+@pytest.mark.parametrize(("expression", "text"), BAD_FILTERS)
+def test_bad_filter_is_an_odata_error(expression: str, text: str) -> None:
+    with pytest.raises(ODataError) as caught:
+        parse_filter(expression, COLUMNS, "account")
+    assert caught.value.status == 400
+    assert text in caught.value.message
+    assert caught.value.body() == {"error": {"code": caught.value.code,
+                                             "message": caught.value.message}}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (None, None), ("", None), ("name", ("name",)), ("name, revenue", ("name", "revenue"))])
+def test_select(text: str | None, expected: tuple[str, ...] | None) -> None:
+    assert parse_select(text, COLUMNS, "account") == expected
+
+
+def test_select_of_an_unknown_column_is_an_odata_error() -> None:
+    with pytest.raises(ODataError, match="Could not find a property named 'nope'"):
+        parse_select("name,nope", COLUMNS, "account")
+
+
+@pytest.mark.parametrize(("segment", "expected"), [
+    ("accounts", ("accounts", None)),
+    ("accounts(00000000-0000-4000-8000-00000000DEAD)",
+     ("accounts", ("", "00000000-0000-4000-8000-00000000dead"))),
+    ("accounts(accountid=00000000-0000-4000-8000-00000000dead)",
+     ("accounts", ("accountid", "00000000-0000-4000-8000-00000000dead"))),
+    ("accounts(accountnumber='X')", ("accounts", ("accountnumber", "X"))),
+    ("accounts(accountnumber='O''Brien')", ("accounts", ("accountnumber", "O'Brien"))),
+    ("accounts(accountnumber='a)b=c')", ("accounts", ("accountnumber", "a)b=c"))),
+])
+def test_key_segments(segment: str, expected: tuple[str, Any]) -> None:
+    assert parse_segment(segment) == expected
+
+
+@pytest.mark.parametrize(("segment", "status", "text"), [
+    ("accounts(not-a-guid)", 400, "Unrecognized 'Edm.Guid' literal 'not-a-guid'"),
+    ("accounts(accountnumber=X)", 400, "Unrecognized 'Edm.Guid' literal 'X'"),
+    ("accounts(1)/x", 404, "Resource not found"),
+    ("acc ounts", 404, "Resource not found"),
+])
+def test_bad_key_segments(segment: str, status: int, text: str) -> None:
+    with pytest.raises(ODataError) as caught:
+        parse_segment(segment)
+    assert caught.value.status == status
+    assert text in caught.value.message
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("", Prefer()),
+    ("odata.maxpagesize=500", Prefer(max_page_size=500)),
+    ("odata.track-changes, odata.maxpagesize = 20", Prefer(20, track_changes=True)),
+    ("odata.continue-on-error", Prefer(continue_on_error=True)),
+    ("odata.maxpagesize=0,odata.maxpagesize=abc", Prefer()),
+    ('odata.include-annotations="*",odata.maxpagesize=7', Prefer(max_page_size=7)),
+])
+def test_prefer(header: str, expected: Prefer) -> None:
+    assert Prefer.parse(header) == expected
+
+
+# ---- the store: undo journal and change log --------------------------------------------------
+
+def snapshot(table: Table) -> tuple[Any, ...]:
+    return ({k: dict(v) for k, v in table.rows.items()}, list(table.sorted_ids),
+            dict(table.by_alternate), list(table.changes), list(table.deleted))
+
+
+def test_rollback_puts_every_row_back() -> None:
+    table = accounts(20, seed=3)
+    before = snapshot(table)
+    first, second, third = table.sorted_ids[:3]
+    mark = table.begin()
+    table.put({**table.rows[first], "description": "changed"}, "user")
+    table.put({**table.rows[second], "accountnumber": "NEW-KEY"}, "user")
+    table.delete(third)
+    new = dict(table.rows[first], accountid="00000000-0000-4000-8000-000000000001",
+               accountnumber=before[0][third]["accountnumber"])  # the deleted record's key
+    table.put(new, "user")
+    inner = table.begin()
+    table.put({**table.rows[first], "description": "twice"}, "user")
+    table.rollback(inner)
+    table.end()
+    assert table.rows[first]["description"] == "changed"
+    table.rollback(mark)
+    table.end()
+    assert snapshot(table) == before
+    assert table.journal == []
+
+
+def test_the_journal_is_kept_only_inside_an_atomic_operation() -> None:
+    table = accounts(3, seed=3)
+    table.put({**table.rows[table.sorted_ids[0]], "description": "x"}, "user")
+    assert table.journal == []
+
+
+def test_changed_since_answers_each_record_once_by_its_last_change() -> None:
+    table = accounts(10, seed=5)
+    ids = list(table.sorted_ids)
+    rng = random.Random(5)
+    for record_id in ids[:4] + [rng.choice(ids[:4]) for _ in range(30)]:
+        table.put({**table.rows[record_id], "description": str(rng.random())}, "user")
+    token = table.version
+    table.put({**table.rows[ids[5]], "description": "after"}, "user")
+    table.put({**table.rows[ids[0]], "description": "after"}, "user")
+    table.delete(ids[6])
+    table.put({**table.rows[ids[7]], "description": "gone soon"}, "user")
+    table.delete(ids[7])
+    changed = sorted(table.changed_since(token, table.version))
+    assert changed == sorted([(ids[0], False), (ids[5], False), (ids[6], True), (ids[7], True)])
+    # up to the token: ids[0]'s last change came after it, so the next delta answers it
+    assert sorted(table.changed_since(0, token)) == [(i, False) for i in sorted(ids[1:4])]
