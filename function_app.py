@@ -3,6 +3,9 @@
 - ``plan_sync``: timer on the ``SYNC_SCHEDULE`` app setting; pages the table into batch messages.
 - ``continue_plan``: the plan queue; goes on with a plan that ran out of its time budget.
 - ``process_batch``: the batches queue; enriches and writes one message's records.
+
+host.json sets ``messageEncoding`` to ``none``: the worker decodes the base64 itself, so a message
+that is not base64 reaches the poison queue with its reason instead of failing in the host.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import azure.functions as func
 
 from sync import entry
 from sync.names import BATCH_QUEUE, PLAN_QUEUE, STORAGE_CONNECTION
+
+entry.check_settings()  # a misconfigured app fails here, at load, and consumes no message
 
 app = func.FunctionApp()
 

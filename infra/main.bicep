@@ -62,8 +62,20 @@ param syncPageSize string = '5000'
 @description('SYNC_BATCH_SIZE: records per batch message.')
 param syncBatchSize string = '100'
 
-@description('SYNC_MAX_RETRIES: attempts after a transient error before a record fails.')
+@description('SYNC_MAX_RETRIES: retries inside one invocation after a service fault; then the records go back on the queue, never to dead letters.')
 param syncMaxRetries string = '3'
+
+@description('SYNC_CIRCUIT_THRESHOLD: consecutive service faults of one dependency that open its circuit for the cluster.')
+param syncCircuitThreshold string = '8'
+
+@description('SYNC_CIRCUIT_OPEN_S: how long a circuit first stays open, in seconds; each further opening doubles it.')
+param syncCircuitOpenS string = '5'
+
+@description('SYNC_CIRCUIT_MAX_OPEN_S: the longest a circuit stays open, in seconds.')
+param syncCircuitMaxOpenS string = '300'
+
+@description('SYNC_RECORD_PROBES: deliveries on which a record meets an ambiguous fault while its siblings succeed before it is dead-lettered.')
+param syncRecordProbes string = '3'
 
 @description('SYNC_WRITE_MODE: single (PATCH per record), batch ($batch) or bulk (UpdateMultiple).')
 param syncWriteMode string = 'bulk'
@@ -216,6 +228,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SYNC_PAGE_SIZE: syncPageSize
     SYNC_BATCH_SIZE: syncBatchSize
     SYNC_MAX_RETRIES: syncMaxRetries
+    SYNC_CIRCUIT_THRESHOLD: syncCircuitThreshold
+    SYNC_CIRCUIT_OPEN_S: syncCircuitOpenS
+    SYNC_CIRCUIT_MAX_OPEN_S: syncCircuitMaxOpenS
+    SYNC_RECORD_PROBES: syncRecordProbes
     SYNC_WRITE_MODE: syncWriteMode
     SYNC_BATCH_OPERATIONS: syncBatchOperations
     SYNC_BULK_TARGETS: syncBulkTargets

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Final, Protocol
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
+from sync.clock import SYSTEM_CLOCK, Clock
+from sync.errors import ServiceFault
 from sync.settings import Settings
 
 REFRESH_MARGIN_S: Final = 300.0
@@ -18,6 +19,9 @@ class TokenSource(Protocol):
     """Anything that hands out a bearer token for Dataverse."""
 
     async def token(self) -> str: ...
+
+    async def renew(self) -> None:
+        """Forget the cached token: the service refused it (401)."""
 
     async def close(self) -> None: ...
 
@@ -36,6 +40,9 @@ class StaticToken:
     async def token(self) -> str:
         return self._token
 
+    async def renew(self) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 
@@ -43,10 +50,12 @@ class StaticToken:
 class CredentialToken:
     """Tokens from an azure-identity credential, cached until shortly before expiry."""
 
-    __slots__ = ("_cached", "_credential", "_expires_on_s", "_scope")
+    __slots__ = ("_cached", "_clock", "_credential", "_expires_on_s", "_scope")
 
-    def __init__(self, credential: AsyncTokenCredential, dataverse_url: str) -> None:
+    def __init__(self, credential: AsyncTokenCredential, dataverse_url: str, *,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self._credential = credential
+        self._clock = clock
         self._scope = f"{dataverse_url.rstrip('/')}/.default"
         self._cached = ""
         self._expires_on_s = 0.0
@@ -55,10 +64,17 @@ class CredentialToken:
         return f"CredentialToken(scope={self._scope!r}, expires_on_s={self._expires_on_s:.0f})"
 
     async def token(self) -> str:
-        if time.time() >= self._expires_on_s - REFRESH_MARGIN_S:
-            access = await self._credential.get_token(self._scope)
+        if self._clock.wall_s() >= self._expires_on_s - REFRESH_MARGIN_S:
+            try:
+                access = await self._credential.get_token(self._scope)
+            except Exception as error:
+                raise ServiceFault("token", f"no token for Dataverse: {type(error).__name__} "
+                                            "(check the managed identity)") from None
             self._cached, self._expires_on_s = access.token, float(access.expires_on)
         return self._cached
+
+    async def renew(self) -> None:
+        self._expires_on_s = 0.0
 
     async def close(self) -> None:
         await self._credential.close()

@@ -4,7 +4,9 @@
   right concurrency without probing;
 - ``gate/dataverse``: throttled until (epoch seconds); a 429 seen by one instance pauses all;
 - ``lease/<instance>``: one row per busy instance, renewed while it works; the live ones
-  divide the hint between them.
+  divide the hint between them;
+- ``circuit/<service>``: the circuit of each dependency (open until, openings, the reason), so
+  a service fault seen by one instance stops them all, and a closing reaches them all.
 
 Each process refreshes its view every ``refresh_s`` and publishes a gate at once on a 429.
 """
@@ -16,7 +18,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -25,6 +27,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
+from sync.failures.circuit import Circuit, CircuitView
 from sync.governor import Governor
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,7 @@ UNKNOWN_HINT: Final = 5
 HINT_KEY: Final = ("dop", "hint")
 GATE_KEY: Final = ("gate", "dataverse")
 LEASE_PARTITION: Final = "lease"
+CIRCUIT_PARTITION: Final = "circuit"
 
 
 def share_of(hint: int, instances: int, cap: int) -> int:
@@ -60,8 +64,10 @@ class Cluster:
 
     def __init__(self, table: TableClient, governor: Governor, *, cap: int, refresh_s: float,
                  lease_s: float, seen_hint: Callable[[], int | None],
-                 busy: Callable[[], bool], clock: Callable[[], float] = time.time) -> None:
+                 busy: Callable[[], bool], clock: Callable[[], float] = time.time,
+                 circuits: Mapping[str, Circuit] | None = None) -> None:
         self._table, self._governor, self._cap = table, governor, cap
+        self._circuits = dict(circuits or {})
         self._refresh_s, self._lease_s = refresh_s, lease_s
         self._seen_hint, self._busy, self._clock = seen_hint, busy, clock
         self.instance_id = uuid.uuid4().hex
@@ -82,7 +88,29 @@ class Cluster:
         view = ClusterView(hint=hint, instances=max(1, live_leases(leases, now_s)),
                            gate_until_s=float(gate["Until"]) if gate else 0.0)
         self._apply(view, now_s)
+        await self._read_circuits()
         return view
+
+    async def publish_circuit(self, service: str, view: CircuitView) -> None:
+        """Share a circuit's opening or closing with every instance."""
+        await self._upsert(CIRCUIT_PARTITION, service, OpenUntil=view.open_until_s,
+                           Trips=view.trips, Reason=view.reason[:1000], SetBy=self.instance_id)
+
+    async def circuit_views(self) -> dict[str, CircuitView]:
+        """Every dependency's circuit as the cluster shares it."""
+        rows = self._table.query_entities(f"PartitionKey eq '{CIRCUIT_PARTITION}'")
+        return {str(row["RowKey"]): CircuitView(float(row.get("OpenUntil", 0.0)),
+                                                int(row.get("Trips", 0)),
+                                                str(row.get("Reason", "")))
+                async for row in rows}
+
+    async def _read_circuits(self) -> None:
+        if not self._circuits:
+            return
+        for service, view in (await self.circuit_views()).items():
+            circuit = self._circuits.get(service)
+            if circuit is not None:
+                circuit.apply(view)
 
     async def publish_gate(self, retry_after_s: float, code: str) -> None:
         """Close the gate for every instance until now + ``retry_after_s`` (later wins)."""

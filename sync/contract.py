@@ -1,13 +1,17 @@
 """The batch message contract: what the planner and upstream producers put on the batches queue.
 
-On the wire a message is UTF-8 JSON, base64-encoded (the Functions host's default
-``messageEncoding``; producers use ``TextBase64EncodePolicy``). Version 1::
+On the wire a message is UTF-8 JSON, base64-encoded (producers use ``TextBase64EncodePolicy``;
+the worker decodes it itself so that a message that is not base64 reaches the poison queue with
+its reason). Version 2 (``schemas/batch-message.v2.json``)::
 
-    {"version": 1, "batch_id": "plan-2026-11-22-000001", "attempt": 0,
+    {"version": 2, "batch_id": "plan-2026-11-22-000001", "attempt": 0,
      "records": [{"id": "5b1c...", "input": "https://www.contoso.com"}]}
 
 ``input`` is the enrichment input, e.g. the record's website. ``attempt`` counts how many times
-throttling sent the unfinished part of this batch back to the queue.
+the unfinished part of this batch went back to the queue (a throttle, an open circuit, a service
+fault). A record sent back after failing carries its ``history`` (strikes, attempts, first and
+last seen, last fault), so a fresh copy of the message keeps what was learnt without counting
+dequeues. Version 1 (no ``history``) is still accepted.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from typing import Any, Final
 
 from sync.errors import ContractError
 
-CONTRACT_VERSION: Final = 1
+CONTRACT_VERSION: Final = 2
+SUPPORTED_VERSIONS: Final = (1, 2)
 MAX_QUEUE_MESSAGE_BYTES: Final = 64 * 1024
 """Azure Storage Queues' limit on one message, measured after base64 encoding."""
 NEVER_EXPIRE: Final = -1
@@ -30,15 +35,43 @@ MAX_RECORDS_PER_MESSAGE: Final = 1000
 MAX_INPUT_CHARS: Final = 2048
 _BATCH_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _MESSAGE_KEYS: Final = frozenset({"version", "batch_id", "attempt", "records"})
-_RECORD_KEYS: Final = frozenset({"id", "input"})
+_RECORD_KEYS: Final = {1: frozenset({"id", "input"}), 2: frozenset({"id", "input", "history"})}
+_HISTORY_KEYS: Final = frozenset({"strikes", "attempts", "first_seen", "last_seen",
+                                  "last_fault"})
+MAX_FAULT_CHARS: Final = 300
+
+
+@dataclass(frozen=True, slots=True)
+class RecordHistory:
+    """What earlier deliveries learnt about one record that failed."""
+
+    strikes: int = 0
+    """Deliveries on which it met an ambiguous fault while its siblings succeeded."""
+    attempts: int = 0
+    """Requests carrying it that failed, over every delivery."""
+    first_seen: str = ""
+    last_seen: str = ""
+    last_fault: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"strikes": self.strikes, "attempts": self.attempts,
+                "first_seen": self.first_seen, "last_seen": self.last_seen,
+                "last_fault": self.last_fault[:MAX_FAULT_CHARS]}
 
 
 @dataclass(frozen=True, slots=True)
 class RecordRef:
-    """One record to enrich: its primary key and its enrichment input."""
+    """One record to enrich: its primary key, its enrichment input, what befell it so far."""
 
     id: str
     input: str
+    history: RecordHistory | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"id": self.id, "input": self.input}
+        if self.history is not None:
+            wire["history"] = self.history.to_wire()
+        return wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +85,7 @@ class BatchMessage:
     def to_json(self) -> str:
         """The message as compact JSON text (the queue client adds the base64 layer)."""
         body = {"version": CONTRACT_VERSION, "batch_id": self.batch_id, "attempt": self.attempt,
-                "records": [{"id": r.id, "input": r.input} for r in self.records]}
+                "records": [r.to_wire() for r in self.records]}
         return json.dumps(body, separators=(",", ":"))
 
 
@@ -67,8 +100,7 @@ def fitting_groups(records: Iterable[RecordRef], max_count: int) -> Iterator[tup
     group: list[RecordRef] = []
     used = 0
     for record in records:
-        size = len(json.dumps({"id": record.id, "input": record.input},
-                              separators=(",", ":")).encode("utf-8")) + 1
+        size = len(json.dumps(record.to_wire(), separators=(",", ":")).encode("utf-8")) + 1
         if group and (len(group) == max_count or used + size > RECORDS_BUDGET_BYTES):
             yield tuple(group)
             group, used = [], 0
@@ -101,8 +133,9 @@ def _message(data: Any) -> BatchMessage:
     if not isinstance(data, dict):
         raise ContractError("message must be a JSON object")
     version = data.get("version")
-    if version != CONTRACT_VERSION:
-        raise ContractError(f"unknown contract version {version!r}; supported: {CONTRACT_VERSION}")
+    if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
+        supported = ", ".join(map(str, SUPPORTED_VERSIONS))
+        raise ContractError(f"unknown contract version {version!r}; supported: {supported}")
     _no_unknown_keys(data, _MESSAGE_KEYS, "message")
     batch_id = data.get("batch_id")
     if not isinstance(batch_id, str) or not _BATCH_ID.match(batch_id):
@@ -110,36 +143,51 @@ def _message(data: Any) -> BatchMessage:
     attempt = data.get("attempt", 0)
     if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
         raise ContractError("attempt must be a non-negative integer")
-    return BatchMessage(batch_id=batch_id, records=_records(data.get("records")), attempt=attempt)
+    return BatchMessage(batch_id=batch_id, records=_records(data.get("records"), version),
+                        attempt=attempt)
 
 
-def _records(items: Any) -> tuple[RecordRef, ...]:
+def _records(items: Any, version: int) -> tuple[RecordRef, ...]:
     if not isinstance(items, list) or not items:
         raise ContractError("records must be a non-empty list")
     if len(items) > MAX_RECORDS_PER_MESSAGE:
         raise ContractError(f"records holds {len(items)} items; at most "
                             f"{MAX_RECORDS_PER_MESSAGE} per message")
-    records = tuple(_record(index, item) for index, item in enumerate(items))
+    records = tuple(record_from(item, f"records[{index}]", version)
+                    for index, item in enumerate(items))
     if len({r.id for r in records}) != len(records):
         raise ContractError("records must not repeat an id")
     return records
 
 
-def _record(index: int, item: Any) -> RecordRef:
-    return record_from(item, f"records[{index}]")
-
-
-def record_from(item: Any, where: str) -> RecordRef:
+def record_from(item: Any, where: str, version: int = CONTRACT_VERSION) -> RecordRef:
     """A validated record from its JSON form; ContractError names ``where`` it failed."""
     if not isinstance(item, dict):
         raise ContractError(f"{where} must be an object")
-    _no_unknown_keys(item, _RECORD_KEYS, where)
+    _no_unknown_keys(item, _RECORD_KEYS[version], where)
     record_id, value = item.get("id"), item.get("input")
     if not isinstance(record_id, str) or not _is_guid(record_id):
         raise ContractError(f"{where}.id must be a GUID")
     if not isinstance(value, str) or not 0 < len(value) <= MAX_INPUT_CHARS:
         raise ContractError(f"{where}.input must be a string of 1-{MAX_INPUT_CHARS} characters")
-    return RecordRef(id=str(uuid.UUID(record_id)), input=value)
+    history = _history(item["history"], f"{where}.history") if "history" in item else None
+    return RecordRef(id=str(uuid.UUID(record_id)), input=value, history=history)
+
+
+def _history(item: Any, where: str) -> RecordHistory:
+    if not isinstance(item, dict):
+        raise ContractError(f"{where} must be an object")
+    _no_unknown_keys(item, _HISTORY_KEYS, where)
+    counts = {name: item.get(name, 0) for name in ("strikes", "attempts")}
+    for name, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1_000_000:
+            raise ContractError(f"{where}.{name} must be a non-negative integer")
+    texts = {name: item.get(name, "") for name in ("first_seen", "last_seen", "last_fault")}
+    for name, text in texts.items():
+        if not isinstance(text, str) or len(text) > MAX_FAULT_CHARS:
+            raise ContractError(f"{where}.{name} must be a string of at most "
+                                f"{MAX_FAULT_CHARS} characters")
+    return RecordHistory(strikes=counts["strikes"], attempts=counts["attempts"], **texts)
 
 
 def _no_unknown_keys(data: dict[str, Any], allowed: frozenset[str], where: str) -> None:

@@ -5,17 +5,19 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, replace
+from typing import Any, Final, TypeVar
 
 import aiohttp
 from yarl import URL
 
 from sync.auth import TokenSource
 from sync.batchwire import Operation, OperationResult, batch_request, parse_batch_response
-from sync.http import TRANSIENT_EXCEPTIONS, raise_for_answer, transient_from
+from sync.clock import SYSTEM_CLOCK, Clock
+from sync.errors import ServiceFault
+from sync.failures.triage import MALFORMED_ERRORS, classify_exception
+from sync.http import Answer, Request, exchange, judged
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ DOP_HINT_HEADER: Final = "x-ms-dop-hint"
 REQUESTS_LEFT_HEADER: Final = "x-ms-ratelimit-burst-remaining-xrm-requests"
 TIME_LEFT_HEADER: Final = "x-ms-ratelimit-time-remaining-xrm-requests"
 LATENCY_WEIGHT: Final = 0.1
+T = TypeVar("T")
 
 
 def headroom_from(requests_left: str | None, time_left_ms: str | None,
@@ -63,12 +66,13 @@ def record_path(entity_set: str, record_id: str) -> str:
 class DataverseClient:
     """Talks to one Dataverse environment; shared by every invocation of a worker process."""
 
-    __slots__ = ("_api_url", "_latency_ms", "_session", "_timeout", "_tokens", "dop_hint",
-                 "on_headroom")
+    __slots__ = ("_api_url", "_clock", "_latency_ms", "_session", "_timeout", "_tokens",
+                 "dop_hint", "on_headroom")
 
     def __init__(self, session: aiohttp.ClientSession, dataverse_url: str,
-                 tokens: TokenSource, timeout_s: float) -> None:
+                 tokens: TokenSource, timeout_s: float, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._session = session
+        self._clock = clock
         self._api_url = dataverse_url.rstrip("/") + API_PATH
         self._tokens = tokens
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -93,19 +97,20 @@ class DataverseClient:
         prefer = f"odata.maxpagesize={page_size}"
         if track_changes:
             prefer = f"odata.track-changes,{prefer}"
-        body = await self._request("GET", url, headers={"Prefer": prefer})
-        return Page(rows=list(body.get("value", [])), next_link=body.get("@odata.nextLink"),
-                    delta_link=body.get("@odata.deltaLink"))
+        where = f"GET {_segment(url)}"
+        body = await self._request("GET", url, where, headers={"Prefer": prefer})
+        return _parsed(where, lambda: _page(body))
 
     async def who_am_i(self) -> str:
         """The calling user's id (the application user of the managed identity)."""
-        body = await self._request("GET", self._api_url + "WhoAmI", headers={})
-        return str(body["UserId"])
+        body = await self._request("GET", self._api_url + "WhoAmI", "GET WhoAmI", headers={})
+        return _parsed("GET WhoAmI", lambda: str(body["UserId"]))
 
     async def update(self, entity_set: str, record_id: str, fields: Mapping[str, Any]) -> None:
         """PATCH one record; ``If-Match: *`` makes a missing record a 404, never a create."""
         url = self._api_url + record_path(entity_set, record_id)
-        await self._request("PATCH", url, headers={"If-Match": "*"}, json_body=dict(fields))
+        await self._request("PATCH", url, f"PATCH {entity_set}", headers={"If-Match": "*"},
+                            json_body=dict(fields))
 
     async def update_multiple(self, entity_set: str, logical_name: str, key_column: str,
                               targets: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
@@ -114,36 +119,43 @@ class DataverseClient:
         body = {"Targets": [{"@odata.type": odata_type, key_column: record_id, **fields}
                             for record_id, fields in targets]}
         url = f"{self._api_url}{entity_set}/Microsoft.Dynamics.CRM.UpdateMultiple"
-        await self._request("POST", url, headers={}, json_body=body)
+        await self._request("POST", url, f"POST {entity_set}/UpdateMultiple", headers={},
+                            json_body=body)
 
     async def execute_batch(self, operations: Sequence[Operation]) -> list[OperationResult]:
         """One ``$batch`` with continue-on-error: a result per operation, in order."""
         content_type, body = batch_request(operations, API_PATH)
         headers = {"Content-Type": content_type, "Prefer": "odata.continue-on-error"}
-        answer_type, answer = await self._send("POST", self._api_url + "$batch", headers,
-                                               data=body)
-        return parse_batch_response(answer_type, answer)
+        answer = await self._send(Request("POST", self._api_url + "$batch", "POST $batch",
+                                          headers, data=body))
+        answer_type = answer.headers.get("Content-Type", "")
+        results = _parsed("POST $batch", lambda: parse_batch_response(answer_type, answer.body))
+        if len(results) != len(operations):
+            raise ServiceFault(SERVICE, f"malformed answer to POST $batch: {len(results)} parts "
+                                        f"for {len(operations)} operations")
+        return results
 
-    async def _request(self, method: str, url: str, *, headers: Mapping[str, str],
+    async def _request(self, method: str, url: str, where: str, *, headers: Mapping[str, str],
                        json_body: dict[str, Any] | None = None) -> dict[str, Any]:
-        _, body = await self._send(method, url, headers, json_body=json_body)
-        return _json_object(body) if body else {}
+        answer = await self._send(Request(method, url, where, headers, json_body=json_body))
+        return _parsed(where, lambda: _json_object(answer.body)) if answer.body else {}
 
-    async def _send(self, method: str, url: str, headers: Mapping[str, str], *,
-                    json_body: dict[str, Any] | None = None,
-                    data: bytes | None = None) -> tuple[str, bytes]:
-        """Send once; answer the Content-Type and body of a 2xx, raise a SyncError otherwise."""
-        all_headers = {**headers, **await self._auth_headers()}
-        started_s = time.monotonic()
-        try:
-            async with self._session.request(method, url, headers=all_headers, json=json_body,
-                                             data=data, timeout=self._timeout) as response:
-                body = await response.read()
-                self._note_headers(response.headers, (time.monotonic() - started_s) * 1000)
-                raise_for_answer(SERVICE, response.status, response.headers, body)
-                return response.headers.get("Content-Type", ""), body
-        except TRANSIENT_EXCEPTIONS as error:
-            raise transient_from(SERVICE, error) from None
+    async def _send(self, request: Request) -> Answer:
+        """Send once; a 401 renews the token and sends once more. Answers a success or raises
+        the domain error the triage names."""
+        answer = await self._send_once(request)
+        if answer.status == 401:
+            await self._tokens.renew()
+            answer = await self._send_once(request)
+        return judged(SERVICE, answer, request.where)
+
+    async def _send_once(self, request: Request) -> Answer:
+        headers = {**request.headers, **await self._auth_headers()}
+        started_s = self._clock.monotonic_s()
+        answer = await exchange(self._session, SERVICE, replace(request, headers=headers),
+                                self._timeout)
+        self._note_headers(answer.headers, (self._clock.monotonic_s() - started_s) * 1000)
+        return answer
 
     async def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {await self._tokens.token()}",
@@ -163,3 +175,28 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError("Dataverse answered JSON that is not an object")
     return data
+
+
+def _page(body: dict[str, Any]) -> Page:
+    rows = body["value"]
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise TypeError("value is not a list of objects")
+    next_link, delta_link = body.get("@odata.nextLink"), body.get("@odata.deltaLink")
+    for link in (next_link, delta_link):
+        if link is not None and not isinstance(link, str):
+            raise TypeError("a paging link is not a string")
+    return Page(rows=rows, next_link=next_link, delta_link=delta_link)
+
+
+def _segment(url: str) -> str:
+    """The entity set (or function) a URL names, without its query: ``accounts``."""
+    path = URL(url).path
+    return path.split(API_PATH, 1)[-1] or path
+
+
+def _parsed(where: str, parse: Callable[[], T]) -> T:
+    """``parse()``; an answer it cannot read is the service's fault (malformed), never ours."""
+    try:
+        return parse()
+    except MALFORMED_ERRORS as error:
+        raise classify_exception(SERVICE, error, where=where) from None

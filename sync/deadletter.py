@@ -1,38 +1,67 @@
-"""What goes to the dead-letter and poison queues: the item and a reason a person can act on."""
+"""What goes to the dead-letter and poison queues: the item and a reason a person can act on.
+
+A dead letter is one record that failed for a fault of its own: its id and input, the table, the
+run and batch it came from, a stable reason code, the service's status, error code and message,
+how many attempts it took and when it was first and last seen failing.
+"""
 
 from __future__ import annotations
 
 import json
-import time
+from dataclasses import dataclass
 from typing import Final
 
-from sync.contract import RecordRef
-from sync.errors import PermanentError, SyncError, TransientError
+from sync.contract import RecordHistory, RecordRef
+from sync.errors import AmbiguousFault, RecordFault, SyncError
 
 MAX_ECHOED_CHARS: Final = 40_000
 """A rejected message is echoed up to this length, so the envelope fits a queue message."""
+SUSPECTED: Final = "suspected_record_fault"
 
 
-def _now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a record came from: the table, the run and the batch message."""
+
+    table: str
+    run_id: str
+    batch_id: str
 
 
-def record_envelope(batch_id: str, record: RecordRef, error: SyncError) -> str:
-    """A dead letter for one record that could not be written."""
-    detail: dict[str, object] = {"reason": str(error)}
-    if isinstance(error, PermanentError):
-        detail.update(service=error.service, status=error.status, code=error.code,
-                      message=error.message)
-    elif isinstance(error, TransientError):
-        detail.update(service=error.service, status=error.status,
-                      reason=f"transient failures persisted after retries: {error.detail}")
-    return json.dumps({"kind": "record", "batch_id": batch_id, "at": _now_iso(),
-                       "record": {"id": record.id, "input": record.input}, **detail})
+def reason_of(fault: SyncError) -> str:
+    """The stable reason code a dead letter is filed under."""
+    if isinstance(fault, RecordFault):
+        return fault.reason
+    if isinstance(fault, AmbiguousFault):
+        return SUSPECTED
+    return "unexpected"
 
 
-def message_envelope(body: bytes, reason: str) -> str:
+def record_envelope(origin: Origin, record: RecordRef, fault: SyncError,
+                    history: RecordHistory, now_iso: str) -> str:
+    """A dead letter for one record that failed for a fault of its own."""
+    status = getattr(fault, "status", None)
+    return json.dumps({
+        "kind": "record", "reason": reason_of(fault), "table": origin.table,
+        "run_id": origin.run_id, "batch_id": origin.batch_id,
+        "record": {"id": record.id, "input": record.input},
+        "service": getattr(fault, "service", ""), "status": status,
+        "code": getattr(fault, "code", ""), "message": getattr(fault, "message", "") or str(fault),
+        "detail": str(fault), "attempts": history.attempts, "strikes": history.strikes,
+        "first_seen": history.first_seen or now_iso, "last_seen": history.last_seen or now_iso,
+        "at": now_iso})
+
+
+def message_envelope(body: bytes, reason: str, now_iso: str) -> str:
     """A poison entry for a message that breaks the contract, echoing what it held."""
     text = body.decode("utf-8", "replace")
-    return json.dumps({"kind": "message", "at": _now_iso(), "reason": reason,
+    return json.dumps({"kind": "message", "at": now_iso, "reason": reason,
                        "message": text[:MAX_ECHOED_CHARS],
                        "truncated": len(text) > MAX_ECHOED_CHARS})
+
+
+def run_id_of(batch_id: str) -> str:
+    """The run a planner's batch belongs to (``<run>-p<page>-<n>``); a producer's batch id is
+    its own run."""
+    head, sep, _ = batch_id.rpartition("-p")
+    return head if sep and head.startswith("run-") else batch_id

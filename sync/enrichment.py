@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from sync.errors import PermanentError
-from sync.http import TRANSIENT_EXCEPTIONS, raise_for_answer, transient_from
+from sync.errors import RecordFault, ServiceFault
+from sync.failures.triage import MALFORMED_ERRORS, classify_exception
+from sync.http import Answer, Request, exchange, judged
 
 SERVICE: Final = "enrichment"
+WHERE: Final = "GET /v1/companies"
 
 
 def domain_of(website: str) -> str:
-    """The bare domain of a website value: ``https://www.Contoso.com/x`` -> ``contoso.com``."""
+    """The bare domain of a website value: ``https://www.Contoso.com/x`` -> ``contoso.com``.
+
+    Raises RecordFault (``unusable_input``) for anything that names no domain."""
     text = website.strip()
-    host = urlsplit(text if "//" in text else f"//{text}").hostname or ""
+    try:
+        host = urlsplit(text if "//" in text else f"//{text}").hostname or ""
+    except ValueError:
+        host = ""
     host = host.removeprefix("www.")
-    if "." not in host:
-        raise PermanentError(SERVICE, 0, "InvalidInput", f"no domain in website {website[:100]!r}")
+    if "." not in host or any(ch.isspace() for ch in host):
+        raise RecordFault(SERVICE, 0, "InvalidInput", f"no domain in website {website[:100]!r}",
+                          reason="unusable_input")
     return host
 
 
@@ -31,15 +39,19 @@ def columns_from(profile: Mapping[str, Any], mapping: Mapping[str, str]) -> dict
 
 
 class EnrichmentClient:
-    """Calls the enrichment API; one per process, sharing the process's HTTP session."""
+    """Calls the enrichment API; one per process, sharing the process's HTTP session.
 
-    __slots__ = ("_api_key", "_base_url", "_session", "_timeout")
+    The key comes from ``read_key`` (the app setting, a Key Vault reference in Azure): a 401
+    reads it again (a rotated key) and tries once more before it is a service fault."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, api_key: str,
-                 timeout_s: float) -> None:
+    __slots__ = ("_api_key", "_base_url", "_read_key", "_session", "_timeout")
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str,
+                 read_key: Callable[[], str], timeout_s: float) -> None:
         self._session = session
         self._base_url = base_url.rstrip("/")
-        self._api_key = api_key
+        self._read_key = read_key
+        self._api_key = read_key()
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     def __repr__(self) -> str:
@@ -50,17 +62,21 @@ class EnrichmentClient:
         return columns_from(await self.profile(domain_of(website)), mapping)
 
     async def profile(self, domain: str) -> dict[str, Any]:
-        """The company profile for ``domain``; raises Throttled, TransientError, PermanentError."""
-        url = f"{self._base_url}/v1/companies"
+        """The company profile for ``domain``; raises the domain errors of sync.errors."""
+        answer = await self._get(domain)
+        if answer.status == 401:
+            self._api_key = self._read_key()
+            answer = await self._get(domain)
+        body = judged(SERVICE, answer, WHERE).body
         try:
-            async with self._session.get(url, params={"domain": domain},
-                                         headers={"x-api-key": self._api_key},
-                                         timeout=self._timeout) as response:
-                body = await response.read()
-                raise_for_answer(SERVICE, response.status, response.headers, body)
-        except TRANSIENT_EXCEPTIONS as error:
-            raise transient_from(SERVICE, error) from None
-        data = json.loads(body)
+            data = json.loads(body)
+        except MALFORMED_ERRORS as error:
+            raise classify_exception(SERVICE, error, where=WHERE) from None
         if not isinstance(data, dict):
-            raise PermanentError(SERVICE, 200, "BadAnswer", "profile is not a JSON object")
+            raise ServiceFault(SERVICE, f"malformed answer to {WHERE}: not a JSON object")
         return data
+
+    async def _get(self, domain: str) -> Answer:
+        request = Request("GET", f"{self._base_url}/v1/companies", WHERE,
+                          headers={"x-api-key": self._api_key}, params={"domain": domain})
+        return await exchange(self._session, SERVICE, request, self._timeout)

@@ -1,7 +1,8 @@
 """What the triggers in function_app.py call. The only place that reads the environment.
 
-The clients are built once per process, on first use, inside the worker's event loop, and
-reused by every later invocation in that loop.
+``check_settings`` runs when function_app.py is loaded: a misconfigured app fails to load, with
+one line per bad or missing setting, and so consumes no message. The clients are built once per
+process, on first use, inside the worker's event loop, and reused by every later invocation.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from datetime import UTC, datetime
 
 from sync import planner, worker
+from sync.errors import ConfigError
 from sync.ledger import BatchCounts
 from sync.planstate import PlanState, plan_state_from
 from sync.services import Services, open_services
@@ -20,6 +22,25 @@ _services: dict[asyncio.AbstractEventLoop, Services] = {}
 _opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
 
+class MisconfiguredApp(RuntimeError):
+    """The app's settings are wrong; the message lists every problem, one per line."""
+
+
+def check_settings() -> Settings:
+    """Parse the settings now; raise MisconfiguredApp naming every bad or missing one."""
+    try:
+        return Settings.from_env(os.environ)
+    except ConfigError as error:
+        lines = "\n".join(f"  - {problem}" for problem in error.problems)
+        raise MisconfiguredApp(f"the app's settings are not usable; no message will be "
+                               f"consumed until they are fixed:\n{lines}") from None
+
+
+def read_enrichment_key() -> str:
+    """The enrichment key as the app setting holds it now (a rotated Key Vault version)."""
+    return os.environ.get("ENRICHMENT_API_KEY", "").strip()
+
+
 async def services() -> Services:
     """This process's clients for the running event loop, built and started on first use."""
     loop = asyncio.get_running_loop()
@@ -27,7 +48,7 @@ async def services() -> Services:
     async with lock:
         found = _services.get(loop)
         if found is None:
-            found = open_services(Settings.from_env(os.environ))
+            found = open_services(check_settings(), read_enrichment_key=read_enrichment_key)
             await found.start()
             _services[loop] = found
     found.activity.touch()
@@ -48,11 +69,12 @@ async def plan_sync(now: datetime | None = None) -> PlanState | None:
     return await planner.plan(await services(), now or datetime.now(UTC))
 
 
-async def continue_plan(body: bytes) -> PlanState | None:
-    """The plan queue's work: go on with a plan from its continuation message."""
-    return await planner.continue_plan(await services(), plan_state_from(body))
+async def continue_plan(raw: bytes) -> PlanState | None:
+    """The plan queue's work: go on with a plan from its continuation message (base64)."""
+    return await planner.continue_plan(await services(),
+                                       plan_state_from(worker.decode_queue_body(raw)))
 
 
-async def process_batch(body: bytes) -> BatchCounts:
-    """The batches queue's work: carry out one message (already base64-decoded)."""
-    return await worker.process_message(await services(), body)
+async def process_batch(raw: bytes) -> BatchCounts:
+    """The batches queue's work: carry out one message as the queue holds it (base64)."""
+    return await worker.process_queue_message(await services(), raw)

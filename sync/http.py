@@ -1,18 +1,20 @@
-"""HTTP plumbing shared by the Dataverse and enrichment clients: the session and error mapping."""
+"""HTTP plumbing shared by the Dataverse and enrichment clients: the session and one exchange.
+
+``exchange`` is the only place either client touches aiohttp for a request: whatever the
+transport raises leaves it as a ServiceFault (sync.failures.triage), and every answer comes back
+as status, headers and body for the triage to judge.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Mapping
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
+from multidict import CIMultiDictProxy
 
-from sync.errors import PermanentError, Throttled, TransientError
-
-DEFAULT_RETRY_AFTER_S: Final = 5.0
-"""Used when a 429 carries no readable Retry-After (the .NET ServiceClient's base delay)."""
+from sync.failures.triage import classify_answer, classify_exception
 
 
 def new_session(connection_limit: int, *, keep_affinity: bool = False) -> aiohttp.ClientSession:
@@ -30,48 +32,43 @@ def new_session(connection_limit: int, *, keep_affinity: bool = False) -> aiohtt
     return aiohttp.ClientSession(connector=connector, cookie_jar=jar, raise_for_status=False)
 
 
-def parse_retry_after_s(value: str | None) -> float:
-    """Retry-After in seconds; documented as an integer, parsed as a float to be safe."""
-    if value is None:
-        return DEFAULT_RETRY_AFTER_S
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A service's answer, read whole."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request: ``where`` names it in errors (``PATCH accounts``), never with its query."""
+
+    method: str
+    url: str
+    where: str
+    headers: Mapping[str, str]
+    json_body: Any = None
+    data: bytes | None = None
+    params: Mapping[str, str] | None = None
+
+
+async def exchange(session: aiohttp.ClientSession, service: str, request: Request,
+                   limits: aiohttp.ClientTimeout) -> Answer:
+    """Send once and read the whole answer; a transport failure raises a ServiceFault."""
     try:
-        seconds = float(value)
-    except ValueError:
-        return DEFAULT_RETRY_AFTER_S
-    return seconds if seconds >= 0 else DEFAULT_RETRY_AFTER_S
+        async with session.request(request.method, request.url, headers=dict(request.headers),
+                                   json=request.json_body, data=request.data,
+                                   params=request.params, timeout=limits) as response:
+            return Answer(response.status, response.headers, await response.read())
+    except Exception as error:
+        raise classify_exception(service, error, where=request.where) from None
 
 
-def error_code_and_message(body: bytes) -> tuple[str, str]:
-    """The OData error's code and message, or a short excerpt of whatever the body was."""
-    try:
-        data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return "", body[:200].decode("utf-8", "replace")
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict):
-        return str(error.get("code", "")), str(error.get("message", ""))
-    if isinstance(error, str):
-        return "", error
-    return "", json.dumps(data)[:200]
-
-
-def raise_for_answer(service: str, status: int, headers: Mapping[str, str], body: bytes) -> None:
-    """Map a non-2xx answer to Throttled, TransientError or PermanentError."""
-    if status < 400:
-        return
-    code, message = error_code_and_message(body)
-    if status == 429:
-        raise Throttled(service, parse_retry_after_s(headers.get("Retry-After")), code)
-    if status >= 500 or status == 408:
-        raise TransientError(service, f"HTTP {status} {code} {message}".strip(), status)
-    raise PermanentError(service, status, code, message)
-
-
-TRANSIENT_EXCEPTIONS: Final = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
-                               asyncio.TimeoutError)
-"""Exceptions of the transport that a retry can cure: resets, refused connections, timeouts."""
-
-
-def transient_from(service: str, error: BaseException) -> TransientError:
-    """A TransientError that names the transport failure without echoing request details."""
-    return TransientError(service, f"{type(error).__name__}: connection failed or timed out")
+def judged(service: str, answer: Answer, where: str) -> Answer:
+    """The answer when it is a success; otherwise raise the error the triage names."""
+    fault = classify_answer(service, answer.status, answer.headers, answer.body, where=where)
+    if fault is not None:
+        raise fault
+    return answer

@@ -31,6 +31,9 @@ class BatchCounts:
     requeue_delay_s: float = 0.0
     """Seconds re-enqueued work was held invisible (Retry-After plus jitter), summed."""
     throttled_by_code: Counter[str] = field(default_factory=Counter)
+    dead_lettered_by_reason: Counter[str] = field(default_factory=Counter)
+    reenqueued_by_reason: Counter[str] = field(default_factory=Counter)
+    """Why records went back: throttled, circuit_open, service_fault, suspected_record_fault."""
 
     def add(self, other: BatchCounts) -> None:
         """Add another message's counts to these."""
@@ -41,6 +44,8 @@ class BatchCounts:
         self.transient_retries += other.transient_retries
         self.requeue_delay_s += other.requeue_delay_s
         self.throttled_by_code.update(other.throttled_by_code)
+        self.dead_lettered_by_reason.update(other.dead_lettered_by_reason)
+        self.reenqueued_by_reason.update(other.reenqueued_by_reason)
 
     @property
     def throttled(self) -> int:
@@ -66,7 +71,9 @@ def batch_entity(batch_id: str, attempt: int, counts: BatchCounts) -> dict[str, 
             "Reenqueued": counts.reenqueued, "RejectedMessages": counts.rejected_messages,
             "TransientRetries": counts.transient_retries,
             "RequeueDelayS": float(counts.requeue_delay_s),
-            "ThrottledByCode": json.dumps(dict(counts.throttled_by_code))}
+            "ThrottledByCode": json.dumps(dict(counts.throttled_by_code)),
+            "DeadLetteredByReason": json.dumps(dict(counts.dead_lettered_by_reason)),
+            "ReenqueuedByReason": json.dumps(dict(counts.reenqueued_by_reason))}
 
 
 def counts_from(entity: Mapping[str, Any]) -> BatchCounts:
@@ -77,7 +84,13 @@ def counts_from(entity: Mapping[str, Any]) -> BatchCounts:
                        rejected_messages=int(entity.get("RejectedMessages", 0)),
                        transient_retries=int(entity.get("TransientRetries", 0)),
                        requeue_delay_s=float(entity.get("RequeueDelayS", 0.0)),
-                       throttled_by_code=Counter(json.loads(entity.get("ThrottledByCode", "{}"))))
+                       throttled_by_code=_counter(entity, "ThrottledByCode"),
+                       dead_lettered_by_reason=_counter(entity, "DeadLetteredByReason"),
+                       reenqueued_by_reason=_counter(entity, "ReenqueuedByReason"))
+
+
+def _counter(entity: Mapping[str, Any], name: str) -> Counter[str]:
+    return Counter(json.loads(entity.get(name) or "{}"))
 
 
 def plan_entity(manifest: PlanManifest) -> dict[str, Any]:

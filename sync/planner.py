@@ -11,6 +11,10 @@
 - Batch ids are ``<run>-p<page>-<n>``: re-planning a page after a crash sends the same batches
   again (harmless: writes are idempotent), never skips one. The checkpoint moves only when the
   whole plan is enqueued.
+- Page reads take the one governed call (circuit, governor, retries). When a read is throttled
+  for long, or the service keeps failing past the retries, the plan is handed on at the page it
+  reached, in a continuation message that waits out the delay: a failed read never loses the
+  night's plan.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
+import math
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -27,7 +31,7 @@ from typing import Any, Final
 from sync import ledger
 from sync.contract import NEVER_EXPIRE, BatchMessage, RecordRef, fitting_groups
 from sync.dataverse import Page, is_deleted
-from sync.errors import PermanentError
+from sync.errors import Deferred, RecordFault, ServiceFault, Throttled
 from sync.ledger import PlanManifest
 from sync.planstate import Checkpoint, Mode, PlanState, load_checkpoint, save_checkpoint
 from sync.services import Services
@@ -37,6 +41,25 @@ logger = logging.getLogger(__name__)
 
 ENQUEUE_CONCURRENCY: Final = 16
 MODIFIED_BY: Final = "_modifiedby_value"
+
+
+class PlanHooks:
+    """What the governed call is told about the planner's reads: they never stop for a
+    message, and their 429s and retries are logged, not counted in a batch's ledger row."""
+
+    __slots__ = ()
+
+    def stop_delay(self, service: str) -> float | None:
+        return None
+
+    def count_429(self, error: Throttled) -> None:
+        logger.info("page read throttled: %s", error, extra={"event": "plan_throttled"})
+
+    def count_retry(self, fault: ServiceFault) -> None:
+        logger.info("page read retried: %s", fault, extra={"event": "plan_retry"})
+
+
+HOOKS: Final = PlanHooks()
 
 
 def new_run_id(now: datetime) -> str:
@@ -81,13 +104,17 @@ async def plan(services: Services, now: datetime) -> PlanState | None:
     if table.change_tracking:
         mode = "delta" if checkpoint.delta_link else "full"
     incremental = mode == "delta" or (mode == "watermark" and checkpoint.watermark)
-    self_id = await services.dataverse.who_am_i() if table.skip_own_changes and incremental \
-        else None
     state = PlanState(run_id=new_run_id(now), mode=mode,
                       next_link=checkpoint.delta_link if mode == "delta" else None,
-                      watermark_to=f"{now.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
-                      self_id=self_id)
+                      watermark_to=f"{now.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}")
     await _manifest(services, state, complete=False)
+    if table.skip_own_changes and incremental:
+        try:
+            state = dataclasses.replace(state, self_id=await services.dataverse_dep.call(
+                services.dataverse.who_am_i, HOOKS))
+        except (Deferred, ServiceFault) as error:
+            await _hand_on(services, state, _delay_s(services, error))
+            return state
     return await continue_plan(services, state, checkpoint)
 
 
@@ -95,17 +122,24 @@ async def continue_plan(services: Services, state: PlanState,
                         checkpoint: Checkpoint | None = None) -> PlanState | None:
     """Plan pages until done or out of time; then hand on or finish."""
     settings = services.settings
-    deadline_s = time.monotonic() + settings.plan_budget_s
+    clock = services.dataverse_dep.clock
+    deadline_s = clock.monotonic_s() + settings.plan_budget_s
     checkpoint = checkpoint or await load_checkpoint(services.state,
                                                      settings.definition.entity_set)
     while True:
-        page, state = await _read(services, state, checkpoint)
+        try:
+            page, state = await _read(services, state, checkpoint)
+        except (Deferred, ServiceFault) as error:
+            logger.warning("plan %s waits at page %d: %s", state.run_id, state.page, error,
+                           extra={"event": "plan_waits", "run_id": state.run_id})
+            await _hand_on(services, state, _delay_s(services, error))
+            return state
         state = await _enqueue_page(services, state, page)
         if page.delta_link or not page.next_link:
             await _finish(services, state, page.delta_link)
             return None
         state = dataclasses.replace(state, next_link=page.next_link)
-        if time.monotonic() >= deadline_s:
+        if clock.monotonic_s() >= deadline_s:
             await _hand_on(services, state)
             return state
 
@@ -119,9 +153,10 @@ async def _read(services: Services, state: PlanState,
         table.entity_set, table.read_columns,
         "" if tracking else read_filter(settings, checkpoint.watermark))
     try:
-        return await services.dataverse.read_page(url, settings.page_size,
-                                                  track_changes=tracking), state
-    except PermanentError as error:
+        return await services.dataverse_dep.call(
+            lambda: services.dataverse.read_page(url, settings.page_size,
+                                                 track_changes=tracking), HOOKS), state
+    except RecordFault as error:
         if state.mode != "delta" or state.page:
             raise
         logger.warning("delta link refused (%s %s); planning a full scan", error.status,
@@ -148,8 +183,17 @@ async def _enqueue_page(services: Services, state: PlanState, page: Page) -> Pla
                                skipped=state.skipped + len(page.rows) - len(refs))
 
 
-async def _hand_on(services: Services, state: PlanState) -> None:
-    await services.plans.send_message(state.to_json(), time_to_live=NEVER_EXPIRE)
+def _delay_s(services: Services, error: Deferred | ServiceFault) -> float:
+    """How long a plan that could not read waits: the throttle's or the circuit's time, else
+    the circuit's first opening time."""
+    if isinstance(error, Deferred):
+        return error.retry_after_s
+    return services.circuit_policy.open_s
+
+
+async def _hand_on(services: Services, state: PlanState, delay_s: float = 0.0) -> None:
+    await services.plans.send_message(state.to_json(), time_to_live=NEVER_EXPIRE,
+                                      visibility_timeout=max(0, math.ceil(delay_s)))
     await _manifest(services, state, complete=False)
     logger.info("plan %s: %d records so far; continuing in a new invocation", state.run_id,
                 state.records, extra={"event": "plan_continued", "run_id": state.run_id})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -13,9 +14,16 @@ from azure.data.tables.aio import TableClient
 from azure.storage.queue.aio import QueueClient
 
 from sync.auth import TokenSource, token_source
+from sync.clock import SYSTEM_CLOCK, Clock
 from sync.cluster import UNKNOWN_HINT, Cluster
+from sync.dataverse import SERVICE as DATAVERSE
 from sync.dataverse import DataverseClient
+from sync.dependency import Dependency, PublishGate
+from sync.enrichment import SERVICE as ENRICHMENT
 from sync.enrichment import EnrichmentClient
+from sync.errors import Throttled
+from sync.failures.circuit import Circuit, CircuitPolicy, CircuitView
+from sync.failures.retry import RetryPolicy
 from sync.governor import Governor
 from sync.http import new_session
 from sync.names import (
@@ -61,6 +69,10 @@ class Services:
     activity: Activity
     enrichment_governor: Governor
     """The same admission for the enrichment API: its 429 closes its gate for this process."""
+    dataverse_dep: Dependency
+    """Every Dataverse request goes through it: circuit, governor, triage, retries."""
+    enrichment_dep: Dependency
+    circuit_policy: CircuitPolicy
     batches: QueueClient
     plans: QueueClient
     poison: QueueClient
@@ -91,30 +103,55 @@ class Services:
         await self.session.close()
 
 
-def open_services(settings: Settings) -> Services:
-    """Build the clients (no I/O happens until they are used, or ``start`` is awaited)."""
+def open_services(settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
+                  read_enrichment_key: Callable[[], str] | None = None) -> Services:
+    """Build the clients (no I/O happens until they are used, or ``start`` is awaited).
+
+    ``read_enrichment_key`` answers the current key (entry.py reads the app setting again);
+    by default the key the settings hold."""
     cap = settings.dataverse_max_concurrency
     session = new_session(cap + ENRICHMENT_CONCURRENCY, keep_affinity=settings.keep_affinity)
     tokens = token_source(settings)
     credential = storage_credential(settings.storage)
     storage = settings.storage
     dataverse = DataverseClient(session, settings.dataverse_url, tokens,
-                                settings.dataverse_timeout_s)
+                                settings.dataverse_timeout_s, clock=clock)
     governor = Governor(min(cap, UNKNOWN_HINT), max_wait_s=settings.max_wait_s)
     dataverse.on_headroom = governor.note_headroom
+    enrichment_governor = Governor(ENRICHMENT_CONCURRENCY, service="enrichment",
+                                   max_wait_s=settings.max_wait_s)
     activity = Activity()
+    policy = CircuitPolicy(settings.circuit_threshold, settings.circuit_open_s,
+                           settings.circuit_max_open_s)
+    circuits = {name: Circuit(name, policy, clock=clock) for name in (DATAVERSE, ENRICHMENT)}
     state = table_client(storage, STATE_TABLE, credential)
     cluster = Cluster(state, governor, cap=cap, refresh_s=settings.state_refresh_s,
                       lease_s=settings.lease_s, seen_hint=lambda: dataverse.dop_hint,
-                      busy=lambda: governor.in_flight > 0 or activity.within(settings.lease_s))
+                      busy=lambda: governor.in_flight > 0 or activity.within(settings.lease_s),
+                      clock=clock.wall_s, circuits=circuits)
+    retry = RetryPolicy(settings.max_retries)
+
+    def dependency(name: str, gov: Governor, gate: PublishGate | None) -> Dependency:
+        async def publish(view: CircuitView) -> None:
+            await cluster.publish_circuit(name, view)
+
+        return Dependency(name, gov, circuits[name], retry, clock=clock, publish=publish,
+                          publish_gate=gate)
+
+    async def publish_gate(error: Throttled) -> None:
+        await cluster.publish_gate(error.retry_after_s, error.code)
+
+    key = read_enrichment_key or (lambda: settings.enrichment_api_key)
     return Services(
         settings=settings, session=session, tokens=tokens, storage_credential=credential,
         dataverse=dataverse,
-        enrichment=EnrichmentClient(session, settings.enrichment_url,
-                                    settings.enrichment_api_key, settings.enrichment_timeout_s),
+        enrichment=EnrichmentClient(session, settings.enrichment_url, key,
+                                    settings.enrichment_timeout_s),
         governor=governor, cluster=cluster, activity=activity,
-        enrichment_governor=Governor(ENRICHMENT_CONCURRENCY, service="enrichment",
-                                     max_wait_s=settings.max_wait_s),
+        enrichment_governor=enrichment_governor,
+        dataverse_dep=dependency(DATAVERSE, governor, publish_gate),
+        enrichment_dep=dependency(ENRICHMENT, enrichment_governor, None),
+        circuit_policy=policy,
         batches=queue_client(storage, BATCH_QUEUE, credential),
         plans=queue_client(storage, PLAN_QUEUE, credential),
         poison=queue_client(storage, POISON_QUEUE, credential),

@@ -31,6 +31,7 @@ class SettingSpec:
 
 
 N = TypeVar("N", int, float)
+T = TypeVar("T")
 
 _IDENTITY_PREFIX: Final = f"{STORAGE_CONNECTION}__"
 
@@ -76,7 +77,22 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
                 "Time one planner invocation spends before handing the rest of the plan to a "
                 "continuation message on the plan queue."),
     SettingSpec("SYNC_MAX_RETRIES", "3",
-                "Attempts after a transient error (5xx, timeout, reset) before a record fails."),
+                "Retries inside one invocation after a service fault (5xx, timeout, reset, "
+                "malformed answer); when they run out the records go back on the queue with a "
+                "growing delay, never to dead letters."),
+    SettingSpec("SYNC_CIRCUIT_THRESHOLD", "8",
+                "Consecutive service faults of one dependency that open its circuit for the "
+                "whole cluster (a configuration fault opens it at once)."),
+    SettingSpec("SYNC_CIRCUIT_OPEN_S", "5",
+                "How long a circuit first stays open; each further opening doubles it "
+                "(jittered), and records left by a service fault wait as long."),
+    SettingSpec("SYNC_CIRCUIT_MAX_OPEN_S", "300",
+                "The longest a circuit stays open, and the longest records wait, before a "
+                "probe is sent again."),
+    SettingSpec("SYNC_RECORD_PROBES", "3",
+                "Deliveries on which a record meets an ambiguous fault (a 403, a plug-in's "
+                "500) while its siblings succeed before it is dead-lettered as a suspected "
+                "record fault."),
     SettingSpec("SYNC_WRITE_MODE", "bulk",
                 "bulk (UpdateMultiple, the fastest: see the benchmark), batch ($batch with "
                 "continue-on-error) or single (one PATCH per record, in parallel; for tables "
@@ -99,6 +115,7 @@ WRITE_MODES: Final = ("single", "batch", "bulk")
 SETTING_NAMES: Final = tuple(spec.name for spec in SETTINGS)
 AZURE_SETTING_NAMES: Final = tuple(spec.name for spec in SETTINGS if not spec.local_only)
 _DEFAULTS: Final = {spec.name: spec.default for spec in SETTINGS}
+_DOCS: Final = {spec.name: spec.doc for spec in SETTINGS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +155,10 @@ class Settings:
     batch_size: int = 100
     plan_budget_s: float = 120.0
     max_retries: int = 3
+    circuit_threshold: int = 8
+    circuit_open_s: float = 5.0
+    circuit_max_open_s: float = 300.0
+    record_probes: int = 3
     max_wait_s: float = 2.0
     state_refresh_s: float = 1.0
     lease_s: float = 15.0
@@ -147,7 +168,7 @@ class Settings:
         """Parse and validate; raise ConfigError naming the setting at fault."""
         reader = _Reader(environ)
         settings = cls(
-            storage=_storage(reader),
+            storage=reader.guarded(lambda: _storage(reader), StorageSettings()),
             dataverse_url=reader.url("DATAVERSE_URL"),
             enrichment_url=reader.url("ENRICHMENT_URL"),
             enrichment_api_key=reader.text("ENRICHMENT_API_KEY"),
@@ -156,7 +177,8 @@ class Settings:
             dataverse_timeout_s=reader.number("DATAVERSE_TIMEOUT_S", low=0.1, high=600),
             dataverse_max_concurrency=reader.integer("DATAVERSE_MAX_CONCURRENCY", 1, 1024),
             enrichment_timeout_s=reader.number("ENRICHMENT_TIMEOUT_S", low=0.1, high=600),
-            definition=parse_definition(reader.optional("SYNC_DEFINITION")),
+            definition=reader.guarded(lambda: parse_definition(
+                reader.optional("SYNC_DEFINITION")), SyncDefinition()),
             write_mode=reader.choice("SYNC_WRITE_MODE", WRITE_MODES),
             batch_operations=reader.integer("SYNC_BATCH_OPERATIONS", 1, 1000),
             bulk_targets=reader.integer("SYNC_BULK_TARGETS", 1, 1000),
@@ -164,15 +186,24 @@ class Settings:
             batch_size=reader.integer("SYNC_BATCH_SIZE", 1, 1000),
             plan_budget_s=reader.number("SYNC_PLAN_BUDGET_S", low=0, high=540),
             max_retries=reader.integer("SYNC_MAX_RETRIES", 0, 10),
+            circuit_threshold=reader.integer("SYNC_CIRCUIT_THRESHOLD", 1, 1000),
+            circuit_open_s=reader.number("SYNC_CIRCUIT_OPEN_S", low=1, high=3600),
+            circuit_max_open_s=reader.number("SYNC_CIRCUIT_MAX_OPEN_S", low=1, high=86400),
+            record_probes=reader.integer("SYNC_RECORD_PROBES", 1, 100),
             keep_affinity=reader.flag("DATAVERSE_KEEP_AFFINITY"),
             max_wait_s=reader.number("SYNC_MAX_WAIT_S", low=0, high=60),
             state_refresh_s=reader.number("SYNC_STATE_REFRESH_S", low=0.1, high=60),
             lease_s=reader.number("SYNC_LEASE_S", low=1, high=600),
         )
         if settings.lease_s <= 2 * settings.state_refresh_s:
-            raise ConfigError("SYNC_LEASE_S must be more than twice SYNC_STATE_REFRESH_S, so a "
-                              "busy instance renews its lease before it lapses")
-        _refuse_static_token_off_loopback(settings)
+            reader.problems.append("SYNC_LEASE_S must be more than twice SYNC_STATE_REFRESH_S, "
+                                   "so a busy instance renews its lease before it lapses")
+        if settings.circuit_max_open_s < settings.circuit_open_s:
+            reader.problems.append("SYNC_CIRCUIT_MAX_OPEN_S must be at least "
+                                   "SYNC_CIRCUIT_OPEN_S")
+        reader.guarded(lambda: _refuse_static_token_off_loopback(settings), None)
+        if reader.problems:
+            raise ConfigError("; ".join(reader.problems), tuple(reader.problems))
         return settings
 
 
@@ -210,10 +241,20 @@ def _storage(reader: _Reader) -> StorageSettings:
 class _Reader:
     """Reads declared settings only, falling back to their declared defaults."""
 
-    __slots__ = ("_environ",)
+    __slots__ = ("_environ", "problems")
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
+        self.problems: list[str] = []
+        """Every bad or missing setting found so far: the caller reports them all at once."""
+
+    def guarded(self, read: Callable[[], T], fallback: T) -> T:
+        """``read()``, or ``fallback`` with the problem noted (reading goes on)."""
+        try:
+            return read()
+        except ConfigError as error:
+            self.problems.extend(error.problems)
+            return fallback
 
     def _raw(self, name: str) -> str | None:
         if name not in _DEFAULTS:
@@ -225,38 +266,51 @@ class _Reader:
         return self._raw(name) or None
 
     def text(self, name: str, *, allow_empty: bool = False) -> str:
+        return self.guarded(lambda: self._text(name, allow_empty=allow_empty), "")
+
+    def _text(self, name: str, *, allow_empty: bool = False) -> str:
         value = self._raw(name)
         if value is None or (not value and not allow_empty):
-            raise ConfigError(f"{name} is required")
+            raise ConfigError(f"{name} is required: {_DOCS[name]}")
         return value
 
     def url(self, name: str) -> str:
-        value = self.text(name).rstrip("/")
+        return self.guarded(lambda: self._url(name), "http://invalid.invalid")
+
+    def _url(self, name: str) -> str:
+        value = self._text(name).rstrip("/")
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"{name} must be an http(s) URL")
+            raise ConfigError(f"{name} must be an http(s) URL such as https://host/path, got "
+                              f"{value[:100]!r}")
         return value
 
     def choice(self, name: str, allowed: tuple[str, ...]) -> str:
-        raw = self.text(name).lower()
+        return self.guarded(lambda: self._choice(name, allowed), allowed[0])
+
+    def _choice(self, name: str, allowed: tuple[str, ...]) -> str:
+        raw = self._text(name).lower()
         if raw not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
         return raw
 
     def flag(self, name: str) -> bool:
-        raw = self.text(name).lower()
+        return self.guarded(lambda: self._flag(name), False)
+
+    def _flag(self, name: str) -> bool:
+        raw = self._text(name).lower()
         if raw not in ("true", "false", "1", "0"):
             raise ConfigError(f"{name} must be true or false, got {raw!r}")
         return raw in ("true", "1")
 
     def number(self, name: str, *, low: float, high: float) -> float:
-        return self._bounded(name, float, "a number", low, high)
+        return self.guarded(lambda: self._bounded(name, float, "a number", low, high), low)
 
     def integer(self, name: str, low: int, high: int) -> int:
-        return self._bounded(name, int, "an integer", low, high)
+        return self.guarded(lambda: self._bounded(name, int, "an integer", low, high), low)
 
     def _bounded(self, name: str, parse: Callable[[str], N], kind: str, low: N, high: N) -> N:
-        raw = self.text(name)
+        raw = self._text(name)
         try:
             value = parse(raw)
         except ValueError:

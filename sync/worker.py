@@ -1,35 +1,63 @@
 """process_batch: enrich every record of a message, then write them in the configured mode.
 
-Each record ends in one of three places: written to Dataverse, on the dead-letter queue with its
-reason, or (when a service throttles) in the one new message that carries the unfinished records
-back to the queue, invisible for Retry-After. The function raises only when it could not save
-unfinished work, so the host retries the message and nothing is lost.
+Each record ends in one of three places: written to Dataverse, on the dead-letter queue for a
+fault of its own (with the reason), or back on the queue in the one fresh message that carries
+the unfinished records with their history, invisible for the longest delay a fault asked for
+(Retry-After, an open circuit, a service fault's back-off). The function raises only when it
+could not save unfinished work, so the host retries the message and nothing is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import math
 import random
-from typing import Any, Final
+from collections import Counter
+from typing import Final
 
 from sync import ledger
-from sync.admission import admitted
-from sync.batchrun import BatchRun
-from sync.contract import NEVER_EXPIRE, BatchMessage, RecordRef, decode_batch
-from sync.deadletter import message_envelope, record_envelope
-from sync.enrichment import SERVICE as ENRICHMENT
-from sync.errors import ContractError, SyncError, Throttled, TransientError
+from sync.contract import NEVER_EXPIRE, BatchMessage, RecordRef, decode_batch, fitting_groups
+from sync.deadletter import Origin, message_envelope, reason_of, record_envelope, run_id_of
+from sync.enrichment import domain_of
+from sync.errors import (
+    AmbiguousFault,
+    ContractError,
+    Deferred,
+    RecordFault,
+    ServiceFault,
+)
 from sync.ledger import BatchCounts
-from sync.retry import with_retries
+from sync.messagerun import MessageRun, now_iso
 from sync.services import Services
-from sync.writes import DeadLetter, Enriched, write_all
+from sync.settle import judge_alone, service_delay_s
+from sync.writes import Enriched, Writer
 
 logger = logging.getLogger(__name__)
 
 REQUEUE_JITTER_MAX_S: Final = 2.0
-"""Spread added to Retry-After so re-enqueued batches do not all return in the same second."""
+"""Spread added to the delay so re-enqueued batches do not all return in the same second."""
+
+
+def decode_queue_body(body: bytes) -> bytes:
+    """A message as the queue holds it (base64 text) to its JSON bytes; ContractError if not."""
+    try:
+        return base64.b64decode(body.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ContractError("message is not base64 (producers encode the JSON with "
+                            "TextBase64EncodePolicy)") from None
+
+
+async def process_queue_message(services: Services, raw: bytes) -> BatchCounts:
+    """Carry out one message as the trigger hands it over (base64 text, decoded here so a
+    message that is not base64 reaches the poison queue with its reason)."""
+    try:
+        body = decode_queue_body(raw)
+    except ContractError as error:
+        return await _reject(services, raw, error.reason)
+    return await process_message(services, body)
 
 
 async def process_message(services: Services, body: bytes) -> BatchCounts:
@@ -38,17 +66,14 @@ async def process_message(services: Services, body: bytes) -> BatchCounts:
         message = decode_batch(body)
     except ContractError as error:
         return await _reject(services, body, error.reason)
-    run = BatchRun(message)
-
-    async def dead_letter(record: RecordRef, error: SyncError) -> None:
-        await _dead_letter(services, run, record, error)
-
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(_enrich(services, run, r, dead_letter))
-                 for r in message.records]
-    enriched = [item for task in tasks if (item := task.result()) is not None]
-    if enriched:
-        await write_all(services, run, enriched, dead_letter)
+    run = MessageRun(message)
+    try:
+        await _carry_out(services, run)
+    except Exception:
+        logger.exception("batch %s stopped by an unexpected error; its unfinished records go "
+                         "back on the queue", message.batch_id,
+                         extra={"event": "batch_error", "batch_id": message.batch_id})
+        run.wait(service_delay_s(run, services.circuit_policy))
     await _requeue_unfinished(services, run)
     await ledger.record_batch(services.ledger, message.batch_id, message.attempt, run.counts)
     logger.info("batch %s attempt %d: %d written, %d dead-lettered, %d re-enqueued",
@@ -58,71 +83,99 @@ async def process_message(services: Services, body: bytes) -> BatchCounts:
     return run.counts
 
 
+async def _carry_out(services: Services, run: MessageRun) -> None:
+    async def dead_letter(record: RecordRef, fault: RecordFault | AmbiguousFault) -> None:
+        await _dead_letter(services, run, record, fault)
+
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(_enrich(services, run, r)) for r in run.message.records]
+    enriched = [item for task in tasks if (item := task.result()) is not None]
+    if enriched:
+        await Writer(services, run, dead_letter).write_all(enriched)
+
+
 async def _reject(services: Services, body: bytes, reason: str) -> BatchCounts:
     logger.warning("batch message rejected: %s", reason,
                    extra={"event": "message_rejected", "reason": reason})
-    await services.poison.send_message(message_envelope(body, reason), time_to_live=NEVER_EXPIRE)
+    await services.poison.send_message(message_envelope(body, reason, now_iso()),
+                                       time_to_live=NEVER_EXPIRE)
     return BatchCounts(rejected_messages=1)
 
 
-async def _enrich(services: Services, run: BatchRun, record: RecordRef,
-                  dead_letter: DeadLetter) -> Enriched | None:
-    """The record with its enriched columns; None when it was dead-lettered or throttled."""
-    if run.stopped(ENRICHMENT):
+async def _enrich(services: Services, run: MessageRun, record: RecordRef) -> Enriched | None:
+    """The record with its enriched columns; None when it is dead-lettered or waits."""
+    dependency = services.enrichment_dep
+    if run.stopped(dependency.name):
         return None
-
-    def note(_: TransientError) -> None:
-        run.counts.transient_retries += 1
-
-    async def on_429(error: Throttled) -> None:
-        run.count_429(error)
-
-    async def call() -> dict[str, Any]:
-        return await admitted(
-            services.enrichment_governor, ENRICHMENT,
-            lambda: services.enrichment.columns_for(record.input,
-                                                    services.settings.definition.mapping),
-            on_429=on_429, stopped=lambda: run.stop_delay(ENRICHMENT))
-
     try:
-        return record, await with_retries(call, services.settings.max_retries, note)
-    except Throttled as error:
-        run.throttled(error)
-    except SyncError as error:
-        await dead_letter(record, error)
+        domain_of(record.input)
+    except RecordFault as fault:
+        await _dead_letter(services, run, record, fault)
+        return None
+    first_failure_s = dependency.clock.monotonic_s()
+    mapping = services.settings.definition.mapping
+    try:
+        columns = await dependency.call(
+            lambda: services.enrichment.columns_for(record.input, mapping), run)
+    except Deferred as error:
+        run.deferred(error)
+    except RecordFault as fault:
+        await _dead_letter(services, run, record, fault)
+    except AmbiguousFault as fault:
+        await judge_alone(run, record, fault, first_failure_s=first_failure_s,
+                          dependency=dependency, probes=services.settings.record_probes,
+                          policy=services.circuit_policy,
+                          dead_letter=lambda r, f: _dead_letter(services, run, r, f))
+    except ServiceFault as fault:
+        run.failed(record, fault, reason="service_fault")
+        run.wait(service_delay_s(run, services.circuit_policy))
+    else:
+        return record, columns
     return None
 
 
-async def _dead_letter(services: Services, run: BatchRun, record: RecordRef,
-                       error: SyncError) -> None:
+async def _dead_letter(services: Services, run: MessageRun, record: RecordRef,
+                       fault: RecordFault | AmbiguousFault) -> None:
     """Put one record on the dead-letter queue; if that fails it stays unfinished."""
-    logger.warning("record %s dead-lettered: %s", record.id, error,
-                   extra={"event": "record_dead_lettered", "batch_id": run.message.batch_id})
+    batch_id = run.message.batch_id
+    origin = Origin(services.settings.definition.entity_set, run_id_of(batch_id), batch_id)
+    reason = reason_of(fault)
+    logger.warning("record %s dead-lettered (%s): %s", record.id, reason, fault,
+                   extra={"event": "record_dead_lettered", "batch_id": batch_id,
+                          "reason": reason})
+    history = run.history_of(record)
     try:
         await services.dead_letters.send_message(
-            record_envelope(run.message.batch_id, record, error), time_to_live=NEVER_EXPIRE)
+            record_envelope(origin, record, fault, history, now_iso()),
+            time_to_live=NEVER_EXPIRE)
     except Exception:
         logger.exception("dead letter for record %s not saved; it stays unfinished", record.id,
                          extra={"event": "dead_letter_failed"})
+        run.wait(service_delay_s(run, services.circuit_policy))
         return
-    run.dead_lettered(record.id)
+    run.dead_lettered(record.id, reason)
 
 
-def requeue_delay_s(retry_after_s: float, rand: float) -> int:
-    """Visibility delay of re-enqueued work: Retry-After plus jitter, in whole seconds."""
-    return max(1, math.ceil(retry_after_s + rand * REQUEUE_JITTER_MAX_S))
+def requeue_delay_s(delay_s: float, rand: float) -> int:
+    """Visibility delay of re-enqueued work: the delay plus jitter, in whole seconds."""
+    return max(1, math.ceil(delay_s + rand * REQUEUE_JITTER_MAX_S))
 
 
-async def _requeue_unfinished(services: Services, run: BatchRun) -> None:
+async def _requeue_unfinished(services: Services, run: MessageRun) -> None:
     remaining = run.unfinished()
     if not remaining:
         return
-    message = BatchMessage(batch_id=run.message.batch_id, records=remaining,
-                           attempt=run.message.attempt + 1)
-    delay_s = requeue_delay_s(run.retry_after_s or 0.0, random.random())  # noqa: S311 (jitter)
-    await services.batches.send_message(message.to_json(), visibility_timeout=delay_s,
-                                        time_to_live=NEVER_EXPIRE)
+    delay_s = requeue_delay_s(run.delay_s, random.random())  # noqa: S311 (jitter)
+    attempt = run.message.attempt + 1
+    for number, group in enumerate(fitting_groups(remaining, len(remaining))):
+        batch_id = run.message.batch_id if number == 0 else f"{run.message.batch_id}.{number}"
+        message = BatchMessage(batch_id=batch_id[:128], records=group, attempt=attempt)
+        await services.batches.send_message(message.to_json(), visibility_timeout=delay_s,
+                                            time_to_live=NEVER_EXPIRE)
+    reasons = Counter(run.reason_unfinished(record.id) for record in remaining)
+    run.counts.reenqueued_by_reason.update(reasons)
     run.counts.reenqueued += len(remaining)
     run.counts.requeue_delay_s += delay_s
-    logger.info("batch %s: %d records back on the queue in %d s", run.message.batch_id,
-                len(remaining), delay_s, extra={"event": "batch_requeued"})
+    logger.info("batch %s: %d records back on the queue in %d s (%s)", run.message.batch_id,
+                len(remaining), delay_s, dict(reasons),
+                extra={"event": "batch_requeued", "reasons": dict(reasons)})

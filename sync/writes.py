@@ -1,44 +1,54 @@
-"""Writing enriched records to Dataverse in the configured mode, each request under the governor.
+"""Writing enriched records to Dataverse, in the configured mode, along one path for all modes.
 
-- ``single``: one ``PATCH`` with ``If-Match: *`` per record, in parallel (the seeds' pattern);
-- ``batch``: ``$batch`` requests of ``SYNC_BATCH_OPERATIONS`` PATCHes with continue-on-error;
-- ``bulk``: ``UpdateMultiple`` requests of ``SYNC_BULK_TARGETS`` targets; a failing request
-  rolls back whole, so it is split in halves until the record at fault is alone.
+A write group is what one request carries: one record (``single``: a PATCH with
+``If-Match: *``), up to ``SYNC_BATCH_OPERATIONS`` (``batch``: a ``$batch`` with
+continue-on-error) or up to ``SYNC_BULK_TARGETS`` (``bulk``: ``UpdateMultiple``, which rolls back
+whole). Every group goes through the one governed call (sync.dependency), and its outcome is
+settled the same way whatever the mode:
 
-A request answered "too many operations" is split and sent again. Every record ends written,
-dead-lettered, or unfinished because a service throttled (the worker re-enqueues those).
+- written: each record is marked written;
+- deferred (a throttle, an open circuit): the records wait on the queue;
+- a record fault: alone, the record is dead-lettered; in a group, the group is split (to the
+  size a "too many operations" answer names, else in halves) until the record at fault is alone;
+- an ambiguous fault: a group is split; a record alone is the record's fault when its siblings
+  succeeded since it first failed (after ``SYNC_RECORD_PROBES`` deliveries), else the service's;
+- a service fault (after the retries): the records wait on the queue, never dead-lettered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
-from sync.admission import admitted
-from sync.batchrun import BatchRun
 from sync.batchwire import Operation, OperationResult
 from sync.chunks import chunk
 from sync.contract import RecordRef
 from sync.dataverse import SERVICE as DATAVERSE
 from sync.dataverse import record_path
-from sync.errors import PermanentError, SyncError, Throttled, TransientError
-from sync.http import error_code_and_message, parse_retry_after_s
-from sync.retry import backoff_s, with_retries
+from sync.errors import (
+    AmbiguousFault,
+    Deferred,
+    RecordFault,
+    ServiceFault,
+    SyncError,
+    Throttled,
+)
+from sync.failures.triage import classify_answer
+from sync.messagerun import MessageRun
 from sync.services import Services
+from sync.settle import DeadLetter, judge_alone, service_delay_s
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Enriched = tuple[RecordRef, dict[str, Any]]
-DeadLetter = Callable[[RecordRef, SyncError], Awaitable[None]]
 _ALLOWED: Final = re.compile(r"(\d[\d,]*)\D{0,3}\s*operations|MaxBatchSize\D{0,3}(\d+)", re.I)
 
 
-def allowed_size(error: PermanentError) -> int | None:
+def allowed_size(error: RecordFault) -> int | None:
     """The largest request size a "too many operations" error names, if it is one."""
     match = _ALLOWED.search(error.message)
     if error.status != 400 or match is None:
@@ -51,147 +61,148 @@ def smaller(size: int, allowed: int | None) -> int:
     return max(1, min(size // 2, allowed) if allowed else size // 2)
 
 
-async def write_all(services: Services, run: BatchRun, items: Sequence[Enriched],
-                    dead_letter: DeadLetter) -> None:
-    """Write every item in the configured mode."""
+def group_size(services: Services) -> int:
+    """Records per request in the configured mode."""
     settings = services.settings
-    if settings.write_mode == "single":
-        await asyncio.gather(*(_single(services, run, item, dead_letter) for item in items))
-    elif settings.write_mode == "batch":
-        await asyncio.gather(*(_batch(services, run, list(group), dead_letter)
-                               for group in chunk(items, settings.batch_operations)))
-    else:
-        await asyncio.gather(*(_bulk(services, run, list(group), dead_letter)
-                               for group in chunk(items, settings.bulk_targets)))
+    return {"single": 1, "batch": settings.batch_operations,
+            "bulk": settings.bulk_targets}[settings.write_mode]
 
 
-async def _governed(services: Services, run: BatchRun, call: Callable[[], Awaitable[T]]) -> T:
-    """One request under the governor; a 429 closes the local and the cluster gate."""
-    async def on_429(error: Throttled) -> None:
-        run.count_429(error)
+class Writer:
+    """Writes one message's enriched records; settles every outcome in one place."""
+
+    __slots__ = ("_dead_letter", "_run", "_services")
+
+    def __init__(self, services: Services, run: MessageRun, dead_letter: DeadLetter) -> None:
+        self._services, self._run, self._dead_letter = services, run, dead_letter
+
+    async def write_all(self, items: Sequence[Enriched]) -> None:
+        """Write every item in groups of the configured size, concurrently."""
+        await self._each(list(chunk(items, group_size(self._services))))
+
+    async def _each(self, groups: Sequence[Sequence[Enriched]]) -> None:
+        await asyncio.gather(*(self._group(list(group)) for group in groups))
+
+    async def _group(self, items: list[Enriched]) -> None:
+        first_failure = _FirstFailure(self._services.dataverse_dep.clock.monotonic_s)
         try:
-            await services.cluster.publish_gate(error.retry_after_s, error.code)
-        except Exception:
-            logger.exception("gate not published; this instance still waits",
-                             extra={"event": "gate_publish_failed"})
-
-    return await admitted(services.governor, DATAVERSE, call, on_429=on_429,
-                          stopped=lambda: run.stop_delay(DATAVERSE))
-
-
-async def _with_retries(services: Services, run: BatchRun,
-                        call: Callable[[], Awaitable[T]]) -> T:
-    def note(_: TransientError) -> None:
-        run.counts.transient_retries += 1
-
-    return await with_retries(lambda: _governed(services, run, call),
-                              services.settings.max_retries, note)
-
-
-async def _single(services: Services, run: BatchRun, item: Enriched,
-                  dead_letter: DeadLetter) -> None:
-    record, columns = item
-    entity_set = services.settings.definition.entity_set
-    try:
-        await _with_retries(services, run, lambda: services.dataverse.update(
-            entity_set, record.id, columns))
-    except Throttled as error:
-        run.throttled(error)
-    except SyncError as error:
-        await dead_letter(record, error)
-    else:
-        run.written(record.id)
-
-
-async def _batch(services: Services, run: BatchRun, items: list[Enriched],
-                 dead_letter: DeadLetter) -> None:
-    pending = items
-    for attempt in range(services.settings.max_retries + 1):
-        if attempt:
-            run.counts.transient_retries += len(pending)
-            await asyncio.sleep(backoff_s(attempt, random.random()))  # noqa: S311 (jitter)
-        pending = await _batch_once(services, run, pending, dead_letter)
-        if not pending or run.stopped(DATAVERSE):
-            return
-    for record, _ in pending:
-        await dead_letter(record, TransientError(DATAVERSE, "kept failing inside $batch"))
-
-
-async def _batch_once(services: Services, run: BatchRun, items: list[Enriched],
-                      dead_letter: DeadLetter) -> list[Enriched]:
-    """Send one $batch; answer the items that failed transiently."""
-    entity_set = services.settings.definition.entity_set
-    operations = [Operation("PATCH", record_path(entity_set, record.id), {"If-Match": "*"},
-                            columns) for record, columns in items]
-    try:
-        results = await _with_retries(services, run,
-                                      lambda: services.dataverse.execute_batch(operations))
-    except Throttled as error:
-        run.throttled(error)
-        return []
-    except PermanentError as error:
-        return await _too_large_or_failed(services, run, items, error, dead_letter,
-                                          writer=_batch)
-    except TransientError as error:
-        for record, _ in items:
-            await dead_letter(record, error)
-        return []
-    return await _settle(run, items, results, dead_letter)
-
-
-async def _settle(run: BatchRun, items: list[Enriched], results: list[OperationResult],
-                  dead_letter: DeadLetter) -> list[Enriched]:
-    retry: list[Enriched] = []
-    for index, item in enumerate(items):
-        result = results[index] if index < len(results) else None
-        if result is None or result.status >= 500:
-            retry.append(item)
-        elif result.status == 429:
-            code, _ = error_code_and_message(result.body)
-            retry_after_s = parse_retry_after_s(result.headers.get("Retry-After"))
-            inside = Throttled(DATAVERSE, retry_after_s, code)
-            run.count_429(inside)
-            run.throttled(inside)
-        elif result.status >= 400:
-            code, message = error_code_and_message(result.body)
-            await dead_letter(item[0], PermanentError(DATAVERSE, result.status, code, message))
+            results = await self._services.dataverse_dep.call(
+                first_failure.wrap(lambda: self._send(items)), self._run,
+                split_ambiguous=len(items) > 1)
+        except Deferred as error:
+            self._run.deferred(error)
+        except RecordFault as fault:
+            await self._refused(items, fault)
+        except AmbiguousFault as fault:
+            await self._ambiguous(items, fault, first_failure.sent_s)
+        except ServiceFault as fault:
+            self._wait(items, fault)
         else:
-            run.written(item[0].id)
-    return retry
+            await self._settle(items, results)
 
+    async def _send(self, items: list[Enriched]) -> list[Part] | None:
+        """One request for the group in the configured mode; per-part outcomes for $batch."""
+        services = self._services
+        table = services.settings.definition
+        if services.settings.write_mode == "batch":
+            operations = [Operation("PATCH", record_path(table.entity_set, record.id),
+                                    {"If-Match": "*"}, columns) for record, columns in items]
+            return parts_of(await services.dataverse.execute_batch(operations),
+                            f"PATCH {table.entity_set} in $batch")
+        if len(items) == 1 and services.settings.write_mode == "single":
+            record, columns = items[0]
+            await services.dataverse.update(table.entity_set, record.id, columns)
+            return None
+        await services.dataverse.update_multiple(
+            table.entity_set, table.logical_name, table.key,
+            [(record.id, columns) for record, columns in items])
+        return None
 
-async def _bulk(services: Services, run: BatchRun, items: list[Enriched],
-                dead_letter: DeadLetter) -> None:
-    table = services.settings.definition
-    targets = [(record.id, columns) for record, columns in items]
-    try:
-        await _with_retries(services, run, lambda: services.dataverse.update_multiple(
-            table.entity_set, table.logical_name, table.key, targets))
-    except Throttled as error:
-        run.throttled(error)
-    except PermanentError as error:
-        await _too_large_or_failed(services, run, items, error, dead_letter, writer=_bulk)
-    except TransientError as error:
+    async def _settle(self, items: list[Enriched], parts: list[Part] | None) -> None:
+        if parts is None:
+            for record, _ in items:
+                self._run.written(record.id)
+            return
+        await self._settle_parts(items, parts)
+
+    async def _settle_parts(self, items: list[Enriched], parts: list[Part]) -> None:
+        """A $batch answered: each part is an outcome of its own, judged by the same triage."""
+        again: list[Enriched] = []
+        for item, fault in zip(items, parts, strict=True):
+            if fault is None:
+                self._run.written(item[0].id)
+            elif isinstance(fault, Throttled):
+                await self._services.dataverse_dep.on_throttled(fault, self._run)
+                self._run.deferred(fault)
+            elif isinstance(fault, RecordFault):
+                await self._dead_letter(item[0], fault)
+            else:
+                again.append(item)
+        if again:
+            await self._again(again)
+
+    async def _again(self, items: list[Enriched]) -> None:
+        """Parts that failed for the service's reasons (or ambiguously) go one by one, so
+        the triage and the scope decide each under the governed call and its retries."""
+        await self._each([[item] for item in items])
+
+    async def _refused(self, items: list[Enriched], fault: RecordFault) -> None:
+        if len(items) == 1:
+            await self._dead_letter(items[0][0], fault)
+            return
+        size = smaller(len(items), allowed_size(fault))
+        logger.info("request of %d refused (%s); resending in parts of %d", len(items),
+                    fault.code or fault.status, size, extra={"event": "request_split"})
+        await self._each(list(chunk(items, size)))
+
+    async def _ambiguous(self, items: list[Enriched], fault: AmbiguousFault,
+                         first_failure_s: float) -> None:
+        if len(items) > 1:
+            await self._each(list(chunk(items, smaller(len(items), None))))
+            return
+        services = self._services
+        await judge_alone(self._run, items[0][0], fault, first_failure_s=first_failure_s,
+                          dependency=services.dataverse_dep,
+                          probes=services.settings.record_probes,
+                          policy=services.circuit_policy, dead_letter=self._dead_letter)
+
+    def _wait(self, items: list[Enriched], fault: ServiceFault) -> None:
         for record, _ in items:
-            await dead_letter(record, error)
-    else:
-        for record, _ in items:
-            run.written(record.id)
+            self._run.failed(record, fault, reason="service_fault")
+        self._run.wait(service_delay_s(self._run, self._services.circuit_policy))
 
 
-Writer = Callable[[Services, BatchRun, list[Enriched], DeadLetter], Awaitable[None]]
+Part = SyncError | None
+"""One $batch part's outcome: None when it succeeded, else the error the triage names."""
 
 
-async def _too_large_or_failed(services: Services, run: BatchRun, items: list[Enriched],
-                               error: PermanentError, dead_letter: DeadLetter, *,
-                               writer: Writer) -> list[Enriched]:
-    """Split a refused request and send the halves; a single record at fault is dead-lettered."""
-    if len(items) == 1:
-        await dead_letter(items[0][0], error)
-        return []
-    size = smaller(len(items), allowed_size(error))
-    logger.info("request of %d refused (%s); resending in parts of %d", len(items),
-                error.code or error.status, size, extra={"event": "request_split"})
-    await asyncio.gather(*(writer(services, run, list(part), dead_letter)
-                           for part in chunk(items, size)))
-    return []
+def parts_of(results: Sequence[OperationResult], where: str) -> list[Part]:
+    """Each part judged; when every part failed for the service's reasons the whole request
+    raises the first of them, so the governed call retries it and the circuit counts it."""
+    parts = [classify_answer(DATAVERSE, r.status, r.headers, r.body, where=where)
+             for r in results]
+    service = [part for part in parts if isinstance(part, ServiceFault)]
+    if service and len(service) == len(parts):
+        raise service[0]
+    return parts
+
+
+class _FirstFailure:
+    """Remembers when the first failed attempt of a call was sent (the scope's evidence)."""
+
+    __slots__ = ("_now_s", "sent_s")
+
+    def __init__(self, now_s: Callable[[], float]) -> None:
+        self._now_s = now_s
+        self.sent_s = float("inf")
+
+    def wrap(self, send: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+        async def sent() -> T:
+            started_s = self._now_s()
+            try:
+                return await send()
+            except ServiceFault:
+                self.sent_s = min(self.sent_s, started_s)
+                raise
+
+        return sent

@@ -3,21 +3,51 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import azure.functions as func
 import pytest
 
+from sync.entry import MisconfiguredApp
 from sync.local.functions_index import index, load_app
 from sync.names import BATCH_QUEUE, PLAN_QUEUE, STORAGE_CONNECTION
 
 APP_PATH = Path(__file__).parents[1] / "function_app.py"
+VALID_ENV = {"AzureWebJobsStorage": "UseDevelopmentStorage=true",
+             "DATAVERSE_URL": "https://contoso.crm.dynamics.com",
+             "ENRICHMENT_URL": "https://enrich.example.com", "ENRICHMENT_API_KEY": "k"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def valid_settings() -> Iterator[None]:
+    """function_app.py checks the settings when it loads; these are valid."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in VALID_ENV.items():
+            patch.setenv(name, value)
+        yield
 
 
 @pytest.fixture(scope="module")
 def functions() -> dict[str, Any]:
     return {f.get_function_name(): f for f in load_app(APP_PATH).get_functions()}
+
+
+def test_a_misconfigured_app_fails_to_load_naming_every_bad_setting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ENRICHMENT_URL")
+    monkeypatch.setenv("SYNC_WRITE_MODE", "fast")
+    monkeypatch.setenv("SYNC_MAX_RETRIES", "many")
+    with pytest.raises(MisconfiguredApp) as caught:
+        load_app(APP_PATH)
+    lines = [line for line in str(caught.value).splitlines() if line.startswith("  - ")]
+    assert lines == [
+        "  - ENRICHMENT_URL is required: Base URL of the enrichment API.",
+        "  - SYNC_WRITE_MODE must be one of single, batch, bulk, got 'fast'",
+        "  - SYNC_MAX_RETRIES must be an integer, got 'many'",
+    ]
+    assert "k" not in str(caught.value).split(":", 1)[0]
 
 
 def test_exactly_the_expected_functions(functions: dict[str, Any]) -> None:

@@ -27,13 +27,24 @@ from sync.producer import messages_for, read_jsonl
 from sync.settings import StorageSettings
 
 ROOT = Path(__file__).parents[1]
-SCHEMA = json.loads((ROOT / "schemas" / "batch-message.v1.json").read_text())
+SCHEMA = json.loads((ROOT / "schemas" / "batch-message.v2.json").read_text())
+SCHEMA_V1 = json.loads((ROOT / "schemas" / "batch-message.v1.json").read_text())
 GUID = "5b1c2a3e-0000-4000-8000-000000000001"
 RECORD = {"id": GUID, "input": "https://www.contoso.com"}
 SAMPLES = [
     ({"version": 1, "batch_id": "b-1", "records": [RECORD]}, True),
     ({"version": 1, "batch_id": "b-1", "attempt": 3, "records": [RECORD]}, True),
-    ({"version": 2, "batch_id": "b-1", "records": [RECORD]}, False),
+    ({"version": 2, "batch_id": "b-1", "records": [RECORD]}, True),
+    ({"version": 2, "batch_id": "b-1", "attempt": 4, "records": [
+        {**RECORD, "history": {"strikes": 1, "attempts": 5, "first_seen": "2026-12-01T02:00:00Z",
+                               "last_seen": "2026-12-01T02:05:00Z", "last_fault": "503"}}]},
+     True),
+    ({"version": 2, "batch_id": "b-1", "records": [{**RECORD, "history": {"strikes": -1}}]},
+     False),
+    ({"version": 2, "batch_id": "b-1", "records": [{**RECORD, "history": {"why": "x"}}]},
+     False),
+    ({"version": 1, "batch_id": "b-1", "records": [{**RECORD, "history": {}}]}, False),
+    ({"version": 3, "batch_id": "b-1", "records": [RECORD]}, False),
     ({"batch_id": "b-1", "records": [RECORD]}, False),
     ({"version": 1, "batch_id": "b/1", "records": [RECORD]}, False),
     ({"version": 1, "batch_id": "b-1", "records": []}, False),
@@ -47,7 +58,8 @@ SAMPLES = [
 
 @pytest.mark.parametrize(("message", "valid"), SAMPLES)
 def test_schema_and_worker_agree(message: dict[str, object], valid: bool) -> None:
-    schema_ok = jsonschema.Draft202012Validator(SCHEMA).is_valid(message)
+    schema = SCHEMA_V1 if message.get("version") == 1 else SCHEMA
+    schema_ok = jsonschema.Draft202012Validator(schema).is_valid(message)
     try:
         decode_batch(json.dumps(message).encode())
         worker_ok = True
@@ -58,6 +70,7 @@ def test_schema_and_worker_agree(message: dict[str, object], valid: bool) -> Non
 
 def test_schema_is_a_valid_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    jsonschema.Draft202012Validator.check_schema(SCHEMA_V1)
 
 
 def test_jsonl_errors_name_their_line() -> None:

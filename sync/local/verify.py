@@ -11,7 +11,7 @@ from azure.storage.queue.aio import QueueClient
 
 from sync.definition import SyncDefinition
 from sync.enrichment import columns_from, domain_of
-from sync.errors import PermanentError
+from sync.errors import RecordFault
 from sync.local.emulators.enrichment import profile_for
 
 
@@ -36,7 +36,7 @@ def expected_columns(website: str | None, definition: SyncDefinition) -> dict[st
         return None
     try:
         return columns_from(profile_for(domain_of(website)), definition.mapping)
-    except PermanentError:
+    except RecordFault:
         return None
 
 

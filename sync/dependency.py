@@ -1,0 +1,158 @@
+"""One governed call to a dependency: the only path every request to Dataverse or the
+enrichment API takes, for every write mode, the planner's reads and the enrichment calls.
+
+In order: the message may have stopped sending to this dependency (a throttle or an open
+circuit met earlier: the call is deferred at once); the circuit admits it (or raises
+CircuitOpen); the governor admits it (limit, gate); the answer is judged by the triage and
+booked: a 429 closes the gate (and is published to the cluster) and is waited out in-process
+when short, a service fault counts toward the circuit (an opening is published), a success
+resets it and is evidence for the scope of ambiguous faults. Service faults are retried by the
+one retry loop; what is left is raised for the caller to defer or dead-letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final, Protocol, TypeVar
+
+from sync.clock import SYSTEM_CLOCK, Clock
+from sync.errors import AmbiguousFault, RecordFault, ServiceFault, Throttled
+from sync.failures.circuit import Circuit, CircuitView
+from sync.failures.retry import RetryPolicy, retrying
+from sync.failures.scope import ScopeLog
+from sync.governor import GATE_CODE, Governor
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+SHORT_WAIT_RETRIES: Final = 3
+"""Short throttles waited out in-process for one call before it is deferred to the queue."""
+
+Publish = Callable[[CircuitView], Awaitable[None]]
+PublishGate = Callable[[Throttled], Awaitable[None]]
+
+
+class CallHooks(Protocol):
+    """What one message's run is told about its calls (sync.messagerun.MessageRun)."""
+
+    def stop_delay(self, service: str) -> float | None:
+        """The delay once the message stopped sending to ``service``; None while it may."""
+
+    def count_429(self, error: Throttled) -> None: ...
+
+    def count_retry(self, fault: ServiceFault) -> None: ...
+
+
+class Dependency:
+    """A service we call, with its governor, circuit and scope log."""
+
+    __slots__ = ("_publish", "_publish_gate", "circuit", "clock", "governor", "name", "policy",
+                 "scope")
+
+    def __init__(self, name: str, governor: Governor, circuit: Circuit, policy: RetryPolicy,
+                 *, clock: Clock = SYSTEM_CLOCK, publish: Publish | None = None,
+                 publish_gate: PublishGate | None = None) -> None:
+        self.name, self.governor, self.circuit, self.policy = name, governor, circuit, policy
+        self.clock = clock
+        self.scope = ScopeLog()
+        self._publish, self._publish_gate = publish, publish_gate
+
+    def __repr__(self) -> str:
+        return f"Dependency({self.name!r}, {self.governor!r}, {self.circuit!r})"
+
+    async def call(self, send: Callable[[], Awaitable[T]], hooks: CallHooks, *,
+                   split_ambiguous: bool = False) -> T:
+        """``send()`` under every rule above. With ``split_ambiguous`` an ambiguous fault is
+        raised at once (the caller splits its request) instead of retried."""
+        return await retrying(lambda: self._admitted(send, hooks), self.policy, clock=self.clock,
+                              on_retry=lambda fault, _: hooks.count_retry(fault),
+                              retryable=lambda fault: not (split_ambiguous and
+                                                           isinstance(fault, AmbiguousFault)))
+
+    async def _admitted(self, send: Callable[[], Awaitable[T]], hooks: CallHooks) -> T:
+        for attempt in range(SHORT_WAIT_RETRIES + 1):
+            try:
+                return await self._once(send, hooks)
+            except Throttled as error:
+                if error.code == GATE_CODE or error.retry_after_s > self.governor.max_wait_s \
+                        or attempt == SHORT_WAIT_RETRIES:
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    async def _once(self, send: Callable[[], Awaitable[T]], hooks: CallHooks) -> T:
+        self._refuse_if_stopped(hooks)
+        async with self.governor:
+            self._refuse_if_stopped(hooks)
+            self.circuit.admit()
+            sent_s = self.clock.monotonic_s()
+            try:
+                result = await send()
+            except Throttled as error:
+                await self.on_throttled(error, hooks)
+                raise
+            except RecordFault:
+                self._answered(sent_s, accepted=False)
+                raise
+            except ServiceFault as fault:
+                await self._failed(fault)
+                raise
+        self._answered(sent_s, accepted=True)
+        return result
+
+    def _refuse_if_stopped(self, hooks: CallHooks) -> None:
+        delay_s = hooks.stop_delay(self.name)
+        if delay_s is not None:
+            raise Throttled(self.name, delay_s, GATE_CODE)
+
+    async def on_throttled(self, error: Throttled, hooks: CallHooks) -> None:
+        """A 429 (answered directly or inside a $batch part): close the gate here and for the
+        cluster, count it."""
+        self.circuit.released()
+        self.governor.throttled(error)
+        hooks.count_429(error)
+        if self._publish_gate is not None:
+            try:
+                await self._publish_gate(error)
+            except Exception:
+                logger.exception("gate not published; this instance still waits",
+                                 extra={"event": "gate_publish_failed"})
+
+    def _answered(self, sent_s: float, *, accepted: bool) -> None:
+        before = self.circuit.view
+        self.circuit.succeeded()
+        self.governor.succeeded()
+        if accepted:
+            self.scope.succeeded(sent_s)
+        if self.circuit.view != before:
+            logger.info("%s circuit closed", self.name,
+                        extra={"event": "circuit_closed", "service": self.name})
+            self._schedule_publish()
+
+    async def _failed(self, fault: ServiceFault) -> None:
+        if not self.circuit.failed(fault):
+            return
+        logger.warning("%s circuit open for %.0f s: %s", self.name, self.circuit.open_for_s(),
+                       self.circuit.view.reason,
+                       extra={"event": "circuit_opened", "service": self.name})
+        await self._publish_view()
+
+    def _schedule_publish(self) -> None:
+        """Publish a closing without holding up the call that closed it (tracked, never lost)."""
+        if self._publish is not None:
+            task = asyncio.get_running_loop().create_task(self._publish_view())
+            _PUBLISHING.add(task)
+            task.add_done_callback(_PUBLISHING.discard)
+
+    async def _publish_view(self) -> None:
+        if self._publish is None:
+            return
+        try:
+            await self._publish(self.circuit.view)
+        except Exception:
+            logger.exception("circuit state not published",
+                             extra={"event": "circuit_publish_failed"})
+
+
+_PUBLISHING: set[asyncio.Task[None]] = set()

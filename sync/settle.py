@@ -1,0 +1,39 @@
+"""Settling what could not be decided by the answer alone: an ambiguous fault on one record,
+and how long records left by a service fault wait before they come back."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+
+from sync.contract import RecordRef
+from sync.deadletter import SUSPECTED
+from sync.dependency import Dependency
+from sync.errors import AmbiguousFault, RecordFault
+from sync.failures.circuit import CircuitPolicy
+from sync.failures.scope import is_record_fault
+from sync.messagerun import MessageRun
+
+DeadLetter = Callable[[RecordRef, RecordFault | AmbiguousFault], Awaitable[None]]
+
+
+def service_delay_s(run: MessageRun, policy: CircuitPolicy,
+                    rand: Callable[[], float] = random.random) -> float:
+    """How long records left by a service fault wait: longer with every delivery, jittered, up
+    to the circuit's cap."""
+    return policy.open_for_s(run.message.attempt + 1, rand())
+
+
+async def judge_alone(run: MessageRun, record: RecordRef, fault: AmbiguousFault, *,
+                      first_failure_s: float, dependency: Dependency, probes: int,
+                      policy: CircuitPolicy, dead_letter: DeadLetter) -> None:
+    """One record met an ambiguous fault through every retry: it is the record's when other
+    work sent since its first failure succeeded (after ``probes`` such deliveries), else the
+    service's. Either way nothing is dead-lettered on one delivery's word."""
+    evidence = dependency.scope.siblings_succeeded_since(first_failure_s)
+    reason = SUSPECTED if evidence else "service_fault"
+    run.failed(record, fault, strike=evidence, reason=reason)
+    if evidence and is_record_fault(run.history_of(record).strikes, probes):
+        await dead_letter(record, fault)
+        return
+    run.wait(service_delay_s(run, policy))
