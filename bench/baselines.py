@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from sync.http import error_code_and_message, parse_retry_after_s
+from sync.failures.triage import error_code_and_message, parse_retry_after_s
 
 API: Final = "/api/data/v9.2/"
 MAX_RETRIES: Final = 10
