@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sync.local.emulators.webapi.faults import FaultBook, RuleError, parse_rule
+from sync.local.emulators.webapi.faults import FaultBook, Rule, RuleError, parse_rule
 
 BookOf = Callable[[web.Application], FaultBook]
 
@@ -22,9 +22,10 @@ def add_fault_routes(app: web.Application, book_of: BookOf) -> None:
             data: Any = await request.json()
         except ValueError:
             return _refused("send a JSON object (a rule) or a list of rules")
+        items = data if isinstance(data, list) else [data]
         try:
-            rules = [parse_rule(item, book.dialect)
-                     for item in (data if isinstance(data, list) else [data])]
+            rules = [_parsed(item, book, n if isinstance(data, list) else None)
+                     for n, item in enumerate(items)]
         except RuleError as error:
             return _refused(str(error))
         added = [book.add(rule).id for rule in rules]
@@ -39,6 +40,14 @@ def add_fault_routes(app: web.Application, book_of: BookOf) -> None:
     app.router.add_post("/_emulator/faults", add)
     app.router.add_get("/_emulator/faults", listing)
     app.router.add_delete("/_emulator/faults", clear)
+
+
+def _parsed(item: Any, book: FaultBook, index: int | None) -> Rule:
+    try:
+        return parse_rule(item, book.dialect)
+    except RuleError as error:
+        raise RuleError(f"rules[{index}]: {error}" if index is not None else str(error)) \
+            from None
 
 
 def _refused(reason: str) -> web.Response:

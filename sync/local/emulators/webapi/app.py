@@ -121,6 +121,7 @@ async def _serve(emulator: Emulator, request: web.Request,
     if fault == "slow":
         emulator.stats.faults["slow"] += 1
         cost_ms += config.slow_ms
+        answer.headers[injection.FAULT_HEADER] = "slow"
     if rule is not None and rule.kind in injection.MALFORMED:
         answer = _malformed(emulator, rule, answer)
     await asyncio.sleep(cost_ms / 1000)

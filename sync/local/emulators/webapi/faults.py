@@ -81,6 +81,8 @@ class Dialect:
     kinds: tuple[str, ...] = KINDS
     hits: tuple[str, ...] = HITS
     default_field: str = "value"
+    default_code: str = "0x80040216"
+    default_message: str = "An unexpected error occurred."
 
 
 _USER: Final = "00000000-0000-0000-0000-00000000beef"
@@ -165,9 +167,10 @@ def _error_fields(data: Mapping[str, Any], dialect: Dialect) -> dict[str, Any]:
     if retry_after_s is not None and (not isinstance(retry_after_s, int | float)
                                       or retry_after_s < 0):
         raise RuleError("retry_after_s must be a number of seconds >= 0")
-    return {"status": status, "code": _text(data, "code", preset.code if preset else ""),
+    return {"status": status,
+            "code": _text(data, "code", preset.code if preset else dialect.default_code),
             "message": _text(data, "message", preset.message if preset else
-                             "An unexpected error occurred."),
+                             dialect.default_message),
             "retry_after_s": None if retry_after_s is None else float(retry_after_s)}
 
 

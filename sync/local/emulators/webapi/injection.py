@@ -17,7 +17,9 @@ from sync.local.emulators.webapi.ops import Answer
 NOT_JSON_BODY = (b"<!DOCTYPE html><html><head><title>Service Unavailable</title></head>"
                  b"<body><h1>The service is temporarily unavailable.</h1></body></html>")
 """What a 200 that is not JSON carries: a gateway's HTML page."""
-__all__ = ["MALFORMED", "check_records", "error_response", "malformed", "target_of"]
+FAULT_HEADER = "x-emulator-fault"
+"""Names the fault an answer carries (slow, or a rule's name), so tests count them."""
+__all__ = ["FAULT_HEADER", "MALFORMED", "check_records", "error_response", "malformed", "target_of"]
 
 
 def target_of(method: str, path: str) -> Target:
@@ -32,8 +34,9 @@ def target_of(method: str, path: str) -> Target:
 
 def error_response(rule: Rule) -> web.Response:
     """The OData error a rule answers, with ``Retry-After`` when it gives one."""
-    headers = {} if rule.retry_after_s is None else {
-        "Retry-After": f"{rule.retry_after_s:g}"}
+    headers = {FAULT_HEADER: rule.name}
+    if rule.retry_after_s is not None:
+        headers["Retry-After"] = f"{rule.retry_after_s:g}"
     return web.json_response(ODataError(rule.status, rule.code, rule.message).body(),
                              status=rule.status, headers=headers)
 
@@ -43,7 +46,8 @@ def malformed(rule: Rule, answer: Answer) -> Answer | None:
     with a JSON object (nothing to break)."""
     if answer.status != 200 or not isinstance(answer.body, dict):
         return None
-    headers = {**answer.headers, "Content-Type": "application/json; odata.metadata=minimal"}
+    headers = {**answer.headers, "Content-Type": "application/json; odata.metadata=minimal",
+               FAULT_HEADER: rule.name}
     if rule.kind == "not_json":
         return Answer(200, NOT_JSON_BODY, headers, answer.cost_ms)
     if rule.kind == "truncated_json":
