@@ -130,7 +130,9 @@ def parse_rule(data: Any, dialect: Dialect) -> Rule:
     kind = _choice(data, "kind", dialect.kinds, "error" if "preset" in data else None)
     error = _error_fields(data, dialect) if kind == "error" else {}
     keys = _keys(data, dialect.keys_field)
-    hits = _choice(data, "hits", dialect.hits, _default_hits(kind, keys))
+    default_hits = _default_hits(kind, keys)
+    hits = _choice(data, "hits", dialect.hits,
+                   default_hits if default_hits in dialect.hits else "all")
     if keys and kind != "error":
         raise RuleError(f"{dialect.keys_field} go with kind error only")
     rule = Rule(kind=kind, name="", hits=hits, keys=keys, rate=_rate(data),
