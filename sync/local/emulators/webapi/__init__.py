@@ -19,7 +19,8 @@ Admin endpoints (no auth, never throttled, never counted):
   (``single``, ``batch``, ``bulk``) and ``overall``;
 - ``GET /_emulator/records?entityset=accounts``: ``{"value": [every row]}``;
 - ``PATCH /_emulator/config``: change ``dop_hint``, the fault rates, costs or limits at run time;
-- ``POST /_emulator/reset-stats``: every counter back to zero (records included).
+- ``POST /_emulator/reset-stats``: every counter back to zero (records included);
+- ``POST|GET|DELETE /_emulator/faults``: add, list, clear fault rules (``faults.py``).
 """
 
 from __future__ import annotations
