@@ -9,15 +9,14 @@ from typing import Any
 import pytest
 
 from sync.clock import ManualClock
+from sync.local.emulators.webapi.fault_parsing import RuleError, parse_rule
 from sync.local.emulators.webapi.faults import (
     DATAVERSE,
     Entry,
     FaultBook,
     Rule,
-    RuleError,
     Target,
     hits,
-    parse_rule,
     pick,
 )
 from sync.local.emulators.webapi.injection import target_of, touched_ids

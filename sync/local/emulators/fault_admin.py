@@ -8,7 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from sync.local.emulators.webapi.faults import FaultBook, Rule, RuleError, parse_rule
+from sync.local.emulators.webapi.fault_parsing import RuleError, parse_rule
+from sync.local.emulators.webapi.faults import FaultBook, Rule
 
 BookOf = Callable[[web.Application], FaultBook]
 

@@ -9,7 +9,8 @@ import json
 from sync.local.emulators import until_signalled
 from sync.local.emulators.enrichment.app import EnrichmentConfig, start_enrichment
 from sync.local.emulators.enrichment.faults import ENRICHMENT
-from sync.local.emulators.webapi.faults import Rule, RuleError, parse_rule
+from sync.local.emulators.webapi.fault_parsing import RuleError, parse_rule
+from sync.local.emulators.webapi.faults import Rule
 
 
 def fault_rule(text: str) -> Rule:

@@ -10,7 +10,8 @@ from typing import Any, Final
 
 from sync.local.emulators import until_signalled
 from sync.local.emulators.webapi import EmulatorConfig, start_emulator
-from sync.local.emulators.webapi.faults import DATAVERSE, Rule, RuleError, parse_rule
+from sync.local.emulators.webapi.fault_parsing import RuleError, parse_rule
+from sync.local.emulators.webapi.faults import DATAVERSE, Rule
 
 _HELP: Final = {
     "servers": "simulated web servers behind the endpoint (2; most environments have several)",
