@@ -50,6 +50,8 @@ async def test_each_preset_answers_its_documented_error_on_writes_only(
     assert refused.headers[FAULT_HEADER] == preset
     if expected.retry_after_s is not None:
         assert float(refused.headers["Retry-After"]) == expected.retry_after_s
+    assert ("WWW-Authenticate" in refused.headers) is (expected.status == 401)
+    assert "x-ms-dop-hint" in refused.headers  # an answer of the service, headers and all
     assert (await client.get("accounts")).status == 200
     assert (await client.row(record) or {})["description"] is None
     assert await faults(client) == {preset: 1}

@@ -93,6 +93,12 @@ DATAVERSE: Final = Dialect(keys_field="record_ids", presets={
         f"Principal user (Id={_USER}, type=8, roleCount=1), is missing prvWriteAccount "
         "privilege (Id=a5d4a4b2-0000-0000-0000-000000000000) on OTC=1 for entity 'account'. "
         f"context.Caller={_USER}"),
+    "403-record-access": Preset(
+        403, "0x80040220",
+        "SecLib::AccessCheckEx failed. Returned hr = -2147187962, ObjectID: "
+        "6e1f0d4c-0000-4000-8000-000000000000, OwnerId: 7a2b9c1d-0000-0000-0000-000000000000, "
+        f"OwnerIdType: 8 and CallingUser: {_USER}. ObjectTypeCode: 1, objectBusinessUnitId: "
+        "9f3e2d1c-0000-0000-0000-000000000000, AccessRights: WriteAccess "),
     "500-plugin": Preset(
         500, "0x80040265",
         "An unexpected error occurred from ISV code. (ErrorType = ClientError) Unexpected "

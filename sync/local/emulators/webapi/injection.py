@@ -17,6 +17,9 @@ from sync.local.emulators.webapi.ops import Answer
 NOT_JSON_BODY = (b"<!DOCTYPE html><html><head><title>Service Unavailable</title></head>"
                  b"<body><h1>The service is temporarily unavailable.</h1></body></html>")
 """What a 200 that is not JSON carries: a gateway's HTML page."""
+WWW_AUTHENTICATE = ("Bearer authorization_uri=https://login.microsoftonline.com/"
+                    "00000000-0000-0000-0000-000000000000/oauth2/authorize")
+"""What the service's 401 carries (the tenant is made up)."""
 FAULT_HEADER = "x-emulator-fault"
 """Names the fault an answer carries (slow, or a rule's name), so tests count them."""
 __all__ = ["FAULT_HEADER", "MALFORMED", "check_records", "error_response", "malformed", "target_of"]
@@ -37,6 +40,8 @@ def error_response(rule: Rule) -> web.Response:
     headers = {FAULT_HEADER: rule.name}
     if rule.retry_after_s is not None:
         headers["Retry-After"] = f"{rule.retry_after_s:g}"
+    if rule.status == 401:
+        headers["WWW-Authenticate"] = WWW_AUTHENTICATE
     return web.json_response(ODataError(rule.status, rule.code, rule.message).body(),
                              status=rule.status, headers=headers)
 
