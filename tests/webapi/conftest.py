@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
+from sync.clock import SYSTEM_CLOCK, Clock
 from sync.local.emulators.webapi import EmulatorConfig, RunningEmulator, start_emulator
 
 API = "/api/data/v9.2/"
@@ -54,10 +55,12 @@ class Client:
         self.running: RunningEmulator | None = None
         self.token = token_for("test-user")
 
-    async def configure(self, config: EmulatorConfig | None = None, **fields: Any) -> None:
-        """(Re)start the emulator with ``config``, or an EmulatorConfig of ``fields``."""
+    async def configure(self, config: EmulatorConfig | None = None, *,
+                        clock: Clock = SYSTEM_CLOCK, **fields: Any) -> None:
+        """(Re)start the emulator with ``config``, or an EmulatorConfig of ``fields``; its
+        fault windows run on ``clock``."""
         await self.close()
-        self.running = await start_emulator(config or EmulatorConfig(**fields))
+        self.running = await start_emulator(config or EmulatorConfig(**fields), clock=clock)
 
     @property
     def url(self) -> str:

@@ -19,7 +19,8 @@ Admin endpoints (no auth, never throttled, never counted):
   (``single``, ``batch``, ``bulk``) and ``overall``;
 - ``GET /_emulator/records?entityset=accounts``: ``{"value": [every row]}``;
 - ``PATCH /_emulator/config``: change ``dop_hint``, the fault rates, costs or limits at run time;
-- ``POST /_emulator/reset-stats``: every counter back to zero (records included).
+- ``POST /_emulator/reset-stats``: every counter back to zero (records included);
+- ``POST|GET|DELETE /_emulator/faults``: add, list, clear fault rules (``faults.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from sync.clock import SYSTEM_CLOCK, Clock
 from sync.local.emulators.webapi.app import create_app
 from sync.local.emulators.webapi.config import EmulatorConfig
 
@@ -46,9 +48,9 @@ class RunningEmulator:
 
 
 async def start_emulator(config: EmulatorConfig, host: str = "127.0.0.1",
-                         port: int = 0) -> RunningEmulator:
-    """Serve the emulator on ``host:port`` (0 picks a free port)."""
-    runner = web.AppRunner(create_app(config), access_log=None)
+                         port: int = 0, clock: Clock = SYSTEM_CLOCK) -> RunningEmulator:
+    """Serve the emulator on ``host:port`` (0 picks a free port); fault windows on ``clock``."""
+    runner = web.AppRunner(create_app(config, clock), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     bound = runner.addresses[0]

@@ -1,5 +1,5 @@
 """The admin endpoints (no auth, never throttled, never counted): stats, the records, the
-settings that can change at run time, and a reset of the counters."""
+settings that can change at run time, a reset of the counters, and the fault rules."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Final
 
 from aiohttp import web
 
+from sync.local.emulators.fault_admin import add_fault_routes
 from sync.local.emulators.webapi.ops import Counters
 from sync.local.emulators.webapi.servers import EMULATOR
 
@@ -22,6 +23,7 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/_emulator/records", _records)
     app.router.add_patch("/_emulator/config", _change_config)
     app.router.add_post("/_emulator/reset-stats", _reset_stats)
+    add_fault_routes(app, lambda served: served[EMULATOR].rules)
 
 
 async def _stats(request: web.Request) -> web.Response:

@@ -13,7 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from sync.local.emulators.webapi import limits
+from sync.clock import SYSTEM_CLOCK, Clock
+from sync.local.emulators.webapi import injection, limits
 from sync.local.emulators.webapi.admin import add_admin_routes
 from sync.local.emulators.webapi.batch import (
     Request,
@@ -24,6 +25,7 @@ from sync.local.emulators.webapi.batch import (
 )
 from sync.local.emulators.webapi.bulk import MESSAGES, bulk
 from sync.local.emulators.webapi.config import EmulatorConfig
+from sync.local.emulators.webapi.faults import DATAVERSE, FaultBook, Rule
 from sync.local.emulators.webapi.odata import ODataError
 from sync.local.emulators.webapi.ops import (
     API,
@@ -40,11 +42,15 @@ from sync.local.emulators.webapi.servers import EMULATOR, Emulator, user_of
 from sync.local.emulators.webapi.store import accounts
 
 
-def create_app(config: EmulatorConfig) -> web.Application:
-    """The emulator as an aiohttp application (``emulator`` key holds its state)."""
+def create_app(config: EmulatorConfig, clock: Clock = SYSTEM_CLOCK) -> web.Application:
+    """The emulator as an aiohttp application (``emulator`` key holds its state); fault
+    rules' windows run on ``clock``."""
     world = World(config, {"accounts": accounts(config.records, config.seed)},
                   rng=random.Random(config.seed))
-    emulator = Emulator(config, world, faults=random.Random(config.seed + 1))
+    rules = FaultBook(clock, random.Random(config.seed + 2), DATAVERSE)
+    for rule in config.fault_rules:
+        rules.add(rule)
+    emulator = Emulator(config, world, faults=random.Random(config.seed + 1), rules=rules)
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[EMULATOR] = emulator
     app.router.add_route("*", API + "{path:.*}", _api)
@@ -101,6 +107,9 @@ async def _serve(emulator: Emulator, request: web.Request,
         await asyncio.sleep(config.request_overhead_ms / 1000)
         error = ODataError(int(fault), "0x80040216", "An unexpected error occurred.")
         return _error(error, {}), config.request_overhead_ms
+    rule = emulator.rules.pick(injection.target_of(request.method, request.match_info["path"]))
+    if rule is not None and rule.kind in ("error", "reset"):
+        return _refuse(emulator, rule, request), config.request_overhead_ms
     body = await request.read()
     try:
         answer = _dispatch(emulator, request.method, request.match_info["path"],
@@ -112,8 +121,31 @@ async def _serve(emulator: Emulator, request: web.Request,
     if fault == "slow":
         emulator.stats.faults["slow"] += 1
         cost_ms += config.slow_ms
+        answer.headers[injection.FAULT_HEADER] = "slow"
+    if rule is not None and rule.kind in injection.MALFORMED:
+        answer = _malformed(emulator, rule, answer)
     await asyncio.sleep(cost_ms / 1000)
+    if rule is not None and rule.kind == "commit_then_drop" and answer.status < 400:
+        return _refuse(emulator, rule, request), cost_ms
     return _response(answer), cost_ms
+
+
+def _refuse(emulator: Emulator, rule: Rule, request: web.Request) -> web.Response | None:
+    """A rule's answer instead of the truth: its error, or a dropped connection (None)."""
+    emulator.stats.faults[rule.name] += 1
+    if rule.kind == "error":
+        return injection.error_response(rule)
+    if request.transport is not None:
+        request.transport.abort()
+    return None
+
+
+def _malformed(emulator: Emulator, rule: Rule, answer: Answer) -> Answer:
+    broken = injection.malformed(rule, answer)
+    if broken is None:
+        return answer
+    emulator.stats.faults[rule.name] += 1
+    return broken
 
 
 def _fault(config: EmulatorConfig, draw: float) -> str | None:
@@ -142,6 +174,8 @@ def _dispatch(emulator: Emulator, method: str, path: str, *, query: Mapping[str,
     if path == "$batch" and method == "POST":
         return _batch(emulator, headers, raw, user)
     body = _json(raw)
+    injection.check_records(emulator.rules, emulator.stats.faults, method, path, body=body,
+                            key_of={name: t.key for name, t in world.tables.items()})
     entity_set, _, message = path.partition("/Microsoft.Dynamics.CRM.")
     if message:
         if message not in MESSAGES or method != "POST":

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from dataclasses import fields
 from typing import Any, Final
 
 from sync.local.emulators import until_signalled
 from sync.local.emulators.webapi import EmulatorConfig, start_emulator
+from sync.local.emulators.webapi.fault_parsing import RuleError, parse_rule
+from sync.local.emulators.webapi.faults import DATAVERSE, Rule
 
 _HELP: Final = {
     "servers": "simulated web servers behind the endpoint (2; most environments have several)",
@@ -48,16 +51,33 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """One option per EmulatorConfig field, plus where to listen."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one")
+    parser.add_argument("--fault", action="append", type=fault_rule, default=None,
+                        dest="fault_rules", metavar="JSON",
+                        help="a fault rule in force from the start, as JSON; repeatable "
+                             "(none). E.g. '{\"preset\": \"403-privilege\", \"hits\": "
+                             "\"writes\", \"window_s\": 15}'")
     for item in fields(EmulatorConfig):
+        if item.name == "fault_rules":
+            continue
         kind = int if item.type in ("int", int) else float
         parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, default=None,
                             dest=item.name, help=_HELP.get(item.name, item.name))
+
+
+def fault_rule(text: str) -> Rule:
+    """A ``--fault`` value: one rule as JSON."""
+    try:
+        return parse_rule(json.loads(text), DATAVERSE)
+    except (ValueError, RuleError) as error:
+        raise argparse.ArgumentTypeError(f"not a fault rule: {error}") from None
 
 
 def config_from(args: argparse.Namespace) -> EmulatorConfig:
     """The configuration the options ask for, scaled when only the window is given."""
     given: dict[str, Any] = {item.name: getattr(args, item.name) for item in fields(
         EmulatorConfig) if getattr(args, item.name, None) is not None}
+    if "fault_rules" in given:
+        given["fault_rules"] = tuple(given["fault_rules"])
     window_s = given.pop("window_s", None)
     if window_s is not None:
         return EmulatorConfig.scaled(window_s, **given)
@@ -75,6 +95,7 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
     print(f"Dataverse Web API emulator listening on {running.url} "
           f"({config.servers} servers, window {config.window_s:g} s, "
           f"{config.max_requests} requests, {config.max_exec_ms:,.0f} ms, "
-          f"{config.max_concurrent} concurrent, {config.records} accounts)", flush=True)
+          f"{config.max_concurrent} concurrent, {config.records} accounts, "
+          f"{len(config.fault_rules)} fault rules)", flush=True)
     await until_signalled()
     await running.close()

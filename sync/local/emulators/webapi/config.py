@@ -7,6 +7,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Final
 
+from sync.local.emulators.webapi.faults import Rule
+
 DOCUMENTED_WINDOW_S: Final = 300.0
 DOCUMENTED_MAX_REQUESTS: Final = 6000
 DOCUMENTED_MAX_EXEC_MS: Final = 1_200_000
@@ -48,6 +50,8 @@ class EmulatorConfig:
     reset_rate: float = 0.0
     slow_rate: float = 0.0
     slow_ms: float = 2000.0
+    fault_rules: tuple[Rule, ...] = ()
+    """Fault rules in force from the start (see ``faults.py``; more can be added at run time)."""
 
     def __post_init__(self) -> None:
         checks = [(self.servers >= 1, "servers"), (self.window_s > 0, "window_s"),

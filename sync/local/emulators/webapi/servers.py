@@ -15,8 +15,10 @@ from typing import Final
 
 from aiohttp import web
 
+from sync.clock import SYSTEM_CLOCK
 from sync.local.emulators.webapi import limits
 from sync.local.emulators.webapi.config import EmulatorConfig
+from sync.local.emulators.webapi.faults import DATAVERSE, FaultBook
 from sync.local.emulators.webapi.ops import World
 from sync.local.emulators.webapi.stats import Stats
 
@@ -59,6 +61,8 @@ class Emulator:
         default_factory=lambda: defaultdict(limits.Bucket))
     next_server: int = 0
     faults: random.Random = field(default_factory=random.Random)
+    rules: FaultBook = field(default_factory=lambda: FaultBook(SYSTEM_CLOCK, random.Random(),
+                                                               DATAVERSE))
 
     def server_for(self, request: web.Request) -> str:
         pinned = request.cookies.get(COOKIE)

@@ -1,0 +1,29 @@
+"""An enrichment API emulator: deterministic company profiles per domain, its own rate limit,
+and faults on demand.
+
+``GET /v1/companies?domain=contoso.com`` with header ``x-api-key`` answers::
+
+    {"domain": "contoso.com", "employees": 1234, "country": "Norway",
+     "description": "Contoso: software company ..."}
+
+The same domain always gets the same profile (``profile_for``), so a run can be checked. Domains
+under ``.invalid`` answer 404 (a permanent error). Over ``rate_per_s`` (token bucket of ``burst``)
+it answers 429 with ``Retry-After`` in seconds. ``GET /_emulator/stats`` counts answers (and the
+injected faults under ``faults``); ``/_emulator/faults`` adds, lists and clears fault rules
+(``faults.py``), as does the ``--fault`` option.
+"""
+
+from __future__ import annotations
+
+from sync.local.emulators.enrichment.app import (
+    API_KEY_HEADER,
+    EnrichmentConfig,
+    TokenBucket,
+    create_app,
+    start_enrichment,
+)
+from sync.local.emulators.enrichment.cli import configure_parser, main
+from sync.local.emulators.enrichment.profiles import profile_for
+
+__all__ = ["API_KEY_HEADER", "EnrichmentConfig", "TokenBucket", "configure_parser",
+           "create_app", "main", "profile_for", "start_enrichment"]

@@ -1,0 +1,59 @@
+"""``python -m sync emulator enrichment``: serve the enrichment API emulator until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+from sync.local.emulators import until_signalled
+from sync.local.emulators.enrichment.app import EnrichmentConfig, start_enrichment
+from sync.local.emulators.enrichment.faults import ENRICHMENT
+from sync.local.emulators.webapi.fault_parsing import RuleError, parse_rule
+from sync.local.emulators.webapi.faults import Rule
+
+
+def fault_rule(text: str) -> Rule:
+    """A ``--fault`` value: one rule as JSON."""
+    try:
+        return parse_rule(json.loads(text), ENRICHMENT)
+    except (ValueError, RuleError) as error:
+        raise argparse.ArgumentTypeError(f"not a fault rule: {error}") from None
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m sync emulator enrichment``."""
+    defaults = EnrichmentConfig()
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one")
+    parser.add_argument("--rate-per-s", type=float, default=defaults.rate_per_s,
+                        help=f"requests per second before 429 ({defaults.rate_per_s:g})")
+    parser.add_argument("--burst", type=int, default=defaults.burst,
+                        help=f"token bucket size ({defaults.burst})")
+    parser.add_argument("--latency-ms", type=float, default=defaults.latency_ms,
+                        help=f"time to answer one call ({defaults.latency_ms:g} ms)")
+    parser.add_argument("--api-key", default=defaults.api_key,
+                        help="key clients must send in x-api-key")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help=f"seed of the fault rules' rates ({defaults.seed})")
+    parser.add_argument("--fault", action="append", type=fault_rule, default=[],
+                        dest="fault_rules", metavar="JSON",
+                        help="a fault rule in force from the start, as JSON; repeatable "
+                             "(none). E.g. '{\"preset\": \"down\", \"window_s\": 120}'")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM."""
+    config = EnrichmentConfig(api_key=args.api_key, rate_per_s=args.rate_per_s,
+                              burst=args.burst, latency_ms=args.latency_ms, seed=args.seed,
+                              fault_rules=tuple(args.fault_rules))
+    asyncio.run(_serve(config, args.host, args.port))
+    return 0
+
+
+async def _serve(config: EnrichmentConfig, host: str, port: int) -> None:
+    runner, url = await start_enrichment(config, host, port)
+    print(f"Enrichment API emulator listening on {url} ({len(config.fault_rules)} fault "
+          "rules)", flush=True)
+    await until_signalled()
+    await runner.cleanup()
