@@ -50,6 +50,14 @@ def live_leases(expiries_s: list[float], now_s: float) -> int:
     return sum(1 for expiry_s in expiries_s if expiry_s > now_s)
 
 
+async def read_circuits(table: TableClient) -> dict[str, CircuitView]:
+    """Every dependency's circuit as the cluster shares it."""
+    rows = table.query_entities(f"PartitionKey eq '{CIRCUIT_PARTITION}'")
+    return {str(row["RowKey"]): CircuitView(float(row.get("OpenUntil", 0.0)),
+                                            int(row.get("Trips", 0)), str(row.get("Reason", "")))
+            async for row in rows}
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterView:
     """What one refresh read."""
@@ -96,18 +104,10 @@ class Cluster:
         await self._upsert(CIRCUIT_PARTITION, service, OpenUntil=view.open_until_s,
                            Trips=view.trips, Reason=view.reason[:1000], SetBy=self.instance_id)
 
-    async def circuit_views(self) -> dict[str, CircuitView]:
-        """Every dependency's circuit as the cluster shares it."""
-        rows = self._table.query_entities(f"PartitionKey eq '{CIRCUIT_PARTITION}'")
-        return {str(row["RowKey"]): CircuitView(float(row.get("OpenUntil", 0.0)),
-                                                int(row.get("Trips", 0)),
-                                                str(row.get("Reason", "")))
-                async for row in rows}
-
     async def _read_circuits(self) -> None:
         if not self._circuits:
             return
-        for service, view in (await self.circuit_views()).items():
+        for service, view in (await read_circuits(self._table)).items():
             circuit = self._circuits.get(service)
             if circuit is not None:
                 circuit.apply(view)

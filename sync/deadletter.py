@@ -17,6 +17,10 @@ from sync.errors import AmbiguousFault, RecordFault, SyncError
 MAX_ECHOED_CHARS: Final = 40_000
 """A rejected message is echoed up to this length, so the envelope fits a queue message."""
 SUSPECTED: Final = "suspected_record_fault"
+RECORD_REASONS: Final = frozenset({"unusable_input", "not_enrichable", "input_refused",
+                                   "record_missing", "changed_since_read", "conflict",
+                                   "value_refused", "refused", SUSPECTED})
+"""Every reason a record may be dead-lettered for: its own faults, and nothing else."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,16 +6,20 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TextIO
 
 from azure.data.tables.aio import TableClient
 from azure.storage.queue.aio import QueueClient
 
 from sync import ledger
+from sync.cluster import read_circuits
+from sync.failures.circuit import CircuitView
 from sync.ledger import BatchCounts
 
 POLL_S: Final = 0.5
+STALL_S: Final = 90.0
+"""A run whose circuit keeps opening and that made no progress for this long is blocked."""
 PLAIN_LINE_EVERY_S: Final = 5.0
 BAR_WIDTH: Final = 30
 
@@ -29,6 +33,8 @@ class Snapshot:
     counts: BatchCounts
     queued_messages: int
     elapsed_s: float
+    circuits: dict[str, CircuitView] = field(default_factory=dict)
+    """The circuits that have opened and not yet closed, by dependency."""
 
     @property
     def done(self) -> int:
@@ -38,6 +44,11 @@ class Snapshot:
     @property
     def finished(self) -> bool:
         return self.plan_complete and self.done >= self.planned and self.queued_messages == 0
+
+    @property
+    def blocked_by(self) -> str:
+        """What the open circuits say, or "" when none is open."""
+        return "; ".join(f"{name}: {view.reason}" for name, view in sorted(self.circuits.items()))
 
     @property
     def rate_per_s(self) -> float:
@@ -52,18 +63,26 @@ def progress_line(snapshot: Snapshot) -> str:
     plan = "" if snapshot.plan_complete else " (planning)"
     return (f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {snapshot.done:,}/"
             f"{snapshot.planned:,} records{plan} {share:4.0%}  {snapshot.rate_per_s:,.0f} rec/s"
-            f"  requeued {snapshot.counts.reenqueued:,}  429s {snapshot.counts.throttled:,}")
+            f"  requeued {snapshot.counts.reenqueued:,}  429s {snapshot.counts.throttled:,}"
+            + (f"  circuit open ({', '.join(sorted(snapshot.circuits))})"
+               if snapshot.circuits else ""))
 
 
-async def snapshot(table: TableClient, queue: QueueClient, started_s: float) -> Snapshot:
-    """Read the ledger and the queue once."""
+async def snapshot(table: TableClient, queue: QueueClient, started_s: float,
+                   state: TableClient | None = None) -> Snapshot:
+    """Read the ledger, the queue and (with ``state``) the circuits once."""
     manifests = await ledger.plans(table)
     counts = await ledger.batch_totals(table)
     properties = await queue.get_queue_properties()
     return Snapshot(planned=sum(m.records for m in manifests),
                     plan_complete=bool(manifests) and all(m.complete for m in manifests),
                     counts=counts, queued_messages=properties.approximate_message_count or 0,
-                    elapsed_s=time.monotonic() - started_s)
+                    elapsed_s=time.monotonic() - started_s,
+                    circuits=await _open_circuits(state) if state is not None else {})
+
+
+async def _open_circuits(state: TableClient) -> dict[str, CircuitView]:
+    return {name: view for name, view in (await read_circuits(state)).items() if view.trips}
 
 
 class ProgressPrinter:
@@ -91,18 +110,24 @@ class ProgressPrinter:
 
 async def watch(table: TableClient, queue: QueueClient, timeout_s: float,
                 printer: ProgressPrinter | None, healthy: Callable[[], bool], *,
-                timeline: list[tuple[float, int]] | None = None) -> Snapshot:
-    """Poll until the run is finished or ``timeout_s`` passes; ``healthy()`` false aborts.
+                timeline: list[tuple[float, int]] | None = None,
+                state: TableClient | None = None, stall_s: float = STALL_S) -> Snapshot:
+    """Poll until the run is finished, ``timeout_s`` passes, ``healthy()`` turns false, or
+    (with ``state``) a circuit stays open with no progress for ``stall_s``: blocked.
 
     Each poll's (elapsed seconds, records done) is appended to ``timeline`` when given.
     """
     started_s = time.monotonic()
+    progress = (-1, started_s)
     while True:
-        current = await snapshot(table, queue, started_s)
+        current = await snapshot(table, queue, started_s, state)
         if timeline is not None:
             timeline.append((round(current.elapsed_s, 2), current.done))
         if printer is not None:
             printer.show(current)
-        if current.finished or current.elapsed_s > timeout_s or not healthy():
+        if current.done != progress[0]:
+            progress = (current.done, time.monotonic())
+        stalled = bool(current.circuits) and time.monotonic() - progress[1] > stall_s
+        if current.finished or current.elapsed_s > timeout_s or not healthy() or stalled:
             return current
         await asyncio.sleep(POLL_S)

@@ -13,17 +13,20 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from sync.deadletter import RECORD_REASONS
+from sync.errors import ConfigError
 from sync.local.azurite import ROOT, Azurite, start_azurite
 from sync.local.emulators.enrichment import EnrichmentConfig
 from sync.local.processes import Children, ResourceUsage, resource_usage
 from sync.local.progress import ProgressPrinter, Snapshot, watch
 from sync.local.verify import Verification, dead_lettered_ids, emulator_stats, verify
-from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE
+from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
 from sync.settings import Settings, StorageSettings
 from sync.storage import ensure_resources, queue_client, table_client
 
@@ -70,6 +73,12 @@ def main(args: argparse.Namespace) -> int:
     if args.records < 0 or args.instances < 1:
         print("--records must be >= 0 and --instances >= 1", file=sys.stderr)
         return 2
+    problems = setting_problems(os.environ)
+    if problems:
+        print("The environment's settings are not usable; nothing was started:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
     options = LocalOptions(records=args.records, instances=args.instances,
                            dataverse_url=args.dataverse_url, timeout_s=args.timeout_s,
                            emulator_args=tuple(args.emulator_arg),
@@ -104,6 +113,19 @@ def run(options: LocalOptions) -> int:
     if options.json_out is not None:
         write_json(options.json_out, outcome, elapsed_s, usage)
     return report(outcome, elapsed_s)
+
+
+def setting_problems(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """What is wrong with the settings a user set, before anything starts (the stack sets the
+    storage connection, the endpoints and the key itself)."""
+    probe = {**environ, "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+             "DATAVERSE_URL": "http://127.0.0.1:1", "ENRICHMENT_URL": "http://127.0.0.1:1",
+             "ENRICHMENT_API_KEY": "probe"}
+    try:
+        Settings.from_env(probe)
+    except ConfigError as error:
+        return error.problems
+    return ()
 
 
 def _start_services(children: Children, azurite: Azurite,
@@ -154,12 +176,13 @@ async def _watch_and_verify(env: dict[str, str], options: LocalOptions,
     storage = settings.storage
     timeline: list[tuple[float, int]] = []
     async with (table_client(storage, LEDGER_TABLE, None) as table,
+                table_client(storage, STATE_TABLE, None) as state,
                 queue_client(storage, BATCH_QUEUE, None) as batches,
                 queue_client(storage, POISON_QUEUE, None) as poison,
                 queue_client(storage, DEAD_LETTER_QUEUE, None) as dead):
         printer = ProgressPrinter()
         final = await watch(table, batches, options.timeout_s, printer, healthy,
-                            timeline=timeline)
+                            timeline=timeline, state=state)
         printer.close()
         dead_ids = await dead_lettered_ids(dead)
         poisoned = (await poison.get_queue_properties()).approximate_message_count or 0
@@ -178,14 +201,18 @@ def report(outcome: Outcome, elapsed_s: float) -> int:
         "", "Summary",
         f"  planned          {snap.planned:>10,}",
         f"  written          {counts.written:>10,}",
-        f"  dead-lettered    {counts.dead_lettered:>10,}",
-        f"  re-enqueued      {counts.reenqueued:>10,}  (records sent back after a 429)",
+        f"  dead-lettered    {counts.dead_lettered:>10,}  "
+        f"{_by(counts.dead_lettered_by_reason)}",
+        f"  still to do      {max(0, snap.planned - snap.done):>10,}  (on the queue or in flight)",
+        f"  re-enqueued      {counts.reenqueued:>10,}  {_by(counts.reenqueued_by_reason)}",
         f"  429 answers      {counts.throttled:>10,}  {dict(counts.throttled_by_code) or ''}",
-        f"  transient retries{counts.transient_retries:>10,}",
+        f"  service retries  {counts.transient_retries:>10,}",
         f"  poisoned msgs    {outcome.poisoned:>10,}",
         f"  elapsed          {elapsed_s:>10.1f} s",
         f"  throughput       {snap.done / max(elapsed_s, 1e-9):>10.1f} records/s",
     ]
+    if snap.circuits:
+        lines += [f"  circuit open     {snap.blocked_by}"]
     if check is not None:
         lines += [f"  emulator check   {check.enriched:,}/{check.records:,} enriched, "
                   f"{check.dead_lettered:,} dead-lettered, {len(check.unaccounted):,} "
@@ -197,17 +224,29 @@ def report(outcome: Outcome, elapsed_s: float) -> int:
 def _exit_code(outcome: Outcome) -> int:
     snap, check = outcome.snapshot, outcome.verification
     problems = []
-    if not snap.finished:
+    if snap.circuits and not snap.finished:
+        problems.append(f"blocked: {snap.blocked_by}. {max(0, snap.planned - snap.done):,} "
+                        "records stay on the queue and are written once it is fixed")
+    elif not snap.finished:
         problems.append("the sync did not finish (timeout or a host stopped; see the logs in "
                         f"{LOG_DIR})")
+    wrong = {reason: n for reason, n in snap.counts.dead_lettered_by_reason.items()
+             if reason not in RECORD_REASONS}
+    if wrong:
+        problems.append(f"records dead-lettered for no fault of their own: {wrong}")
     if check is not None and not check.ok:
         problems.append(f"{len(check.unaccounted)} records unaccounted for, "
                         f"{check.created} created")
     for problem in problems:
         print(f"FAILED: {problem}", file=sys.stderr)
     if not problems:
-        print("OK: every record is written or dead-lettered with a reason; none was created.")
+        print("OK: every record is written or dead-lettered for a fault of its own; none was "
+              "created.")
     return 1 if problems else 0
+
+
+def _by(counter: Counter[str]) -> str:
+    return ", ".join(f"{reason} {n:,}" for reason, n in counter.most_common()) or ""
 
 
 def write_json(path: Path, outcome: Outcome, elapsed_s: float,
@@ -217,6 +256,9 @@ def write_json(path: Path, outcome: Outcome, elapsed_s: float,
     counts = snap.counts
     data = {"elapsed_s": elapsed_s, "planned": snap.planned, "written": counts.written,
             "dead_lettered": counts.dead_lettered, "reenqueued": counts.reenqueued,
+            "dead_lettered_by_reason": dict(counts.dead_lettered_by_reason),
+            "reenqueued_by_reason": dict(counts.reenqueued_by_reason),
+            "blocked_by": snap.blocked_by,
             "throttled_by_code": dict(counts.throttled_by_code),
             "transient_retries": counts.transient_retries, "poisoned": outcome.poisoned,
             "requeue_delay_s": counts.requeue_delay_s,
