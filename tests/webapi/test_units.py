@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from sync.local.emulators.webapi import EmulatorConfig
-from sync.local.emulators.webapi.limits import Bucket, admit, finish, remaining, round_up
+from sync.local.emulators.webapi.limits import (
+    Bucket,
+    admit,
+    charge,
+    finish,
+    remaining,
+    round_up,
+)
 from sync.local.emulators.webapi.odata import (
     ODataError,
     parse_filter,
@@ -24,7 +31,7 @@ from sync.local.emulators.webapi.store import Table, accounts
 
 # ---- the limits on a fake clock ------------------------------------------------------------
 
-Step = tuple[Any, ...]  # ("admit", now_s) or ("finish", now_s, cost_ms)
+Step = tuple[Any, ...]  # ("admit", now_s), ("charge", start_s, cost_ms) or ("finish", now_s)
 Outcome = tuple[str, float] | None  # per admit: None (admitted) or (code, Retry-After s)
 
 LIMIT_CASES: list[tuple[str, dict[str, Any], list[Step], list[Outcome]]] = [
@@ -33,16 +40,20 @@ LIMIT_CASES: list[tuple[str, dict[str, Any], list[Step], list[Outcome]]] = [
      [None, None, ("0x80072322", 8.0), None]),
     ("execution time: admitted until spent, then until enough of it leaves the window",
      {"max_exec_ms": 100.0},
-     [("admit", 0.0), ("finish", 0.5, 60.0), ("admit", 1.0), ("finish", 1.5, 60.0),
-      ("admit", 2.0), ("admit", 11.0)],
+     [("admit", 0.0), ("charge", 0.0, 60.0), ("finish", 0.06), ("admit", 1.0),
+      ("charge", 1.0, 60.0), ("finish", 1.06), ("admit", 2.0), ("admit", 11.0)],
      [None, None, ("0x80072321", 9.0), None]),
-    ("in-flight work does not count yet: the execution facet bites late",
-     {"max_exec_ms": 100.0}, [("admit", 0.0), ("admit", 0.0), ("finish", 1.0, 500.0),
-                              ("finish", 1.0, 500.0), ("admit", 2.0)],
-     [None, None, ("0x80072321", 9.0)]),
+    ("in-flight work counts at once: what a request will spend is committed when it starts",
+     {"max_exec_ms": 100.0}, [("admit", 0.0), ("charge", 0.0, 500.0), ("admit", 0.1)],
+     [None, ("0x80072321", 11.0)]),
+    ("a long request's time leaves the window as it was spent, not all at its end",
+     {"max_exec_ms": 4000.0},
+     [("admit", 0.0), ("charge", 0.0, 8000.0), ("finish", 8.0), ("admit", 8.0),
+      ("admit", 14.5)],
+     [None, ("0x80072321", 6.0), None]),
     ("concurrency: refused at once, admitted as soon as one finishes, no episode",
      {"max_concurrent": 2},
-     [("admit", 0.0), ("admit", 0.0), ("admit", 0.0), ("finish", 0.1, 1.0), ("admit", 0.1)],
+     [("admit", 0.0), ("admit", 0.0), ("admit", 0.0), ("finish", 0.1), ("admit", 0.1)],
      [None, None, ("0x80072326", 1.0), None]),
     ("a client that sends while throttled is pushed back once per episode",
      {"max_requests": 1, "penalty_s": 2.0},
@@ -62,11 +73,25 @@ def test_limits_on_a_fake_clock(overrides: dict[str, Any], steps: list[Step],
     bucket, outcomes = Bucket(), []
     for step in steps:
         if step[0] == "finish":
-            finish(bucket, config, step[1], step[2])
-            continue
-        denial = admit(bucket, config, step[1])
-        outcomes.append(None if denial is None else (denial.code, denial.retry_after_s))
+            finish(bucket, config, step[1])
+        elif step[0] == "charge":
+            charge(bucket, step[1], step[2])
+        else:
+            denial = admit(bucket, config, step[1])
+            outcomes.append(None if denial is None else (denial.code, denial.retry_after_s))
     assert outcomes == [o if o is None else (o[0], pytest.approx(o[1])) for o in expected]
+
+
+@pytest.mark.parametrize(("now_s", "spent_s", "committed_s"), [
+    (0.0, 0.0, 10.0), (4.0, 4.0, 10.0), (10.0, 10.0, 10.0), (15.0, 5.0, 5.0), (20.0, 0.0, 0.0),
+], ids=["at its start: nothing spent, all committed", "while it runs", "at its end",
+        "half of it has left the window", "all of it has left"])
+def test_execution_time_is_charged_to_the_window_it_is_spent_in(
+        now_s: float, spent_s: float, committed_s: float) -> None:
+    bucket = Bucket()
+    charge(bucket, 0.0, 10_000.0)  # one request running from 0 s to 10 s, window 10 s
+    assert bucket.spent_s(now_s, 10.0) == pytest.approx(spent_s)
+    assert bucket.committed_s(now_s, 10.0) == pytest.approx(committed_s)
 
 
 DOCUMENTED_MESSAGES = [
@@ -88,7 +113,7 @@ def test_default_limits_answer_the_documented_codes_and_messages(code: str,
     if code == "0x80072322":
         bucket.arrivals_s = deque([0.0] * 6000)
     elif code == "0x80072321":
-        bucket.spent, bucket.spent_ms = deque([(0.0, 1_200_000.0)]), 1_200_000.0
+        charge(bucket, 0.0, 1_200_000.0)
     else:
         bucket.in_flight = 52
     denial = admit(bucket, config, 1.0)
@@ -103,9 +128,10 @@ def test_remaining_is_what_the_window_leaves() -> None:
     assert remaining(bucket, config, 0.0) == (10, 1000.0)
     for now_s in (0.0, 1.0):
         assert admit(bucket, config, now_s) is None
-        finish(bucket, config, now_s + 0.5, 300.0)
-    assert remaining(bucket, config, 2.0) == (8, 400.0)
-    assert remaining(bucket, config, 10.6) == (9, 700.0)  # the first left the window
+        charge(bucket, now_s, 300.0)
+        finish(bucket, config, now_s + 0.3)
+    assert remaining(bucket, config, 2.0) == (8, pytest.approx(400.0))
+    assert remaining(bucket, config, 10.6) == (9, pytest.approx(700.0))  # the first has left
     assert remaining(bucket, config, 30.0) == (10, 1000.0)
 
 

@@ -4,7 +4,6 @@ the headers every answer carries."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import uuid
@@ -13,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sync.clock import SYSTEM_CLOCK, Clock
 from sync.local.emulators.webapi import limits
 from sync.local.emulators.webapi.admin import add_admin_routes
 from sync.local.emulators.webapi.batch import (
@@ -22,7 +22,7 @@ from sync.local.emulators.webapi.batch import (
     parse_batch,
     run_batch,
 )
-from sync.local.emulators.webapi.bulk import MESSAGES, bulk
+from sync.local.emulators.webapi.bulk import MESSAGES, bulk, error_cost_ms
 from sync.local.emulators.webapi.config import EmulatorConfig
 from sync.local.emulators.webapi.odata import ODataError
 from sync.local.emulators.webapi.ops import (
@@ -40,11 +40,12 @@ from sync.local.emulators.webapi.servers import EMULATOR, Emulator, user_of
 from sync.local.emulators.webapi.store import accounts
 
 
-def create_app(config: EmulatorConfig) -> web.Application:
-    """The emulator as an aiohttp application (``emulator`` key holds its state)."""
+def create_app(config: EmulatorConfig, clock: Clock = SYSTEM_CLOCK) -> web.Application:
+    """The emulator as an aiohttp application (``emulator`` key holds its state); its limits
+    and the server time it waits out run on ``clock``."""
     world = World(config, {"accounts": accounts(config.records, config.seed)},
                   rng=random.Random(config.seed))
-    emulator = Emulator(config, world, faults=random.Random(config.seed + 1))
+    emulator = Emulator(config, world, faults=random.Random(config.seed + 1), clock=clock)
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[EMULATOR] = emulator
     app.router.add_route("*", API + "{path:.*}", _api)
@@ -66,28 +67,32 @@ async def _api(request: web.Request) -> web.StreamResponse:
                                                     "token."), emulator.anonymous_headers())
     server = emulator.server_for(request)
     bucket = emulator.buckets[(user, server)]
-    loop = asyncio.get_running_loop()
-    late = emulator.stats.arrived(loop.time(), config.window_s)
-    denial = limits.admit(bucket, config, loop.time())
+    raw = await request.read()
+    clock = emulator.clock
+    late = emulator.stats.arrived(clock.monotonic_s(), config.window_s)
+    denial = limits.admit(bucket, config, clock.monotonic_s())
     if denial is not None:
         emulator.stats.throttled(denial.code, denial.retry_after_s, late)
-        headers = {**emulator.headers(server, bucket, loop.time()),
+        headers = {**emulator.headers(server, bucket, clock.monotonic_s()),
                    "Retry-After": f"{denial.retry_after_s:.3f}".rstrip("0").rstrip(".")}
         return _error(ODataError(429, denial.code, denial.message), headers)
     emulator.stats.admitted(user, server, late)
-    cost_ms = 0.0
     try:
-        response, cost_ms = await _serve(emulator, request, user)
+        response, cost_ms = _serve(emulator, request, raw, user)
+        limits.charge(bucket, clock.monotonic_s(), cost_ms)
+        emulator.stats.executed_ms += cost_ms
+        await clock.sleep(cost_ms / 1000)
     finally:
         emulator.stats.finished(user, server)
-        limits.finish(bucket, emulator.config, loop.time(), cost_ms)
+        limits.finish(bucket, emulator.config, clock.monotonic_s())
     if response is not None:
-        response.headers.update(emulator.headers(server, bucket, loop.time()))
+        response.headers.update(emulator.headers(server, bucket, clock.monotonic_s()))
     return response if response is not None else web.Response(status=500)
 
 
-async def _serve(emulator: Emulator, request: web.Request,
-                 user: str) -> tuple[web.StreamResponse | None, float]:
+def _serve(emulator: Emulator, request: web.Request, body: bytes,
+           user: str) -> tuple[web.StreamResponse | None, float]:
+    """The answer and the server time it costs (the caller charges it and waits it out)."""
     config = emulator.config
     draw = emulator.faults.random()
     fault = _fault(config, draw)
@@ -98,21 +103,18 @@ async def _serve(emulator: Emulator, request: web.Request,
         return None, config.request_overhead_ms
     if fault in ("500", "503"):
         emulator.stats.faults[fault] += 1
-        await asyncio.sleep(config.request_overhead_ms / 1000)
         error = ODataError(int(fault), "0x80040216", "An unexpected error occurred.")
         return _error(error, {}), config.request_overhead_ms
-    body = await request.read()
     try:
         answer = _dispatch(emulator, request.method, request.match_info["path"],
                            query=dict(request.query), headers=request.headers, raw=body,
                            user=user)
     except ODataError as error:
-        answer = Answer(error.status, error.body())
+        answer = Answer(error.status, error.body(), cost_ms=error_cost_ms(error))
     cost_ms = answer.cost_ms + config.request_overhead_ms
     if fault == "slow":
         emulator.stats.faults["slow"] += 1
         cost_ms += config.slow_ms
-    await asyncio.sleep(cost_ms / 1000)
     return _response(answer), cost_ms
 
 

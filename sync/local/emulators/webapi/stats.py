@@ -51,6 +51,8 @@ class Stats:
     first_request_s: float | None = None
     late_requests: int = 0
     late_throttled: int = 0
+    executed_ms: float = 0.0
+    """Server time charged to admitted requests, failed ones included."""
 
     def arrived(self, now_s: float, window_s: float) -> bool:
         """Note an arrival; answers whether it is after the first window."""
@@ -93,6 +95,7 @@ class Stats:
                 "faults": dict(self.faults),
                 "peak_concurrency_by_user": self.peak_by_user,
                 "peak_concurrency_by_server": self.peak_by_server,
+                "executed_ms": round(self.executed_ms, 3),
                 "after_first_window": {"requests": self.late_requests,
                                        "throttled": self.late_throttled},
                 "records": {"created": counters.created, "updated": counters.updated,
