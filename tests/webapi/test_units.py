@@ -174,6 +174,36 @@ def test_scaled_keeps_the_documented_ratios(window_s: float) -> None:
     assert EmulatorConfig.scaled(window_s, max_requests=7).max_requests == 7
 
 
+@pytest.mark.parametrize("factor", [1.0, 10.0, 60.0])
+def test_one_factor_divides_every_duration_and_keeps_every_rate(factor: float) -> None:
+    scaled, documented = EmulatorConfig.time_scaled(factor), EmulatorConfig()
+    for name in ("window_s", "max_exec_ms", "penalty_s", "concurrency_retry_after_s"):
+        assert getattr(scaled, name) == pytest.approx(getattr(documented, name) / factor)
+    assert scaled.max_requests == round(documented.max_requests / factor)
+    assert scaled.max_requests / scaled.window_s == pytest.approx(20.0)  # requests/s
+    assert scaled.max_exec_ms / 1000 / scaled.window_s == pytest.approx(4.0)  # server s/s
+    assert scaled.write_ms_mean() == documented.write_ms_mean()  # a write is still a write
+    assert scaled.retry_after_resolution_s == 1.0
+
+
+@pytest.mark.parametrize("factor", [1.0, 10.0, 60.0])
+def test_retry_after_stays_whole_seconds_under_a_time_scale(factor: float) -> None:
+    """Queue visibility delays are whole seconds: no scaled Retry-After is under 1 s."""
+    config = EmulatorConfig.time_scaled(factor)
+    busy = Bucket(in_flight=config.max_concurrent)
+    full = Bucket(arrivals_s=deque([0.0] * config.max_requests))
+    for bucket in (busy, full):
+        denial = admit(bucket, config, 0.001)
+        assert denial is not None
+        assert denial.retry_after_s >= 1.0
+        assert denial.retry_after_s == int(denial.retry_after_s)
+
+
+def test_a_time_scale_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="factor"):
+        EmulatorConfig.time_scaled(0.5)
+
+
 @pytest.mark.parametrize("bad", [
     {"servers": 0}, {"window_s": 0.0}, {"max_requests": 0}, {"max_exec_ms": 0.0},
     {"max_concurrent": 0}, {"dop_hint": 0}, {"dop_hint": 1025}, {"records": -1},

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from sync.clock import SYSTEM_CLOCK, Clock
 from sync.local.emulators.webapi.app import create_app
 from sync.local.emulators.webapi.config import EmulatorConfig
 
@@ -46,9 +47,9 @@ class RunningEmulator:
 
 
 async def start_emulator(config: EmulatorConfig, host: str = "127.0.0.1",
-                         port: int = 0) -> RunningEmulator:
+                         port: int = 0, clock: Clock = SYSTEM_CLOCK) -> RunningEmulator:
     """Serve the emulator on ``host:port`` (0 picks a free port)."""
-    runner = web.AppRunner(create_app(config), access_log=None)
+    runner = web.AppRunner(create_app(config, clock), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     bound = runner.addresses[0]
