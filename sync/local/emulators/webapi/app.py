@@ -24,6 +24,7 @@ from sync.local.emulators.webapi.batch import (
 )
 from sync.local.emulators.webapi.bulk import MESSAGES, bulk, error_cost_ms
 from sync.local.emulators.webapi.config import EmulatorConfig
+from sync.local.emulators.webapi.metadata import ROOT, entity_definitions
 from sync.local.emulators.webapi.odata import ODataError
 from sync.local.emulators.webapi.ops import (
     API,
@@ -143,6 +144,8 @@ def _dispatch(emulator: Emulator, method: str, path: str, *, query: Mapping[str,
                             "OrganizationId": str(uuid.UUID(int=2))}, cost_ms=1.0)
     if path == "$batch" and method == "POST":
         return _batch(emulator, headers, raw, user)
+    if path.startswith(ROOT) and method == "GET":
+        return entity_definitions(world, path, query)
     body = _json(raw)
     entity_set, _, message = path.partition("/Microsoft.Dynamics.CRM.")
     if message:

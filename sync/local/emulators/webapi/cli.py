@@ -48,6 +48,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """One option per EmulatorConfig field, plus where to listen."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one")
+    parser.add_argument("--https", action="store_true",
+                        help="serve https with a throwaway certificate authority made now; "
+                             "clients trust it through REQUESTS_CA_BUNDLE (its path is printed)")
     for item in fields(EmulatorConfig):
         kind = int if item.type in ("int", int) else float
         parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, default=None,
@@ -66,15 +69,17 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
 
 def main(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM."""
-    asyncio.run(_serve(config_from(args), args.host, args.port))
+    asyncio.run(_serve(config_from(args), args.host, args.port, https=args.https))
     return 0
 
 
-async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
-    running = await start_emulator(config, host, port)
+async def _serve(config: EmulatorConfig, host: str, port: int, *, https: bool) -> None:
+    running = await start_emulator(config, host, port, https=https)
     print(f"Dataverse Web API emulator listening on {running.url} "
           f"({config.servers} servers, window {config.window_s:g} s, "
           f"{config.max_requests} requests, {config.max_exec_ms:,.0f} ms, "
           f"{config.max_concurrent} concurrent, {config.records} accounts)", flush=True)
+    if running.ca_path is not None:
+        print(f"Trust its certificate: REQUESTS_CA_BUNDLE={running.ca_path}", flush=True)
     await until_signalled()
     await running.close()
