@@ -26,7 +26,7 @@ from sync.local.emulators.webapi.odata import (
     parse_select,
 )
 from sync.local.emulators.webapi.reads import Prefer
-from sync.local.emulators.webapi.stats import ceiling
+from sync.local.emulators.webapi.stats import ceiling, run_bound
 from sync.local.emulators.webapi.store import Table, accounts
 
 # ---- the limits on a fake clock ------------------------------------------------------------
@@ -59,6 +59,10 @@ LIMIT_CASES: list[tuple[str, dict[str, Any], list[Step], list[Outcome]]] = [
      {"max_requests": 1, "penalty_s": 2.0},
      [("admit", 0.0), ("admit", 1.0), ("admit", 2.0), ("admit", 3.0), ("admit", 12.0)],
      [None, ("0x80072322", 9.0), ("0x80072322", 10.0), ("0x80072322", 9.0), None]),
+    ("sending more often than Retry-After's step does not lock a client out",
+     {"max_requests": 1, "window_s": 2.0},
+     [("admit", 0.0), ("admit", 0.5), ("admit", 1.0), ("admit", 1.5), ("admit", 2.0)],
+     [None, ("0x80072322", 2.0), ("0x80072322", 1.0), ("0x80072322", 1.0), None]),
     ("Retry-After is rounded up to the resolution",
      {"max_requests": 1, "window_s": 1.0, "retry_after_resolution_s": 0.1},
      [("admit", 0.0), ("admit", 0.25)], [None, ("0x80072322", 0.8)]),
@@ -160,6 +164,36 @@ def test_ceiling(overrides: dict[str, Any], mode: str, expected: float) -> None:
     found = ceiling(EmulatorConfig(**overrides))
     assert found[mode] == pytest.approx(expected, rel=0.01)
     assert found["overall"] == max(found[m] for m in ("single", "batch", "bulk"))
+
+
+@pytest.mark.parametrize(("overrides", "run_s", "mode", "expected"), [
+    ({"max_requests": 10}, 25.0, "single", 30.0),  # 3 whole windows of 10 requests
+    ({"max_requests": 10}, 9.9, "single", 10.0),  # inside the first window: its burst
+    ({"max_exec_ms": 1000.0, "write_ms_min": 250.0, "write_ms_max": 250.0}, 10.0, "single",
+     10.0),  # (1 s / 0.25 s + 1 crossing request) x 2 windows
+    ({"max_concurrent": 2, "write_ms_min": 2000.0, "write_ms_max": 2000.0}, 5.0, "single",
+     6.0),  # 2 slots x (floor(5 s / 2 s) + 1)
+    ({"max_exec_ms": 1000.0, "bulk_target_ms": 100.0, "max_batch_operations": 5}, 0.0,
+     "bulk", 15.0),  # (1 s / 0.5 s + 1) requests of 5 targets
+], ids=["request count", "first window only", "execution time", "concurrency",
+        "bulk by execution time"])
+def test_run_bound(overrides: dict[str, Any], run_s: float, mode: str,
+                   expected: float) -> None:
+    config = EmulatorConfig(**{"servers": 1, "window_s": 10.0, "request_overhead_ms": 0.0,
+                               **overrides})
+    found = run_bound(config, run_s)
+    assert found[mode] == pytest.approx(expected)
+    assert found["overall"] >= max(found[m] for m in ("single", "batch", "bulk"))
+
+
+def test_the_enrichment_api_can_be_the_ceiling() -> None:
+    config = EmulatorConfig()
+    assert "enrichment" not in ceiling(config)
+    slow = ceiling(config, enrichment_rate_per_s=50.0)
+    assert (slow["enrichment"], slow["overall"]) == (50.0, 50.0)
+    assert ceiling(config, enrichment_rate_per_s=1e6)["overall"] == ceiling(config)["overall"]
+    assert run_bound(config, 10.0, enrichment=(50.0, 20.0))["enrichment"] == 520.0
+    assert ceiling(config, users=3)["bulk"] == pytest.approx(3 * ceiling(config)["bulk"])
 
 
 @pytest.mark.parametrize("window_s", [3.0, 30.0, 300.0])

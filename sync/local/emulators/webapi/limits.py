@@ -14,9 +14,11 @@ The model (the service documents the facets and codes, not its algorithm):
   stricter than "the facet can be exceeded for a while" (an assumption): the time charged to
   any window is at most ``max_exec_ms`` plus one request's cost, so the ceiling in
   ``stats.ceiling`` is an upper bound;
-- a client that sends while it is throttled is refused again, and the first such send of a
-  throttling episode lengthens it by ``penalty_s`` (once: the service documents that pushing
-  clients get longer Retry-After values, not by how much, so the model stays mild).
+- a client that sends while it is throttled is refused again (Retry-After: what is left of the
+  episode, rounded up to ``retry_after_resolution_s``; the rounding does not lengthen the
+  episode), and the first such send of a throttling episode lengthens it by ``penalty_s``
+  (once: the service documents that pushing clients get longer Retry-After values, not by how
+  much, so the model stays mild).
 
 Pure arithmetic on a clock passed in (``now_s``): no I/O, no sleeping.
 """
@@ -153,7 +155,10 @@ def _deny(bucket: Bucket, config: EmulatorConfig, code: str, wait_s: float,
     template = {REQUESTS[0]: REQUESTS, EXEC_TIME[0]: EXEC_TIME}.get(code, CONCURRENCY)
     _, message = _message(template, config)
     retry_after_s = round_up(max(wait_s, 0.0), config.retry_after_resolution_s)
-    bucket.throttled_until_s = max(bucket.throttled_until_s, now_s + retry_after_s)
+    # The episode ends when the limit allows again: the announced value is rounded up, the
+    # episode is not, or a client sending more often than the rounding step would push it
+    # further with every refusal and never get in.
+    bucket.throttled_until_s = max(bucket.throttled_until_s, now_s + max(wait_s, 0.0))
     bucket.last_denial = Denial(code, message, retry_after_s)
     return bucket.last_denial
 
