@@ -7,6 +7,7 @@ import pytest
 
 from sync import ratelimit
 from sync.dataverse import headroom_from
+from sync.governor import paced
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -61,3 +62,22 @@ def test_the_captured_headers_leave_thousands_of_requests_not_seven() -> None:
     assert headroom_from("7999", "1,199.46", 150.0) == 7996
     assert headroom_from("5993", "1,200.00", 150.0) == 5993
     assert headroom_from(None, "1199.46", 150.0) == 7996
+
+
+@pytest.mark.parametrize("instances", [1, 3])
+def test_the_real_headers_leave_the_governor_as_fast_as_no_headers(instances: int) -> None:
+    """Pacing by what the window leaves: with the service's formats, a fresh window does not
+    hold the governor below its share, exactly as when the server sends no headers."""
+    share = 50
+    unpaced = paced(share, headroom_from(None, None, 150.0), instances)
+    for requests_left, time_left in (("7999", "1,199.46"), ("5993", "1,200.00"),
+                                     (None, "1199.46")):
+        headroom = headroom_from(requests_left, time_left, 150.0)
+        assert paced(share, headroom, instances) == unpaced == share
+
+
+def test_a_nearly_spent_window_still_paces() -> None:
+    """The same parser holds the governor back when the window is really spent: 0.30 s
+    left at 150 ms a request is 2 requests (read as milliseconds it would be 0)."""
+    assert headroom_from("900", "0.30", 150.0) == 2
+    assert paced(50, headroom_from("900", "0.30", 150.0), 1) == 2
