@@ -30,6 +30,8 @@ CASES: list[tuple[str, str, int, dict[str, Any]]] = [
     ("single writes, bound by the request count", "single", 1, {}),
     ("bulk writes, bound by execution time", "bulk", 20,
      {"bulk_target_ms": 20.0, "max_batch_operations": 20}),
+    ("bulk writes, in-flight time counted only once spent (the lenient assumption)", "bulk",
+     20, {"bulk_target_ms": 20.0, "max_batch_operations": 20, "exec_in_flight_share": 0.0}),
     ("slow single writes, bound by concurrency", "single", 1,
      {"max_concurrent": 2, "write_ms_min": 400.0, "write_ms_max": 400.0}),
 ]

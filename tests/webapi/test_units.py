@@ -51,6 +51,10 @@ LIMIT_CASES: list[tuple[str, dict[str, Any], list[Step], list[Outcome]]] = [
      [("admit", 0.0), ("charge", 0.0, 8000.0), ("finish", 8.0), ("admit", 8.0),
       ("admit", 14.5)],
      [None, ("0x80072321", 6.0), None]),
+    ("with in-flight time counted in part, the execution facet bites late",
+     {"max_exec_ms": 100.0, "exec_in_flight_share": 0.0},
+     [("admit", 0.0), ("charge", 0.0, 500.0), ("admit", 0.05), ("admit", 0.2)],
+     [None, None, ("0x80072321", 11.0)]),
     ("concurrency: refused at once, admitted as soon as one finishes, no episode",
      {"max_concurrent": 2},
      [("admit", 0.0), ("admit", 0.0), ("admit", 0.0), ("finish", 0.1), ("admit", 0.1)],
@@ -175,8 +179,10 @@ def test_ceiling(overrides: dict[str, Any], mode: str, expected: float) -> None:
      6.0),  # 2 slots x (floor(5 s / 2 s) + 1)
     ({"max_exec_ms": 1000.0, "bulk_target_ms": 100.0, "max_batch_operations": 5}, 0.0,
      "bulk", 15.0),  # (1 s / 0.5 s + 1) requests of 5 targets
+    ({"max_exec_ms": 1000.0, "bulk_target_ms": 100.0, "max_batch_operations": 5,
+      "exec_in_flight_share": 0.5, "max_concurrent": 4}, 5.0, "bulk", 25.0),  # + 0.5 x 4
 ], ids=["request count", "first window only", "execution time", "concurrency",
-        "bulk by execution time"])
+        "bulk by execution time", "in-flight time counted in half"])
 def test_run_bound(overrides: dict[str, Any], run_s: float, mode: str,
                    expected: float) -> None:
     config = EmulatorConfig(**{"servers": 1, "window_s": 10.0, "request_overhead_ms": 0.0,
@@ -243,6 +249,7 @@ def test_a_time_scale_below_one_is_refused() -> None:
     {"max_concurrent": 0}, {"dop_hint": 0}, {"dop_hint": 1025}, {"records": -1},
     {"write_ms_min": 5.0, "write_ms_max": 1.0}, {"fault_500_rate": 1.5}, {"slow_rate": -0.1},
     {"retry_after_resolution_s": 0.0}, {"change_token_ttl_s": 0.0},
+    {"exec_in_flight_share": 1.5}, {"exec_in_flight_share": -0.1},
     {"max_batch_operations": 0}, {"max_page_size": 0}, {"penalty_s": -1.0}])
 def test_impossible_settings_are_refused_early(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="EmulatorConfig"):

@@ -40,6 +40,13 @@ class EmulatorConfig:
     retry_after_resolution_s: float = 1.0
     """Retry-After is rounded up to this step and is at least one step (whole seconds, as the
     service documents it; also under a time scale, see ``time_scaled``)."""
+    exec_in_flight_share: float = 1.0
+    """Assumption: the share of what requests in flight are still to spend that counts as used
+    when a request asks to be admitted. The service says the execution-time facet "can be
+    exceeded for a while", not by how much; 1 (the default, stricter) counts all of it, so a
+    window holds at most its budget plus one request; 0 counts only time already spent, so a
+    window can also take up to ``max_concurrent`` requests more (``stats.run_bound`` states
+    the bound either way)."""
     change_token_ttl_s: float = 7 * 24 * 3600.0
     max_batch_operations: int = 1000
     max_page_size: int = 5000
@@ -63,6 +70,7 @@ class EmulatorConfig:
         checks += [(getattr(self, name) >= 0, name) for name in (
             "read_page_ms", "batch_op_ms", "bulk_target_ms", "request_overhead_ms",
             "concurrency_retry_after_s", "penalty_s", "slow_ms")]
+        checks.append((0.0 <= self.exec_in_flight_share <= 1.0, "exec_in_flight_share"))
         for ok, name in checks:
             if not ok:
                 raise ValueError(f"EmulatorConfig.{name} is out of range")

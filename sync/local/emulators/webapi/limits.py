@@ -11,9 +11,10 @@ The model (the service documents the facets and codes, not its algorithm):
   it in one window and the rest in the next). A request is admitted only while the time spent
   in the window plus the time the requests in flight are still to spend (``committed_ms``) is
   under ``max_exec_ms``; otherwise 0x80072321 until enough of it leaves the window. This is
-  stricter than "the facet can be exceeded for a while" (an assumption): the time charged to
-  any window is at most ``max_exec_ms`` plus one request's cost, so the ceiling in
-  ``stats.ceiling`` is an upper bound;
+  stricter than "the facet can be exceeded for a while" (an assumption,
+  ``exec_in_flight_share`` = 1): the time charged to any window is at most ``max_exec_ms``
+  plus one request's cost, so ``stats.run_bound`` is an upper bound (with a share under 1,
+  the in-flight time counts in part and the facet bites late, as the service says it may);
 - a client that sends while it is throttled is refused again (Retry-After: what is left of the
   episode, rounded up to ``retry_after_resolution_s``; the rounding does not lengthen the
   episode), and the first such send of a throttling episode lengthens it by ``penalty_s``
@@ -125,11 +126,21 @@ def admit(bucket: Bucket, config: EmulatorConfig, now_s: float) -> Denial | None
     if len(bucket.arrivals_s) >= config.max_requests:
         wait_s = bucket.arrivals_s[0] + config.window_s - now_s
         return _deny(bucket, config, REQUESTS[0], wait_s, now_s)
-    if bucket.committed_s(now_s, config.window_s) * 1000 >= config.max_exec_ms:
+    if used_s(bucket, config, now_s) * 1000 >= config.max_exec_ms:
         return _deny(bucket, config, EXEC_TIME[0], exec_wait_s(bucket, config, now_s), now_s)
     bucket.arrivals_s.append(now_s)
     bucket.in_flight += 1
     return None
+
+
+def used_s(bucket: Bucket, config: EmulatorConfig, now_s: float) -> float:
+    """Execution seconds the admission compares with the budget: what the window has spent,
+    plus ``exec_in_flight_share`` of what the requests in flight are still to spend."""
+    if config.exec_in_flight_share >= 1.0:
+        return bucket.committed_s(now_s, config.window_s)
+    spent_s = bucket.spent_s(now_s, config.window_s)
+    ahead_s = bucket.committed_s(now_s, config.window_s) - spent_s
+    return spent_s + config.exec_in_flight_share * ahead_s
 
 
 def exec_wait_s(bucket: Bucket, config: EmulatorConfig, now_s: float) -> float:

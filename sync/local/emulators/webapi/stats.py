@@ -46,7 +46,9 @@ def facet_requests(config: EmulatorConfig, mode: str, run_s: float, *,
     split it into ``n = floor(T/W) + 1`` windows of ``W`` (the first admits a full budget at
     once); each takes at most ``max_requests``, and at most ``max_exec_ms / cost + 1`` requests
     (``limits`` admits only while the committed time is under the budget, so a window can
-    exceed it by the one request that crossed it); a slot is held for ``cost`` at least, so
+    exceed it by the one request that crossed it, plus ``(1 - exec_in_flight_share) *
+    max_concurrent`` requests when in-flight time counts only in part); a slot is held for
+    ``cost`` at least, so
     ``max_concurrent * (floor(T/cost) + 1)``. That is the budget x (T/W + 1) of the issue,
     rounded down to whole windows."""
     _, cost_s = request_shape(config, mode)
@@ -57,8 +59,9 @@ def facet_requests(config: EmulatorConfig, mode: str, run_s: float, *,
                  "concurrency": config.max_concurrent / cost_s * run_s if cost_s else math.inf}
         return found
     windows = math.floor(run_s / window_s) + 1
+    late = (1.0 - config.exec_in_flight_share) * config.max_concurrent
     return {"requests": config.max_requests * windows,
-            "execution": (exec_s / cost_s + 1) * windows if cost_s else math.inf,
+            "execution": (exec_s / cost_s + 1 + late) * windows if cost_s else math.inf,
             "concurrency": (config.max_concurrent * (math.floor(run_s / cost_s) + 1)
                             if cost_s else math.inf)}
 
