@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -12,6 +11,7 @@ from typing import Any, Final, TypeVar
 import aiohttp
 from yarl import URL
 
+from sync import ratelimit
 from sync.auth import TokenSource
 from sync.batchwire import Operation, OperationResult, batch_request, parse_batch_response
 from sync.clock import SYSTEM_CLOCK, Clock
@@ -30,17 +30,12 @@ LATENCY_WEIGHT: Final = 0.1
 T = TypeVar("T")
 
 
-def headroom_from(requests_left: str | None, time_left_ms: str | None,
+def headroom_from(requests_left: str | None, time_left: str | None,
                   latency_ms: float) -> int | None:
-    """How many more requests the window takes: the requests left, and the execution time left
-    divided by a request's usual duration; None when the server sends neither header."""
-    found: list[int] = []
-    if requests_left and requests_left.strip().isdigit():
-        found.append(int(requests_left))
-    if time_left_ms:
-        with contextlib.suppress(ValueError):
-            found.append(int(float(time_left_ms) / max(latency_ms, 1.0)))
-    return min(found) if found else None
+    """How many more requests the window takes, from the two x-ms-ratelimit headers as the
+    service writes them (see sync.ratelimit); None when neither is there or readable."""
+    return ratelimit.headroom(ratelimit.requests_left(requests_left),
+                              ratelimit.time_left_s(time_left), latency_ms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,15 +201,16 @@ async def test_headroom_caps_admission_until_it_grows(clock: FakeClock) -> None:
     await asyncio.gather(*tasks)
 
 
-@pytest.mark.parametrize(("requests_left", "time_left_ms", "latency_ms", "expected"), [
+@pytest.mark.parametrize(("requests_left", "time_left", "latency_ms", "expected"), [
     (None, None, 100.0, None),
     ("50", None, 100.0, 50),
-    (None, "1000", 100.0, 10),
-    ("50", "1000", 100.0, 10),
-    ("3", "100000", 100.0, 3),
+    (None, "1.00", 100.0, 10),
+    ("50", "1.00", 100.0, 10),
+    ("3", "1,000.00", 100.0, 3),
     ("x", "y", 100.0, None),
 ])
 def test_headroom_from_the_ratelimit_headers(requests_left: str | None,
-                                             time_left_ms: str | None, latency_ms: float,
+                                             time_left: str | None, latency_ms: float,
                                              expected: int | None) -> None:
-    assert headroom_from(requests_left, time_left_ms, latency_ms) == expected
+    """The time left is in seconds, as the service sends it (see tests/test_ratelimit.py)."""
+    assert headroom_from(requests_left, time_left, latency_ms) == expected

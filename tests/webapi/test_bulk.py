@@ -130,5 +130,57 @@ async def test_a_bulk_message_counts_once_and_costs_per_target(client: Client) -
                         *[{"accountid": str(uuid.uuid4())} for _ in range(100)])
     assert answer.status == 200
     assert answer.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] == "4"
-    assert answer.headers["x-ms-ratelimit-time-remaining-xrm-requests"] == "9895"  # 100x1+5
+    # 100 x 1 ms + 5 ms spent, in seconds as the service writes it
+    assert answer.headers["x-ms-ratelimit-time-remaining-xrm-requests"] == "9.89"
     assert (await client.admin("stats"))["records"]["created"] == 100
+
+
+@pytest.mark.parametrize("message", ["CreateMultiple", "UpdateMultiple", "UpsertMultiple"])
+@pytest.mark.parametrize(("odata_type", "code"), [
+    (None, "0x80048d19"),  # no type: the service cannot read the target
+    ("Microsoft.Dynamics.CRM.contact", "0x80040203"),  # another table's type
+    ("account", "0x80040203"),  # not a qualified type name
+], ids=["missing", "another table", "unqualified"])
+async def test_every_bulk_target_must_say_it_is_an_account(
+        client: Client, message: str, odata_type: str | None, code: str) -> None:
+    await client.configure(records=2, **FAST)
+    before = await client.rows()
+    good = {"@odata.type": KIND, "accountid": before[0]["accountid"], "description": "x"}
+    bad = {"accountid": before[1]["accountid"], "description": "y"}
+    if odata_type is not None:
+        bad["@odata.type"] = odata_type
+    answer = await client.call("POST", f"accounts/Microsoft.Dynamics.CRM.{message}",
+                               json_body={"Targets": [good, bad]})
+    assert answer.status == 400
+    assert answer.error["code"] == code
+    assert await client.rows() == before
+
+
+async def test_the_hash_form_of_the_type_is_accepted(client: Client) -> None:
+    await client.configure(records=1, **FAST)
+    record = (await client.ids(1))[0]
+    answer = await client.call("POST", "accounts/Microsoft.Dynamics.CRM.UpdateMultiple",
+                               json_body={"Targets": [{"@odata.type": "#" + KIND,
+                                                       "accountid": record,
+                                                       "description": "typed"}]})
+    assert answer.status == 204
+    assert (await client.row(record) or {})["description"] == "typed"
+
+
+@pytest.mark.parametrize(("good_before", "bad_type", "executed_ms"), [
+    (0, False, 5.0 + 10.0),  # fails at its first target: that target's work
+    (30, False, 5.0 + 31 * 10.0),  # 30 applied, the 31st fails, all rolled back
+    (30, True, 5.0),  # refused before any target ran: the overhead only
+], ids=["fails at once", "fails after 30 targets", "refused payload"])
+async def test_a_failed_bulk_message_costs_the_work_it_did(
+        client: Client, good_before: int, bad_type: bool, executed_ms: float) -> None:
+    await client.configure(records=good_before, servers=1,
+                           **{**FAST, "bulk_target_ms": 10.0, "request_overhead_ms": 5.0})
+    targets: list[dict[str, Any]] = [{"@odata.type": KIND, "accountid": record, "name": "n"}
+                                     for record in await client.ids(good_before)]
+    targets.append({"@odata.type": "Microsoft.Dynamics.CRM.contact" if bad_type else KIND,
+                    "accountid": GHOST, "name": "gone"})
+    answer = await client.call("POST", "accounts/Microsoft.Dynamics.CRM.UpdateMultiple",
+                               json_body={"Targets": targets})
+    assert answer.status == (400 if bad_type else 404)
+    assert (await client.admin("stats"))["executed_ms"] == pytest.approx(executed_ms)

@@ -73,7 +73,7 @@ async def test_a_window_ends_on_the_emulators_clock(client: Client) -> None:
 
 
 async def test_a_rule_given_at_start_runs_from_the_start(client: Client) -> None:
-    clock = ManualClock()
+    clock = ManualClock(auto_advance=True)  # the server time of each answer passes on it
     rule = {"preset": "401", "window_s": 5}
     await client.configure(records=1, clock=clock,
                            fault_rules=(fault_rule(json.dumps(rule)),), **FAST)

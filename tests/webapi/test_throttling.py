@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from sync import ratelimit
 from tests.webapi.conftest import FAST, GHOST, Answer, Client, token_for
 
 QUICK: dict[str, Any] = {"servers": 1, "write_ms_min": 1.0, "write_ms_max": 2.0,
@@ -52,7 +53,7 @@ async def test_execution_time_facet(client: Client) -> None:
                    "milliseconds over time window of 2 seconds. Decrease number of concurrent "
                    "requests or reduce the duration of requests and try again later."}
     assert 0 < float(refused.headers["Retry-After"]) <= 2.0
-    assert refused.headers["x-ms-ratelimit-time-remaining-xrm-requests"] == "0"
+    assert refused.headers["x-ms-ratelimit-time-remaining-xrm-requests"] == "0.00"
 
 
 async def wait_until_in_flight(client: Client, count: int) -> None:
@@ -183,8 +184,10 @@ async def test_every_answer_carries_the_headers(client: Client) -> None:
     for answer in answers:
         assert answer.headers["x-ms-dop-hint"] == "14"  # 7 per server, 2 servers
         assert answer.headers["OData-Version"] == "4.0"
-        assert int(answer.headers["x-ms-ratelimit-burst-remaining-xrm-requests"]) >= 0
-        assert float(answer.headers["x-ms-ratelimit-time-remaining-xrm-requests"]) >= 0
+        assert ratelimit.requests_left(
+            answer.headers["x-ms-ratelimit-burst-remaining-xrm-requests"]) is not None
+        assert ratelimit.time_left_s(
+            answer.headers["x-ms-ratelimit-time-remaining-xrm-requests"]) is not None
         assert answer.headers["Set-Cookie"].startswith("ARRAffinity=")
     anonymous = await client.get("WhoAmI", token="")
     assert anonymous.headers["x-ms-dop-hint"] == "14"
@@ -192,14 +195,15 @@ async def test_every_answer_carries_the_headers(client: Client) -> None:
 
 
 async def test_the_ratelimit_headers_count_down(client: Client) -> None:
-    await client.configure(records=5, window_s=60.0, max_requests=100, max_exec_ms=1000.0,
+    """In the service's formats: an integer, and seconds with a thousands separator."""
+    await client.configure(records=5, window_s=60.0, max_requests=100, max_exec_ms=1_200_000.0,
                            **{**QUICK, "write_ms_min": 10.0, "write_ms_max": 10.0})
     record = await first_id(client)
     answers = [await client.patch(record, {"description": str(n)}) for n in range(3)]
     assert [a.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] for a in answers] == [
         "99", "98", "97"]
     assert [a.headers["x-ms-ratelimit-time-remaining-xrm-requests"] for a in answers] == [
-        "990", "980", "970"]
+        "1,199.99", "1,199.98", "1,199.97"]
 
 
 async def test_changing_the_dop_hint_at_run_time(client: Client) -> None:

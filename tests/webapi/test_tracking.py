@@ -71,8 +71,11 @@ async def test_a_rolled_back_write_is_not_a_change(client: Client) -> None:
     _, delta, _ = await tracked_read(client, "accounts?$select=name")
     first = (await client.ids(1))[0]
     failed = await client.call("POST", "accounts/Microsoft.Dynamics.CRM.UpdateMultiple",
-                               json_body={"Targets": [{"accountid": first, "name": "x"},
-                                                      {"accountid": GHOST, "name": "y"}]})
+                               json_body={"Targets": [
+                                   {"@odata.type": "Microsoft.Dynamics.CRM.account",
+                                    "accountid": first, "name": "x"},
+                                   {"@odata.type": "Microsoft.Dynamics.CRM.account",
+                                    "accountid": GHOST, "name": "y"}]})
     assert failed.status == 404
     since, _, _ = await tracked_read(client, delta.split("/api/data/v9.2/", 1)[1])
     assert since == []

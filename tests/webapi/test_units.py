@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from sync.local.emulators.webapi import EmulatorConfig
-from sync.local.emulators.webapi.limits import Bucket, admit, finish, remaining, round_up
+from sync.local.emulators.webapi.limits import (
+    Bucket,
+    admit,
+    charge,
+    finish,
+    remaining,
+    round_up,
+)
 from sync.local.emulators.webapi.odata import (
     ODataError,
     parse_filter,
@@ -19,12 +26,12 @@ from sync.local.emulators.webapi.odata import (
     parse_select,
 )
 from sync.local.emulators.webapi.reads import Prefer
-from sync.local.emulators.webapi.stats import ceiling
+from sync.local.emulators.webapi.stats import ceiling, run_bound
 from sync.local.emulators.webapi.store import Table, accounts
 
 # ---- the limits on a fake clock ------------------------------------------------------------
 
-Step = tuple[Any, ...]  # ("admit", now_s) or ("finish", now_s, cost_ms)
+Step = tuple[Any, ...]  # ("admit", now_s), ("charge", start_s, cost_ms) or ("finish", now_s)
 Outcome = tuple[str, float] | None  # per admit: None (admitted) or (code, Retry-After s)
 
 LIMIT_CASES: list[tuple[str, dict[str, Any], list[Step], list[Outcome]]] = [
@@ -33,21 +40,33 @@ LIMIT_CASES: list[tuple[str, dict[str, Any], list[Step], list[Outcome]]] = [
      [None, None, ("0x80072322", 8.0), None]),
     ("execution time: admitted until spent, then until enough of it leaves the window",
      {"max_exec_ms": 100.0},
-     [("admit", 0.0), ("finish", 0.5, 60.0), ("admit", 1.0), ("finish", 1.5, 60.0),
-      ("admit", 2.0), ("admit", 11.0)],
+     [("admit", 0.0), ("charge", 0.0, 60.0), ("finish", 0.06), ("admit", 1.0),
+      ("charge", 1.0, 60.0), ("finish", 1.06), ("admit", 2.0), ("admit", 11.0)],
      [None, None, ("0x80072321", 9.0), None]),
-    ("in-flight work does not count yet: the execution facet bites late",
-     {"max_exec_ms": 100.0}, [("admit", 0.0), ("admit", 0.0), ("finish", 1.0, 500.0),
-                              ("finish", 1.0, 500.0), ("admit", 2.0)],
-     [None, None, ("0x80072321", 9.0)]),
+    ("in-flight work counts at once: what a request will spend is committed when it starts",
+     {"max_exec_ms": 100.0}, [("admit", 0.0), ("charge", 0.0, 500.0), ("admit", 0.1)],
+     [None, ("0x80072321", 11.0)]),
+    ("a long request's time leaves the window as it was spent, not all at its end",
+     {"max_exec_ms": 4000.0},
+     [("admit", 0.0), ("charge", 0.0, 8000.0), ("finish", 8.0), ("admit", 8.0),
+      ("admit", 14.5)],
+     [None, ("0x80072321", 6.0), None]),
+    ("with in-flight time counted in part, the execution facet bites late",
+     {"max_exec_ms": 100.0, "exec_in_flight_share": 0.0},
+     [("admit", 0.0), ("charge", 0.0, 500.0), ("admit", 0.05), ("admit", 0.2)],
+     [None, None, ("0x80072321", 11.0)]),
     ("concurrency: refused at once, admitted as soon as one finishes, no episode",
      {"max_concurrent": 2},
-     [("admit", 0.0), ("admit", 0.0), ("admit", 0.0), ("finish", 0.1, 1.0), ("admit", 0.1)],
+     [("admit", 0.0), ("admit", 0.0), ("admit", 0.0), ("finish", 0.1), ("admit", 0.1)],
      [None, None, ("0x80072326", 1.0), None]),
     ("a client that sends while throttled is pushed back once per episode",
      {"max_requests": 1, "penalty_s": 2.0},
      [("admit", 0.0), ("admit", 1.0), ("admit", 2.0), ("admit", 3.0), ("admit", 12.0)],
      [None, ("0x80072322", 9.0), ("0x80072322", 10.0), ("0x80072322", 9.0), None]),
+    ("sending more often than Retry-After's step does not lock a client out",
+     {"max_requests": 1, "window_s": 2.0},
+     [("admit", 0.0), ("admit", 0.5), ("admit", 1.0), ("admit", 1.5), ("admit", 2.0)],
+     [None, ("0x80072322", 2.0), ("0x80072322", 1.0), ("0x80072322", 1.0), None]),
     ("Retry-After is rounded up to the resolution",
      {"max_requests": 1, "window_s": 1.0, "retry_after_resolution_s": 0.1},
      [("admit", 0.0), ("admit", 0.25)], [None, ("0x80072322", 0.8)]),
@@ -62,11 +81,25 @@ def test_limits_on_a_fake_clock(overrides: dict[str, Any], steps: list[Step],
     bucket, outcomes = Bucket(), []
     for step in steps:
         if step[0] == "finish":
-            finish(bucket, config, step[1], step[2])
-            continue
-        denial = admit(bucket, config, step[1])
-        outcomes.append(None if denial is None else (denial.code, denial.retry_after_s))
+            finish(bucket, config, step[1])
+        elif step[0] == "charge":
+            charge(bucket, step[1], step[2])
+        else:
+            denial = admit(bucket, config, step[1])
+            outcomes.append(None if denial is None else (denial.code, denial.retry_after_s))
     assert outcomes == [o if o is None else (o[0], pytest.approx(o[1])) for o in expected]
+
+
+@pytest.mark.parametrize(("now_s", "spent_s", "committed_s"), [
+    (0.0, 0.0, 10.0), (4.0, 4.0, 10.0), (10.0, 10.0, 10.0), (15.0, 5.0, 5.0), (20.0, 0.0, 0.0),
+], ids=["at its start: nothing spent, all committed", "while it runs", "at its end",
+        "half of it has left the window", "all of it has left"])
+def test_execution_time_is_charged_to_the_window_it_is_spent_in(
+        now_s: float, spent_s: float, committed_s: float) -> None:
+    bucket = Bucket()
+    charge(bucket, 0.0, 10_000.0)  # one request running from 0 s to 10 s, window 10 s
+    assert bucket.spent_s(now_s, 10.0) == pytest.approx(spent_s)
+    assert bucket.committed_s(now_s, 10.0) == pytest.approx(committed_s)
 
 
 DOCUMENTED_MESSAGES = [
@@ -88,7 +121,7 @@ def test_default_limits_answer_the_documented_codes_and_messages(code: str,
     if code == "0x80072322":
         bucket.arrivals_s = deque([0.0] * 6000)
     elif code == "0x80072321":
-        bucket.spent, bucket.spent_ms = deque([(0.0, 1_200_000.0)]), 1_200_000.0
+        charge(bucket, 0.0, 1_200_000.0)
     else:
         bucket.in_flight = 52
     denial = admit(bucket, config, 1.0)
@@ -103,9 +136,10 @@ def test_remaining_is_what_the_window_leaves() -> None:
     assert remaining(bucket, config, 0.0) == (10, 1000.0)
     for now_s in (0.0, 1.0):
         assert admit(bucket, config, now_s) is None
-        finish(bucket, config, now_s + 0.5, 300.0)
-    assert remaining(bucket, config, 2.0) == (8, 400.0)
-    assert remaining(bucket, config, 10.6) == (9, 700.0)  # the first left the window
+        charge(bucket, now_s, 300.0)
+        finish(bucket, config, now_s + 0.3)
+    assert remaining(bucket, config, 2.0) == (8, pytest.approx(400.0))
+    assert remaining(bucket, config, 10.6) == (9, pytest.approx(700.0))  # the first has left
     assert remaining(bucket, config, 30.0) == (10, 1000.0)
 
 
@@ -136,6 +170,38 @@ def test_ceiling(overrides: dict[str, Any], mode: str, expected: float) -> None:
     assert found["overall"] == max(found[m] for m in ("single", "batch", "bulk"))
 
 
+@pytest.mark.parametrize(("overrides", "run_s", "mode", "expected"), [
+    ({"max_requests": 10}, 25.0, "single", 30.0),  # 3 whole windows of 10 requests
+    ({"max_requests": 10}, 9.9, "single", 10.0),  # inside the first window: its burst
+    ({"max_exec_ms": 1000.0, "write_ms_min": 250.0, "write_ms_max": 250.0}, 10.0, "single",
+     10.0),  # (1 s / 0.25 s + 1 crossing request) x 2 windows
+    ({"max_concurrent": 2, "write_ms_min": 2000.0, "write_ms_max": 2000.0}, 5.0, "single",
+     6.0),  # 2 slots x (floor(5 s / 2 s) + 1)
+    ({"max_exec_ms": 1000.0, "bulk_target_ms": 100.0, "max_batch_operations": 5}, 0.0,
+     "bulk", 15.0),  # (1 s / 0.5 s + 1) requests of 5 targets
+    ({"max_exec_ms": 1000.0, "bulk_target_ms": 100.0, "max_batch_operations": 5,
+      "exec_in_flight_share": 0.5, "max_concurrent": 4}, 5.0, "bulk", 25.0),  # + 0.5 x 4
+], ids=["request count", "first window only", "execution time", "concurrency",
+        "bulk by execution time", "in-flight time counted in half"])
+def test_run_bound(overrides: dict[str, Any], run_s: float, mode: str,
+                   expected: float) -> None:
+    config = EmulatorConfig(**{"servers": 1, "window_s": 10.0, "request_overhead_ms": 0.0,
+                               **overrides})
+    found = run_bound(config, run_s)
+    assert found[mode] == pytest.approx(expected)
+    assert found["overall"] >= max(found[m] for m in ("single", "batch", "bulk"))
+
+
+def test_the_enrichment_api_can_be_the_ceiling() -> None:
+    config = EmulatorConfig()
+    assert "enrichment" not in ceiling(config)
+    slow = ceiling(config, enrichment_rate_per_s=50.0)
+    assert (slow["enrichment"], slow["overall"]) == (50.0, 50.0)
+    assert ceiling(config, enrichment_rate_per_s=1e6)["overall"] == ceiling(config)["overall"]
+    assert run_bound(config, 10.0, enrichment=(50.0, 20.0))["enrichment"] == 520.0
+    assert ceiling(config, users=3)["bulk"] == pytest.approx(3 * ceiling(config)["bulk"])
+
+
 @pytest.mark.parametrize("window_s", [3.0, 30.0, 300.0])
 def test_scaled_keeps_the_documented_ratios(window_s: float) -> None:
     scaled, documented = EmulatorConfig.scaled(window_s), EmulatorConfig()
@@ -148,11 +214,42 @@ def test_scaled_keeps_the_documented_ratios(window_s: float) -> None:
     assert EmulatorConfig.scaled(window_s, max_requests=7).max_requests == 7
 
 
+@pytest.mark.parametrize("factor", [1.0, 10.0, 60.0])
+def test_one_factor_divides_every_duration_and_keeps_every_rate(factor: float) -> None:
+    scaled, documented = EmulatorConfig.time_scaled(factor), EmulatorConfig()
+    for name in ("window_s", "max_exec_ms", "penalty_s", "concurrency_retry_after_s"):
+        assert getattr(scaled, name) == pytest.approx(getattr(documented, name) / factor)
+    assert scaled.max_requests == round(documented.max_requests / factor)
+    assert scaled.max_requests / scaled.window_s == pytest.approx(20.0)  # requests/s
+    assert scaled.max_exec_ms / 1000 / scaled.window_s == pytest.approx(4.0)  # server s/s
+    assert scaled.write_ms_mean() == documented.write_ms_mean()  # a write is still a write
+    assert scaled.retry_after_resolution_s == 1.0
+
+
+@pytest.mark.parametrize("factor", [1.0, 10.0, 60.0])
+def test_retry_after_stays_whole_seconds_under_a_time_scale(factor: float) -> None:
+    """Queue visibility delays are whole seconds: no scaled Retry-After is under 1 s."""
+    config = EmulatorConfig.time_scaled(factor)
+    busy = Bucket(in_flight=config.max_concurrent)
+    full = Bucket(arrivals_s=deque([0.0] * config.max_requests))
+    for bucket in (busy, full):
+        denial = admit(bucket, config, 0.001)
+        assert denial is not None
+        assert denial.retry_after_s >= 1.0
+        assert denial.retry_after_s == int(denial.retry_after_s)
+
+
+def test_a_time_scale_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="factor"):
+        EmulatorConfig.time_scaled(0.5)
+
+
 @pytest.mark.parametrize("bad", [
     {"servers": 0}, {"window_s": 0.0}, {"max_requests": 0}, {"max_exec_ms": 0.0},
     {"max_concurrent": 0}, {"dop_hint": 0}, {"dop_hint": 1025}, {"records": -1},
     {"write_ms_min": 5.0, "write_ms_max": 1.0}, {"fault_500_rate": 1.5}, {"slow_rate": -0.1},
     {"retry_after_resolution_s": 0.0}, {"change_token_ttl_s": 0.0},
+    {"exec_in_flight_share": 1.5}, {"exec_in_flight_share": -0.1},
     {"max_batch_operations": 0}, {"max_page_size": 0}, {"penalty_s": -1.0}])
 def test_impossible_settings_are_refused_early(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="EmulatorConfig"):

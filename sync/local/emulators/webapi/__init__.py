@@ -21,37 +21,49 @@ Admin endpoints (no auth, never throttled, never counted):
 - ``PATCH /_emulator/config``: change ``dop_hint``, the fault rates, costs or limits at run time;
 - ``POST /_emulator/reset-stats``: every counter back to zero (records included);
 - ``POST|GET|DELETE /_emulator/faults``: add, list, clear fault rules (``faults.py``).
+
+Table metadata (``EntityDefinitions``) as Microsoft's Python client asks for it, and https
+(``start_emulator(..., https=True)``) with a throwaway certificate authority.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
 from sync.clock import SYSTEM_CLOCK, Clock
 from sync.local.emulators.webapi.app import create_app
 from sync.local.emulators.webapi.config import EmulatorConfig
+from sync.local.emulators.webapi.tls import make_certificates
 
 __all__ = ["EmulatorConfig", "RunningEmulator", "create_app", "start_emulator"]
 
 
 @dataclass
 class RunningEmulator:
-    """A served emulator: its org URL (the Web API is at ``{url}/api/data/v9.2/``)."""
+    """A served emulator: its org URL (the Web API is at ``{url}/api/data/v9.2/``) and, over
+    https, the throwaway CA a client must trust (``REQUESTS_CA_BUNDLE``)."""
 
     url: str
     runner: web.AppRunner
+    ca_path: Path | None = None
 
     async def close(self) -> None:
         await self.runner.cleanup()
 
 
-async def start_emulator(config: EmulatorConfig, host: str = "127.0.0.1",
-                         port: int = 0, clock: Clock = SYSTEM_CLOCK) -> RunningEmulator:
-    """Serve the emulator on ``host:port`` (0 picks a free port); fault windows on ``clock``."""
+async def start_emulator(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 0,
+                         clock: Clock = SYSTEM_CLOCK, *, https: bool = False) -> RunningEmulator:
+    """Serve the emulator on ``host:port`` (0 picks a free port); limits and fault windows on
+    ``clock``; with ``https``, behind a certificate made now for localhost and 127.0.0.1."""
     runner = web.AppRunner(create_app(config, clock), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    certificates = make_certificates() if https else None
+    context = certificates.server_context() if certificates else None
+    await web.TCPSite(runner, host, port, ssl_context=context).start()
     bound = runner.addresses[0]
-    return RunningEmulator(url=f"http://{bound[0]}:{bound[1]}", runner=runner)
+    scheme = "https" if https else "http"
+    return RunningEmulator(url=f"{scheme}://{bound[0]}:{bound[1]}", runner=runner,
+                           ca_path=certificates.ca_path if certificates else None)

@@ -4,11 +4,11 @@ the headers every answer carries."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -23,9 +23,10 @@ from sync.local.emulators.webapi.batch import (
     parse_batch,
     run_batch,
 )
-from sync.local.emulators.webapi.bulk import MESSAGES, bulk
+from sync.local.emulators.webapi.bulk import MESSAGES, bulk, error_cost_ms
 from sync.local.emulators.webapi.config import EmulatorConfig
 from sync.local.emulators.webapi.faults import DATAVERSE, FaultBook, Rule
+from sync.local.emulators.webapi.metadata import ROOT, entity_definitions
 from sync.local.emulators.webapi.odata import ODataError
 from sync.local.emulators.webapi.ops import (
     API,
@@ -43,14 +44,15 @@ from sync.local.emulators.webapi.store import accounts
 
 
 def create_app(config: EmulatorConfig, clock: Clock = SYSTEM_CLOCK) -> web.Application:
-    """The emulator as an aiohttp application (``emulator`` key holds its state); fault
-    rules' windows run on ``clock``."""
+    """The emulator as an aiohttp application (``emulator`` key holds its state); its limits,
+    the server time it waits out and the fault rules' windows run on ``clock``."""
     world = World(config, {"accounts": accounts(config.records, config.seed)},
                   rng=random.Random(config.seed))
     rules = FaultBook(clock, random.Random(config.seed + 2), DATAVERSE)
     for rule in config.fault_rules:
         rules.add(rule)
-    emulator = Emulator(config, world, faults=random.Random(config.seed + 1), rules=rules)
+    emulator = Emulator(config, world, faults=random.Random(config.seed + 1), rules=rules,
+                        clock=clock)
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[EMULATOR] = emulator
     app.router.add_route("*", API + "{path:.*}", _api)
@@ -72,28 +74,43 @@ async def _api(request: web.Request) -> web.StreamResponse:
                                                     "token."), emulator.anonymous_headers())
     server = emulator.server_for(request)
     bucket = emulator.buckets[(user, server)]
-    loop = asyncio.get_running_loop()
-    late = emulator.stats.arrived(loop.time(), config.window_s)
-    denial = limits.admit(bucket, config, loop.time())
+    raw = await request.read()
+    clock = emulator.clock
+    late = emulator.stats.arrived(clock.monotonic_s(), config.window_s)
+    denial = limits.admit(bucket, config, clock.monotonic_s())
     if denial is not None:
         emulator.stats.throttled(denial.code, denial.retry_after_s, late)
-        headers = {**emulator.headers(server, bucket, loop.time()),
+        headers = {**emulator.headers(server, bucket, clock.monotonic_s()),
                    "Retry-After": f"{denial.retry_after_s:.3f}".rstrip("0").rstrip(".")}
         return _error(ODataError(429, denial.code, denial.message), headers)
     emulator.stats.admitted(user, server, late)
-    cost_ms = 0.0
     try:
-        response, cost_ms = await _serve(emulator, request, user)
+        served = _serve(emulator, request, raw, user)
+        limits.charge(bucket, clock.monotonic_s(), served.cost_ms)
+        emulator.stats.executed_ms += served.cost_ms
+        await clock.sleep(served.cost_ms / 1000)
+        response = served.response if served.drop is None else \
+            _refuse(emulator, served.drop, request)
     finally:
         emulator.stats.finished(user, server)
-        limits.finish(bucket, emulator.config, loop.time(), cost_ms)
+        limits.finish(bucket, emulator.config, clock.monotonic_s())
     if response is not None:
-        response.headers.update(emulator.headers(server, bucket, loop.time()))
+        response.headers.update(emulator.headers(server, bucket, clock.monotonic_s()))
     return response if response is not None else web.Response(status=500)
 
 
-async def _serve(emulator: Emulator, request: web.Request,
-                 user: str) -> tuple[web.StreamResponse | None, float]:
+@dataclass(frozen=True, slots=True)
+class Served:
+    """An answer (None: the connection was dropped), the server time it costs, and a rule that
+    drops the connection once that time is spent (commit then drop)."""
+
+    response: web.StreamResponse | None
+    cost_ms: float
+    drop: Rule | None = None
+
+
+def _serve(emulator: Emulator, request: web.Request, body: bytes, user: str) -> Served:
+    """The answer and the server time it costs (the caller charges it and waits it out)."""
     config = emulator.config
     draw = emulator.faults.random()
     fault = _fault(config, draw)
@@ -101,22 +118,20 @@ async def _serve(emulator: Emulator, request: web.Request,
         emulator.stats.faults["reset"] += 1
         if request.transport is not None:
             request.transport.abort()
-        return None, config.request_overhead_ms
+        return Served(None, config.request_overhead_ms)
     if fault in ("500", "503"):
         emulator.stats.faults[fault] += 1
-        await asyncio.sleep(config.request_overhead_ms / 1000)
         error = ODataError(int(fault), "0x80040216", "An unexpected error occurred.")
-        return _error(error, {}), config.request_overhead_ms
+        return Served(_error(error, {}), config.request_overhead_ms)
     rule = emulator.rules.pick(injection.target_of(request.method, request.match_info["path"]))
     if rule is not None and rule.kind in ("error", "reset"):
-        return _refuse(emulator, rule, request), config.request_overhead_ms
-    body = await request.read()
+        return Served(_refuse(emulator, rule, request), config.request_overhead_ms)
     try:
         answer = _dispatch(emulator, request.method, request.match_info["path"],
                            query=dict(request.query), headers=request.headers, raw=body,
                            user=user)
     except ODataError as error:
-        answer = Answer(error.status, error.body())
+        answer = Answer(error.status, error.body(), cost_ms=error_cost_ms(error))
     cost_ms = answer.cost_ms + config.request_overhead_ms
     if fault == "slow":
         emulator.stats.faults["slow"] += 1
@@ -124,10 +139,9 @@ async def _serve(emulator: Emulator, request: web.Request,
         answer.headers[injection.FAULT_HEADER] = "slow"
     if rule is not None and rule.kind in injection.MALFORMED:
         answer = _malformed(emulator, rule, answer)
-    await asyncio.sleep(cost_ms / 1000)
     if rule is not None and rule.kind == "commit_then_drop" and answer.status < 400:
-        return _refuse(emulator, rule, request), cost_ms
-    return _response(answer), cost_ms
+        return Served(_response(answer), cost_ms, drop=rule)
+    return Served(_response(answer), cost_ms)
 
 
 def _refuse(emulator: Emulator, rule: Rule, request: web.Request) -> web.Response | None:
@@ -173,6 +187,8 @@ def _dispatch(emulator: Emulator, method: str, path: str, *, query: Mapping[str,
                             "OrganizationId": str(uuid.UUID(int=2))}, cost_ms=1.0)
     if path == "$batch" and method == "POST":
         return _batch(emulator, headers, raw, user)
+    if path.startswith(ROOT) and method == "GET":
+        return entity_definitions(world, path, query)
     body = _json(raw)
     injection.check_records(emulator.rules, emulator.stats.faults, method, path, body=body,
                             key_of={name: t.key for name, t in world.tables.items()})

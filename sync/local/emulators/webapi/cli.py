@@ -35,6 +35,8 @@ _HELP: Final = {
     "penalty_s": "Retry-After added each time a throttled client sends again (2 s, an "
                  "assumption)",
     "retry_after_resolution_s": "Retry-After is rounded up to this step (1 s)",
+    "exec_in_flight_share": "share of the in-flight requests' remaining server time counted "
+                            "as used at admission (1: all, stricter; an assumption)",
     "change_token_ttl_s": "lifetime of a change tracking token (7 days, documented)",
     "max_batch_operations": "operations per $batch and targets per bulk message (1000, "
                             "documented)",
@@ -56,6 +58,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="a fault rule in force from the start, as JSON; repeatable "
                              "(none). E.g. '{\"preset\": \"403-privilege\", \"hits\": "
                              "\"writes\", \"window_s\": 15}'")
+    parser.add_argument("--https", action="store_true",
+                        help="serve https with a throwaway certificate authority made now; "
+                             "clients trust it through REQUESTS_CA_BUNDLE (its path is printed)")
     for item in fields(EmulatorConfig):
         if item.name == "fault_rules":
             continue
@@ -86,16 +91,18 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
 
 def main(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM."""
-    asyncio.run(_serve(config_from(args), args.host, args.port))
+    asyncio.run(_serve(config_from(args), args.host, args.port, https=args.https))
     return 0
 
 
-async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
-    running = await start_emulator(config, host, port)
+async def _serve(config: EmulatorConfig, host: str, port: int, *, https: bool) -> None:
+    running = await start_emulator(config, host, port, https=https)
     print(f"Dataverse Web API emulator listening on {running.url} "
           f"({config.servers} servers, window {config.window_s:g} s, "
           f"{config.max_requests} requests, {config.max_exec_ms:,.0f} ms, "
           f"{config.max_concurrent} concurrent, {config.records} accounts, "
           f"{len(config.fault_rules)} fault rules)", flush=True)
+    if running.ca_path is not None:
+        print(f"Trust its certificate: REQUESTS_CA_BUNDLE={running.ca_path}", flush=True)
     await until_signalled()
     await running.close()

@@ -40,7 +40,15 @@ class EmulatorConfig:
     penalty_s: float = 2.0
     """Added to Retry-After each time a client sends while it is throttled."""
     retry_after_resolution_s: float = 1.0
-    """Retry-After is rounded up to this step (whole seconds, as the service sends)."""
+    """Retry-After is rounded up to this step and is at least one step (whole seconds, as the
+    service documents it; also under a time scale, see ``time_scaled``)."""
+    exec_in_flight_share: float = 1.0
+    """Assumption: the share of what requests in flight are still to spend that counts as used
+    when a request asks to be admitted. The service says the execution-time facet "can be
+    exceeded for a while", not by how much; 1 (the default, stricter) counts all of it, so a
+    window holds at most its budget plus one request; 0 counts only time already spent, so a
+    window can also take up to ``max_concurrent`` requests more (``stats.run_bound`` states
+    the bound either way)."""
     change_token_ttl_s: float = 7 * 24 * 3600.0
     max_batch_operations: int = 1000
     max_page_size: int = 5000
@@ -66,6 +74,7 @@ class EmulatorConfig:
         checks += [(getattr(self, name) >= 0, name) for name in (
             "read_page_ms", "batch_op_ms", "bulk_target_ms", "request_overhead_ms",
             "concurrency_retry_after_s", "penalty_s", "slow_ms")]
+        checks.append((0.0 <= self.exec_in_flight_share <= 1.0, "exec_in_flight_share"))
         for ok, name in checks:
             if not ok:
                 raise ValueError(f"EmulatorConfig.{name} is out of range")
@@ -74,18 +83,30 @@ class EmulatorConfig:
                 raise ValueError(f"EmulatorConfig.{rate} must be between 0 and 1")
 
     @classmethod
-    def scaled(cls, window_s: float, **overrides: Any) -> EmulatorConfig:
-        """A shorter window with proportionally fewer requests and less execution time, so
-        the ratios (requests/s, server seconds per second) stay the documented ones."""
-        share = window_s / DOCUMENTED_WINDOW_S
+    def time_scaled(cls, factor: float, **overrides: Any) -> EmulatorConfig:
+        """The documented limits with time running ``factor`` times faster: the window, the
+        execution-time budget, the penalty and the concurrency error's Retry-After divided by
+        ``factor``, and the requests per window with them, so every per-second rate (requests/s,
+        server seconds per second) stays the documented one. Operation costs are not scaled (a
+        write still takes its server time). Retry-After stays in whole seconds
+        (``retry_after_resolution_s``), so it is never under 1 s: queue visibility delays are
+        whole seconds. ``overrides`` win over the scaled values."""
+        if not factor >= 1.0:
+            raise ValueError(f"EmulatorConfig.time_scaled factor must be at least 1, got {factor}")
+        base = cls()
         values: dict[str, Any] = {
-            "window_s": window_s,
-            "max_requests": max(1, round(DOCUMENTED_MAX_REQUESTS * share)),
-            "max_exec_ms": DOCUMENTED_MAX_EXEC_MS * share,
-            "retry_after_resolution_s": min(1.0, max(0.01, share)),
-            "penalty_s": 2.0 * min(1.0, share * 10),
+            "window_s": base.window_s / factor,
+            "max_requests": max(1, round(base.max_requests / factor)),
+            "max_exec_ms": base.max_exec_ms / factor,
+            "penalty_s": base.penalty_s / factor,
+            "concurrency_retry_after_s": base.concurrency_retry_after_s / factor,
         }
         return cls(**{**values, **overrides})
+
+    @classmethod
+    def scaled(cls, window_s: float, **overrides: Any) -> EmulatorConfig:
+        """``time_scaled`` by the factor that makes the window ``window_s``."""
+        return cls.time_scaled(DOCUMENTED_WINDOW_S / window_s, **overrides)
 
     @property
     def dop_hint_header(self) -> int:

@@ -6,14 +6,22 @@ The model (the service documents the facets and codes, not its algorithm):
   is refused at once with 0x80072326;
 - request count: requests admitted in the last ``window_s``; at ``max_requests`` refused with
   0x80072322 until the oldest leaves the window;
-- execution time: server milliseconds spent by requests finished in the last ``window_s``; at
-  ``max_exec_ms`` refused with 0x80072321 until enough of it leaves the window. Requests in flight
-  do not count yet, so the facet bites a little late, as the documentation says it may;
-- a client that sends while it is throttled is refused again, and the first such send of a
-  throttling episode lengthens it by ``penalty_s`` (once: the service documents that pushing
-  clients get longer Retry-After values, not by how much, so the model stays mild).
+- execution time: each admitted request runs from its start for its cost, and its time is
+  charged to the window in which it is **spent** (a long request accrues while it runs, part of
+  it in one window and the rest in the next). A request is admitted only while the time spent
+  in the window plus the time the requests in flight are still to spend (``committed_ms``) is
+  under ``max_exec_ms``; otherwise 0x80072321 until enough of it leaves the window. This is
+  stricter than "the facet can be exceeded for a while" (an assumption,
+  ``exec_in_flight_share`` = 1): the time charged to any window is at most ``max_exec_ms``
+  plus one request's cost, so ``stats.run_bound`` is an upper bound (with a share under 1,
+  the in-flight time counts in part and the facet bites late, as the service says it may);
+- a client that sends while it is throttled is refused again (Retry-After: what is left of the
+  episode, rounded up to ``retry_after_resolution_s``; the rounding does not lengthen the
+  episode), and the first such send of a throttling episode lengthens it by ``penalty_s``
+  (once: the service documents that pushing clients get longer Retry-After values, not by how
+  much, so the model stays mild).
 
-Pure arithmetic on a clock passed in: no I/O, no sleeping.
+Pure arithmetic on a clock passed in (``now_s``): no I/O, no sleeping.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ EXEC_TIME: Final = ("0x80072321", "Combined execution time of incoming requests 
                                   "of {e} milliseconds over time window of {w} seconds. Decrease "
                                   "number of concurrent requests or reduce the duration of "
                                   "requests and try again later.")
+_SEARCH_STEPS: Final = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,21 +54,48 @@ class Denial:
 
 @dataclass(slots=True)
 class Bucket:
-    """One (user, server)'s sliding windows."""
+    """One (user, server)'s sliding windows. ``spans`` are the (start_s, end_s) of execution,
+    in the order the requests started; ``spans_s`` is their total length."""
 
     arrivals_s: deque[float] = field(default_factory=deque)
-    spent: deque[tuple[float, float]] = field(default_factory=deque)
-    spent_ms: float = 0.0
+    spans: deque[tuple[float, float]] = field(default_factory=deque)
+    spans_s: float = 0.0
+    longest_s: float = 0.0
     in_flight: int = 0
     throttled_until_s: float = 0.0
     last_denial: Denial | None = None
     penalized: bool = False
 
     def trim(self, now_s: float, window_s: float) -> None:
-        while self.arrivals_s and self.arrivals_s[0] <= now_s - window_s:
+        """Forget arrivals and spans that ended before the window."""
+        cutoff_s = now_s - window_s
+        while self.arrivals_s and self.arrivals_s[0] <= cutoff_s:
             self.arrivals_s.popleft()
-        while self.spent and self.spent[0][0] <= now_s - window_s:
-            self.spent_ms -= self.spent.popleft()[1]
+        while self.spans and self.spans[0][1] <= cutoff_s:
+            start_s, end_s = self.spans.popleft()
+            self.spans_s -= end_s - start_s
+        if not self.spans:
+            self.spans_s = 0.0
+
+    def committed_s(self, now_s: float, window_s: float) -> float:
+        """Execution seconds spent in the window ending now plus those the requests in flight
+        are still to spend."""
+        self.trim(now_s, window_s)
+        cutoff_s, before_s = now_s - window_s, 0.0
+        for start_s, end_s in self.spans:
+            if start_s >= cutoff_s:
+                break
+            before_s += min(end_s, cutoff_s) - start_s
+        return max(0.0, self.spans_s - before_s)
+
+    def spent_s(self, now_s: float, window_s: float) -> float:
+        """Execution seconds spent in the window ending now (in-flight requests so far)."""
+        ahead_s = 0.0
+        for start_s, end_s in reversed(self.spans):
+            if start_s < now_s - self.longest_s:
+                break
+            ahead_s += max(0.0, end_s - max(start_s, now_s))
+        return max(0.0, self.committed_s(now_s, window_s) - ahead_s)
 
 
 def round_up(seconds: float, step_s: float) -> float:
@@ -90,21 +126,39 @@ def admit(bucket: Bucket, config: EmulatorConfig, now_s: float) -> Denial | None
     if len(bucket.arrivals_s) >= config.max_requests:
         wait_s = bucket.arrivals_s[0] + config.window_s - now_s
         return _deny(bucket, config, REQUESTS[0], wait_s, now_s)
-    if bucket.spent_ms >= config.max_exec_ms:
-        return _deny(bucket, config, EXEC_TIME[0], _exec_wait_s(bucket, config, now_s),
-                     now_s)
+    if used_s(bucket, config, now_s) * 1000 >= config.max_exec_ms:
+        return _deny(bucket, config, EXEC_TIME[0], exec_wait_s(bucket, config, now_s), now_s)
     bucket.arrivals_s.append(now_s)
     bucket.in_flight += 1
     return None
 
 
-def _exec_wait_s(bucket: Bucket, config: EmulatorConfig, now_s: float) -> float:
-    excess_ms = bucket.spent_ms - config.max_exec_ms
-    for finished_s, cost_ms in bucket.spent:
-        excess_ms -= cost_ms
-        if excess_ms < 0:
-            return finished_s + config.window_s - now_s
-    return config.window_s
+def used_s(bucket: Bucket, config: EmulatorConfig, now_s: float) -> float:
+    """Execution seconds the admission compares with the budget: what the window has spent,
+    plus ``exec_in_flight_share`` of what the requests in flight are still to spend."""
+    if config.exec_in_flight_share >= 1.0:
+        return bucket.committed_s(now_s, config.window_s)
+    spent_s = bucket.spent_s(now_s, config.window_s)
+    ahead_s = bucket.committed_s(now_s, config.window_s) - spent_s
+    return spent_s + config.exec_in_flight_share * ahead_s
+
+
+def exec_wait_s(bucket: Bucket, config: EmulatorConfig, now_s: float) -> float:
+    """How long until what is committed falls under the budget, if nothing else starts: the
+    earliest such moment, found by bisection (committed time only falls as time passes)."""
+    low_s, high_s = 0.0, config.window_s + bucket.longest_s
+    for _ in range(_SEARCH_STEPS):
+        middle_s = (low_s + high_s) / 2
+        if _committed_at_s(bucket, now_s + middle_s, config.window_s) * 1000 < config.max_exec_ms:
+            high_s = middle_s
+        else:
+            low_s = middle_s
+    return high_s
+
+
+def _committed_at_s(bucket: Bucket, at_s: float, window_s: float) -> float:
+    cutoff_s = at_s - window_s
+    return sum(max(0.0, end_s - max(start_s, cutoff_s)) for start_s, end_s in bucket.spans)
 
 
 def _deny(bucket: Bucket, config: EmulatorConfig, code: str, wait_s: float,
@@ -112,21 +166,35 @@ def _deny(bucket: Bucket, config: EmulatorConfig, code: str, wait_s: float,
     template = {REQUESTS[0]: REQUESTS, EXEC_TIME[0]: EXEC_TIME}.get(code, CONCURRENCY)
     _, message = _message(template, config)
     retry_after_s = round_up(max(wait_s, 0.0), config.retry_after_resolution_s)
-    bucket.throttled_until_s = max(bucket.throttled_until_s, now_s + retry_after_s)
+    # The episode ends when the limit allows again: the announced value is rounded up, the
+    # episode is not, or a client sending more often than the rounding step would push it
+    # further with every refusal and never get in.
+    bucket.throttled_until_s = max(bucket.throttled_until_s, now_s + max(wait_s, 0.0))
     bucket.last_denial = Denial(code, message, retry_after_s)
     return bucket.last_denial
 
 
-def finish(bucket: Bucket, config: EmulatorConfig, now_s: float, cost_ms: float) -> None:
-    """A request admitted earlier ended after spending ``cost_ms`` of server time."""
+def charge(bucket: Bucket, start_s: float, cost_ms: float) -> None:
+    """An admitted request runs from ``start_s`` for ``cost_ms`` of server time: its time is
+    charged as it is spent, to whichever windows that span falls in."""
+    if cost_ms <= 0:
+        return
+    duration_s = cost_ms / 1000
+    bucket.spans.append((start_s, start_s + duration_s))
+    bucket.spans_s += duration_s
+    bucket.longest_s = max(bucket.longest_s, duration_s)
+
+
+def finish(bucket: Bucket, config: EmulatorConfig, now_s: float) -> None:
+    """A request admitted earlier ended (its time was charged when it started)."""
     bucket.in_flight -= 1
-    bucket.spent.append((now_s, cost_ms))
-    bucket.spent_ms += cost_ms
     bucket.trim(now_s, config.window_s)
 
 
 def remaining(bucket: Bucket, config: EmulatorConfig, now_s: float) -> tuple[int, float]:
-    """Requests and execution milliseconds left in the window (the x-ms-ratelimit headers)."""
+    """Requests and execution milliseconds left in the window (the x-ms-ratelimit headers):
+    what is committed counts as used."""
     bucket.trim(now_s, config.window_s)
+    committed_ms = bucket.committed_s(now_s, config.window_s) * 1000
     return (max(0, config.max_requests - len(bucket.arrivals_s)),
-            max(0.0, config.max_exec_ms - bucket.spent_ms))
+            max(0.0, config.max_exec_ms - committed_ms))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import random
 import uuid
 from collections import defaultdict
@@ -15,7 +16,7 @@ from typing import Final
 
 from aiohttp import web
 
-from sync.clock import SYSTEM_CLOCK
+from sync.clock import SYSTEM_CLOCK, Clock
 from sync.local.emulators.webapi import limits
 from sync.local.emulators.webapi.config import EmulatorConfig
 from sync.local.emulators.webapi.faults import DATAVERSE, FaultBook
@@ -43,6 +44,12 @@ def user_of(authorization: str) -> str | None:
     return _as_guid(hashlib.sha256(token.encode()).hexdigest())
 
 
+def time_left_header(exec_left_ms: float) -> str:
+    """Execution time left as the service writes it: seconds, a thousands separator, two
+    decimals (``1,199.46``), rounded down so it never promises more than is left."""
+    return f"{math.floor(exec_left_ms / 10) / 100:,.2f}"
+
+
 def _as_guid(text: str) -> str:
     try:
         return str(uuid.UUID(text))
@@ -63,6 +70,7 @@ class Emulator:
     faults: random.Random = field(default_factory=random.Random)
     rules: FaultBook = field(default_factory=lambda: FaultBook(SYSTEM_CLOCK, random.Random(),
                                                                DATAVERSE))
+    clock: Clock = SYSTEM_CLOCK
 
     def server_for(self, request: web.Request) -> str:
         pinned = request.cookies.get(COOKIE)
@@ -77,7 +85,7 @@ class Emulator:
         requests_left, exec_left_ms = limits.remaining(bucket, self.config, now_s)
         return {"x-ms-dop-hint": str(self.config.dop_hint_header), "OData-Version": "4.0",
                 "x-ms-ratelimit-burst-remaining-xrm-requests": str(requests_left),
-                "x-ms-ratelimit-time-remaining-xrm-requests": f"{exec_left_ms:.0f}",
+                "x-ms-ratelimit-time-remaining-xrm-requests": time_left_header(exec_left_ms),
                 "Set-Cookie": f"{COOKIE}={server}; Path=/; HttpOnly"}
 
     def anonymous_headers(self) -> dict[str, str]:

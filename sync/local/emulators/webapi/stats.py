@@ -1,39 +1,105 @@
-"""What the emulator counts, and the ceiling: the most records/s any client could write."""
+"""What the emulator counts, and the ceiling: the most records/s any client could write.
+
+Two statements, both from the configuration alone: ``ceiling`` is the steady state (records/s
+after the first window); ``run_bound`` is what a run of length T can have had accepted, the
+first window's burst included (budget x (T/W + 1) on the binding facet). ``/_emulator/stats``
+shows both: ``ceiling`` and ``run`` (the run so far, first request to last, and its bound).
+``tests/webapi/test_ceiling.py`` holds a greedy and an oracle client to ``run_bound``."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from sync.local.emulators.webapi.config import EmulatorConfig
 
+MODES: Final = ("single", "batch", "bulk")
+FACETS: Final = ("requests", "execution", "concurrency")
 
-def ceiling(config: EmulatorConfig) -> dict[str, float]:
-    """Records/s per write mode for the whole environment under the limits, per server times
-    the servers. Each mode is bound by the request count, the execution time, or the
-    concurrency (requests in flight times how long each takes), whichever is least.
 
-    - single: one record per request, ``write_ms`` each;
+def request_shape(config: EmulatorConfig, mode: str) -> tuple[int, float]:
+    """Records per request and server seconds per request of a write mode at its largest:
+
+    - single: one record per request, ``write_ms`` (its mean) each;
     - batch: ``max_batch_operations`` records per request, ``batch_op_ms`` each, in sequence;
-    - bulk: ``max_batch_operations`` targets per request, ``bulk_target_ms`` each.
-    """
-    per_request_s = config.max_requests / config.window_s
-    exec_s_per_s = config.max_exec_ms / 1000 / config.window_s
+    - bulk: ``max_batch_operations`` targets per request, ``bulk_target_ms`` each;
+
+    every request adds ``request_overhead_ms``. Larger requests are never worse on any facet,
+    so a client sending smaller ones stays under the bounds computed from these."""
     n = config.max_batch_operations
-    modes = {"single": (1, config.write_ms_mean() + config.request_overhead_ms),
-             "batch": (n, n * config.batch_op_ms + config.request_overhead_ms),
-             "bulk": (n, n * config.bulk_target_ms + config.request_overhead_ms)}
-    result = {}
-    for mode, (records, cost_ms) in modes.items():
-        cost_s = cost_ms / 1000
-        bounds = [per_request_s * records]
-        if cost_s > 0:  # free operations are bound by the request count alone
-            bounds += [exec_s_per_s / cost_s * records, config.max_concurrent / cost_s * records]
-        per_server = min(bounds)
-        result[mode] = per_server * config.servers
-    result["overall"] = max(result.values())
+    records, cost_ms = {"single": (1, config.write_ms_mean()),
+                        "batch": (n, n * config.batch_op_ms),
+                        "bulk": (n, n * config.bulk_target_ms)}[mode]
+    return records, (cost_ms + config.request_overhead_ms) / 1000
+
+
+def facet_requests(config: EmulatorConfig, mode: str, run_s: float, *,
+                   burst: bool) -> dict[str, float]:
+    """The most requests of ``mode`` one user can have admitted by one server during a run of
+    ``run_s`` seconds, per facet (``math.inf`` when a facet cannot bind).
+
+    Steady state (``burst=False``): rate times ``run_s``, with the rates
+    ``max_requests / window_s``, ``max_exec_ms / window_s / cost`` and
+    ``max_concurrent / cost``. A run from its first admission to its last (``burst=True``):
+    split it into ``n = floor(T/W) + 1`` windows of ``W`` (the first admits a full budget at
+    once); each takes at most ``max_requests``, and at most ``max_exec_ms / cost + 1`` requests
+    (``limits`` admits only while the committed time is under the budget, so a window can
+    exceed it by the one request that crossed it, plus ``(1 - exec_in_flight_share) *
+    max_concurrent`` requests when in-flight time counts only in part); a slot is held for
+    ``cost`` at least, so
+    ``max_concurrent * (floor(T/cost) + 1)``. That is the budget x (T/W + 1) of the issue,
+    rounded down to whole windows."""
+    _, cost_s = request_shape(config, mode)
+    window_s, exec_s = config.window_s, config.max_exec_ms / 1000
+    if not burst:
+        found = {"requests": config.max_requests / window_s * run_s,
+                 "execution": exec_s / window_s / cost_s * run_s if cost_s else math.inf,
+                 "concurrency": config.max_concurrent / cost_s * run_s if cost_s else math.inf}
+        return found
+    windows = math.floor(run_s / window_s) + 1
+    late = (1.0 - config.exec_in_flight_share) * config.max_concurrent
+    return {"requests": config.max_requests * windows,
+            "execution": (exec_s / cost_s + 1 + late) * windows if cost_s else math.inf,
+            "concurrency": (config.max_concurrent * (math.floor(run_s / cost_s) + 1)
+                            if cost_s else math.inf)}
+
+
+def _records(config: EmulatorConfig, run_s: float, burst: bool, users: int,
+             enrichment: tuple[float, float] | None) -> dict[str, float]:
+    per_mode = {mode: {facet: count * request_shape(config, mode)[0] * config.servers * users
+                       for facet, count in facet_requests(config, mode, run_s,
+                                                          burst=burst).items()}
+                for mode in MODES}
+    result = {mode: min(facets.values()) for mode, facets in per_mode.items()}
+    # Any mix of modes: each facet alone bounds the records by its best mode on that facet.
+    result["overall"] = min(max(per_mode[m][f] for m in MODES) for f in FACETS)
+    if enrichment is not None:
+        rate_per_s, burst_records = enrichment
+        result["enrichment"] = rate_per_s * run_s + (burst_records if burst else 0.0)
+        result["overall"] = min(result["overall"], result["enrichment"])
     return result
+
+
+def ceiling(config: EmulatorConfig, *, users: int = 1,
+            enrichment_rate_per_s: float | None = None) -> dict[str, float]:
+    """The steady-state ceiling in records/s (after the first window) per write mode
+    (``single``, ``batch``, ``bulk``) and ``overall`` (any mix of modes, and at most the
+    enrichment API's rate when given): the minimum over every facet (requests, execution time,
+    concurrency) per user per server, times the servers and the users. See ``run_bound`` for
+    what a whole run, first-window burst included, can reach."""
+    enrichment = None if enrichment_rate_per_s is None else (enrichment_rate_per_s, 0.0)
+    return _records(config, 1.0, False, users, enrichment)
+
+
+def run_bound(config: EmulatorConfig, run_s: float, *, users: int = 1,
+              enrichment: tuple[float, float] | None = None) -> dict[str, float]:
+    """The most records a run of ``run_s`` seconds (first admission to last) can have had
+    accepted, per mode and ``overall``: the burst of the first window included, so about
+    ``budget * (T/W + 1)`` on the binding facet. ``enrichment`` is the enrichment API's
+    (rate_per_s, burst). The emulator's limits make this an upper bound (see ``limits``)."""
+    return _records(config, run_s, True, users, enrichment)
 
 
 @dataclass
@@ -49,13 +115,17 @@ class Stats:
     in_flight_by_server: Counter[str] = field(default_factory=Counter)
     in_flight_by_user: Counter[str] = field(default_factory=Counter)
     first_request_s: float | None = None
+    last_request_s: float | None = None
     late_requests: int = 0
     late_throttled: int = 0
+    executed_ms: float = 0.0
+    """Server time charged to admitted requests, failed ones included."""
 
     def arrived(self, now_s: float, window_s: float) -> bool:
         """Note an arrival; answers whether it is after the first window."""
         if self.first_request_s is None:
             self.first_request_s = now_s
+        self.last_request_s = now_s
         return now_s - self.first_request_s >= window_s
 
     def admitted(self, user: str, server: str, late: bool) -> None:
@@ -93,8 +163,21 @@ class Stats:
                 "faults": dict(self.faults),
                 "peak_concurrency_by_user": self.peak_by_user,
                 "peak_concurrency_by_server": self.peak_by_server,
+                "executed_ms": round(self.executed_ms, 3),
                 "after_first_window": {"requests": self.late_requests,
                                        "throttled": self.late_throttled},
                 "records": {"created": counters.created, "updated": counters.updated,
                             "deleted": counters.deleted},
-                "ceiling": ceiling(config), "dop_hint": config.dop_hint_header}
+                "ceiling": ceiling(config), "run": self.run_json(config),
+                "dop_hint": config.dop_hint_header}
+
+    def elapsed_s(self) -> float:
+        """Emulator time from the first request to the last (0 before two)."""
+        if self.first_request_s is None or self.last_request_s is None:
+            return 0.0
+        return self.last_request_s - self.first_request_s
+
+    def run_json(self, config: EmulatorConfig) -> dict[str, Any]:
+        """The run so far: its length and the records it can have had accepted at most."""
+        elapsed_s = self.elapsed_s()
+        return {"elapsed_s": round(elapsed_s, 6), "bound_records": run_bound(config, elapsed_s)}

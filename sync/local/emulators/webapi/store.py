@@ -66,6 +66,7 @@ class Table:
     key: str
     alternate_key: str
     columns: frozenset[str]
+    primary_name: str = "name"
     rows: dict[str, Row] = field(default_factory=dict)
     sorted_ids: list[str] = field(default_factory=list)
     by_alternate: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,179 @@
+"""Two clients that probe the emulator's limits: a greedy one and an oracle.
+
+- ``greedy``: as many requests in flight as the servers could ever take and more
+  (``workers``), no cookies (so it reaches every server), ignores ``x-ms-dop-hint``,
+  ``x-ms-ratelimit-*`` and ``Retry-After``: a refused request is sent again after ``pause_s``
+  (20 ms, only so a refusal loop does not spin the CPU);
+- ``oracle``: knows the configuration, pins one stream per server (the affinity cookie) and
+  sends each at ``margin`` times the steady rate the binding facet allows
+  (``stats.facet_requests``), never two closer than that interval, at most
+  ``max_concurrent`` in flight per server; honours Retry-After if it ever gets one.
+
+Both write existing records (``single``: PATCH with ``If-Match: *``; ``bulk``: UpdateMultiple
+of ``targets`` distinct records), stop at ``run_s`` on their clock or after ``max_sends``, and
+answer what they saw. The emulator's own counts (``/_emulator/stats``) are the measure; these
+counts are the clients' side. Used by ``tests/webapi/test_ceiling.py``; the benchmark can
+import them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiohttp
+
+from sync.clock import SYSTEM_CLOCK, Clock
+from sync.local.emulators.webapi.config import EmulatorConfig
+from sync.local.emulators.webapi.ops import API
+from sync.local.emulators.webapi.servers import COOKIE
+from sync.local.emulators.webapi.stats import facet_requests, request_shape
+
+ACCOUNT_TYPE: Final = "Microsoft.Dynamics.CRM.account"
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What to send, to whom, for how long."""
+
+    url: str
+    token: str
+    ids: Sequence[str]
+    mode: str = "single"
+    targets: int = 1
+    run_s: float = 5.0
+    max_sends: int = 20_000
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("single", "bulk"):
+            raise ValueError(f"Probe.mode must be single or bulk, got {self.mode!r}")
+        if not 1 <= self.targets <= len(self.ids):
+            raise ValueError("Probe.targets must be between 1 and the number of ids")
+
+
+@dataclass(slots=True)
+class Seen:
+    """The client's side of a probe run."""
+
+    sent: int = 0
+    accepted: int = 0
+    records: int = 0
+    throttled: int = 0
+    other: int = 0
+    codes: dict[int, int] = field(default_factory=dict)
+
+    def note(self, status: int, records: int) -> None:
+        self.codes[status] = self.codes.get(status, 0) + 1
+        if 200 <= status < 300:
+            self.accepted += 1
+            self.records += records
+        elif status == 429:
+            self.throttled += 1
+        else:
+            self.other += 1
+
+
+class _Sender:
+    """Builds and sends one probe request at a time, cycling over the ids."""
+
+    def __init__(self, probe: Probe, session: aiohttp.ClientSession, seen: Seen) -> None:
+        self.probe, self.session, self.seen = probe, session, seen
+        self._ids: Iterator[str] = itertools.cycle(probe.ids)
+
+    def _request(self) -> tuple[str, str, dict[str, Any], int]:
+        api = f"{self.probe.url}{API}"
+        if self.probe.mode == "single":
+            return ("PATCH", f"{api}accounts({next(self._ids)})",
+                    {"description": f"probe {self.seen.sent}"}, 1)
+        targets = [{"@odata.type": ACCOUNT_TYPE, "accountid": next(self._ids),
+                    "description": f"probe {self.seen.sent}"} for _ in range(self.probe.targets)]
+        return ("POST", f"{api}accounts/Microsoft.Dynamics.CRM.UpdateMultiple",
+                {"Targets": targets}, len(targets))
+
+    async def send(self, server: str | None = None) -> tuple[int, float]:
+        """One request: its status and Retry-After (0 when none)."""
+        method, url, body, records = self._request()
+        self.seen.sent += 1
+        headers = {"Authorization": f"Bearer {self.probe.token}"}
+        if method == "PATCH":
+            headers["If-Match"] = "*"  # an update, never a create
+        if server is not None:
+            headers["Cookie"] = f"{COOKIE}={server}"
+        async with self.session.request(method, url, json=body, headers=headers) as answer:
+            await answer.read()
+            self.seen.note(answer.status, records)
+            return answer.status, float(answer.headers.get("Retry-After", "0"))
+
+
+def _session(connections: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),
+                                 connector=aiohttp.TCPConnector(limit=connections))
+
+
+async def greedy(probe: Probe, workers: int, *, pause_s: float = 0.02,
+                 clock: Clock = SYSTEM_CLOCK) -> Seen:
+    """``workers`` loops sending as fast as answers come, until ``run_s`` or ``max_sends``."""
+    seen = Seen()
+    deadline_s = clock.monotonic_s() + probe.run_s
+    async with _session(workers) as session:
+        sender = _Sender(probe, session, seen)
+
+        async def loop() -> None:
+            while clock.monotonic_s() < deadline_s and seen.sent < probe.max_sends:
+                status, _ = await sender.send()
+                if status == 429:
+                    await clock.sleep(pause_s)
+
+        await asyncio.gather(*(loop() for _ in range(workers)))
+    return seen
+
+
+def oracle_interval_s(config: EmulatorConfig, mode: str, margin: float) -> float:
+    """Seconds between two requests to one server at ``margin`` of the most the limits admit
+    in a steady state: the request and concurrency facets' rates, and execution time as
+    ``limits`` counts it (a request's whole cost is committed when it starts, so a window's
+    budget holds the requests started in it plus what those before it still run: about
+    ``max_exec / (cost * (window + cost))`` per second)."""
+    _, cost_s = request_shape(config, mode)
+    rates = facet_requests(config, mode, 1.0, burst=False)
+    if cost_s > 0:
+        rates["execution"] = config.max_exec_ms / 1000 / (cost_s * (config.window_s + cost_s))
+    return 1.0 / (min(rates.values()) * margin)
+
+
+async def oracle(probe: Probe, config: EmulatorConfig, *, margin: float = 0.95,
+                 clock: Clock = SYSTEM_CLOCK) -> Seen:
+    """One paced stream per server, pinned by the affinity cookie."""
+    if not 0 < margin <= 1:
+        raise ValueError(f"margin must be in (0, 1], got {margin}")
+    seen = Seen()
+    interval_s = oracle_interval_s(config, "bulk" if probe.mode == "bulk" else "single",
+                                   margin)
+    deadline_s = clock.monotonic_s() + probe.run_s
+    async with _session(config.max_concurrent * config.servers) as session:
+        sender = _Sender(probe, session, seen)
+
+        async def stream(server: str) -> None:
+            slots, tasks = asyncio.Semaphore(config.max_concurrent), set()
+            pause_until_s = 0.0
+
+            async def one() -> None:
+                nonlocal pause_until_s
+                async with slots:
+                    status, retry_after_s = await sender.send(server)
+                if status == 429:
+                    pause_until_s = clock.monotonic_s() + retry_after_s
+
+            while clock.monotonic_s() < deadline_s and seen.sent < probe.max_sends:
+                await clock.sleep(max(0.0, pause_until_s - clock.monotonic_s()))
+                task = asyncio.create_task(one())
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                await clock.sleep(interval_s)
+            await asyncio.gather(*tasks)
+
+        await asyncio.gather(*(stream(f"server-{n}") for n in range(config.servers)))
+    return seen

@@ -1,0 +1,83 @@
+"""The x-ms-ratelimit headers as the service writes them (captured values from Microsoft's
+Web API docs: ``1,200.00`` and ``1,199.46`` seconds; ``5993`` and ``7999`` requests)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sync import ratelimit
+from sync.dataverse import headroom_from
+from sync.governor import paced
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("1,200.00", 1200.0),
+    ("1,199.46", 1199.46),
+    ("1199.46", 1199.46),
+    ("1200", 1200.0),
+    ("0.00", 0.0),
+    ("12,345,678.9", 12_345_678.9),
+    (" 1,199.46 ", 1199.46),
+], ids=repr)
+def test_time_left_reads_seconds_with_or_without_the_thousands_separator(
+        value: str, expected: float) -> None:
+    assert ratelimit.time_left_s(value) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("value", [
+    None, "", "1.199,46", "1,19", "1,1994.6", ",199.46", "1,199.", "-3", "nan", "inf",
+    "1e3", "12 00", "1,199.46s",
+], ids=repr)
+def test_time_left_refuses_what_it_would_misread(value: str | None) -> None:
+    assert ratelimit.time_left_s(value) is None
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("5993", 5993), ("7999", 7999), ("0", 0), ("5,993", 5993), (None, None), ("", None),
+    ("59.93", None), ("-1", None), ("x", None),
+], ids=repr)
+def test_requests_left_is_an_integer(value: str | None, expected: int | None) -> None:
+    assert ratelimit.requests_left(value) == expected
+
+
+@pytest.mark.parametrize(("requests", "time_s", "latency_ms", "expected"), [
+    (None, None, 150.0, None),
+    (5993, None, 150.0, 5993),
+    (None, 1199.46, 150.0, 7996),
+    (7999, 1199.46, 150.0, 7996),
+    (10, 1199.46, 150.0, 10),
+    (None, 0.05, 100.0, 0),
+    (None, 2.0, 0.0, 2000),
+], ids=["nothing known", "requests only", "time only: 1,199.46 s at 150 ms",
+        "time is the lesser", "requests are the lesser", "less than one request left",
+        "latency floored at 1 ms"])
+def test_headroom_is_the_lesser_of_requests_and_time_left(
+        requests: int | None, time_s: float | None, latency_ms: float,
+        expected: int | None) -> None:
+    assert ratelimit.headroom(requests, time_s, latency_ms) == expected
+
+
+def test_the_captured_headers_leave_thousands_of_requests_not_seven() -> None:
+    """Read as milliseconds, ``1,199.46`` would have allowed 7 requests at 150 ms each."""
+    assert headroom_from("7999", "1,199.46", 150.0) == 7996
+    assert headroom_from("5993", "1,200.00", 150.0) == 5993
+    assert headroom_from(None, "1199.46", 150.0) == 7996
+
+
+@pytest.mark.parametrize("instances", [1, 3])
+def test_the_real_headers_leave_the_governor_as_fast_as_no_headers(instances: int) -> None:
+    """Pacing by what the window leaves: with the service's formats, a fresh window does not
+    hold the governor below its share, exactly as when the server sends no headers."""
+    share = 50
+    unpaced = paced(share, headroom_from(None, None, 150.0), instances)
+    for requests_left, time_left in (("7999", "1,199.46"), ("5993", "1,200.00"),
+                                     (None, "1199.46")):
+        headroom = headroom_from(requests_left, time_left, 150.0)
+        assert paced(share, headroom, instances) == unpaced == share
+
+
+def test_a_nearly_spent_window_still_paces() -> None:
+    """The same parser holds the governor back when the window is really spent: 0.30 s
+    left at 150 ms a request is 2 requests (read as milliseconds it would be 0)."""
+    assert headroom_from("900", "0.30", 150.0) == 2
+    assert paced(50, headroom_from("900", "0.30", 150.0), 1) == 2
