@@ -13,7 +13,7 @@ ARGS ?=
 run: setup
 	$(PY) -m sync local $(ARGS)
 
-test: setup lint types pytest
+test: setup lint types pytest scan
 
 lint: setup
 	@echo "== ruff"
