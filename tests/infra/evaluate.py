@@ -15,8 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.infra.bicep import INFRA, Resource, params, parse, resources
+from tests.infra.bicep import INFRA, MAIN, Resource, params, parse, resources
 
+# main.bicep's parameters without a default: what every deployment must be given.
+REQUIRED = {
+    "environmentName": "dvsync",
+    "dataverseUrl": "https://contoso.crm.dynamics.com",
+    "enrichmentUrl": "https://enrichment.example.com",
+}
 
 @dataclass(frozen=True)
 class Ref:
@@ -215,3 +221,24 @@ def _index(base: Any, index: Any) -> Any:
 
 def _text(value: Any) -> str:
     return value.text if isinstance(value, Ref) else str(value)
+
+
+# --- main.bicep, deployed
+
+def deploy(**given: Any) -> Deployment:
+    """main.bicep with the required parameters and the given ones."""
+    return Deployment(MAIN, {**REQUIRED, **given})
+
+
+def created(deployment: Deployment) -> dict[str, list[dict[str, Any]]]:
+    """Evaluated bodies of everything the deployment creates, by resource type."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for owner, resource in deployment.everything():
+        found.setdefault(resource.type, []).extend(owner.bodies(resource))
+    return found
+
+
+def only(deployment: Deployment, resource_type: str) -> dict[str, Any]:
+    bodies = created(deployment).get(resource_type, [])
+    assert len(bodies) == 1, f"{len(bodies)} of {resource_type}"
+    return bodies[0]

@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 from tests.infra.bicep import MAIN, decorators, params, parse
-from tests.infra.evaluate import Ref
-from tests.infra.test_networking import created, deploy, only
+from tests.infra.evaluate import Ref, created, deploy, only
 
 SECRET = "Microsoft.KeyVault/vaults/secrets"
 SUBSCRIPTION = "Microsoft.EventGrid/systemTopics/eventSubscriptions"

@@ -10,14 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.infra.bicep import MAIN
-from tests.infra.evaluate import Deployment, Ref
+from tests.infra.evaluate import Deployment, Ref, created, deploy, only
 
-REQUIRED = {
-    "environmentName": "dvsync",
-    "dataverseUrl": "https://contoso.crm.dynamics.com",
-    "enrichmentUrl": "https://enrichment.example.com",
-}
 OPERATOR_IP = "203.0.113.7"
 
 VNET = "Microsoft.Network/virtualNetworks"
@@ -42,25 +36,6 @@ ZONES = {
 
 NETWORKING = pytest.mark.parametrize("private", [True, False],
                                      ids=["private networking", "public endpoints"])
-
-
-def deploy(**given: Any) -> Deployment:
-    """main.bicep with the required parameters and the given ones."""
-    return Deployment(MAIN, {**REQUIRED, **given})
-
-
-def created(deployment: Deployment) -> dict[str, list[dict[str, Any]]]:
-    """Evaluated bodies of everything the deployment creates, by resource type."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    for owner, resource in deployment.everything():
-        found.setdefault(resource.type, []).extend(owner.bodies(resource))
-    return found
-
-
-def only(deployment: Deployment, resource_type: str) -> dict[str, Any]:
-    bodies = created(deployment).get(resource_type, [])
-    assert len(bodies) == 1, f"{len(bodies)} of {resource_type}"
-    return bodies[0]
 
 
 def firewalled(deployment: Deployment) -> dict[str, dict[str, Any]]:
