@@ -24,6 +24,7 @@ REQUIRED = {
     "enrichmentUrl": "https://enrichment.example.com",
 }
 
+
 @dataclass(frozen=True)
 class Ref:
     """A value Azure decides at deployment: the expression's text, e.g. ``vnet.id``."""

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.infra.evaluate import Deployment, Ref, created, deploy, only
+from tests.infra.bicep import MAIN, params
+from tests.infra.evaluate import REQUIRED, Deployment, Ref, created, deploy, only
 
 OPERATOR_IP = "203.0.113.7"
 
@@ -36,6 +37,11 @@ ZONES = {
 
 NETWORKING = pytest.mark.parametrize("private", [True, False],
                                      ids=["private networking", "public endpoints"])
+
+
+def test_the_tests_give_exactly_the_required_parameters() -> None:
+    required = {name for name, param in params(MAIN).items() if param.get("default") is None}
+    assert required == set(REQUIRED)
 
 
 def firewalled(deployment: Deployment) -> dict[str, dict[str, Any]]:
