@@ -1,17 +1,19 @@
-# The two commands: `make run` (a full local sync) and `make test` (lint, types, tests).
-# Both set everything up on a fresh clone: the virtual environment, Python packages, Azurite.
+# The two commands: `make run` (a full local sync) and `make test` (lint, types, tests, scan).
+# Both set everything up on a fresh clone: the virtual environments, Python packages, Azurite.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# checkov has its own environment: its pins conflict with pycep-parser's in .venv.
+CHECKOV_VENV := .venv-checkov
 ARGS ?=
 
-.PHONY: run test lint types pytest bench setup clean
+.PHONY: run test lint types pytest scan bench setup clean
 
 run: setup
 	$(PY) -m sync local $(ARGS)
 
-test: setup lint types pytest
+test: setup lint types pytest scan
 
 lint: setup
 	@echo "== ruff"
@@ -25,6 +27,15 @@ pytest: setup
 	@echo "== pytest"
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# checkov over infra/, offline: --skip-download and BC_SKIP_MAPPING keep it off its platform,
+# CKV_SKIP_PACKAGE_UPDATE_CHECK off PyPI. Any failed check fails the target; the checks that do
+# not apply are skipped inline, inside the resource, with the reason (README, "Deploying to Azure").
+scan: $(CHECKOV_VENV)/.installed
+	@echo "== checkov over infra/ (offline)"
+	BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=TRUE \
+	  $(CHECKOV_VENV)/bin/checkov --directory infra --framework bicep \
+	  --skip-download --skip-results-upload --compact --quiet
+
 bench: setup
 	$(PY) -m bench $(ARGS)
 
@@ -36,10 +47,17 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	@echo "== checkov environment in $(CHECKOV_VENV) (locked with hashes)"
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	  --require-hashes --no-deps -r requirements-checkov.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	@echo "== Azurite (npm ci, pinned in package-lock.json)"
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 clean:
-	rm -rf $(VENV) node_modules .local-run .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .local-run .mypy_cache .ruff_cache .pytest_cache

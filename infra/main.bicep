@@ -1,7 +1,10 @@
 // Production deployment of the Dataverse enrichment sync into one resource group:
 // a Flex Consumption function app (Linux, Python 3.11) with a user-assigned managed identity for
 // storage, Dataverse, Key Vault and Application Insights. No shared keys, no connection strings.
-// How to deploy: README.md, "Deploying to Azure". Checked offline by tests/infra.
+// With privateNetworking (the default), storage and Key Vault answer only on private endpoints
+// in a virtual network the app sends all its outbound traffic through.
+// How to deploy: README.md, "Deploying to Azure". Checked offline by tests/infra and by
+// checkov (`make scan`); each check skipped inside a resource says why there.
 
 targetScope = 'resourceGroup'
 
@@ -29,8 +32,42 @@ param dataverseUrl string
 param enrichmentUrl string
 
 @secure()
-@description('Key of the enrichment API. Stored in Key Vault; the app setting is a Key Vault reference.')
-param enrichmentApiKey string
+@description('Key of the enrichment API, written to Key Vault (the app setting is a Key Vault reference). Give it on the first deployment, or to replace the key; left empty, a deployment leaves the stored key as it is.')
+param enrichmentApiKey string = ''
+
+@description('Days a key version written by this template stays valid; Key Vault warns 30 days before it expires (an Azure Monitor alert).')
+@minValue(31)
+@maxValue(730)
+param enrichmentKeyValidityDays int = 365
+
+@description('Start of the validity of a key version written by this deployment. Leave the default.')
+param deployedAt string = utcNow()
+
+@description('Email address of the operators who get the alerts (the enrichment key\'s expiry); empty: the alerts show in Azure Monitor only.')
+param alertEmailAddress string = ''
+
+// Networking and resilience. README.md, "Deploying to Azure", says what each costs.
+
+@description('Private networking: a virtual network the app sends all its outbound traffic through, private endpoints and DNS zones for storage (blob, queue, table) and Key Vault, their public network access off. true suits production; false leaves them public (Entra ID only) for trials.')
+param privateNetworking bool = true
+
+@description('With privateNetworking: operators\' public IPv4 addresses or CIDR ranges admitted through the storage and Key Vault firewalls, for `sync status`, the repair commands and key rotation from outside the network. Empty: both stay closed to the internet.')
+param operatorIpAddresses array = []
+
+@description('With privateNetworking: a NAT gateway with one static public IP on the integration subnet, the app\'s only egress address (output egressIpAddress), for Dataverse\'s IP firewall and the enrichment API\'s allow-list.')
+param staticEgressIp bool = false
+
+@description('With privateNetworking: address space of the virtual network; pick one that does not overlap a network you will peer it with.')
+param vnetAddressPrefix string = '10.42.0.0/16'
+
+@description('With privateNetworking: the subnet the app integrates with (one address per instance: keep it larger than maximumInstanceCount).')
+param integrationSubnetPrefix string = '10.42.0.0/24'
+
+@description('With privateNetworking: the subnet of the four private endpoints.')
+param privateEndpointSubnetPrefix string = '10.42.1.0/27'
+
+@description('Zone redundancy, where the region offers it: the plan spreads instances over availability zones and the storage account is zone-redundant (ZRS).')
+param zoneRedundant bool = false
 
 // Tunable app settings. Their defaults are the code's (sync/settings.py); tests/infra checks it.
 // They are strings because app settings are: the app validates them at start-up.
@@ -100,6 +137,12 @@ var tags = {
   'azd-env-name': environmentName
 }
 var deploymentContainerName = 'app-package'
+var enrichmentKeySecretName = 'enrichment-api-key'
+// Operator addresses mean something only with the firewalls that private networking closes.
+var operatorIps = privateNetworking ? operatorIpAddresses : []
+// Storage and Key Vault alike: private endpoints only, unless operators need the public endpoint
+// (within the firewall), or private networking is off.
+var publicNetworkAccess = (privateNetworking && empty(operatorIps)) ? 'Disabled' : 'Enabled'
 
 // One identity for everything the app reaches: storage, Dataverse, Key Vault, App Insights.
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
@@ -115,7 +158,45 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: tags
     deploymentContainerName: deploymentContainerName
+    skuName: zoneRedundant ? 'Standard_ZRS' : 'Standard_LRS'
+    privateNetworking: privateNetworking
+    publicNetworkAccess: publicNetworkAccess
+    operatorIpAddresses: operatorIps
     principalId: identity.properties.principalId
+  }
+}
+
+module network 'modules/network.bicep' = if (privateNetworking) {
+  name: 'network'
+  params: {
+    name: 'vnet-${environmentName}-${token}'
+    location: location
+    tags: tags
+    addressPrefix: vnetAddressPrefix
+    integrationSubnetPrefix: integrationSubnetPrefix
+    privateEndpointSubnetPrefix: privateEndpointSubnetPrefix
+    staticEgress: staticEgressIp
+  }
+}
+
+module privateEndpoints 'modules/privateendpoints.bicep' = if (privateNetworking) {
+  name: 'private-endpoints'
+  params: {
+    location: location
+    tags: tags
+    vnetId: network.outputs.id
+    subnetId: network.outputs.privateEndpointSubnetId
+    storageAccountId: storage.outputs.id
+    keyVaultId: keyVault.outputs.id
+  }
+}
+
+module alerts 'modules/actiongroup.bicep' = {
+  name: 'action-group'
+  params: {
+    name: 'ag-${environmentName}-${token}'
+    tags: tags
+    emailAddress: alertEmailAddress
   }
 }
 
@@ -136,13 +217,29 @@ module keyVault 'modules/keyvault.bicep' = {
     name: 'kv-${token}'
     location: location
     tags: tags
-    secretName: 'enrichment-api-key'
-    secretValue: enrichmentApiKey
+    secretName: enrichmentKeySecretName
+    privateNetworking: privateNetworking
+    publicNetworkAccess: publicNetworkAccess
+    operatorIpAddresses: operatorIps
+    actionGroupId: alerts.outputs.id
     principalId: identity.properties.principalId
   }
 }
 
+// Written only when a key is given, so a deployment without one keeps the stored key.
+module enrichmentKey 'modules/enrichmentkey.bicep' = if (!empty(enrichmentApiKey)) {
+  name: 'enrichment-key'
+  params: {
+    vaultName: keyVault.outputs.name
+    secretName: enrichmentKeySecretName
+    value: enrichmentApiKey
+    validityDays: enrichmentKeyValidityDays
+    writtenAt: deployedAt
+  }
+}
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225: set by the zoneRedundant parameter, off by default because not every Flex Consumption region has availability zones; tests/infra/test_hardening.py::test_zone_redundancy_is_one_switch checks it reaches the plan and the storage SKU
   name: 'plan-${environmentName}-${token}'
   location: location
   tags: tags
@@ -153,10 +250,15 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
   properties: {
     reserved: true
+    zoneRedundant: zoneRedundant
   }
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_17: no HTTP triggers (function_app.py has a timer and a queue trigger): no inbound requests to ask a client certificate of
+  // checkov:skip=CKV_AZURE_222: the functions take no HTTP requests; the site's public endpoint serves only deployments (Entra ID only: basic publishing credentials are off below) and the host's admin API (master key). Closing it needs a private endpoint for the site and a deployment agent inside the network
+  // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero on the queue's length; always-ready instances would bill all day for a nightly batch, and the messages of a lost instance become visible on the queue again for another
+  // checkov:skip=CKV_AZURE_213: a health check probes an HTTP path and the app serves none (no HTTP triggers); an instance that fails leaves its queue messages to reappear and be retried
   name: 'func-${environmentName}-${token}'
   location: location
   tags: {
@@ -174,8 +276,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     keyVaultReferenceIdentity: identity.id
+    // Flex Consumption integrates with the subnet delegated to Microsoft.App/environments; route
+    // all keeps every outbound connection, Key Vault references included, in the network.
+    virtualNetworkSubnetId: privateNetworking ? network.outputs.integrationSubnetId : null
+    vnetRouteAllEnabled: privateNetworking
     siteConfig: {
       minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
     }
     functionAppConfig: {
       deployment: {
@@ -200,12 +308,41 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
+// No basic (user name and password) publishing: deployments sign in with Entra ID.
+resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
 // Every setting the code reads in Azure (sync/settings.py AZURE_SETTING_NAMES) and every setting
 // the host reads (sync/hostsettings.py HOST_SETTING_NAMES), and nothing else: tests/infra checks
 // both directions. The module outputs used here make these settings wait for the role assignments.
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  // These checks read the site's web, logs and auth configuration; this resource is its app settings.
+  // checkov:skip=CKV_AZURE_13: no HTTP triggers: no inbound requests to authenticate
+  // checkov:skip=CKV_AZURE_63: no HTTP triggers: no HTTP requests to log; the functions log to Application Insights (APPLICATIONINSIGHTS_CONNECTION_STRING below)
+  // checkov:skip=CKV_AZURE_65: no HTTP triggers: no HTTP error pages to detail; errors are logged to Application Insights
+  // checkov:skip=CKV_AZURE_66: no HTTP triggers: no failed HTTP requests to trace
+  // checkov:skip=CKV_AZURE_80: a Python 3.11 app (functionAppConfig.runtime): no .NET Framework version to keep current
+  // checkov:skip=CKV_AZURE_88: Flex Consumption has no Azure Files content share: it runs the package in the blob container of functionAppConfig.deployment
+  // checkov:skip=CKV_AZURE_222: app settings have no public network access of their own; the site's is on functionApp
   parent: functionApp
   name: 'appsettings'
+  // A first deployment writes the key before the app resolves its reference.
+  dependsOn: [
+    enrichmentKey
+  ]
   properties: {
     AzureWebJobsStorage__blobServiceUri: storage.outputs.blobEndpoint
     AzureWebJobsStorage__queueServiceUri: storage.outputs.queueEndpoint
@@ -247,3 +384,5 @@ output identityPrincipalId string = identity.properties.principalId
 output storageAccountName string = storage.outputs.name
 output keyVaultName string = keyVault.outputs.name
 output appInsightsName string = monitoring.outputs.appInsightsName
+// The app's one address on the internet with staticEgressIp; empty without it.
+output egressIpAddress string = (privateNetworking && staticEgressIp) ? network.outputs.egressIpAddress : ''

@@ -4,6 +4,8 @@ pycep turns a file into plain dicts: ``parameters``, ``variables``, ``resources`
 name, nested children flattened as ``parent__child`` with their full type), ``modules``,
 ``outputs``. Two quirks shape these helpers: an identifier and a string literal both come out as
 ``str`` (``scope: account`` gives ``"account"``), and a quoted object key keeps its quotes.
+A third shapes the templates: pycep reads ``a && b ? x : y`` as ``a && (b ? x : y)``, so every
+condition with ``&&`` or ``||`` in them is in parentheses.
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ def parse(path: Path) -> Tree:
 
 @dataclass(frozen=True)
 class Resource:
-    """One resource declaration; ``body`` is its object, with a ``for`` loop unwrapped."""
+    """One resource declaration; ``body`` is its object, with a ``for`` loop or an ``if`` unwrapped.
+
+    ``condition`` is the ``if (...)`` expression, None when the resource is always deployed.
+    """
 
     file: Path
     symbol: str
@@ -42,16 +47,20 @@ class Resource:
     api_version: str
     body: dict[str, Any]
     loop: dict[str, Any] | None
+    condition: Any = None
 
 
 def resources(path: Path) -> list[Resource]:
-    """The resources declared in one file."""
+    """The resources one file creates (``existing`` references create nothing and are left out)."""
     found = []
     for symbol, declared in parse(path).get("resources", {}).items():
+        if declared.get("existing"):
+            continue
         config = declared["config"]
-        loop = config.get("loop_type")
-        body = config["config"] if loop else config
-        found.append(Resource(path, symbol, declared["type"], declared["api_version"], body, loop))
+        wrapped = "loop_type" in config or "condition" in config
+        body = config["config"] if wrapped else config
+        found.append(Resource(path, symbol, declared["type"], declared["api_version"], body,
+                              config.get("loop_type"), config.get("condition")))
     return found
 
 

@@ -33,6 +33,7 @@ API_VERSIONS = {
     "Microsoft.Web/serverfarms": "2024-04-01",
     "Microsoft.Web/sites": "2024-04-01",
     "Microsoft.Web/sites/config": "2024-04-01",
+    "Microsoft.Web/sites/basicPublishingCredentialsPolicies": "2024-04-01",
     STORAGE: "2023-05-01",
     f"{STORAGE}/blobServices": "2023-05-01",
     f"{STORAGE}/blobServices/containers": "2023-05-01",
@@ -45,6 +46,17 @@ API_VERSIONS = {
     "Microsoft.KeyVault/vaults": "2023-07-01",
     "Microsoft.KeyVault/vaults/secrets": "2023-07-01",
     ROLE_ASSIGNMENT: "2022-04-01",
+    "Microsoft.EventGrid/systemTopics": "2025-02-15",
+    "Microsoft.EventGrid/systemTopics/eventSubscriptions": "2025-02-15",
+    "Microsoft.Insights/actionGroups": "2023-01-01",
+    "Microsoft.Network/virtualNetworks": "2024-05-01",
+    "Microsoft.Network/networkSecurityGroups": "2024-05-01",
+    "Microsoft.Network/natGateways": "2024-05-01",
+    "Microsoft.Network/publicIPAddresses": "2024-05-01",
+    "Microsoft.Network/privateEndpoints": "2024-05-01",
+    "Microsoft.Network/privateEndpoints/privateDnsZoneGroups": "2024-05-01",
+    "Microsoft.Network/privateDnsZones": "2024-06-01",
+    "Microsoft.Network/privateDnsZones/virtualNetworkLinks": "2024-06-01",
 }
 
 # Built-in role definition ids (MicrosoftDocs azure-docs, role-based-access-control/
@@ -135,7 +147,10 @@ def test_each_role_goes_to_the_app_identity(assignment: Resource) -> None:
 
 def test_modules_grant_to_the_user_assigned_identity() -> None:
     assert symbol_type(MAIN, "identity") == "Microsoft.ManagedIdentity/userAssignedIdentities"
-    for module in parse(MAIN)["modules"].values():
+    granting = {name: module for name, module in parse(MAIN)["modules"].items()
+                if "principalId" in params(INFRA / module["detail"]["path"])}
+    assert set(granting) == {"storage", "monitoring", "keyVault"}
+    for module in granting.values():
         principal = module["config"]["params"]["principalId"]
         assert dotted(principal) == "identity.properties.principalId"
 

@@ -1,0 +1,245 @@
+"""What a deployment of infra/ creates and sets for given parameters, decided offline.
+
+A small evaluator over pycep's expression tree, enough of Bicep for the template's switches:
+literals, parameters, variables (``for`` loops included), ``cond ? a : b``, ``&&``, ``||``,
+``!``, ``empty()``, object properties, and module outputs (evaluated in the module's own
+deployment, so ``network.outputs.id`` becomes the network's ``vnet.id``). What only Azure knows
+(resource ids, endpoints, ``utcNow()``) stays a ``Ref`` holding the expression's text; a
+condition that comes down to a ``Ref`` is an error, not a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.infra.bicep import INFRA, MAIN, Resource, params, parse, resources
+
+# main.bicep's parameters without a default: what every deployment must be given.
+REQUIRED = {
+    "environmentName": "dvsync",
+    "dataverseUrl": "https://contoso.crm.dynamics.com",
+    "enrichmentUrl": "https://enrichment.example.com",
+}
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A value Azure decides at deployment: the expression's text, e.g. ``vnet.id``."""
+
+    text: str
+
+
+class Deployment:
+    """One Bicep file deployed with parameter values: its scope, resources, modules and outputs."""
+
+    def __init__(self, path: Path, given: Mapping[str, Any]) -> None:
+        declared = params(path)
+        unknown = set(given) - set(declared)
+        assert not unknown, f"{path.name} has no parameters {sorted(unknown)}"
+        self.path = path
+        self.tree = parse(path)
+        self.scope: dict[str, Any] = dict(given)
+        for name, param in declared.items():
+            if name not in given:
+                assert param.get("default") is not None, f"{path.name}: {name} is required"
+                self.scope[name] = self.evaluate(param["default"])
+
+    def __repr__(self) -> str:
+        return f"Deployment({self.path.relative_to(INFRA)})"
+
+    # --- what it creates
+
+    def resources(self) -> list[Resource]:
+        """The resources this deployment creates (their ``if`` holds)."""
+        return [r for r in resources(self.path) if self.holds(r.condition)]
+
+    def bodies(self, resource: Resource) -> list[dict[str, Any]]:
+        """The evaluated body of a resource, one per item of its ``for`` loop."""
+        if resource.loop is None:
+            return [self.evaluate(resource.body)]
+        return [self.evaluate(resource.body, local) for local in self._loop_scopes(resource.loop)]
+
+    def modules(self) -> dict[str, Deployment]:
+        """The modules this deployment deploys, by symbolic name."""
+        return {name: module for name in self.tree.get("modules", {})
+                if (module := self.module(name)) is not None}
+
+    def module(self, name: str) -> Deployment | None:
+        """The deployment of one module, None when its ``if`` does not hold."""
+        declared = self.tree["modules"][name]
+        config = declared["config"]
+        if "condition" in config and not self.holds(config["condition"]):
+            return None
+        body = config["config"] if "condition" in config else config
+        values = {key: self.evaluate(value) for key, value in body.get("params", {}).items()}
+        return Deployment(INFRA / declared["detail"]["path"], values)
+
+    def everything(self) -> list[tuple[Deployment, Resource]]:
+        """Every resource created by this deployment and the modules under it."""
+        mine = [(self, resource) for resource in self.resources()]
+        return mine + [pair for module in self.modules().values() for pair in module.everything()]
+
+    def output(self, name: str) -> Any:
+        return self.evaluate(self.tree["outputs"][name]["value"])
+
+    # --- expressions
+
+    def holds(self, condition: Any) -> bool:
+        """Whether an ``if`` condition holds; no condition always does."""
+        if condition is None:
+            return True
+        value = self.evaluate(condition)
+        assert isinstance(value, bool), f"{self}: cannot decide {condition!r} (it is {value!r})"
+        return value
+
+    def evaluate(self, expression: Any, local: Mapping[str, Any] | None = None) -> Any:
+        """The value of an expression, with loop variables in ``local``."""
+        local = local or {}
+        if isinstance(expression, str):
+            return self._name(expression, local)
+        if isinstance(expression, list):
+            return [self.evaluate(item, local) for item in expression]
+        if isinstance(expression, dict):
+            return self._object(expression, local)
+        return expression
+
+    def _object(self, expression: dict[str, Any], local: Mapping[str, Any]) -> Any:
+        """An operator, a function call, a ``for`` loop, or a plain object."""
+        if len(expression) == 1 and "operator" in expression:
+            return self._operator(expression["operator"], local)
+        if len(expression) == 1 and "function" in expression:
+            return self._function(expression["function"], local)
+        if "loop_type" in expression:
+            return [self.evaluate(expression["config"], {**local, **scope})
+                    for scope in self._loop_scopes(expression["loop_type"], local)]
+        return {key: self.evaluate(value, local) for key, value in expression.items()}
+
+    def _name(self, text: str, local: Mapping[str, Any]) -> Any:
+        """A name in scope, or else the string literal it is (pycep gives both as ``str``)."""
+        if text in local:
+            return local[text]
+        if text in self.scope:
+            return self.scope[text]
+        variables = self.tree.get("variables", {})
+        if text in variables:
+            self.scope[text] = self.evaluate(variables[text]["value"])
+            return self.scope[text]
+        return text
+
+    def _operator(self, operator: dict[str, Any], local: Mapping[str, Any]) -> Any:
+        kind, operands = operator["type"], operator["operands"]
+        if kind == "conditional":
+            chosen = "true_value" if self._decide(operands["condition"], local) else "false_value"
+            return self.evaluate(operands[chosen], local)
+        if kind in ("and", "or", "not"):
+            return self._logical(kind, operands, local)
+        if kind == "property_accessor":
+            return self._property(operands["operand_1"], operands["operand_2"], local)
+        if kind == "index_accessor":
+            base = self.evaluate(operands["operand_1"], local)
+            return _index(base, self.evaluate(operands["operand_2"], local))
+        return Ref(repr(operator))
+
+    def _logical(self, kind: str, operands: dict[str, Any], local: Mapping[str, Any]) -> bool:
+        """``!a``, ``a && b``, ``a || b``, short-circuited as Bicep does."""
+        if kind == "not":
+            return not self._decide(operands["bool_value"], local)
+        first = self._decide(operands["operand_1"], local)
+        if kind == "and":
+            return first and self._decide(operands["operand_2"], local)
+        return first or self._decide(operands["operand_2"], local)
+
+    def _decide(self, expression: Any, local: Mapping[str, Any]) -> bool:
+        value = self.evaluate(expression, local)
+        assert isinstance(value, bool), f"{self}: cannot decide {expression!r} (it is {value!r})"
+        return value
+
+    def _property(self, owner: Any, member: Any, local: Mapping[str, Any]) -> Any:
+        """``owner.member``, where member may itself be a chain (pycep nests them to the right)."""
+        chain = _chain(member)
+        is_module = isinstance(owner, str) and owner in self.tree.get("modules", {})
+        if is_module and chain[0] == "outputs":
+            module = self.module(owner)
+            assert module is not None, f"{self}: reads {owner}.outputs but does not deploy {owner}"
+            return _walk(module.output(chain[1]), chain[2:])
+        return _walk(self.evaluate(owner, local), chain)
+
+    def _function(self, function: dict[str, Any], local: Mapping[str, Any]) -> Any:
+        if function["type"] == "empty":
+            value = self.evaluate(function["parameters"]["item_to_test"], local)
+            assert not isinstance(value, Ref), f"{self}: cannot tell whether {value} is empty"
+            return len(value) == 0
+        return Ref(f"{function['type']}(...)")
+
+    def _loop_scopes(self, loop: dict[str, Any],
+                     local: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """One scope per item of a ``for`` loop: the item's name, and the index's if named."""
+        detail = loop["detail"]
+        items = self.evaluate(detail["array_name"], local)
+        assert isinstance(items, list), f"{self}: loops over {items!r}"
+        scopes = []
+        for index, item in enumerate(items):
+            scope = {detail["item_name"]: item}
+            if detail.get("index_name"):
+                scope[detail["index_name"]] = index
+            scopes.append(scope)
+        return scopes
+
+
+def _chain(member: Any) -> list[Any]:
+    """``a.b.c`` as pycep nests it to the right of the first dot: ["a", "b", "c"]."""
+    if isinstance(member, dict) and member.get("operator", {}).get("type") == "property_accessor":
+        operands = member["operator"]["operands"]
+        return [operands["operand_1"], *_chain(operands["operand_2"])]
+    return [member]
+
+
+def _walk(value: Any, chain: list[Any]) -> Any:
+    """Follow property names (``subnets[1]`` included) into an object; past what is known, a Ref."""
+    for member in chain:
+        value = _step(value, member)
+    return value
+
+
+def _step(value: Any, member: Any) -> Any:
+    """``value.member``, or ``value.name[index]`` when pycep nests an index in the member."""
+    if isinstance(member, dict) and member.get("operator", {}).get("type") == "index_accessor":
+        operands = member["operator"]["operands"]
+        return _index(_step(value, operands["operand_1"]), operands["operand_2"])
+    if isinstance(value, dict) and member in value:
+        return value[member]
+    return Ref(f"{_text(value)}.{_text(member)}")
+
+
+def _index(base: Any, index: Any) -> Any:
+    if isinstance(base, list) and isinstance(index, int):
+        return base[index]
+    return Ref(f"{_text(base)}[{_text(index)}]")
+
+
+def _text(value: Any) -> str:
+    return value.text if isinstance(value, Ref) else str(value)
+
+
+# --- main.bicep, deployed
+
+def deploy(**given: Any) -> Deployment:
+    """main.bicep with the required parameters and the given ones."""
+    return Deployment(MAIN, {**REQUIRED, **given})
+
+
+def created(deployment: Deployment) -> dict[str, list[dict[str, Any]]]:
+    """Evaluated bodies of everything the deployment creates, by resource type."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for owner, resource in deployment.everything():
+        found.setdefault(resource.type, []).extend(owner.bodies(resource))
+    return found
+
+
+def only(deployment: Deployment, resource_type: str) -> dict[str, Any]:
+    bodies = created(deployment).get(resource_type, [])
+    assert len(bodies) == 1, f"{len(bodies)} of {resource_type}"
+    return bodies[0]
