@@ -74,6 +74,7 @@ def test_secrets_stay_out_of_repr() -> None:
 
 def readme_defaults() -> dict[str, str | None]:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `([A-Za-z_][A-Za-z0-9_]*)` \|([^|]*)\|", readme, re.MULTILINE)
     cells = {"": None, "(required)": None, "(empty)": ""}
     return {name: cells.get(cell.strip(), cell.strip().strip("`")) for name, cell in rows}
