@@ -71,7 +71,7 @@ class Scale:
 
     window_s: float = 10.0
     """The emulator's window (documented 300 s), scaled with its request and time budgets."""
-    run_s: float = 22.0
+    run_s: float = 20.0
     """How long a baseline runs, and the target duration of a product row."""
     grace_s: float = 2.0
     """After ``run_s`` a baseline's requests still asleep in a Retry-After get this long."""
