@@ -90,6 +90,13 @@ class Result:
         return 1000 * self.elapsed_s / self.written if self.written else 0.0
 
     @property
+    def planner_us_per_record(self) -> float | None:
+        """The planner's wall time per record written (its cost must stay flat as data grows)."""
+        if self.planner_s is None or not self.written:
+            return None
+        return 1e6 * self.planner_s / self.written
+
+    @property
     def facets(self) -> dict[str, int]:
         return by_facet(self.throttled_by_code)
 
@@ -98,4 +105,5 @@ class Result:
                 "steady_rate_per_s": self.steady_rate_per_s,
                 "share_of_ceiling": self.share_of_ceiling,
                 "cpu_ms_per_record": self.cpu_ms_per_record,
-                "time_ms_per_record": self.time_ms_per_record, "facets": self.facets}
+                "time_ms_per_record": self.time_ms_per_record,
+                "planner_us_per_record": self.planner_us_per_record, "facets": self.facets}

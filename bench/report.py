@@ -18,6 +18,9 @@ HEADER: Final = ("| row | records/s | % of ceiling | ceiling/s | written | lost/
                  "unfinished | 429s by facet | CPU ms/record | peak RSS MiB | "
                  "emulators+Azurite CPU s | planner s | note |")
 RULE: Final = "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
+GROWTH_HEADER: Final = ("| growth row | records | time ms/record | CPU ms/record | "
+                        "peak RSS MiB | planner s | planner us/record |")
+GROWTH_RULE: Final = "|---|---:|---:|---:|---:|---:|---:|"
 
 
 def table_line(result: Result) -> str:
@@ -35,6 +38,15 @@ def table_line(result: Result) -> str:
             f"{beside:.1f} | {planner} | {result.note} |")
 
 
+def growth_line(result: Result) -> str:
+    """Cost per record as the data grows: time, CPU, memory, the planner."""
+    planner = result.planner_us_per_record
+    return (f"| {result.name} | {result.written:,} | {result.time_ms_per_record:.3f} | "
+            f"{result.cpu_ms_per_record:.3f} | {result.peak_rss_mib:.0f} | "
+            f"{result.planner_s if result.planner_s is not None else '-'} | "
+            f"{f'{planner:.1f}' if planner is not None else '-'} |")
+
+
 def markdown(results: list[Result], verdicts: list[Verdict], machine: str,
              ceilings: dict[str, dict[str, Any]]) -> str:
     """The whole report as Markdown: machine, ceilings, table, targets."""
@@ -44,7 +56,11 @@ def markdown(results: list[Result], verdicts: list[Verdict], machine: str,
         modes = ", ".join(f"{mode} {rate:.0f}" for mode, rate in ceiling["mode_per_s"].items())
         lines.append(f"- {scenario}: {modes}; enrichment API {ceiling['enrichment_per_s']:.0f}"
                      f"; best {ceiling['overall_per_s']:.0f}")
-    lines += ["", HEADER, RULE, *(table_line(r) for r in results), "", "Targets:", ""]
+    lines += ["", HEADER, RULE, *(table_line(r) for r in results)]
+    growth = [r for r in results if r.kind == "growth" and not r.status]
+    if growth:
+        lines += ["", GROWTH_HEADER, GROWTH_RULE, *(growth_line(r) for r in growth)]
+    lines += ["", "Targets:", ""]
     lines += [f"- {verdict.line()}" for verdict in verdicts]
     return "\n".join(lines) + "\n"
 

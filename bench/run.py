@@ -46,7 +46,11 @@ def run_all(plan: Plan) -> int:
     """Every row, in order; the report at the end (and each row's line as it finishes)."""
     described = machine.describe()
     summary = machine.summary(described)
-    print(f"Machine: {summary}; {len(plan.rows)} rows", flush=True)
+    print(f"Machine: {summary}; {len(plan.rows)} rows; window {plan.scale.window_s:g} s, "
+          f"rows of about {plan.scale.run_s:g} s", flush=True)
+    if plan.scale.run_s < plan.scale.window_s * 2:
+        print("Rows this short end within the first window or soon after: the figures show "
+              "that every row runs, not how fast (run without --quick for that).", flush=True)
     ceilings: dict[str, Ceiling] = {}
     results: list[Result] = []
     for number, spec in enumerate(plan.rows, 1):

@@ -19,6 +19,7 @@ import aiohttp
 
 from bench.ceiling import Ceiling
 from bench.figures import Result
+from bench.proctree import TreeSampler
 from bench.scenarios import RowSpec, Scale
 from sync.definition import DEFAULT_DEFINITION
 from sync.local.azurite import ROOT
@@ -95,12 +96,21 @@ def run_baseline_row(spec: RowSpec, scale: Scale, ceiling: Ceiling) -> Result:
     children = Children(LOG_DIR)
     try:
         emulators = start_emulators(children, spec, scale, records)
-        tallies, cpu_s, rss_mib, elapsed_s = _processes(spec, scale, emulators)
+        with TreeSampler(os.getpid()) as sampler:
+            tallies, cpu_s, rss_mib, elapsed_s = _processes(spec, scale, emulators)
         stats = asyncio.run(get_json(f"{emulators.dataverse_url}/_emulator/stats"))
     finally:
         children.stop_all()
-    return baseline_result(spec, scale, ceiling, records, tallies, stats, cpu_s, rss_mib,
-                           elapsed_s)
+    result = baseline_result(spec, scale, ceiling, records, tallies, stats, cpu_s, rss_mib,
+                             elapsed_s)
+    result.beside_cpu_s = emulator_cpu_s(sampler)
+    return result
+
+
+def emulator_cpu_s(sampler: TreeSampler) -> dict[str, float]:
+    """The emulators' CPU while the row ran (their start-up included)."""
+    return {role: cpu_s for role, cpu_s in sampler.cpu_by_role().items()
+            if role.endswith("-emulator")}
 
 
 def baseline_result(spec: RowSpec, scale: Scale, ceiling: Ceiling, records: int,

@@ -22,7 +22,8 @@ import aiohttp
 
 from bench.ceiling import Ceiling
 from bench.figures import Result
-from bench.runbaseline import LOG_DIR, get_json, start_emulators, wait_bounded
+from bench.proctree import TreeSampler
+from bench.runbaseline import LOG_DIR, emulator_cpu_s, get_json, start_emulators, wait_bounded
 from bench.scenarios import RowSpec, Scale
 from sync.definition import DEFAULT_DEFINITION
 from sync.local.azurite import ROOT
@@ -83,11 +84,14 @@ def run_peer_row(spec: RowSpec, scale: Scale, ceiling: Ceiling) -> Result:
         stats = asyncio.run(get_json(f"{emulators.dataverse_url}/_emulator/stats"))
         ca_bundle = stats.get(CA_BUNDLE_KEY)
         blocker = peer_blocker(emulators.dataverse_url, ca_bundle)
-        tally = {} if blocker else _run(spec, scale, emulators.dataverse_url,
-                                        emulators.enrichment_url, ca_bundle)
+        with TreeSampler(os.getpid()) as sampler:
+            tally = {} if blocker else _run(spec, scale, emulators.dataverse_url,
+                                            emulators.enrichment_url, ca_bundle)
     finally:
         children.stop_all()
-    return peer_result(spec, scale, ceiling, records, tally, blocker)
+    result = peer_result(spec, scale, ceiling, records, tally, blocker)
+    result.beside_cpu_s = emulator_cpu_s(sampler) if not blocker else {}
+    return result
 
 
 def _run(spec: RowSpec, scale: Scale, dataverse_url: str, enrichment_url: str,

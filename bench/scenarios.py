@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import Final
 
 MODES: Final = ("single", "batch", "bulk")
+TIMEOUT_RATE_PER_S: Final = 500.0
+"""The most records/s a product row's time limit counts on (the growth scenario's ceiling is far
+above what two cores write)."""
 UNIT_RECORDS: Final = {"single": 1, "batch": 10, "bulk": 100}
 """Records per write request: one PATCH, a $batch of 10, an UpdateMultiple of 100."""
 PATTERNS: Final = ("sequential", "fixed-52", "recommended-x1", "recommended-x3")
@@ -86,8 +89,9 @@ class Scale:
         return max(self.min_records, min(self.max_records, int(rate_per_s * self.run_s)))
 
     def product_timeout_s(self, records: int, rate_per_s: float) -> float:
-        """A product row gives up after four times its expected duration (at least 60 s)."""
-        return max(60.0, 4 * records / max(rate_per_s, 1.0) + 30.0)
+        """A product row gives up after four times its expected duration (at least 60 s),
+        expecting at most ``TIMEOUT_RATE_PER_S`` whatever the ceiling."""
+        return max(60.0, 4 * records / max(1.0, min(rate_per_s, TIMEOUT_RATE_PER_S)) + 30.0)
 
 
 DEFAULT_SCALE: Final = Scale()

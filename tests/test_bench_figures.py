@@ -6,7 +6,7 @@ import pytest
 
 from bench.ceiling import Ceiling, ceiling_of
 from bench.figures import Result, by_facet, steady_rate_per_s
-from bench.report import markdown, rate_series, table_line
+from bench.report import growth_line, markdown, rate_series, table_line
 from bench.runbaseline import merge_timelines
 from bench.targets import Verdict
 
@@ -96,3 +96,13 @@ def test_the_markdown_report_names_the_machine_ceilings_rows_and_targets() -> No
         in text
     assert "| dataverse-bound/product-x1/bulk | 50.0 | 100% |" in text
     assert "- PASS  t: fine" in text
+    assert "growth row" not in text
+
+
+def test_growth_rows_get_their_own_table_of_costs_per_record() -> None:
+    row = _result(name="growth/bulk/10000", kind="growth", written=10_000, elapsed_s=25.0,
+                  cpu_s=2.0, planner_s=1.5)
+    assert row.planner_us_per_record == pytest.approx(150.0)
+    assert growth_line(row) == "| growth/bulk/10000 | 10,000 | 2.500 | 0.200 | 80 | 1.5 | 150.0 |"
+    assert "| growth/bulk/10000 | 10,000 |" in markdown([row], [], "m", {})
+    assert _result(planner_s=None).planner_us_per_record is None

@@ -103,7 +103,8 @@ def test_row_sizes_follow_the_ceiling_within_the_scales_bounds() -> None:
     assert DEFAULT_SCALE.records_for(40.0) == 800
     assert DEFAULT_SCALE.records_for(1.0) == DEFAULT_SCALE.min_records
     assert QUICK_SCALE.records_for(800.0) == QUICK_SCALE.max_records
-    assert DEFAULT_SCALE.product_timeout_s(100_000, 800.0) == 530.0
+    assert DEFAULT_SCALE.product_timeout_s(2_000, 100.0) == 110.0
+    assert DEFAULT_SCALE.product_timeout_s(100_000, 20_000.0) == 830.0
     assert DEFAULT_SCALE.product_timeout_s(100, 800.0) == 60.0
 
 
