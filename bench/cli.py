@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -32,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _write(args.json_out, asyncio.run(_baseline(args)))
         return 0
     scale = QUICK_SCALE if args.quick else DEFAULT_SCALE
+    scale = dataclasses.replace(scale, window_s=args.window_s or scale.window_s,
+                                run_s=args.run_s or scale.run_s)
     rows = select(plan_rows(scale, million=args.million), args.only)
     if args.list:
         print("\n".join(f"{row.name}  {row.note}".rstrip() for row in rows))
@@ -55,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--million", action="store_true",
                         help="add the 1,000,000-record growth row (opt-in: long)")
     parser.add_argument("--list", action="store_true", help="print the row names and stop")
+    parser.add_argument("--window-s", type=float, default=None,
+                        help=f"the emulator's scaled window ({DEFAULT_SCALE.window_s:g} s)")
+    parser.add_argument("--run-s", type=float, default=None,
+                        help=f"about how long each row runs ({DEFAULT_SCALE.run_s:g} s)")
     parser.add_argument("--out", type=Path, default=None,
                         help="where the report goes (bench/results; --quick: .local-run/)")
     commands = parser.add_subparsers(dest="command")
