@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -43,9 +43,11 @@ class JobTally:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("lock")
-        return data
+        with self.lock:
+            return {"written": self.written, "failed": self.failed,
+                    "throttled_by_code": dict(self.throttled_by_code),
+                    "failures_by_status": dict(self.failures_by_status),
+                    "timeline": list(self.timeline)}
 
 
 class StaticCredential:

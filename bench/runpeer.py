@@ -12,6 +12,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,9 @@ from sync.local.stack import local_token
 HTTPS_OPTION: Final = "--https"
 """The emulator option that serves https with a certificate made at start (if it has one)."""
 CA_BUNDLE_KEY: Final = "ca_bundle"
-"""Where the emulator's stats name its certificate's file, for ``REQUESTS_CA_BUNDLE``."""
+"""Where the emulator's stats name its certificate's file, for ``REQUESTS_CA_BUNDLE`` (else the
+bench's own ``REQUESTS_CA_BUNDLE`` is used; without either the certificate is not trusted and
+the row waits)."""
 METADATA_PATH: Final = "/api/data/v9.2/EntityDefinitions(LogicalName='account')"
 WAITING: Final = "needs emulator https/metadata"
 PACKAGE: Final = "PowerPlatform-Dataverse-Client==1.1.0"
@@ -48,17 +51,13 @@ def emulator_has_https() -> bool:
 
 
 async def has_metadata(dataverse_url: str, ca_bundle: str | None) -> bool:
-    """Whether the emulator answers the metadata the client asks for before its first call."""
-    ssl: Any = None if ca_bundle else False
-    if ca_bundle:
-        import ssl as ssl_module  # noqa: PLC0415 - only for the https emulator
-
-        ssl = ssl_module.create_default_context(cafile=ca_bundle)
+    """Whether the emulator answers, over a certificate the client will trust, the metadata the
+    client asks for before its first call."""
+    trust = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
     try:
         async with aiohttp.ClientSession() as session, session.get(
-                f"{dataverse_url}{METADATA_PATH}", headers={"Authorization":
-                                                            f"Bearer {local_token()}"},
-                ssl=ssl) as answer:
+                f"{dataverse_url}{METADATA_PATH}",
+                headers={"Authorization": f"Bearer {local_token()}"}, ssl=trust) as answer:
             body = await answer.json() if answer.status == 200 else {}
     except (aiohttp.ClientError, ValueError):
         return False
@@ -82,7 +81,7 @@ def run_peer_row(spec: RowSpec, scale: Scale, ceiling: Ceiling) -> Result:
     try:
         emulators = start_emulators(children, spec, scale, records, https)
         stats = asyncio.run(get_json(f"{emulators.dataverse_url}/_emulator/stats"))
-        ca_bundle = stats.get(CA_BUNDLE_KEY)
+        ca_bundle = stats.get(CA_BUNDLE_KEY) or os.environ.get("REQUESTS_CA_BUNDLE")
         blocker = peer_blocker(emulators.dataverse_url, ca_bundle)
         with TreeSampler(os.getpid()) as sampler:
             tally = {} if blocker else _run(spec, scale, emulators.dataverse_url,
