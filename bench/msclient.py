@@ -39,6 +39,8 @@ class JobTally:
     failed: int = 0
     throttled_by_code: Counter[str] = field(default_factory=Counter)
     failures_by_status: Counter[str] = field(default_factory=Counter)
+    first_error: dict[str, str] = field(default_factory=dict)
+    """The first message of each kind of failure, for the report."""
     timeline: list[tuple[float, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -47,6 +49,7 @@ class JobTally:
             return {"written": self.written, "failed": self.failed,
                     "throttled_by_code": dict(self.throttled_by_code),
                     "failures_by_status": dict(self.failures_by_status),
+                    "first_error": dict(self.first_error),
                     "timeline": list(self.timeline)}
 
 
@@ -77,8 +80,7 @@ def run_job(job: Job) -> JobTally:
     """The nightly job, bounded by ``job.seconds``."""
     module = importlib.import_module("PowerPlatform.Dataverse.client")
     client = module.DataverseClient(job.dataverse_url, StaticCredential(job.token))
-    rows = [row for page in client.records.get(TABLE, select=["accountid", "websiteurl"])
-            for row in page]
+    rows = list(client.records.list(TABLE, select=["accountid", "websiteurl"]))
     records = [(str(row["accountid"]), domain_of(str(row["websiteurl"]))) for row in rows]
     chunks = [records[n:n + CHUNK] for n in range(0, len(records), CHUNK)]
     tally, started_s = JobTally(), time.monotonic()
@@ -120,7 +122,9 @@ def _failed(tally: JobTally, error: Exception, records: int) -> None:
     details = getattr(error, "details", None) or {}
     with tally.lock:
         tally.failed += records
-        tally.failures_by_status[str(status or type(error).__name__)] += 1
+        kind = str(status or type(error).__name__)
+        tally.failures_by_status[kind] += 1
+        tally.first_error.setdefault(kind, str(error)[:300])
         if status == 429:
             tally.throttled_by_code[str(details.get("service_error_code", "429"))] += 1
 

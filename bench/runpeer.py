@@ -38,7 +38,17 @@ CA_BUNDLE_KEY: Final = "ca_bundle"
 """Where the emulator's stats name its certificate's file, for ``REQUESTS_CA_BUNDLE`` (else the
 bench's own ``REQUESTS_CA_BUNDLE`` is used; without either the certificate is not trusted and
 the row waits)."""
-METADATA_PATH: Final = "/api/data/v9.2/EntityDefinitions(LogicalName='account')"
+METADATA: Final = (
+    ("/api/data/v9.2/EntityDefinitions",
+     {"$select": "LogicalName,EntitySetName,PrimaryIdAttribute",
+      "$filter": "LogicalName eq 'account'"}),
+    ("/api/data/v9.2/EntityDefinitions(LogicalName='account')/Attributes/"
+     "Microsoft.Dynamics.CRM.PicklistAttributeMetadata",
+     {"$select": "LogicalName", "$expand": "OptionSet($select=Options)"}),
+)
+"""What client 1.1.0 asks before it writes to a table: the entity set and primary key
+(``_entity_set_from_schema_name``), then the table's choice columns (it retries a 404 five
+times, then fails the write)."""
 WAITING: Final = "needs emulator https/metadata"
 PACKAGE: Final = "PowerPlatform-Dataverse-Client==1.1.0"
 
@@ -52,16 +62,22 @@ def emulator_has_https() -> bool:
 
 async def has_metadata(dataverse_url: str, ca_bundle: str | None) -> bool:
     """Whether the emulator answers, over a certificate the client will trust, the metadata the
-    client asks for before its first call."""
+    client asks for before it writes."""
     trust = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
+    headers = {"Authorization": f"Bearer {local_token()}"}
+    found: list[Any] = []
     try:
-        async with aiohttp.ClientSession() as session, session.get(
-                f"{dataverse_url}{METADATA_PATH}",
-                headers={"Authorization": f"Bearer {local_token()}"}, ssl=trust) as answer:
-            body = await answer.json() if answer.status == 200 else {}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            for path, query in METADATA:
+                async with session.get(f"{dataverse_url}{path}", params=query,
+                                       ssl=trust) as answer:
+                    body = await answer.json() if answer.status == 200 else {}
+                found.append(body.get("value") if isinstance(body, dict) else None)
     except (aiohttp.ClientError, ValueError):
         return False
-    return isinstance(body, dict) and "EntitySetName" in body
+    entity_sets = found[0]
+    return (all(isinstance(value, list) for value in found) and bool(entity_sets)
+            and "EntitySetName" in entity_sets[0])
 
 
 def peer_blocker(dataverse_url: str, ca_bundle: str | None) -> str:
