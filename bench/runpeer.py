@@ -142,4 +142,7 @@ def peer_result(spec: RowSpec, scale: Scale, ceiling: Ceiling, records: int,
     result.elapsed_s = result.timeline[-1][0] if result.timeline else 0.0
     result.throttled_by_code = {k: int(v) for k, v in tally["throttled_by_code"].items()}
     result.cpu_s, result.peak_rss_mib = float(tally["cpu_s"]), float(tally["peak_rss_mib"])
+    first = "; ".join(f"{kind}: {message[:80]}" for kind, message in
+                      tally.get("first_error", {}).items())
+    result.note = f"{result.note}; first failures: {first}" if first else result.note
     return result

@@ -25,11 +25,14 @@ def test_the_row_says_what_it_waits_for_and_has_no_figures() -> None:
 
 def test_a_job_tally_becomes_a_row_with_failures_and_429s() -> None:
     tally = {"written": 200, "failed": 300, "throttled_by_code": {"0x80072321": 3},
+             "first_error": {"429": "Combined execution time of incoming requests exceeded"},
              "timeline": [[0.0, 0], [4.0, 200]], "cpu_s": 1.5, "peak_rss_mib": 90.0}
     row = peer_result(PEER, QUICK_SCALE, CEILING, 600, tally, "")
     assert (row.written, row.failed, row.unfinished) == (200, 300, 100)
     assert row.facets == {"exec-time": 3}
     assert (row.elapsed_s, row.cpu_s, row.status) == (4.0, 1.5, "")
+    assert row.note.endswith("first failures: 429: Combined execution time of incoming requests "
+                             "exceeded")
     assert peer_result(PEER, QUICK_SCALE, CEILING, 600, {}, "").status.startswith("the client")
 
 
