@@ -1,9 +1,11 @@
-"""``python -m bench``: run every strategy; ``python -m bench baseline NAME``: run one loop."""
+"""``python -m bench``: every row (``--quick``: tiny sizes and windows, ``--only``: some rows);
+``python -m bench baseline PATTERN MODE ...``: one baseline loop process (the bench runs it)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -11,37 +13,70 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.baselines import Tally, Target, run_baseline
-from bench.run import BenchConfig, run_all
+from bench.baselines import Record, Tally, Target, run_baseline
+from bench.run import QUICK_RESULTS, RESULTS, Plan, run_all
+from bench.scenarios import (
+    DEFAULT_SCALE,
+    MODES,
+    PATTERNS,
+    QUICK_SCALE,
+    plan_rows,
+    select,
+)
 from sync.enrichment import domain_of
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    commands = parser.add_subparsers(dest="command")
-    one = commands.add_parser("baseline", help="run one baseline loop (the bench does this)")
-    one.add_argument("name", choices=["sequential", "fixed-parallel", "dop-hint"])
-    for option in ("--dataverse-url", "--enrichment-url", "--token", "--api-key",
-                   "--json-out"):
-        one.add_argument(option, required=True)
-    one.add_argument("--seconds", type=float, required=True)
-    one.add_argument("--mapping", required=True, help="JSON column -> enrichment field")
-    defaults = BenchConfig()
-    parser.add_argument("--window-s", type=float, default=defaults.window_s,
-                        help=f"the emulator's scaled window ({defaults.window_s:g} s)")
-    parser.add_argument("--run-s", type=float, default=defaults.run_s,
-                        help=f"about how long each strategy runs ({defaults.run_s:g} s)")
-    parser.add_argument("--out", type=Path, default=defaults.out,
-                        help=f"where the JSON and the plot go ({defaults.out})")
-    parser.add_argument("--only", default="",
-                        help="comma-separated strategy names to run (all)")
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "baseline":
         _write(args.json_out, asyncio.run(_baseline(args)))
         return 0
-    config = BenchConfig(window_s=args.window_s, run_s=args.run_s, out=args.out,
-                         only=tuple(filter(None, args.only.split(","))))
-    return run_all(config)
+    scale = QUICK_SCALE if args.quick else DEFAULT_SCALE
+    scale = dataclasses.replace(scale, window_s=args.window_s or scale.window_s,
+                                run_s=args.run_s or scale.run_s)
+    rows = select(plan_rows(scale, million=args.million), args.only)
+    if args.list:
+        print("\n".join(f"{row.name}  {row.note}".rstrip() for row in rows))
+        return 0
+    if not rows:
+        parser.error(f"--only {args.only!r} matches no row (see --list)")
+    out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
+    return run_all(Plan(rows, scale, out, publish_plot=not args.quick and not args.only))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a {QUICK_SCALE.window_s:g} s window, {QUICK_SCALE.run_s:g} s "
+                             "rows and a few hundred records: checks that every row runs "
+                             f"(writes to {QUICK_RESULTS.relative_to(RESULTS.parents[1])})")
+    parser.add_argument("--only", default="",
+                        help="comma-separated row names or shell patterns (a name without * "
+                             "matches as a substring), e.g. 'product,nightly' or "
+                             "'dataverse-bound/*/bulk'")
+    parser.add_argument("--million", action="store_true",
+                        help="add the 1,000,000-record growth row (opt-in: long)")
+    parser.add_argument("--list", action="store_true", help="print the row names and stop")
+    parser.add_argument("--window-s", type=float, default=None,
+                        help=f"the emulator's scaled window ({DEFAULT_SCALE.window_s:g} s)")
+    parser.add_argument("--run-s", type=float, default=None,
+                        help=f"about how long each row runs ({DEFAULT_SCALE.run_s:g} s)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where the report goes (bench/results; --quick: .local-run/)")
+    commands = parser.add_subparsers(dest="command")
+    one = commands.add_parser("baseline", help="run one baseline loop process")
+    one.add_argument("pattern", choices=PATTERNS)
+    one.add_argument("mode", choices=MODES)
+    for option in ("--dataverse-url", "--enrichment-url", "--token", "--api-key",
+                   "--json-out"):
+        one.add_argument(option, required=True)
+    one.add_argument("--seconds", type=float, required=True)
+    one.add_argument("--grace-s", type=float, default=DEFAULT_SCALE.grace_s)
+    one.add_argument("--share", default="0/1", help="N/K: this process takes every K-th "
+                                                    "record from the N-th (0/1)")
+    one.add_argument("--mapping", required=True, help="JSON column -> enrichment field")
+    return parser
 
 
 async def _baseline(args: argparse.Namespace) -> Tally:
@@ -51,8 +86,11 @@ async def _baseline(args: argparse.Namespace) -> Tally:
             f"{args.dataverse_url}/_emulator/records", params={"entityset": "accounts"}) as got:
         data = await got.json()
     rows = data["value"] if isinstance(data, dict) else data
-    records = [(str(r["accountid"]), domain_of(str(r["websiteurl"]))) for r in rows]
-    return await run_baseline(args.name, target, records, args.seconds)
+    records: list[Record] = [(str(r["accountid"]), domain_of(str(r["websiteurl"])))
+                             for r in rows]
+    number, count = (int(part) for part in args.share.split("/"))
+    return await run_baseline(args.pattern, args.mode, target, records[number::count],
+                              args.seconds, args.grace_s)
 
 
 def _write(path: str, tally: Tally) -> None:

@@ -1,137 +1,104 @@
-"""The benchmark's rows: figures per strategy, a table on stdout, a plot of records/s over time."""
+"""The bench's report: a Markdown table (stdout and a file), the JSON, a plot of records/s."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import matplotlib as mpl
+
+from bench.figures import Result
+from bench.targets import Verdict
 
 mpl.use("Agg")
 import matplotlib.pyplot as plt
 
-
-@dataclass
-class Row:
-    """One strategy's figures."""
-
-    name: str
-    mode: str
-    records: int
-    elapsed_s: float
-    lost: int
-    created: int
-    throttled_by_code: dict[str, int]
-    retry_wait_s: float
-    cpu_s: float
-    peak_rss_mib: float
-    mode_ceiling: float
-    overall_ceiling: float
-    late_429_share: float
-    timeline: list[tuple[float, int]] = field(default_factory=list)
-    window_s: float = 0.0
-
-    @property
-    def rate_per_s(self) -> float:
-        """Records per second over the whole run, the first window's burst included."""
-        return self.records / self.elapsed_s if self.elapsed_s else 0.0
-
-    @property
-    def steady_rate_per_s(self) -> float:
-        """Records per second after the first window, when the limits have caught up."""
-        after = [(t, done) for t, done in self.timeline if t >= self.window_s]
-        if len(after) < 2 or after[-1][0] <= after[0][0]:
-            return self.rate_per_s
-        return (after[-1][1] - after[0][1]) / (after[-1][0] - after[0][0])
-
-    def line(self) -> str:
-        return (f"{self.name:<22} {self.rate_per_s:8.1f} rec/s, steady "
-                f"{self.steady_rate_per_s:8.1f} rec/s = "
-                f"{self.steady_rate_per_s / self.overall_ceiling:6.1%} of the overall ceiling")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "rate_per_s": self.rate_per_s,
-                "steady_rate_per_s": self.steady_rate_per_s}
-
-    @classmethod
-    def from_baseline(cls, name: str, tally: dict[str, Any], stats: dict[str, Any],
-                      elapsed_s: float, cpu_s: float, peak_rss_mib: float,
-                      mode_ceiling: float, overall_ceiling: float) -> Row:
-        timeline = [tuple(point) for point in tally.get("timeline", [])]
-        active_s = timeline[-1][0] if timeline else elapsed_s
-        return cls(name=name, mode="single", records=int(tally.get("written", 0)),
-                   elapsed_s=float(active_s), lost=int(tally.get("lost", 0)),
-                   created=_created(stats), throttled_by_code=dict(tally.get(
-                       "throttled_by_code", {})), retry_wait_s=float(tally.get(
-                       "retry_wait_s", 0.0)), cpu_s=cpu_s, peak_rss_mib=peak_rss_mib,
-                   mode_ceiling=mode_ceiling, overall_ceiling=overall_ceiling,
-                   late_429_share=_late_share(stats), timeline=timeline)
-
-    @classmethod
-    def from_product(cls, name: str, mode: str, data: dict[str, Any], mode_ceiling: float,
-                     overall_ceiling: float) -> Row:
-        check = data.get("verification") or {}
-        stats = data.get("emulator_stats") or {}
-        hosts = data.get("hosts", [])
-        return cls(name=name, mode=mode, records=int(data["written"]),
-                   elapsed_s=float(data["elapsed_s"]),
-                   lost=len(check.get("unaccounted", [])) if data.get("finished") else
-                   int(data["planned"]) - int(data["written"]) - int(data["dead_lettered"]),
-                   created=int(check.get("created", 0)),
-                   throttled_by_code=dict(data.get("throttled_by_code", {})),
-                   retry_wait_s=float(data.get("requeue_delay_s", 0.0)),
-                   cpu_s=sum(h["cpu_s"] for h in hosts),
-                   peak_rss_mib=max((h["peak_rss_mib"] for h in hosts), default=0.0),
-                   mode_ceiling=mode_ceiling, overall_ceiling=overall_ceiling,
-                   late_429_share=_late_share(stats),
-                   timeline=[tuple(p) for p in data.get("timeline", [])])
+HEADER: Final = ("| row | records/s | % of ceiling | ceiling/s | written | lost/failed | "
+                 "unfinished | 429s by facet | CPU ms/record | peak RSS MiB | "
+                 "emulators+Azurite CPU s | planner s | note |")
+RULE: Final = "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
+GROWTH_HEADER: Final = ("| growth row | records | time ms/record | CPU ms/record | "
+                        "peak RSS MiB | planner s | planner us/record |")
+GROWTH_RULE: Final = "|---|---:|---:|---:|---:|---:|---:|"
 
 
-def _created(stats: dict[str, Any]) -> int:
-    return int(stats.get("records", {}).get("created", 0))
+def table_line(result: Result) -> str:
+    """One Markdown table line; a row that could not run says why."""
+    if result.status:
+        return (f"| {result.name} | - | - | {result.ceiling_per_s:.0f} | - | - | - | - | - | - | "
+                f"- | - | {result.status} |")
+    facets = ", ".join(f"{name} {count}" for name, count in result.facets.items()) or "0"
+    beside = sum(result.beside_cpu_s.values())
+    planner = f"{result.planner_s:.1f}" if result.planner_s is not None else "-"
+    return (f"| {result.name} | {result.steady_rate_per_s:.1f} | "
+            f"{result.share_of_ceiling:.0%} | {result.ceiling_per_s:.0f} | {result.written} | "
+            f"{result.lost}/{result.failed} | {result.unfinished} | {facets} | "
+            f"{result.cpu_ms_per_record:.3f} | {result.peak_rss_mib:.0f} | "
+            f"{beside:.1f} | {planner} | {result.note} |")
 
 
-def _late_share(stats: dict[str, Any]) -> float:
-    late = stats.get("after_first_window", {})
-    requests = int(late.get("requests", 0))
-    return int(late.get("throttled", 0)) / requests if requests else 0.0
+def growth_line(result: Result) -> str:
+    """Cost per record as the data grows: time, CPU, memory, the planner."""
+    planner = result.planner_us_per_record
+    return (f"| {result.name} | {result.written:,} | {result.time_ms_per_record:.3f} | "
+            f"{result.cpu_ms_per_record:.3f} | {result.peak_rss_mib:.0f} | "
+            f"{result.planner_s if result.planner_s is not None else '-'} | "
+            f"{f'{planner:.1f}' if planner is not None else '-'} |")
 
 
-def print_table(rows: list[Row], ceiling: dict[str, float]) -> None:
-    """The results as a Markdown table (pasted into the README as is)."""
-    print(f"\nCeiling (records/s): Dataverse single {ceiling['single']:.0f}, batch "
-          f"{ceiling['batch']:.0f}, bulk {ceiling['bulk']:.0f}; enrichment API "
-          f"{ceiling['enrichment']:.0f}; overall (the best mode within both) "
-          f"{ceiling['overall']:.0f}\n")
-    print("| strategy | records | records/s | steady records/s | of its mode's ceiling | "
-          "of overall ceiling | 429s | 429 share after 1st window | Retry-After wait s | "
-          "lost | created | CPU s | peak RSS MiB |")
-    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
-    for row in rows:
-        codes = ", ".join(f"{c} {n}" for c, n in sorted(row.throttled_by_code.items())) or "0"
-        steady = row.steady_rate_per_s
-        print(f"| {row.name} | {row.records} | {row.rate_per_s:.1f} | {steady:.1f} | "
-              f"{steady / row.mode_ceiling:.0%} | "
-              f"{steady / row.overall_ceiling:.0%} | {codes} | "
-              f"{row.late_429_share:.2%} | {row.retry_wait_s:.0f} | {row.lost} | "
-              f"{row.created} | {row.cpu_s:.1f} | {row.peak_rss_mib:.0f} |")
+def markdown(results: list[Result], verdicts: list[Verdict], machine: str,
+             ceilings: dict[str, dict[str, Any]]) -> str:
+    """The whole report as Markdown: machine, ceilings, table, targets."""
+    lines = [f"Machine: {machine}", "", "Ceilings (records/s, steady state after the first "
+             "window):"]
+    for scenario, ceiling in ceilings.items():
+        modes = ", ".join(f"{mode} {rate:.0f}" for mode, rate in ceiling["mode_per_s"].items())
+        lines.append(f"- {scenario}: {modes}; enrichment API {ceiling['enrichment_per_s']:.0f}"
+                     f"; best {ceiling['overall_per_s']:.0f}")
+    lines += ["", HEADER, RULE, *(table_line(r) for r in results)]
+    growth = [r for r in results if r.kind == "growth" and not r.status]
+    if growth:
+        lines += ["", GROWTH_HEADER, GROWTH_RULE, *(growth_line(r) for r in growth)]
+    lines += ["", "Targets:", ""]
+    lines += [f"- {verdict.line()}" for verdict in verdicts]
+    return "\n".join(lines) + "\n"
 
 
-def write_plot(rows: list[Row], ceiling: dict[str, float], path: Path) -> None:
-    """Records/s over time per strategy, with the overall ceiling drawn."""
-    figure, axes = plt.subplots(figsize=(10, 5.5))
-    for row in rows:
-        points = row.timeline
-        rates = [(t1, (d1 - d0) / (t1 - t0)) for (t0, d0), (t1, d1) in
-                 zip(points[::4], points[4::4], strict=False) if t1 > t0]
-        if rates:
-            axes.plot([t for t, _ in rates], [r for _, r in rates], label=row.name)
-    axes.axhline(ceiling["overall"], color="black", linestyle="--", label="overall ceiling")
-    axes.set_xlabel("seconds")
-    axes.set_ylabel("records/s")
-    axes.set_title("Records enriched and written per second")
-    axes.legend(loc="upper right", fontsize="small")
+def write_json(path: Path, results: list[Result], verdicts: list[Verdict],
+               meta: dict[str, Any]) -> None:
+    data = {**meta, "rows": [r.as_dict() for r in results],
+            "targets": [{"target": v.target, "passed": v.passed, "detail": v.detail}
+                        for v in verdicts]}
+    path.write_text(json.dumps(data, indent=1))
+
+
+def rate_series(timeline: list[tuple[float, int]], step: int = 4) -> list[tuple[float, float]]:
+    """Records/s between every ``step``-th sample, for the plot."""
+    return [(t1, (d1 - d0) / (t1 - t0)) for (t0, d0), (t1, d1) in
+            zip(timeline[::step], timeline[step::step], strict=False) if t1 > t0]
+
+
+def write_plot(results: list[Result], path: Path, machine: str) -> None:
+    """Records/s over time per row, one panel per scenario, its best ceiling drawn."""
+    scenarios = sorted({r.scenario for r in results if not r.status})
+    figure, panels = plt.subplots(len(scenarios) or 1, 1, squeeze=False,
+                                  figsize=(11, 4.5 * max(1, len(scenarios))))
+    for axes, scenario in zip(panels[:, 0], scenarios, strict=False):
+        rows = [r for r in results if r.scenario == scenario and not r.status]
+        for row in rows:
+            points = rate_series(row.timeline)
+            if points:
+                style = "-" if row.kind != "baseline" else ":"
+                axes.plot([t for t, _ in points], [v for _, v in points], style,
+                          label=row.name.split("/", 1)[-1])
+        axes.axhline(max(r.overall_ceiling_per_s for r in rows), color="black",
+                     linestyle="--", label="ceiling")
+        axes.set_title(f"{scenario}: records enriched and written per second")
+        axes.set_xlabel("seconds")
+        axes.set_ylabel("records/s")
+        axes.legend(loc="upper right", fontsize="x-small", ncol=2)
+    figure.suptitle(machine, fontsize="small")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     plt.close(figure)

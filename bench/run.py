@@ -1,151 +1,96 @@
-"""Run every strategy on fresh emulators with the same limits and data; table, JSON, plot."""
+"""Run the planned rows one after another, each on fresh emulators; print the table and the
+targets; write the JSON, the Markdown and the plot."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
-import tempfile
+import shutil
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import aiohttp
-
-from bench.report import Row, print_table, write_plot
-from sync.definition import DEFAULT_DEFINITION
+from bench import machine
+from bench.ceiling import Ceiling, ceiling_of
+from bench.figures import Result
+from bench.report import markdown, table_line, write_json, write_plot
+from bench.runbaseline import LOG_DIR, get_json, run_baseline_row, start_emulators
+from bench.runpeer import run_peer_row
+from bench.runproduct import run_product_row
+from bench.scenarios import RowSpec, Scale, Scenario
+from bench.targets import Verdict, evaluate
 from sync.local.azurite import ROOT
-from sync.local.emulators.enrichment import EnrichmentConfig
 from sync.local.processes import Children
-from sync.local.stack import local_token
 
-BASELINES: Final = ("sequential", "fixed-parallel", "dop-hint")
-MODES: Final = ("single", "batch", "bulk")
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """The environment every strategy faces."""
-
-    window_s: float = 30.0
-    run_s: float = 60.0
-    servers: int = 2
-    dop_hint: int = 10
-    enrichment_rate_per_s: float = 400.0
-    out: Path = ROOT / "bench" / "results"
-    only: tuple[str, ...] = field(default=())
-
-    def emulator_args(self, records: int) -> list[str]:
-        return ["--records", str(records), "--servers", str(self.servers),
-                "--window-s", f"{self.window_s:g}", "--dop-hint", str(self.dop_hint)]
-
-    def enrichment_args(self) -> list[str]:
-        return ["--rate-per-s", f"{self.enrichment_rate_per_s:g}",
-                "--burst", str(int(self.enrichment_rate_per_s))]
-
-    def wanted(self, name: str) -> bool:
-        return not self.only or name in self.only
+RESULTS: Final = ROOT / "bench" / "results"
+QUICK_RESULTS: Final = ROOT / ".local-run" / "bench-quick"
+"""``--quick`` writes here, so a trial run never replaces the published results."""
+Runner = Callable[[RowSpec, Scale, Ceiling], Result]
+RUNNERS: Final[dict[str, Runner]] = {"baseline": run_baseline_row, "product": run_product_row,
+                                     "nightly": run_product_row, "growth": run_product_row,
+                                     "peer": run_peer_row}
 
 
-def run_all(config: BenchConfig) -> int:
-    """Every strategy, one after another, each on fresh emulators."""
-    ceiling = _ceiling(config)
-    print(f"Emulator ceiling (records/s): {json.dumps(ceiling)}", flush=True)
-    rows: list[Row] = []
-    for name in BASELINES:
-        if config.wanted(name):
-            rows.append(_baseline(config, name, ceiling))
-            rows[-1].window_s = config.window_s
-            print(rows[-1].line(), flush=True)
-    for instances in (1, 3):
-        for mode in MODES:
-            name = f"product-{mode}-x{instances}"
-            if config.wanted(name):
-                rows.append(_product(config, mode, instances, ceiling))
-                rows[-1].window_s = config.window_s
-                print(rows[-1].line(), flush=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    config.out.mkdir(parents=True, exist_ok=True)
-    (config.out / f"bench-{stamp}.json").write_text(json.dumps(
-        {"config": {k: str(v) for k, v in config.__dict__.items()}, "ceiling": ceiling,
-         "rows": [row.as_dict() for row in rows]}, indent=1))
-    write_plot(rows, ceiling, config.out / "bench.png")
-    print_table(rows, ceiling)
-    print(f"\nJSON and plot in {config.out}")
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one bench run does."""
+
+    rows: list[RowSpec]
+    scale: Scale
+    out: Path
+    publish_plot: bool
+
+
+def run_all(plan: Plan) -> int:
+    """Every row, in order; the report at the end (and each row's line as it finishes)."""
+    described = machine.describe()
+    summary = machine.summary(described)
+    print(f"Machine: {summary}; {len(plan.rows)} rows; window {plan.scale.window_s:g} s, "
+          f"rows of about {plan.scale.run_s:g} s", flush=True)
+    if plan.scale.run_s < plan.scale.window_s * 2:
+        print("Rows this short end within the first window or soon after: the figures show "
+              "that every row runs, not how fast (run without --quick for that).", flush=True)
+    ceilings: dict[str, Ceiling] = {}
+    results: list[Result] = []
+    for number, spec in enumerate(plan.rows, 1):
+        scenario = spec.scenario
+        if scenario.name not in ceilings:
+            ceilings[scenario.name] = measure_ceiling(scenario, plan.scale)
+        started_s = time.monotonic()
+        results.append(RUNNERS[spec.kind](spec, plan.scale, ceilings[scenario.name]))
+        print(f"[{number}/{len(plan.rows)} {time.monotonic() - started_s:.0f} s] "
+              f"{table_line(results[-1])}", flush=True)
+    verdicts = evaluate(results)
+    ceiling_data = {name: c.as_dict() for name, c in ceilings.items()}
+    report = markdown(results, verdicts, summary, ceiling_data)
+    print(f"\n{report}")
+    _write(plan, results, report, described, ceiling_data, verdicts, summary)
     return 0
 
 
-def _ceiling(config: BenchConfig) -> dict[str, float]:
-    children = Children(ROOT / ".local-run" / "bench")
+def _write(plan: Plan, results: list[Result], report: str, described: dict[str, str | int],
+           ceilings: dict[str, dict[str, Any]], verdicts: list[Verdict], summary: str) -> None:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    plan.out.mkdir(parents=True, exist_ok=True)
+    base = plan.out / f"bench-{stamp}"
+    meta = {"machine": described, "scale": asdict(plan.scale), "ceilings": ceilings}
+    write_json(base.with_suffix(".json"), results, verdicts, meta)
+    base.with_suffix(".md").write_text(report)
+    write_plot(results, base.with_suffix(".png"), summary)
+    if plan.publish_plot:
+        shutil.copyfile(base.with_suffix(".png"), plan.out / "bench.png")
+    print(f"Report: {base}.md, {base}.json, {base}.png")
+
+
+def measure_ceiling(scenario: Scenario, scale: Scale) -> Ceiling:
+    """The scenario's ceiling, read from an emulator started with its settings."""
+    children = Children(LOG_DIR)
     try:
-        _, url = children.start("ceiling", ["emulator", "dataverse",
-                                             *config.emulator_args(0)], wait_for_url_s=60)
-        stats = asyncio.run(_stats(url))
+        spec = RowSpec("ceiling", scenario, "bulk")
+        emulators = start_emulators(children, spec, scale, records=0)
+        stats = asyncio.run(get_json(f"{emulators.dataverse_url}/_emulator/stats"))
     finally:
         children.stop_all()
-    found = stats["ceiling"]
-    ceiling = {mode: float(found[mode]) for mode in MODES}
-    ceiling["dataverse"] = max(ceiling.values())
-    ceiling["enrichment"] = config.enrichment_rate_per_s
-    ceiling["overall"] = max(min(ceiling[mode], config.enrichment_rate_per_s) for mode in MODES)
-    return ceiling
+    return ceiling_of(stats, scenario.enrichment_rate_per_s)
 
-
-async def _stats(url: str) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session, session.get(
-            f"{url}/_emulator/stats") as answer:
-        stats: dict[str, Any] = await answer.json()
-    return stats
-
-
-def _records_for(config: BenchConfig, rate_per_s: float) -> int:
-    return max(200, int(rate_per_s * config.run_s))
-
-
-def _baseline(config: BenchConfig, name: str, ceiling: dict[str, float]) -> Row:
-    records = _records_for(config, min(ceiling["single"], config.enrichment_rate_per_s))
-    children = Children(ROOT / ".local-run" / "bench")
-    try:
-        _, dataverse = children.start(f"{name}-dataverse", ["emulator", "dataverse",
-                                                            *config.emulator_args(records)],
-                                      wait_for_url_s=60)
-        _, enrichment = children.start(f"{name}-enrichment",
-                                       ["emulator", "enrichment", *config.enrichment_args()],
-                                       wait_for_url_s=60)
-        with tempfile.TemporaryDirectory() as folder:
-            out = Path(folder) / "tally.json"
-            args = [sys.executable, "-m", "bench", "baseline", name, "--dataverse-url", dataverse,
-                    "--enrichment-url", enrichment, "--token", local_token(),
-                    "--api-key", EnrichmentConfig().api_key, "--json-out", str(out),
-                    "--seconds", f"{config.run_s:g}",
-                    "--mapping", json.dumps(DEFAULT_DEFINITION["mapping"])]
-            started_s = time.monotonic()
-            process = subprocess.Popen(args, cwd=ROOT)
-            _, status, usage = os.wait4(process.pid, 0)
-            elapsed_s = time.monotonic() - started_s
-            tally = json.loads(out.read_text()) if status == 0 else {}
-        stats = asyncio.run(_stats(dataverse))
-    finally:
-        children.stop_all()
-    return Row.from_baseline(name, tally, stats, elapsed_s, usage.ru_utime + usage.ru_stime,
-                             usage.ru_maxrss / 1024, ceiling["single"], ceiling["overall"])
-
-
-def _product(config: BenchConfig, mode: str, instances: int, ceiling: dict[str, float]) -> Row:
-    rate_per_s = min(ceiling[mode], config.enrichment_rate_per_s)
-    records = _records_for(config, rate_per_s)
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "run.json"
-        args = [sys.executable, "-m", "sync", "local", "--records", str(records),
-                "--instances", str(instances), "--json-out", str(out),
-                "--timeout-s", f"{config.run_s * 4:g}",
-                *[f"--emulator-arg={arg}" for arg in config.emulator_args(records)[2:]],
-                *[f"--enrichment-arg={arg}" for arg in config.enrichment_args()]]
-        env = {**os.environ, "SYNC_WRITE_MODE": mode}
-        subprocess.run(args, cwd=ROOT, env=env, check=False, stdout=subprocess.DEVNULL)
-        data = json.loads(out.read_text())
-    return Row.from_product(f"product-{mode}-x{instances}", mode, data, ceiling[mode],
-                            ceiling["overall"])

@@ -1,0 +1,92 @@
+"""A row of ours: ``python -m sync local --json-out`` in one write mode with K host instances,
+the emulators and Azurite sampled beside it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from bench.ceiling import Ceiling
+from bench.figures import Result
+from bench.proctree import TreeSampler
+from bench.scenarios import RowSpec, Scale
+from sync.local.azurite import ROOT
+
+PLANNER_LOG: Final = ROOT / ".local-run" / "host-0.log"
+"""The host that fires the timer, so runs the planner (``python -m sync local`` writes it)."""
+_STAMP: Final = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+PLAN_DONE: Final = "sync.planner: plan "
+BESIDE: Final = ("dataverse-emulator", "enrichment-emulator", "azurite")
+
+
+def planner_seconds(lines: list[str]) -> float | None:
+    """Wall seconds from the planning host's first log line to the planner's "plan ... records
+    in ... batches" line; None when the log does not show both."""
+    stamps = [(m.group(1), line) for line in lines if (m := _STAMP.match(line))]
+    done = [stamp for stamp, line in stamps if PLAN_DONE in line and " records in " in line]
+    if not stamps or not done:
+        return None
+    return (_parse(done[-1]) - _parse(stamps[0][0])).total_seconds()
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+
+
+def run_product_row(spec: RowSpec, scale: Scale, ceiling: Ceiling) -> Result:
+    rate_per_s = ceiling.mode_per_s(spec.mode)
+    records = spec.records or scale.records_for(rate_per_s)
+    scenario = spec.scenario
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "run.json"
+        args = [sys.executable, "-m", "sync", "local", "--records", str(records),
+                "--instances", str(spec.processes), "--json-out", str(out),
+                "--timeout-s", f"{scale.product_timeout_s(records, rate_per_s):g}",
+                *[f"--emulator-arg={arg}" for arg in scenario.emulator_args(scale.window_s)],
+                *[f"--enrichment-arg={arg}" for arg in scenario.enrichment_args()]]
+        env = {**os.environ, "SYNC_WRITE_MODE": spec.mode}
+        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        with TreeSampler(process.pid) as sampler:
+            process.wait()
+        data = json.loads(out.read_text()) if out.exists() else {}
+    beside = {role: cpu_s for role, cpu_s in sampler.cpu_by_role().items() if role in BESIDE}
+    return product_result(spec, scale, ceiling, records, data, beside, _planner_s())
+
+
+def _planner_s() -> float | None:
+    try:
+        return planner_seconds(PLANNER_LOG.read_text().splitlines())
+    except OSError:
+        return None
+
+
+def product_result(spec: RowSpec, scale: Scale, ceiling: Ceiling, records: int,
+                   data: dict[str, Any], beside_cpu_s: dict[str, float],
+                   planner_s: float | None) -> Result:
+    """The row from ``--json-out``'s figures: lost is what was neither written nor failed
+    (dead-lettered) when the run ended, plus any record a write created."""
+    if not data:
+        return Result(spec.name, spec.kind, spec.scenario.name, spec.mode, note=spec.note,
+                      seeded=records, status="the run wrote no figures (see .local-run/)")
+    written, failed = int(data["written"]), int(data["dead_lettered"])
+    check = data.get("verification") or {}
+    lost = (len(check.get("unaccounted", [])) if data.get("finished")
+            else max(0, records - written - failed)) + int(check.get("created", 0))
+    hosts = data.get("hosts", [])
+    return Result(name=spec.name, kind=spec.kind, scenario=spec.scenario.name, mode=spec.mode,
+                  note=spec.note, seeded=records, written=written, failed=failed, lost=lost,
+                  elapsed_s=float(data["elapsed_s"]), window_s=scale.window_s,
+                  timeline=[(float(t), int(n)) for t, n in data.get("timeline", [])],
+                  throttled_by_code={k: int(v) for k, v in
+                                     data.get("throttled_by_code", {}).items()},
+                  cpu_s=sum(float(h["cpu_s"]) for h in hosts),
+                  peak_rss_mib=max((float(h["peak_rss_mib"]) for h in hosts), default=0.0),
+                  beside_cpu_s=beside_cpu_s, ceiling_per_s=ceiling.mode_per_s(spec.mode),
+                  overall_ceiling_per_s=ceiling.overall_per_s, planner_s=planner_s)

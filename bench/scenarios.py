@@ -1,0 +1,157 @@
+"""What the bench runs: the environments (scenarios), how long, and the list of rows.
+
+Pure definitions: nothing here starts a process. ``plan_rows`` answers the rows of one bench run
+in the order they run; ``--only`` filters them by name.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Final
+
+MODES: Final = ("single", "batch", "bulk")
+TIMEOUT_RATE_PER_S: Final = 500.0
+"""The most records/s a product row's time limit counts on (the growth scenario's ceiling is far
+above what two cores write)."""
+UNIT_RECORDS: Final = {"single": 1, "batch": 10, "bulk": 100}
+"""Records per write request: one PATCH, a $batch of 10, an UpdateMultiple of 100."""
+PATTERNS: Final = ("sequential", "fixed-52", "recommended-x1", "recommended-x3")
+"""The loops users write today (see bench/baselines.py); each runs in every write mode."""
+BULK_GUIDANCE: Final = {"sequential": "bulk at 1 (Microsoft's bulk guidance)",
+                        "recommended-x1": "bulk at the DOP hint (Microsoft's bulk guidance)"}
+"""In bulk mode two loops are exactly what Microsoft's bulk guidance suggests; the row says so
+instead of running the same loop twice."""
+KINDS: Final = ("baseline", "product", "peer", "nightly", "growth")
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One environment: the Dataverse emulator's servers and costs, the enrichment API's limit.
+    Limits are the documented ratios on a window scaled by the run's ``window_s``."""
+
+    name: str
+    servers: int
+    dop_hint: int
+    enrichment_rate_per_s: float
+    write_ms: tuple[float, float] = (100.0, 200.0)
+    batch_op_ms: float = 100.0
+    bulk_target_ms: float = 10.0
+
+    def emulator_args(self, window_s: float) -> list[str]:
+        """Options of ``python -m sync emulator dataverse`` (records aside)."""
+        return ["--servers", str(self.servers), "--window-s", f"{window_s:g}",
+                "--dop-hint", str(self.dop_hint),
+                "--write-ms-min", f"{self.write_ms[0]:g}",
+                "--write-ms-max", f"{self.write_ms[1]:g}",
+                "--batch-op-ms", f"{self.batch_op_ms:g}",
+                "--bulk-target-ms", f"{self.bulk_target_ms:g}"]
+
+    def enrichment_args(self) -> list[str]:
+        """Options of ``python -m sync emulator enrichment``: a one-second bucket."""
+        return ["--rate-per-s", f"{self.enrichment_rate_per_s:g}",
+                "--burst", str(max(1, int(self.enrichment_rate_per_s)))]
+
+
+DATAVERSE_BOUND: Final = Scenario("dataverse-bound", servers=2, dop_hint=10,
+                                  enrichment_rate_per_s=5000.0)
+"""The documented limits on 2 web servers, the emulator's default costs; an enrichment API far
+faster than any write mode, so Dataverse's limits decide."""
+ENRICHMENT_BOUND: Final = Scenario("enrichment-bound", servers=8, dop_hint=10,
+                                   enrichment_rate_per_s=100.0, write_ms=(20.0, 40.0),
+                                   batch_op_ms=20.0, bulk_target_ms=2.0)
+"""A fast Dataverse (8 web servers, cheap operations: even single writes allow 160/s) behind an
+enrichment API limited to 100 calls/s, so the enrichment API decides for every mode."""
+GROWTH: Final = Scenario("growth", servers=8, dop_hint=10, enrichment_rate_per_s=20000.0,
+                         write_ms=(20.0, 40.0), batch_op_ms=20.0, bulk_target_ms=1.0)
+"""Everything fast, so the product's own cost per record shows."""
+SCENARIOS: Final = (DATAVERSE_BOUND, ENRICHMENT_BOUND)
+
+
+@dataclass(frozen=True, slots=True)
+class Scale:
+    """How long and how big: the default bench, or ``--quick``."""
+
+    window_s: float = 10.0
+    """The emulator's window (documented 300 s), scaled with its request and time budgets."""
+    run_s: float = 20.0
+    """How long a baseline runs, and the target duration of a product row."""
+    grace_s: float = 2.0
+    """After ``run_s`` a baseline's requests still asleep in a Retry-After get this long."""
+    min_records: int = 300
+    max_records: int = 40_000
+    nightly_records: int = 50_000
+    growth_records: tuple[int, ...] = (10_000, 100_000)
+    peer_timeout_s: float = 120.0
+
+    def records_for(self, rate_per_s: float) -> int:
+        """Seeded accounts for a row whose ceiling is ``rate_per_s``: about ``run_s`` worth."""
+        return max(self.min_records, min(self.max_records, int(rate_per_s * self.run_s)))
+
+    def product_timeout_s(self, records: int, rate_per_s: float) -> float:
+        """A product row gives up after four times its expected duration (at least 60 s),
+        expecting at most ``TIMEOUT_RATE_PER_S`` whatever the ceiling."""
+        return max(60.0, 4 * records / max(1.0, min(rate_per_s, TIMEOUT_RATE_PER_S)) + 30.0)
+
+
+DEFAULT_SCALE: Final = Scale()
+QUICK_SCALE: Final = Scale(window_s=3.0, run_s=5.0, grace_s=1.0, min_records=200,
+                           max_records=600, nightly_records=600, growth_records=(300, 1000),
+                           peer_timeout_s=60.0)
+MILLION: Final = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class RowSpec:
+    """One row of the table: who runs, in which environment, in which write mode."""
+
+    kind: str
+    scenario: Scenario
+    mode: str
+    pattern: str = ""
+    processes: int = 1
+    """Baseline processes or product host instances."""
+    records: int = 0
+    """0: sized from the row's ceiling by ``Scale.records_for``."""
+
+    @property
+    def name(self) -> str:
+        where = self.scenario.name
+        if self.kind == "baseline":
+            return f"{where}/{self.pattern}/{self.mode}"
+        if self.kind == "product":
+            return f"{where}/product-x{self.processes}/{self.mode}"
+        return f"{self.kind}/{self.mode}" + (f"/{self.records}" if self.kind == "growth" else "")
+
+    @property
+    def note(self) -> str:
+        if self.kind == "baseline" and self.mode == "bulk":
+            return BULK_GUIDANCE.get(self.pattern, "")
+        return {"peer": "Microsoft's Python client 1.1.0, 8 threads, no retry",
+                "nightly": "the blog's nightly job", "growth": "bulk, everything fast"}.get(
+                    self.kind, "")
+
+
+def plan_rows(scale: Scale, *, million: bool = False) -> list[RowSpec]:
+    """Every row of a bench run, in order."""
+    rows: list[RowSpec] = []
+    for scenario in SCENARIOS:
+        rows += [RowSpec("baseline", scenario, mode, pattern,
+                         processes=3 if pattern.endswith("-x3") else 1)
+                 for pattern in PATTERNS for mode in MODES]
+        rows += [RowSpec("product", scenario, mode, processes=instances)
+                 for instances in (1, 3) for mode in MODES]
+    rows.append(RowSpec("nightly", DATAVERSE_BOUND, "bulk", records=scale.nightly_records))
+    rows.append(RowSpec("peer", DATAVERSE_BOUND, "bulk", records=scale.nightly_records))
+    sizes = (*scale.growth_records, *((MILLION,) if million else ()))
+    rows += [RowSpec("growth", GROWTH, "bulk", records=size) for size in sizes]
+    return rows
+
+
+def select(rows: list[RowSpec], only: str) -> list[RowSpec]:
+    """The rows whose name matches one of the comma-separated shell patterns in ``only``
+    (a pattern without ``*`` matches as a substring); all rows when ``only`` is empty."""
+    patterns = [p if "*" in p else f"*{p}*" for p in only.split(",") if p]
+    if not patterns:
+        return rows
+    return [row for row in rows if any(fnmatch.fnmatchcase(row.name, p) for p in patterns)]

@@ -1,0 +1,95 @@
+"""The issue's targets, evaluated on a run's rows: reported pass/fail, never asserted.
+
+1. In each scenario at 1 and 3 instances, the product's best mode reaches >= 90% of the
+   scenario's ceiling and is ahead of the best baseline of the same mode;
+2. every run of the product loses nothing and fails nothing;
+3. the product's own processes spend <= 0.3 ms of CPU per record;
+4. their peak RSS stays within 10% from the smallest growth size to the largest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from bench.figures import Result
+from bench.scenarios import MILLION
+
+SHARE_OF_CEILING: Final = 0.90
+CPU_MS_PER_RECORD: Final = 0.3
+RSS_GROWTH: Final = 0.10
+OURS: Final = ("product", "nightly", "growth")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One target: passed, failed, or not measured (``passed`` None) in this run."""
+
+    target: str
+    passed: bool | None
+    detail: str
+
+    def line(self) -> str:
+        mark = {True: "PASS", False: "FAIL", None: "n/a "}[self.passed]
+        return f"{mark}  {self.target}: {self.detail}"
+
+
+def evaluate(results: list[Result]) -> list[Verdict]:
+    """Every target, in the order the issue lists them."""
+    ran = [r for r in results if not r.status]
+    verdicts = [_best_mode(ran, scenario, instances) for scenario in
+                ("dataverse-bound", "enrichment-bound") for instances in (1, 3)]
+    return [*verdicts, _nothing_lost(ran), _cpu(ran), _rss(ran)]
+
+
+def _best_mode(results: list[Result], scenario: str, instances: int) -> Verdict:
+    target = f"{scenario} x{instances}: best mode >= 90% of ceiling, ahead of its best baseline"
+    ours = [r for r in results if r.kind == "product" and r.scenario == scenario
+            and r.name.endswith(f"product-x{instances}/{r.mode}")]
+    if not ours:
+        return Verdict(target, None, "not run")
+    best = max(ours, key=lambda r: r.steady_rate_per_s)
+    share = best.steady_rate_per_s / best.overall_ceiling_per_s \
+        if best.overall_ceiling_per_s > 0 else 0.0
+    rivals = [r for r in results if r.kind == "baseline" and r.scenario == scenario
+              and r.mode == best.mode]
+    rival = max(rivals, key=lambda r: r.steady_rate_per_s, default=None)
+    ahead = rival is None or best.steady_rate_per_s > rival.steady_rate_per_s
+    versus = (f"best baseline {rival.name} {rival.steady_rate_per_s:.1f}/s" if rival
+              else "no baseline of that mode ran")
+    return Verdict(target, share >= SHARE_OF_CEILING and ahead,
+                   f"{best.mode} {best.steady_rate_per_s:.1f}/s = {share:.0%} of "
+                   f"{best.overall_ceiling_per_s:.0f}/s; {versus}")
+
+
+def _nothing_lost(results: list[Result]) -> Verdict:
+    ours = [r for r in results if r.kind in OURS]
+    bad = [f"{r.name} lost {r.lost} failed {r.failed}" for r in ours if r.lost or r.failed]
+    if not ours:
+        return Verdict("0 lost, 0 failed in every run of ours", None, "not run")
+    return Verdict("0 lost, 0 failed in every run of ours", not bad,
+                   "; ".join(bad) or f"{len(ours)} runs, none lost or failed a record")
+
+
+def _cpu(results: list[Result]) -> Verdict:
+    target = f"<= {CPU_MS_PER_RECORD} ms CPU per record (hosts and planner)"
+    ours = [r for r in results if r.kind in OURS and r.written]
+    if not ours:
+        return Verdict(target, None, "not run")
+    worst = max(ours, key=lambda r: r.cpu_ms_per_record)
+    return Verdict(target, worst.cpu_ms_per_record <= CPU_MS_PER_RECORD,
+                   f"worst {worst.name} {worst.cpu_ms_per_record:.3f} ms/record")
+
+
+def _rss(results: list[Result]) -> Verdict:
+    target = f"peak RSS within {RSS_GROWTH:.0%} from 10k to 1M records"
+    growth = sorted((r for r in results if r.kind == "growth" and r.peak_rss_mib > 0),
+                    key=lambda r: r.seeded)
+    if len(growth) < 2:
+        return Verdict(target, None, "fewer than two growth sizes ran")
+    small, large = growth[0], growth[-1]
+    change = large.peak_rss_mib / small.peak_rss_mib - 1
+    partial = "" if large.seeded >= MILLION else " (1M not run: --million)"
+    return Verdict(target, change <= RSS_GROWTH,
+                   f"{small.peak_rss_mib:.0f} MiB at {small.seeded:,} -> "
+                   f"{large.peak_rss_mib:.0f} MiB at {large.seeded:,} ({change:+.1%}){partial}")
