@@ -9,6 +9,7 @@ checking that none of them is alive afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -28,7 +29,7 @@ STACK_CHILDREN = 4  # Azurite, the two emulators, one host
 _LAUNCHER = ("import os, signal, sys; "
              "signal.signal(signal.SIGINT, signal.Handlers(int(sys.argv[1]))); "
              "signal.signal(signal.SIGTERM, signal.SIG_DFL); "
-             "os.execv(sys.executable, [sys.executable, '-m', 'sync', 'local', *sys.argv[2:]])")
+             "os.execv(sys.executable, [sys.executable, '-m', 'sync', *sys.argv[2:]])")
 
 Process = tuple[int, str]
 """A pid and its start time (field 22 of /proc/<pid>/stat): one process, even if pids recycle."""
@@ -70,7 +71,7 @@ class LocalRun:
 
     def __init__(self, *args: str, sigint: signal.Handlers = signal.SIG_DFL) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _LAUNCHER, str(int(sigint)), *args], cwd=ROOT,
+            [sys.executable, "-c", _LAUNCHER, str(int(sigint)), "local", *args], cwd=ROOT,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self.seen: set[Process] = set()
@@ -219,3 +220,30 @@ def test_a_signal_during_start_up_leaves_nothing(local_run: Callable[..., LocalR
     assert run.wait_for_exit() == 143, run.output
     assert "Interrupted by SIGTERM" in run.output
     assert run.left_alive() == []
+
+
+@pytest.mark.parametrize(("signum", "sigint"), [
+    (signal.SIGINT, signal.SIG_DFL), (signal.SIGINT, signal.SIG_IGN),
+    (signal.SIGTERM, signal.SIG_DFL)],
+    ids=["SIGINT", "SIGINT inherited as ignored", "SIGTERM"])
+async def test_the_host_stops_gracefully_on_a_signal(app_env: dict[str, str], signum: int,
+                                                     sigint: signal.Handlers) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _LAUNCHER, str(int(sigint)), "host", cwd=ROOT,
+        env={**os.environ, **app_env, "PYTHONUNBUFFERED": "1"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert process.stdout is not None
+    try:
+        line = b""
+        while b"listening to" not in line:
+            line = await asyncio.wait_for(process.stdout.readline(), EXIT_WAIT_S)
+            assert line, "the host ended before it listened"
+        process.send_signal(signum)
+        rest = (await asyncio.wait_for(process.stdout.read(), EXIT_WAIT_S)).decode()
+        code = await asyncio.wait_for(process.wait(), EXIT_WAIT_S)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert code == 0, rest
+    assert f"{signal.Signals(signum).name}: no new messages; running ones get up to" in rest
