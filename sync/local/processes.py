@@ -212,9 +212,8 @@ class _SignalState:
 _STATE: Final = _SignalState()
 
 
-@contextlib.contextmanager
-def stop_on_signals(children: Children) -> Iterator[None]:
-    """Own SIGINT and SIGTERM while ``children`` run, then give back the previous handlers.
+def stop_on_signals(children: Children) -> Callable[[], None]:
+    """Own SIGINT and SIGTERM while ``children`` run; answer what gives back the old handlers.
 
     The first signal raises ``Interrupted`` in the main thread; any signal after that, or after
     ``stopping()``, SIGKILLs every child's group and exits at once with 128 + its number.
@@ -223,12 +222,13 @@ def stop_on_signals(children: Children) -> Iterator[None]:
     _STATE.children, _STATE.stopping, _STATE.pending = children, False, []
     for sig in STOP_SIGNALS:
         signal.signal(sig, _on_signal)
-    try:
-        yield
-    finally:
+
+    def restore() -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _STATE.children = None
+
+    return restore
 
 
 def stopping() -> None:

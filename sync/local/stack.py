@@ -89,28 +89,28 @@ def run(options: LocalOptions) -> int:
     """Start everything, sync, verify, stop everything (on SIGINT and SIGTERM too)."""
     children = Children(LOG_DIR)
     azurite: Azurite | None = None
-    with stop_on_signals(children):
-        try:
-            print(f"Starting Azurite, the emulators and {options.instances} host instance(s); "
-                  f"logs in {LOG_DIR}", flush=True)
-            azurite = start_azurite(children=children)
-            env = _start_services(children, azurite, options)
-            started_s = time.monotonic()
-            for number in range(options.instances):
-                args = ["host", *(["--fire-timer"] if number == 0 else [])]
-                children.start(f"host-{number}", args, env, stop_first=True)
-            hosts = [c for c in children.started if c.name.startswith("host-")]
-            outcome = asyncio.run(_watch_and_verify(env, options,
-                                                    lambda: all(h.alive for h in hosts)))
-            elapsed_s = time.monotonic() - started_s
-            usage = [resource_usage(h.process.pid) for h in hosts]
-        except Interrupted as signalled:
-            _say(f"\nInterrupted by {signalled}: stopping everything this run started "
-                 "(send the signal again to stop at once).")
-            _stop_everything(children, azurite, _say)
-            return signalled.exit_code
-        finally:
-            _stop_everything(children, azurite)
+    restore_signals = stop_on_signals(children)
+    try:
+        print(f"Starting Azurite, the emulators and {options.instances} host instance(s); "
+              f"logs in {LOG_DIR}", flush=True)
+        azurite = start_azurite(children=children)
+        env = _start_services(children, azurite, options)
+        started_s = time.monotonic()
+        for number in range(options.instances):
+            args = ["host", *(["--fire-timer"] if number == 0 else [])]
+            children.start(f"host-{number}", args, env, stop_first=True)
+        hosts = [c for c in children.started if c.name.startswith("host-")]
+        outcome = asyncio.run(_watch_and_verify(env, options, lambda: all(h.alive for h in hosts)))
+        elapsed_s = time.monotonic() - started_s
+        usage = [resource_usage(h.process.pid) for h in hosts]
+    except Interrupted as signalled:
+        _say(f"\nInterrupted by {signalled}: stopping everything this run started "
+             "(send the signal again to stop at once).")
+        _stop_everything(children, azurite, _say)
+        return signalled.exit_code
+    finally:
+        _stop_everything(children, azurite)
+        restore_signals()
     if options.json_out is not None:
         write_json(options.json_out, outcome, elapsed_s, usage)
     return report(outcome, elapsed_s)
