@@ -63,25 +63,30 @@ class Dependency:
         return f"Dependency({self.name!r}, {self.governor!r}, {self.circuit!r})"
 
     async def call(self, send: Callable[[], Awaitable[T]], hooks: CallHooks, *,
-                   split_ambiguous: bool = False) -> T:
+                   split_ambiguous: bool = False, suspect: bool = False) -> T:
         """``send()`` under every rule above. With ``split_ambiguous`` an ambiguous fault is
-        raised at once (the caller splits its request) instead of retried."""
-        return await retrying(lambda: self._admitted(send, hooks), self.policy, clock=self.clock,
+        raised at once (the caller splits its request) instead of retried. A ``suspect``
+        request carries one record already seen failing while its siblings succeeded: its
+        ambiguous faults are that record's and do not count toward the circuit."""
+        return await retrying(lambda: self._admitted(send, hooks, suspect), self.policy,
+                              clock=self.clock,
                               on_retry=lambda fault, _: hooks.count_retry(fault),
                               retryable=lambda fault: not (split_ambiguous and
                                                            isinstance(fault, AmbiguousFault)))
 
-    async def _admitted(self, send: Callable[[], Awaitable[T]], hooks: CallHooks) -> T:
+    async def _admitted(self, send: Callable[[], Awaitable[T]], hooks: CallHooks,
+                        suspect: bool) -> T:
         for attempt in range(SHORT_WAIT_RETRIES + 1):
             try:
-                return await self._once(send, hooks)
+                return await self._once(send, hooks, suspect)
             except Throttled as error:
                 if error.code == GATE_CODE or error.retry_after_s > self.governor.max_wait_s \
                         or attempt == SHORT_WAIT_RETRIES:
                     raise
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
-    async def _once(self, send: Callable[[], Awaitable[T]], hooks: CallHooks) -> T:
+    async def _once(self, send: Callable[[], Awaitable[T]], hooks: CallHooks,
+                    suspect: bool) -> T:
         self._refuse_if_stopped(hooks)
         async with self.governor:
             self._refuse_if_stopped(hooks)
@@ -96,7 +101,10 @@ class Dependency:
                 self._answered(sent_s, accepted=False)
                 raise
             except ServiceFault as fault:
-                await self._failed(fault)
+                if suspect and isinstance(fault, AmbiguousFault):
+                    self.circuit.released()
+                else:
+                    await self._failed(fault)
                 raise
         self._answered(sent_s, accepted=True)
         return result

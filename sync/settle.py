@@ -29,8 +29,11 @@ async def judge_alone(run: MessageRun, record: RecordRef, fault: AmbiguousFault,
                       policy: CircuitPolicy, dead_letter: DeadLetter) -> None:
     """One record met an ambiguous fault through every retry: it is the record's when other
     work sent since its first failure succeeded (after ``probes`` such deliveries), else the
-    service's. Either way nothing is dead-lettered on one delivery's word."""
-    evidence = dependency.scope.siblings_succeeded_since(first_failure_s)
+    service's. A record that met such evidence on an earlier delivery keeps it while the
+    service shows no fault of its own (its circuit is not open): once its siblings are written
+    it may be the last one left. Nothing is dead-lettered on one delivery's word."""
+    evidence = dependency.scope.siblings_succeeded_since(first_failure_s) or (
+        run.history_of(record).strikes > 0 and dependency.circuit.state != "open")
     reason = SUSPECTED if evidence else "service_fault"
     run.failed(record, fault, strike=evidence, reason=reason)
     if evidence and is_record_fault(run.history_of(record).strikes, probes):

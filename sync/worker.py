@@ -116,7 +116,8 @@ async def _enrich(services: Services, run: MessageRun, record: RecordRef) -> Enr
     mapping = services.settings.definition.mapping
     try:
         columns = await dependency.call(
-            lambda: services.enrichment.columns_for(record.input, mapping), run)
+            lambda: services.enrichment.columns_for(record.input, mapping), run,
+            suspect=run.history_of(record).strikes > 0)
     except Deferred as error:
         run.deferred(error)
     except RecordFault as fault:

@@ -44,6 +44,7 @@ from sync.settle import DeadLetter, judge_alone, service_delay_s
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+NOT_FAILED: Final = float("inf")
 Enriched = tuple[RecordRef, dict[str, Any]]
 _ALLOWED: Final = re.compile(r"(\d[\d,]*)\D{0,3}\s*operations|MaxBatchSize\D{0,3}(\d+)", re.I)
 
@@ -80,15 +81,20 @@ class Writer:
         """Write every item in groups of the configured size, concurrently."""
         await self._each(list(chunk(items, group_size(self._services))))
 
-    async def _each(self, groups: Sequence[Sequence[Enriched]]) -> None:
-        await asyncio.gather(*(self._group(list(group)) for group in groups))
+    async def _each(self, groups: Sequence[Sequence[Enriched]],
+                    failed_since_s: float = NOT_FAILED) -> None:
+        """Each group as one request; ``failed_since_s``: when the request they were split
+        from first failed (the scope's evidence counts successes sent since then)."""
+        await asyncio.gather(*(self._group(list(group), failed_since_s) for group in groups))
 
-    async def _group(self, items: list[Enriched]) -> None:
-        first_failure = _FirstFailure(self._services.dataverse_dep.clock.monotonic_s)
+    async def _group(self, items: list[Enriched], failed_since_s: float = NOT_FAILED) -> None:
+        first_failure = _FirstFailure(self._services.dataverse_dep.clock.monotonic_s,
+                                      failed_since_s)
+        suspect = len(items) == 1 and self._run.history_of(items[0][0]).strikes > 0
         try:
             results = await self._services.dataverse_dep.call(
                 first_failure.wrap(lambda: self._send(items)), self._run,
-                split_ambiguous=len(items) > 1)
+                split_ambiguous=len(items) > 1, suspect=suspect)
         except Deferred as error:
             self._run.deferred(error)
         except RecordFault as fault:
@@ -98,7 +104,7 @@ class Writer:
         except ServiceFault as fault:
             self._wait(items, fault)
         else:
-            await self._settle(items, results)
+            await self._settle(items, results, first_failure.last_sent_s)
 
     async def _send(self, items: list[Enriched]) -> list[Part] | None:
         """One request for the group in the configured mode; per-part outcomes for $batch."""
@@ -118,14 +124,16 @@ class Writer:
             [(record.id, columns) for record, columns in items])
         return None
 
-    async def _settle(self, items: list[Enriched], parts: list[Part] | None) -> None:
+    async def _settle(self, items: list[Enriched], parts: list[Part] | None,
+                      sent_s: float) -> None:
         if parts is None:
             for record, _ in items:
                 self._run.written(record.id)
             return
-        await self._settle_parts(items, parts)
+        await self._settle_parts(items, parts, sent_s)
 
-    async def _settle_parts(self, items: list[Enriched], parts: list[Part]) -> None:
+    async def _settle_parts(self, items: list[Enriched], parts: list[Part],
+                            sent_s: float) -> None:
         """A $batch answered: each part is an outcome of its own, judged by the same triage."""
         again: list[Enriched] = []
         for item, fault in zip(items, parts, strict=True):
@@ -139,12 +147,13 @@ class Writer:
             else:
                 again.append(item)
         if again:
-            await self._again(again)
+            await self._again(again, sent_s)
 
-    async def _again(self, items: list[Enriched]) -> None:
+    async def _again(self, items: list[Enriched], failed_since_s: float) -> None:
         """Parts that failed for the service's reasons (or ambiguously) go one by one, so
-        the triage and the scope decide each under the governed call and its retries."""
-        await self._each([[item] for item in items])
+        the triage and the scope decide each under the governed call and its retries; their
+        siblings in the same $batch were sent with them (the scope's evidence)."""
+        await self._each([[item] for item in items], failed_since_s)
 
     async def _refused(self, items: list[Enriched], fault: RecordFault) -> None:
         if len(items) == 1:
@@ -158,7 +167,7 @@ class Writer:
     async def _ambiguous(self, items: list[Enriched], fault: AmbiguousFault,
                          first_failure_s: float) -> None:
         if len(items) > 1:
-            await self._each(list(chunk(items, smaller(len(items), None))))
+            await self._each(list(chunk(items, smaller(len(items), None))), first_failure_s)
             return
         services = self._services
         await judge_alone(self._run, items[0][0], fault, first_failure_s=first_failure_s,
@@ -190,15 +199,16 @@ def parts_of(results: Sequence[OperationResult], where: str) -> list[Part]:
 class _FirstFailure:
     """Remembers when the first failed attempt of a call was sent (the scope's evidence)."""
 
-    __slots__ = ("_now_s", "sent_s")
+    __slots__ = ("_now_s", "last_sent_s", "sent_s")
 
-    def __init__(self, now_s: Callable[[], float]) -> None:
+    def __init__(self, now_s: Callable[[], float], since_s: float = NOT_FAILED) -> None:
         self._now_s = now_s
-        self.sent_s = float("inf")
+        self.sent_s = since_s
+        self.last_sent_s = NOT_FAILED
 
     def wrap(self, send: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
         async def sent() -> T:
-            started_s = self._now_s()
+            started_s = self.last_sent_s = self._now_s()
             try:
                 return await send()
             except ServiceFault:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +16,13 @@ from sync.definition import parse_definition
 from sync.local.emulators.enrichment import EnrichmentConfig
 from sync.local.processes import Children
 from sync.local.verify import is_enriched
+from tests.test_signals import (
+    EXIT_WAIT_S,
+    STACK_CHILDREN,
+    START_WAIT_S,
+    LocalRun,
+    assert_stopped_gracefully,
+)
 
 ROOT = Path(__file__).parents[1]
 RUN_TIMEOUT_S = 240
@@ -51,44 +56,15 @@ def test_two_thousand_records_end_to_end_with_two_instances() -> None:
         assert secret not in logs + out + result.stderr
 
 
-def children_of(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.add(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-
-
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(START_WAIT_S + EXIT_WAIT_S + 60)
 def test_ctrl_c_stops_everything_it_started() -> None:
-    process = subprocess.Popen([sys.executable, "-m", "sync", "local", "--records", "20000"],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    deadline_s = time.monotonic() + 60
-    started: set[int] = set()
-    while time.monotonic() < deadline_s and len(started) < 4:  # azurite, 2 emulators, host
-        started |= children_of(process.pid)
-        time.sleep(0.2)
-    assert len(started) >= 4, f"children seen: {started}"
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == 130, output
-    assert "Interrupted" in output
-    assert [pid for pid in started if alive(pid)] == []
+    run = LocalRun("--records", "20000", sigint=signal.SIG_DFL)  # however the suite started
+    try:
+        run.wait_for_children(STACK_CHILDREN)
+        run.signal(signal.SIGINT)
+        assert_stopped_gracefully(run, signal.SIGINT)
+    finally:
+        run.kill_everything()
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_S + 30)

@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from sync.local.processes import Children, signals_deferred, stop_processes
+
 ROOT: Final = Path(__file__).resolve().parents[2]
 AZURITE_BIN: Final = ROOT / "node_modules" / ".bin" / "azurite"
 _LISTENING: Final = re.compile(r"Azurite (Blob|Queue|Table) service is successfully listening at "
                                r"http://127\.0\.0\.1:(\d+)")
 START_TIMEOUT_S: Final = 30.0
+STOP_TIMEOUT_S: Final = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,37 +58,38 @@ class Azurite:
         self.accounts = accounts
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_processes([self.process], STOP_TIMEOUT_S)
         if self.process.stdout is not None:
             self.process.stdout.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start_azurite(account_count: int = 1) -> Azurite:
-    """Start Azurite with ``account_count`` fresh accounts; wait until all three services listen."""
+def start_azurite(account_count: int = 1, children: Children | None = None) -> Azurite:
+    """Start Azurite with ``account_count`` fresh accounts; wait until all three services listen.
+
+    Given ``children``, Azurite is recorded there the moment it starts, so a stop signal during
+    its start-up stops it too.
+    """
     if not AZURITE_BIN.exists():
         raise FileNotFoundError(f"{AZURITE_BIN} is missing: run `npm ci` (make does it)")
     names_keys = [(f"sync{n:03d}", _new_key()) for n in range(account_count)]
     folder = Path(tempfile.mkdtemp(prefix="azurite-"))
     env = {**os.environ,
            "AZURITE_ACCOUNTS": ";".join(f"{name}:{key}" for name, key in names_keys)}
-    process = subprocess.Popen(
-        [str(AZURITE_BIN), "--location", str(folder), "--blobHost", "127.0.0.1",
-         "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1", "--blobPort", "0",
-         "--queuePort", "0", "--tablePort", "0", "--skipApiVersionCheck", "--loose",
-         "--disableProductStyleUrl"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        start_new_session=True)
+    with signals_deferred():
+        process = subprocess.Popen(
+            [str(AZURITE_BIN), "--location", str(folder), "--blobHost", "127.0.0.1",
+             "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1", "--blobPort", "0",
+             "--queuePort", "0", "--tablePort", "0", "--skipApiVersionCheck", "--loose",
+             "--disableProductStyleUrl"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            start_new_session=True)
+        if children is not None:
+            children.adopt("azurite", process, folder)
     try:
         ports = _wait_for_ports(process)
-    except BaseException:
-        process.kill()
+    except BaseException:  # a stop signal too: Azurite is stopped before it is handed out
+        stop_processes([process], STOP_TIMEOUT_S)
         shutil.rmtree(folder, ignore_errors=True)
         raise
     accounts = [StorageAccount(name, key, ports) for name, key in names_keys]

@@ -1,4 +1,8 @@
-"""``python -m sync host``: one local host instance running function_app.py until SIGTERM."""
+"""``python -m sync host``: one local host instance running function_app.py until a signal.
+
+The first SIGINT or SIGTERM stops fetching and lets the running messages finish (bounded by
+``DRAIN_S``); a second one exits at once.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import logging
 import os
 import signal
 from pathlib import Path
+from typing import Any, Final
 
 from azure.storage.queue.aio import QueueClient
 
@@ -17,6 +22,10 @@ from sync.local.functions_index import IndexedFunction, QueueOptions, index, loa
 from sync.local.hostrunner import QueueListener, fire_timer
 
 logger = logging.getLogger(__name__)
+
+DRAIN_S: Final = 15.0
+"""After SIGINT or SIGTERM, how long running messages get to finish (less than the 20 s the
+local stack waits before it kills a host)."""
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -46,18 +55,51 @@ async def _serve(functions: list[IndexedFunction], options: QueueOptions,
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _on_signal, sig, stop)
     clients: list[QueueClient] = []
     tasks = [asyncio.create_task(_listen(f, options, stop, clients))
              for f in functions if f.trigger_type == "queueTrigger"]
     if fire_timers:
-        for function in functions:
-            if function.trigger_type == "timerTrigger":
-                await fire_timer(function)
-    await asyncio.gather(*tasks)
+        tasks.append(asyncio.create_task(_fire_timers(functions)))
+    await _run_until_drained(asyncio.gather(*tasks), stop)
     for client in clients:
         await client.close()
     await entry.close_services()
+
+
+def _on_signal(signum: int, stop: asyncio.Event) -> None:
+    """First signal: stop fetching and let running messages finish; second: exit at once."""
+    name = signal.Signals(signum).name
+    if stop.is_set():
+        logger.warning("%s again: exiting at once", name, extra={"event": "host_killed"})
+        logging.shutdown()
+        os._exit(128 + signum)
+    logger.info("%s: no new messages; running ones get up to %g s to finish", name, DRAIN_S,
+                extra={"event": "host_stopping"})
+    stop.set()
+
+
+async def _run_until_drained(work: asyncio.Future[list[None]], stop: asyncio.Event) -> None:
+    """Await ``work``; once ``stop`` is set, give it ``DRAIN_S`` more, then cancel it."""
+    stopped = asyncio.create_task(stop.wait())
+    either: set[asyncio.Future[Any]] = {work, stopped}
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not work.done():
+        try:
+            await asyncio.wait_for(work, DRAIN_S)
+        except TimeoutError:
+            logger.warning("messages still running after %g s were abandoned; they become "
+                           "visible again when their lease ends", DRAIN_S,
+                           extra={"event": "host_drain_timeout"})
+            return
+    work.result()
+
+
+async def _fire_timers(functions: list[IndexedFunction]) -> None:
+    for function in functions:
+        if function.trigger_type == "timerTrigger":
+            await fire_timer(function)
 
 
 async def _listen(function: IndexedFunction, options: QueueOptions, stop: asyncio.Event,

@@ -1,7 +1,13 @@
-"""Child processes of the local stack: started in their own group, always stopped."""
+"""Child processes of the local stack: started in their own group, always stopped.
+
+``stop_on_signals`` makes SIGINT and SIGTERM stop them whatever disposition this process
+inherited: the first signal raises ``Interrupted`` (the caller stops every child gracefully), a
+second one SIGKILLs every child's process group and exits at once.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -9,13 +15,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TextIO
+from types import FrameType
+from typing import Final, NoReturn, TextIO
 
 _URL: Final = re.compile(r"https?://\S+")
 STOP_TIMEOUT_S: Final = 20.0
+STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+_POLL_S: Final = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +50,12 @@ def resource_usage(pid: int) -> ResourceUsage:
 
 
 class Child:
-    """A child process whose output goes to a log file."""
+    """A child process, leader of its own process group, whose output goes to a log file."""
 
-    def __init__(self, name: str, process: subprocess.Popen[str], log_path: Path) -> None:
+    def __init__(self, name: str, process: subprocess.Popen[str], log_path: Path,
+                 *, stop_first: bool = False) -> None:
         self.name, self.process, self.log_path = name, process, log_path
+        self.stop_first = stop_first
 
     def __repr__(self) -> str:
         return f"Child({self.name!r}, pid={self.process.pid}, code={self.process.poll()})"
@@ -53,43 +64,101 @@ class Child:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def stop(self) -> int:
-        """SIGTERM, then SIGKILL if it does not end in time; answers the exit code."""
-        if self.alive:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                return self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        """SIGTERM to its group, then SIGKILL if it does not end in time; the exit code."""
+        stop_processes([self.process], timeout_s)
         return self.process.wait()
 
 
 class Children:
-    """Every child the stack started; ``stop_all`` ends them in reverse order."""
+    """Every child the stack started; ``stop_all`` ends them all, leaving no process behind."""
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.started: list[Child] = []
 
     def start(self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None,
-              wait_for_url_s: float = 0.0) -> tuple[Child, str]:
-        """Start ``python -m sync <args>``; with ``wait_for_url_s``, answer the URL it prints."""
+              wait_for_url_s: float = 0.0, *, stop_first: bool = False) -> tuple[Child, str]:
+        """Start ``python -m sync <args>``; with ``wait_for_url_s``, answer the URL it prints.
+
+        ``stop_first`` children (the hosts) are stopped before the others (what they use).
+        """
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sync", *args], stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, env=dict(env or os.environ),
-            start_new_session=True)
-        child = Child(name, process, log_path)
-        self.started.append(child)
+        with signals_deferred():
+            process = subprocess.Popen(
+                [sys.executable, "-m", "sync", *args], stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True, env=dict(env or os.environ),
+                start_new_session=True)
+            child = self.adopt(name, process, log_path, stop_first=stop_first)
         log = log_path.open("w")
         url = _read_url(child, log, wait_for_url_s) if wait_for_url_s else ""
         threading.Thread(target=_copy, args=(process.stdout, log), daemon=True).start()
         return child, url
 
-    def stop_all(self) -> None:
-        for child in reversed(self.started):
-            child.stop()
+    def adopt(self, name: str, process: subprocess.Popen[str], log_path: Path,
+              *, stop_first: bool = False) -> Child:
+        """Record a process started elsewhere (in its own session) so it is stopped too."""
+        child = Child(name, process, log_path, stop_first=stop_first)
+        self.started.append(child)
+        return child
+
+    def stop_all(self, say: Callable[[str], None] | None = None,
+                 timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop the ``stop_first`` children together, then all the others together."""
+        first = [c for c in self.started if c.stop_first]
+        for group in (first, [c for c in self.started if not c.stop_first]):
+            running = [c for c in group if c.alive]
+            if running and say is not None:
+                say(f"Stopping {', '.join(c.name for c in running)} (SIGTERM, up to "
+                    f"{timeout_s:g} s)")
+            stop_processes([c.process for c in group], timeout_s)
+
+    def kill_all(self) -> None:
+        """SIGKILL to every child's group at once, without waiting: the hard stop."""
+        for child in self.started:
+            if child.process.returncode is None:  # not yet reaped: its group id is still ours
+                _signal_group(child.process.pid, signal.SIGKILL)
+
+
+def stop_processes(processes: Sequence[subprocess.Popen[str]], timeout_s: float) -> None:
+    """SIGTERM to every group, wait for all up to ``timeout_s`` together, SIGKILL the rest.
+
+    Each group gets a final SIGKILL once its leader has exited but before it is reaped (the
+    group id cannot have been reused then), so no grandchild outlives its parent.
+    """
+    for process in processes:
+        if process.returncode is None:
+            _signal_group(process.pid, signal.SIGTERM)
+    deadline_s = time.monotonic() + timeout_s
+    waiting = [p for p in processes if p.returncode is None]
+    while waiting and time.monotonic() < deadline_s:
+        waiting = [p for p in waiting if not _exited_group_swept(p)]
+        if waiting:
+            time.sleep(_POLL_S)
+    for process in waiting:
+        _signal_group(process.pid, signal.SIGKILL)
+    for process in processes:
+        process.wait()
+
+
+def _exited_group_swept(process: subprocess.Popen[str]) -> bool:
+    """True (and its group killed, its leader reaped) once the leader has exited."""
+    try:
+        exited = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # already reaped elsewhere
+        process.poll()
+        return True
+    if exited is None:
+        return False
+    _signal_group(process.pid, signal.SIGKILL)
+    process.wait()
+    return True
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
 
 
 def _read_url(child: Child, log: TextIO, timeout_s: float) -> str:
@@ -114,3 +183,88 @@ def _copy(stream: TextIO | None, log: TextIO) -> None:
         for line in stream:
             log.write(line)
             log.flush()
+
+
+class Interrupted(BaseException):
+    """A stop signal arrived: unwind, stop every child, exit with 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class _SignalState:
+    """What a stop signal does; process-wide, as signal dispositions are."""
+
+    __slots__ = ("children", "deferred", "pending", "stopping")
+
+    def __init__(self) -> None:
+        self.children: Children | None = None
+        self.deferred = 0
+        self.pending: list[int] = []
+        self.stopping = False
+
+
+_STATE: Final = _SignalState()
+
+
+def stop_on_signals(children: Children) -> Callable[[], None]:
+    """Own SIGINT and SIGTERM while ``children`` run; answer what gives back the old handlers.
+
+    The first signal raises ``Interrupted`` in the main thread; any signal after that, or after
+    ``stopping()``, SIGKILLs every child's group and exits at once with 128 + its number.
+    """
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    _STATE.children, _STATE.stopping, _STATE.pending = children, False, []
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _on_signal)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _STATE.children = None
+
+    return restore
+
+
+def stopping() -> None:
+    """The children are being stopped: from now on a stop signal means stop hard."""
+    _STATE.stopping = True
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold stop signals back while a child is started and recorded, so none can escape."""
+    _STATE.deferred += 1
+    try:
+        yield
+    finally:
+        _STATE.deferred -= 1
+        if not _STATE.deferred and _STATE.pending:
+            pending, _STATE.pending = _STATE.pending, []
+            if len(pending) > 1 or _STATE.stopping:
+                _hard_stop(pending[-1])
+            _on_signal(pending[0], None)
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    if _STATE.deferred:
+        _STATE.pending.append(signum)
+        return
+    if not _STATE.stopping:
+        _STATE.stopping = True
+        raise Interrupted(signum)
+    _hard_stop(signum)
+
+
+def _hard_stop(signum: int) -> NoReturn:
+    # os.write, not print: the main thread may be inside a write to the same stream.
+    os.write(2, f"\n{signal.Signals(signum).name} again: killing every child process group "
+                f"now.\n".encode())
+    if _STATE.children is not None:
+        _STATE.children.kill_all()
+    os._exit(128 + signum)

@@ -1,6 +1,7 @@
 """``python -m sync local``: Azurite, the emulators and K host instances, one full sync, a summary.
 
-Every process it starts is stopped on the way out, on Ctrl-C and on errors too.
+Every process it starts is stopped on the way out, on errors and on SIGINT or SIGTERM too
+(exit 130 or 143); a second signal kills them all at once.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from sync.deadletter import RECORD_REASONS
 from sync.errors import ConfigError
 from sync.local.azurite import ROOT, Azurite, start_azurite
 from sync.local.emulators.enrichment import EnrichmentConfig
-from sync.local.processes import Children, ResourceUsage, resource_usage
+from sync.local.processes import (
+    Children,
+    Interrupted,
+    ResourceUsage,
+    resource_usage,
+    stop_on_signals,
+    stopping,
+)
 from sync.local.progress import ProgressPrinter, Snapshot, watch
 from sync.local.verify import Verification, dead_lettered_ids, emulator_stats, verify
 from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
@@ -87,29 +95,31 @@ def main(args: argparse.Namespace) -> int:
 
 
 def run(options: LocalOptions) -> int:
-    """Start everything, sync, verify, stop everything."""
+    """Start everything, sync, verify, stop everything (on SIGINT and SIGTERM too)."""
     children = Children(LOG_DIR)
     azurite: Azurite | None = None
+    restore_signals = stop_on_signals(children)
     try:
         print(f"Starting Azurite, the emulators and {options.instances} host instance(s); "
               f"logs in {LOG_DIR}", flush=True)
-        azurite = start_azurite()
+        azurite = start_azurite(children=children)
         env = _start_services(children, azurite, options)
         started_s = time.monotonic()
         for number in range(options.instances):
             args = ["host", *(["--fire-timer"] if number == 0 else [])]
-            children.start(f"host-{number}", args, env)
+            children.start(f"host-{number}", args, env, stop_first=True)
         hosts = [c for c in children.started if c.name.startswith("host-")]
         outcome = asyncio.run(_watch_and_verify(env, options, lambda: all(h.alive for h in hosts)))
         elapsed_s = time.monotonic() - started_s
         usage = [resource_usage(h.process.pid) for h in hosts]
-    except KeyboardInterrupt:
-        print("\nInterrupted: stopping everything this run started.", file=sys.stderr)
-        return 130
+    except Interrupted as signalled:
+        _say(f"\nInterrupted by {signalled}: stopping everything this run started "
+             "(send the signal again to stop at once).")
+        _stop_everything(children, azurite, _say)
+        return signalled.exit_code
     finally:
-        children.stop_all()
-        if azurite is not None:
-            azurite.stop()
+        _stop_everything(children, azurite)
+        restore_signals()
     if options.json_out is not None:
         write_json(options.json_out, outcome, elapsed_s, usage)
     return report(outcome, elapsed_s)
@@ -126,6 +136,21 @@ def setting_problems(environ: Mapping[str, str]) -> tuple[str, ...]:
     except ConfigError as error:
         return error.problems
     return ()
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _stop_everything(children: Children, azurite: Azurite | None,
+                     say: Callable[[str], None] | None = None) -> None:
+    """Hosts first, then the emulators and Azurite; a stop signal from here on stops hard."""
+    stopping()
+    children.stop_all(say)
+    if azurite is not None:
+        azurite.stop()
+    if say is not None:
+        say("Stopped: no process this run started is left.")
 
 
 def _start_services(children: Children, azurite: Azurite,
