@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from azure.storage.queue.aio import QueueClient
 
-from sync import planner
+from sync import ledger, planner
 from sync.contract import decode_batch
 from sync.local.stack import local_token
 from sync.names import BATCH_QUEUE, PLAN_QUEUE
@@ -162,3 +162,62 @@ async def test_a_crash_between_enqueues_never_skips_a_record(make_services: Make
     rerun, _ = await run_plan(services, NOW + timedelta(minutes=5))
     assert len(set(rerun) | set(crashed)) == 500
     assert len(rerun) == 500
+
+
+async def plan_until_complete(services: Services) -> Counter[str]:
+    """Plan, then carry out continuations until the plan is complete."""
+    await planner.plan(services, NOW)
+    return await plan_until_complete_from(services)
+
+
+async def add_fault(services: Services, rule: dict[str, Any]) -> None:
+    url = f"{services.settings.dataverse_url}/_emulator/faults"
+    async with aiohttp.ClientSession() as session, session.post(url, json=rule) as answer:
+        assert answer.status == 200, await answer.text()
+
+
+@pytest.mark.parametrize("rule", [
+    {"kind": "error", "status": 500, "hits": "reads", "rate": 0.3},
+    {"kind": "truncated_json", "rate": 0.3},
+    {"kind": "not_json", "rate": 0.3},
+    {"kind": "reset", "hits": "reads", "rate": 0.3},
+], ids=["500s", "truncated JSON", "not JSON", "resets"])
+@pytest.mark.emulator(records=2_000, seed=3)
+async def test_page_reads_that_fail_at_a_rate_lose_no_page(make_services: Make,
+                                                           rule: dict[str, Any]) -> None:
+    services = await make_services(SYNC_PAGE_SIZE="100", SYNC_MAX_RETRIES="1",
+                                   SYNC_CIRCUIT_OPEN_S="1", SYNC_CIRCUIT_MAX_OPEN_S="2")
+    await add_fault(services, rule)
+    planned = await plan_until_complete(services)
+    assert len(planned) == 2_000
+    assert set(planned.values()) == {1}
+
+
+@pytest.mark.emulator(records=600)
+async def test_a_plan_that_cannot_read_waits_at_its_page_and_resumes(make_services: Make) -> None:
+    services = await make_services(SYNC_PAGE_SIZE="100", SYNC_MAX_RETRIES="0",
+                                   SYNC_CIRCUIT_OPEN_S="1", SYNC_CIRCUIT_MAX_OPEN_S="2")
+    await add_fault(services, {"preset": "503", "hits": "reads", "window_s": 3})
+    handed_on = await planner.plan(services, NOW)
+    assert handed_on is not None
+    assert handed_on.page == 0
+    planned = await plan_until_complete_from(services)
+    assert len(planned) == 600
+    assert set(planned.values()) == {1}
+    checkpoint = await load_checkpoint(services.state, "accounts")
+    assert checkpoint.delta_link or checkpoint.watermark
+
+
+async def plan_until_complete_from(services: Services, limit_s: float = 60.0) -> Counter[str]:
+    """Carry out continuations as they become visible (a plan that could not read waits on
+    the queue) until the manifest says the plan is complete; bounded by ``limit_s``."""
+    deadline_s = asyncio.get_running_loop().time() + limit_s
+    while not all(m.complete for m in await ledger.plans(services.ledger)):
+        assert asyncio.get_running_loop().time() < deadline_s, "the plan never completed"
+        for body in await drain(services, PLAN_QUEUE):
+            await planner.continue_plan(services, plan_state_from(body))
+        await asyncio.sleep(0.2)
+    planned: Counter[str] = Counter()
+    for body in await drain(services, BATCH_QUEUE):
+        planned.update(record.id for record in decode_batch(body).records)
+    return planned
