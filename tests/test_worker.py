@@ -131,7 +131,7 @@ async def test_requeued_remainder_is_invisible_for_retry_after(make_services: Ma
             assert await queue.peek_messages() == [], "visible before Retry-After passed"
             await asyncio.sleep(0.2)
         while not (found := await queue.peek_messages()):
-            assert time.monotonic() - sent_s < delay_s + 3, "still invisible after its delay"
+            assert time.monotonic() - sent_s < delay_s + 30, "still invisible long after its delay"
             await asyncio.sleep(0.1)
     back = json.loads(base64.b64decode(found[0].content))
     assert back["attempt"] == 1

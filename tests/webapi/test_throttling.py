@@ -5,7 +5,6 @@ affinity, the headers on every answer, and stats that agree with what the client
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from yarl import URL
 
 from sync import ratelimit
+from sync.clock import ManualClock
 from tests.webapi.conftest import FAST, GHOST, Answer, Client, token_for
 
 QUICK: dict[str, Any] = {"servers": 1, "write_ms_min": 1.0, "write_ms_max": 2.0,
@@ -56,46 +56,53 @@ async def test_execution_time_facet(client: Client) -> None:
     assert refused.headers["x-ms-ratelimit-time-remaining-xrm-requests"] == "0.00"
 
 
-async def wait_until_in_flight(client: Client, count: int) -> None:
-    """Until the emulator has admitted ``count`` requests (bounded: about a second)."""
-    for _ in range(100):
-        if (await client.admin("stats"))["requests"] >= count:
+async def wait_for_sleepers(clock: ManualClock, count: int) -> None:
+    """Until ``count`` requests are being served (waiting out their server time on the
+    emulator's clock); bounded in count, not a speed check."""
+    for _ in range(1000):
+        if clock.sleepers >= count:
             return
         await asyncio.sleep(0.01)
-    pytest.fail(f"the emulator never admitted {count} requests")
+    pytest.fail(f"the emulator never held {count} requests in flight")
 
 
 async def test_at_the_concurrency_limit_the_next_is_refused_at_once(client: Client) -> None:
-    await client.configure(records=5, max_concurrent=3,
-                           **{**QUICK, "write_ms_min": 300.0, "write_ms_max": 300.0})
+    clock = ManualClock()
+    await client.configure(records=5, max_concurrent=3, clock=clock,
+                           **{**QUICK, "write_ms_min": 300.0, "write_ms_max": 300.0,
+                              "read_page_ms": 0.0})
     record = await first_id(client)
     slow = [asyncio.create_task(client.patch(record, {"description": "slow"}))
             for _ in range(3)]
-    await wait_until_in_flight(client, 3)
-    started_s = time.monotonic()
+    await wait_for_sleepers(clock, 3)
     refused = await client.patch(record, {"description": "one too many"})
-    assert time.monotonic() - started_s < 0.2  # answered at once, not queued behind the 3
+    assert clock.sleepers == 3  # answered while the three are still being served: at once
     assert refused.status == 429
     assert refused.error == {"code": "0x80072326",
                              "message": "Number of concurrent requests exceeded the limit of 3."}
     assert float(refused.headers["Retry-After"]) == 1.0
+    clock.advance(0.3)
     assert [a.status for a in await asyncio.gather(*slow)] == [204, 204, 204]
-    assert (await client.patch(record, {"description": "x"})).status == 204  # no episode
+    write = asyncio.create_task(client.patch(record, {"description": "x"}))
+    await wait_for_sleepers(clock, 1)
+    clock.advance(0.3)
+    assert (await write).status == 204  # no episode
 
 
 async def test_recovery_as_the_window_slides(client: Client) -> None:
-    await client.configure(records=5, window_s=1.0, max_requests=3, **QUICK)
+    clock = ManualClock(auto_advance=True)  # each answer's server time passes on it
+    await client.configure(records=5, window_s=1.0, max_requests=3, clock=clock, **QUICK)
     record = await first_id(client)
-    started_s = time.monotonic()
+    started_s = clock.monotonic_s()
     assert [(await client.patch(record, {"description": "a"})).status for _ in range(2)] == [
         204, 204]
-    await asyncio.sleep(0.5)
+    clock.advance(0.5)
     assert (await client.patch(record, {"description": "b"})).status == 204
     refused = await client.patch(record, {"description": "c"})
     assert refused.status == 429
     wait_s = float(refused.headers["Retry-After"])
     assert 0.3 <= wait_s <= 0.6  # until the first two leave the window, not a whole window
-    await asyncio.sleep(max(0.0, started_s + wait_s + 0.5 - time.monotonic()) + 0.05)
+    clock.advance(max(0.0, started_s + 0.5 + wait_s + 0.05 - clock.monotonic_s()))
     # the two of the first moment have left; the one sent half a window later has not
     statuses = [(await client.patch(record, {"description": "d"})).status for _ in range(3)]
     assert statuses == [204, 204, 429]
