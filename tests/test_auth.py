@@ -6,9 +6,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import aiohttp
+import pytest
 from azure.core.credentials import AccessToken
 
 from sync.auth import REFRESH_MARGIN_S, CredentialToken, StaticToken, token_source
+from sync.dataverse import DataverseClient
+from sync.errors import ServiceFault
 from sync.settings import Settings
 
 
@@ -62,3 +66,40 @@ async def test_settings_choose_the_source() -> None:
     source = token_source(Settings.from_env(cloud))
     assert isinstance(source, CredentialToken)
     await source.close()
+
+
+async def test_a_refused_token_is_renewed_once_asked() -> None:
+    credential = CountingCredential(lifetime_s=3600)
+    tokens = CredentialToken(credential, "https://contoso.crm.dynamics.com")  # type: ignore[arg-type]
+    assert await tokens.token() == "token-1"
+    await tokens.renew()
+    assert await tokens.token() == "token-2"
+
+
+class FailingCredential(CountingCredential):
+    """An identity that cannot get a token (no managed identity, a wrong client id)."""
+
+    async def get_token(self, *scopes: str, **_: Any) -> AccessToken:
+        raise RuntimeError("ManagedIdentityCredential authentication unavailable: secret-ish")
+
+
+async def test_no_token_is_a_service_fault_that_names_the_identity_not_the_detail() -> None:
+    tokens = CredentialToken(FailingCredential(3600), "https://x.crm.dynamics.com")  # type: ignore[arg-type]
+    with pytest.raises(ServiceFault, match="check the managed identity") as caught:
+        await tokens.token()
+    assert "secret-ish" not in str(caught.value)
+
+
+async def test_dataverse_renews_the_token_once_on_a_401_then_it_is_the_services_fault(
+        dataverse_url: str) -> None:
+    """Over real HTTP: the emulator refuses every token (its 401 fault rule)."""
+    credential = CountingCredential(lifetime_s=3600)
+    tokens = CredentialToken(credential, dataverse_url)  # type: ignore[arg-type]
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{dataverse_url}/_emulator/faults",
+                                json={"preset": "401"}) as added:
+            assert added.status == 200
+        client = DataverseClient(session, dataverse_url, tokens, 10.0)
+        with pytest.raises(ServiceFault, match="401 Unauthorized on GET WhoAmI"):
+            await client.who_am_i()
+    assert len(credential.scopes) == 2  # the first token, and one renewal after the 401
