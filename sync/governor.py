@@ -34,12 +34,17 @@ def decreased(limit: int) -> int:
     return max(1, limit // 2)
 
 
-def paced(limit: int, headroom: int | None, instances: int) -> int:
-    """The limit after pacing: never more in flight than this instance's part of what the
-    server says is left in its window (``x-ms-ratelimit-*``), and at least 1 (a probe)."""
+def paced(limit: int, headroom: int | None, instances: int, in_flight: int = 0) -> int:
+    """The limit after pacing: the requests already in flight when the server answered (its
+    window has counted them) plus this instance's part of what it says is left
+    (``x-ms-ratelimit-*``), never above ``limit`` and at least 1 (a probe).
+
+    Self-clocking: at the window's edge the answers report budget as old spend leaves the
+    window, and the requests in flight keep going, so a client at the ceiling stays there
+    instead of falling to one request whenever little is left."""
     if headroom is None:
         return limit
-    return max(1, min(limit, headroom // max(1, instances)))
+    return max(1, min(limit, in_flight + headroom // max(1, instances)))
 
 
 def increased(limit: int, successes: int, share: int) -> tuple[int, int]:
@@ -52,7 +57,8 @@ def increased(limit: int, successes: int, share: int) -> tuple[int, int]:
 class Governor:
     """An async context manager admitting requests under the limit and the gate."""
 
-    __slots__ = ("_gate_handle", "_gate_until_s", "_headroom", "_in_flight", "_instances",
+    __slots__ = ("_gate_handle", "_gate_until_s", "_headroom", "_headroom_base", "_in_flight",
+                 "_instances",
                  "_last_decrease_s", "_limit", "_loop", "_max_wait_s", "_share", "_successes",
                  "_waiters", "service")
 
@@ -71,6 +77,8 @@ class Governor:
         self._gate_until_s = self._last_decrease_s = float("-inf")
         self._gate_handle: asyncio.TimerHandle | None = None
         self._headroom: int | None = None
+        self._headroom_base = 0
+        """Requests in flight besides the one answered when the headroom was reported."""
         self._instances = 1
         self._waiters: deque[asyncio.Future[None]] = deque()
 
@@ -104,6 +112,7 @@ class Governor:
     def note_headroom(self, headroom: int | None) -> None:
         """What the last answer said is left of the window (None: the server does not say)."""
         self._headroom = headroom
+        self._headroom_base = max(0, self._in_flight - 1)
         self._wake()
 
     def set_share(self, share: int, instances: int = 1) -> None:
@@ -161,7 +170,7 @@ class Governor:
         return self.gate_remaining_s() == 0 and self._in_flight < self._room()
 
     def _room(self) -> int:
-        return paced(self._limit, self._headroom, self._instances)
+        return paced(self._limit, self._headroom, self._instances, self._headroom_base)
 
     def _wake(self) -> None:
         """Wake as many waiters as may now enter; each re-checks when it runs."""

@@ -187,6 +187,18 @@ def test_pacing_by_what_the_window_has_left(limit: int, headroom: int | None, in
     assert paced(limit, headroom, instances) == expected
 
 
+@pytest.mark.parametrize(("limit", "headroom", "in_flight", "expected"), [
+    (10, 0, 6, 6),       # at the window's edge the six in flight go on: no fall to one
+    (10, 2, 6, 8),       # two more fit beside them
+    (10, 50, 6, 10),     # never above the limit
+    (10, 0, 0, 1),       # nothing in flight, nothing left: one probe
+])
+def test_pacing_counts_the_requests_the_window_already_holds(limit: int, headroom: int,
+                                                             in_flight: int,
+                                                             expected: int) -> None:
+    assert paced(limit, headroom, 1, in_flight) == expected
+
+
 async def test_headroom_caps_admission_until_it_grows(clock: FakeClock) -> None:
     governor = Governor(6)
     governor.note_headroom(2)
