@@ -29,7 +29,7 @@ PROBES: Final = ("greedy", "oracle")
 in flight, hints and Retry-After ignored) and oracle (paces each server at the binding limit)."""
 PROBE_MODES: Final = ("single", "bulk")
 PROBE_RECORDS: Final = 1000
-KINDS: Final = ("baseline", "product", "peer", "nightly", "growth")
+KINDS: Final = ("baseline", "product", "probe", "peer", "nightly", "growth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +115,15 @@ class Scale:
         return DOCUMENTED_WINDOW_S / self.time_scale
 
     @property
+    def probe_run_s(self) -> float:
+        """How long a probe sends: at least two windows and a second, so its steady rate is
+        measured over at least one whole window after the first."""
+        return max(self.run_s, 2 * self.window_s) + 1.0
+
+    @property
     def probe_max_sends(self) -> int:
-        """A probe's request count bound (its time bound is ``run_s``)."""
-        return int(2000 * self.run_s)
+        """A probe's request count bound (its time bound is ``probe_run_s``)."""
+        return int(5000 * self.probe_run_s)
 
     def records_for(self, rate_per_s: float) -> int:
         """Seeded accounts for a row whose ceiling is ``rate_per_s``: about ``run_s`` worth."""
@@ -184,6 +190,8 @@ def plan_rows(scale: Scale, *, million: bool = False) -> list[RowSpec]:
                  for pattern in PATTERNS for mode in MODES]
         rows += [RowSpec("product", scenario, mode, processes=instances)
                  for instances in (1, 3) for mode in MODES]
+    rows += [RowSpec("probe", DATAVERSE_BOUND, mode, probe, records=PROBE_RECORDS)
+             for probe in PROBES for mode in PROBE_MODES]
     rows.append(RowSpec("nightly", DATAVERSE_BOUND, "bulk", records=scale.nightly_records))
     rows.append(RowSpec("peer", DATAVERSE_BOUND, "bulk", records=scale.nightly_records))
     sizes = (*scale.growth_records, *((MILLION,) if million else ()))

@@ -75,7 +75,7 @@ def test_the_3_process_baseline_runs_3_processes_and_bulk_rows_name_the_bulk_gui
 
 
 @pytest.mark.parametrize(("only", "names"), [
-    ("", 40),
+    ("", 44),
     ("nightly", ["nightly/bulk"]),
     ("peer,growth/bulk/300", ["peer/bulk", "growth/bulk/300"]),
     ("enrichment-bound/product-*/bulk", ["enrichment-bound/product-x1/bulk",
