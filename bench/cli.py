@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _write(args.json_out, asyncio.run(_baseline(args)))
         return 0
     scale = QUICK_SCALE if args.quick else DEFAULT_SCALE
-    scale = dataclasses.replace(scale, window_s=args.window_s or scale.window_s,
+    scale = dataclasses.replace(scale, time_scale=args.time_scale or scale.time_scale,
                                 run_s=args.run_s or scale.run_s)
     rows = select(plan_rows(scale, million=args.million), args.only)
     if args.list:
@@ -58,8 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--million", action="store_true",
                         help="add the 1,000,000-record growth row (opt-in: long)")
     parser.add_argument("--list", action="store_true", help="print the row names and stop")
-    parser.add_argument("--window-s", type=float, default=None,
-                        help=f"the emulator's scaled window ({DEFAULT_SCALE.window_s:g} s)")
+    parser.add_argument("--time-scale", type=float, default=None,
+                        help="how many times faster the emulator's time runs (at least 1; "
+                             f"{DEFAULT_SCALE.time_scale:g}: a {DEFAULT_SCALE.window_s:g} s "
+                             "window, every per-second rate the documented one)")
     parser.add_argument("--run-s", type=float, default=None,
                         help=f"about how long each row runs ({DEFAULT_SCALE.run_s:g} s)")
     parser.add_argument("--out", type=Path, default=None,

@@ -3,6 +3,7 @@ CPU per record. Pure: the runners fill a ``Result``, the report prints it."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,26 @@ def steady_rate_per_s(timeline: list[tuple[float, int]], window_s: float) -> flo
     start, end = (after[0], after[-1]) if len(after) >= 2 and after[-1][0] > after[0][0] \
         else (timeline[0], timeline[-1])
     return (end[1] - start[1]) / (end[0] - start[0]) if end[0] > start[0] else 0.0
+
+
+def whole_windows_rate_per_s(timeline: list[tuple[float, int]], window_s: float) -> float:
+    """Records/s over the whole windows after the first, from (seconds, done) samples: what was
+    done between the last sample before the first window ends and the last sample before the
+    last whole window ends, over those windows' length. A client that pushes into every limit
+    gets a burst each time the sliding window frees its budget, once per window, starting as a
+    window ends: whole windows, each holding one such burst, measure its steady rate (samples
+    apart by other than whole windows would not). Like ``steady_rate_per_s`` when the timeline
+    holds less than two windows."""
+    windows = math.floor(timeline[-1][0] / window_s) if timeline and window_s > 0 else 0
+    if windows < 2:
+        return steady_rate_per_s(timeline, window_s)
+    start = _last_before(timeline, window_s)
+    end = _last_before(timeline, windows * window_s)
+    return (end[1] - start[1]) / ((windows - 1) * window_s)
+
+
+def _last_before(timeline: list[tuple[float, int]], t_s: float) -> tuple[float, int]:
+    return [sample for sample in timeline if sample[0] < t_s][-1]
 
 
 @dataclass
@@ -64,6 +85,9 @@ class Result:
     overall_ceiling_per_s: float = 0.0
     """The best mode's ceiling in the row's scenario."""
     planner_s: float | None = None
+    bound_records: float = 0.0
+    """A probe's: the most records a run as long as its own can have had accepted (the
+    emulator's ``run.bound_records``, the first window's burst included); 0 for other rows."""
     status: str = ""
     """Empty when the row ran; else why it has no figures."""
 
@@ -74,12 +98,21 @@ class Result:
 
     @property
     def steady_rate_per_s(self) -> float:
-        return steady_rate_per_s(self.timeline, self.window_s) if self.timeline \
-            else self.rate_per_s
+        """Records/s after the first window (a probe's: over whole windows)."""
+        if not self.timeline:
+            return self.rate_per_s
+        if self.kind == "probe":
+            return whole_windows_rate_per_s(self.timeline, self.window_s)
+        return steady_rate_per_s(self.timeline, self.window_s)
 
     @property
     def share_of_ceiling(self) -> float:
         return self.steady_rate_per_s / self.ceiling_per_s if self.ceiling_per_s > 0 else 0.0
+
+    @property
+    def share_of_bound(self) -> float:
+        """Records accepted over the run's bound (a probe's second check)."""
+        return self.written / self.bound_records if self.bound_records > 0 else 0.0
 
     @property
     def cpu_ms_per_record(self) -> float:

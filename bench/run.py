@@ -17,6 +17,7 @@ from bench.figures import Result
 from bench.report import markdown, table_line, write_json, write_plot
 from bench.runbaseline import LOG_DIR, get_json, run_baseline_row, start_emulators
 from bench.runpeer import run_peer_row
+from bench.runprobe import run_probe_row
 from bench.runproduct import run_product_row
 from bench.scenarios import RowSpec, Scale, Scenario
 from bench.targets import Verdict, evaluate
@@ -29,7 +30,7 @@ QUICK_RESULTS: Final = ROOT / ".local-run" / "bench-quick"
 Runner = Callable[[RowSpec, Scale, Ceiling], Result]
 RUNNERS: Final[dict[str, Runner]] = {"baseline": run_baseline_row, "product": run_product_row,
                                      "nightly": run_product_row, "growth": run_product_row,
-                                     "peer": run_peer_row}
+                                     "peer": run_peer_row, "probe": run_probe_row}
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,19 +38,20 @@ class Emulators:
 
     dataverse_url: str
     enrichment_url: str
+    dataverse_log: Path
 
 
 def start_emulators(children: Children, spec: RowSpec, scale: Scale, records: int,
                     extra_dataverse_args: tuple[str, ...] = ()) -> Emulators:
     scenario = spec.scenario
-    _, dataverse = children.start(
+    dataverse_child, dataverse = children.start(
         f"{spec.kind}-dataverse", ["emulator", "dataverse", "--records", str(records),
-                                   *scenario.emulator_args(scale.window_s),
+                                   *scenario.emulator_args(scale.time_scale),
                                    *extra_dataverse_args], wait_for_url_s=URL_WAIT_S)
     _, enrichment = children.start(f"{spec.kind}-enrichment",
                                    ["emulator", "enrichment", *scenario.enrichment_args()],
                                    wait_for_url_s=URL_WAIT_S)
-    return Emulators(dataverse, enrichment)
+    return Emulators(dataverse, enrichment, dataverse_child.log_path)
 
 
 async def get_json(url: str) -> Any:

@@ -1,9 +1,10 @@
 """The external peer's row: Microsoft's Python client on the nightly job (bench/msclient.py) in
-its own process, against fresh emulators.
+its own process, against fresh emulators, the Dataverse one served over https (``--https``: a
+certificate authority made at start, trusted through ``REQUESTS_CA_BUNDLE``).
 
-The client needs https and ``EntityDefinitions`` metadata from the emulator. ``peer_blocker``
-checks both (and that the package is installed); until the emulator offers them the row names
-what it waits for instead of figures.
+``peer_blocker`` checks first that the package is installed, that the emulator named its
+certificate and that it answers the metadata the client asks for; a row that cannot run says
+which instead of showing figures.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,7 +27,13 @@ import aiohttp
 from bench.ceiling import Ceiling
 from bench.figures import Result
 from bench.proctree import TreeSampler
-from bench.runbaseline import LOG_DIR, emulator_cpu_s, get_json, start_emulators, wait_bounded
+from bench.runbaseline import (
+    LOG_DIR,
+    WAIT_POLL_S,
+    emulator_cpu_s,
+    start_emulators,
+    wait_bounded,
+)
 from bench.scenarios import RowSpec, Scale
 from sync.definition import DEFAULT_DEFINITION
 from sync.local.azurite import ROOT
@@ -33,11 +42,10 @@ from sync.local.processes import Children
 from sync.local.stack import local_token
 
 HTTPS_OPTION: Final = "--https"
-"""The emulator option that serves https with a certificate made at start (if it has one)."""
-CA_BUNDLE_KEY: Final = "ca_bundle"
-"""Where the emulator's stats name its certificate's file, for ``REQUESTS_CA_BUNDLE`` (else the
-bench's own ``REQUESTS_CA_BUNDLE`` is used; without either the certificate is not trusted and
-the row waits)."""
+"""The emulator option that serves https behind a certificate authority made at start."""
+CA_LINE: Final = re.compile(r"REQUESTS_CA_BUNDLE=(\S+)")
+"""How the emulator names that authority's certificate on its output (one line after its URL)."""
+CA_WAIT_S: Final = 10.0
 METADATA: Final = (
     ("/api/data/v9.2/EntityDefinitions",
      {"$select": "LogicalName,EntitySetName,PrimaryIdAttribute",
@@ -48,16 +56,26 @@ METADATA: Final = (
 )
 """What client 1.1.0 asks before it writes to a table: the entity set and primary key
 (``_entity_set_from_schema_name``), then the table's choice columns (it retries a 404 five
-times, then fails the write)."""
-WAITING: Final = "needs emulator https/metadata"
+times, then fails the write). ``has_metadata`` checks the emulator answers these before the row
+runs, so a row that fails on metadata says so instead of counting 60,000 failed records."""
+NO_METADATA: Final = "the emulator does not answer the client's metadata requests"
+NO_CA: Final = "the emulator printed no certificate to trust"
 PACKAGE: Final = "PowerPlatform-Dataverse-Client==1.1.0"
+LOCAL_HOSTS: Final = "127.0.0.1,localhost"
 
 
-def emulator_has_https() -> bool:
-    """Whether ``python -m sync emulator dataverse`` offers ``--https``."""
-    shown = subprocess.run([sys.executable, "-m", "sync", "emulator", "dataverse", "--help"],
-                           cwd=ROOT, capture_output=True, text=True, check=False)
-    return HTTPS_OPTION in shown.stdout
+def ca_bundle_in(log_path: Path, timeout_s: float = CA_WAIT_S) -> str | None:
+    """The certificate file the emulator's output (its log) names, waiting up to
+    ``timeout_s`` for the line; None when it never appears."""
+    deadline_s = time.monotonic() + timeout_s
+    while True:
+        text = log_path.read_text() if log_path.exists() else ""
+        found = CA_LINE.search(text)
+        if found:
+            return found.group(1)
+        if time.monotonic() >= deadline_s:
+            return None
+        time.sleep(WAIT_POLL_S)
 
 
 async def has_metadata(dataverse_url: str, ca_bundle: str | None) -> bool:
@@ -84,20 +102,20 @@ def peer_blocker(dataverse_url: str, ca_bundle: str | None) -> str:
     """Why the client cannot run against this emulator; empty when it can."""
     if importlib.util.find_spec("PowerPlatform") is None:
         return f"needs {PACKAGE} installed"
+    if not ca_bundle:
+        return NO_CA
     if not dataverse_url.startswith("https://") or not asyncio.run(
             has_metadata(dataverse_url, ca_bundle)):
-        return WAITING
+        return NO_METADATA
     return ""
 
 
 def run_peer_row(spec: RowSpec, scale: Scale, ceiling: Ceiling) -> Result:
     records = spec.records
-    https = (HTTPS_OPTION,) if emulator_has_https() else ()
     children = Children(LOG_DIR)
     try:
-        emulators = start_emulators(children, spec, scale, records, https)
-        stats = asyncio.run(get_json(f"{emulators.dataverse_url}/_emulator/stats"))
-        ca_bundle = stats.get(CA_BUNDLE_KEY) or os.environ.get("REQUESTS_CA_BUNDLE")
+        emulators = start_emulators(children, spec, scale, records, (HTTPS_OPTION,))
+        ca_bundle = ca_bundle_in(emulators.dataverse_log)
         blocker = peer_blocker(emulators.dataverse_url, ca_bundle)
         with TreeSampler(os.getpid()) as sampler:
             tally = {} if blocker else _run(spec, scale, emulators.dataverse_url,
@@ -118,7 +136,8 @@ def _run(spec: RowSpec, scale: Scale, dataverse_url: str, enrichment_url: str,
                 "--api-key", EnrichmentConfig().api_key, "--json-out", str(out),
                 "--seconds", f"{scale.peer_timeout_s - scale.grace_s:g}",
                 "--mapping", json.dumps(DEFAULT_DEFINITION["mapping"])]
-        env = {**os.environ, **({"REQUESTS_CA_BUNDLE": ca_bundle} if ca_bundle else {})}
+        env = {**os.environ, "NO_PROXY": LOCAL_HOSTS, "no_proxy": LOCAL_HOSTS,
+               **({"REQUESTS_CA_BUNDLE": ca_bundle} if ca_bundle else {})}
         process = subprocess.Popen(args, cwd=ROOT, env=env)
         cpu_s, rss_mib = wait_bounded(process, scale.peer_timeout_s + 30)
         tally: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}

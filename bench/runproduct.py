@@ -49,7 +49,7 @@ def run_product_row(spec: RowSpec, scale: Scale, ceiling: Ceiling) -> Result:
         args = [sys.executable, "-m", "sync", "local", "--records", str(records),
                 "--instances", str(spec.processes), "--json-out", str(out),
                 "--timeout-s", f"{scale.product_timeout_s(records, rate_per_s):g}",
-                *[f"--emulator-arg={arg}" for arg in scenario.emulator_args(scale.window_s)],
+                *[f"--emulator-arg={arg}" for arg in scenario.emulator_args(scale.time_scale)],
                 *[f"--enrichment-arg={arg}" for arg in scenario.enrichment_args()]]
         env = {**os.environ, "SYNC_WRITE_MODE": spec.mode}
         process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)

@@ -10,6 +10,8 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Final
 
+from sync.local.emulators.webapi.config import DOCUMENTED_WINDOW_S, EmulatorConfig
+
 MODES: Final = ("single", "batch", "bulk")
 TIMEOUT_RATE_PER_S: Final = 500.0
 """The most records/s a product row's time limit counts on (the growth scenario's ceiling is far
@@ -22,13 +24,18 @@ BULK_GUIDANCE: Final = {"sequential": "bulk at 1 (Microsoft's bulk guidance)",
                         "recommended-x1": "bulk at the DOP hint (Microsoft's bulk guidance)"}
 """In bulk mode two loops are exactly what Microsoft's bulk guidance suggests; the row says so
 instead of running the same loop twice."""
-KINDS: Final = ("baseline", "product", "peer", "nightly", "growth")
+PROBES: Final = ("greedy", "oracle")
+"""The emulator's own probe clients (sync/local/emulators/webapi/probes.py): greedy (everything
+in flight, hints and Retry-After ignored) and oracle (paces each server at the binding limit)."""
+PROBE_MODES: Final = ("single", "bulk")
+PROBE_RECORDS: Final = 1000
+KINDS: Final = ("baseline", "product", "probe", "peer", "nightly", "growth")
 
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
     """One environment: the Dataverse emulator's servers and costs, the enrichment API's limit.
-    Limits are the documented ratios on a window scaled by the run's ``window_s``."""
+    Limits are the documented ones on the run's time scale (``EmulatorConfig.time_scaled``)."""
 
     name: str
     servers: int
@@ -38,9 +45,21 @@ class Scenario:
     batch_op_ms: float = 100.0
     bulk_target_ms: float = 10.0
 
-    def emulator_args(self, window_s: float) -> list[str]:
-        """Options of ``python -m sync emulator dataverse`` (records aside)."""
-        return ["--servers", str(self.servers), "--window-s", f"{window_s:g}",
+    def emulator_config(self, time_scale: float, records: int = 0) -> EmulatorConfig:
+        """The emulator's settings: the documented limits ``time_scale`` times faster (every
+        per-second rate the documented one, Retry-After in whole seconds), this scenario's
+        servers and costs."""
+        return EmulatorConfig.time_scaled(
+            time_scale, servers=self.servers, dop_hint=self.dop_hint, records=records,
+            write_ms_min=self.write_ms[0], write_ms_max=self.write_ms[1],
+            batch_op_ms=self.batch_op_ms, bulk_target_ms=self.bulk_target_ms)
+
+    def emulator_args(self, time_scale: float) -> list[str]:
+        """Options of ``python -m sync emulator dataverse`` (records aside) that make
+        ``emulator_config(time_scale)``: given only the window, the emulator scales by
+        ``300 s / window`` (``EmulatorConfig.scaled``)."""
+        window_s = DOCUMENTED_WINDOW_S / time_scale
+        return ["--servers", str(self.servers), "--window-s", repr(window_s),
                 "--dop-hint", str(self.dop_hint),
                 "--write-ms-min", f"{self.write_ms[0]:g}",
                 "--write-ms-max", f"{self.write_ms[1]:g}",
@@ -72,8 +91,10 @@ SCENARIOS: Final = (DATAVERSE_BOUND, ENRICHMENT_BOUND)
 class Scale:
     """How long and how big: the default bench, or ``--quick``."""
 
-    window_s: float = 10.0
-    """The emulator's window (documented 300 s), scaled with its request and time budgets."""
+    time_scale: float = 30.0
+    """How much faster the emulator's time runs (``EmulatorConfig.time_scaled``): the window,
+    the execution-time budget and Retry-After divided by it, the requests per window with them.
+    At least 1; Retry-After stays whole seconds (at least 1 s) on any scale."""
     run_s: float = 20.0
     """How long a baseline runs, and the target duration of a product row."""
     grace_s: float = 2.0
@@ -83,6 +104,26 @@ class Scale:
     nightly_records: int = 50_000
     growth_records: tuple[int, ...] = (10_000, 100_000)
     peer_timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if not self.time_scale >= 1.0:
+            raise ValueError(f"Scale.time_scale must be at least 1, got {self.time_scale}")
+
+    @property
+    def window_s(self) -> float:
+        """The emulator's window on this scale (the documented 300 s divided by it)."""
+        return DOCUMENTED_WINDOW_S / self.time_scale
+
+    @property
+    def probe_run_s(self) -> float:
+        """How long a probe sends: at least two windows and a second, so its steady rate is
+        measured over at least one whole window after the first."""
+        return max(self.run_s, 2 * self.window_s) + 1.0
+
+    @property
+    def probe_max_sends(self) -> int:
+        """A probe's request count bound (its time bound is ``probe_run_s``)."""
+        return int(5000 * self.probe_run_s)
 
     def records_for(self, rate_per_s: float) -> int:
         """Seeded accounts for a row whose ceiling is ``rate_per_s``: about ``run_s`` worth."""
@@ -95,7 +136,7 @@ class Scale:
 
 
 DEFAULT_SCALE: Final = Scale()
-QUICK_SCALE: Final = Scale(window_s=3.0, run_s=5.0, grace_s=1.0, min_records=200,
+QUICK_SCALE: Final = Scale(time_scale=100.0, run_s=5.0, grace_s=1.0, min_records=200,
                            max_records=600, nightly_records=600, growth_records=(300, 1000),
                            peer_timeout_s=60.0)
 MILLION: Final = 1_000_000
@@ -121,15 +162,23 @@ class RowSpec:
             return f"{where}/{self.pattern}/{self.mode}"
         if self.kind == "product":
             return f"{where}/product-x{self.processes}/{self.mode}"
+        if self.kind == "probe":
+            return f"{where}/{self.pattern}-probe/{self.mode}"
         return f"{self.kind}/{self.mode}" + (f"/{self.records}" if self.kind == "growth" else "")
 
     @property
     def note(self) -> str:
         if self.kind == "baseline" and self.mode == "bulk":
             return BULK_GUIDANCE.get(self.pattern, "")
+        if self.kind == "probe":
+            return PROBE_NOTES[self.pattern]
         return {"peer": "Microsoft's Python client 1.1.0, 8 threads, no retry",
                 "nightly": "the blog's nightly job", "growth": "bulk, everything fast"}.get(
                     self.kind, "")
+
+
+PROBE_NOTES: Final = {"greedy": "probe: all in flight, ignores hints and Retry-After",
+                      "oracle": "probe: knows the limits, paces each server"}
 
 
 def plan_rows(scale: Scale, *, million: bool = False) -> list[RowSpec]:
@@ -141,6 +190,8 @@ def plan_rows(scale: Scale, *, million: bool = False) -> list[RowSpec]:
                  for pattern in PATTERNS for mode in MODES]
         rows += [RowSpec("product", scenario, mode, processes=instances)
                  for instances in (1, 3) for mode in MODES]
+    rows += [RowSpec("probe", DATAVERSE_BOUND, mode, probe, records=PROBE_RECORDS)
+             for probe in PROBES for mode in PROBE_MODES]
     rows.append(RowSpec("nightly", DATAVERSE_BOUND, "bulk", records=scale.nightly_records))
     rows.append(RowSpec("peer", DATAVERSE_BOUND, "bulk", records=scale.nightly_records))
     sizes = (*scale.growth_records, *((MILLION,) if million else ()))

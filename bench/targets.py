@@ -4,7 +4,9 @@
    scenario's ceiling and is ahead of the best baseline of the same mode;
 2. every run of the product loses nothing and fails nothing;
 3. the product's own processes spend <= 0.3 ms of CPU per record;
-4. their peak RSS stays within 10% from the smallest growth size to the largest.
+4. their peak RSS stays within 10% from the smallest growth size to the largest;
+5. the ceiling is proven: neither probe client (greedy, oracle) exceeds the steady ceiling, nor
+   the bound for its run's length, by more than 5%.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from bench.scenarios import MILLION
 SHARE_OF_CEILING: Final = 0.90
 CPU_MS_PER_RECORD: Final = 0.3
 RSS_GROWTH: Final = 0.10
+PROBE_TOLERANCE: Final = 1.05
 OURS: Final = ("product", "nightly", "growth")
 
 
@@ -39,7 +42,7 @@ def evaluate(results: list[Result]) -> list[Verdict]:
     ran = [r for r in results if not r.status]
     verdicts = [_best_mode(ran, scenario, instances) for scenario in
                 ("dataverse-bound", "enrichment-bound") for instances in (1, 3)]
-    return [*verdicts, _nothing_lost(ran), _cpu(ran), _rss(ran)]
+    return [*verdicts, _nothing_lost(ran), _cpu(ran), _rss(ran), _probes(ran)]
 
 
 def _best_mode(results: list[Result], scenario: str, instances: int) -> Verdict:
@@ -93,3 +96,18 @@ def _rss(results: list[Result]) -> Verdict:
     return Verdict(target, change <= RSS_GROWTH,
                    f"{small.peak_rss_mib:.0f} MiB at {small.seeded:,} -> "
                    f"{large.peak_rss_mib:.0f} MiB at {large.seeded:,} ({change:+.1%}){partial}")
+
+
+def _probes(results: list[Result]) -> Verdict:
+    target = (f"no probe beats the ceiling or its run's bound by more than "
+              f"{PROBE_TOLERANCE - 1:.0%}")
+    probes = [r for r in results if r.kind == "probe"]
+    if not probes:
+        return Verdict(target, None, "not run")
+    over = [f"{r.name} {r.share_of_ceiling:.0%} of the ceiling, {r.share_of_bound:.0%} of "
+            "its run's bound" for r in probes
+            if max(r.share_of_ceiling, r.share_of_bound) > PROBE_TOLERANCE]
+    highest = max(probes, key=lambda r: r.share_of_ceiling)
+    return Verdict(target, not over, "; ".join(over) or
+                   f"highest {highest.name} {highest.share_of_ceiling:.0%} of the ceiling, "
+                   f"{highest.share_of_bound:.0%} of its run's bound")

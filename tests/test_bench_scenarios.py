@@ -30,10 +30,10 @@ from sync.local.emulators.webapi.stats import ceiling
 from sync.local.processes import ResourceUsage
 
 
-def _emulator_ceiling(scenario: Scenario, window_s: float) -> dict[str, float]:
+def _emulator_ceiling(scenario: Scenario, time_scale: float) -> dict[str, float]:
     parser = argparse.ArgumentParser()
     configure_parser(parser)
-    return ceiling(config_from(parser.parse_args(scenario.emulator_args(window_s))))
+    return ceiling(config_from(parser.parse_args(scenario.emulator_args(time_scale))))
 
 
 def test_every_row_kind_runs_and_baselines_cover_every_pattern_and_mode_in_both_scenarios() -> None:
@@ -75,7 +75,7 @@ def test_the_3_process_baseline_runs_3_processes_and_bulk_rows_name_the_bulk_gui
 
 
 @pytest.mark.parametrize(("only", "names"), [
-    ("", 40),
+    ("", 44),
     ("nightly", ["nightly/bulk"]),
     ("peer,growth/bulk/300", ["peer/bulk", "growth/bulk/300"]),
     ("enrichment-bound/product-*/bulk", ["enrichment-bound/product-x1/bulk",
@@ -89,13 +89,13 @@ def test_only_selects_rows_by_name(only: str, names: int | list[str]) -> None:
 
 
 def test_the_dataverse_bound_scenario_is_bound_by_dataverse_in_every_mode() -> None:
-    modes = _emulator_ceiling(DATAVERSE_BOUND, DEFAULT_SCALE.window_s)
+    modes = _emulator_ceiling(DATAVERSE_BOUND, DEFAULT_SCALE.time_scale)
     assert all(modes[m] < DATAVERSE_BOUND.enrichment_rate_per_s for m in MODES)
     assert modes["single"] == pytest.approx(40.0)  # 20 requests/s per server, 2 servers
 
 
 def test_the_enrichment_bound_scenario_is_bound_by_the_enrichment_api_in_every_mode() -> None:
-    modes = _emulator_ceiling(ENRICHMENT_BOUND, DEFAULT_SCALE.window_s)
+    modes = _emulator_ceiling(ENRICHMENT_BOUND, DEFAULT_SCALE.time_scale)
     assert all(modes[m] > ENRICHMENT_BOUND.enrichment_rate_per_s for m in MODES)
 
 

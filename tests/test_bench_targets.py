@@ -83,3 +83,27 @@ def test_rss_growth_compares_the_smallest_and_largest_growth_sizes() -> None:
 def test_rows_that_could_not_run_are_left_out() -> None:
     verdicts = evaluate([_row("peer/bulk", "peer", "bulk", 1.0, status="waiting")])
     assert all(v.passed is None for v in verdicts)
+
+
+PROBES = "no probe beats the ceiling or its run's bound by more than 5%"
+
+
+def test_a_probe_within_5_percent_of_the_ceiling_and_its_bound_passes() -> None:
+    verdict = _by_target([
+        _row("dataverse-bound/greedy-probe/single", "probe", "single", 104.0,
+             bound_records=1000.0),
+        _row("dataverse-bound/oracle-probe/single", "probe", "single", 95.0,
+             bound_records=1100.0)])[PROBES]
+    assert verdict.passed is True
+    assert "highest dataverse-bound/greedy-probe/single 104%" in verdict.detail
+
+
+def test_a_probe_over_the_ceiling_or_over_its_runs_bound_fails() -> None:
+    name = PROBES
+    fast = _by_target([_row("d/greedy-probe/bulk", "probe", "bulk", 106.0,
+                            bound_records=2000.0)])[name]
+    burst = _by_target([_row("d/greedy-probe/bulk", "probe", "bulk", 90.0,
+                             bound_records=900.0)])[name]
+    assert (fast.passed, burst.passed) == (False, False)
+    assert "111% of its run's bound" in burst.detail
+    assert _by_target([])[name].passed is None

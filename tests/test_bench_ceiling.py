@@ -1,0 +1,65 @@
+"""The bench's ceiling is the emulator's: every scenario runs on ``EmulatorConfig.time_scaled``
+(the options the bench gives the emulator make exactly that configuration), and what the bench
+reads from the emulator's ``/_emulator/stats`` and caps by the enrichment API agrees with the
+emulator's own ``ceiling(config, enrichment_rate_per_s=...)`` for each scenario."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bench.ceiling import ceiling_of
+from bench.scenarios import DEFAULT_SCALE, GROWTH, MODES, QUICK_SCALE, SCENARIOS, Scale, Scenario
+from sync.local.emulators.webapi import start_emulator
+from sync.local.emulators.webapi.cli import config_from, configure_parser
+from sync.local.emulators.webapi.stats import ceiling
+
+CASES = [(scenario, scale) for scenario in (*SCENARIOS, GROWTH)
+         for scale in (DEFAULT_SCALE, QUICK_SCALE)]
+IDS = [f"{scenario.name} at {scale.window_s:g} s windows" for scenario, scale in CASES]
+
+
+def _parsed(scenario: Scenario, scale: Scale) -> Any:
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    return config_from(parser.parse_args(scenario.emulator_args(scale.time_scale)))
+
+
+@pytest.mark.parametrize(("scenario", "scale"), CASES, ids=IDS)
+def test_the_emulator_runs_each_scenario_on_the_time_scale(scenario: Scenario,
+                                                           scale: Scale) -> None:
+    config = scenario.emulator_config(scale.time_scale)
+    assert _parsed(scenario, scale) == config
+    assert config.window_s == pytest.approx(scale.window_s)
+    assert config.retry_after_resolution_s == 1.0  # Retry-After whole seconds, at least 1 s
+    assert config.max_requests / config.window_s == pytest.approx(20.0)  # 6000 per 300 s
+    assert config.max_exec_ms / config.window_s == pytest.approx(4000.0)  # 1,200,000 ms
+
+
+@pytest.mark.parametrize(("scenario", "scale"), CASES, ids=IDS)
+async def test_the_bench_reads_the_emulators_ceiling_and_caps_it_as_the_emulator_does(
+        scenario: Scenario, scale: Scale) -> None:
+    config = scenario.emulator_config(scale.time_scale)
+    running = await start_emulator(config)
+    try:
+        async with aiohttp.ClientSession() as session, session.get(
+                f"{running.url}/_emulator/stats") as answer:
+            stats = await answer.json()
+    finally:
+        await running.close()
+    found = ceiling_of(stats, scenario.enrichment_rate_per_s)
+    expected = ceiling(config, enrichment_rate_per_s=scenario.enrichment_rate_per_s)
+    assert found.overall_per_s == pytest.approx(expected["overall"])
+    for mode in MODES:
+        assert found.dataverse_per_s[mode] == pytest.approx(expected[mode])
+        assert found.mode_per_s(mode) == pytest.approx(min(expected[mode],
+                                                           expected["enrichment"]))
+    assert found.overall_per_s >= max(found.mode_per_s(mode) for mode in MODES)
+
+
+def test_a_time_scale_below_1_is_refused() -> None:
+    with pytest.raises(ValueError, match="time_scale"):
+        Scale(time_scale=0.5)
