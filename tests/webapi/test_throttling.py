@@ -276,3 +276,12 @@ async def test_stats_agree_with_what_the_client_counted(client: Client) -> None:
         assert 3 < peak <= 6  # over both servers, at most 3 on each
     for peak in stats["peak_concurrency_by_server"].values():
         assert peak <= 6  # two users, at most 3 each
+
+
+async def test_the_rate_limit_headers_can_be_left_out(client: Client) -> None:
+    await client.configure(records=1, ratelimit_headers=0, **QUICK)
+    answer = await client.get("WhoAmI")
+    assert answer.status == 200
+    assert "x-ms-ratelimit-burst-remaining-xrm-requests" not in answer.headers
+    assert "x-ms-ratelimit-time-remaining-xrm-requests" not in answer.headers
+    assert answer.headers["x-ms-dop-hint"]

@@ -35,6 +35,8 @@ _HELP: Final = {
     "penalty_s": "Retry-After added each time a throttled client sends again (2 s, an "
                  "assumption)",
     "retry_after_resolution_s": "Retry-After is rounded up to this step (1 s)",
+    "ratelimit_headers": "1 sends the x-ms-ratelimit-* headers on every answer, 0 leaves "
+                         "them out (1)",
     "exec_in_flight_share": "share of the in-flight requests' remaining server time counted "
                             "as used at admission (1: all, stricter; an assumption)",
     "change_token_ttl_s": "lifetime of a change tracking token (7 days, documented)",

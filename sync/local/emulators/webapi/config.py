@@ -42,6 +42,9 @@ class EmulatorConfig:
     retry_after_resolution_s: float = 1.0
     """Retry-After is rounded up to this step and is at least one step (whole seconds, as the
     service documents it; also under a time scale, see ``time_scaled``)."""
+    ratelimit_headers: int = 1
+    """1 sends ``x-ms-ratelimit-*`` on every answer (when the service sends them is not
+    documented); 0 leaves them out, to measure a client's pacing without them."""
     exec_in_flight_share: float = 1.0
     """Assumption: the share of what requests in flight are still to spend that counts as used
     when a request asks to be admitted. The service says the execution-time facet "can be

@@ -82,11 +82,14 @@ class Emulator:
 
     def headers(self, server: str, bucket: limits.Bucket, now_s: float) -> dict[str, str]:
         """What every answer carries: the DOP hint, what the window leaves, the affinity."""
-        requests_left, exec_left_ms = limits.remaining(bucket, self.config, now_s)
-        return {"x-ms-dop-hint": str(self.config.dop_hint_header), "OData-Version": "4.0",
-                "x-ms-ratelimit-burst-remaining-xrm-requests": str(requests_left),
-                "x-ms-ratelimit-time-remaining-xrm-requests": time_left_header(exec_left_ms),
-                "Set-Cookie": f"{COOKIE}={server}; Path=/; HttpOnly"}
+        headers = {"x-ms-dop-hint": str(self.config.dop_hint_header), "OData-Version": "4.0",
+                   "Set-Cookie": f"{COOKIE}={server}; Path=/; HttpOnly"}
+        if self.config.ratelimit_headers:
+            requests_left, exec_left_ms = limits.remaining(bucket, self.config, now_s)
+            headers["x-ms-ratelimit-burst-remaining-xrm-requests"] = str(requests_left)
+            headers["x-ms-ratelimit-time-remaining-xrm-requests"] = time_left_header(
+                exec_left_ms)
+        return headers
 
     def anonymous_headers(self) -> dict[str, str]:
         """What an answer to a caller without a token carries (no user, so no window)."""
