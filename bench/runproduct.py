@@ -16,7 +16,7 @@ from typing import Any, Final
 from bench.ceiling import Ceiling
 from bench.figures import Result
 from bench.proctree import TreeSampler
-from bench.scenarios import RowSpec, Scale
+from bench.scenarios import NO_HEADERS, RowSpec, Scale
 from sync.local.azurite import ROOT
 
 PLANNER_LOG: Final = ROOT / ".local-run" / "host-0.log"
@@ -50,7 +50,9 @@ def run_product_row(spec: RowSpec, scale: Scale, ceiling: Ceiling) -> Result:
                 "--instances", str(spec.processes), "--json-out", str(out),
                 "--timeout-s", f"{scale.product_timeout_s(records, rate_per_s):g}",
                 *[f"--emulator-arg={arg}" for arg in scenario.emulator_args(scale.time_scale)],
-                *[f"--enrichment-arg={arg}" for arg in scenario.enrichment_args()]]
+                *[f"--enrichment-arg={arg}" for arg in scenario.enrichment_args()],
+                *(["--emulator-arg=--ratelimit-headers=0"] if spec.pattern == NO_HEADERS
+                  else [])]
         env = {**os.environ, "SYNC_WRITE_MODE": spec.mode}
         process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         with TreeSampler(process.pid) as sampler:

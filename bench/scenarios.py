@@ -161,7 +161,8 @@ class RowSpec:
         if self.kind == "baseline":
             return f"{where}/{self.pattern}/{self.mode}"
         if self.kind == "product":
-            return f"{where}/product-x{self.processes}/{self.mode}"
+            suffix = f"-{self.pattern}" if self.pattern else ""
+            return f"{where}/product-x{self.processes}{suffix}/{self.mode}"
         if self.kind == "probe":
             return f"{where}/{self.pattern}-probe/{self.mode}"
         return f"{self.kind}/{self.mode}" + (f"/{self.records}" if self.kind == "growth" else "")
@@ -172,10 +173,16 @@ class RowSpec:
             return BULK_GUIDANCE.get(self.pattern, "")
         if self.kind == "probe":
             return PROBE_NOTES[self.pattern]
+        if self.kind == "product" and self.pattern == NO_HEADERS:
+            return "the emulator sends no x-ms-ratelimit-* headers: the governor without them"
         return {"peer": "Microsoft's Python client 1.1.0, 8 threads, no retry",
                 "nightly": "the blog's nightly job", "growth": "bulk, everything fast"}.get(
                     self.kind, "")
 
+
+NO_HEADERS: Final = "no-ratelimit-headers"
+"""A product row against an emulator that leaves the x-ms-ratelimit-* headers out: the
+governor's pace with the service's header formats is compared with its pace without them."""
 
 PROBE_NOTES: Final = {"greedy": "probe: all in flight, ignores hints and Retry-After",
                       "oracle": "probe: knows the limits, paces each server"}
@@ -190,6 +197,7 @@ def plan_rows(scale: Scale, *, million: bool = False) -> list[RowSpec]:
                  for pattern in PATTERNS for mode in MODES]
         rows += [RowSpec("product", scenario, mode, processes=instances)
                  for instances in (1, 3) for mode in MODES]
+    rows += [RowSpec("product", DATAVERSE_BOUND, mode, NO_HEADERS) for mode in ("single", "bulk")]
     rows += [RowSpec("probe", DATAVERSE_BOUND, mode, probe, records=PROBE_RECORDS)
              for probe in PROBES for mode in PROBE_MODES]
     rows.append(RowSpec("nightly", DATAVERSE_BOUND, "bulk", records=scale.nightly_records))

@@ -6,7 +6,9 @@
 3. the product's own processes spend <= 0.3 ms of CPU per record;
 4. their peak RSS stays within 10% from the smallest growth size to the largest;
 5. the ceiling is proven: neither probe client (greedy, oracle) exceeds the steady ceiling, nor
-   the bound for its run's length, by more than 5%.
+   the bound for its run's length, by more than 5%;
+6. the governor reading the service's x-ms-ratelimit-* formats is as fast as without them
+   (within 5%, in each mode measured both ways).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from bench.figures import Result
-from bench.scenarios import MILLION
+from bench.scenarios import MILLION, NO_HEADERS
 
 SHARE_OF_CEILING: Final = 0.90
 CPU_MS_PER_RECORD: Final = 0.3
@@ -42,7 +44,24 @@ def evaluate(results: list[Result]) -> list[Verdict]:
     ran = [r for r in results if not r.status]
     verdicts = [_best_mode(ran, scenario, instances) for scenario in
                 ("dataverse-bound", "enrichment-bound") for instances in (1, 3)]
-    return [*verdicts, _nothing_lost(ran), _cpu(ran), _rss(ran), _probes(ran)]
+    return [*verdicts, _nothing_lost(ran), _cpu(ran), _rss(ran), _probes(ran), _headers(ran)]
+
+
+HEADERS_TOLERANCE: Final = 0.95
+
+
+def _headers(results: list[Result]) -> Verdict:
+    target = "the governor with the real rate-limit headers is as fast as without them"
+    without = {r.mode: r for r in results if r.name.endswith(f"-{NO_HEADERS}/{r.mode}")}
+    pairs = [(r, without[r.mode]) for r in results if r.mode in without
+             and r.name == without[r.mode].name.replace(f"-{NO_HEADERS}", "")]
+    if not pairs:
+        return Verdict(target, None, "not run")
+    slow = [f"{w.mode} {r.steady_rate_per_s:.1f}/s with, {w.steady_rate_per_s:.1f}/s without"
+            for r, w in pairs if r.steady_rate_per_s < HEADERS_TOLERANCE * w.steady_rate_per_s]
+    return Verdict(target, not slow, "; ".join(slow) or ", ".join(
+        f"{w.mode} {r.steady_rate_per_s:.1f}/s with, {w.steady_rate_per_s:.1f}/s without"
+        for r, w in pairs))
 
 
 def _best_mode(results: list[Result], scenario: str, instances: int) -> Verdict:
