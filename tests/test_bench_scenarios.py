@@ -74,6 +74,13 @@ def test_the_3_process_baseline_runs_3_processes_and_bulk_rows_name_the_bulk_gui
     assert rows["enrichment-bound/recommended-x1/single"].note == ""
 
 
+def test_the_governor_is_measured_with_and_without_the_rate_limit_headers() -> None:
+    names = [row.name for row in plan_rows(DEFAULT_SCALE)]
+    for mode in ("single", "bulk"):
+        assert f"dataverse-bound/product-x1/{mode}" in names
+        assert f"dataverse-bound/product-x1-no-ratelimit-headers/{mode}" in names
+
+
 @pytest.mark.parametrize(("only", "names"), [
     ("", 46),
     ("nightly", ["nightly/bulk"]),
@@ -83,13 +90,6 @@ def test_the_3_process_baseline_runs_3_processes_and_bulk_rows_name_the_bulk_gui
     ("nothing-by-this-name", []),
 ], ids=["empty selects all", "a substring", "several, comma-separated", "a shell pattern",
         "no match"])
-def test_the_governor_is_measured_with_and_without_the_rate_limit_headers() -> None:
-    names = [row.name for row in plan_rows(DEFAULT_SCALE)]
-    for mode in ("single", "bulk"):
-        assert f"dataverse-bound/product-x1/{mode}" in names
-        assert f"dataverse-bound/product-x1-no-ratelimit-headers/{mode}" in names
-
-
 def test_only_selects_rows_by_name(only: str, names: int | list[str]) -> None:
     chosen = [row.name for row in select(plan_rows(QUICK_SCALE), only)]
     assert (len(chosen) if isinstance(names, int) else chosen) == names
