@@ -63,30 +63,28 @@ class Dependency:
         return f"Dependency({self.name!r}, {self.governor!r}, {self.circuit!r})"
 
     async def call(self, send: Callable[[], Awaitable[T]], hooks: CallHooks, *,
-                   split_ambiguous: bool = False, suspect: bool = False) -> T:
+                   split_ambiguous: bool = False) -> T:
         """``send()`` under every rule above. With ``split_ambiguous`` an ambiguous fault is
-        raised at once (the caller splits its request) instead of retried. A ``suspect``
-        request carries one record already seen failing while its siblings succeeded: its
-        ambiguous faults are that record's and do not count toward the circuit."""
-        return await retrying(lambda: self._admitted(send, hooks, suspect), self.policy,
+        raised at once (the caller splits its request) instead of retried. An ambiguous fault
+        does not count toward the circuit here: the scope decides whose it is, and counts it
+        (``record_failure``) when it is the service's."""
+        return await retrying(lambda: self._admitted(send, hooks), self.policy,
                               clock=self.clock,
                               on_retry=lambda fault, _: hooks.count_retry(fault),
                               retryable=lambda fault: not (split_ambiguous and
                                                            isinstance(fault, AmbiguousFault)))
 
-    async def _admitted(self, send: Callable[[], Awaitable[T]], hooks: CallHooks,
-                        suspect: bool) -> T:
+    async def _admitted(self, send: Callable[[], Awaitable[T]], hooks: CallHooks) -> T:
         for attempt in range(SHORT_WAIT_RETRIES + 1):
             try:
-                return await self._once(send, hooks, suspect)
+                return await self._once(send, hooks)
             except Throttled as error:
                 if error.code == GATE_CODE or error.retry_after_s > self.governor.max_wait_s \
                         or attempt == SHORT_WAIT_RETRIES:
                     raise
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
-    async def _once(self, send: Callable[[], Awaitable[T]], hooks: CallHooks,
-                    suspect: bool) -> T:
+    async def _once(self, send: Callable[[], Awaitable[T]], hooks: CallHooks) -> T:
         self._refuse_if_stopped(hooks)
         async with self.governor:
             self._refuse_if_stopped(hooks)
@@ -100,11 +98,11 @@ class Dependency:
             except RecordFault:
                 self._answered(sent_s, accepted=False)
                 raise
+            except AmbiguousFault:
+                self.circuit.released()
+                raise
             except ServiceFault as fault:
-                if suspect and isinstance(fault, AmbiguousFault):
-                    self.circuit.released()
-                else:
-                    await self._failed(fault)
+                await self.record_failure(fault)
                 raise
         self._answered(sent_s, accepted=True)
         return result
@@ -138,7 +136,8 @@ class Dependency:
                         extra={"event": "circuit_closed", "service": self.name})
             self._schedule_publish()
 
-    async def _failed(self, fault: ServiceFault) -> None:
+    async def record_failure(self, fault: ServiceFault) -> None:
+        """A service fault counts toward the circuit; an opening is logged and published."""
         if not self.circuit.failed(fault):
             return
         logger.warning("%s circuit open for %.0f s: %s", self.name, self.circuit.open_for_s(),

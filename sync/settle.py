@@ -32,11 +32,20 @@ async def judge_alone(run: MessageRun, record: RecordRef, fault: AmbiguousFault,
     service's. A record that met such evidence on an earlier delivery keeps it while the
     service shows no fault of its own (its circuit is not open): once its siblings are written
     it may be the last one left. Nothing is dead-lettered on one delivery's word."""
-    evidence = dependency.scope.siblings_succeeded_since(first_failure_s) or (
-        run.history_of(record).strikes > 0 and dependency.circuit.state != "open")
+    evidence = has_evidence(run, record, first_failure_s, dependency)
     reason = SUSPECTED if evidence else "service_fault"
     run.failed(record, fault, strike=evidence, reason=reason)
-    if evidence and is_record_fault(run.history_of(record).strikes, probes):
+    if not evidence:
+        await dependency.record_failure(fault)
+    elif is_record_fault(run.history_of(record).strikes, probes):
         await dead_letter(record, fault)
         return
     run.wait(service_delay_s(run, policy))
+
+
+def has_evidence(run: MessageRun, record: RecordRef, first_failure_s: float,
+                 dependency: Dependency) -> bool:
+    """Did work sent since the record first failed succeed, or did the record already meet
+    such evidence on an earlier delivery while the service shows no fault (circuit not open)?"""
+    return dependency.scope.siblings_succeeded_since(first_failure_s) or (
+        run.history_of(record).strikes > 0 and dependency.circuit.state != "open")

@@ -116,8 +116,7 @@ async def _enrich(services: Services, run: MessageRun, record: RecordRef) -> Enr
     mapping = services.settings.definition.mapping
     try:
         columns = await dependency.call(
-            lambda: services.enrichment.columns_for(record.input, mapping), run,
-            suspect=run.history_of(record).strikes > 0)
+            lambda: services.enrichment.columns_for(record.input, mapping), run)
     except Deferred as error:
         run.deferred(error)
     except RecordFault as fault:

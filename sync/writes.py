@@ -39,7 +39,7 @@ from sync.errors import (
 from sync.failures.triage import classify_answer
 from sync.messagerun import MessageRun
 from sync.services import Services
-from sync.settle import DeadLetter, judge_alone, service_delay_s
+from sync.settle import DeadLetter, has_evidence, judge_alone, service_delay_s
 
 logger = logging.getLogger(__name__)
 
@@ -90,12 +90,12 @@ class Writer:
     async def _group(self, items: list[Enriched], failed_since_s: float = NOT_FAILED) -> None:
         first_failure = _FirstFailure(self._services.dataverse_dep.clock.monotonic_s,
                                       failed_since_s)
-        suspect = len(items) == 1 and self._run.history_of(items[0][0]).strikes > 0
         try:
             results = await self._services.dataverse_dep.call(
                 first_failure.wrap(lambda: self._send(items)), self._run,
-                split_ambiguous=len(items) > 1, suspect=suspect)
+                split_ambiguous=len(items) > 1)
         except Deferred as error:
+            await self._deferred_after(items, first_failure)
             self._run.deferred(error)
         except RecordFault as fault:
             await self._refused(items, fault)
@@ -175,6 +175,17 @@ class Writer:
                           probes=services.settings.record_probes,
                           policy=services.circuit_policy, dead_letter=self._dead_letter)
 
+    async def _deferred_after(self, items: list[Enriched], first_failure: _FirstFailure) -> None:
+        """A record that failed ambiguously and is then deferred (a throttle, the circuit
+        opening) keeps the evidence its siblings gave meanwhile: judged now, so it is not lost
+        when it comes back alone."""
+        fault = first_failure.ambiguous
+        if len(items) != 1 or fault is None:
+            return
+        dependency = self._services.dataverse_dep
+        if has_evidence(self._run, items[0][0], first_failure.sent_s, dependency):
+            await self._ambiguous(items, fault, first_failure.sent_s)
+
     def _wait(self, items: list[Enriched], fault: ServiceFault) -> None:
         for record, _ in items:
             self._run.failed(record, fault, reason="service_fault")
@@ -199,20 +210,24 @@ def parts_of(results: Sequence[OperationResult], where: str) -> list[Part]:
 class _FirstFailure:
     """Remembers when the first failed attempt of a call was sent (the scope's evidence)."""
 
-    __slots__ = ("_now_s", "last_sent_s", "sent_s")
+    __slots__ = ("_now_s", "ambiguous", "last_sent_s", "sent_s")
 
     def __init__(self, now_s: Callable[[], float], since_s: float = NOT_FAILED) -> None:
         self._now_s = now_s
         self.sent_s = since_s
         self.last_sent_s = NOT_FAILED
+        self.ambiguous: AmbiguousFault | None = None
+        """The last ambiguous fault the call met, if any."""
 
     def wrap(self, send: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
         async def sent() -> T:
             started_s = self.last_sent_s = self._now_s()
             try:
                 return await send()
-            except ServiceFault:
+            except ServiceFault as fault:
                 self.sent_s = min(self.sent_s, started_s)
+                if isinstance(fault, AmbiguousFault):
+                    self.ambiguous = fault
                 raise
 
         return sent
