@@ -82,8 +82,8 @@ def plan_slots(instance: str, slots: Mapping[int, Slot], *, hint: int, target: i
     half its lease."""
     mine = sorted((i for i, slot in slots.items() if slot.held_by(instance, now_s)),
                   key=lambda i: (i >= hint, i))
-    keep = mine[:max(target, in_flight)]
-    valid = sum(1 for i in keep if i < hint)
+    valid = min(target, sum(1 for i in mine if i < hint))
+    keep = mine[:max(valid, in_flight)]
     free = [i for i in range(hint) if i not in slots or slots[i].free(now_s)]
     claim = free[:max(0, target - valid)]
     renew = [i for i in keep if slots[i].expires_s - now_s < lease_s / 2]
