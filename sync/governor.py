@@ -65,8 +65,8 @@ class Governor:
     """An async context manager admitting requests under the limit and the gate."""
 
     __slots__ = ("_expiry_handle", "_gate_handle", "_gate_until_s", "_headroom", "_in_flight",
-                 "_instances", "_last_decrease_s", "_limit", "_loop", "_max_wait_s",
-                 "_no_slot_retry_s", "_share", "_successes", "_waiters", "service")
+                 "_instances", "_last_asked_s", "_last_decrease_s", "_limit", "_loop",
+                 "_max_wait_s", "_no_slot_retry_s", "_share", "_successes", "_waiters", "service")
 
     def __init__(self, share: int, *, service: str = "dataverse", max_wait_s: float = 2.0,
                  ceiling: int | None = None, no_slot_retry_s: float = 2.0,
@@ -89,7 +89,7 @@ class Governor:
         self._max_wait_s, self._no_slot_retry_s = max_wait_s, no_slot_retry_s
         self._expiry_handle: asyncio.TimerHandle | None = None
         self._in_flight = self._successes = 0
-        self._gate_until_s = self._last_decrease_s = float("-inf")
+        self._gate_until_s = self._last_decrease_s = self._last_asked_s = float("-inf")
         self._gate_handle: asyncio.TimerHandle | None = None
         self._headroom: int | None = None
         self._instances = 1
@@ -117,6 +117,11 @@ class Governor:
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    def idle_s(self) -> float:
+        """Seconds since a request last asked to enter (admitted or not): the demand an
+        instance holding no slot shows the cluster."""
+        return self._loop.time() - self._last_asked_s
 
     def gate_remaining_s(self) -> float:
         """Seconds until the gate opens; 0 when open."""
@@ -176,7 +181,8 @@ class Governor:
         self._wake()
 
     async def __aenter__(self) -> None:
-        give_up_s = self._loop.time() + self._max_wait_s
+        self._last_asked_s = self._loop.time()
+        give_up_s = self._last_asked_s + self._max_wait_s
         while not self._may_enter():
             gate_s = self.gate_remaining_s()
             if gate_s > self._max_wait_s:

@@ -141,7 +141,8 @@ def open_services(settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
     state = table_client(storage, STATE_TABLE, credential)
     cluster = Cluster(state, governor, cap=cap, refresh_s=settings.state_refresh_s,
                       lease_s=settings.lease_s, seen_hint=lambda: dataverse.dop_hint,
-                      busy=lambda: governor.in_flight > 0 or activity.within(settings.lease_s),
+                      busy=lambda: (governor.in_flight > 0 or governor.idle_s() < settings.lease_s
+                                    or activity.within(settings.lease_s)),
                       clock=clock.wall_s, circuits=circuits)
     retry = RetryPolicy(settings.max_retries)
 

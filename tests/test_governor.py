@@ -195,6 +195,16 @@ async def test_a_share_falls_to_zero_when_not_renewed(clock: FakeClock) -> None:
             pytest.fail("entered without a slot")
 
 
+async def test_a_refused_request_still_shows_demand(clock: FakeClock) -> None:
+    governor = Governor(0, ceiling=4, max_wait_s=0.0)
+    assert governor.idle_s() == float("inf")
+    with pytest.raises(Throttled):
+        async with governor:
+            pytest.fail("entered without a slot")
+    await clock.advance(3.0)
+    assert governor.idle_s() == pytest.approx(3.0)  # the cluster counts it as busy
+
+
 async def test_losing_the_share_sends_waiters_back_to_the_queue(clock: FakeClock) -> None:
     governor = Governor(1, max_wait_s=1.0)
     release, entered = asyncio.Event(), []
