@@ -40,8 +40,9 @@ from sync.slots import SlotTable, plan_slots, target_slots, usable
 
 logger = logging.getLogger(__name__)
 
-UNKNOWN_HINT: Final = 1
-"""Slots before any instance has seen a hint: one request, whose answer carries the hint."""
+UNKNOWN_HINT: Final = 5
+"""Slots before any instance has ever seen a hint (what the .NET ServiceClient assumes until
+then); the first answer carries the hint, cached from then on for every run."""
 HINT_KEY: Final = ("dop", "hint")
 GATE_KEY: Final = ("gate", "dataverse")
 LEASE_PARTITION: Final = "lease"

@@ -117,11 +117,11 @@ async def pair(storage: StorageSettings) -> AsyncIterator[tuple[Instance, Instan
 Pair = tuple[Instance, Instance, ManualClock]
 
 
-async def test_until_a_hint_is_known_the_pool_is_one_probe(pair: Pair) -> None:
+async def test_until_a_hint_is_known_the_pool_is_the_default(pair: Pair) -> None:
     first, second, _ = pair
     await first.cluster.refresh()
     await second.cluster.refresh()
-    assert first.governor.share + second.governor.share == UNKNOWN_HINT == 1
+    assert first.governor.share + second.governor.share == UNKNOWN_HINT == 5
 
 
 async def test_cold_busy_instance_starts_at_the_cached_hint(pair: Pair) -> None:
