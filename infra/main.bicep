@@ -16,7 +16,7 @@ param environmentName string
 @description('Region of every resource; it must offer the Flex Consumption plan.')
 param location string = resourceGroup().location
 
-@description('Most instances each function scales out to (the queue worker, in practice). Size it against the Dataverse DOP hint: README.md, "Deploying to Azure".')
+@description('Most instances each function scales out to (the queue worker, in practice): a cost and cold-start choice; the Dataverse DOP hint holds for any count (README.md, "Choosing maximumInstanceCount").')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 4

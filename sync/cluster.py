@@ -1,14 +1,21 @@
-"""State every instance shares through Table Storage: the DOP hint, the throttle gate, leases.
+"""State every instance shares through Table Storage: the DOP hint, the gate, leases, slots.
 
 - ``dop/hint``: the last ``x-ms-dop-hint`` any instance saw, so a cold instance starts at the
   right concurrency without probing;
 - ``gate/dataverse``: throttled until (epoch seconds); a 429 seen by one instance pauses all;
-- ``lease/<instance>``: one row per busy instance, renewed while it works; the live ones
-  divide the hint between them;
+- ``lease/<instance>``: one row per busy instance, renewed while it works, deleted when it goes
+  idle; the live ones divide the hint between them (each one's target, sync.slots);
+- ``slot/<n>``: the hint as a pool of request slots; an instance sends only on the slots it
+  has claimed (sync.slots), so the cluster never holds more than the hint, with 1 or 100
+  instances;
 - ``circuit/<service>``: the circuit of each dependency (open until, openings, the reason), so
   a service fault seen by one instance stops them all, and a closing reaches them all.
 
-Each process refreshes its view every ``refresh_s`` and publishes a gate at once on a 429.
+Each process refreshes its view every ``refresh_s`` (claiming, renewing and releasing slots
+then, and setting its governor's share to the slots it holds) and publishes a gate at once on a
+429. An instance holds no slot until a refresh has claimed one: a joining instance takes only
+free slots, and the others give theirs up at their next refresh, never below what they have in
+flight.
 """
 
 from __future__ import annotations
@@ -29,25 +36,30 @@ from azure.data.tables.aio import TableClient
 
 from sync.failures.circuit import Circuit, CircuitView
 from sync.governor import Governor
+from sync.slots import SlotTable, plan_slots, target_slots, usable
 
 logger = logging.getLogger(__name__)
 
 UNKNOWN_HINT: Final = 5
-"""Concurrency before any hint is known (what the .NET ServiceClient reports until then)."""
+"""Slots before any instance has ever seen a hint (what the .NET ServiceClient assumes until
+then); the first answer carries the hint, cached from then on for every run."""
 HINT_KEY: Final = ("dop", "hint")
 GATE_KEY: Final = ("gate", "dataverse")
 LEASE_PARTITION: Final = "lease"
 CIRCUIT_PARTITION: Final = "circuit"
 
 
-def share_of(hint: int, instances: int, cap: int) -> int:
-    """This instance's part of the hint: an even split, at least 1, at most ``cap``."""
-    return max(1, min(cap, hint // max(1, instances)))
+def live_instances(expiries_s: Mapping[str, float], now_s: float) -> list[str]:
+    """The instances whose lease has not expired."""
+    return [instance for instance, expiry_s in expiries_s.items() if expiry_s > now_s]
 
 
-def live_leases(expiries_s: list[float], now_s: float) -> int:
-    """How many leases have not expired."""
-    return sum(1 for expiry_s in expiries_s if expiry_s > now_s)
+def valid_for_s(expiries_s: Mapping[int, float], now_s: float, margin_s: float) -> float:
+    """How long the slots held stay this instance's: until the first lease ends, less a margin
+    (for clocks that differ between instances); 0 when it holds none."""
+    if not expiries_s:
+        return 0.0
+    return max(0.0, min(expiries_s.values()) - now_s - margin_s)
 
 
 async def read_circuits(table: TableClient) -> dict[str, CircuitView]:
@@ -60,11 +72,12 @@ async def read_circuits(table: TableClient) -> dict[str, CircuitView]:
 
 @dataclass(frozen=True, slots=True)
 class ClusterView:
-    """What one refresh read."""
+    """What one refresh read, and the slots this instance holds after it."""
 
     hint: int | None
     instances: int
     gate_until_s: float
+    slots: int = 0
 
 
 class Cluster:
@@ -79,25 +92,64 @@ class Cluster:
         self._refresh_s, self._lease_s = refresh_s, lease_s
         self._seen_hint, self._busy, self._clock = seen_hint, busy, clock
         self.instance_id = uuid.uuid4().hex
+        self._slots = SlotTable(table, self.instance_id)
+        self._leased = False
         self.view = ClusterView(hint=None, instances=1, gate_until_s=0.0)
 
     def __repr__(self) -> str:
         return f"Cluster(instance_id={self.instance_id!r}, view={self.view})"
 
     async def refresh(self) -> ClusterView:
-        """Renew the lease (when busy), publish a newer hint, read the state, apply it."""
+        """Renew the lease (when busy), publish a newer hint, read the state, settle this
+        instance's slots and apply it all."""
         now_s = self._clock()
-        if self._busy():
-            await self._upsert(LEASE_PARTITION, self.instance_id, ExpiresAt=now_s + self._lease_s)
+        busy = self._busy()
+        await self._mark_lease(busy, now_s)
         hint = await self._shared_hint()
-        leases = [float(e["ExpiresAt"]) async for e in self._table.query_entities(
-            f"PartitionKey eq '{LEASE_PARTITION}'", select=["ExpiresAt"])]
+        leases = {str(e["RowKey"]): float(e["ExpiresAt"]) async for e in
+                  self._table.query_entities(f"PartitionKey eq '{LEASE_PARTITION}'",
+                                             select=["RowKey", "ExpiresAt"])}
+        live = live_instances(leases, now_s)
         gate = await self._get(*GATE_KEY)
-        view = ClusterView(hint=hint, instances=max(1, live_leases(leases, now_s)),
+        view = ClusterView(hint=hint, instances=max(1, len(live)),
                            gate_until_s=float(gate["Until"]) if gate else 0.0)
-        self._apply(view, now_s)
+        target = target_slots(hint or UNKNOWN_HINT, self.instance_id, live, self._cap) \
+            if busy else 0
+        slots = await self._settle_slots(hint or UNKNOWN_HINT, target, view.instances, now_s)
+        self._apply(ClusterView(view.hint, view.instances, view.gate_until_s, slots), now_s)
         await self._read_circuits()
-        return view
+        return self.view
+
+    async def leave(self) -> None:
+        """Send nothing more, give back every slot and the lease (the process is ending)."""
+        self._governor.set_share(0)
+        now_s = self._clock()
+        await self._slots.release_all(await self._slots.read(), now_s)
+        await self._mark_lease(False, now_s)
+
+    async def _settle_slots(self, pool: int, target: int, instances: int, now_s: float) -> int:
+        """Claim, renew and release slots toward ``target``; the governor's share never
+        exceeds the slots held, and is lowered before any is given back."""
+        rows = await self._slots.read()
+        held = {i: s.expires_s for i, s in rows.items() if s.held_by(self.instance_id, now_s)}
+        margin_s = self._refresh_s
+        self._governor.set_share(min(self._governor.share, usable(list(held), pool, target)),
+                                 instances, valid_for_s(held, now_s, margin_s))
+        plan = plan_slots(self.instance_id, rows, hint=pool, target=target,
+                          in_flight=self._governor.in_flight, now_s=now_s, lease_s=self._lease_s)
+        after = await self._slots.apply(plan, rows, now_s + self._lease_s)
+        share = usable(list(after), pool, target)
+        self._governor.set_share(share, instances, valid_for_s(after, now_s, margin_s))
+        return len(after)
+
+    async def _mark_lease(self, busy: bool, now_s: float) -> None:
+        if busy:
+            await self._upsert(LEASE_PARTITION, self.instance_id, ExpiresAt=now_s + self._lease_s)
+            self._leased = True
+        elif self._leased:
+            with contextlib.suppress(ResourceNotFoundError):
+                await self._table.delete_entity(LEASE_PARTITION, self.instance_id)
+            self._leased = False
 
     async def publish_circuit(self, service: str, view: CircuitView) -> None:
         """Share a circuit's opening or closing with every instance."""
@@ -137,8 +189,6 @@ class Cluster:
 
     def _apply(self, view: ClusterView, now_s: float) -> None:
         self.view = view
-        self._governor.set_share(share_of(view.hint or UNKNOWN_HINT, view.instances, self._cap),
-                                 view.instances)
         if view.gate_until_s > now_s:
             self._governor.close_gate(view.gate_until_s - now_s)
 

@@ -2,8 +2,12 @@
 
 One governor serves every invocation a worker process runs at once:
 
-- at most ``limit`` requests in flight; ``limit`` never exceeds ``share``, this instance's part
-  of the environment's DOP hint (set from the cluster state, see sync.cluster);
+- at most ``min(limit, share)`` requests in flight. ``share`` is the number of request slots
+  this instance holds from the cluster-wide pool (sync.slots, set by sync.cluster), and may be
+  zero: then nothing enters; a waiter gives up after ``max_wait_s`` and raises Throttled
+  (``retry_after_s = no_slot_retry_s``) so its work goes back on the queue. A share is valid
+  for a time (``valid_for_s``): unless renewed by then it falls to zero, so an instance that
+  cannot reach the shared state stops sending before its slots lapse;
 - the concurrency error (0x80072326) halves ``limit`` (once per cool-down), and every ``limit``
   successes add one back, up to ``share``: additive increase, multiplicative decrease;
 - any 429 closes the gate until now + Retry-After; entering while the gate is closed waits for
@@ -24,7 +28,8 @@ from sync.errors import Throttled
 
 CONCURRENCY_CODE: Final = "0x80072326"
 GATE_CODE: Final = "gate"
-"""Code of the Throttled raised by a closed gate: no request was sent, nothing was answered."""
+"""Code of the Throttled raised by a closed gate or for want of a slot: no request was sent,
+nothing was answered."""
 DECREASE_COOLDOWN_S: Final = 1.0
 """After a decrease, further concurrency errors within this time are answers to the same burst."""
 
@@ -37,44 +42,61 @@ def decreased(limit: int) -> int:
 def paced(limit: int, headroom: int | None, instances: int, in_flight: int = 0) -> int:
     """The limit after pacing: the requests already in flight when the server answered (its
     window has counted them) plus this instance's part of what it says is left
-    (``x-ms-ratelimit-*``), never above ``limit`` and at least 1 (a probe).
+    (``x-ms-ratelimit-*``), never above ``limit`` and at least 1 (a probe); a limit of 0 (no
+    request slot held) stays 0.
 
     Self-clocking: at the window's edge the answers report budget as old spend leaves the
     window, and the requests in flight keep going, so a client at the ceiling stays there
     instead of falling to one request whenever little is left."""
-    if headroom is None:
+    if limit < 1 or headroom is None:
         return limit
     return max(1, min(limit, in_flight + headroom // max(1, instances)))
 
 
 def increased(limit: int, successes: int, share: int) -> tuple[int, int]:
-    """Additive increase: one more slot after ``limit`` successes, never above ``share``."""
+    """Additive increase: one more after ``limit`` successes, never above ``share`` (nor
+    below 1: a share of zero slots says nothing of what the server tolerates)."""
+    ceiling = max(1, share)
     if successes + 1 >= limit:
-        return min(share, limit + 1), 0
-    return min(share, limit), successes + 1
+        return min(ceiling, limit + 1), 0
+    return min(ceiling, limit), successes + 1
+
+
+def lowered(limit: int, share: int) -> int:
+    """The limit under a new share: down with it at once, kept when the share is zero."""
+    return limit if share < 1 else min(limit, share)
 
 
 class Governor:
     """An async context manager admitting requests under the limit and the gate."""
 
-    __slots__ = ("_gate_handle", "_gate_until_s", "_headroom", "_headroom_base", "_in_flight",
-                 "_instances",
-                 "_last_decrease_s", "_limit", "_loop", "_max_wait_s", "_share", "_successes",
-                 "_waiters", "service")
+    __slots__ = ("_expiry_handle", "_gate_handle", "_gate_until_s", "_headroom", "_headroom_base",
+                 "_in_flight", "_instances", "_last_asked_s", "_last_decrease_s", "_limit",
+                 "_loop", "_max_wait_s", "_no_slot_retry_s", "_share", "_successes", "_waiters",
+                 "service")
 
     def __init__(self, share: int, *, service: str = "dataverse", max_wait_s: float = 2.0,
+                 ceiling: int | None = None, no_slot_retry_s: float = 2.0,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
-        if share < 1:
-            raise ValueError(f"share must be at least 1, got {share}")
+        """``share`` slots to start with (0: none until the cluster grants some); the limit
+        starts at ``ceiling`` (by default the share) and follows the first share down."""
+        if share < 0:
+            raise ValueError(f"share must not be negative, got {share}")
+        if ceiling is not None and ceiling < 1:
+            raise ValueError(f"ceiling must be at least 1, got {ceiling}")
         if max_wait_s < 0:
             raise ValueError(f"max_wait_s must not be negative, got {max_wait_s}")
+        if no_slot_retry_s <= 0:
+            raise ValueError(f"no_slot_retry_s must be positive, got {no_slot_retry_s}")
         self.service = service
         """The service whose requests this governor admits (named by its gate's Throttled)."""
         self._loop = loop or asyncio.get_running_loop()
-        self._share = self._limit = share
-        self._max_wait_s = max_wait_s
+        self._share = share
+        self._limit = lowered(max(1, ceiling if ceiling is not None else share), share)
+        self._max_wait_s, self._no_slot_retry_s = max_wait_s, no_slot_retry_s
+        self._expiry_handle: asyncio.TimerHandle | None = None
         self._in_flight = self._successes = 0
-        self._gate_until_s = self._last_decrease_s = float("-inf")
+        self._gate_until_s = self._last_decrease_s = self._last_asked_s = float("-inf")
         self._gate_handle: asyncio.TimerHandle | None = None
         self._headroom: int | None = None
         self._headroom_base = 0
@@ -105,6 +127,11 @@ class Governor:
     def in_flight(self) -> int:
         return self._in_flight
 
+    def idle_s(self) -> float:
+        """Seconds since a request last asked to enter (admitted or not): the demand an
+        instance holding no slot shows the cluster."""
+        return self._loop.time() - self._last_asked_s
+
     def gate_remaining_s(self) -> float:
         """Seconds until the gate opens; 0 when open."""
         return max(0.0, self._gate_until_s - self._loop.time())
@@ -115,12 +142,28 @@ class Governor:
         self._headroom_base = max(0, self._in_flight - 1)
         self._wake()
 
-    def set_share(self, share: int, instances: int = 1) -> None:
-        """A new share of the DOP hint; the limit follows it down at once, up by AIMD."""
+    def set_share(self, share: int, instances: int = 1, valid_for_s: float | None = None) -> None:
+        """A new share (slots held); the limit follows it down at once, up by AIMD. With
+        ``valid_for_s`` the share falls to zero that long from now unless set again."""
+        if share < 0:
+            raise ValueError(f"share must not be negative, got {share}")
         self._instances = max(1, instances)
-        self._share = max(1, share)
-        self._limit = min(self._limit, self._share)
+        self._share = share
+        self._limit = lowered(self._limit, share)
+        if self._expiry_handle is not None:
+            self._expiry_handle.cancel()
+            self._expiry_handle = None
+        if valid_for_s is not None and share > 0:
+            self._expiry_handle = self._loop.call_at(self._loop.time() + max(0.0, valid_for_s),
+                                                     self._expire_share)
         self._wake()
+        if share == 0:
+            self._wake_all()  # they learn there is no slot, and wait out max_wait_s for one
+
+    def _expire_share(self) -> None:
+        self._expiry_handle = None
+        self._share = 0
+        self._wake_all()
 
     def close_gate(self, retry_after_s: float) -> None:
         """No request enters before now + ``retry_after_s`` (a later closing wins)."""
@@ -148,18 +191,30 @@ class Governor:
         self._wake()
 
     async def __aenter__(self) -> None:
+        self._last_asked_s = self._loop.time()
+        give_up_s = self._last_asked_s + self._max_wait_s
         while not self._may_enter():
             gate_s = self.gate_remaining_s()
             if gate_s > self._max_wait_s:
                 raise Throttled(self.service, gate_s, GATE_CODE)
-            waiter: asyncio.Future[None] = self._loop.create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+            if self._share == 0 and self._loop.time() >= give_up_s:
+                raise Throttled(self.service, self._no_slot_retry_s, GATE_CODE)
+            await self._wait(give_up_s if self._share == 0 else None)
         self._in_flight += 1
+
+    async def _wait(self, give_up_s: float | None) -> None:
+        """Until woken (a release, a share, the gate opening) or, holding no slot, until
+        ``give_up_s``."""
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.append(waiter)
+        timer = None if give_up_s is None else self._loop.call_at(give_up_s, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -170,7 +225,8 @@ class Governor:
         return self.gate_remaining_s() == 0 and self._in_flight < self._room()
 
     def _room(self) -> int:
-        return paced(self._limit, self._headroom, self._instances, self._headroom_base)
+        return paced(min(self._limit, self._share), self._headroom, self._instances,
+                     self._headroom_base)
 
     def _wake(self) -> None:
         """Wake as many waiters as may now enter; each re-checks when it runs."""
@@ -178,11 +234,14 @@ class Governor:
             return
         room = self._room() - self._in_flight
         for waiter in list(self._waiters)[: max(room, 0)]:
-            if not waiter.done():
-                waiter.set_result(None)
+            _wake(waiter)
 
     def _wake_all(self) -> None:
         """Wake every waiter, e.g. so they learn the gate now closes for too long to wait."""
         for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+            _wake(waiter)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from azure.storage.queue.aio import QueueClient
 
 from sync.auth import TokenSource, token_source
 from sync.clock import SYSTEM_CLOCK, Clock
-from sync.cluster import UNKNOWN_HINT, Cluster
+from sync.cluster import Cluster
 from sync.dataverse import SERVICE as DATAVERSE
 from sync.dataverse import DataverseClient
 from sync.dependency import Dependency, PublishGate
@@ -39,6 +40,14 @@ from sync.storage import queue_client, storage_credential, table_client
 
 ENRICHMENT_CONCURRENCY: Final = 32
 """Enrichment calls in flight per process; the API's own 429s close its gate beyond that."""
+
+logger = logging.getLogger(__name__)
+
+
+def no_slot_retry_s(refresh_s: float) -> float:
+    """When work an instance had no slot for comes back on the queue: after two refreshes,
+    by which the holders have given back what is above their part (at least a second)."""
+    return max(1.0, 2 * refresh_s)
 
 
 @dataclass(slots=True)
@@ -93,6 +102,10 @@ class Services:
         self._stop.set()
         if self._refresher is not None:
             await self._refresher
+        try:
+            await self.cluster.leave()
+        except Exception:  # its slots and lease come back when they expire
+            logger.exception("slots not given back", extra={"event": "leave_failed"})
         for client in (self.batches, self.plans, self.poison, self.dead_letters):
             await client.close()
         await self.ledger.close()
@@ -116,7 +129,8 @@ def open_services(settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
     storage = settings.storage
     dataverse = DataverseClient(session, settings.dataverse_url, tokens,
                                 settings.dataverse_timeout_s, clock=clock)
-    governor = Governor(min(cap, UNKNOWN_HINT), max_wait_s=settings.max_wait_s)
+    governor = Governor(0, ceiling=cap, max_wait_s=settings.max_wait_s,  # no slot before start
+                        no_slot_retry_s=no_slot_retry_s(settings.state_refresh_s))
     dataverse.on_headroom = governor.note_headroom
     enrichment_governor = Governor(ENRICHMENT_CONCURRENCY, service="enrichment",
                                    max_wait_s=settings.max_wait_s)
@@ -127,7 +141,8 @@ def open_services(settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
     state = table_client(storage, STATE_TABLE, credential)
     cluster = Cluster(state, governor, cap=cap, refresh_s=settings.state_refresh_s,
                       lease_s=settings.lease_s, seen_hint=lambda: dataverse.dop_hint,
-                      busy=lambda: governor.in_flight > 0 or activity.within(settings.lease_s),
+                      busy=lambda: (governor.in_flight > 0 or governor.idle_s() < settings.lease_s
+                                    or activity.within(settings.lease_s)),
                       clock=clock.wall_s, circuits=circuits)
     retry = RetryPolicy(settings.max_retries)
 

@@ -8,7 +8,15 @@ import pytest
 
 from sync.dataverse import headroom_from
 from sync.errors import Throttled
-from sync.governor import CONCURRENCY_CODE, Governor, decreased, increased, paced
+from sync.governor import (
+    CONCURRENCY_CODE,
+    GATE_CODE,
+    Governor,
+    decreased,
+    increased,
+    lowered,
+    paced,
+)
 
 
 class FakeClock:
@@ -51,6 +59,7 @@ def test_decrease_halves(limit: int, expected: int) -> None:
     (10, 9, 10, (10, 0)),   # never above the share
     (12, 0, 10, (10, 1)),   # a lowered share caps at once
     (1, 0, 10, (2, 0)),
+    (1, 0, 0, (1, 0)),      # no slot held: the limit stays at 1, not 0
 ])
 def test_increase_is_additive_and_capped(limit: int, successes: int, share: int,
                                          expected: tuple[int, int]) -> None:
@@ -59,9 +68,15 @@ def test_increase_is_additive_and_capped(limit: int, successes: int, share: int,
 
 async def test_impossible_requests_fail_early() -> None:
     with pytest.raises(ValueError, match="share"):
-        Governor(0)
+        Governor(-1)
     with pytest.raises(ValueError, match="max_wait_s"):
         Governor(1, max_wait_s=-1)
+    with pytest.raises(ValueError, match="ceiling"):
+        Governor(0, ceiling=0)
+    with pytest.raises(ValueError, match="no_slot_retry_s"):
+        Governor(0, no_slot_retry_s=0)
+    with pytest.raises(ValueError, match="share"):
+        Governor(1).set_share(-1)
 
 
 async def hold(governor: Governor, release: asyncio.Event, entered: list[int], n: int) -> None:
@@ -119,6 +134,91 @@ async def test_a_smaller_share_lowers_the_limit_at_once(clock: FakeClock) -> Non
     assert (governor.limit, governor.share) == (4, 4)
     governor.set_share(8)
     assert governor.limit == 4  # grows back by AIMD, not at once
+
+
+@pytest.mark.parametrize(("limit", "share", "expected"), [
+    (10, 4, 4),    # down with the share at once
+    (4, 8, 4),     # up only by AIMD
+    (10, 0, 10),   # no slot says nothing of what the server tolerates: kept
+])
+def test_a_new_share_lowers_the_limit(limit: int, share: int, expected: int) -> None:
+    assert lowered(limit, share) == expected
+
+
+async def test_the_first_share_sets_a_ceilinged_limit(clock: FakeClock) -> None:
+    governor = Governor(0, ceiling=52)
+    assert (governor.limit, governor.share) == (52, 0)
+    governor.set_share(20)
+    assert (governor.limit, governor.share) == (20, 20)  # the whole share at once
+
+
+async def test_no_slot_admits_nothing_and_gives_up_after_max_wait(clock: FakeClock) -> None:
+    governor = Governor(0, ceiling=4, max_wait_s=2.0, no_slot_retry_s=3.0)
+    release, entered = asyncio.Event(), []
+    task = asyncio.create_task(hold(governor, release, entered, 1))
+    await settle()
+    await clock.advance(1.9)
+    assert entered == []
+    assert not task.done()
+    await clock.advance(0.2)
+    with pytest.raises(Throttled) as caught:
+        await task
+    assert (caught.value.code, caught.value.retry_after_s) == (GATE_CODE, 3.0)
+    assert governor.in_flight == 0
+
+
+async def test_a_slot_granted_while_waiting_admits_the_waiter(clock: FakeClock) -> None:
+    governor = Governor(0, ceiling=4, max_wait_s=2.0)
+    release, entered = asyncio.Event(), []
+    task = asyncio.create_task(hold(governor, release, entered, 1))
+    await settle()
+    await clock.advance(1.0)
+    governor.set_share(1)
+    await settle()
+    assert entered == [1]
+    release.set()
+    await task
+
+
+async def test_a_share_falls_to_zero_when_not_renewed(clock: FakeClock) -> None:
+    governor = Governor(0, ceiling=4, max_wait_s=0.0)
+    governor.set_share(2, valid_for_s=5.0)
+    await clock.advance(4.0)
+    assert governor.share == 2
+    governor.set_share(2, valid_for_s=5.0)  # renewed: the old expiry no longer counts
+    await clock.advance(4.0)
+    assert governor.share == 2
+    await clock.advance(1.5)
+    assert governor.share == 0
+    with pytest.raises(Throttled):
+        async with governor:
+            pytest.fail("entered without a slot")
+
+
+async def test_a_refused_request_still_shows_demand(clock: FakeClock) -> None:
+    governor = Governor(0, ceiling=4, max_wait_s=0.0)
+    assert governor.idle_s() == float("inf")
+    with pytest.raises(Throttled):
+        async with governor:
+            pytest.fail("entered without a slot")
+    await clock.advance(3.0)
+    assert governor.idle_s() == pytest.approx(3.0)  # the cluster counts it as busy
+
+
+async def test_losing_the_share_sends_waiters_back_to_the_queue(clock: FakeClock) -> None:
+    governor = Governor(1, max_wait_s=1.0)
+    release, entered = asyncio.Event(), []
+    first = asyncio.create_task(hold(governor, release, entered, 1))
+    second = asyncio.create_task(hold(governor, release, entered, 2))
+    await settle()
+    governor.set_share(0)
+    await clock.advance(1.1)
+    with pytest.raises(Throttled):
+        await second
+    assert governor.in_flight == 1  # the one already sent finishes; nothing new enters
+    release.set()
+    await first
+    assert entered == [1]
 
 
 async def test_short_gate_is_waited_for_on_the_loop_clock(clock: FakeClock) -> None:
@@ -181,6 +281,7 @@ async def test_repr_shows_live_state(clock: FakeClock) -> None:
     (10, 4, 1, 4),       # only four more fit in the window
     (10, 0, 1, 1),       # none left: one probe, whose 429 closes the gate
     (10, 12, 3, 4),      # three instances draw on the same window
+    (0, 500, 1, 0),      # no slot: no probe either
 ])
 def test_pacing_by_what_the_window_has_left(limit: int, headroom: int | None, instances: int,
                                             expected: int) -> None:

@@ -1,0 +1,120 @@
+"""The DOP hint as a hard cluster-wide bound, measured by the emulator's own peak concurrency:
+several instances (Services objects in one process, each with its own slots and lease) against
+Azurite and the Dataverse emulator over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from azure.storage.queue.aio import QueueClient
+
+from sync import ledger, worker
+from sync.contract import BatchMessage, RecordRef
+from sync.local.verify import is_enriched
+from sync.names import BATCH_QUEUE
+from sync.services import Services
+
+Make = Callable[..., Any]
+LIMIT_S = 120.0
+FAST = {"write_ms_min": 20.0, "write_ms_max": 30.0, "request_overhead_ms": 1.0}
+SETTINGS = {"SYNC_WRITE_MODE": "single", "SYNC_STATE_REFRESH_S": "0.2", "SYNC_LEASE_S": "5"}
+
+
+async def emulator(services: Services, path: str, method: str = "GET") -> Any:
+    async with aiohttp.ClientSession() as session, session.request(
+            method, f"{services.settings.dataverse_url}/_emulator/{path}",
+            params={"entityset": "accounts"} if path == "records" else None) as answer:
+        return await answer.json()
+
+
+async def rows(services: Services) -> list[dict[str, Any]]:
+    return list((await emulator(services, "records"))["value"])
+
+
+async def enqueue(services: Services, count: int, size: int) -> set[str]:
+    records = [RecordRef(str(r["accountid"]), str(r["websiteurl"]))
+               for r in (await rows(services))[:count]]
+    for start in range(0, len(records), size):
+        message = BatchMessage(f"b-{start:06d}", tuple(records[start:start + size]))
+        await services.batches.send_message(message.to_json())
+    return {r.id for r in records}
+
+
+async def run_instances(instances: list[Services], expected: int) -> ledger.BatchCounts:
+    """Be the hosts: hand the visible messages round-robin to the instances, each running its
+    share at once, until ``expected`` records are written (bounded by LIMIT_S)."""
+    first = instances[0]
+    deadline_s = time.monotonic() + LIMIT_S
+    turn = itertools.cycle(instances)
+    async with QueueClient.from_connection_string(
+            str(first.settings.storage.connection_string), BATCH_QUEUE) as queue:
+        while time.monotonic() < deadline_s:
+            messages = [m async for m in queue.receive_messages(
+                messages_per_page=16, max_messages=16, visibility_timeout=120)]
+            await asyncio.gather(*(_run(next(turn), queue, m) for m in messages))
+            totals = await ledger.batch_totals(first.ledger)
+            if totals.written + totals.dead_lettered >= expected:
+                return totals
+            if not messages:
+                await asyncio.sleep(0.2)
+    pytest.fail(f"{expected} records not done within {LIMIT_S} s")
+
+
+async def _run(services: Services, queue: QueueClient, message: Any) -> None:
+    services.activity.touch()  # an invocation starts: the instance is busy
+    await worker.process_message(services, base64.b64decode(message.content))
+    await queue.delete_message(message)
+
+
+async def learn_hint(instances: list[Services], hint: int) -> None:
+    """One instance asks Dataverse once; every instance refreshes until it knows the hint."""
+    holder = next(s for s in instances if s.governor.share > 0)
+    await holder.dataverse.who_am_i()
+    for _ in range(3):
+        for services in instances:
+            await services.cluster.refresh()
+    assert all(s.cluster.view.hint == hint for s in instances)
+
+
+async def check_written(services: Services, ids: set[str]) -> None:
+    current = {str(r["accountid"]): r for r in await rows(services)}
+    assert all(is_enriched(current[i], services.settings.definition) for i in ids)
+
+
+@pytest.mark.emulator(records=240, servers=1, dop_hint=2, **FAST)
+@pytest.mark.timeout(LIMIT_S + 60)
+async def test_four_instances_never_exceed_a_hint_of_two(make_services: Make) -> None:
+    instances = [await make_services(**SETTINGS) for _ in range(4)]
+    await learn_hint(instances, 2)
+    assert sum(s.governor.share for s in instances) <= 2
+    await emulator(instances[0], "reset-stats", "POST")
+    ids = await enqueue(instances[0], 240, size=10)
+    totals = await run_instances(instances, len(ids))
+    stats = await emulator(instances[0], "stats")
+    peak = max(stats["peak_concurrency_by_user"].values())
+    assert (totals.written, totals.dead_lettered) == (240, 0)
+    await check_written(instances[0], ids)
+    assert peak <= 2
+    assert totals.reenqueued_by_reason  # instances without a slot sent their work back
+
+
+@pytest.mark.emulator(records=120, servers=1, dop_hint=6, **FAST)
+@pytest.mark.timeout(LIMIT_S + 60)
+async def test_one_instance_uses_the_whole_hint(make_services: Make) -> None:
+    (alone,) = instances = [await make_services(**SETTINGS)]
+    await learn_hint(instances, 6)
+    assert alone.governor.share == 6
+    await emulator(alone, "reset-stats", "POST")
+    ids = await enqueue(alone, 120, size=40)
+    totals = await run_instances(instances, len(ids))
+    stats = await emulator(alone, "stats")
+    assert (totals.written, totals.dead_lettered, totals.reenqueued) == (120, 0, 0)
+    await check_written(alone, ids)
+    assert max(stats["peak_concurrency_by_user"].values()) == 6
