@@ -317,8 +317,9 @@ async def test_headroom_caps_admission_until_it_grows(clock: FakeClock) -> None:
 @pytest.mark.parametrize(("requests_left", "time_left", "latency_ms", "expected"), [
     (None, None, 100.0, None),
     ("50", None, 100.0, 50),
-    (None, "1.00", 100.0, 10),
-    ("50", "1.00", 100.0, 10),
+    (None, "1.00", 100.0, None),      # time left for ten more: no brake
+    ("50", "1.00", 100.0, 50),
+    ("50", "0.05", 100.0, 0),         # less than one request's time: the brake
     ("3", "1,000.00", 100.0, 3),
     ("x", "y", 100.0, None),
 ])

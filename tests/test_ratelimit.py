@@ -43,25 +43,30 @@ def test_requests_left_is_an_integer(value: str | None, expected: int | None) ->
 @pytest.mark.parametrize(("requests", "time_s", "latency_ms", "expected"), [
     (None, None, 150.0, None),
     (5993, None, 150.0, 5993),
-    (None, 1199.46, 150.0, 7996),
-    (7999, 1199.46, 150.0, 7996),
+    (None, 1199.46, 150.0, None),
+    (7999, 1199.46, 150.0, 7999),
     (10, 1199.46, 150.0, 10),
     (None, 0.05, 100.0, 0),
-    (None, 2.0, 0.0, 2000),
-], ids=["nothing known", "requests only", "time only: 1,199.46 s at 150 ms",
-        "time is the lesser", "requests are the lesser", "less than one request left",
-        "latency floored at 1 ms"])
-def test_headroom_is_the_lesser_of_requests_and_time_left(
+    (7999, 0.05, 100.0, 0),
+    (None, 0.0005, 0.0, 0),
+    (None, 0.002, 0.0, None),
+], ids=["nothing known", "requests only", "time only: 1,199.46 s is no limit",
+        "time left, the requests count", "requests are the lesser",
+        "less than one request's time left: a brake", "the brake wins over requests",
+        "latency floored at 1 ms: under it", "latency floored at 1 ms: over it"])
+def test_headroom_counts_requests_and_brakes_on_time(
         requests: int | None, time_s: float | None, latency_ms: float,
         expected: int | None) -> None:
     assert ratelimit.headroom(requests, time_s, latency_ms) == expected
 
 
 def test_the_captured_headers_leave_thousands_of_requests_not_seven() -> None:
-    """Read as milliseconds, ``1,199.46`` would have allowed 7 requests at 150 ms each."""
-    assert headroom_from("7999", "1,199.46", 150.0) == 7996
+    """Read as milliseconds, ``1,199.46`` would be 1.2 s: a brake after 7 requests of 150 ms.
+    Read as seconds it leaves the requests facet to count."""
+    assert headroom_from("7999", "1,199.46", 150.0) == 7999
     assert headroom_from("5993", "1,200.00", 150.0) == 5993
-    assert headroom_from(None, "1199.46", 150.0) == 7996
+    assert headroom_from(None, "1199.46", 150.0) is None
+    assert headroom_from(None, "1,199.46", 1_199_460.0) is None
 
 
 @pytest.mark.parametrize("instances", [1, 3])
@@ -77,7 +82,8 @@ def test_the_real_headers_leave_the_governor_as_fast_as_no_headers(instances: in
 
 
 def test_a_nearly_spent_window_still_paces() -> None:
-    """The same parser holds the governor back when the window is really spent: 0.30 s
-    left at 150 ms a request is 2 requests (read as milliseconds it would be 0)."""
-    assert headroom_from("900", "0.30", 150.0) == 2
-    assert paced(50, headroom_from("900", "0.30", 150.0), 1) == 2
+    """The same parser holds the governor back when the window is really spent: 0.10 s left
+    at 150 ms a request brakes new sends to the requests already in flight."""
+    assert headroom_from("900", "0.10", 150.0) == 0
+    assert paced(50, headroom_from("900", "0.10", 150.0), 1, in_flight=12) == 12
+    assert paced(50, headroom_from("900", "0.30", 150.0), 1, in_flight=12) == 50
