@@ -31,11 +31,12 @@ from typing import Any, Final
 import aiohttp
 
 from sync.deadletter import RECORD_REASONS
-from sync.local.azurite import ROOT, StorageAccount
+from sync.local.azurite import AZURITE_BIN, ROOT, Azurite, StorageAccount
+from sync.local.azurite import _wait_for_ports as wait_for_ports
 from sync.local.emulators.enrichment import EnrichmentConfig
 from sync.local.emulators.webapi.store import seeded_id
 from sync.local.processes import Child, Children
-from sync.local.progress import Snapshot, watch
+from sync.local.progress import Snapshot, snapshot, watch
 from sync.local.stack import local_token
 from sync.local.verify import Verification, emulator_stats, verify
 from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
@@ -75,7 +76,8 @@ class Result:
     written: int
     dead_lettered: dict[str, int]
     wall_s: float
-    outcome: str
+    outcome: str = "ok"
+    """"ok", or the test's outcome when it did not pass (set by the suite's conftest)."""
 
 
 RESULTS: list[Result] = []
@@ -281,14 +283,14 @@ class Findings:
                 f"created {self.verification.created} poison {len(self.poison)}")
 
 
-async def findings(stack: Stack, snapshot: Snapshot) -> Findings:
+async def findings(stack: Stack, snap: Snapshot) -> Findings:
     """Read the dead letters, the poison queue and the emulator's rows after a run."""
     dead = await queue_bodies(stack.storage, DEAD_LETTER_QUEUE)
     poison = await queue_bodies(stack.storage, POISON_QUEUE)
     stats = await emulator_stats(stack.dataverse_url)
     ids = {str(d["record"]["id"]) for d in dead}
     check = await verify(stack.dataverse_url, stack.settings.definition, ids, stats)
-    return Findings(snapshot, dead, poison, check)
+    return Findings(snap, dead, poison, check)
 
 
 def assert_nothing_lost(found: Findings, *, finished: bool = True) -> None:
@@ -316,3 +318,49 @@ async def wait_until(predicate: Any, timeout_s: float, poll_s: float = 0.25) -> 
             return True
         await asyncio.sleep(poll_s)
     return False
+
+
+async def current(stack: Stack) -> Snapshot:
+    """The run as the ledger, the batches queue and the circuits show it now."""
+    async with (table_client(stack.storage, LEDGER_TABLE, None) as table,
+                table_client(stack.storage, STATE_TABLE, None) as state,
+                queue_client(stack.storage, BATCH_QUEUE, None) as batches):
+        return await snapshot(table, batches, time.monotonic(), state)
+
+
+async def patch_record(stack: Stack, record: str, columns: dict[str, Any]) -> int:
+    """Change a record through the Web API as another user (so the planner does not skip it as
+    the sync's own write); answers the status."""
+    url = f"{stack.dataverse_url}/api/data/v9.2/accounts({record})"
+    headers = {"Authorization": f"Bearer {local_token()}"}
+    async with aiohttp.ClientSession() as session, \
+            session.patch(url, json=columns, headers=headers) as response:
+        return response.status
+
+
+def relaunch_azurite(old: Azurite) -> Azurite:
+    """Start Azurite again on the ports, folder and accounts of one that was stopped, as a
+    restarted storage service would come back: same endpoints, same data."""
+    ports = old.accounts[0].ports
+    env = {**os.environ,
+           "AZURITE_ACCOUNTS": ";".join(f"{a.name}:{a.key}" for a in old.accounts)}
+    process = subprocess.Popen(
+        [str(AZURITE_BIN), "--location", str(old.folder), "--blobHost", "127.0.0.1",
+         "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
+         "--blobPort", str(ports["Blob"]), "--queuePort", str(ports["Queue"]),
+         "--tablePort", str(ports["Table"]), "--skipApiVersionCheck", "--loose",
+         "--disableProductStyleUrl"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        start_new_session=True)
+    try:
+        wait_for_ports(process)
+    except BaseException:
+        process.kill()
+        raise
+    return Azurite(process, old.folder, old.accounts)
+
+
+async def queue_length(storage: StorageSettings, queue_name: str) -> int:
+    """Messages on a queue, visible or not (the service's approximate count)."""
+    async with queue_client(storage, queue_name, None) as queue:
+        return (await queue.get_queue_properties()).approximate_message_count or 0

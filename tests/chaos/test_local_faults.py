@@ -71,7 +71,7 @@ def test_a_fault_at_start_loses_nothing(case: Case, tmp_path: Path) -> None:
                     dataverse_faults=case.dataverse, enrichment_faults=case.enrichment)
     figures = run.figures or {}
     note(Result(case.name, case.fault, RECORDS, int(figures.get("written", 0)),
-                run.dead_by_reason, run.wall_s, "ok" if run.code == 0 else f"exit {run.code}"))
+                run.dead_by_reason, run.wall_s))
     assert_local_ok(run, RECORDS)
     assert run.dead_by_reason == {}, run.explain()
     _assert_fault_was_met(case, figures, run.explain())
