@@ -32,8 +32,10 @@ from tests.chaos.harness import (
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
 StartStack = Callable[..., Awaitable[Stack]]
-SLOW_WRITES = ("--bulk-target-ms", "40")
-"""Each message of 50 takes about 2 s to write, so the run is still going when the test acts."""
+SLOW_WRITES = ("--bulk-target-ms", "300")
+SMALL_MESSAGES = {"SYNC_BATCH_SIZE": "10"}
+"""Messages of 10 records taking about 3 s each to write: a host holds at most 16 at a time, so
+when the test acts some messages are in flight and many are still waiting on the queue."""
 HOST_LEASE_BOUND_S = 150.0
 """A killed host's messages come back when the local host's 60 s lease on them ends."""
 BOUND_S = 90.0
@@ -60,7 +62,7 @@ async def _finish(stack: Stack, name: str, fault: str, started_s: float,
 
 async def test_kill_9_of_one_of_three_hosts(stacks: StartStack) -> None:
     started_s = time.monotonic()
-    stack = await stacks(records=2 * RECORDS, dataverse_args=SLOW_WRITES)
+    stack = await stacks(records=2 * RECORDS, dataverse_args=SLOW_WRITES, env=SMALL_MESSAGES)
     for number in range(3):
         stack.start_host(fire_timer=number == 0)
     await _until_share_done(stack, 0.2)
@@ -84,14 +86,17 @@ def own_azurite() -> Iterator[list[Azurite]]:
 async def test_azurite_killed_and_restarted(own_azurite: list[Azurite], log_dir: Path) -> None:
     started_s = time.monotonic()
     azurite = own_azurite[0]
-    stack = await start_stack(azurite.accounts[0], log_dir, dataverse_args=SLOW_WRITES)
+    stack = await start_stack(azurite.accounts[0], log_dir, dataverse_args=SLOW_WRITES,
+                              env=SMALL_MESSAGES)
     try:
         for number in range(2):
             stack.start_host(fire_timer=number == 0)
         await _until_share_done(stack, 0.2)
-        os.killpg(azurite.process.pid, signal.SIGTERM)
+        os.killpg(azurite.process.pid, signal.SIGKILL)
         azurite.process.wait(timeout=30)
-        await asyncio.sleep(AZURITE_DOWN_S)
+        await asyncio.sleep(AZURITE_DOWN_S)  # its output reader meets the end meanwhile
+        if azurite.process.stdout is not None:
+            azurite.process.stdout.close()
         own_azurite.append(relaunch_azurite(azurite))
         await _finish(stack, "Azurite killed and restarted",
                       f"storage down {AZURITE_DOWN_S:g} s at 20%", started_s)
@@ -102,7 +107,8 @@ async def test_azurite_killed_and_restarted(own_azurite: list[Azurite], log_dir:
 async def test_azurite_paused(own_azurite: list[Azurite], log_dir: Path) -> None:
     started_s = time.monotonic()
     azurite = own_azurite[0]
-    stack = await start_stack(azurite.accounts[0], log_dir, dataverse_args=SLOW_WRITES)
+    stack = await start_stack(azurite.accounts[0], log_dir, dataverse_args=SLOW_WRITES,
+                              env=SMALL_MESSAGES)
     try:
         for number in range(2):
             stack.start_host(fire_timer=number == 0)
@@ -120,16 +126,15 @@ async def test_azurite_paused(own_azurite: list[Azurite], log_dir: Path) -> None
 
 async def test_an_enrichment_outage_that_starts_and_clears_mid_run(stacks: StartStack) -> None:
     started_s = time.monotonic()
-    stack = await stacks(dataverse_args=SLOW_WRITES)
-    for number in range(2):
-        stack.start_host(fire_timer=number == 0)
-    await _until_share_done(stack, 0.2)
+    stack = await stacks(dataverse_args=SLOW_WRITES, env=SMALL_MESSAGES)
+    stack.start_host(fire_timer=True)
+    await _until_share_done(stack, 0.1)
     await add_fault(stack.enrichment_url, {"preset": "down"})
     await asyncio.sleep(15)
     during = await current(stack)
     await clear_faults(stack.enrichment_url)
     assert during.counts.dead_lettered == 0
-    await _finish(stack, "enrichment outage mid-run", "503 on every call for 15 s from 20%",
+    await _finish(stack, "enrichment outage mid-run", "503 on every call for 15 s from 10%",
                   started_s)
     totals = (await current(stack)).counts
     assert totals.reenqueued_by_reason["circuit_open"] + \
