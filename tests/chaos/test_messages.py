@@ -143,6 +143,7 @@ REQUIRED = ("DATAVERSE_URL", "ENRICHMENT_URL", "ENRICHMENT_API_KEY")
 async def test_a_host_with_a_bad_setting_consumes_nothing(
         account: StorageAccount, name: str, value: str | None) -> None:
     """The function app fails at load naming the setting; the message waiting stays queued."""
+    started_s = time.monotonic()
     if name == "ENRICHMENT_API_KEY" and value is not None:
         value = ""
     storage = StorageSettings(connection_string=account.connection_string)
@@ -166,3 +167,6 @@ async def test_a_host_with_a_bad_setting_consumes_nothing(
         waiting = await queue.peek_messages(max_messages=32)
     assert len(waiting) == 1
     assert waiting[0].dequeue_count in (0, None)
+    state = "missing" if value is None else f"= {value!r}"
+    note(Result(f"host with {name} {state}", "the function app's settings", 1, 0, {},
+                time.monotonic() - started_s, f"exit {done.returncode}, named, 0 consumed"))
