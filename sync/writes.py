@@ -90,7 +90,7 @@ class Writer:
     async def _group(self, items: list[Enriched], failed_since_s: float = NOT_FAILED) -> None:
         first_failure = _FirstFailure(self._services.dataverse_dep.clock.monotonic_s,
                                       failed_since_s)
-        suspect = len(items) == 1 and self._run.history_of(items[0][0]).strikes > 0
+        suspect = all(self._run.history_of(record).strikes > 0 for record, _ in items)
         try:
             results = await self._services.dataverse_dep.call(
                 first_failure.wrap(lambda: self._send(items)), self._run,
