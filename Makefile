@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 ARGS ?=
 
-.PHONY: run test lint types pytest scan bench setup clean
+.PHONY: run test lint types pytest scan bench setup clean chaos
 
 run: setup
 	$(PY) -m sync local $(ARGS)
@@ -35,6 +35,13 @@ scan: $(CHECKOV_VENV)/.installed
 	BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=TRUE \
 	  $(CHECKOV_VENV)/bin/checkov --directory infra --framework bicep \
 	  --skip-download --skip-results-upload --compact --quiet
+
+# The chaos suite (tests/chaos/, README "Failure model and chaos suite"): the local stack with
+# faults injected and processes killed; plain pytest deselects it. Exit code 5 (no test ran)
+# fails the target like any other failure. CHAOS_RECORDS sets the records per scenario.
+chaos: setup
+	@echo "== chaos suite"
+	$(VENV)/bin/pytest -m chaos tests/chaos -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m bench $(ARGS)

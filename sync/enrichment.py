@@ -58,8 +58,13 @@ class EnrichmentClient:
         return f"EnrichmentClient(base_url={self._base_url!r})"
 
     async def columns_for(self, website: str, mapping: Mapping[str, str]) -> dict[str, Any]:
-        """The Dataverse columns enriched from ``website``."""
-        return columns_from(await self.profile(domain_of(website)), mapping)
+        """The Dataverse columns enriched from ``website``; an answer that lacks a mapped field
+        is malformed (a ServiceFault), never written as null."""
+        profile = await self.profile(domain_of(website))
+        missing = sorted(set(mapping.values()) - profile.keys())
+        if missing:
+            raise ServiceFault(SERVICE, f"malformed answer to {WHERE}: no {', '.join(missing)}")
+        return columns_from(profile, mapping)
 
     async def profile(self, domain: str) -> dict[str, Any]:
         """The company profile for ``domain``; raises the domain errors of sync.errors."""
