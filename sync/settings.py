@@ -7,6 +7,8 @@ Bicep template are checked against that one list, so a setting cannot drift out 
 from __future__ import annotations
 
 import ipaddress
+import re
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
@@ -172,7 +174,7 @@ class Settings:
             dataverse_url=reader.url("DATAVERSE_URL"),
             enrichment_url=reader.url("ENRICHMENT_URL"),
             enrichment_api_key=reader.text("ENRICHMENT_API_KEY"),
-            dataverse_client_id=reader.optional("DATAVERSE_CLIENT_ID"),
+            dataverse_client_id=reader.guid("DATAVERSE_CLIENT_ID"),
             dataverse_static_token=reader.optional("DATAVERSE_STATIC_TOKEN"),
             dataverse_timeout_s=reader.number("DATAVERSE_TIMEOUT_S", low=0.1, high=600),
             dataverse_max_concurrency=reader.integer("DATAVERSE_MAX_CONCURRENCY", 1, 1024),
@@ -195,6 +197,7 @@ class Settings:
             state_refresh_s=reader.number("SYNC_STATE_REFRESH_S", low=0.1, high=60),
             lease_s=reader.number("SYNC_LEASE_S", low=1, high=600),
         )
+        reader.guarded(lambda: _check_schedule(reader.text("SYNC_SCHEDULE")), None)
         if settings.lease_s <= 2 * settings.state_refresh_s:
             reader.problems.append("SYNC_LEASE_S must be more than twice SYNC_STATE_REFRESH_S, "
                                    "so a busy instance renews its lease before it lapses")
@@ -224,6 +227,17 @@ def _refuse_static_token_off_loopback(settings: Settings) -> None:
                           "(the local emulators); in Azure use a managed identity")
 
 
+_SCHEDULE_FIELD: Final = re.compile(r"^[0-9A-Za-z*/,?-]+$")
+
+
+def _check_schedule(schedule: str) -> None:
+    """The planner's timer: six NCRONTAB fields (the host refuses anything else at start)."""
+    fields_ = schedule.split()
+    if len(fields_) != 6 or not all(_SCHEDULE_FIELD.match(f) for f in fields_):
+        raise ConfigError(f"SYNC_SCHEDULE must be six NCRONTAB fields (second minute hour day "
+                          f"month weekday), e.g. '0 0 2 * * *', got {schedule[:60]!r}")
+
+
 def _storage(reader: _Reader) -> StorageSettings:
     connection_string = reader.optional(STORAGE_CONNECTION)
     if connection_string:
@@ -235,7 +249,7 @@ def _storage(reader: _Reader) -> StorageSettings:
                           f"{_IDENTITY_PREFIX}queueServiceUri and "
                           f"{_IDENTITY_PREFIX}tableServiceUri")
     return StorageSettings(queue_url=queue_url, table_url=table_url,
-                           client_id=reader.optional(f"{_IDENTITY_PREFIX}clientId"))
+                           client_id=reader.guid(f"{_IDENTITY_PREFIX}clientId"))
 
 
 class _Reader:
@@ -264,6 +278,21 @@ class _Reader:
 
     def optional(self, name: str) -> str | None:
         return self._raw(name) or None
+
+    def guid(self, name: str) -> str | None:
+        """An optional client id: a GUID when set."""
+        return self.guarded(lambda: self._guid(name), None)
+
+    def _guid(self, name: str) -> str | None:
+        value = self.optional(name)
+        if value is not None:
+            try:
+                uuid.UUID(value)
+            except ValueError:
+                raise ConfigError(f"{name} must be a client id (a GUID such as "
+                                  f"00000000-0000-0000-0000-000000000000), got {value[:60]!r}"
+                                  ) from None
+        return value
 
     def text(self, name: str, *, allow_empty: bool = False) -> str:
         return self.guarded(lambda: self._text(name, allow_empty=allow_empty), "")

@@ -47,11 +47,11 @@ def test_identity_based_storage() -> None:
     env = {k: v for k, v in BASE.items() if k != "AzureWebJobsStorage"}
     env |= {"AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net",
             "AzureWebJobsStorage__tableServiceUri": "https://acct.table.core.windows.net",
-            "AzureWebJobsStorage__clientId": "1111"}
+            "AzureWebJobsStorage__clientId": "11111111-2222-3333-4444-555555555555"}
     storage = Settings.from_env(env).storage
     assert storage.connection_string is None
     assert storage.queue_url == "https://acct.queue.core.windows.net"
-    assert storage.client_id == "1111"
+    assert storage.client_id == "11111111-2222-3333-4444-555555555555"
 
 
 @pytest.mark.parametrize("url", ["https://contoso.crm.dynamics.com", "http://10.0.0.5:8080"])
@@ -82,3 +82,21 @@ def readme_defaults() -> dict[str, str | None]:
 
 def test_readme_table_lists_every_setting_with_its_default() -> None:
     assert readme_defaults() == {spec.name: spec.default for spec in SETTINGS}
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("SYNC_SCHEDULE", "every night", "six NCRONTAB fields"),
+    ("SYNC_SCHEDULE", "0 2 * * *", "six NCRONTAB fields"),
+    ("DATAVERSE_CLIENT_ID", "my-identity", "a GUID"),
+    ("AzureWebJobsStorage__clientId", "x", "a GUID"),
+])
+def test_forms_the_host_or_azure_would_refuse_are_refused_at_load(name: str, value: str,
+                                                                    says: str) -> None:
+    env = {"AzureWebJobsStorage__queueServiceUri": "https://a.queue.core.windows.net",
+           "AzureWebJobsStorage__tableServiceUri": "https://a.table.core.windows.net",
+           "DATAVERSE_URL": "https://x.crm.dynamics.com", "ENRICHMENT_URL": "https://e.example",
+           "ENRICHMENT_API_KEY": "k", name: value}
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert [p for p in caught.value.problems if p.startswith(name)] != []
+    assert says in str(caught.value)
