@@ -142,7 +142,8 @@ def _processes(spec: RowSpec, scale: Scale, emulators: Emulators
     with tempfile.TemporaryDirectory() as folder:
         outs = [Path(folder) / f"tally-{n}.json" for n in range(spec.processes)]
         started_s = time.monotonic()
-        running = [subprocess.Popen(_loop_args(spec, scale, emulators, n, out), cwd=ROOT)
+        token = local_token()  # one application user for every process, as in a deployment
+        running = [subprocess.Popen(_loop_args(spec, scale, emulators, n, out, token), cwd=ROOT)
                    for n, out in enumerate(outs)]
         cpu_s, rss_mib, tallies = 0.0, 0.0, []
         for process, out in zip(running, outs, strict=True):
@@ -155,10 +156,10 @@ def _processes(spec: RowSpec, scale: Scale, emulators: Emulators
 
 
 def _loop_args(spec: RowSpec, scale: Scale, emulators: Emulators, number: int,
-               out: Path) -> list[str]:
+               out: Path, token: str) -> list[str]:
     return [sys.executable, "-m", "bench", "baseline", spec.pattern, spec.mode,
             "--dataverse-url", emulators.dataverse_url,
-            "--enrichment-url", emulators.enrichment_url, "--token", local_token(),
+            "--enrichment-url", emulators.enrichment_url, "--token", token,
             "--api-key", EnrichmentConfig().api_key, "--json-out", str(out),
             "--seconds", f"{scale.run_s:g}", "--grace-s", f"{scale.grace_s:g}",
             "--share", f"{number}/{spec.processes}",
