@@ -185,8 +185,13 @@ def _copy(stream: TextIO | None, log: TextIO) -> None:
             log.flush()
 
 
-class Interrupted(BaseException):
-    """A stop signal arrived: unwind, stop every child, exit with 128 + the signal number."""
+class Interrupted(KeyboardInterrupt):
+    """A stop signal arrived: unwind, stop every child, exit with 128 + the signal number.
+
+    A ``KeyboardInterrupt``, because the handler raises it wherever the main thread is: asyncio
+    re-raises ``KeyboardInterrupt`` out of a loop callback, and logs and drops any other
+    ``BaseException`` (the signal would then be lost while the stack runs on).
+    """
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
