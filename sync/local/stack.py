@@ -35,6 +35,7 @@ from sync.local.processes import (
 from sync.local.progress import ProgressPrinter, Snapshot, watch
 from sync.local.verify import Verification, dead_lettered_ids, emulator_stats, verify
 from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
+from sync.ops.target import forget_local_target, save_local_target
 from sync.settings import Settings, StorageSettings
 from sync.storage import ensure_resources, queue_client, table_client
 
@@ -103,6 +104,7 @@ def run(options: LocalOptions) -> int:
         print(f"Starting Azurite, the emulators and {options.instances} host instance(s); "
               f"logs in {LOG_DIR}", flush=True)
         azurite = start_azurite(children=children)
+        save_local_target(azurite.accounts[0].connection_string)
         env = _start_services(children, azurite, options)
         started_s = time.monotonic()
         for number in range(options.instances):
@@ -148,6 +150,7 @@ def _stop_everything(children: Children, azurite: Azurite | None,
     stopping()
     children.stop_all(say)
     if azurite is not None:
+        forget_local_target()
         azurite.stop()
     if say is not None:
         say("Stopped: no process this run started is left.")

@@ -1,0 +1,1 @@
+"""Operator commands: status, repair, storage set-up; run against Azurite or Azure."""
