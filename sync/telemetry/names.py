@@ -1,0 +1,51 @@
+"""Every metric, span, event and attribute name the app emits: the contract with the alerts,
+the workbook and anyone querying Application Insights. Changing one is a breaking change."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Attributes.
+RUN_ID: Final = "sync.run_id"
+DEFINITION: Final = "sync.definition"
+MESSAGE_ID: Final = "sync.message_id"
+RECORDS: Final = "sync.records"
+MODE: Final = "sync.mode"
+OUTCOME: Final = "sync.outcome"
+REASON: Final = "sync.reason"
+FACET: Final = "sync.facet"
+SERVICE: Final = "sync.service"
+QUEUE: Final = "sync.queue"
+PLANNED: Final = "sync.planned"
+WRITTEN: Final = "sync.written"
+DEAD_LETTERED: Final = "sync.dead_lettered"
+DURATION_S: Final = "sync.duration_s"
+OVERLAPPED: Final = "sync.overlapped"
+PREVIOUS_RUN_ID: Final = "sync.previous_run_id"
+
+DEFAULT_DEFINITION: Final = "default"
+"""The definition name of today's single-definition settings."""
+
+# Metrics: (name, unit).
+RECORDS_WRITTEN: Final = "sync.records.written"            # counter; DEFINITION, MODE
+RECORDS_DEAD_LETTERED: Final = "sync.records.dead_lettered"  # counter; DEFINITION, REASON
+RECORDS_REENQUEUED: Final = "sync.records.reenqueued"      # counter; DEFINITION, REASON
+MESSAGES_POISONED: Final = "sync.messages.poisoned"        # counter; REASON
+DATAVERSE_THROTTLED: Final = "sync.dataverse.throttled"    # counter; FACET
+DOP_IN_USE: Final = "sync.dataverse.dop_in_use"            # gauge; requests in flight
+DOP_HINT: Final = "sync.dataverse.dop_hint"                # gauge; x-ms-dop-hint
+GATE_WAIT: Final = "sync.throttle_gate.wait"               # histogram, s; SERVICE
+CIRCUIT_STATE: Final = "sync.circuit.state"                # gauge 0 closed 1 half-open 2 open
+QUEUE_DEPTH: Final = "sync.queue.depth"                    # gauge; QUEUE
+QUEUE_OLDEST_AGE: Final = "sync.queue.oldest_age"          # gauge, s; QUEUE
+ENRICHMENT_LATENCY: Final = "sync.enrichment.latency"      # histogram, ms
+
+# Spans.
+PROCESS_BATCH: Final = "sync.process_batch"
+PLAN: Final = "sync.plan"
+
+# Events (Application Insights customEvents).
+RUN_PLANNED: Final = "run_planned"          # RUN_ID, DEFINITION, PLANNED
+RUN_COMPLETED: Final = "run_completed"      # RUN_ID, DEFINITION, PLANNED, WRITTEN,
+                                            # DEAD_LETTERED, DURATION_S, OVERLAPPED
+RUN_OVERLAPPED: Final = "run_overlapped"    # RUN_ID, PREVIOUS_RUN_ID, DEFINITION
