@@ -3,7 +3,8 @@
 // storage, Dataverse, Key Vault and Application Insights. No shared keys, no connection strings.
 // With privateNetworking (the default), storage and Key Vault answer only on private endpoints
 // in a virtual network the app sends all its outbound traffic through.
-// How to deploy: README.md, "Deploying to Azure". Checked offline by tests/infra and by
+// Alert rules on runs and a workbook of a run read the app's telemetry in Application Insights.
+// How to deploy: README.md, "Deploying to Azure"; how to operate it: docs/operations.md. Checked offline by tests/infra and by
 // checkov (`make scan`); each check skipped inside a resource says why there.
 
 targetScope = 'resourceGroup'

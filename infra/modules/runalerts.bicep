@@ -80,7 +80,7 @@ var circuitQuery = '''
 customMetrics
 | where name == "sync.circuit.state"
 | extend service = tostring(customDimensions["sync.service"])
-| summarize samples = count(), open = countif(value >= {0}) by service
+| summarize timestamp = max(timestamp), samples = count(), open = countif(value >= {0}) by service
 | where samples == open
 '''
 

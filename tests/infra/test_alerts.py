@@ -196,7 +196,10 @@ def test_each_threshold_is_a_main_parameter_with_a_default(name: str) -> None:
     main = params(MAIN)[name]
     assert main.get("default") is not None, "a sensible default"
     assert "description" in decorators(main)
-    assert decorators(main).get("allowed") == decorators(params(ALERTS)[name]).get("allowed")
+    bounds = ("allowed", "min_value", "max_value")
+    module_decorators = decorators(params(ALERTS)[name])
+    assert {key: decorators(main).get(key) for key in bounds} == \
+        {key: module_decorators.get(key) for key in bounds}, "the same bounds in both"
     module = parse(MAIN)["modules"]["runAlerts"]["config"]["config"]["params"]
     assert module[name] == name, "main passes its own parameter"
 
@@ -290,8 +293,11 @@ def test_the_workbook_is_a_valid_notebook() -> None:
 
 
 def test_the_workbook_reads_the_component() -> None:
-    deployed = created(deploy())[WORKBOOK]
-    assert [body["properties"]["sourceId"] for body in deployed] == [Ref("to_lower(...)")]
+    module = deploy().modules()["workbook"]
+    assert module.scope["appInsightsId"] == Ref("appInsights.id")
+    [resource] = module.resources()
+    source = resource.body["properties"]["sourceId"]["function"]
+    assert source == {"type": "to_lower", "parameters": {"string_to_change": "appInsightsId"}}
     for item in workbook()["items"]:
         if item["type"] == 3:
             assert item["content"]["resourceType"] == "microsoft.insights/components"
