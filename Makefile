@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 ARGS ?=
 
-.PHONY: run test lint types pytest scan bench setup clean chaos
+.PHONY: run test lint types pytest scan bench setup clean chaos lock
 
 run: setup
 	$(PY) -m sync local $(ARGS)
@@ -48,11 +48,26 @@ bench: setup
 
 setup: $(VENV)/.installed node_modules/.installed
 
+# requirements-dev.txt locks the whole tree, runtime included, with hashes; a changed lock
+# reinstalls. --require-hashes also fails on any dependency the lock misses.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
-	@echo "== Python environment in $(VENV)"
+	@echo "== Python environment in $(VENV) (locked with hashes)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes \
+	  -r requirements-dev.txt
 	touch $@
+
+# Regenerates both locks from requirements.in and requirements-dev.in (the direct dependencies)
+# for Python 3.11, the app's runtime: requirements.txt first, then requirements-dev.txt within
+# it. Existing pins stay unless an input needs another; LOCK_ARGS=--upgrade takes the newest.
+LOCK_ARGS ?=
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --python-version 3.11 --generate-hashes \
+  --custom-compile-command "make lock" $(LOCK_ARGS)
+
+lock: $(VENV)/.installed
+	@echo "== lock: requirements.txt, requirements-dev.txt (uv, with hashes)"
+	$(UV_COMPILE) requirements.in -o requirements.txt
+	$(UV_COMPILE) requirements-dev.in -o requirements-dev.txt
 
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	@echo "== checkov environment in $(CHECKOV_VENV) (locked with hashes)"

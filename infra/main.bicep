@@ -3,7 +3,8 @@
 // storage, Dataverse, Key Vault and Application Insights. No shared keys, no connection strings.
 // With privateNetworking (the default), storage and Key Vault answer only on private endpoints
 // in a virtual network the app sends all its outbound traffic through.
-// How to deploy: README.md, "Deploying to Azure". Checked offline by tests/infra and by
+// Alert rules on runs and a workbook of a run read the app's telemetry in Application Insights.
+// How to deploy: README.md, "Deploying to Azure"; how to operate it: docs/operations.md. Checked offline by tests/infra and by
 // checkov (`make scan`); each check skipped inside a resource says why there.
 
 targetScope = 'resourceGroup'
@@ -45,6 +46,36 @@ param deployedAt string = utcNow()
 
 @description('Email address of the operators who get the alerts (the enrichment key\'s expiry); empty: the alerts show in Azure Monitor only.')
 param alertEmailAddress string = ''
+
+// Alerts on a run (modules/runalerts.bicep): what each means and what to do, docs/operations.md.
+
+@description('Alert rules on runs (poison messages, dead letters, a run past its deadline, a circuit open for long, sustained 429s); false deploys none. The action group, the key-expiry alert and the workbook stay.')
+param alertsEnabled bool = true
+
+@description('Poison messages alert: fires when the poison queue holds more than this many messages.')
+@minValue(0)
+param poisonMessagesThreshold int = 0
+
+@description('Dead letters alert: fires when a completed run dead-lettered more than this many records.')
+@minValue(0)
+param deadLettersThreshold int = 0
+
+@description('Run deadline alert: fires for a run planned this many hours ago that has not completed (keep it under the time between two runs).')
+@minValue(1)
+@maxValue(23)
+param runDeadlineHours int = 6
+
+@description('Circuit alert: fires when a dependency\'s circuit stays open for this many minutes.')
+@allowed([5, 10, 15, 30, 45, 60])
+param circuitOpenMinutes int = 15
+
+@description('Throttling alert: fires when Dataverse answers more than this many 429s per minute, on average over throttledWindowMinutes.')
+@minValue(1)
+param throttledPerMinuteThreshold int = 30
+
+@description('Throttling alert: the window the 429 rate is averaged over, in minutes.')
+@allowed([5, 10, 15, 30, 45, 60])
+param throttledWindowMinutes int = 15
 
 // Networking and resilience. README.md, "Deploying to Azure", says what each costs.
 
@@ -208,6 +239,32 @@ module monitoring 'modules/monitoring.bicep' = {
     location: location
     tags: tags
     principalId: identity.properties.principalId
+  }
+}
+
+module runAlerts 'modules/runalerts.bicep' = if (alertsEnabled) {
+  name: 'run-alerts'
+  params: {
+    location: location
+    tags: tags
+    appInsightsId: monitoring.outputs.appInsightsId
+    actionGroupId: alerts.outputs.id
+    poisonMessagesThreshold: poisonMessagesThreshold
+    deadLettersThreshold: deadLettersThreshold
+    runDeadlineHours: runDeadlineHours
+    circuitOpenMinutes: circuitOpenMinutes
+    throttledPerMinuteThreshold: throttledPerMinuteThreshold
+    throttledWindowMinutes: throttledWindowMinutes
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  params: {
+    location: location
+    tags: tags
+    appInsightsId: monitoring.outputs.appInsightsId
+    displayName: 'Sync runs (${environmentName})'
   }
 }
 

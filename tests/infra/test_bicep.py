@@ -49,6 +49,8 @@ API_VERSIONS = {
     "Microsoft.EventGrid/systemTopics": "2025-02-15",
     "Microsoft.EventGrid/systemTopics/eventSubscriptions": "2025-02-15",
     "Microsoft.Insights/actionGroups": "2023-01-01",
+    "Microsoft.Insights/scheduledQueryRules": "2023-12-01",
+    "Microsoft.Insights/workbooks": "2023-06-01",
     "Microsoft.Network/virtualNetworks": "2024-05-01",
     "Microsoft.Network/networkSecurityGroups": "2024-05-01",
     "Microsoft.Network/natGateways": "2024-05-01",
