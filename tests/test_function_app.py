@@ -51,7 +51,8 @@ def test_a_misconfigured_app_fails_to_load_naming_every_bad_setting(
 
 
 def test_exactly_the_expected_functions(functions: dict[str, Any]) -> None:
-    assert sorted(functions) == ["continue_plan", "plan_sync", "process_batch"]
+    assert sorted(functions) == ["continue_plan", "plan_sync", "process_batch",
+                                 "record_queue_metrics"]
 
 
 def test_plan_sync_is_a_timer_on_the_schedule_setting(functions: dict[str, Any]) -> None:
@@ -87,9 +88,18 @@ def test_every_function_is_async(functions: dict[str, Any]) -> None:
 
 
 def test_local_index_resolves_the_schedule_setting() -> None:
-    indexed = {f.name: f for f in index(load_app(APP_PATH), {"SYNC_SCHEDULE": "0 */5 * * * *"})}
+    environ = {"SYNC_SCHEDULE": "0 */5 * * * *", "SYNC_QUEUE_METRICS_SCHEDULE": "30 * * * * *"}
+    indexed = {f.name: f for f in index(load_app(APP_PATH), environ)}
     assert indexed["plan_sync"].schedule == "0 */5 * * * *"
     assert len(indexed["plan_sync"].schedule.split()) == 6
+    assert indexed["record_queue_metrics"].schedule == "30 * * * * *"
+
+
+def test_record_queue_metrics_is_a_timer_on_its_schedule_setting(
+        functions: dict[str, Any]) -> None:
+    trigger = functions["record_queue_metrics"].get_trigger().get_dict_repr()
+    assert trigger["type"] == "timerTrigger"
+    assert trigger["schedule"] == "%SYNC_QUEUE_METRICS_SCHEDULE%"
 
 
 def test_local_index_refuses_a_missing_setting() -> None:
