@@ -3,6 +3,7 @@
 - ``plan_sync``: timer on the ``SYNC_SCHEDULE`` app setting; pages the table into batch messages.
 - ``continue_plan``: the plan queue; goes on with a plan that ran out of its time budget.
 - ``process_batch``: the batches queue; enriches and writes one message's records.
+- ``record_queue_metrics``: timer on ``SYNC_QUEUE_METRICS_SCHEDULE``; queue depth and age gauges.
 
 host.json sets ``messageEncoding`` to ``none``: the worker decodes the base64 itself, so a message
 that is not base64 reaches the poison queue with its reason instead of failing in the host.
@@ -16,6 +17,7 @@ from sync import entry
 from sync.names import BATCH_QUEUE, PLAN_QUEUE, STORAGE_CONNECTION
 
 entry.check_settings()  # a misconfigured app fails here, at load, and consumes no message
+entry.start_telemetry()  # to Application Insights when its connection string is set
 
 app = func.FunctionApp()
 
@@ -37,3 +39,10 @@ async def continue_plan(msg: func.QueueMessage) -> None:
 async def process_batch(msg: func.QueueMessage) -> None:
     """Carry out one batch message; raises only when unfinished work could not be saved."""
     await entry.process_batch(msg.get_body())
+
+
+@app.timer_trigger(schedule="%SYNC_QUEUE_METRICS_SCHEDULE%", arg_name="timer",
+                   run_on_startup=False, use_monitor=False)
+async def record_queue_metrics(timer: func.TimerRequest) -> None:
+    """Sample every queue's depth and oldest message's age for the dashboards and alerts."""
+    await entry.record_queue_metrics()

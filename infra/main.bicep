@@ -163,6 +163,9 @@ param syncStateRefreshS string = '1'
 @description('SYNC_LEASE_S: lifetime of an instance\'s lease, in seconds.')
 param syncLeaseS string = '15'
 
+@description('SYNC_QUEUE_METRICS_SCHEDULE: six-field NCRONTAB schedule of the queue depth and age sampling, in UTC.')
+param syncQueueMetricsSchedule string = '0 * * * * *'
+
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = {
   'azd-env-name': environmentName
@@ -432,6 +435,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SYNC_MAX_WAIT_S: syncMaxWaitS
     SYNC_STATE_REFRESH_S: syncStateRefreshS
     SYNC_LEASE_S: syncLeaseS
+    SYNC_QUEUE_METRICS_SCHEDULE: syncQueueMetricsSchedule
   }
 }
 

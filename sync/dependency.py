@@ -23,6 +23,7 @@ from sync.failures.circuit import Circuit, CircuitView
 from sync.failures.retry import RetryPolicy, retrying
 from sync.failures.scope import ScopeLog
 from sync.governor import GATE_CODE, Governor
+from sync.telemetry import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,9 @@ class Dependency:
 
     async def _once(self, send: Callable[[], Awaitable[T]], hooks: CallHooks) -> T:
         self._refuse_if_stopped(hooks)
+        asked_s = self.clock.monotonic_s()
         async with self.governor:
+            metrics.admission_waited(self.name, self.clock.monotonic_s() - asked_s)
             self._refuse_if_stopped(hooks)
             self.circuit.admit()
             sent_s = self.clock.monotonic_s()
@@ -105,6 +108,7 @@ class Dependency:
                 await self.record_failure(fault)
                 raise
         self._answered(sent_s, accepted=True)
+        metrics.answered(self.name, self.clock.monotonic_s() - sent_s)
         return result
 
     def _refuse_if_stopped(self, hooks: CallHooks) -> None:
@@ -118,6 +122,7 @@ class Dependency:
         self.circuit.released()
         self.governor.throttled(error)
         hooks.count_429(error)
+        metrics.throttled(self.name, error.code)
         if self._publish_gate is not None:
             try:
                 await self._publish_gate(error)

@@ -16,10 +16,16 @@ from sync.errors import ConfigError
 from sync.ledger import BatchCounts
 from sync.planstate import PlanState, plan_state_from
 from sync.services import Services, open_services
-from sync.settings import Settings
+from sync.settings import Settings, StorageSettings
+from sync.telemetry import names
+from sync.telemetry.queues import QueueProbe, QueueSample
+from sync.telemetry.setup import configure_telemetry
+from sync.telemetry.state import unwatch_services, watch_services
+from sync.telemetry.tracing import traced_message, traced_plan
 
 _services: dict[asyncio.AbstractEventLoop, Services] = {}
 _opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+_probes: dict[asyncio.AbstractEventLoop, QueueProbe] = {}
 
 
 class MisconfiguredApp(RuntimeError):
@@ -34,6 +40,11 @@ def check_settings() -> Settings:
         lines = "\n".join(f"  - {problem}" for problem in error.problems)
         raise MisconfiguredApp(f"the app's settings are not usable; no message will be "
                                f"consumed until they are fixed:\n{lines}") from None
+
+
+def start_telemetry() -> bool:
+    """Export to Application Insights when its connection string is set (once, at load)."""
+    return configure_telemetry(os.environ)
 
 
 def read_enrichment_key() -> str:
@@ -51,6 +62,7 @@ async def services() -> Services:
             found = open_services(check_settings(), read_enrichment_key=read_enrichment_key)
             await found.start()
             _services[loop] = found
+            watch_services(found)
     found.activity.touch()
     return found
 
@@ -61,20 +73,43 @@ async def close_services() -> None:
     _opening.pop(loop, None)
     found = _services.pop(loop, None)
     if found is not None:
+        unwatch_services(found)
         await found.close()
+    probe = _probes.pop(loop, None)
+    if probe is not None:
+        await probe.close()
 
 
 async def plan_sync(now: datetime | None = None) -> PlanState | None:
     """The timer's work: start a plan; answers the state handed on, None when complete."""
-    return await planner.plan(await services(), now or datetime.now(UTC))
+    found = await services()
+    return await traced_plan(lambda: planner.plan(found, now or datetime.now(UTC)),
+                             definition=names.DEFAULT_DEFINITION)
 
 
 async def continue_plan(raw: bytes) -> PlanState | None:
     """The plan queue's work: go on with a plan from its continuation message (base64)."""
-    return await planner.continue_plan(await services(),
-                                       plan_state_from(worker.decode_queue_body(raw)))
+    found = await services()
+    return await traced_plan(lambda: planner.continue_plan(
+        found, plan_state_from(worker.decode_queue_body(raw))),
+        definition=names.DEFAULT_DEFINITION)
 
 
 async def process_batch(raw: bytes) -> BatchCounts:
     """The batches queue's work: carry out one message as the queue holds it (base64)."""
-    return await worker.process_queue_message(await services(), raw)
+    found = await services()
+    return await traced_message(lambda: worker.process_queue_message(found, raw),
+                                definition=names.DEFAULT_DEFINITION,
+                                mode=found.settings.write_mode)
+
+
+async def record_queue_metrics() -> list[QueueSample]:
+    """The queue-metrics timer's work: depth and oldest age of every queue, as gauges.
+
+    Its own queue clients (no worker services: sampling must not make an idle instance look
+    busy and claim request slots)."""
+    loop = asyncio.get_running_loop()
+    probe = _probes.get(loop)
+    if probe is None:
+        probe = _probes[loop] = QueueProbe(StorageSettings.from_env(os.environ))
+    return await probe.record()

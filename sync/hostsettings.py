@@ -19,9 +19,6 @@ HOST_SETTING_NAMES: Final[tuple[str, ...]] = (
     # "managedidentity": the connection authenticates with the managed identity named by
     # __clientId instead of a connection string (the account allows no shared keys).
     f"{STORAGE_CONNECTION}__credential",
-    # Where the host sends logs, traces and metrics.
-    "APPLICATIONINSIGHTS_CONNECTION_STRING",
-    # "ClientId=<id>;Authorization=AAD": the host sends telemetry with Entra ID as the
-    # user-assigned identity, since the component refuses instrumentation-key ingestion.
-    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 )
+# APPLICATIONINSIGHTS_CONNECTION_STRING and APPLICATIONINSIGHTS_AUTHENTICATION_STRING are read
+# by the host and by the code (sync.telemetry.setup): they are declared in sync/settings.py.

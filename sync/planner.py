@@ -36,6 +36,7 @@ from sync.ledger import PlanManifest
 from sync.planstate import Checkpoint, Mode, PlanState, load_checkpoint, save_checkpoint
 from sync.services import Services
 from sync.settings import Settings
+from sync.telemetry.tracing import describe_plan
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ async def plan(services: Services, now: datetime) -> PlanState | None:
 async def continue_plan(services: Services, state: PlanState,
                         checkpoint: Checkpoint | None = None) -> PlanState | None:
     """Plan pages until done or out of time; then hand on or finish."""
+    describe_plan(state)
     settings = services.settings
     clock = services.dataverse_dep.clock
     deadline_s = clock.monotonic_s() + settings.plan_budget_s

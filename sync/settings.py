@@ -110,6 +110,17 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
                 "How often an instance reads the shared state (hint, gate, leases)."),
     SettingSpec("SYNC_LEASE_S", "15",
                 "Lifetime of an instance's lease; a busy instance renews it every refresh."),
+    SettingSpec("SYNC_QUEUE_METRICS_SCHEDULE", "0 * * * * *",
+                "Six-field NCRONTAB schedule of the timer that records each queue's depth and "
+                "oldest message's age (read by the host binding)."),
+    SettingSpec("APPLICATIONINSIGHTS_CONNECTION_STRING", None,
+                "Application Insights connection string: where the host and the app's "
+                "OpenTelemetry metrics, spans and events go. Unset: no telemetry is exported "
+                "(local stack, tests)."),
+    SettingSpec("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", None,
+                "ClientId=<managed identity client id>;Authorization=AAD: the identity the "
+                "host and the app send telemetry with (Entra ID; the component refuses "
+                "instrumentation keys)."),
 )
 
 WRITE_MODES: Final = ("single", "batch", "bulk")
@@ -197,7 +208,8 @@ class Settings:
             state_refresh_s=reader.number("SYNC_STATE_REFRESH_S", low=0.1, high=60),
             lease_s=reader.number("SYNC_LEASE_S", low=1, high=600),
         )
-        reader.guarded(lambda: _check_schedule(reader.text("SYNC_SCHEDULE")), None)
+        for schedule in ("SYNC_SCHEDULE", "SYNC_QUEUE_METRICS_SCHEDULE"):
+            _check_schedule_setting(reader, schedule)
         if settings.lease_s <= 2 * settings.state_refresh_s:
             reader.problems.append("SYNC_LEASE_S must be more than twice SYNC_STATE_REFRESH_S, "
                                    "so a busy instance renews its lease before it lapses")
@@ -230,11 +242,15 @@ def _refuse_static_token_off_loopback(settings: Settings) -> None:
 _SCHEDULE_FIELD: Final = re.compile(r"^[0-9A-Za-z*/,?-]+$")
 
 
-def _check_schedule(schedule: str) -> None:
-    """The planner's timer: six NCRONTAB fields (the host refuses anything else at start)."""
+def _check_schedule_setting(reader: _Reader, name: str) -> None:
+    reader.guarded(lambda: _check_schedule(name, reader.text(name)), None)
+
+
+def _check_schedule(name: str, schedule: str) -> None:
+    """A timer's schedule: six NCRONTAB fields (the host refuses anything else at start)."""
     fields_ = schedule.split()
     if len(fields_) != 6 or not all(_SCHEDULE_FIELD.match(f) for f in fields_):
-        raise ConfigError(f"SYNC_SCHEDULE must be six NCRONTAB fields (second minute hour day "
+        raise ConfigError(f"{name} must be six NCRONTAB fields (second minute hour day "
                           f"month weekday), e.g. '0 0 2 * * *', got {schedule[:60]!r}")
 
 

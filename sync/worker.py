@@ -33,6 +33,7 @@ from sync.ledger import BatchCounts
 from sync.messagerun import MessageRun, now_iso
 from sync.services import Services
 from sync.settle import judge_alone, service_delay_s
+from sync.telemetry.tracing import describe_message
 from sync.writes import Enriched, Writer
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ async def process_message(services: Services, body: bytes) -> BatchCounts:
     except ContractError as error:
         return await _reject(services, body, error.reason)
     run = MessageRun(message)
+    describe_message(message)
     try:
         await _carry_out(services, run)
     except Exception:

@@ -74,7 +74,8 @@ def app_env(monkeypatch: pytest.MonkeyPatch, storage: StorageSettings, dataverse
     """The app settings of a local host, set in this process's environment."""
     env = {"AzureWebJobsStorage": str(storage.connection_string), "DATAVERSE_URL": dataverse_url,
            "DATAVERSE_STATIC_TOKEN": local_token(), "ENRICHMENT_URL": enrichment_url,
-           "ENRICHMENT_API_KEY": EnrichmentConfig().api_key, "SYNC_SCHEDULE": "0 0 2 * * *"}
+           "ENRICHMENT_API_KEY": EnrichmentConfig().api_key, "SYNC_SCHEDULE": "0 0 2 * * *",
+           "SYNC_QUEUE_METRICS_SCHEDULE": "0 * * * * *"}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from sync.entry import MisconfiguredApp
 from sync.local.functions_index import index, load_app
 from sync.names import BATCH_QUEUE, PLAN_QUEUE, STORAGE_CONNECTION
+from sync.telemetry import setup
 
 APP_PATH = Path(__file__).parents[1] / "function_app.py"
 VALID_ENV = {"AzureWebJobsStorage": "UseDevelopmentStorage=true",
@@ -51,7 +53,8 @@ def test_a_misconfigured_app_fails_to_load_naming_every_bad_setting(
 
 
 def test_exactly_the_expected_functions(functions: dict[str, Any]) -> None:
-    assert sorted(functions) == ["continue_plan", "plan_sync", "process_batch"]
+    assert sorted(functions) == ["continue_plan", "plan_sync", "process_batch",
+                                 "record_queue_metrics"]
 
 
 def test_plan_sync_is_a_timer_on_the_schedule_setting(functions: dict[str, Any]) -> None:
@@ -87,9 +90,18 @@ def test_every_function_is_async(functions: dict[str, Any]) -> None:
 
 
 def test_local_index_resolves_the_schedule_setting() -> None:
-    indexed = {f.name: f for f in index(load_app(APP_PATH), {"SYNC_SCHEDULE": "0 */5 * * * *"})}
+    environ = {"SYNC_SCHEDULE": "0 */5 * * * *", "SYNC_QUEUE_METRICS_SCHEDULE": "30 * * * * *"}
+    indexed = {f.name: f for f in index(load_app(APP_PATH), environ)}
     assert indexed["plan_sync"].schedule == "0 */5 * * * *"
     assert len(indexed["plan_sync"].schedule.split()) == 6
+    assert indexed["record_queue_metrics"].schedule == "30 * * * * *"
+
+
+def test_record_queue_metrics_is_a_timer_on_its_schedule_setting(
+        functions: dict[str, Any]) -> None:
+    trigger = functions["record_queue_metrics"].get_trigger().get_dict_repr()
+    assert trigger["type"] == "timerTrigger"
+    assert trigger["schedule"] == "%SYNC_QUEUE_METRICS_SCHEDULE%"
 
 
 def test_local_index_refuses_a_missing_setting() -> None:
@@ -113,3 +125,21 @@ def test_sync_never_imports_azure_functions() -> None:
     offenders = [p for p in root.rglob("*.py")
                  if "local" not in p.parts and "azure.functions" in p.read_text()]
     assert offenders == []
+
+
+def test_loading_without_a_connection_string_configures_no_telemetry(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("APPLICATIONINSIGHTS_CONNECTION_STRING", raising=False)
+    monkeypatch.setattr(setup, "_configured", [])
+    load_app(APP_PATH)
+    assert setup._configured == []
+
+
+def test_host_logs_successful_invocations_in_its_application_insights_mode() -> None:
+    """The host's OpenTelemetry mode covers HTTP, Service Bus and Event Hubs triggers only
+    (README, Telemetry): the host stays in its Application Insights mode."""
+    host = json.loads((APP_PATH.parent / "host.json").read_text())
+    assert "telemetryMode" not in host
+    levels = host["logging"]["logLevel"]
+    assert levels.get("Host.Results", levels["default"]) in ("Trace", "Debug", "Information")
+    assert levels.get("Function", levels["default"]) in ("Trace", "Debug", "Information")

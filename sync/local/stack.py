@@ -171,7 +171,7 @@ def _start_services(children: Children, azurite: Azurite,
     env = {**os.environ, "AzureWebJobsStorage": azurite.accounts[0].connection_string,
            "DATAVERSE_URL": dataverse_url, "ENRICHMENT_URL": enrichment_url,
            "ENRICHMENT_API_KEY": enrichment.api_key, "SYNC_SCHEDULE": "0 0 2 * * *",
-           "PYTHONUNBUFFERED": "1"}
+           "SYNC_QUEUE_METRICS_SCHEDULE": "0 * * * * *", "PYTHONUNBUFFERED": "1"}
     env.setdefault("DATAVERSE_STATIC_TOKEN", local_token())
     asyncio.run(ensure_resources(StorageSettings(connection_string=env["AzureWebJobsStorage"])))
     return env

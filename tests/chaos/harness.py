@@ -212,7 +212,8 @@ async def start_stack(account: StorageAccount, log_dir: Path, *, records: int = 
     full_env = {**os.environ, **FAST_ENV, "AzureWebJobsStorage": account.connection_string,
                 "DATAVERSE_URL": dataverse_url, "ENRICHMENT_URL": enrichment_url,
                 "ENRICHMENT_API_KEY": EnrichmentConfig().api_key,
-                "SYNC_SCHEDULE": "0 0 2 * * *", "PYTHONUNBUFFERED": "1",
+                "SYNC_SCHEDULE": "0 0 2 * * *", "SYNC_QUEUE_METRICS_SCHEDULE": "0 * * * * *",
+                "PYTHONUNBUFFERED": "1",
                 "DATAVERSE_STATIC_TOKEN": local_token(), **(env or {})}
     return Stack(children, full_env, storage, dataverse_url, enrichment_url, records)
 

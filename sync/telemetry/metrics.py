@@ -1,0 +1,158 @@
+"""The app's metrics: the instruments named in ``names.py``, created from the global meter.
+
+Until telemetry is configured (``sync.telemetry.setup``) the global meter is OpenTelemetry's
+no-op proxy: every call below costs a method call and nothing more. Once a MeterProvider is
+set, the same instruments record into it (the API rebinds proxy instruments).
+
+The code calls the small functions here from the places that know: the invocation boundary
+(``sync.telemetry.tracing``) for a message's outcome, ``sync.dependency`` for 429s, admission
+waits and latency. What is a state rather than an event (DOP in use, the hint, circuit states)
+is read when the metrics are collected, from the services ``watch`` registered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from sync.ledger import BatchCounts
+from sync.telemetry import names
+
+METER: Final = metrics.get_meter("sync")
+
+FACETS: Final = {"0x80072322": "requests", "0x80072321": "execution_time",
+                 "0x80072326": "concurrency"}
+"""The service protection error codes (shared/dataverse-facts.md) by facet; any other 429 code
+(or none) is counted as ``other``."""
+OTHER_FACET: Final = "other"
+
+CIRCUIT_CODES: Final = {"closed": 0, "half-open": 1, "open": 2}
+"""CIRCUIT_STATE's values: the alerts query ``== 2`` for open."""
+
+POISON_REASON: Final = "contract_violation"
+"""The one reason the worker poisons a message (the poison envelope holds the detail; the
+host's own poisoning after maxDequeueCount shows in the poison queue's depth)."""
+
+ENRICHMENT_SERVICE: Final = "enrichment"
+"""The dependency whose call latency ENRICHMENT_LATENCY records."""
+
+GATE_WAIT_MIN_S: Final = 0.001
+"""Admissions that waited less than this did not wait (not recorded: it keeps the histogram
+about waits and the per-request cost off the hot path)."""
+
+_written = METER.create_counter(names.RECORDS_WRITTEN, unit="{record}",
+                                description="Records written to Dataverse")
+_dead_lettered = METER.create_counter(names.RECORDS_DEAD_LETTERED, unit="{record}",
+                                      description="Records dead-lettered, by reason")
+_reenqueued = METER.create_counter(names.RECORDS_REENQUEUED, unit="{record}",
+                                   description="Records sent back on the queue, by reason")
+_poisoned = METER.create_counter(names.MESSAGES_POISONED, unit="{message}",
+                                 description="Messages the worker put on the poison queue")
+_throttled = METER.create_counter(names.DATAVERSE_THROTTLED, unit="{response}",
+                                  description="Dataverse 429 answers, by facet")
+_gate_wait = METER.create_histogram(names.GATE_WAIT, unit="s",
+                                    description="Time a request waited for admission "
+                                                "(throttle gate, request slot, limit)")
+_latency = METER.create_histogram(names.ENRICHMENT_LATENCY, unit="ms",
+                                  description="Duration of a successful enrichment call")
+_queue_depth = METER.create_gauge(names.QUEUE_DEPTH, unit="{message}",
+                                  description="Approximate number of messages in a queue")
+_queue_age = METER.create_gauge(names.QUEUE_OLDEST_AGE, unit="s",
+                                description="Age of the oldest visible message of a queue")
+
+
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """What the observable gauges read from one process's services."""
+
+    dop_in_use: Callable[[], int]
+    dop_hint: Callable[[], int | None]
+    circuits: Mapping[str, Callable[[], str]] = field(default_factory=dict)
+    """Service name -> its circuit's state (closed, half-open, open)."""
+
+
+_watched: dict[int, Watched] = {}
+
+
+def watch(key: int, watched: Watched) -> None:
+    """Read ``watched`` at every collection until ``unwatch(key)``."""
+    _watched[key] = watched
+
+
+def unwatch(key: int) -> None:
+    _watched.pop(key, None)
+
+
+def facet_of(code: str) -> str:
+    """The service protection facet a 429's error code names."""
+    return FACETS.get(code, OTHER_FACET)
+
+
+def message_done(counts: BatchCounts, *, definition: str, mode: str) -> None:
+    """One message's outcome: records written, dead-lettered and re-enqueued, by reason."""
+    if counts.written:
+        _written.add(counts.written, {names.DEFINITION: definition, names.MODE: mode})
+    for reason, count in counts.dead_lettered_by_reason.items():
+        _dead_lettered.add(count, {names.DEFINITION: definition, names.REASON: reason})
+    for reason, count in counts.reenqueued_by_reason.items():
+        _reenqueued.add(count, {names.DEFINITION: definition, names.REASON: reason})
+    if counts.rejected_messages:
+        _poisoned.add(counts.rejected_messages, {names.REASON: POISON_REASON})
+
+
+def throttled(service: str, code: str) -> None:
+    """A 429 answer; Dataverse's are counted by facet."""
+    if service == "dataverse":
+        _throttled.add(1, {names.FACET: facet_of(code)})
+
+
+def admission_waited(service: str, waited_s: float) -> None:
+    """A request waited ``waited_s`` for its governor to admit it."""
+    if waited_s >= GATE_WAIT_MIN_S:
+        _gate_wait.record(waited_s, {names.SERVICE: service})
+
+
+def answered(service: str, latency_s: float) -> None:
+    """A call answered successfully after ``latency_s``."""
+    if service == ENRICHMENT_SERVICE:
+        _latency.record(latency_s * 1000.0)
+
+
+def queue_sampled(queue: str, depth: int, oldest_age_s: float) -> None:
+    """A queue's approximate depth and the age of its oldest visible message."""
+    attributes = {names.QUEUE: queue}
+    _queue_depth.set(depth, attributes)
+    _queue_age.set(oldest_age_s, attributes)
+
+
+def _dop_in_use(options: CallbackOptions) -> Iterable[Observation]:
+    if _watched:
+        yield Observation(sum(w.dop_in_use() for w in list(_watched.values())))
+
+
+def _dop_hint(options: CallbackOptions) -> Iterable[Observation]:
+    hints = [hint for w in list(_watched.values()) if (hint := w.dop_hint()) is not None]
+    if hints:
+        yield Observation(max(hints))
+
+
+def _circuit_states(options: CallbackOptions) -> Iterable[Observation]:
+    worst: dict[str, int] = {}
+    for watched in list(_watched.values()):
+        for service, state in watched.circuits.items():
+            worst[service] = max(worst.get(service, 0), CIRCUIT_CODES[state()])
+    for service, code in sorted(worst.items()):
+        yield Observation(code, {names.SERVICE: service})
+
+
+METER.create_observable_gauge(names.DOP_IN_USE, [_dop_in_use], unit="{request}",
+                              description="Dataverse requests in flight in this process")
+METER.create_observable_gauge(names.DOP_HINT, [_dop_hint], unit="{request}",
+                              description="The environment's x-ms-dop-hint")
+METER.create_observable_gauge(names.CIRCUIT_STATE, [_circuit_states], unit="1",
+                              description="Circuit state per service: 0 closed, 1 half-open, "
+                                          "2 open")

@@ -1,0 +1,76 @@
+"""Spans: one ``PROCESS_BATCH`` per queue message, one ``PLAN`` per planner invocation.
+
+The span is opened at the invocation boundary (sync.entry) and is the current span while the
+worker or planner runs; they describe what they decoded (``describe_message``,
+``describe_plan``) and the boundary adds the outcome. Without telemetry configured the tracer is
+OpenTelemetry's no-op proxy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from opentelemetry import trace
+
+from sync.contract import BatchMessage
+from sync.deadletter import run_id_of
+from sync.ledger import BatchCounts
+from sync.planstate import PlanState
+from sync.telemetry import metrics, names
+
+TRACER: Final = trace.get_tracer("sync")
+
+
+def outcome_of(counts: BatchCounts) -> str:
+    """What became of a message: poisoned, requeued (some records went back on the queue),
+    dead_lettered (every record finished, some dead-lettered) or written."""
+    if counts.rejected_messages:
+        return "poisoned"
+    if counts.reenqueued:
+        return "requeued"
+    if counts.dead_lettered:
+        return "dead_lettered"
+    return "written"
+
+
+def describe_message(message: BatchMessage) -> None:
+    """The decoded message's run, id and size, on the current span."""
+    trace.get_current_span().set_attributes({
+        names.RUN_ID: run_id_of(message.batch_id), names.MESSAGE_ID: message.batch_id,
+        names.RECORDS: len(message.records)})
+
+
+def describe_plan(state: PlanState) -> None:
+    """The plan's run and mode, on the current span."""
+    trace.get_current_span().set_attributes({names.RUN_ID: state.run_id,
+                                             names.MODE: state.mode})
+
+
+async def traced_message(process: Callable[[], Awaitable[BatchCounts]], *, definition: str,
+                         mode: str) -> BatchCounts:
+    """Run ``process`` (one message) in a PROCESS_BATCH span; record its outcome's metrics."""
+    with TRACER.start_as_current_span(names.PROCESS_BATCH, attributes={
+            names.DEFINITION: definition, names.MODE: mode}) as span:
+        try:
+            counts = await process()
+        except BaseException:
+            span.set_attribute(names.OUTCOME, "failed")
+            raise
+        span.set_attribute(names.OUTCOME, outcome_of(counts))
+    metrics.message_done(counts, definition=definition, mode=mode)
+    return counts
+
+
+async def traced_plan(plan: Callable[[], Awaitable[PlanState | None]], *,
+                      definition: str) -> PlanState | None:
+    """Run one planner invocation in a PLAN span; the outcome says whether it handed on."""
+    with TRACER.start_as_current_span(names.PLAN,
+                                      attributes={names.DEFINITION: definition}) as span:
+        try:
+            state = await plan()
+        except BaseException:
+            span.set_attribute(names.OUTCOME, "failed")
+            raise
+        span.set_attribute(names.OUTCOME, "complete" if state is None else "handed_on")
+    return state
