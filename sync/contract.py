@@ -2,16 +2,21 @@
 
 On the wire a message is UTF-8 JSON, base64-encoded (producers use ``TextBase64EncodePolicy``;
 the worker decodes it itself so that a message that is not base64 reaches the poison queue with
-its reason). Version 2 (``schemas/batch-message.v2.json``)::
+its reason). Version 3 (``schemas/batch-message.v3.json``)::
 
-    {"version": 2, "batch_id": "plan-2026-11-22-000001", "attempt": 0,
-     "records": [{"id": "5b1c...", "input": "https://www.contoso.com"}]}
+    {"version": 3, "batch_id": "plan-2026-11-22-000001", "attempt": 0, "definition": "default",
+     "records": [{"id": "5b1c...", "input": "https://www.contoso.com",
+                  "etag": "W/\"1234\"", "current": {"numberofemployees": 120}}]}
 
 ``input`` is the enrichment input, e.g. the record's website. ``attempt`` counts how many times
 the unfinished part of this batch went back to the queue (a throttle, an open circuit, a service
 fault). A record sent back after failing carries its ``history`` (strikes, attempts, first and
 last seen, last fault), so a fresh copy of the message keeps what was learnt without counting
-dequeues. Version 1 (no ``history``) is still accepted.
+dequeues. ``etag`` and ``current`` are what the planner read: the record's version and the values
+its mapped columns held, so the worker can leave unchanged records alone, refuse to overwrite a
+person's later edit, and keep the values it replaces. ``definition`` names the sync definition
+(``default`` when left out). Versions 1 (no ``history``) and 2 (no ``etag``, ``current``,
+``definition``) are still accepted.
 """
 
 from __future__ import annotations
@@ -19,14 +24,15 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sync.errors import ContractError
 
-CONTRACT_VERSION: Final = 2
-SUPPORTED_VERSIONS: Final = (1, 2)
+CONTRACT_VERSION: Final = 3
+SUPPORTED_VERSIONS: Final = (1, 2, 3)
+DEFAULT_DEFINITION: Final = "default"
 MAX_QUEUE_MESSAGE_BYTES: Final = 64 * 1024
 """Azure Storage Queues' limit on one message, measured after base64 encoding."""
 NEVER_EXPIRE: Final = -1
@@ -34,8 +40,18 @@ NEVER_EXPIRE: Final = -1
 MAX_RECORDS_PER_MESSAGE: Final = 1000
 MAX_INPUT_CHARS: Final = 2048
 _BATCH_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_MESSAGE_KEYS: Final = frozenset({"version", "batch_id", "attempt", "records"})
-_RECORD_KEYS: Final = {1: frozenset({"id", "input"}), 2: frozenset({"id", "input", "history"})}
+_DEFINITION_NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_COLUMN_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+_MESSAGE_KEYS: Final = {1: frozenset({"version", "batch_id", "attempt", "records"}),
+                        2: frozenset({"version", "batch_id", "attempt", "records"}),
+                        3: frozenset({"version", "batch_id", "attempt", "records", "definition"})}
+_RECORD_KEYS: Final = {1: frozenset({"id", "input"}), 2: frozenset({"id", "input", "history"}),
+                       3: frozenset({"id", "input", "history", "etag", "current"})}
+MAX_ETAG_CHARS: Final = 128
+MAX_CURRENT_COLUMNS: Final = 50
+MAX_CURRENT_TEXT_CHARS: Final = 4000
+Scalar = str | int | float | bool | None
+"""A column value as the Web API reads and writes it."""
 _HISTORY_KEYS: Final = frozenset({"strikes", "attempts", "first_seen", "last_seen",
                                   "last_fault"})
 MAX_FAULT_CHARS: Final = 300
@@ -66,11 +82,19 @@ class RecordRef:
     id: str
     input: str
     history: RecordHistory | None = None
+    etag: str | None = None
+    """The record's version when it was read (``@odata.etag``); None when not read."""
+    current: Mapping[str, Scalar] | None = field(default=None, hash=False)
+    """The mapped columns' values when it was read; None when not read."""
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"id": self.id, "input": self.input}
         if self.history is not None:
             wire["history"] = self.history.to_wire()
+        if self.etag is not None:
+            wire["etag"] = self.etag
+        if self.current is not None:
+            wire["current"] = dict(self.current)
         return wire
 
 
@@ -81,16 +105,18 @@ class BatchMessage:
     batch_id: str
     records: tuple[RecordRef, ...]
     attempt: int = 0
+    definition: str = DEFAULT_DEFINITION
 
     def to_json(self) -> str:
         """The message as compact JSON text (the queue client adds the base64 layer)."""
         body = {"version": CONTRACT_VERSION, "batch_id": self.batch_id, "attempt": self.attempt,
-                "records": [r.to_wire() for r in self.records]}
+                "definition": self.definition, "records": [r.to_wire() for r in self.records]}
         return json.dumps(body, separators=(",", ":"))
 
 
-ENVELOPE_BYTES: Final = 256
-"""More than the JSON around the records can take: version, a 128-character batch id, attempt."""
+ENVELOPE_BYTES: Final = 352
+"""More than the JSON around the records can take: version, a 128-character batch id, attempt,
+a 63-character definition name."""
 RECORDS_BUDGET_BYTES: Final = MAX_QUEUE_MESSAGE_BYTES * 3 // 4 - ENVELOPE_BYTES
 """What the records' JSON may take so that the whole message fits after base64."""
 
@@ -136,15 +162,19 @@ def _message(data: Any) -> BatchMessage:
     if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
         supported = ", ".join(map(str, SUPPORTED_VERSIONS))
         raise ContractError(f"unknown contract version {version!r}; supported: {supported}")
-    _no_unknown_keys(data, _MESSAGE_KEYS, "message")
+    _no_unknown_keys(data, _MESSAGE_KEYS[version], "message")
     batch_id = data.get("batch_id")
     if not isinstance(batch_id, str) or not _BATCH_ID.match(batch_id):
         raise ContractError("batch_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
     attempt = data.get("attempt", 0)
     if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
         raise ContractError("attempt must be a non-negative integer")
+    definition = data.get("definition", DEFAULT_DEFINITION)
+    if not isinstance(definition, str) or not _DEFINITION_NAME.match(definition):
+        raise ContractError("definition must be 1-63 characters of a-z 0-9 -, starting with a "
+                            "letter")
     return BatchMessage(batch_id=batch_id, records=_records(data.get("records"), version),
-                        attempt=attempt)
+                        attempt=attempt, definition=definition)
 
 
 def _records(items: Any, version: int) -> tuple[RecordRef, ...]:
@@ -171,7 +201,38 @@ def record_from(item: Any, where: str, version: int = CONTRACT_VERSION) -> Recor
     if not isinstance(value, str) or not 0 < len(value) <= MAX_INPUT_CHARS:
         raise ContractError(f"{where}.input must be a string of 1-{MAX_INPUT_CHARS} characters")
     history = _history(item["history"], f"{where}.history") if "history" in item else None
-    return RecordRef(id=str(uuid.UUID(record_id)), input=value, history=history)
+    return RecordRef(id=str(uuid.UUID(record_id)), input=value, history=history,
+                     etag=_etag(item.get("etag"), f"{where}.etag"),
+                     current=_current(item.get("current"), f"{where}.current"))
+
+
+def _etag(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ETAG_CHARS:
+        raise ContractError(f"{where} must be a string of 1-{MAX_ETAG_CHARS} characters")
+    return value
+
+
+def _current(value: Any, where: str) -> dict[str, Scalar] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > MAX_CURRENT_COLUMNS:
+        raise ContractError(f"{where} must be an object of at most {MAX_CURRENT_COLUMNS} columns")
+    for column, cell in value.items():
+        if not _COLUMN_NAME.match(column):
+            raise ContractError(f"{where}: {column[:100]!r} is not a column name")
+        if not _is_scalar(cell):
+            raise ContractError(f"{where}.{column} must be a string of at most "
+                                f"{MAX_CURRENT_TEXT_CHARS} characters, a number, true, false "
+                                "or null")
+    return value
+
+
+def _is_scalar(cell: Any) -> bool:
+    if isinstance(cell, str):
+        return len(cell) <= MAX_CURRENT_TEXT_CHARS
+    return cell is None or isinstance(cell, (bool, int, float))
 
 
 def _history(item: Any, where: str) -> RecordHistory:

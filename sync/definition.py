@@ -48,9 +48,11 @@ class SyncDefinition:
 
     @property
     def read_columns(self) -> tuple[str, ...]:
-        """The columns the planner selects: only what the workers need."""
+        """The columns the planner selects: only what the workers need (the mapped columns too,
+        so a worker can tell an unchanged record and keep the values it replaces)."""
         own = ("_modifiedby_value",) if self.skip_own_changes else ()
-        return (self.key, self.input_column, *own)
+        mapped = tuple(c for c in self.mapping if c not in (self.key, self.input_column))
+        return (self.key, self.input_column, *own, *mapped)
 
 
 def parse_definition(value: str | None) -> SyncDefinition:

@@ -24,12 +24,20 @@ import dataclasses
 import logging
 import math
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from sync import ledger
-from sync.contract import NEVER_EXPIRE, BatchMessage, RecordRef, fitting_groups
+from sync.contract import (
+    MAX_CURRENT_TEXT_CHARS,
+    MAX_ETAG_CHARS,
+    NEVER_EXPIRE,
+    BatchMessage,
+    RecordRef,
+    Scalar,
+    fitting_groups,
+)
 from sync.dataverse import Page, is_deleted
 from sync.errors import Deferred, RecordFault, ServiceFault, Throttled
 from sync.ledger import PlanManifest
@@ -93,7 +101,25 @@ def refs_from(rows: Iterable[dict[str, Any]], settings: Settings,
             continue
         value = row.get(table.input_column)
         if isinstance(value, str) and value.strip() and row.get(table.key):
-            yield RecordRef(id=str(row[table.key]), input=value.strip())
+            yield RecordRef(id=str(row[table.key]), input=value.strip(), etag=_etag(row),
+                            current=current_values(row, table.mapping))
+
+
+def current_values(row: Mapping[str, Any], columns: Iterable[str]) -> dict[str, Scalar] | None:
+    """The mapped columns as read, or None when one cannot travel in a message (then the
+    worker writes the record without comparing, as for a producer's record)."""
+    current = {column: row.get(column) for column in columns}
+    for cell in current.values():
+        if isinstance(cell, str) and len(cell) > MAX_CURRENT_TEXT_CHARS:
+            return None
+        if not (cell is None or isinstance(cell, (str, bool, int, float))):
+            return None
+    return current
+
+
+def _etag(row: Mapping[str, Any]) -> str | None:
+    etag = row.get("@odata.etag")
+    return etag if isinstance(etag, str) and 0 < len(etag) <= MAX_ETAG_CHARS else None
 
 
 async def plan(services: Services, now: datetime) -> PlanState | None:

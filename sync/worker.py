@@ -19,7 +19,14 @@ from collections import Counter
 from typing import Final
 
 from sync import ledger
-from sync.contract import NEVER_EXPIRE, BatchMessage, RecordRef, decode_batch, fitting_groups
+from sync.contract import (
+    DEFAULT_DEFINITION,
+    NEVER_EXPIRE,
+    BatchMessage,
+    RecordRef,
+    decode_batch,
+    fitting_groups,
+)
 from sync.deadletter import Origin, message_envelope, reason_of, record_envelope, run_id_of
 from sync.enrichment import domain_of
 from sync.errors import (
@@ -67,6 +74,9 @@ async def process_message(services: Services, body: bytes) -> BatchCounts:
         message = decode_batch(body)
     except ContractError as error:
         return await _reject(services, body, error.reason)
+    if message.definition != DEFAULT_DEFINITION:
+        return await _reject(services, body, f"unknown definition {message.definition!r}; "
+                                             f"this deployment defines: {DEFAULT_DEFINITION}")
     run = MessageRun(message)
     describe_message(message)
     try:
@@ -171,7 +181,8 @@ async def _requeue_unfinished(services: Services, run: MessageRun) -> None:
     attempt = run.message.attempt + 1
     for number, group in enumerate(fitting_groups(remaining, len(remaining))):
         batch_id = run.message.batch_id if number == 0 else f"{run.message.batch_id}.{number}"
-        message = BatchMessage(batch_id=batch_id[:128], records=group, attempt=attempt)
+        message = BatchMessage(batch_id=batch_id[:128], records=group, attempt=attempt,
+                               definition=run.message.definition)
         await services.batches.send_message(message.to_json(), visibility_timeout=delay_s,
                                             time_to_live=NEVER_EXPIRE)
     reasons = Counter(run.reason_unfinished(record.id) for record in remaining)

@@ -20,7 +20,8 @@ def test_default_is_accounts_from_their_website() -> None:
     assert (definition.entity_set, definition.key, definition.input_column) == (
         "accounts", "accountid", "websiteurl")
     assert definition.mapping == DEFAULT_DEFINITION["mapping"]
-    assert definition.read_columns == ("accountid", "websiteurl", "_modifiedby_value")
+    assert definition.read_columns == ("accountid", "websiteurl", "_modifiedby_value",
+                                       *definition.mapping)
 
 
 def test_json_overrides_the_default_field_by_field() -> None:
@@ -30,7 +31,7 @@ def test_json_overrides_the_default_field_by_field() -> None:
         "skip_own_changes": False}))
     assert definition.entity_set == "contacts"
     assert definition.mapping == {"description": "description"}
-    assert definition.read_columns == ("contactid", "websiteurl")
+    assert definition.read_columns == ("contactid", "websiteurl", "description")
 
 
 def test_a_file_in_the_app_by_absolute_path(tmp_path: Path) -> None:

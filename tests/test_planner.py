@@ -221,3 +221,20 @@ async def plan_until_complete_from(services: Services, limit_s: float = 60.0) ->
     for body in await drain(services, BATCH_QUEUE):
         planned.update(record.id for record in decode_batch(body).records)
     return planned
+
+
+@pytest.mark.emulator(records=40)
+async def test_each_record_carries_its_etag_and_mapped_values_as_read(make_services: Make) -> None:
+    services = await make_services()
+    await planner.plan(services, NOW)
+    while bodies := await drain(services, PLAN_QUEUE):
+        for body in bodies:
+            await planner.continue_plan(services, plan_state_from(body))
+    carried = {r.id: r for body in await drain(services, BATCH_QUEUE)
+               for r in decode_batch(body).records}
+    mapping = services.settings.definition.mapping
+    read = {str(row["accountid"]): row for row in await rows(services)}
+    assert len(carried) == 40
+    for record_id, record in carried.items():
+        assert record.current == {column: read[record_id].get(column) for column in mapping}
+        assert record.etag == f'W/"{read[record_id]["versionnumber"]}"'

@@ -27,7 +27,8 @@ from sync.producer import messages_for, read_jsonl
 from sync.settings import StorageSettings
 
 ROOT = Path(__file__).parents[1]
-SCHEMA = json.loads((ROOT / "schemas" / "batch-message.v2.json").read_text())
+SCHEMA = json.loads((ROOT / "schemas" / "batch-message.v3.json").read_text())
+SCHEMA_V2 = json.loads((ROOT / "schemas" / "batch-message.v2.json").read_text())
 SCHEMA_V1 = json.loads((ROOT / "schemas" / "batch-message.v1.json").read_text())
 GUID = "5b1c2a3e-0000-4000-8000-000000000001"
 RECORD = {"id": GUID, "input": "https://www.contoso.com"}
@@ -44,7 +45,27 @@ SAMPLES = [
     ({"version": 2, "batch_id": "b-1", "records": [{**RECORD, "history": {"why": "x"}}]},
      False),
     ({"version": 1, "batch_id": "b-1", "records": [{**RECORD, "history": {}}]}, False),
-    ({"version": 3, "batch_id": "b-1", "records": [RECORD]}, False),
+    ({"version": 3, "batch_id": "b-1", "records": [RECORD]}, True),
+    ({"version": 3, "batch_id": "b-1", "definition": "contacts-eu", "records": [
+        {**RECORD, "etag": 'W/"1234"', "current": {"numberofemployees": 12, "name": "Contoso",
+                                                  "revenue": 1.5, "donotemail": False,
+                                                  "address1_country": None}}]}, True),
+    ({"version": 3, "batch_id": "b-1", "definition": "Contacts", "records": [RECORD]}, False),
+    ({"version": 3, "batch_id": "b-1", "definition": "", "records": [RECORD]}, False),
+    ({"version": 2, "batch_id": "b-1", "definition": "default", "records": [RECORD]}, False),
+    ({"version": 2, "batch_id": "b-1", "records": [{**RECORD, "etag": 'W/"1"'}]}, False),
+    ({"version": 3, "batch_id": "b-1", "records": [{**RECORD, "etag": ""}]}, False),
+    ({"version": 3, "batch_id": "b-1", "records": [{**RECORD, "etag": 'W/"' + "9" * 200}]},
+     False),
+    ({"version": 3, "batch_id": "b-1", "records": [{**RECORD, "current": []}]}, False),
+    ({"version": 3, "batch_id": "b-1", "records": [{**RECORD, "current": {"a b": 1}}]}, False),
+    ({"version": 3, "batch_id": "b-1", "records": [{**RECORD, "current": {"x": {"y": 1}}}]},
+     False),
+    ({"version": 3, "batch_id": "b-1", "records": [{**RECORD, "current": {"x": "y" * 4001}}]},
+     False),
+    ({"version": 3, "batch_id": "b-1", "records": [
+        {**RECORD, "current": {f"c{n}": n for n in range(51)}}]}, False),
+    ({"version": 4, "batch_id": "b-1", "records": [RECORD]}, False),
     ({"batch_id": "b-1", "records": [RECORD]}, False),
     ({"version": 1, "batch_id": "b/1", "records": [RECORD]}, False),
     ({"version": 1, "batch_id": "b-1", "records": []}, False),
@@ -58,7 +79,8 @@ SAMPLES = [
 
 @pytest.mark.parametrize(("message", "valid"), SAMPLES)
 def test_schema_and_worker_agree(message: dict[str, object], valid: bool) -> None:
-    schema = SCHEMA_V1 if message.get("version") == 1 else SCHEMA
+    version = message.get("version")
+    schema = SCHEMA_V1 if version == 1 else SCHEMA_V2 if version == 2 else SCHEMA
     schema_ok = jsonschema.Draft202012Validator(schema).is_valid(message)
     try:
         decode_batch(json.dumps(message).encode())
@@ -71,6 +93,24 @@ def test_schema_and_worker_agree(message: dict[str, object], valid: bool) -> Non
 def test_schema_is_a_valid_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     jsonschema.Draft202012Validator.check_schema(SCHEMA_V1)
+    jsonschema.Draft202012Validator.check_schema(SCHEMA_V2)
+
+
+def test_what_the_planner_read_survives_the_wire() -> None:
+    record = RecordRef(GUID, "https://www.contoso.com", etag='W/"77"',
+                       current={"numberofemployees": 5, "address1_country": None})
+    message = BatchMessage("b-1", (record,), definition="accounts-nightly")
+    decoded = decode_batch(message.to_json().encode())
+    assert decoded == message
+    assert decoded.records[0].current == {"numberofemployees": 5, "address1_country": None}
+
+
+def test_older_messages_mean_the_default_definition_and_carry_no_read() -> None:
+    decoded = decode_batch(json.dumps({"version": 2, "batch_id": "b-1",
+                                       "records": [RECORD]}).encode())
+    assert decoded.definition == "default"
+    assert decoded.records[0].etag is None
+    assert decoded.records[0].current is None
 
 
 def test_jsonl_errors_name_their_line() -> None:

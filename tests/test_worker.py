@@ -20,7 +20,7 @@ from sync import ledger, worker
 from sync.contract import BatchMessage, RecordRef
 from sync.local.processes import Children
 from sync.local.verify import is_enriched
-from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, STATE_TABLE
+from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
 from sync.services import Services
 from sync.settings import Settings, StorageSettings
 from sync.storage import queue_client, table_client
@@ -306,3 +306,20 @@ async def test_transient_faults_are_retried_and_nothing_is_lost(make_services: M
     written = {str(r["accountid"]) for r in await rows(services)
                if is_enriched(r, services.settings.definition)}
     assert len(written) == totals.written
+
+
+async def test_a_message_for_an_unknown_definition_goes_to_poison_with_why(
+        make_services: Make) -> None:
+    services = await make_services()
+    record = {"id": "5b1c2a3e-0000-4000-8000-000000000001", "input": "https://www.contoso.com"}
+    body = json.dumps({"version": 3, "batch_id": "b-1", "definition": "contacts",
+                       "records": [record]}).encode()
+    counts = await worker.process_message(services, body)
+    assert counts.rejected_messages == 1
+    assert counts.written == 0
+    async with QueueClient.from_connection_string(
+            str(services.settings.storage.connection_string), POISON_QUEUE) as poison:
+        (entry,) = [m async for m in poison.receive_messages()]
+    envelope = json.loads(base64.b64decode(entry.content))
+    assert envelope["reason"] == "unknown definition 'contacts'; this deployment defines: default"
+    assert json.loads(envelope["message"])["definition"] == "contacts"
