@@ -132,6 +132,9 @@ param syncStateRefreshS string = '1'
 @description('SYNC_LEASE_S: lifetime of an instance\'s lease, in seconds.')
 param syncLeaseS string = '15'
 
+@description('SYNC_DEADLETTER_RETENTION_DAYS: days a dead letter or poison message (personal data) is kept, on the queue and in its index.')
+param syncDeadletterRetentionDays string = '30'
+
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = {
   'azd-env-name': environmentName
@@ -375,6 +378,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SYNC_MAX_WAIT_S: syncMaxWaitS
     SYNC_STATE_REFRESH_S: syncStateRefreshS
     SYNC_LEASE_S: syncLeaseS
+    SYNC_DEADLETTER_RETENTION_DAYS: syncDeadletterRetentionDays
   }
 }
 

@@ -110,6 +110,9 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
                 "How often an instance reads the shared state (hint, gate, leases)."),
     SettingSpec("SYNC_LEASE_S", "15",
                 "Lifetime of an instance's lease; a busy instance renews it every refresh."),
+    SettingSpec("SYNC_DEADLETTER_RETENTION_DAYS", "30",
+                "Days a dead letter or poison message (they hold personal data) is kept: the "
+                "time-to-live of the queue message and the expiry of its index row."),
 )
 
 WRITE_MODES: Final = ("single", "batch", "bulk")
@@ -164,6 +167,7 @@ class Settings:
     max_wait_s: float = 2.0
     state_refresh_s: float = 1.0
     lease_s: float = 15.0
+    deadletter_retention_days: int = 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -196,6 +200,7 @@ class Settings:
             max_wait_s=reader.number("SYNC_MAX_WAIT_S", low=0, high=60),
             state_refresh_s=reader.number("SYNC_STATE_REFRESH_S", low=0.1, high=60),
             lease_s=reader.number("SYNC_LEASE_S", low=1, high=600),
+            deadletter_retention_days=reader.integer("SYNC_DEADLETTER_RETENTION_DAYS", 1, 3650),
         )
         reader.guarded(lambda: _check_schedule(reader.text("SYNC_SCHEDULE")), None)
         if settings.lease_s <= 2 * settings.state_refresh_s:
