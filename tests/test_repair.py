@@ -187,6 +187,8 @@ async def test_entries_expire_after_the_retention(make_services: Make) -> None:
     await process(services, "run-e-p0-1", [ghost(1)])
     async with queue_client(services.settings.storage, DEAD_LETTER_QUEUE, None) as queue:
         (message,) = await queue.peek_messages()
+    assert message.expires_on is not None
+    assert message.inserted_on is not None
     assert (message.expires_on - message.inserted_on).total_seconds() == pytest.approx(
         2 * DAY_S, abs=5)
     tomorrow = ManualClock(wall_start_s=time.time() + DAY_S)
