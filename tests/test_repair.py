@@ -5,6 +5,7 @@ contract; expired entries go; bad input gets a sentence and exit 2."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -21,6 +22,7 @@ from sync.letterindex import DAY_S
 from sync.local.azurite import StorageAccount
 from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, DEAD_LETTER_TABLE, POISON_QUEUE
 from sync.ops import deadletters, poison, repaircli
+from sync.ops.repair import STALE_CLAIM_S
 from sync.services import Services
 from sync.settings import StorageSettings
 from sync.storage import queue_client, table_client
@@ -264,3 +266,38 @@ async def test_no_target_is_a_sentence(monkeypatch: pytest.MonkeyPatch,
     code, _ = await run("poison", "list")
     assert code == 2
     assert "--account NAME" in capsys.readouterr().err
+
+
+@pytest.mark.emulator(records=20, **FAST)
+async def test_two_replays_at_once_send_each_record_once(make_services: Make) -> None:
+    services = await make_services()
+    await process(services, "run-c-p0-1", [ghost(1), ghost(2), ghost(3)])
+    results = await asyncio.gather(run("deadletters", "replay"), run("deadletters", "replay"))
+    assert [code for code, _ in results] == [0, 0]
+    sent = [decode_batch(body.encode())
+            for body in await bodies(services.settings.storage, BATCH_QUEUE)]
+    assert sorted(r.id for m in sent for r in m.records) == [ghost(n).id for n in (1, 2, 3)]
+
+
+@pytest.mark.emulator(records=20, **FAST)
+async def test_a_replay_that_died_is_finished_by_the_next_with_its_batch_id(
+        make_services: Make) -> None:
+    services = await make_services()
+    await process(services, "run-d-p0-1", [ghost(1), ghost(2)])
+    now_s = time.time()
+    async with table_client(services.settings.storage, DEAD_LETTER_TABLE, None) as table:
+        for record, since_s in ((ghost(1), now_s - STALE_CLAIM_S - 1), (ghost(2), now_s)):
+            await table.update_entity({"PartitionKey": "run-d", "RowKey": record.id,
+                                       "State": "replaying", "ReplayingSince": since_s,
+                                       "ReplayBatch": "run-d:replay-died", "Replays": 1})
+    code, text = await run("deadletters", "replay")
+    assert code == 0
+    assert text.splitlines() == [
+        "replayed 1 dead letters in 1 messages; deleted 1 messages from sync-deadletter",
+        "1 skipped: being replayed by another command"]
+    (sent,) = await bodies(services.settings.storage, BATCH_QUEUE)
+    message = decode_batch(sent.encode())
+    assert message.batch_id == "run-d:replay-died"
+    assert [r.id for r in message.records] == [ghost(1).id]
+    assert message.records[0].history is not None
+    assert message.records[0].history.last_fault.startswith("replay 1 of record_missing")
