@@ -301,3 +301,23 @@ async def test_a_replay_that_died_is_finished_by_the_next_with_its_batch_id(
     assert [r.id for r in message.records] == [ghost(1).id]
     assert message.records[0].history is not None
     assert message.records[0].history.last_fault.startswith("replay 1 of record_missing")
+
+
+@pytest.mark.emulator(records=20, **FAST)
+async def test_scan_indexes_a_dead_letter_whose_row_is_missing(make_services: Make) -> None:
+    services = await make_services()
+    await process(services, "run-s-p0-1", [ghost(1)])
+    async with table_client(services.settings.storage, DEAD_LETTER_TABLE, None) as table:
+        await table.delete_entity("run-s", ghost(1).id)
+    assert await listed("deadletters", "list") == []
+    (row,) = await listed("deadletters", "list", "--scan")
+    assert (row["PartitionKey"], row["RecordId"], row["State"]) == ("run-s", ghost(1).id, "dead")
+    assert len(await bodies(services.settings.storage, DEAD_LETTER_QUEUE)) == 1, "still there"
+
+
+async def test_an_empty_poison_queue_says_so(storage: StorageSettings,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AzureWebJobsStorage", str(storage.connection_string))
+    assert await run("poison", "list") == (0, "no poison messages match\n")
+    assert await run("poison", "replay", "--since", "2026-01-01") == (
+        0, "no poison messages match (--since 2026-01-01)\n")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from types import SimpleNamespace
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 
 from sync.deadletter import message_envelope, replay_batch_id, run_id_of
 from sync.letterindex import BODY_CHUNK_CHARS, body_key, body_of, body_parts, poison_entity
 from sync.ops.poison import Poison, why_it_stays
 from sync.ops.queuescan import Found, body_text
+from sync.ops.repaircli import explain_storage_error
 from sync.ops.selection import (
     Selection,
     SelectionError,
@@ -103,3 +106,16 @@ def test_a_truncated_echo_is_never_replayed() -> None:
 ])
 def test_a_queue_body_loses_its_base64_where_it_has_one(content: str, body: str) -> None:
     assert body_text(content) == body
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("https://a.table.core.windows.net/SyncPoison()", "'Storage Table Data Contributor'"),
+    ("https://a.queue.core.windows.net/sync-batches-poison/messages",
+     "'Storage Queue Data Contributor'"),
+])
+def test_a_403_names_the_role_of_the_resource_it_came_from(url: str, says: str) -> None:
+    response = SimpleNamespace(status_code=403, reason="Forbidden", headers={},
+                               request=SimpleNamespace(url=url), text=lambda: "")
+    sentence = str(explain_storage_error(HttpResponseError(response=response), Poison()))
+    assert says in sentence
+    assert sentence.startswith("this identity may not use")

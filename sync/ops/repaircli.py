@@ -79,7 +79,7 @@ async def execute(args: argparse.Namespace, kind: Kind, *, always_scan: bool,
         print(f"error: {error}", file=sys.stderr)
         return 2
     except AzureError as error:
-        print(f"error: {_explain(error, kind)}", file=sys.stderr)
+        print(f"error: {explain_storage_error(error, kind)}", file=sys.stderr)
         return 2
     write.write("".join(f"{line}\n" for line in lines))
     return 0
@@ -157,7 +157,8 @@ def selection_text(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
-def _explain(error: AzureError, kind: Kind) -> TargetError:
+def explain_storage_error(error: AzureError, kind: Kind) -> TargetError:
+    """The error as a sentence naming the table or queue it came from, and its role."""
     response = getattr(error, "response", None)
     url = str(getattr(getattr(response, "request", None), "url", ""))
     if isinstance(error, HttpResponseError) and kind.table in url:
