@@ -321,3 +321,18 @@ async def test_an_empty_poison_queue_says_so(storage: StorageSettings,
     assert await run("poison", "list") == (0, "no poison messages match\n")
     assert await run("poison", "replay", "--since", "2026-01-01") == (
         0, "no poison messages match (--since 2026-01-01)\n")
+
+
+@pytest.mark.emulator(records=20, **FAST)
+async def test_a_replayed_message_the_host_poisons_again_can_be_replayed_again(
+        make_services: Make) -> None:
+    services = await make_services()
+    good = BatchMessage("run-r-p0-1", tuple(await refs(services, 1)))
+    async with queue_client(services.settings.storage, POISON_QUEUE, None) as poison_queue:
+        await poison_queue.send_message(good.to_json())
+        assert "replayed 1 poison" in (await run("poison", "replay"))[1]
+        await poison_queue.send_message(good.to_json())  # it failed again
+    (entry,) = await listed("poison", "list")
+    assert entry["State"] == "dead"
+    assert "replayed 1 poison" in (await run("poison", "replay"))[1]
+    assert await bodies(services.settings.storage, BATCH_QUEUE) == [good.to_json()] * 2

@@ -141,11 +141,19 @@ async def index_queue(store: Store, kind: Kind, expires_at_s: float) -> int:
             await store.index.create_entity(entity)
             added += 1
         except ResourceExistsError:
-            await store.index.update_entity({"PartitionKey": entity["PartitionKey"],
-                                             "RowKey": entity["RowKey"],
-                                             "MessageId": found.message_id},
-                                            mode=UpdateMode.MERGE)
+            await _found_again(store.index, entity)
     return added
+
+
+async def _found_again(index: TableClient, entity: Row) -> None:
+    """An indexed item is on the queue: note its message; if it was replayed and this is
+    another message (it failed again after the replay), it is ``dead`` again."""
+    row = await index.get_entity(entity["PartitionKey"], entity["RowKey"])
+    fields: Row = {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"],
+                   "MessageId": entity["MessageId"]}
+    if row.get("State") == REPLAYED and row.get("MessageId") != entity["MessageId"]:
+        fields.update(State=DEAD, At=entity["At"], ExpiresAt=entity["ExpiresAt"])
+    await index.update_entity(fields, mode=UpdateMode.MERGE)
 
 
 def replayable(rows: Sequence[Row], now_s: float, tally: Tally) -> list[Row]:
