@@ -166,6 +166,9 @@ param syncLeaseS string = '15'
 @description('SYNC_QUEUE_METRICS_SCHEDULE: six-field NCRONTAB schedule of the queue depth and age sampling, in UTC.')
 param syncQueueMetricsSchedule string = '0 * * * * *'
 
+@description('SYNC_DEADLETTER_RETENTION_DAYS: days a dead letter or poison message (personal data) is kept, on the queue and in its index.')
+param syncDeadletterRetentionDays string = '30'
+
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = {
   'azd-env-name': environmentName
@@ -436,6 +439,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SYNC_STATE_REFRESH_S: syncStateRefreshS
     SYNC_LEASE_S: syncLeaseS
     SYNC_QUEUE_METRICS_SCHEDULE: syncQueueMetricsSchedule
+    SYNC_DEADLETTER_RETENTION_DAYS: syncDeadletterRetentionDays
   }
 }
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from sync.local import enqueue, host, stack
 from sync.local.emulators import enrichment
 from sync.local.emulators.webapi import cli as dataverse_cli
+from sync.ops import deadletters, initstorage, poison
 
 Main = Callable[[argparse.Namespace], int]
 
@@ -22,6 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
          host.configure_parser, host.main)
     _add(commands, "enqueue", "validate a JSONL file of records and put it on the batches queue",
          enqueue.configure_parser, enqueue.main)
+    _add(commands, "init-storage", "create the app's queues and tables where missing",
+         initstorage.configure_parser, initstorage.main)
+    _add(commands, "deadletters", "list, show, replay or purge dead-lettered records",
+         deadletters.configure_parser, deadletters.main)
+    _add(commands, "poison", "list, show, replay or purge poison messages",
+         poison.configure_parser, poison.main)
     emulator = commands.add_parser("emulator", help="serve one emulator until Ctrl-C")
     kinds = emulator.add_subparsers(dest="kind", required=True)
     _add(kinds, "dataverse", "the Dataverse Web API emulator", dataverse_cli.configure_parser,

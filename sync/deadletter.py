@@ -64,8 +64,21 @@ def message_envelope(body: bytes, reason: str, now_iso: str) -> str:
                        "truncated": len(text) > MAX_ECHOED_CHARS})
 
 
+REPLAY_MARK: Final = ":replay-"
+"""Between the run id and the replay's token in the batch id of a replayed message."""
+
+
+def replay_batch_id(run_id: str, token: str) -> str:
+    """The batch id of a message that replays dead letters of ``run_id``: ``run_id_of`` maps
+    it back to the run (a run id too long to fit beside the mark is cut)."""
+    return f"{run_id[:128 - len(REPLAY_MARK) - len(token)]}{REPLAY_MARK}{token}"
+
+
 def run_id_of(batch_id: str) -> str:
-    """The run a planner's batch belongs to (``<run>-p<page>-<n>``); a producer's batch id is
-    its own run."""
+    """The run a planner's batch belongs to (``<run>-p<page>-<n>``, or a replay of the run's
+    dead letters, ``<run>:replay-<token>``); a producer's batch id is its own run."""
+    head, mark, _ = batch_id.partition(REPLAY_MARK)
+    if mark:
+        return head
     head, sep, _ = batch_id.rpartition("-p")
     return head if sep and head.startswith("run-") else batch_id

@@ -22,8 +22,14 @@ LEDGER_TABLE: Final = "SyncLedger"
 STATE_TABLE: Final = "SyncState"
 """Shared state: the DOP hint cache, the throttle gate, instance leases, checkpoints."""
 
+DEAD_LETTER_TABLE: Final = "SyncDeadLetters"
+"""One row per dead-lettered record (partition: the run), to list, filter and replay them."""
+
+POISON_TABLE: Final = "SyncPoison"
+"""One row per poison message, whoever put it there (the worker or the Functions host)."""
+
 QUEUES: Final = (BATCH_QUEUE, POISON_QUEUE, DEAD_LETTER_QUEUE, PLAN_QUEUE)
-TABLES: Final = (LEDGER_TABLE, STATE_TABLE)
+TABLES: Final = (LEDGER_TABLE, STATE_TABLE, DEAD_LETTER_TABLE, POISON_TABLE)
 
 STORAGE_CONNECTION: Final = "AzureWebJobsStorage"
 """The connection setting the triggers bind to, and the prefix of its identity-based form."""

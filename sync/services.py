@@ -30,9 +30,11 @@ from sync.http import new_session
 from sync.names import (
     BATCH_QUEUE,
     DEAD_LETTER_QUEUE,
+    DEAD_LETTER_TABLE,
     LEDGER_TABLE,
     PLAN_QUEUE,
     POISON_QUEUE,
+    POISON_TABLE,
     STATE_TABLE,
 )
 from sync.settings import Settings
@@ -88,6 +90,9 @@ class Services:
     dead_letters: QueueClient
     ledger: TableClient
     state: TableClient
+    dead_letter_index: TableClient
+    """One row per dead letter (sync.letterindex), written beside the queue message."""
+    poison_index: TableClient
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _refresher: asyncio.Task[None] | None = None
 
@@ -108,8 +113,8 @@ class Services:
             logger.exception("slots not given back", extra={"event": "leave_failed"})
         for client in (self.batches, self.plans, self.poison, self.dead_letters):
             await client.close()
-        await self.ledger.close()
-        await self.state.close()
+        for table in (self.ledger, self.state, self.dead_letter_index, self.poison_index):
+            await table.close()
         await self.tokens.close()
         if self.storage_credential is not None:
             await self.storage_credential.close()
@@ -171,4 +176,6 @@ def open_services(settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
         plans=queue_client(storage, PLAN_QUEUE, credential),
         poison=queue_client(storage, POISON_QUEUE, credential),
         dead_letters=queue_client(storage, DEAD_LETTER_QUEUE, credential),
-        ledger=table_client(storage, LEDGER_TABLE, credential), state=state)
+        ledger=table_client(storage, LEDGER_TABLE, credential), state=state,
+        dead_letter_index=table_client(storage, DEAD_LETTER_TABLE, credential),
+        poison_index=table_client(storage, POISON_TABLE, credential))

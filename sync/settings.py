@@ -121,6 +121,9 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
                 "ClientId=<managed identity client id>;Authorization=AAD: the identity the "
                 "host and the app send telemetry with (Entra ID; the component refuses "
                 "instrumentation keys)."),
+    SettingSpec("SYNC_DEADLETTER_RETENTION_DAYS", "30",
+                "Days a dead letter or poison message (they hold personal data) is kept: the "
+                "time-to-live of the queue message and the expiry of its index row."),
 )
 
 WRITE_MODES: Final = ("single", "batch", "bulk")
@@ -175,6 +178,7 @@ class Settings:
     max_wait_s: float = 2.0
     state_refresh_s: float = 1.0
     lease_s: float = 15.0
+    deadletter_retention_days: int = 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -207,6 +211,7 @@ class Settings:
             max_wait_s=reader.number("SYNC_MAX_WAIT_S", low=0, high=60),
             state_refresh_s=reader.number("SYNC_STATE_REFRESH_S", low=0.1, high=60),
             lease_s=reader.number("SYNC_LEASE_S", low=1, high=600),
+            deadletter_retention_days=reader.integer("SYNC_DEADLETTER_RETENTION_DAYS", 1, 3650),
         )
         for schedule in ("SYNC_SCHEDULE", "SYNC_QUEUE_METRICS_SCHEDULE"):
             _check_schedule_setting(reader, schedule)

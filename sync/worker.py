@@ -12,13 +12,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import logging
 import math
 import random
+import time
 from collections import Counter
-from typing import Final
+from typing import Any, Final
 
-from sync import ledger
+from azure.data.tables.aio import TableClient
+
+from sync import ledger, letterindex
 from sync.contract import (
     DEFAULT_DEFINITION,
     NEVER_EXPIRE,
@@ -109,9 +113,31 @@ async def _carry_out(services: Services, run: MessageRun) -> None:
 async def _reject(services: Services, body: bytes, reason: str) -> BatchCounts:
     logger.warning("batch message rejected: %s", reason,
                    extra={"event": "message_rejected", "reason": reason})
-    await services.poison.send_message(message_envelope(body, reason, now_iso()),
-                                       time_to_live=NEVER_EXPIRE)
+    envelope = message_envelope(body, reason, now_iso())
+    sent = await services.poison.send_message(envelope, time_to_live=_retention_s(services))
+    echo = json.loads(envelope)
+    await _index(services.poison_index, letterindex.poison_entity(
+        echo["message"], reason=reason, source="worker", message_id=sent.id, at=echo["at"],
+        expires_at_s=_expiry_s(services), truncated=echo["truncated"]))
     return BatchCounts(rejected_messages=1)
+
+
+def _retention_s(services: Services) -> int:
+    return letterindex.retention_s(services.settings.deadletter_retention_days)
+
+
+def _expiry_s(services: Services) -> float:
+    return time.time() + _retention_s(services)
+
+
+async def _index(table: TableClient, entity: dict[str, Any]) -> None:
+    """Index a dead letter or poison message; the queue message is kept if this fails (a
+    `sync poison list` and `sync deadletters list --scan` index it from the queue)."""
+    try:
+        await letterindex.put(table, entity)
+    except Exception:
+        logger.exception("%s not indexed in %s", entity["RowKey"], table.table_name,
+                         extra={"event": "index_failed", "table": table.table_name})
 
 
 async def _enrich(services: Services, run: MessageRun, record: RecordRef) -> Enriched | None:
@@ -156,15 +182,17 @@ async def _dead_letter(services: Services, run: MessageRun, record: RecordRef,
                    extra={"event": "record_dead_lettered", "batch_id": batch_id,
                           "reason": reason})
     history = run.history_of(record)
+    envelope = record_envelope(origin, record, fault, history, now_iso())
     try:
-        await services.dead_letters.send_message(
-            record_envelope(origin, record, fault, history, now_iso()),
-            time_to_live=NEVER_EXPIRE)
+        sent = await services.dead_letters.send_message(envelope,
+                                                        time_to_live=_retention_s(services))
     except Exception:
         logger.exception("dead letter for record %s not saved; it stays unfinished", record.id,
                          extra={"event": "dead_letter_failed"})
         run.wait(service_delay_s(run, services.circuit_policy))
         return
+    await _index(services.dead_letter_index, letterindex.dead_letter_entity(
+        json.loads(envelope), sent.id, _expiry_s(services)))
     run.dead_lettered(record.id, reason)
 
 
