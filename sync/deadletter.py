@@ -8,6 +8,7 @@ how many attempts it took and when it was first and last seen failing.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -16,6 +17,7 @@ from sync.errors import AmbiguousFault, RecordFault, SyncError
 
 MAX_ECHOED_CHARS: Final = 40_000
 """A rejected message is echoed up to this length, so the envelope fits a queue message."""
+_SPLIT_SUFFIX: Final = re.compile(r"(?:\.\d+)+$")
 SUSPECTED: Final = "suspected_record_fault"
 RECORD_REASONS: Final = frozenset({"unusable_input", "not_enrichable", "input_refused",
                                    "record_missing", "changed_since_read", "conflict",
@@ -66,6 +68,14 @@ def message_envelope(body: bytes, reason: str, now_iso: str) -> str:
 
 def run_id_of(batch_id: str) -> str:
     """The run a planner's batch belongs to (``<run>-p<page>-<n>``); a producer's batch id is
-    its own run."""
+    its own run, without the ``.<n>`` suffixes the worker gives the parts of a remainder it had
+    to split (``sync.worker``)."""
+    if is_planned(batch_id):
+        return batch_id.rpartition("-p")[0]
+    return _SPLIT_SUFFIX.sub("", batch_id) or batch_id
+
+
+def is_planned(batch_id: str) -> bool:
+    """Whether the batch came from the planner (its run has a plan) or from a producer."""
     head, sep, _ = batch_id.rpartition("-p")
-    return head if sep and head.startswith("run-") else batch_id
+    return bool(sep) and head.startswith("run-")
