@@ -8,12 +8,14 @@ from collections.abc import Callable, Sequence
 from sync.local import enqueue, host, stack
 from sync.local.emulators import enrichment
 from sync.local.emulators.webapi import cli as dataverse_cli
+from sync.ops import status
 
 Main = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: ``local``, ``host``, ``emulator dataverse|enrichment``."""
+    """The command line: ``local``, ``host``, ``enqueue``, ``status``,
+    ``emulator dataverse|enrichment``."""
     parser = argparse.ArgumentParser(prog="python -m sync", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _add(commands, "local", "run a full sync on Azurite and the emulators, then check it",
@@ -22,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
          host.configure_parser, host.main)
     _add(commands, "enqueue", "validate a JSONL file of records and put it on the batches queue",
          enqueue.configure_parser, enqueue.main)
+    _add(commands, "status", "show how the current or last run is going, or how it ended",
+         status.configure_parser, status.main)
     emulator = commands.add_parser("emulator", help="serve one emulator until Ctrl-C")
     kinds = emulator.add_subparsers(dest="kind", required=True)
     _add(kinds, "dataverse", "the Dataverse Web API emulator", dataverse_cli.configure_parser,

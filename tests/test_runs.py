@@ -128,7 +128,8 @@ async def test_a_plan_that_starts_beside_an_incomplete_run_overlaps_it(
     (overlap,) = events(names.RUN_OVERLAPPED)
     assert (getattr(overlap, names.RUN_ID), getattr(overlap, names.PREVIOUS_RUN_ID)) == (
         "run-new", "run-old")
-    assert old is not None and new is not None
+    assert old is not None
+    assert new is not None
     assert (old.run.overlapped_by, new.run.previous_run_id) == ("run-new", "run-old")
     assert not old.run.completed
     (completed,) = events(names.RUN_COMPLETED)
