@@ -27,7 +27,7 @@ from sync.ledger import BatchCounts, PlanManifest
 from sync.local.azurite import StorageAccount
 from sync.names import BATCH_QUEUE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
 from sync.ops import status
-from sync.ops.run_status import Cluster, RunStatus, circuit_state, eta_s, rate_per_s
+from sync.ops.run_status import ClusterState, RunStatus, circuit_state, eta_s, rate_per_s
 from sync.ops.status_view import status_dict
 from sync.runs import RunRow, RunTotals
 from sync.settings import StorageSettings
@@ -129,6 +129,8 @@ async def test_the_whole_story_as_json(storage: StorageSettings) -> None:
     assert data["gate"] == {"closed_for_s": 12.5, "code": "0x80072322"}
     assert data["circuits"]["enrichment"] == {"state": "open", "open_for_s": 30.0, "trips": 1,
                                               "reason": "503 from the API"}
+    assert data["circuits"]["dataverse"] == {"state": "closed", "open_for_s": 0.0, "trips": 0,
+                                             "reason": None}
     assert data["dop"] == {"hint": 6, "slots": 6, "slots_held": 2,
                            "slots_by_instance": {"a": 2}, "instances": 1}
 
@@ -143,7 +145,8 @@ async def test_the_same_story_as_text(storage: StorageSettings) -> None:
                  "overlapped by    run-new", "poisoned msgs             2",
                  "throttle gate    closed for 12.5 s (0x80072322)",
                  "DOP hint         6; 2 slot(s) leased by 1 instance(s), 1 busy",
-                 "circuit          enrichment: open for 30.0 s: 503 from the API"):
+                 "circuit          enrichment: open for 30.0 s: 503 from the API",
+                 "circuit          dataverse: closed"):
         assert line in out, out
 
 
@@ -241,7 +244,7 @@ def test_every_json_key_is_documented_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("### `sync status`"):]
     run = totals(10, 5)
-    data: dict[str, Any] = status_dict(RunStatus(START_S, run, {}, Cluster()))
+    data: dict[str, Any] = status_dict(RunStatus(START_S, run, {}, ClusterState()))
     keys = {*data, *data["run"], *data["gate"], *data["dop"]}
     missing = sorted(key for key in keys if f"`{key}`" not in section)
     assert not missing, f"README's `sync status` section lacks {missing}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
@@ -23,6 +23,8 @@ from sync.cluster import (
     live_instances,
     read_circuits,
 )
+from sync.dataverse import SERVICE as DATAVERSE
+from sync.enrichment import SERVICE as ENRICHMENT
 from sync.failures.circuit import CircuitView
 from sync.names import LEDGER_TABLE, POISON_QUEUE, QUEUES, STATE_TABLE
 from sync.ops.target import QUEUE_ROLE, TABLE_ROLE, explain
@@ -32,6 +34,8 @@ from sync.slots import SLOT_PARTITION, slot_from
 from sync.storage import queue_client, storage_credential, table_client
 
 T = TypeVar("T")
+SERVICES: Final = (DATAVERSE, ENRICHMENT)
+"""Every service with a circuit: shown closed until its circuit first opens."""
 
 
 class NoRun(Exception):
@@ -39,7 +43,7 @@ class NoRun(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Cluster:
+class ClusterState:
     """The shared state as one read found it."""
 
     gate_until_s: float = 0.0
@@ -59,7 +63,7 @@ class RunStatus:
     now_s: float
     run: RunTotals
     queues: dict[str, int]
-    cluster: Cluster
+    cluster: ClusterState
     overlapping: tuple[RunTotals, ...] = ()
     """The other run(s) of an overlap, when still incomplete."""
 
@@ -135,7 +139,7 @@ async def _overlapping(ledger: TableClient, totals: RunTotals) -> tuple[RunTotal
     return tuple(t for t in found if t is not None and not t.run.completed)
 
 
-async def read_cluster(state: TableClient, now_s: float) -> Cluster:
+async def read_cluster(state: TableClient, now_s: float) -> ClusterState:
     """The gate, circuits, hint, slots and leases as the state table holds them."""
     gate = await _get(state, *GATE_KEY)
     hint = await _get(state, *HINT_KEY)
@@ -146,9 +150,10 @@ async def read_cluster(state: TableClient, now_s: float) -> Cluster:
             held[slot.holder] = held.get(slot.holder, 0) + 1
     leases = {str(e["RowKey"]): float(e["ExpiresAt"]) async for e in
               state.query_entities(f"PartitionKey eq '{LEASE_PARTITION}'")}
-    return Cluster(gate_until_s=float(gate["Until"]) if gate else 0.0,
+    return ClusterState(gate_until_s=float(gate["Until"]) if gate else 0.0,
                    gate_code=str(gate.get("Code", "")) if gate else "",
-                   circuits=await read_circuits(state),
+                   circuits={**dict.fromkeys(SERVICES, CircuitView()),
+                             **await read_circuits(state)},
                    dop_hint=int(hint["Hint"]) if hint else None, slots_held=held,
                    instances=len(live_instances(leases, now_s)))
 
@@ -178,7 +183,7 @@ async def _get(table: TableClient, partition: str, row: str) -> Mapping[str, Any
         return None
 
 
-def hint_or_default(cluster: Cluster) -> int:
+def hint_or_default(cluster: ClusterState) -> int:
     """The hint the slots are cut from: the cached one, else what instances assume."""
     return cluster.dop_hint if cluster.dop_hint is not None else UNKNOWN_HINT
 

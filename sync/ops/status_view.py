@@ -115,8 +115,6 @@ def _cluster_lines(data: dict[str, Any]) -> list[str]:
         detail = (f" for {circuit['open_for_s']:.1f} s: {circuit['reason']}"
                   if circuit["state"] == "open" else "")
         lines.append(f"  circuit          {name}: {circuit['state']}{detail}")
-    if not data["circuits"]:
-        lines.append("  circuits         closed (none has opened)")
     return lines
 
 
