@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from typing import Final, TextIO
 
@@ -53,6 +54,9 @@ def main(args: argparse.Namespace) -> int:
     if args.times is not None and args.times < 1:
         print("--times must be at least 1", file=sys.stderr)
         return 2
+    # the SDK's own warnings (every credential DefaultAzureCredential tried) would bury the
+    # one sentence this command prints for the same failure
+    logging.getLogger("azure").setLevel(logging.CRITICAL)
     try:
         storage = storage_for(args)
         return asyncio.run(show(storage, args.run, as_json=args.json, watch_s=args.watch,
