@@ -97,9 +97,11 @@ def _run_lines(run: dict[str, Any]) -> list[str]:
              f"  open             {run['open']:>10,}  (on a queue or in flight)",
              f"  rate             {run['rate_per_s']:>10,.1f} records/s  ETA {eta}"]
     if run["previous_run_id"]:
-        lines.append(f"  overlaps         {run['previous_run_id']} (started before it ended)")
+        lines.append(f"  overlaps         {run['previous_run_id']} "
+                     "(this run started before that one completed)")
     if run["overlapped_by"]:
-        lines.append(f"  overlapped by    {run['overlapped_by']} (started before this ended)")
+        lines.append(f"  overlapped by    {run['overlapped_by']} "
+                     "(started before this one completed)")
     return lines
 
 
