@@ -8,13 +8,14 @@ from collections.abc import Callable, Sequence
 from sync.local import enqueue, host, stack
 from sync.local.emulators import enrichment
 from sync.local.emulators.webapi import cli as dataverse_cli
-from sync.ops import deadletters, initstorage, poison
+from sync.ops import deadletters, initstorage, poison, status
 
 Main = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: ``local``, ``host``, ``emulator dataverse|enrichment``."""
+    """The command line: ``local``, ``host``, ``enqueue``, ``status``,
+    ``emulator dataverse|enrichment``."""
     parser = argparse.ArgumentParser(prog="python -m sync", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _add(commands, "local", "run a full sync on Azurite and the emulators, then check it",
@@ -23,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
          host.configure_parser, host.main)
     _add(commands, "enqueue", "validate a JSONL file of records and put it on the batches queue",
          enqueue.configure_parser, enqueue.main)
+    _add(commands, "status", "show how the current or last run is going, or how it ended",
+         status.configure_parser, status.main)
     _add(commands, "init-storage", "create the app's queues and tables where missing",
          initstorage.configure_parser, initstorage.main)
     _add(commands, "deadletters", "list, show, replay or purge dead-lettered records",

@@ -8,6 +8,7 @@ how many attempts it took and when it was first and last seen failing.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -16,6 +17,7 @@ from sync.errors import AmbiguousFault, RecordFault, SyncError
 
 MAX_ECHOED_CHARS: Final = 40_000
 """A rejected message is echoed up to this length, so the envelope fits a queue message."""
+_SPLIT_SUFFIX: Final = re.compile(r"(?:\.\d+)+$")
 SUSPECTED: Final = "suspected_record_fault"
 RECORD_REASONS: Final = frozenset({"unusable_input", "not_enrichable", "input_refused",
                                    "record_missing", "changed_since_read", "conflict",
@@ -75,10 +77,19 @@ def replay_batch_id(run_id: str, token: str) -> str:
 
 
 def run_id_of(batch_id: str) -> str:
-    """The run a planner's batch belongs to (``<run>-p<page>-<n>``, or a replay of the run's
-    dead letters, ``<run>:replay-<token>``); a producer's batch id is its own run."""
+    """The run a batch belongs to: a planner's batch (``<run>-p<page>-<n>``) its plan's run; a
+    replay of a run's dead letters (``<run>:replay-<token>``) that run; a producer's batch its
+    own run, without the ``.<n>`` suffixes the worker gives the parts of a remainder it had to
+    split (``sync.worker``)."""
     head, mark, _ = batch_id.partition(REPLAY_MARK)
     if mark:
         return head
+    if is_planned(batch_id):
+        return batch_id.rpartition("-p")[0]
+    return _SPLIT_SUFFIX.sub("", batch_id) or batch_id
+
+
+def is_planned(batch_id: str) -> bool:
+    """Whether the batch came from the planner (its run has a plan) or from a producer."""
     head, sep, _ = batch_id.rpartition("-p")
-    return head if sep and head.startswith("run-") else batch_id
+    return bool(sep) and head.startswith("run-")

@@ -1,7 +1,13 @@
-"""The run ledger in Table Storage: counts per processed message and a manifest per plan.
+"""The run ledger in Table Storage: one partition per run, holding the run's row (what was
+planned, when it started, whether it completed) and one row per processed message.
 
-Rows are keyed by batch id and attempt, so a message processed twice overwrites its own row
-instead of counting twice; the attempts of a batch cover disjoint sets of records.
+- partition ``run:<run id>`` (the run of a message: ``sync.deadletter.run_id_of``), so one run's
+  totals are one partition query;
+- row ``run``: the run's row (``sync.runs`` writes its lifecycle fields; the planner its
+  manifest);
+- rows ``msg:<batch id>|<attempt>``: what one processing of one message did. A message processed
+  twice overwrites its own row instead of counting twice; the attempts of a batch cover disjoint
+  sets of records.
 """
 
 from __future__ import annotations
@@ -15,8 +21,15 @@ from typing import Any, Final
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-BATCH_PARTITION: Final = "batch"
-PLAN_PARTITION: Final = "plan"
+from sync.deadletter import run_id_of
+
+RUN_PREFIX: Final = "run:"
+RUN_ROW: Final = "run"
+MESSAGE_PREFIX: Final = "msg:"
+_MESSAGE_END: Final = "msg;"
+"""The first key after every ``msg:`` key (``;`` follows ``:``)."""
+PLAN_KIND: Final = "plan"
+MESSAGE_KIND: Final = "message"
 
 
 @dataclass(slots=True)
@@ -64,9 +77,19 @@ class PlanManifest:
     complete: bool
 
 
+def run_partition(run_id: str) -> str:
+    """The partition that holds a run's row and its messages' rows."""
+    return f"{RUN_PREFIX}{run_id}"
+
+
+def is_message_row(entity: Mapping[str, Any]) -> bool:
+    return str(entity["RowKey"]).startswith(MESSAGE_PREFIX)
+
+
 def batch_entity(batch_id: str, attempt: int, counts: BatchCounts) -> dict[str, Any]:
-    """The ledger row of one processed message."""
-    return {"PartitionKey": BATCH_PARTITION, "RowKey": f"{batch_id}|{attempt:04d}",
+    """The ledger row of one processed message, in its run's partition."""
+    return {"PartitionKey": run_partition(run_id_of(batch_id)),
+            "RowKey": f"{MESSAGE_PREFIX}{batch_id}|{attempt:04d}",
             "Written": counts.written, "DeadLettered": counts.dead_lettered,
             "Reenqueued": counts.reenqueued, "RejectedMessages": counts.rejected_messages,
             "TransientRetries": counts.transient_retries,
@@ -94,17 +117,18 @@ def _counter(entity: Mapping[str, Any], name: str) -> Counter[str]:
 
 
 def plan_entity(manifest: PlanManifest) -> dict[str, Any]:
-    """The ledger row of one plan."""
-    return {"PartitionKey": PLAN_PARTITION, "RowKey": manifest.run_id,
-            "Records": manifest.records, "Batches": manifest.batches, "Pages": manifest.pages,
-            "Complete": manifest.complete}
+    """A plan's manifest: the fields of its run's row that the planner writes."""
+    return {"PartitionKey": run_partition(manifest.run_id), "RowKey": RUN_ROW,
+            "RunId": manifest.run_id, "Kind": PLAN_KIND, "Planned": manifest.records,
+            "Batches": manifest.batches, "Pages": manifest.pages,
+            "PlanComplete": manifest.complete}
 
 
 def manifest_from(entity: Mapping[str, Any]) -> PlanManifest:
-    """The manifest a ledger row holds."""
-    return PlanManifest(run_id=str(entity["RowKey"]), records=int(entity["Records"]),
-                        batches=int(entity["Batches"]), pages=int(entity["Pages"]),
-                        complete=bool(entity["Complete"]))
+    """The manifest a run's row holds."""
+    return PlanManifest(run_id=str(entity["RunId"]), records=int(entity.get("Planned", 0)),
+                        batches=int(entity.get("Batches", 0)), pages=int(entity.get("Pages", 0)),
+                        complete=bool(entity.get("PlanComplete", False)))
 
 
 async def record_batch(table: TableClient, batch_id: str, attempt: int,
@@ -114,20 +138,21 @@ async def record_batch(table: TableClient, batch_id: str, attempt: int,
 
 
 async def record_plan(table: TableClient, manifest: PlanManifest) -> None:
-    """Write (or overwrite) a plan's manifest."""
-    await table.upsert_entity(plan_entity(manifest), mode=UpdateMode.REPLACE)
+    """Write (or overwrite) a plan's manifest; the run's other fields stay (a merge)."""
+    await table.upsert_entity(plan_entity(manifest), mode=UpdateMode.MERGE)
 
 
 async def batch_totals(table: TableClient) -> BatchCounts:
-    """The sum of every processed message's counts."""
+    """The sum of every processed message's counts, over every run (a table scan: for tests
+    and the local stack; one run's totals are ``sync.runs.read_run``)."""
     totals = BatchCounts()
-    rows = table.query_entities(f"PartitionKey eq '{BATCH_PARTITION}'")
+    rows = table.query_entities(f"RowKey ge '{MESSAGE_PREFIX}' and RowKey lt '{_MESSAGE_END}'")
     async for entity in rows:
         totals.add(counts_from(entity))
     return totals
 
 
 async def plans(table: TableClient) -> list[PlanManifest]:
-    """Every plan's manifest."""
-    rows = table.query_entities(f"PartitionKey eq '{PLAN_PARTITION}'")
+    """Every plan's manifest (a table scan: for tests and the local stack)."""
+    rows = table.query_entities(f"RowKey eq '{RUN_ROW}' and Kind eq '{PLAN_KIND}'")
     return [manifest_from(entity) async for entity in rows]

@@ -8,6 +8,9 @@
   writes are not planned again.
 - After ``SYNC_PLAN_BUDGET_S`` an invocation hands the rest (the next link) to a continuation
   message on the plan queue, so a table of millions is planned by many short invocations.
+- The run's row (``sync.runs``) is written when the plan starts (noting an incomplete previous
+  run it overlaps) and when it hands on or finishes (what it planned); a finished plan emits
+  ``run_planned`` and completes the run if the workers already did every record.
 - Batch ids are ``<run>-p<page>-<n>``: re-planning a page after a crash sends the same batches
   again (harmless: writes are idempotent), never skips one. The checkpoint moves only when the
   whole plan is enqueued.
@@ -28,7 +31,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sync import ledger
+from sync import ledger, runs
 from sync.contract import (
     MAX_CURRENT_TEXT_CHARS,
     MAX_ETAG_CHARS,
@@ -134,7 +137,7 @@ async def plan(services: Services, now: datetime) -> PlanState | None:
     state = PlanState(run_id=new_run_id(now), mode=mode,
                       next_link=checkpoint.delta_link if mode == "delta" else None,
                       watermark_to=f"{now.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}")
-    await _manifest(services, state, complete=False)
+    await runs.start_plan(services.ledger, state.run_id, now.timestamp())
     if table.skip_own_changes and incremental:
         try:
             state = dataclasses.replace(state, self_id=await services.dataverse_dep.call(
@@ -233,9 +236,13 @@ async def _finish(services: Services, state: PlanState, delta_link: str | None) 
                   else Checkpoint(watermark=state.watermark_to))
     await save_checkpoint(services.state, table.entity_set, checkpoint, state.run_id)
     await _manifest(services, state, complete=True)
+    runs.planned(state.run_id, state.records)
     logger.info("plan %s (%s): %d records in %d batches from %d pages, %d skipped",
                 state.run_id, state.mode, state.records, state.batches, state.page,
                 state.skipped, extra={"event": "plan_done", "run_id": state.run_id})
+    # the workers may have finished every batch before the plan was marked complete
+    await runs.complete_if_done(services.ledger, state.run_id,
+                                services.dataverse_dep.clock.wall_s())
 
 
 async def _manifest(services: Services, state: PlanState, *, complete: bool) -> None:

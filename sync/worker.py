@@ -5,6 +5,9 @@ fault of its own (with the reason), or back on the queue in the one fresh messag
 the unfinished records with their history, invisible for the longest delay a fault asked for
 (Retry-After, an open circuit, a service fault's back-off). The function raises only when it
 could not save unfinished work, so the host retries the message and nothing is lost.
+
+After the message's ledger row is written, its run (``sync.runs``) is completed if every
+planned record is now written or dead-lettered; a producer's message starts its own run.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any, Final
 
 from azure.data.tables.aio import TableClient
 
-from sync import ledger, letterindex
+from sync import ledger, letterindex, runs
 from sync.contract import (
     DEFAULT_DEFINITION,
     NEVER_EXPIRE,
@@ -31,7 +34,14 @@ from sync.contract import (
     decode_batch,
     fitting_groups,
 )
-from sync.deadletter import Origin, message_envelope, reason_of, record_envelope, run_id_of
+from sync.deadletter import (
+    Origin,
+    is_planned,
+    message_envelope,
+    reason_of,
+    record_envelope,
+    run_id_of,
+)
 from sync.enrichment import domain_of
 from sync.errors import (
     AmbiguousFault,
@@ -83,6 +93,10 @@ async def process_message(services: Services, body: bytes) -> BatchCounts:
                                              f"this deployment defines: {DEFAULT_DEFINITION}")
     run = MessageRun(message)
     describe_message(message)
+    run_id = run_id_of(message.batch_id)
+    if message.attempt == 0 and not is_planned(message.batch_id):
+        await runs.start_message_run(services.ledger, run_id, len(message.records),
+                                     services.dataverse_dep.clock.wall_s())
     try:
         await _carry_out(services, run)
     except Exception:
@@ -96,6 +110,8 @@ async def process_message(services: Services, body: bytes) -> BatchCounts:
                 message.batch_id, message.attempt, run.counts.written,
                 run.counts.dead_lettered, run.counts.reenqueued,
                 extra={"event": "batch_done", "batch_id": message.batch_id})
+    if not run.counts.reenqueued:  # records sent back are open: the run cannot be complete
+        await runs.complete_if_done(services.ledger, run_id, services.dataverse_dep.clock.wall_s())
     return run.counts
 
 

@@ -84,3 +84,34 @@ def test_dataverse_url_points_the_sync_at_a_running_endpoint(tmp_path: Path) -> 
         assert all(is_enriched(row, parse_definition("")) for row in rows)
     finally:
         children.stop_all()
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_S + EXIT_WAIT_S + 60)
+def test_keep_leaves_the_stack_up_for_sync_status_until_sigterm() -> None:
+    run = LocalRun("--records", "300", "--keep")
+    try:
+        run.wait_until("the kept stack", lambda: "Kept running (--keep)" in run.output,
+                       RUN_TIMEOUT_S)
+        assert "OK: every record" in run.output
+        answer = subprocess.run([sys.executable, "-m", "sync", "status", "--local", "--json"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=60,
+                                check=False)
+        assert answer.returncode == 0, answer.stderr
+        status = json.loads(answer.stdout)
+        run_figures = status["run"]
+        assert (run_figures["planned"], run_figures["written"], run_figures["dead_lettered"],
+                run_figures["open"], run_figures["completed"]) == (300, 300, 0, 0, True)
+        assert summary_count(run.output, "written") == run_figures["written"]
+        assert status["poisoned"] == summary_count(run.output, "poisoned msgs") == 0
+        assert status["dop"]["hint"] is not None
+        run.signal(signal.SIGTERM)
+        assert run.wait_for_exit() == 0, run.output
+        assert "Stopped: no process this run started is left." in run.output
+        assert len(run.seen) >= STACK_CHILDREN
+        assert run.left_alive() == []
+        gone = subprocess.run([sys.executable, "-m", "sync", "status", "--local"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert gone.returncode == 2
+        assert "no local stack is running" in gone.stderr
+    finally:
+        run.kill_everything()

@@ -12,10 +12,10 @@ from typing import Final, TextIO
 from azure.data.tables.aio import TableClient
 from azure.storage.queue.aio import QueueClient
 
-from sync import ledger
+from sync import runs
 from sync.cluster import read_circuits
 from sync.failures.circuit import CircuitView
-from sync.ledger import BatchCounts
+from sync.ledger import PLAN_KIND, BatchCounts
 
 POLL_S: Final = 0.5
 STALL_S: Final = 90.0
@@ -70,13 +70,15 @@ def progress_line(snapshot: Snapshot) -> str:
 
 async def snapshot(table: TableClient, queue: QueueClient, started_s: float,
                    state: TableClient | None = None) -> Snapshot:
-    """Read the ledger, the queue and (with ``state``) the circuits once."""
-    manifests = await ledger.plans(table)
-    counts = await ledger.batch_totals(table)
+    """Read the local run (the latest plan's run, read as ``sync status`` reads it), the queue
+    and (with ``state``) the circuits once."""
+    run_id = await runs.latest_run_id(table, PLAN_KIND)
+    totals = await runs.read_run(table, run_id) if run_id else None
     properties = await queue.get_queue_properties()
-    return Snapshot(planned=sum(m.records for m in manifests),
-                    plan_complete=bool(manifests) and all(m.complete for m in manifests),
-                    counts=counts, queued_messages=properties.approximate_message_count or 0,
+    return Snapshot(planned=totals.run.planned if totals else 0,
+                    plan_complete=totals is not None and totals.run.plan_complete,
+                    counts=totals.counts if totals else BatchCounts(),
+                    queued_messages=properties.approximate_message_count or 0,
                     elapsed_s=time.monotonic() - started_s,
                     circuits=await _open_circuits(state) if state is not None else {})
 

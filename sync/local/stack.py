@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import os
+import signal
 import sys
 import time
 import uuid
@@ -35,6 +36,7 @@ from sync.local.processes import (
 from sync.local.progress import ProgressPrinter, Snapshot, watch
 from sync.local.verify import Verification, dead_lettered_ids, emulator_stats, verify
 from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
+from sync.ops.run_status import read_queue_counts
 from sync.ops.target import forget_local_target, save_local_target
 from sync.settings import Settings, StorageSettings
 from sync.storage import ensure_resources, queue_client, table_client
@@ -54,6 +56,7 @@ class LocalOptions:
     emulator_args: tuple[str, ...] = ()
     enrichment_args: tuple[str, ...] = ()
     json_out: Path | None = None
+    keep: bool = False
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +78,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "--enrichment-arg=--rate-per-s=200 (repeatable)")
     parser.add_argument("--json-out", type=Path, default=None,
                         help="also write the run's figures as JSON to this file")
+    parser.add_argument("--keep", action="store_true",
+                        help="after the run and its checks, keep everything running (query it "
+                             "with `python -m sync status --local`) until Ctrl-C or SIGTERM")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -91,15 +97,19 @@ def main(args: argparse.Namespace) -> int:
     options = LocalOptions(records=args.records, instances=args.instances,
                            dataverse_url=args.dataverse_url, timeout_s=args.timeout_s,
                            emulator_args=tuple(args.emulator_arg),
-                           enrichment_args=tuple(args.enrichment_arg), json_out=args.json_out)
+                           enrichment_args=tuple(args.enrichment_arg), json_out=args.json_out,
+                           keep=args.keep)
     return run(options)
 
 
 def run(options: LocalOptions) -> int:
-    """Start everything, sync, verify, stop everything (on SIGINT and SIGTERM too)."""
+    """Start everything, sync, verify, stop everything (on SIGINT and SIGTERM too). With
+    ``keep``, everything stays up after the summary until a stop signal, and the exit code is
+    the run's."""
     children = Children(LOG_DIR)
     azurite: Azurite | None = None
     restore_signals = stop_on_signals(children)
+    code: int | None = None
     try:
         print(f"Starting Azurite, the emulators and {options.instances} host instance(s); "
               f"logs in {LOG_DIR}", flush=True)
@@ -114,7 +124,14 @@ def run(options: LocalOptions) -> int:
         outcome = asyncio.run(_watch_and_verify(env, options, lambda: all(h.alive for h in hosts)))
         elapsed_s = time.monotonic() - started_s
         usage = [resource_usage(h.process.pid) for h in hosts]
+        if options.keep:
+            code = _conclude(options, outcome, elapsed_s, usage)
+            _wait_for_stop()
     except Interrupted as signalled:
+        if code is not None:
+            _say(f"\n{signalled}: stopping everything this run started.")
+            _stop_everything(children, azurite, _say)
+            return code
         _say(f"\nInterrupted by {signalled}: stopping everything this run started "
              "(send the signal again to stop at once).")
         _stop_everything(children, azurite, _say)
@@ -122,9 +139,24 @@ def run(options: LocalOptions) -> int:
     finally:
         _stop_everything(children, azurite)
         restore_signals()
+    return _conclude(options, outcome, elapsed_s, usage)
+
+
+def _conclude(options: LocalOptions, outcome: Outcome, elapsed_s: float,
+              usage: list[ResourceUsage]) -> int:
     if options.json_out is not None:
         write_json(options.json_out, outcome, elapsed_s, usage)
     return report(outcome, elapsed_s)
+
+
+def _wait_for_stop() -> None:
+    """Everything stays up for operator commands until a stop signal (``Interrupted``)."""
+    print("\nKept running (--keep): Azurite, the emulators and the hosts stay up.\n"
+          "  python -m sync status --local          how the run went\n"
+          "  python -m sync status --local --watch  refreshed in place\n"
+          "Ctrl-C (or SIGTERM) stops everything.", flush=True)
+    while True:
+        signal.pause()
 
 
 def setting_problems(environ: Mapping[str, str]) -> tuple[str, ...]:
@@ -206,14 +238,13 @@ async def _watch_and_verify(env: dict[str, str], options: LocalOptions,
     async with (table_client(storage, LEDGER_TABLE, None) as table,
                 table_client(storage, STATE_TABLE, None) as state,
                 queue_client(storage, BATCH_QUEUE, None) as batches,
-                queue_client(storage, POISON_QUEUE, None) as poison,
                 queue_client(storage, DEAD_LETTER_QUEUE, None) as dead):
         printer = ProgressPrinter()
         final = await watch(table, batches, options.timeout_s, printer, healthy,
                             timeline=timeline, state=state)
         printer.close()
         dead_ids = await dead_lettered_ids(dead)
-        poisoned = (await poison.get_queue_properties()).approximate_message_count or 0
+        poisoned = (await read_queue_counts(storage))[POISON_QUEUE]
     verification, stats = None, None
     if options.dataverse_url is None:
         stats = await emulator_stats(settings.dataverse_url)

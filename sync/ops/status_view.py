@@ -1,0 +1,125 @@
+"""``sync status`` as text for people and as JSON for scripts (the keys are documented in the
+README and held by tests: renaming one is a breaking change)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from sync.names import QUEUES
+from sync.ops.run_status import (
+    RunStatus,
+    circuit_state,
+    elapsed_s,
+    eta_s,
+    hint_or_default,
+    rate_per_s,
+)
+from sync.runs import RunTotals
+
+
+def iso(epoch_s: float) -> str | None:
+    """An epoch time as ISO 8601 UTC; None for "never" (0)."""
+    if epoch_s <= 0:
+        return None
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_dict(totals: RunTotals, now_s: float) -> dict[str, Any]:
+    """One run's figures under stable keys."""
+    run, counts = totals.run, totals.counts
+    eta = eta_s(totals, now_s)
+    return {
+        "id": run.run_id, "kind": run.kind, "started_at": iso(run.started_s),
+        "plan_complete": run.plan_complete, "completed": run.completed,
+        "completed_at": iso(run.completed_s) if run.completed else None,
+        "planned": run.planned, "enqueued_messages": run.batches,
+        "written": counts.written, "dead_lettered": counts.dead_lettered,
+        "dead_lettered_by_reason": dict(counts.dead_lettered_by_reason),
+        "reenqueued": counts.reenqueued, "reenqueued_by_reason": dict(counts.reenqueued_by_reason),
+        "open": totals.open, "throttled_by_code": dict(counts.throttled_by_code),
+        "elapsed_s": round(elapsed_s(totals, now_s), 3),
+        "rate_per_s": round(rate_per_s(totals, now_s), 3),
+        "eta_s": None if eta is None else round(eta, 1),
+        "previous_run_id": run.previous_run_id or None,
+        "overlapped_by": run.overlapped_by or None,
+    }
+
+
+def status_dict(status: RunStatus) -> dict[str, Any]:
+    """Everything ``sync status --json`` prints."""
+    now_s, cluster = status.now_s, status.cluster
+    return {
+        "read_at": iso(now_s),
+        "run": run_dict(status.run, now_s),
+        "overlapping": [run_dict(other, now_s) for other in status.overlapping],
+        "queues": dict(status.queues), "poisoned": status.poisoned,
+        "gate": {"closed_for_s": round(max(0.0, cluster.gate_until_s - now_s), 3),
+                 "code": cluster.gate_code or None},
+        "circuits": {name: {"state": circuit_state(view, now_s),
+                            "open_for_s": round(max(0.0, view.open_until_s - now_s), 3),
+                            "trips": view.trips, "reason": view.reason or None}
+                     for name, view in sorted(cluster.circuits.items())},
+        "dop": {"hint": cluster.dop_hint, "slots": hint_or_default(cluster),
+                "slots_held": sum(cluster.slots_held.values()),
+                "slots_by_instance": dict(sorted(cluster.slots_held.items())),
+                "instances": cluster.instances},
+    }
+
+
+def render(status: RunStatus) -> str:
+    """The text a person reads."""
+    data = status_dict(status)
+    lines = _run_lines(data["run"])
+    for other in data["overlapping"]:
+        lines += ["", "Overlapping run (incomplete):", *_run_lines(other)]
+    lines += ["", "Queues (approximate: visible, delayed and in flight alike)"]
+    lines += [f"  {name:<18} {data['queues'].get(name, 0):>10,}" for name in QUEUES]
+    if not any(data["queues"].values()):
+        lines.append("  every queue is empty")
+    lines += ["", *_cluster_lines(data)]
+    return "\n".join(lines)
+
+
+def _run_lines(run: dict[str, Any]) -> list[str]:
+    state = ("completed " + str(run["completed_at"]) if run["completed"]
+             else "running" if run["plan_complete"] else "planning")
+    eta = "-" if run["eta_s"] is None else f"{run['eta_s']:,.0f} s"
+    lines = [f"Run {run['id']} ({run['kind']}), started {run['started_at']}: {state}",
+             f"  planned          {run['planned']:>10,}  in {run['enqueued_messages']:,} "
+             "messages",
+             f"  written          {run['written']:>10,}",
+             f"  dead-lettered    {run['dead_lettered']:>10,}  "
+             f"{by_reason(run['dead_lettered_by_reason'])}",
+             f"  re-enqueued      {run['reenqueued']:>10,}  "
+             f"{by_reason(run['reenqueued_by_reason'])}",
+             f"  open             {run['open']:>10,}  (on a queue or in flight)",
+             f"  rate             {run['rate_per_s']:>10,.1f} records/s  ETA {eta}"]
+    if run["previous_run_id"]:
+        lines.append(f"  overlaps         {run['previous_run_id']} "
+                     "(this run started before that one completed)")
+    if run["overlapped_by"]:
+        lines.append(f"  overlapped by    {run['overlapped_by']} "
+                     "(started before this one completed)")
+    return lines
+
+
+def _cluster_lines(data: dict[str, Any]) -> list[str]:
+    gate, dop = data["gate"], data["dop"]
+    hint = dop["hint"] if dop["hint"] is not None else f"unknown (assumed {dop['slots']})"
+    lines = [f"  poisoned msgs    {data['poisoned']:>10,}",
+             "  throttle gate    " + (f"closed for {gate['closed_for_s']:.1f} s ({gate['code']})"
+                                      if gate["closed_for_s"] > 0 else "open"),
+             f"  DOP hint         {hint}; {dop['slots_held']} slot(s) leased by "
+             f"{len(dop['slots_by_instance'])} instance(s), {dop['instances']} busy"]
+    for name, circuit in data["circuits"].items():
+        detail = (f" for {circuit['open_for_s']:.1f} s: {circuit['reason']}"
+                  if circuit["state"] == "open" else "")
+        lines.append(f"  circuit          {name}: {circuit['state']}{detail}")
+    return lines
+
+
+def by_reason(counts: dict[str, int]) -> str:
+    """``record_missing 3, refused 1``: most first."""
+    return ", ".join(f"{reason} {n:,}" for reason, n in Counter(counts).most_common())

@@ -1,0 +1,231 @@
+"""What a run is, when it completes, and who says so.
+
+- A **run** is one planner run (``run-<time>-<hex>``), or one producer's message, which is its
+  own run (``sync.deadletter.run_id_of``). Its row and its messages' rows share one partition
+  of the ledger (``sync.ledger``), so its totals are one partition query.
+- The planner records what it planned; a producer's run plans the records of its first
+  delivery (attempt 0). ``run_planned`` is emitted when the plan is complete.
+- A run **completes** when its plan is complete and written + dead-lettered reach planned;
+  records re-enqueued are still open. Whoever sees that (the worker after a message's row, the
+  planner after its last page) claims the completion with an ETag-conditional update of the
+  run's row: exactly one of them wins and emits ``run_completed`` (duration: plan start to
+  the claim). An instance that dies between its claim and the event loses that one event.
+- A plan that starts while the previous plan's run is incomplete **overlaps** it: it emits
+  ``run_overlapped``, and both rows say so (``PreviousRunId``, ``OverlappedBy``) for status.
+- An index partition per kind (``index:plan``, ``index:message``), keyed by inverted start
+  time, finds the latest run with one read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient
+
+from sync.ledger import (
+    MESSAGE_KIND,
+    PLAN_KIND,
+    RUN_ROW,
+    BatchCounts,
+    counts_from,
+    is_message_row,
+    run_partition,
+)
+from sync.telemetry import names
+from sync.telemetry.events import emit
+
+logger = logging.getLogger(__name__)
+
+INDEX_PREFIX: Final = "index:"
+_INDEX_TOP_S: Final = 9_999_999_999
+CLAIM_ATTEMPTS: Final = 5
+"""Reads and claims before a completer gives up (each lost race re-reads the row)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """A run's row: its plan, its start, its completion, its overlaps."""
+
+    run_id: str
+    kind: str
+    planned: int
+    batches: int
+    plan_complete: bool
+    started_s: float
+    completed: bool = False
+    completed_s: float = 0.0
+    previous_run_id: str = ""
+    """The incomplete run this one's plan started beside."""
+    overlapped_by: str = ""
+    """The run whose plan started while this one was incomplete."""
+    etag: str = ""
+
+    @property
+    def overlapped(self) -> bool:
+        return bool(self.previous_run_id or self.overlapped_by)
+
+
+@dataclass(frozen=True, slots=True)
+class RunTotals:
+    """A run's row and the sum of its messages' rows."""
+
+    run: RunRow
+    counts: BatchCounts
+
+    @property
+    def done(self) -> int:
+        """Records written or dead-lettered."""
+        return self.counts.written + self.counts.dead_lettered
+
+    @property
+    def open(self) -> int:
+        """Records planned and not yet done: on a queue or in flight."""
+        return max(0, self.run.planned - self.done)
+
+
+def is_complete(run: RunRow, counts: BatchCounts) -> bool:
+    """Complete: the plan is complete and every planned record is written or dead-lettered."""
+    return run.plan_complete and counts.written + counts.dead_lettered >= run.planned
+
+
+def index_key(started_s: float, run_id: str) -> str:
+    """The index row key: the latest start sorts first."""
+    return f"{_INDEX_TOP_S - int(started_s):010d}|{run_id}"
+
+
+def run_row_from(entity: Mapping[str, Any], etag: str = "") -> RunRow:
+    return RunRow(run_id=str(entity["RunId"]), kind=str(entity.get("Kind", PLAN_KIND)),
+                  planned=int(entity.get("Planned", 0)), batches=int(entity.get("Batches", 0)),
+                  plan_complete=bool(entity.get("PlanComplete", False)),
+                  started_s=float(entity.get("StartedAt", 0.0)),
+                  completed=bool(entity.get("Completed", False)),
+                  completed_s=float(entity.get("CompletedAt", 0.0)),
+                  previous_run_id=str(entity.get("PreviousRunId", "")),
+                  overlapped_by=str(entity.get("OverlappedBy", "")), etag=etag)
+
+
+async def read_run(table: TableClient, run_id: str) -> RunTotals | None:
+    """A run's row and totals (one partition query); None when there is no such run."""
+    run: RunRow | None = None
+    counts = BatchCounts()
+    async for entity in table.query_entities(f"PartitionKey eq '{_quoted(run_partition(run_id))}'"):
+        if is_message_row(entity):
+            counts.add(counts_from(entity))
+        elif entity["RowKey"] == RUN_ROW:
+            run = run_row_from(entity, entity.metadata["etag"] or "")
+    return None if run is None else RunTotals(run, counts)
+
+
+async def latest_run_id(table: TableClient, kind: str | None = None) -> str | None:
+    """The latest run of ``kind`` by start; without a kind, the latest plan, else the latest
+    producer's message."""
+    for each in (kind,) if kind else (PLAN_KIND, MESSAGE_KIND):
+        rows = table.query_entities(f"PartitionKey eq '{INDEX_PREFIX}{each}'",
+                                    results_per_page=1, select=["RunId"])
+        async for entity in rows:
+            return str(entity["RunId"])
+    return None
+
+
+async def start_plan(table: TableClient, run_id: str, started_s: float) -> str | None:
+    """Record a plan's start; answer the previous plan's run when it is still incomplete
+    (the two overlap: both rows say so and ``run_overlapped`` is emitted)."""
+    previous_id = await latest_run_id(table, PLAN_KIND)
+    previous = await read_run(table, previous_id) if previous_id else None
+    overlapped = previous is not None and not previous.run.completed
+    await _upsert_run(table, run_id, Kind=PLAN_KIND, StartedAt=started_s, Planned=0,
+                      PlanComplete=False, PreviousRunId=previous_id if overlapped else "")
+    await _index(table, PLAN_KIND, run_id, started_s)
+    if not overlapped or previous_id is None:
+        return None
+    await _upsert_run(table, previous_id, OverlappedBy=run_id)
+    logger.warning("run %s starts while run %s is incomplete", run_id, previous_id,
+                   extra={"event": "run_overlapped", "run_id": run_id})
+    emit(names.RUN_OVERLAPPED, {names.RUN_ID: run_id, names.PREVIOUS_RUN_ID: previous_id,
+                                names.DEFINITION: names.DEFAULT_DEFINITION})
+    return previous_id
+
+
+async def start_message_run(table: TableClient, run_id: str, records: int,
+                            started_s: float) -> bool:
+    """Record a producer's message as a run planning its ``records``; once only (a repeated
+    first delivery finds the row there). Answers whether this call recorded it."""
+    try:
+        await table.create_entity({"PartitionKey": run_partition(run_id), "RowKey": RUN_ROW,
+                                   "RunId": run_id, "Kind": MESSAGE_KIND, "StartedAt": started_s,
+                                   "Planned": records, "Batches": 1, "PlanComplete": True})
+    except ResourceExistsError:
+        return False
+    await _index(table, MESSAGE_KIND, run_id, started_s)
+    planned(run_id, records)
+    return True
+
+
+def planned(run_id: str, records: int) -> None:
+    """The plan of ``run_id`` is complete: ``run_planned``."""
+    emit(names.RUN_PLANNED, {names.RUN_ID: run_id, names.PLANNED: records,
+                             names.DEFINITION: names.DEFAULT_DEFINITION})
+
+
+async def complete_if_done(table: TableClient, run_id: str, now_s: float) -> bool:
+    """Claim the run's completion if it is complete and nobody has; answer whether this call
+    claimed it (and emitted ``run_completed``)."""
+    for _ in range(CLAIM_ATTEMPTS):
+        totals = await read_run(table, run_id)
+        if totals is None or totals.run.completed or not is_complete(totals.run, totals.counts):
+            return False
+        try:
+            await table.update_entity(
+                {"PartitionKey": run_partition(run_id), "RowKey": RUN_ROW, "Completed": True,
+                 "CompletedAt": now_s, "Written": totals.counts.written,
+                 "DeadLettered": totals.counts.dead_lettered},
+                mode=UpdateMode.MERGE, etag=totals.run.etag,
+                match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            continue  # another completer, or an overlap mark: read again
+        except ResourceNotFoundError:
+            return False
+        _completed(totals, now_s)
+        return True
+    logger.warning("run %s: completion not claimed after %d attempts", run_id, CLAIM_ATTEMPTS,
+                   extra={"event": "run_claim_gave_up", "run_id": run_id})
+    return False
+
+
+def _completed(totals: RunTotals, now_s: float) -> None:
+    run, counts = totals.run, totals.counts
+    duration_s = max(0.0, now_s - run.started_s)
+    logger.info("run %s completed: %d written, %d dead-lettered of %d in %.1f s", run.run_id,
+                counts.written, counts.dead_lettered, run.planned, duration_s,
+                extra={"event": "run_completed", "run_id": run.run_id})
+    emit(names.RUN_COMPLETED, {
+        names.RUN_ID: run.run_id, names.DEFINITION: names.DEFAULT_DEFINITION,
+        names.PLANNED: run.planned, names.WRITTEN: counts.written,
+        names.DEAD_LETTERED: counts.dead_lettered, names.DURATION_S: duration_s,
+        names.OVERLAPPED: run.overlapped})
+
+
+async def _upsert_run(table: TableClient, run_id: str, **fields: Any) -> None:
+    await table.upsert_entity({"PartitionKey": run_partition(run_id), "RowKey": RUN_ROW,
+                               "RunId": run_id, **fields}, mode=UpdateMode.MERGE)
+
+
+async def _index(table: TableClient, kind: str, run_id: str, started_s: float) -> None:
+    await table.upsert_entity({"PartitionKey": f"{INDEX_PREFIX}{kind}",
+                               "RowKey": index_key(started_s, run_id), "RunId": run_id,
+                               "StartedAt": started_s}, mode=UpdateMode.REPLACE)
+
+
+def _quoted(value: str) -> str:
+    """A value inside an OData string literal."""
+    return value.replace("'", "''")

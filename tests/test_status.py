@@ -1,0 +1,250 @@
+"""``sync status`` against Azurite: the numbers of a run and the state around it, as text and
+JSON, --watch, and the errors an operator gets (no run, no such run, no queues, no access)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import re
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.data.tables.aio import TableClient
+
+from sync import ledger, runs
+from sync.cli import build_parser
+from sync.clock import ManualClock
+from sync.cluster import CIRCUIT_PARTITION, GATE_KEY, HINT_KEY, LEASE_PARTITION
+from sync.failures.circuit import CircuitView
+from sync.ledger import BatchCounts, PlanManifest
+from sync.local.azurite import StorageAccount
+from sync.names import BATCH_QUEUE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
+from sync.ops import status
+from sync.ops.run_status import ClusterState, RunStatus, circuit_state, eta_s, rate_per_s
+from sync.ops.status_view import status_dict
+from sync.runs import RunRow, RunTotals
+from sync.settings import StorageSettings
+from sync.slots import SLOT_PARTITION, slot_key
+from sync.storage import queue_client, table_client
+
+ROOT = Path(__file__).parents[1]
+START_S = 1_795_000_000.0
+
+
+def totals(planned: int, done: int, *, plan_complete: bool = True,
+           completed_s: float = 0.0) -> RunTotals:
+    run = RunRow("run-x", "plan", planned, 1, plan_complete, START_S,
+                 completed=completed_s > 0, completed_s=completed_s)
+    return RunTotals(run, BatchCounts(written=done))
+
+
+@pytest.mark.parametrize(("run", "now_s", "rate", "eta"), [
+    (totals(1000, 250), START_S + 50, 5.0, 150.0),
+    (totals(1000, 0), START_S + 50, 0.0, None),
+    (totals(1000, 250, plan_complete=False), START_S + 50, 5.0, None),
+    (totals(1000, 1000, completed_s=START_S + 100), START_S + 900, 10.0, 0.0),
+], ids=["rate since the start and the open records at that rate",
+        "nothing done yet: no ETA", "a plan still paging: the total is unknown, no ETA",
+        "a completed run's rate stops at its completion"])
+def test_rate_and_eta(run: RunTotals, now_s: float, rate: float, eta: float | None) -> None:
+    assert rate_per_s(run, now_s) == rate
+    assert eta_s(run, now_s) == eta
+
+
+@pytest.mark.parametrize(("view", "state"), [
+    (CircuitView(), "closed"), (CircuitView(START_S + 5, 2, "503"), "open"),
+    (CircuitView(START_S - 5, 2, "503"), "half-open")],
+    ids=["never opened", "open until later", "past its time: half-open"])
+def test_circuit_state(view: CircuitView, state: str) -> None:
+    assert circuit_state(view, START_S) == state
+
+
+async def seed_run(storage: StorageSettings) -> None:
+    """An overlapped run half done, the previous one incomplete, and the shared state."""
+    async with (table_client(storage, LEDGER_TABLE, None) as table,
+                table_client(storage, STATE_TABLE, None) as state):
+        await runs.start_plan(table, "run-old", START_S - 86_400)
+        await ledger.record_plan(table, PlanManifest("run-old", 10, 1, 1, complete=True))
+        await runs.start_plan(table, "run-new", START_S)
+        await ledger.record_plan(table, PlanManifest("run-new", 1000, 10, 1, complete=True))
+        await ledger.record_batch(table, "run-new-p000000-000", 0, BatchCounts(
+            written=380, dead_lettered=20, reenqueued=100,
+            dead_lettered_by_reason=Counter({"record_missing": 15, "value_refused": 5}),
+            reenqueued_by_reason=Counter({"throttled": 100})))
+        await seed_state(state)
+    for name, count in ((BATCH_QUEUE, 3), (POISON_QUEUE, 2)):
+        async with queue_client(storage, name, None) as queue:
+            for _ in range(count):
+                await queue.send_message("{}")
+
+
+async def seed_state(state: TableClient) -> None:
+    rows = [(GATE_KEY, {"Until": START_S + 200 + 12.5, "Code": "0x80072322"}),
+            (HINT_KEY, {"Hint": 6}),
+            ((LEASE_PARTITION, "a"), {"ExpiresAt": START_S + 260}),
+            ((LEASE_PARTITION, "gone"), {"ExpiresAt": START_S - 10}),
+            ((CIRCUIT_PARTITION, "enrichment"), {"OpenUntil": START_S + 230, "Trips": 1,
+                                                 "Reason": "503 from the API"}),
+            ((SLOT_PARTITION, slot_key(0)), {"Holder": "a", "ExpiresAt": START_S + 260}),
+            ((SLOT_PARTITION, slot_key(1)), {"Holder": "a", "ExpiresAt": START_S + 260}),
+            ((SLOT_PARTITION, slot_key(2)), {"Holder": "", "ExpiresAt": 0.0}),
+            ((SLOT_PARTITION, slot_key(3)), {"Holder": "gone", "ExpiresAt": START_S - 1})]
+    for (partition, row), fields in rows:
+        await state.upsert_entity({"PartitionKey": partition, "RowKey": row, **fields})
+
+
+async def shown(storage: StorageSettings, *, as_json: bool = True, run_id: str | None = None,
+                watch_s: float | None = None, times: int | None = None) -> tuple[int, str]:
+    out = io.StringIO()
+    clock = ManualClock(wall_start_s=START_S + 200, auto_advance=True)
+    code = await status.show(storage, run_id, as_json=as_json, watch_s=watch_s, times=times,
+                             clock=clock, out=out)
+    return code, out.getvalue()
+
+
+async def test_the_whole_story_as_json(storage: StorageSettings) -> None:
+    await seed_run(storage)
+    code, out = await shown(storage)
+    assert code == 0
+    data = json.loads(out)
+    run = data["run"]
+    assert {k: run[k] for k in ("id", "planned", "enqueued_messages", "written",
+                                "dead_lettered", "reenqueued", "open", "previous_run_id")} == {
+        "id": "run-new", "planned": 1000, "enqueued_messages": 10, "written": 380,
+        "dead_lettered": 20, "reenqueued": 100, "open": 600, "previous_run_id": "run-old"}
+    assert run["dead_lettered_by_reason"] == {"record_missing": 15, "value_refused": 5}
+    assert run["reenqueued_by_reason"] == {"throttled": 100}
+    assert (run["rate_per_s"], run["eta_s"], run["completed"]) == (2.0, 300.0, False)
+    assert [other["id"] for other in data["overlapping"]] == ["run-old"]
+    assert data["overlapping"][0]["overlapped_by"] == "run-new"
+    assert data["queues"][BATCH_QUEUE] == 3
+    assert data["poisoned"] == 2
+    assert data["gate"] == {"closed_for_s": 12.5, "code": "0x80072322"}
+    assert data["circuits"]["enrichment"] == {"state": "open", "open_for_s": 30.0, "trips": 1,
+                                              "reason": "503 from the API"}
+    assert data["circuits"]["dataverse"] == {"state": "closed", "open_for_s": 0.0, "trips": 0,
+                                             "reason": None}
+    assert data["dop"] == {"hint": 6, "slots": 6, "slots_held": 2,
+                           "slots_by_instance": {"a": 2}, "instances": 1}
+
+
+async def test_the_same_story_as_text(storage: StorageSettings) -> None:
+    await seed_run(storage)
+    code, out = await shown(storage, as_json=False)
+    assert code == 0
+    for line in ("Run run-new (plan)", "dead-lettered            20  record_missing 15, "
+                 "value_refused 5", "open                    600", "ETA 300 s",
+                 "overlaps         run-old", "Overlapping run (incomplete):",
+                 "overlapped by    run-new", "poisoned msgs             2",
+                 "throttle gate    closed for 12.5 s (0x80072322)",
+                 "DOP hint         6; 2 slot(s) leased by 1 instance(s), 1 busy",
+                 "circuit          enrichment: open for 30.0 s: 503 from the API",
+                 "circuit          dataverse: closed"):
+        assert line in out, out
+
+
+async def test_another_run_by_id_and_a_completed_one(storage: StorageSettings) -> None:
+    async with table_client(storage, LEDGER_TABLE, None) as table:
+        await runs.start_message_run(table, "upstream-1", 2, START_S)
+        await ledger.record_batch(table, "upstream-1", 0, BatchCounts(written=2))
+        assert await runs.complete_if_done(table, "upstream-1", START_S + 4)
+    code, out = await shown(storage, run_id="upstream-1")
+    run = json.loads(out)["run"]
+    assert code == 0
+    assert (run["kind"], run["completed"], run["eta_s"], run["elapsed_s"]) == (
+        "message", True, 0.0, 4.0)
+    assert json.loads(out)["queues"] == {name: 0 for name in json.loads(out)["queues"]}
+    _, text = await shown(storage, as_json=False, run_id="upstream-1")
+    assert "every queue is empty" in text
+
+
+async def test_no_runs_yet_and_no_such_run(storage: StorageSettings,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert (await shown(storage))[0] == 1
+    assert "no runs yet" in capsys.readouterr().err
+    assert (await shown(storage, run_id="run-nope"))[0] == 1
+    assert "no run 'run-nope' in the ledger" in capsys.readouterr().err
+
+
+async def test_watch_refreshes_and_waits_for_a_first_run(storage: StorageSettings) -> None:
+    code, out = await shown(storage, watch_s=2.0, times=3)
+    lines = out.splitlines()
+    assert code == 1
+    assert len(lines) == 3
+    assert all("no runs yet" in json.loads(line)["error"] for line in lines)
+    await seed_run(storage)
+    code, out = await shown(storage, watch_s=2.0, times=2)
+    assert code == 0
+    assert [json.loads(line)["run"]["id"] for line in out.splitlines()] == ["run-new"] * 2
+
+
+def run_main(*argv: str) -> int:
+    args: argparse.Namespace = build_parser().parse_args(["status", *argv])
+    code: int = args.main(args)
+    return code
+
+
+def test_an_account_without_the_queues_and_tables(account: StorageAccount,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("AzureWebJobsStorage", account.connection_string)
+    assert run_main("--json") == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err
+    assert "init-storage" in err
+    assert "AccountKey" not in err
+
+
+def test_an_identity_without_access_is_told_the_role(account: StorageAccount,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    wrong = re.sub(r"AccountKey=[^;]+", "AccountKey=" + "A" * 88, account.connection_string)
+    monkeypatch.setenv("AzureWebJobsStorage", wrong)
+    assert run_main() == 2
+    err = capsys.readouterr().err
+    assert "Storage Table Data Contributor" in err
+    assert "AAAA" not in err
+
+
+def test_bad_options_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_main("--watch", "0.1") == 2
+    assert run_main("--watch", "--times", "0") == 2
+    assert "at least" in capsys.readouterr().err
+
+
+async def test_ctrl_c_ends_watch_with_130(storage: StorageSettings) -> None:
+    await seed_run(storage)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sync", "status", "--watch", "0.5", cwd=ROOT,
+        env={**os.environ, "AzureWebJobsStorage": str(storage.connection_string),
+             "PYTHONUNBUFFERED": "1"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert process.stdout is not None
+    try:
+        first = await asyncio.wait_for(process.stdout.readline(), 60)
+        assert b"Run run-new" in first
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 130
+    assert b"Traceback" not in err
+
+
+def test_every_json_key_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### `sync status`"):]
+    run = totals(10, 5)
+    data: dict[str, Any] = status_dict(RunStatus(START_S, run, {}, ClusterState()))
+    keys = {*data, *data["run"], *data["gate"], *data["dop"]}
+    missing = sorted(key for key in keys if f"`{key}`" not in section)
+    assert not missing, f"README's `sync status` section lacks {missing}"
