@@ -7,8 +7,11 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,3 +118,71 @@ def test_keep_leaves_the_stack_up_for_sync_status_until_sigterm() -> None:
         assert "no local stack is running" in gone.stderr
     finally:
         run.kill_everything()
+
+
+def sync_command(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m sync ARGS`` as an operator runs it."""
+    return subprocess.run([sys.executable, "-m", "sync", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def local_status() -> dict[str, Any]:
+    answer = sync_command("status", "--local", "--json")
+    assert answer.returncode == 0, answer.stderr
+    status: dict[str, Any] = json.loads(answer.stdout)
+    return status
+
+
+def enrichment_url() -> str:
+    log = (ROOT / ".local-run" / "enrichment-emulator.log").read_text()
+    match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", log)
+    assert match, log
+    return match.group(1)
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_S + EXIT_WAIT_S + 120)
+def test_status_tells_a_faulty_run_and_replay_brings_the_dead_letters_to_written() -> None:
+    fault = json.dumps({"preset": "422-unknown-company", "rate": 0.1})
+    run = LocalRun("--records", "300", "--keep", f"--enrichment-arg=--fault={fault}")
+    try:
+        run.wait_until("the kept stack", lambda: "Kept running (--keep)" in run.output,
+                       RUN_TIMEOUT_S)
+        before = local_status()
+        dead = before["run"]["dead_lettered"]
+        assert dead > 0, run.output
+        assert before["run"]["dead_lettered_by_reason"] == {"not_enrichable": dead}
+        assert (before["run"]["written"] + dead, before["run"]["completed"]) == (300, True)
+        assert before["dead_letters_by_state"] == {"dead": dead}
+        listed = sync_command("deadletters", "list", "--local", "--reason", "not_enrichable")
+        assert len(listed.stdout.strip().splitlines()) >= dead, listed.stdout
+        cleared = urllib.request.Request(f"{enrichment_url()}/_emulator/faults",  # noqa: S310
+                                         method="DELETE")
+        with urllib.request.urlopen(cleared, timeout=10) as answer:  # noqa: S310 (loopback)
+            assert answer.status == 200
+        replayed = sync_command("deadletters", "replay", "--local")
+        assert replayed.returncode == 0, replayed.stderr
+        assert f"replayed {dead} dead letters" in replayed.stdout
+        assert f"deleted {dead} messages from sync-deadletter" in replayed.stdout
+        after = wait_for_status(lambda s: s["run"]["written"] == 300)
+        assert after["dead_letters_by_state"] == {"replayed": dead}
+        assert after["queues"]["sync-deadletter"] == 0, (replayed.stdout, after)
+        again = sync_command("deadletters", "replay", "--local")
+        assert "replayed 0 dead letters" in again.stdout
+        assert f"{dead} skipped: already replayed" in again.stdout
+        run.signal(signal.SIGTERM)
+        assert run.wait_for_exit() == 0, run.output
+        assert run.left_alive() == []
+    finally:
+        run.kill_everything()
+
+
+def wait_for_status(ready: Callable[[dict[str, Any]], bool],
+                    limit_s: float = 90.0) -> dict[str, Any]:
+    """Poll ``sync status --local --json`` until ``ready`` (bounded by ``limit_s``)."""
+    deadline_s = time.monotonic() + limit_s
+    while True:
+        status = local_status()
+        if ready(status) or time.monotonic() > deadline_s:
+            assert ready(status), status
+            return status
+        time.sleep(1)

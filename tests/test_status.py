@@ -25,7 +25,7 @@ from sync.cluster import CIRCUIT_PARTITION, GATE_KEY, HINT_KEY, LEASE_PARTITION
 from sync.failures.circuit import CircuitView
 from sync.ledger import BatchCounts, PlanManifest
 from sync.local.azurite import StorageAccount
-from sync.names import BATCH_QUEUE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
+from sync.names import BATCH_QUEUE, DEAD_LETTER_TABLE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
 from sync.ops import status
 from sync.ops.run_status import ClusterState, RunStatus, circuit_state, eta_s, rate_per_s
 from sync.ops.status_view import status_dict
@@ -79,6 +79,12 @@ async def seed_run(storage: StorageSettings) -> None:
             dead_lettered_by_reason=Counter({"record_missing": 15, "value_refused": 5}),
             reenqueued_by_reason=Counter({"throttled": 100})))
         await seed_state(state)
+    async with table_client(storage, DEAD_LETTER_TABLE, None) as letters:
+        for number, state_name in enumerate(["dead"] * 17 + ["replayed"] * 3):
+            await letters.upsert_entity({"PartitionKey": "run-new", "RowKey": f"r{number}",
+                                         "State": state_name})
+        await letters.upsert_entity({"PartitionKey": "run-old", "RowKey": "r0",
+                                     "State": "dead"})
     for name, count in ((BATCH_QUEUE, 3), (POISON_QUEUE, 2)):
         async with queue_client(storage, name, None) as queue:
             for _ in range(count):
@@ -126,6 +132,7 @@ async def test_the_whole_story_as_json(storage: StorageSettings) -> None:
     assert data["overlapping"][0]["overlapped_by"] == "run-new"
     assert data["queues"][BATCH_QUEUE] == 3
     assert data["poisoned"] == 2
+    assert data["dead_letters_by_state"] == {"dead": 17, "replayed": 3}
     assert data["gate"] == {"closed_for_s": 12.5, "code": "0x80072322"}
     assert data["circuits"]["enrichment"] == {"state": "open", "open_for_s": 30.0, "trips": 1,
                                               "reason": "503 from the API"}
@@ -142,6 +149,7 @@ async def test_the_same_story_as_text(storage: StorageSettings) -> None:
     for line in ("Run run-new (plan)", "dead-lettered            20  record_missing 15, "
                  "value_refused 5", "open                    600", "ETA 300 s",
                  "overlaps         run-old", "Overlapping run (incomplete):",
+                 "dead letters now             dead 17, replayed 3",
                  "overlapped by    run-new", "poisoned msgs             2",
                  "throttle gate    closed for 12.5 s (0x80072322)",
                  "DOP hint         6; 2 slot(s) leased by 1 instance(s), 1 busy",

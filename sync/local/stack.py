@@ -36,6 +36,7 @@ from sync.local.processes import (
 from sync.local.progress import ProgressPrinter, Snapshot, watch
 from sync.local.verify import Verification, dead_lettered_ids, emulator_stats, verify
 from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
+from sync.ops.queuescan import raw_queue
 from sync.ops.run_status import read_queue_counts
 from sync.ops.target import forget_local_target, save_local_target
 from sync.settings import Settings, StorageSettings
@@ -238,7 +239,7 @@ async def _watch_and_verify(env: dict[str, str], options: LocalOptions,
     async with (table_client(storage, LEDGER_TABLE, None) as table,
                 table_client(storage, STATE_TABLE, None) as state,
                 queue_client(storage, BATCH_QUEUE, None) as batches,
-                queue_client(storage, DEAD_LETTER_QUEUE, None) as dead):
+                raw_queue(storage, DEAD_LETTER_QUEUE, None) as dead):
         printer = ProgressPrinter()
         final = await watch(table, batches, options.timeout_s, printer, healthy,
                             timeline=timeline, state=state)

@@ -13,6 +13,7 @@ from sync.definition import SyncDefinition
 from sync.enrichment import columns_from, domain_of
 from sync.errors import RecordFault
 from sync.local.emulators.enrichment import profile_for
+from sync.ops.queuescan import scan
 
 
 @dataclass(slots=True)
@@ -47,11 +48,10 @@ def is_enriched(row: dict[str, Any], definition: SyncDefinition) -> bool:
 
 
 async def dead_lettered_ids(queue: QueueClient) -> set[str]:
-    """Ids of the records on the dead-letter queue (read and left in place)."""
-    ids: set[str] = set()
-    async for message in queue.receive_messages(messages_per_page=32, visibility_timeout=60):
-        ids.add(json.loads(str(message.content))["record"]["id"])
-    return ids
+    """Ids of the records on the dead-letter queue, read and left in place visible (a repair
+    command run next, as with ``--keep``, must find them)."""
+    seen = await scan(queue, delete=lambda _: False)
+    return {str(json.loads(found.body)["record"]["id"]) for found in seen}
 
 
 async def emulator_stats(dataverse_url: str) -> dict[str, Any]:

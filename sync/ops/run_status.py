@@ -7,6 +7,7 @@ DOP hint, the slot leases and the instance leases. The local stack's summary rea
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -26,7 +27,8 @@ from sync.cluster import (
 from sync.dataverse import SERVICE as DATAVERSE
 from sync.enrichment import SERVICE as ENRICHMENT
 from sync.failures.circuit import CircuitView
-from sync.names import LEDGER_TABLE, POISON_QUEUE, QUEUES, STATE_TABLE
+from sync.letterindex import DEAD
+from sync.names import DEAD_LETTER_TABLE, LEDGER_TABLE, POISON_QUEUE, QUEUES, STATE_TABLE
 from sync.ops.target import QUEUE_ROLE, TABLE_ROLE, explain
 from sync.runs import RunTotals
 from sync.settings import StorageSettings
@@ -66,6 +68,9 @@ class RunStatus:
     cluster: ClusterState
     overlapping: tuple[RunTotals, ...] = ()
     """The other run(s) of an overlap, when still incomplete."""
+    dead_letters_by_state: dict[str, int] = field(default_factory=dict)
+    """The run's dead letters in the index now: dead (waiting for a repair), replaying,
+    replayed (their records went back to the queue, and count as written once written)."""
 
     @property
     def poisoned(self) -> int:
@@ -114,11 +119,25 @@ async def read_status(storage: StorageSettings, run_id: str | None, now_s: float
                                   TABLE_ROLE)
             cluster = await _guard(read_cluster(state, now_s), f"table {STATE_TABLE}",
                                    TABLE_ROLE)
+        async with table_client(storage, DEAD_LETTER_TABLE, credential) as letters:
+            states = await _guard(dead_letter_states(letters, totals.run.run_id),
+                                  f"table {DEAD_LETTER_TABLE}", TABLE_ROLE)
         queues = await read_queue_counts(storage, credential)
     finally:
         if credential is not None:
             await credential.close()
-    return RunStatus(now_s, totals, queues, cluster, others)
+    return RunStatus(now_s, totals, queues, cluster, others, states)
+
+
+async def dead_letter_states(letters: TableClient, run_id: str) -> dict[str, int]:
+    """How many of the run's dead letters are in each state of the index (none when the index
+    table does not exist yet)."""
+    rows = letters.query_entities("PartitionKey eq @run", parameters={"run": run_id},
+                                  select=["State"])
+    try:
+        return dict(Counter([str(row.get("State") or DEAD) async for row in rows]))
+    except ResourceNotFoundError:
+        return {}
 
 
 async def _find_run(ledger: TableClient, run_id: str | None) -> RunTotals:

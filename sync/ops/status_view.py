@@ -53,6 +53,7 @@ def status_dict(status: RunStatus) -> dict[str, Any]:
     return {
         "read_at": iso(now_s),
         "run": run_dict(status.run, now_s),
+        "dead_letters_by_state": dict(sorted(status.dead_letters_by_state.items())),
         "overlapping": [run_dict(other, now_s) for other in status.overlapping],
         "queues": dict(status.queues), "poisoned": status.poisoned,
         "gate": {"closed_for_s": round(max(0.0, cluster.gate_until_s - now_s), 3),
@@ -72,6 +73,9 @@ def render(status: RunStatus) -> str:
     """The text a person reads."""
     data = status_dict(status)
     lines = _run_lines(data["run"])
+    if data["dead_letters_by_state"]:
+        lines.append(f"  dead letters now {'':>10}  {by_reason(data['dead_letters_by_state'])}"
+                     "  (replayed ones count as written once written)")
     for other in data["overlapping"]:
         lines += ["", "Overlapping run (incomplete):", *_run_lines(other)]
     lines += ["", "Queues (approximate: visible, delayed and in flight alike)"]
