@@ -30,14 +30,19 @@ def busy_until_s(timeline: list[tuple[float, int]]) -> float:
     return next((t for t, done in timeline if done == final), 0.0)
 
 
-def steady_windows(timeline: list[tuple[float, int]], window_s: float) -> int:
-    """How many whole windows after the first the row was busy for (0: no steady rate)."""
-    if window_s <= 0:
+def steady_windows(timeline: list[tuple[float, int]], window_s: float, *,
+                   ran_out: bool = True) -> int:
+    """How many whole windows after the first the row was busy for (0: no steady rate). A row
+    that did not run out of records (``ran_out`` False: some were left, it stalled or its time
+    ended) was busy until its last sample: windows without progress are its rate too."""
+    if window_s <= 0 or not timeline:
         return 0
-    return max(0, math.floor(busy_until_s(timeline) / window_s) - 1)
+    until_s = busy_until_s(timeline) if ran_out else timeline[-1][0]
+    return max(0, math.floor(until_s / window_s) - 1)
 
 
-def whole_windows_rate_per_s(timeline: list[tuple[float, int]], window_s: float) -> float:
+def whole_windows_rate_per_s(timeline: list[tuple[float, int]], window_s: float, *,
+                             ran_out: bool = True) -> float:
     """Records/s over the whole windows after the first in which the row was busy, from
     (seconds, done) samples: what was done between the last sample by the end of the first window
     and the last sample by the end of the last such window, over those windows' length. 0.0 when
@@ -49,7 +54,7 @@ def whole_windows_rate_per_s(timeline: list[tuple[float, int]], window_s: float)
     lets any client burst; a span that is not whole windows (a row running out of records early
     in its second window) would count a burst over less than its window and overstate the rate
     (baselines read above 100% of a proven ceiling that way)."""
-    windows = steady_windows(timeline, window_s)
+    windows = steady_windows(timeline, window_s, ran_out=ran_out)
     if windows < 1:
         return 0.0
     start = _last_by(timeline, window_s)
@@ -104,15 +109,20 @@ class Result:
         return self.written / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @property
+    def ran_out(self) -> bool:
+        """Every seeded record was written or failed (a probe reuses its records: always)."""
+        return self.kind == "probe" or self.written + self.failed >= self.seeded
+
+    @property
     def steady_windows(self) -> int:
         """Whole windows after the first over which ``steady_rate_per_s`` is measured."""
-        return steady_windows(self.timeline, self.window_s)
+        return steady_windows(self.timeline, self.window_s, ran_out=self.ran_out)
 
     @property
     def steady_rate_per_s(self) -> float:
         """Records/s over the whole windows after the first in which the row was busy; 0.0
         when it had none (``steady_windows`` 0: too few records or too short a run)."""
-        return whole_windows_rate_per_s(self.timeline, self.window_s)
+        return whole_windows_rate_per_s(self.timeline, self.window_s, ran_out=self.ran_out)
 
     @property
     def share_of_ceiling(self) -> float:

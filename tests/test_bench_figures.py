@@ -70,6 +70,15 @@ def test_a_row_without_a_whole_window_after_the_first_shows_no_steady_rate() -> 
         in table_line(result)
 
 
+def test_a_row_that_stalls_with_records_left_counts_its_idle_windows() -> None:
+    timeline = [(0.0, 0), (9.0, 400), (12.0, 500), (31.0, 500)]
+    assert whole_windows_rate_per_s(timeline, 10.0) == 0.0  # as if it had run out at 12 s
+    assert whole_windows_rate_per_s(timeline, 10.0, ran_out=False) == pytest.approx(5.0)
+    stalled = _result(seeded=2000, written=500, unfinished=1500, timeline=timeline)
+    assert (stalled.ran_out, stalled.steady_windows) == (False, 2)
+    assert stalled.steady_rate_per_s == pytest.approx(5.0)
+
+
 def test_a_row_that_wrote_nothing_has_no_per_record_figures() -> None:
     result = _result(written=0, timeline=[], elapsed_s=0.0)
     assert (result.rate_per_s, result.cpu_ms_per_record, result.share_of_ceiling) == (0, 0, 0)
