@@ -23,35 +23,47 @@ def by_facet(throttled_by_code: Mapping[str, int]) -> dict[str, int]:
     return dict(sorted(facets.items()))
 
 
-def steady_rate_per_s(timeline: list[tuple[float, int]], window_s: float) -> float:
-    """Records/s after the first window (which lets any client burst), from (seconds, done)
-    samples; over the whole timeline when it ends within the first window."""
-    if len(timeline) < 2:
+def busy_until_s(timeline: list[tuple[float, int]]) -> float:
+    """When the row reached its final count: it ran out of records (or stopped) there, so the
+    samples after it are idle time, not a rate."""
+    final = timeline[-1][1] if timeline else 0
+    return next((t for t, done in timeline if done == final), 0.0)
+
+
+def steady_windows(timeline: list[tuple[float, int]], window_s: float, *,
+                   ran_out: bool = True) -> int:
+    """How many whole windows after the first the row was busy for (0: no steady rate). A row
+    that did not run out of records (``ran_out`` False: some were left, it stalled or its time
+    ended) was busy until its last sample: windows without progress are its rate too."""
+    if window_s <= 0 or not timeline:
+        return 0
+    until_s = busy_until_s(timeline) if ran_out else timeline[-1][0]
+    return max(0, math.floor(until_s / window_s) - 1)
+
+
+def whole_windows_rate_per_s(timeline: list[tuple[float, int]], window_s: float, *,
+                             ran_out: bool = True) -> float:
+    """Records/s over the whole windows after the first in which the row was busy, from
+    (seconds, done) samples: what was done between the last sample by the end of the first window
+    and the last sample by the end of the last such window, over those windows' length. 0.0 when
+    the row ran out of records (or stopped) before a second whole window ended: it has no steady
+    rate (``steady_windows`` says so).
+
+    Why whole windows: a client that pushes into every limit gets a burst each time the sliding
+    window frees its budget, once per window, starting as a window ends, and the first window
+    lets any client burst; a span that is not whole windows (a row running out of records early
+    in its second window) would count a burst over less than its window and overstate the rate
+    (baselines read above 100% of a proven ceiling that way)."""
+    windows = steady_windows(timeline, window_s, ran_out=ran_out)
+    if windows < 1:
         return 0.0
-    after = [(t, done) for t, done in timeline if t >= window_s]
-    start, end = (after[0], after[-1]) if len(after) >= 2 and after[-1][0] > after[0][0] \
-        else (timeline[0], timeline[-1])
-    return (end[1] - start[1]) / (end[0] - start[0]) if end[0] > start[0] else 0.0
+    start = _last_by(timeline, window_s)
+    end = _last_by(timeline, (windows + 1) * window_s)
+    return (end[1] - start[1]) / (windows * window_s)
 
 
-def whole_windows_rate_per_s(timeline: list[tuple[float, int]], window_s: float) -> float:
-    """Records/s over the whole windows after the first, from (seconds, done) samples: what was
-    done between the last sample before the first window ends and the last sample before the
-    last whole window ends, over those windows' length. A client that pushes into every limit
-    gets a burst each time the sliding window frees its budget, once per window, starting as a
-    window ends: whole windows, each holding one such burst, measure its steady rate (samples
-    apart by other than whole windows would not). Like ``steady_rate_per_s`` when the timeline
-    holds less than two windows."""
-    windows = math.floor(timeline[-1][0] / window_s) if timeline and window_s > 0 else 0
-    if windows < 2:
-        return steady_rate_per_s(timeline, window_s)
-    start = _last_before(timeline, window_s)
-    end = _last_before(timeline, windows * window_s)
-    return (end[1] - start[1]) / ((windows - 1) * window_s)
-
-
-def _last_before(timeline: list[tuple[float, int]], t_s: float) -> tuple[float, int]:
-    return [sample for sample in timeline if sample[0] < t_s][-1]
+def _last_by(timeline: list[tuple[float, int]], t_s: float) -> tuple[float, int]:
+    return [sample for sample in timeline if sample[0] <= t_s][-1]
 
 
 @dataclass
@@ -97,13 +109,20 @@ class Result:
         return self.written / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @property
+    def ran_out(self) -> bool:
+        """Every seeded record was written or failed (a probe reuses its records: always)."""
+        return self.kind == "probe" or self.written + self.failed >= self.seeded
+
+    @property
+    def steady_windows(self) -> int:
+        """Whole windows after the first over which ``steady_rate_per_s`` is measured."""
+        return steady_windows(self.timeline, self.window_s, ran_out=self.ran_out)
+
+    @property
     def steady_rate_per_s(self) -> float:
-        """Records/s after the first window (a probe's: over whole windows)."""
-        if not self.timeline:
-            return self.rate_per_s
-        if self.kind == "probe":
-            return whole_windows_rate_per_s(self.timeline, self.window_s)
-        return steady_rate_per_s(self.timeline, self.window_s)
+        """Records/s over the whole windows after the first in which the row was busy; 0.0
+        when it had none (``steady_windows`` 0: too few records or too short a run)."""
+        return whole_windows_rate_per_s(self.timeline, self.window_s, ran_out=self.ran_out)
 
     @property
     def share_of_ceiling(self) -> float:
@@ -136,6 +155,7 @@ class Result:
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "rate_per_s": self.rate_per_s,
                 "steady_rate_per_s": self.steady_rate_per_s,
+                "steady_windows": self.steady_windows,
                 "share_of_ceiling": self.share_of_ceiling,
                 "cpu_ms_per_record": self.cpu_ms_per_record,
                 "time_ms_per_record": self.time_ms_per_record,

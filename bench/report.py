@@ -18,6 +18,9 @@ HEADER: Final = ("| row | records/s | % of ceiling | ceiling/s | written | lost/
                  "unfinished | 429s by facet | CPU ms/record | peak RSS MiB | "
                  "emulators+Azurite CPU s | planner s | note |")
 RULE: Final = "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
+NO_STEADY_RATE: Final = "- (no whole window after the first)"
+"""A row that ran out of records, or stopped, before its second window ended has no steady
+rate."""
 GROWTH_HEADER: Final = ("| growth row | records | time ms/record | CPU ms/record | "
                         "peak RSS MiB | planner s | planner us/record |")
 GROWTH_RULE: Final = "|---|---:|---:|---:|---:|---:|---:|"
@@ -31,8 +34,9 @@ def table_line(result: Result) -> str:
     facets = ", ".join(f"{name} {count}" for name, count in result.facets.items()) or "0"
     beside = sum(result.beside_cpu_s.values())
     planner = f"{result.planner_s:.1f}" if result.planner_s is not None else "-"
-    return (f"| {result.name} | {result.steady_rate_per_s:.1f} | "
-            f"{result.share_of_ceiling:.0%} | {result.ceiling_per_s:.0f} | {result.written} | "
+    rate, share = ((f"{result.steady_rate_per_s:.1f}", f"{result.share_of_ceiling:.0%}")
+                   if result.steady_windows else (NO_STEADY_RATE, "-"))
+    return (f"| {result.name} | {rate} | {share} | {result.ceiling_per_s:.0f} | {result.written} | "
             f"{result.lost}/{result.failed} | {result.unfinished} | {facets} | "
             f"{result.cpu_ms_per_record:.3f} | {result.peak_rss_mib:.0f} | "
             f"{beside:.1f} | {planner} | {result.note} |")

@@ -161,6 +161,6 @@ def _loop_args(spec: RowSpec, scale: Scale, emulators: Emulators, number: int,
             "--dataverse-url", emulators.dataverse_url,
             "--enrichment-url", emulators.enrichment_url, "--token", token,
             "--api-key", EnrichmentConfig().api_key, "--json-out", str(out),
-            "--seconds", f"{scale.run_s:g}", "--grace-s", f"{scale.grace_s:g}",
+            "--seconds", f"{scale.timed_run_s:g}", "--grace-s", f"{scale.grace_s:g}",
             "--share", f"{number}/{spec.processes}",
             "--mapping", json.dumps(DEFAULT_DEFINITION["mapping"])]

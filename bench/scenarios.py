@@ -24,6 +24,9 @@ BULK_GUIDANCE: Final = {"sequential": "bulk at 1 (Microsoft's bulk guidance)",
                         "recommended-x1": "bulk at the DOP hint (Microsoft's bulk guidance)"}
 """In bulk mode two loops are exactly what Microsoft's bulk guidance suggests; the row says so
 instead of running the same loop twice."""
+RECORDS_MARGIN: Final = 1.1
+"""A row's records cover this much more than ``run_s`` and the first window at the ceiling (a
+probe may exceed the ceiling by 5%, see bench/targets.py)."""
 PROBES: Final = ("greedy", "oracle")
 """The emulator's own probe clients (sync/local/emulators/webapi/probes.py): greedy (everything
 in flight, hints and Retry-After ignored) and oracle (paces each server at the binding limit)."""
@@ -115,10 +118,16 @@ class Scale:
         return DOCUMENTED_WINDOW_S / self.time_scale
 
     @property
-    def probe_run_s(self) -> float:
-        """How long a probe sends: at least two windows and a second, so its steady rate is
-        measured over at least one whole window after the first."""
+    def timed_run_s(self) -> float:
+        """How long a row bounded by time (a baseline, a probe) sends: at least two windows and
+        a second, so its steady rate is measured over at least one whole window after the
+        first."""
         return max(self.run_s, 2 * self.window_s) + 1.0
+
+    @property
+    def probe_run_s(self) -> float:
+        """How long a probe sends (``timed_run_s``)."""
+        return self.timed_run_s
 
     @property
     def probe_max_sends(self) -> int:
@@ -126,8 +135,11 @@ class Scale:
         return int(5000 * self.probe_run_s)
 
     def records_for(self, rate_per_s: float) -> int:
-        """Seeded accounts for a row whose ceiling is ``rate_per_s``: about ``run_s`` worth."""
-        return max(self.min_records, min(self.max_records, int(rate_per_s * self.run_s)))
+        """Seeded accounts for a row whose ceiling is ``rate_per_s``: enough that a client at
+        the ceiling is still busy after ``timed_run_s``, the first window's burst (one window's
+        worth) and a margin included, so the row's steady rate covers whole windows."""
+        worth_s = (self.timed_run_s + self.window_s) * RECORDS_MARGIN
+        return max(self.min_records, min(self.max_records, int(rate_per_s * worth_s)))
 
     def product_timeout_s(self, records: int, rate_per_s: float) -> float:
         """A product row gives up after four times its expected duration (at least 60 s),

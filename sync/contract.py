@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -40,6 +39,9 @@ NEVER_EXPIRE: Final = -1
 MAX_RECORDS_PER_MESSAGE: Final = 1000
 MAX_INPUT_CHARS: Final = 2048
 _BATCH_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_GUID: Final = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-"
+                          r"[0-9A-Fa-f]{12}")
+"""A record id, as schemas/batch-message.v2.json spells it (matched whole)."""
 _DEFINITION_NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _COLUMN_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 _MESSAGE_KEYS: Final = {1: frozenset({"version", "batch_id", "attempt", "records"}),
@@ -201,7 +203,7 @@ def record_from(item: Any, where: str, version: int = CONTRACT_VERSION) -> Recor
     if not isinstance(value, str) or not 0 < len(value) <= MAX_INPUT_CHARS:
         raise ContractError(f"{where}.input must be a string of 1-{MAX_INPUT_CHARS} characters")
     history = _history(item["history"], f"{where}.history") if "history" in item else None
-    return RecordRef(id=str(uuid.UUID(record_id)), input=value, history=history,
+    return RecordRef(id=record_id.lower(), input=value, history=history,
                      etag=_etag(item.get("etag"), f"{where}.etag"),
                      current=_current(item.get("current"), f"{where}.current"))
 
@@ -258,8 +260,4 @@ def _no_unknown_keys(data: dict[str, Any], allowed: frozenset[str], where: str) 
 
 
 def _is_guid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return len(text) == 36
+    return _GUID.fullmatch(text) is not None

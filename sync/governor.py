@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from itertools import islice
 from types import TracebackType
 from typing import Final
 
@@ -233,8 +234,9 @@ class Governor:
         if self.gate_remaining_s() > 0:
             return
         room = self._room() - self._in_flight
-        for waiter in list(self._waiters)[: max(room, 0)]:
-            _wake(waiter)
+        if room > 0:
+            for waiter in islice(self._waiters, room):  # no copy of a long queue
+                _wake(waiter)
 
     def _wake_all(self) -> None:
         """Wake every waiter, e.g. so they learn the gate now closes for too long to wait."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 from multidict import CIMultiDictProxy
+from yarl import URL
 
 from sync.failures.triage import classify_answer, classify_exception
 
@@ -46,7 +47,7 @@ class Request:
     """One request: ``where`` names it in errors (``PATCH accounts``), never with its query."""
 
     method: str
-    url: str
+    url: str | URL
     where: str
     headers: Mapping[str, str]
     json_body: Any = None
@@ -58,7 +59,7 @@ async def exchange(session: aiohttp.ClientSession, service: str, request: Reques
                    limits: aiohttp.ClientTimeout) -> Answer:
     """Send once and read the whole answer; a transport failure raises a ServiceFault."""
     try:
-        async with session.request(request.method, request.url, headers=dict(request.headers),
+        async with session.request(request.method, request.url, headers=request.headers,
                                    json=request.json_body, data=request.data,
                                    params=request.params, timeout=limits) as response:
             return Answer(response.status, response.headers, await response.read())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.ceiling import Ceiling, ceiling_of
-from bench.figures import Result, by_facet, steady_rate_per_s
+from bench.figures import Result, by_facet, steady_windows, whole_windows_rate_per_s
 from bench.report import growth_line, markdown, rate_series, table_line
 from bench.runbaseline import merge_timelines
 from bench.targets import Verdict
@@ -22,17 +22,24 @@ def test_429s_are_named_by_facet(codes: dict[str, int], facets: dict[str, int]) 
     assert by_facet(codes) == facets
 
 
-@pytest.mark.parametrize(("timeline", "window_s", "rate"), [
-    ([], 10.0, 0.0),
-    ([(0.0, 0), (10.0, 500), (20.0, 700), (30.0, 900)], 10.0, 20.0),
-    ([(0.0, 0), (5.0, 100)], 10.0, 20.0),
-    ([(0.0, 0), (12.0, 100)], 10.0, 100 / 12),
+@pytest.mark.parametrize(("timeline", "window_s", "rate", "windows"), [
+    ([], 10.0, 0.0, 0),
+    ([(0.0, 0), (10.0, 500), (20.0, 700), (30.0, 900)], 10.0, 20.0, 2),
+    ([(0.0, 0), (5.0, 100)], 10.0, 0.0, 0),
+    ([(0.0, 0), (9.5, 800), (10.5, 1600), (12.0, 1700)], 10.0, 0.0, 0),
+    ([(0.0, 0), (9.9, 500), (14.0, 700), (19.9, 900), (20.3, 1000), (24.0, 1100),
+      (29.9, 1300), (30.5, 1300), (41.0, 1300)], 10.0, 40.0, 1),
+    ([(0.0, 0), (9.9, 800), (10.1, 900), (19.9, 900), (20.1, 1000), (29.9, 1000),
+      (30.1, 1100), (31.0, 1110)], 10.0, 10.0, 2),
 ], ids=["no samples", "the first window's burst is left out",
-        "a run within the first window is measured whole",
-        "one sample after the window falls back to the whole run"])
-def test_steady_rate_is_after_the_first_window(timeline: list[tuple[float, int]],
-                                               window_s: float, rate: float) -> None:
-    assert steady_rate_per_s(timeline, window_s) == pytest.approx(rate)
+        "a run within the first window has no steady rate",
+        "out of records early in the second window: no steady rate, not the burst's rate",
+        "the idle tail after the last record is not a window",
+        "a burst as each window ends counts once per whole window"])
+def test_the_steady_rate_is_read_over_whole_windows_after_the_first(
+        timeline: list[tuple[float, int]], window_s: float, rate: float, windows: int) -> None:
+    assert whole_windows_rate_per_s(timeline, window_s) == pytest.approx(rate)
+    assert steady_windows(timeline, window_s) == windows
 
 
 def _result(**changes: object) -> Result:
@@ -40,7 +47,7 @@ def _result(**changes: object) -> Result:
         "name": "dataverse-bound/product-x1/bulk", "kind": "product",
         "scenario": "dataverse-bound", "mode": "bulk", "seeded": 1000, "written": 1000,
         "elapsed_s": 20.0, "window_s": 10.0,
-        "timeline": [(0.0, 0), (10.0, 500), (20.0, 1000)], "cpu_s": 0.25,
+        "timeline": [(0.0, 0), (10.0, 500), (20.0, 1000), (20.5, 1025)], "cpu_s": 0.25,
         "peak_rss_mib": 80.0, "ceiling_per_s": 50.0, "overall_ceiling_per_s": 50.0,
         "throttled_by_code": {"0x80072321": 2}}
     return Result(**{**values, **changes})  # type: ignore[arg-type]
@@ -54,6 +61,22 @@ def test_a_row_reports_its_rates_share_and_cpu_per_record() -> None:
     assert result.cpu_ms_per_record == pytest.approx(0.25)
     assert result.time_ms_per_record == pytest.approx(20.0)
     assert result.as_dict()["facets"] == {"exec-time": 2}
+
+
+def test_a_row_without_a_whole_window_after_the_first_shows_no_steady_rate() -> None:
+    result = _result(timeline=[(0.0, 0), (10.0, 500), (13.0, 1000)], elapsed_s=13.0)
+    assert (result.steady_windows, result.steady_rate_per_s, result.share_of_ceiling) == (0, 0, 0)
+    assert "| dataverse-bound/product-x1/bulk | - (no whole window after the first) | - |" \
+        in table_line(result)
+
+
+def test_a_row_that_stalls_with_records_left_counts_its_idle_windows() -> None:
+    timeline = [(0.0, 0), (9.0, 400), (12.0, 500), (31.0, 500)]
+    assert whole_windows_rate_per_s(timeline, 10.0) == 0.0  # as if it had run out at 12 s
+    assert whole_windows_rate_per_s(timeline, 10.0, ran_out=False) == pytest.approx(5.0)
+    stalled = _result(seeded=2000, written=500, unfinished=1500, timeline=timeline)
+    assert (stalled.ran_out, stalled.steady_windows) == (False, 2)
+    assert stalled.steady_rate_per_s == pytest.approx(5.0)
 
 
 def test_a_row_that_wrote_nothing_has_no_per_record_figures() -> None:

@@ -10,7 +10,8 @@ def _row(name: str, kind: str, mode: str, rate_per_s: float, **changes: object) 
     scenario = name.split("/", 1)[0]
     values: dict[str, object] = {
         "name": name, "kind": kind, "scenario": scenario, "mode": mode, "seeded": 1000,
-        "written": 1000, "elapsed_s": 1000 / rate_per_s, "window_s": 0.0,
+        "written": 1000, "elapsed_s": 1000 / rate_per_s, "window_s": 1.0,
+        "timeline": [(float(t), round(rate_per_s * t)) for t in range(4)],
         "ceiling_per_s": 100.0, "overall_ceiling_per_s": 100.0, "cpu_s": 0.2,
         "peak_rss_mib": 80.0}
     return Result(**{**values, **changes})  # type: ignore[arg-type]
@@ -107,3 +108,12 @@ def test_a_probe_over_the_ceiling_or_over_its_runs_bound_fails() -> None:
     assert (fast.passed, burst.passed) == (False, False)
     assert "111% of its run's bound" in burst.detail
     assert _by_target([])[name].passed is None
+
+
+def test_a_row_without_a_steady_rate_is_not_compared() -> None:
+    short = _row("dataverse-bound/product-x1/bulk", "product", "bulk", 95.0,
+                 timeline=[(0.0, 0), (1.0, 500), (1.2, 1000)])
+    rival = _row("dataverse-bound/recommended-x1/bulk", "baseline", "bulk", 50.0,
+                 timeline=[(0.0, 0), (1.0, 900), (1.3, 1000)])
+    verdict = _by_target([short, rival])["dataverse-bound x1"]
+    assert (verdict.passed, verdict.detail) == (None, "not run")

@@ -46,6 +46,8 @@ def test_round_trip() -> None:
     (body(records=[]), "non-empty list"),
     (body(records="x"), "non-empty list"),
     (body(records=[{"id": "not-a-guid", "input": "x.com"}]), r"records\[0\].id must be a GUID"),
+    (body(records=[{"id": "5b1c2a3e00004000-8000-0000-0000-0001", "input": "x.com"}]),
+     r"records\[0\].id must be a GUID"),
     (body(records=[{"id": GUID}]), r"records\[0\].input"),
     (body(records=[{"id": GUID, "input": "x.com", "extra": 1}]), "unknown fields: extra"),
     (body(records=[{"id": GUID, "input": "a.com"}, {"id": GUID, "input": "b.com"}]),
@@ -84,3 +86,8 @@ def test_the_largest_allowed_batch_fits_a_queue_message(input_chars: int) -> Non
                                             ("é", 4)])
 def test_encoded_size_is_base64_length(text: str, size: int) -> None:
     assert encoded_size_bytes(text) == size
+
+
+def test_a_record_id_is_kept_in_its_canonical_lowercase_form() -> None:
+    message = decode_batch(body(records=[{"id": GUID.upper(), "input": "x.com"}]))
+    assert message.records[0].id == str(uuid.UUID(GUID.upper())) == GUID

@@ -328,3 +328,47 @@ def test_headroom_from_the_ratelimit_headers(requests_left: str | None,
                                              expected: int | None) -> None:
     """The time left is in seconds, as the service sends it (see tests/test_ratelimit.py)."""
     assert headroom_from(requests_left, time_left, latency_ms) == expected
+
+
+BULK_LATENCY_MS = 1000.0
+"""An UpdateMultiple of 100 targets at the Dataverse-bound scenario's 10 ms a target."""
+
+
+async def answered_with(governor: Governor, answer: asyncio.Event, said: list[int | None],
+                        entered: list[int], n: int) -> None:
+    """One request: it enters, and when answered notes what the headers said while still in
+    flight, as the Dataverse client does inside the governed call."""
+    async with governor:
+        entered.append(n)
+        await answer.wait()
+        governor.note_headroom(said[0])
+
+
+async def test_the_service_header_formats_pace_like_no_headers_until_the_window_is_spent(
+        clock: FakeClock) -> None:
+    """The pacing decision with the headers as the service writes them: a fresh window admits
+    the whole share, exactly as no headers do; less than one request's time left lets the
+    requests in flight go on but starts nothing new; time back in the window starts new ones
+    up to the share again."""
+    fresh = headroom_from("5993", "1,200.00", BULK_LATENCY_MS)
+    spent = headroom_from("5990", "0.40", BULK_LATENCY_MS)
+    back = headroom_from("5988", "2.60", BULK_LATENCY_MS)
+    assert paced(8, fresh, 1) == paced(8, headroom_from(None, None, BULK_LATENCY_MS), 1) == 8
+    governor, said, entered = Governor(8), [fresh], []
+    answers = [asyncio.Event() for _ in range(12)]
+    tasks = [asyncio.create_task(answered_with(governor, answers[n], said, entered, n))
+             for n in range(12)]
+    await settle()
+    assert (len(entered), governor.in_flight) == (8, 8)
+    said[0] = spent
+    answers[0].set()
+    await clock.advance(1.0)
+    assert (len(entered), governor.in_flight) == (8, 7)
+    said[0] = back
+    answers[1].set()
+    await clock.advance(1.0)
+    assert (len(entered), governor.in_flight) == (10, 8)
+    for answer in answers:
+        answer.set()
+    await asyncio.gather(*tasks)
+    assert sorted(entered) == list(range(12))
