@@ -4,22 +4,17 @@ Azurite and the Dataverse emulator over HTTP."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import itertools
-import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
-from azure.storage.queue.aio import QueueClient
 
-from sync import ledger, worker
+from sync import ledger
 from sync.contract import BatchMessage, RecordRef
 from sync.local.verify import is_enriched
-from sync.names import BATCH_QUEUE
 from sync.services import Services
+from tests import hosting
 
 Make = Callable[..., Any]
 LIMIT_S = 120.0
@@ -48,29 +43,7 @@ async def enqueue(services: Services, count: int, size: int) -> set[str]:
 
 
 async def run_instances(instances: list[Services], expected: int) -> ledger.BatchCounts:
-    """Be the hosts: hand the visible messages round-robin to the instances, each running its
-    share at once, until ``expected`` records are written (bounded by LIMIT_S)."""
-    first = instances[0]
-    deadline_s = time.monotonic() + LIMIT_S
-    turn = itertools.cycle(instances)
-    async with QueueClient.from_connection_string(
-            str(first.settings.storage.connection_string), BATCH_QUEUE) as queue:
-        while time.monotonic() < deadline_s:
-            messages = [m async for m in queue.receive_messages(
-                messages_per_page=16, max_messages=16, visibility_timeout=120)]
-            await asyncio.gather(*(_run(next(turn), queue, m) for m in messages))
-            totals = await ledger.batch_totals(first.ledger)
-            if totals.written + totals.dead_lettered >= expected:
-                return totals
-            if not messages:
-                await asyncio.sleep(0.2)
-    pytest.fail(f"{expected} records not done within {LIMIT_S} s")
-
-
-async def _run(services: Services, queue: QueueClient, message: Any) -> None:
-    services.activity.touch()  # an invocation starts: the instance is busy
-    await worker.process_message(services, base64.b64decode(message.content))
-    await queue.delete_message(message)
+    return await hosting.run_instances(instances, expected, LIMIT_S)
 
 
 async def learn_hint(instances: list[Services], hint: int) -> None:

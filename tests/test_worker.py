@@ -24,6 +24,7 @@ from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEU
 from sync.services import Services
 from sync.settings import Settings, StorageSettings
 from sync.storage import queue_client, table_client
+from tests import hosting
 
 Make = Callable[..., Any]
 GHOST = "00000000-0000-4000-8000-00000000dead"
@@ -57,26 +58,8 @@ async def refs(services: Services, count: int) -> list[RecordRef]:
 
 
 async def work_until_done(services: Services, expected: int) -> ledger.BatchCounts:
-    """Be a host: take visible messages, run the worker, delete them, until ``expected``
-    records are written or dead-lettered (bounded by LIMIT_S)."""
-    deadline_s = time.monotonic() + LIMIT_S
-    async with QueueClient.from_connection_string(
-            str(services.settings.storage.connection_string), BATCH_QUEUE) as queue:
-        while time.monotonic() < deadline_s:
-            messages = [m async for m in queue.receive_messages(
-                messages_per_page=16, max_messages=16, visibility_timeout=120)]
-            await asyncio.gather(*(_run(services, queue, m) for m in messages))
-            totals = await ledger.batch_totals(services.ledger)
-            if totals.written + totals.dead_lettered >= expected:
-                return totals
-            if not messages:
-                await asyncio.sleep(0.2)
-    pytest.fail(f"{expected} records not done within {LIMIT_S} s")
-
-
-async def _run(services: Services, queue: QueueClient, message: Any) -> None:
-    await worker.process_message(services, base64.b64decode(message.content))
-    await queue.delete_message(message)
+    """Be a host until ``expected`` records are written or dead-lettered (bounded by LIMIT_S)."""
+    return await hosting.run_instances([services], expected, LIMIT_S)
 
 
 async def check_all_written(services: Services, ids: set[str]) -> None:
