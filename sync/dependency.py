@@ -131,12 +131,11 @@ class Dependency:
                                  extra={"event": "gate_publish_failed"})
 
     def _answered(self, sent_s: float, *, accepted: bool) -> None:
-        before = self.circuit.view
-        self.circuit.succeeded()
+        closed = self.circuit.succeeded()
         self.governor.succeeded()
         if accepted:
             self.scope.succeeded(sent_s)
-        if self.circuit.view != before:
+        if closed:
             logger.info("%s circuit closed", self.name,
                         extra={"event": "circuit_closed", "service": self.name})
             self._schedule_publish()

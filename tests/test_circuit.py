@@ -14,11 +14,8 @@ FAULT = ServiceFault("dataverse", "503 Service Unavailable on PATCH accounts", 5
 POLICY = CircuitPolicy(threshold=3, open_s=10.0, max_open_s=60.0)
 
 
-def circuit(clock: ManualClock) -> tuple[Circuit, list[CircuitView]]:
-    changes: list[CircuitView] = []
-    breaker = Circuit("dataverse", POLICY, clock=clock, rand=lambda: 0.5)
-    breaker.on_change = changes.append
-    return breaker, changes
+def circuit(clock: ManualClock) -> Circuit:
+    return Circuit("dataverse", POLICY, clock=clock, rand=lambda: 0.5)
 
 
 @pytest.mark.parametrize(("trips", "rand", "expected_s"), [
@@ -39,7 +36,7 @@ def test_impossible_policies_are_refused(policy: dict[str, float]) -> None:
 
 def test_consecutive_faults_open_it_and_a_success_between_resets_the_count() -> None:
     clock = ManualClock()
-    breaker, changes = circuit(clock)
+    breaker = circuit(clock)
     assert not breaker.failed(FAULT)
     assert not breaker.failed(FAULT)
     breaker.succeeded()
@@ -48,12 +45,12 @@ def test_consecutive_faults_open_it_and_a_success_between_resets_the_count() -> 
     assert breaker.state == "closed"
     assert breaker.failed(FAULT)
     assert breaker.state == "open"
-    assert changes == [CircuitView(clock.wall_s() + 10.0, 1, FAULT.detail)]
+    assert breaker.view == CircuitView(clock.wall_s() + 10.0, 1, FAULT.detail)
 
 
 def test_an_open_circuit_refuses_with_the_time_left_and_the_reason() -> None:
     clock = ManualClock()
-    breaker, _ = circuit(clock)
+    breaker = circuit(clock)
     for _ in range(3):
         breaker.failed(FAULT)
     clock.advance(4)
@@ -64,7 +61,7 @@ def test_an_open_circuit_refuses_with_the_time_left_and_the_reason() -> None:
 
 
 def test_a_configuration_fault_opens_it_at_once_with_its_hint() -> None:
-    breaker, _ = circuit(ManualClock())
+    breaker = circuit(ManualClock())
     fault = ConfigFault("dataverse", "400 Bad Request on PATCH accounts", 400,
                         hint="check SYNC_DEFINITION")
     assert breaker.failed(fault)
@@ -73,7 +70,7 @@ def test_a_configuration_fault_opens_it_at_once_with_its_hint() -> None:
 
 def test_half_open_lets_one_probe_through_and_its_success_closes() -> None:
     clock = ManualClock()
-    breaker, changes = circuit(clock)
+    breaker = circuit(clock)
     for _ in range(3):
         breaker.failed(FAULT)
     clock.advance(10)
@@ -81,28 +78,29 @@ def test_half_open_lets_one_probe_through_and_its_success_closes() -> None:
     breaker.admit()
     with pytest.raises(CircuitOpen):
         breaker.admit()  # a second caller waits for the probe
-    breaker.succeeded()
+    assert breaker.succeeded()  # it closed the circuit
     assert breaker.state == "closed"
-    assert changes[-1] == CircuitView(0.0, 0, "")
+    assert breaker.view == CircuitView(0.0, 0, "")
+    assert not breaker.succeeded()  # already closed: no change to publish
     breaker.admit()
 
 
 def test_a_failed_probe_opens_it_again_for_longer() -> None:
     clock = ManualClock()
-    breaker, changes = circuit(clock)
+    breaker = circuit(clock)
     for _ in range(3):
         breaker.failed(FAULT)
     clock.advance(10)
     breaker.admit()
     assert breaker.failed(FAULT)
     assert breaker.state == "open"
-    assert changes[-1].trips == 2
+    assert breaker.view.trips == 2
     assert breaker.open_for_s() == pytest.approx(20.0)
 
 
 def test_a_throttled_probe_frees_the_probe_slot() -> None:
     clock = ManualClock()
-    breaker, _ = circuit(clock)
+    breaker = circuit(clock)
     for _ in range(3):
         breaker.failed(FAULT)
     clock.advance(10)
@@ -113,7 +111,7 @@ def test_a_throttled_probe_frees_the_probe_slot() -> None:
 
 def test_the_clusters_later_opening_wins_and_its_closing_closes_a_half_open_one() -> None:
     clock = ManualClock()
-    breaker, _ = circuit(clock)
+    breaker = circuit(clock)
     breaker.apply(CircuitView(clock.wall_s() + 30, 2, "elsewhere: 403"))
     assert breaker.state == "open"
     assert breaker.open_for_s() == pytest.approx(30)

@@ -8,8 +8,9 @@
 - half-open: once the time has passed, one request at a time goes as a probe; a success closes
   the circuit, a failure opens it again for longer.
 
-Times are wall-clock seconds (``clock.wall_s``) so that instances can share them; ``on_change``
-is told of every opening and closing (the cluster publishes it, see sync.cluster).
+Times are wall-clock seconds (``clock.wall_s``) so that instances can share them. ``failed``
+answers whether it opened the circuit and ``succeeded`` whether it closed it: the caller
+(``sync.dependency``) logs and publishes each change for the cluster (see sync.cluster).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class Circuit:
     """One dependency's breaker in this process."""
 
     __slots__ = ("_clock", "_failures", "_open_until_s", "_policy", "_probing", "_rand",
-                 "_reason", "_trips", "on_change", "service")
+                 "_reason", "_trips", "service")
 
     def __init__(self, service: str, policy: CircuitPolicy, *, clock: Clock = SYSTEM_CLOCK,
                  rand: Callable[[], float] = random.random) -> None:
@@ -68,7 +69,6 @@ class Circuit:
         self._open_until_s = 0.0
         self._reason = ""
         self._probing = False
-        self.on_change: Callable[[CircuitView], None] = lambda _: None
 
     def __repr__(self) -> str:
         return (f"Circuit({self.service!r}, state={self.state!r}, failures={self._failures}, "
@@ -98,13 +98,15 @@ class Circuit:
                 raise CircuitOpen(self.service, PROBE_WAIT_S, self._reason)
             self._probing = True
 
-    def succeeded(self) -> None:
-        """A request answered: the count starts again; a successful probe closes the circuit."""
+    def succeeded(self) -> bool:
+        """A request answered: the count starts again; a successful probe closes the circuit.
+        Answers whether it closed the circuit."""
         self._failures = 0
         self._probing = False
-        if self._trips:
-            self._trips, self._open_until_s, self._reason = 0, 0.0, ""
-            self.on_change(self.view)
+        if not self._trips:
+            return False
+        self._trips, self._open_until_s, self._reason = 0, 0.0, ""
+        return True
 
     def failed(self, fault: ServiceFault) -> bool:
         """A service fault; answers whether the circuit opened because of it."""
@@ -136,7 +138,6 @@ class Circuit:
         self._open_until_s = self._clock.wall_s() + self._policy.open_for_s(self._trips,
                                                                            self._rand())
         self._reason = _reason(fault)
-        self.on_change(self.view)
 
 
 def _reason(fault: ServiceFault) -> str:
