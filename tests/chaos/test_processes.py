@@ -87,12 +87,8 @@ def own_azurite() -> Iterator[list[Azurite]]:
 async def test_azurite_killed_and_restarted(own_azurite: list[Azurite], log_dir: Path) -> None:
     started_s = time.monotonic()
     azurite = own_azurite[0]
-    stack = await start_stack(azurite.accounts[0], log_dir, dataverse_args=SLOW_WRITES,
-                              env=SMALL_MESSAGES)
+    stack = await _two_hosts_a_fifth_done(azurite, log_dir)
     try:
-        for number in range(2):
-            stack.start_host(fire_timer=number == 0)
-        await _until_share_done(stack, 0.2)
         await _kill_azurite(azurite)
         await asyncio.sleep(AZURITE_DOWN_S)  # its output reader meets the end meanwhile
         if azurite.process.stdout is not None:
@@ -103,6 +99,20 @@ async def test_azurite_killed_and_restarted(own_azurite: list[Azurite], log_dir:
                       started_s)
     finally:
         stack.stop()
+
+
+async def _two_hosts_a_fifth_done(azurite: Azurite, log_dir: Path) -> Stack:
+    """The stack on ``azurite`` with two hosts, once a fifth of the records are done."""
+    stack = await start_stack(azurite.accounts[0], log_dir, dataverse_args=SLOW_WRITES,
+                              env=SMALL_MESSAGES)
+    try:
+        for number in range(2):
+            stack.start_host(fire_timer=number == 0)
+        await _until_share_done(stack, 0.2)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
 
 
 async def _kill_azurite(azurite: Azurite) -> None:
@@ -121,12 +131,8 @@ async def _kill_azurite(azurite: Azurite) -> None:
 async def test_azurite_paused(own_azurite: list[Azurite], log_dir: Path) -> None:
     started_s = time.monotonic()
     azurite = own_azurite[0]
-    stack = await start_stack(azurite.accounts[0], log_dir, dataverse_args=SLOW_WRITES,
-                              env=SMALL_MESSAGES)
+    stack = await _two_hosts_a_fifth_done(azurite, log_dir)
     try:
-        for number in range(2):
-            stack.start_host(fire_timer=number == 0)
-        await _until_share_done(stack, 0.2)
         os.killpg(azurite.process.pid, signal.SIGSTOP)
         try:
             await asyncio.sleep(AZURITE_DOWN_S)
