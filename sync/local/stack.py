@@ -116,6 +116,8 @@ def run(options: LocalOptions) -> int:
         azurite = start_azurite(children=children)
         save_local_target(azurite.accounts[0].connection_string)
         env = _start_services(children, azurite, options)
+        save_local_target(azurite.accounts[0].connection_string, dataverse={
+            name: env[name] for name in ("DATAVERSE_URL", "DATAVERSE_STATIC_TOKEN")})
         started_s = time.monotonic()
         for number in range(options.instances):
             args = ["host", *(["--fire-timer"] if number == 0 else [])]
