@@ -3,6 +3,7 @@ nothing; its run completes; an enrichment record fault is counted, never dead-le
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from sync import dryrun, runs, worker
 from sync.contract import BatchMessage, RecordRef
 from sync.dryrun import SAMPLE_SIZE, SAMPLE_VALUE_CHARS, Change, Preview
 from sync.local.verify import expected_columns
+from sync.ops import status
 from sync.services import Services
 from tests.test_worker import emulator, rows
 
@@ -86,6 +88,23 @@ async def test_a_dry_run_reports_the_changes_and_writes_nothing(make_services: M
     totals = await runs.read_run(services.ledger, "dry-1")
     assert totals is not None
     assert totals.run.completed
+    await status_shows_the_report(services, "dry-1", report)
+
+
+async def status_shows_the_report(services: Services, run_id: str, report: Preview) -> None:
+    out = io.StringIO()
+    assert await status.show(services.settings.storage, run_id, as_json=True, watch_s=None,
+                             out=out) == 0
+    data = json.loads(out.getvalue())
+    assert data["dry_run"] == json.loads(json.dumps(report.to_dict()))
+    assert data["run"]["previewed"] == report.records
+    assert data["run"]["open"] == 0
+    out = io.StringIO()
+    await status.show(services.settings.storage, run_id, as_json=False, watch_s=None, out=out)
+    text = out.getvalue()
+    assert "Dry run: nothing was written" in text
+    assert f"would change     {report.changed:>10,}" in text
+    assert report.sample[0].record_id in text
 
 
 @pytest.mark.emulator(records=10)

@@ -14,7 +14,7 @@ from typing import Any, Final, TypeVar
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
-from sync import runs
+from sync import dryrun, runs
 from sync.cluster import (
     GATE_KEY,
     HINT_KEY,
@@ -26,7 +26,7 @@ from sync.cluster import (
 from sync.dataverse import SERVICE as DATAVERSE
 from sync.enrichment import SERVICE as ENRICHMENT
 from sync.failures.circuit import CircuitView
-from sync.names import LEDGER_TABLE, POISON_QUEUE, QUEUES, STATE_TABLE
+from sync.names import LEDGER_TABLE, POISON_QUEUE, QUEUES, REPORT_TABLE, STATE_TABLE
 from sync.ops.target import QUEUE_ROLE, TABLE_ROLE, explain
 from sync.runs import RunTotals
 from sync.settings import StorageSettings
@@ -66,6 +66,8 @@ class RunStatus:
     cluster: ClusterState
     overlapping: tuple[RunTotals, ...] = ()
     """The other run(s) of an overlap, when still incomplete."""
+    dry_run: dryrun.Preview | None = None
+    """The run's dry-run report; None when the run writes."""
 
     @property
     def poisoned(self) -> int:
@@ -108,17 +110,20 @@ async def read_status(storage: StorageSettings, run_id: str | None, now_s: float
     credential = storage_credential(storage)
     try:
         async with (table_client(storage, LEDGER_TABLE, credential) as ledger,
-                    table_client(storage, STATE_TABLE, credential) as state):
+                    table_client(storage, STATE_TABLE, credential) as state,
+                    table_client(storage, REPORT_TABLE, credential) as reports):
             totals = await _guard(_find_run(ledger, run_id), f"table {LEDGER_TABLE}", TABLE_ROLE)
             others = await _guard(_overlapping(ledger, totals), f"table {LEDGER_TABLE}",
                                   TABLE_ROLE)
             cluster = await _guard(read_cluster(state, now_s), f"table {STATE_TABLE}",
                                    TABLE_ROLE)
+            report = await _guard(dryrun.read_report(reports, totals.run.run_id),
+                                  f"table {REPORT_TABLE}", TABLE_ROLE)
         queues = await read_queue_counts(storage, credential)
     finally:
         if credential is not None:
             await credential.close()
-    return RunStatus(now_s, totals, queues, cluster, others)
+    return RunStatus(now_s, totals, queues, cluster, others, report)
 
 
 async def _find_run(ledger: TableClient, run_id: str | None) -> RunTotals:
