@@ -22,10 +22,16 @@ from sync.contract import BatchMessage, RecordRef
 from sync.local.stack import local_token
 from sync.ops import rollback as rollback_cli
 from sync.recordclient import RecordClient
-from sync.rollback import RollbackError, RollbackReport, roll_back, still_written
+from sync.rollback import (
+    MAX_ATTEMPTS,
+    RollbackError,
+    RollbackReport,
+    roll_back,
+    still_written,
+)
 from sync.services import Services
 from tests.test_dryrun import read_ref
-from tests.test_worker import emulator, rows
+from tests.test_worker import GHOST, emulator, rows
 
 Make = Callable[..., Any]
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,6 +125,20 @@ async def test_rollback_restores_the_previous_values_of_a_run(make_services: Mak
         assert mapped(services, now[str(row["accountid"])]) == mapped(services, row)
 
 
+@pytest.mark.emulator(records=10)
+async def test_only_written_records_keep_an_image(make_services: Make) -> None:
+    services = await make_services(SYNC_WRITE_MODE="single")
+    table = await rows(services)
+    written = [read_ref(services, row) for row in table[:3]]
+    ghost = RecordRef(GHOST, "https://ghost.example", etag='W/"1"', current={"description": "x"})
+    counts = await worker.process_message(
+        services, BatchMessage("wet-9", (*written, ghost)).to_json().encode())
+    assert (counts.written, counts.dead_lettered) == (3, 1)
+    images = await beforeimages.read_images(services.before_images, "wet-9")
+    assert sorted(image.record_id for image in images) == sorted(r.id for r in written)
+    assert all(image.expires_at_s > time.time() + 13 * DAY_S for image in images)
+
+
 @pytest.mark.emulator(records=20)
 async def test_a_persons_edit_after_the_run_is_kept(make_services: Make) -> None:
     services = await make_services(SYNC_WRITE_MODE="single")
@@ -172,6 +192,56 @@ async def test_an_unknown_run_is_a_clear_error(make_services: Make) -> None:
     services = await make_services()
     with pytest.raises(RollbackError, match="no run 'run-nope'"):
         await rolled_back(services, "run-nope")
+
+
+async def add_fault(services: Services, rule: dict[str, Any]) -> None:
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{services.settings.dataverse_url}/_emulator/faults", json=rule) as answer:
+        assert answer.status == 200, await answer.text()
+
+
+async def faults(services: Services) -> dict[str, int]:
+    return dict((await emulator(services, "stats"))["faults"])
+
+
+@pytest.mark.emulator(records=10)
+async def test_a_412_is_judged_again_once_then_the_record_fails(make_services: Make) -> None:
+    services = await make_services(SYNC_WRITE_MODE="single")
+    before = await write_run(services, "wet-6", 3)
+    racing = str(before[0]["accountid"])
+    await add_fault(services, {"kind": "error", "name": "race", "status": 412, "code": "0x80060882",
+                               "message": "The version of the existing record doesn't match",
+                               "record_ids": [racing]})
+    report = await rolled_back(services, "wet-6")
+    assert report.outcomes["failed"] == 1
+    assert report.outcomes["restored"] == 2
+    assert (await faults(services))["race"] == 2
+    assert mapped(services, by_id(await rows(services))[racing]) != mapped(services, before[0])
+
+
+@pytest.mark.emulator(records=10)
+async def test_a_throttled_restore_waits_retry_after_and_succeeds(make_services: Make) -> None:
+    services = await make_services(SYNC_WRITE_MODE="single")
+    before = await write_run(services, "wet-7", 2)
+    await add_fault(services, {"preset": "429-requests", "hits": "writes", "retry_after_s": 1,
+                               "window_s": 0.5})
+    report = await rolled_back(services, "wet-7")
+    assert report.outcomes["restored"] == 2
+    assert (await faults(services))["429-requests"] >= 1
+    now = by_id(await rows(services))
+    assert all(mapped(services, now[str(r["accountid"])]) == mapped(services, r) for r in before)
+
+
+@pytest.mark.emulator(records=10)
+async def test_a_service_that_keeps_failing_fails_the_record_after_the_tries(
+        make_services: Make) -> None:
+    services = await make_services(SYNC_WRITE_MODE="single")
+    await write_run(services, "wet-8", 1)
+    await add_fault(services, {"preset": "503", "hits": "writes"})
+    report = await rolled_back(services, "wet-8", clock=ManualClock(
+        wall_start_s=time.time(), auto_advance=True))
+    assert report.outcomes["failed"] == 1
+    assert (await faults(services))["503"] == MAX_ATTEMPTS
 
 
 async def command(env: dict[str, str], *args: str) -> tuple[int, str, str]:
