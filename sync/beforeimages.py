@@ -37,6 +37,9 @@ MAX_TRANSACTION_ENTITIES: Final = 100
 """Table Storage's limit on the operations of one transaction (entity group transaction)."""
 MAX_TRANSACTION_BYTES: Final = 3_500_000
 """Below the 4 MiB a transaction's payload may have, with room for the envelope."""
+EXPIRED_ROW: Final = "~expired"
+"""The row a sweep leaves in a run's partition once it deleted the run's expired images
+(``sync.imagesweep``); sorts after every record id (GUIDs, alternate keys)."""
 PART_CHARS: Final = 30_000
 """A string property holds at most 64 KiB (32 K UTF-16 characters): longer JSON is split over
 ``Before``, ``Before1``, ``Before2``..."""
@@ -166,7 +169,9 @@ async def keep(table: TableClient, run: MessageRun,
     return len(images)
 
 
-async def read_images(table: TableClient, run_id: str) -> list[Image]:
-    """Every image of a run (one partition query)."""
+async def read_images(table: TableClient, run_id: str) -> tuple[list[Image], bool]:
+    """Every image of a run (one partition query), and whether a sweep deleted expired ones."""
     rows = table.query_entities(f"PartitionKey eq '{run_id.replace(chr(39), chr(39) * 2)}'")
-    return [image_from(entity) async for entity in rows]
+    entities = [entity async for entity in rows]
+    images = [image_from(entity) for entity in entities if entity["RowKey"] != EXPIRED_ROW]
+    return images, len(images) < len(entities)

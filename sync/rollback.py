@@ -127,8 +127,12 @@ async def live_images(images_table: TableClient, ledger: TableClient, run_id: st
                       now_s: float) -> tuple[list[Image], int]:
     """The run's images that have not expired, and how many have; ``RollbackError`` when there
     is nothing to roll back (no such run, or every image expired)."""
-    images = await read_images(images_table, run_id)
+    images, swept = await read_images(images_table, run_id)
     if not images:
+        if swept:
+            raise RollbackError(f"run {run_id!r}: its before-images expired "
+                                "(SYNC_ROLLBACK_RETENTION_DAYS) and were deleted: nothing "
+                                "changed")
         if await runs.read_run(ledger, run_id) is None:
             raise RollbackError(f"no run {run_id!r}: the ledger does not know it (run ids look "
                                 "like run-20261122T020000Z-1a2b3c, or a producer's batch id)")

@@ -84,7 +84,7 @@ async def test_a_dry_run_reports_the_changes_and_writes_nothing(make_services: M
     stats = await emulator(services, "stats")
     assert stats["records"] == {"created": 0, "updated": 0, "deleted": 0}
     assert await rows(services) == table
-    assert await beforeimages.read_images(services.before_images, "dry-1") == []
+    assert await beforeimages.read_images(services.before_images, "dry-1") == ([], False)
     assert (await services.dead_letters.get_queue_properties()).approximate_message_count == 0
     totals = await runs.read_run(services.ledger, "dry-1")
     assert totals is not None

@@ -19,6 +19,7 @@ from sync import beforeimages, worker
 from sync.beforeimages import Image, entity_of, image_from, split, transaction_groups
 from sync.clock import ManualClock
 from sync.contract import BatchMessage, RecordRef
+from sync.imagesweep import index_range, sweep
 from sync.local.stack import local_token
 from sync.ops import rollback as rollback_cli
 from sync.recordclient import RecordClient
@@ -29,6 +30,7 @@ from sync.rollback import (
     roll_back,
     still_written,
 )
+from sync.runs import index_key
 from sync.services import Services
 from tests.test_dryrun import read_ref
 from tests.test_worker import GHOST, emulator, rows
@@ -111,7 +113,7 @@ def test_transaction_groups(sizes: list[int], expected: list[int]) -> None:
 async def test_rollback_restores_the_previous_values_of_a_run(make_services: Make) -> None:
     services = await make_services(SYNC_WRITE_MODE="bulk")
     before = await write_run(services, "wet-1", 12)
-    images = await beforeimages.read_images(services.before_images, "wet-1")
+    images, _ = await beforeimages.read_images(services.before_images, "wet-1")
     assert {image.record_id for image in images} == {str(r["accountid"]) for r in before}
     written = by_id(await rows(services))
     assert any(mapped(services, written[str(r["accountid"])]) != mapped(services, r)
@@ -134,7 +136,7 @@ async def test_only_written_records_keep_an_image(make_services: Make) -> None:
     counts = await worker.process_message(
         services, BatchMessage("wet-9", (*written, ghost)).to_json().encode())
     assert (counts.written, counts.dead_lettered) == (3, 1)
-    images = await beforeimages.read_images(services.before_images, "wet-9")
+    images, _ = await beforeimages.read_images(services.before_images, "wet-9")
     assert sorted(image.record_id for image in images) == sorted(r.id for r in written)
     assert all(image.expires_at_s > time.time() + 13 * DAY_S for image in images)
 
@@ -176,6 +178,37 @@ async def test_expired_images_are_not_restored(make_services: Make) -> None:
     with pytest.raises(RollbackError, match=r"expired.*nothing changed"):
         await rolled_back(services, "wet-4", clock=later)
     assert await rows(services) == after_run
+
+
+@pytest.mark.parametrize(("started_days_ago", "swept"), [
+    pytest.param(13.9, False, id="within-the-retention"),
+    pytest.param(14.1, True, id="just-past-the-retention"),
+    pytest.param(20.9, True, id="near-the-end-of-the-lookback"),
+    pytest.param(21.1, False, id="past-the-lookback"),
+])
+def test_the_sweep_looks_at_runs_started_in_its_range(started_days_ago: float,
+                                                      swept: bool) -> None:
+    now_s = 1_800_000_000.0
+    low, high = index_range(now_s, 14)
+    key = index_key(now_s - started_days_ago * DAY_S, "run-x")
+    assert (low <= key < high) is swept
+
+
+@pytest.mark.emulator(records=10)
+async def test_the_sweep_deletes_expired_images_and_rollback_says_so(
+        make_services: Make) -> None:
+    services = await make_services(SYNC_WRITE_MODE="single")
+    await write_run(services, "wet-11", 3)
+    soon_s, later_s = time.time() + DAY_S, time.time() + 15 * DAY_S
+    assert await sweep(services.before_images, services.ledger, soon_s, 14,
+                       monotonic_s=time.monotonic) == 0
+    assert await sweep(services.before_images, services.ledger, later_s, 14,
+                       monotonic_s=time.monotonic) == 3
+    assert await beforeimages.read_images(services.before_images, "wet-11") == ([], True)
+    after_sweep = await rows(services)
+    with pytest.raises(RollbackError, match=r"expired .* deleted: nothing changed"):
+        await rolled_back(services, "wet-11", clock=ManualClock(wall_start_s=later_s))
+    assert await rows(services) == after_sweep
 
 
 @pytest.mark.emulator(records=10)
