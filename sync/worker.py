@@ -126,11 +126,13 @@ async def _carry_out(services: Services, run: MessageRun) -> None:
     if run.preview is not None:  # a dry run: compare and report, write nothing
         await dryrun.settle(services.reports, run, enriched)
     elif enriched:
-        await Writer(services, run, dead_letter).write_all(enriched)
-        await beforeimages.keep(services.before_images, run, enriched,
-                                retention_days=services.settings.rollback_retention_days,
-                                entity_set=services.settings.definition.entity_set,
-                                now_s=services.dataverse_dep.clock.wall_s())
+        try:
+            await Writer(services, run, dead_letter).write_all(enriched)
+        finally:  # what was written keeps its before-image, even if the writer stopped
+            await beforeimages.keep(services.before_images, run, enriched,
+                                    retention_days=services.settings.rollback_retention_days,
+                                    entity_set=services.settings.definition.entity_set,
+                                    now_s=services.dataverse_dep.clock.wall_s())
 
 
 async def _reject(services: Services, body: bytes, reason: str) -> BatchCounts:
@@ -199,12 +201,12 @@ async def _dead_letter(services: Services, run: MessageRun, record: RecordRef,
                        fault: RecordFault | AmbiguousFault) -> None:
     """Put one record on the dead-letter queue; if that fails it stays unfinished. A dry run
     counts it as failed instead (a replayed dead letter would be written)."""
-    batch_id = run.message.batch_id
-    origin = Origin(services.settings.definition.entity_set, run_id_of(batch_id), batch_id)
     reason = reason_of(fault)
     if run.preview is not None:
         run.preview.fail(record.id, reason)
         return
+    batch_id = run.message.batch_id
+    origin = Origin(services.settings.definition.entity_set, run_id_of(batch_id), batch_id)
     logger.warning("record %s dead-lettered (%s): %s", record.id, reason, fault,
                    extra={"event": "record_dead_lettered", "batch_id": batch_id,
                           "reason": reason})
