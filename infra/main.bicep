@@ -169,6 +169,9 @@ param syncQueueMetricsSchedule string = '0 * * * * *'
 @description('SYNC_DEADLETTER_RETENTION_DAYS: days a dead letter or poison message (personal data) is kept, on the queue and in its index.')
 param syncDeadletterRetentionDays string = '30'
 
+@description('SYNC_ROLLBACK_RETENTION_DAYS: days the values a run replaced (its before-images) are kept for sync rollback.')
+param syncRollbackRetentionDays string = '14'
+
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = {
   'azd-env-name': environmentName
@@ -440,6 +443,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SYNC_LEASE_S: syncLeaseS
     SYNC_QUEUE_METRICS_SCHEDULE: syncQueueMetricsSchedule
     SYNC_DEADLETTER_RETENTION_DAYS: syncDeadletterRetentionDays
+    SYNC_ROLLBACK_RETENTION_DAYS: syncRollbackRetentionDays
   }
 }
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from sync.local import enqueue, host, stack
 from sync.local.emulators import enrichment
 from sync.local.emulators.webapi import cli as dataverse_cli
-from sync.ops import deadletters, initstorage, poison, status
+from sync.ops import deadletters, initstorage, poison, rollback, status
 
 Main = Callable[[argparse.Namespace], int]
 
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
          deadletters.configure_parser, deadletters.main)
     _add(commands, "poison", "list, show, replay or purge poison messages",
          poison.configure_parser, poison.main)
+    _add(commands, "rollback", "give a run's written records their previous values back, "
+         "except where someone changed them since", rollback.configure_parser, rollback.main)
     emulator = commands.add_parser("emulator", help="serve one emulator until Ctrl-C")
     kinds = emulator.add_subparsers(dest="kind", required=True)
     _add(kinds, "dataverse", "the Dataverse Web API emulator", dataverse_cli.configure_parser,

@@ -29,6 +29,7 @@ DEFAULT_DEFINITION: Final[dict[str, Any]] = {
                 "description": "description"},
     "change_tracking": True,
     "skip_own_changes": True,
+    "dry_run": False,
 }
 _FIELDS: Final = frozenset(DEFAULT_DEFINITION)
 
@@ -45,6 +46,8 @@ class SyncDefinition:
     mapping: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DEFINITION["mapping"]))
     change_tracking: bool = True
     skip_own_changes: bool = True
+    dry_run: bool = False
+    """Plan, read, enrich and compare, write nothing: a report per run (``sync.dryrun``)."""
 
     @property
     def read_columns(self) -> tuple[str, ...]:
@@ -87,7 +90,7 @@ def _from_dict(data: dict[str, Any]) -> SyncDefinition:
             raise ConfigError(f"SYNC_DEFINITION.{name} must be a Dataverse name")
     if not isinstance(data["filter"], str):
         raise ConfigError("SYNC_DEFINITION.filter must be a string (an OData $filter)")
-    for name in ("change_tracking", "skip_own_changes"):
+    for name in ("change_tracking", "skip_own_changes", "dry_run"):
         if not isinstance(data[name], bool):
             raise ConfigError(f"SYNC_DEFINITION.{name} must be true or false")
     if data["change_tracking"] and data["filter"]:
@@ -97,7 +100,8 @@ def _from_dict(data: dict[str, Any]) -> SyncDefinition:
                           key=data["key"], input_column=data["input_column"],
                           filter=data["filter"], mapping=_mapping(data["mapping"]),
                           change_tracking=data["change_tracking"],
-                          skip_own_changes=data["skip_own_changes"])
+                          skip_own_changes=data["skip_own_changes"],
+                          dry_run=data["dry_run"])
 
 
 def _mapping(value: Any) -> dict[str, str]:

@@ -13,7 +13,7 @@ import gc
 import os
 from datetime import UTC, datetime
 
-from sync import planner, worker
+from sync import imagesweep, planner, worker
 from sync.errors import ConfigError
 from sync.ledger import BatchCounts
 from sync.planstate import PlanState, plan_state_from
@@ -94,10 +94,16 @@ async def close_services() -> None:
 
 
 async def plan_sync(now: datetime | None = None) -> PlanState | None:
-    """The timer's work: start a plan; answers the state handed on, None when complete."""
+    """The timer's work: start a plan, then sweep expired before-images; answers the state
+    handed on, None when complete."""
     found = await services()
-    return await traced_plan(lambda: planner.plan(found, now or datetime.now(UTC)),
-                             definition=names.DEFAULT_DEFINITION)
+    state = await traced_plan(lambda: planner.plan(found, now or datetime.now(UTC)),
+                              definition=names.DEFAULT_DEFINITION)
+    clock = found.dataverse_dep.clock
+    await imagesweep.sweep_quietly(found.before_images, found.ledger, clock.wall_s(),
+                                   found.settings.rollback_retention_days,
+                                   monotonic_s=clock.monotonic_s)
+    return state
 
 
 async def continue_plan(raw: bytes) -> PlanState | None:

@@ -41,6 +41,8 @@ class BatchCounts:
     reenqueued: int = 0
     rejected_messages: int = 0
     transient_retries: int = 0
+    previewed: int = 0
+    """Records a dry run settled (would change, unchanged or failed); none was written."""
     requeue_delay_s: float = 0.0
     """Seconds re-enqueued work was held invisible (Retry-After plus jitter), summed."""
     throttled_by_code: Counter[str] = field(default_factory=Counter)
@@ -55,6 +57,7 @@ class BatchCounts:
         self.reenqueued += other.reenqueued
         self.rejected_messages += other.rejected_messages
         self.transient_retries += other.transient_retries
+        self.previewed += other.previewed
         self.requeue_delay_s += other.requeue_delay_s
         self.throttled_by_code.update(other.throttled_by_code)
         self.dead_lettered_by_reason.update(other.dead_lettered_by_reason)
@@ -92,7 +95,7 @@ def batch_entity(batch_id: str, attempt: int, counts: BatchCounts) -> dict[str, 
             "RowKey": f"{MESSAGE_PREFIX}{batch_id}|{attempt:04d}",
             "Written": counts.written, "DeadLettered": counts.dead_lettered,
             "Reenqueued": counts.reenqueued, "RejectedMessages": counts.rejected_messages,
-            "TransientRetries": counts.transient_retries,
+            "TransientRetries": counts.transient_retries, "Previewed": counts.previewed,
             "RequeueDelayS": float(counts.requeue_delay_s),
             "ThrottledByCode": json.dumps(dict(counts.throttled_by_code)),
             "DeadLetteredByReason": json.dumps(dict(counts.dead_lettered_by_reason)),
@@ -106,6 +109,7 @@ def counts_from(entity: Mapping[str, Any]) -> BatchCounts:
                        reenqueued=int(entity.get("Reenqueued", 0)),
                        rejected_messages=int(entity.get("RejectedMessages", 0)),
                        transient_retries=int(entity.get("TransientRetries", 0)),
+                       previewed=int(entity.get("Previewed", 0)),
                        requeue_delay_s=float(entity.get("RequeueDelayS", 0.0)),
                        throttled_by_code=_counter(entity, "ThrottledByCode"),
                        dead_lettered_by_reason=_counter(entity, "DeadLetteredByReason"),

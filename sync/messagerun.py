@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from sync.contract import BatchMessage, RecordHistory, RecordRef
 from sync.errors import CircuitOpen, Deferred, ServiceFault, SyncError, Throttled
 from sync.governor import GATE_CODE
 from sync.ledger import BatchCounts
+
+if TYPE_CHECKING:
+    from sync.dryrun import Preview
 
 
 def now_iso() -> str:
@@ -36,6 +40,10 @@ class MessageRun:
     histories: dict[str, RecordHistory] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
     """Why each record that failed is still unfinished (service_fault, suspected_record_fault)."""
+    preview: Preview | None = None
+    """A dry run's findings for this message; None when the definition writes."""
+    written_ids: list[str] = field(default_factory=list)
+    """The records written, in order (their before-images are kept for a rollback)."""
 
     # What the governed calls are told (sync.dependency.CallHooks).
 
@@ -81,6 +89,12 @@ class MessageRun:
 
     def written(self, record_id: str) -> None:
         self.counts.written += 1
+        self.finished.add(record_id)
+        self.written_ids.append(record_id)
+
+    def previewed(self, record_id: str) -> None:
+        """A dry run settled the record: it is done, and nothing was written."""
+        self.counts.previewed += 1
         self.finished.add(record_id)
 
     def dead_lettered(self, record_id: str, reason: str) -> None:

@@ -28,8 +28,16 @@ DEAD_LETTER_TABLE: Final = "SyncDeadLetters"
 POISON_TABLE: Final = "SyncPoison"
 """One row per poison message, whoever put it there (the worker or the Functions host)."""
 
+REPORT_TABLE: Final = "SyncReports"
+"""A dry run's findings (partition: the run; a row per processed message), for sync status."""
+
+BEFORE_IMAGE_TABLE: Final = "SyncBeforeImages"
+"""The values each written record held before (partition: the run, row: the record), kept for
+``sync rollback`` until they expire."""
+
 QUEUES: Final = (BATCH_QUEUE, POISON_QUEUE, DEAD_LETTER_QUEUE, PLAN_QUEUE)
-TABLES: Final = (LEDGER_TABLE, STATE_TABLE, DEAD_LETTER_TABLE, POISON_TABLE)
+TABLES: Final = (LEDGER_TABLE, STATE_TABLE, DEAD_LETTER_TABLE, POISON_TABLE, REPORT_TABLE,
+                 BEFORE_IMAGE_TABLE)
 
 STORAGE_CONNECTION: Final = "AzureWebJobsStorage"
 """The connection setting the triggers bind to, and the prefix of its identity-based form."""

@@ -84,8 +84,8 @@ class RunTotals:
 
     @property
     def done(self) -> int:
-        """Records written or dead-lettered."""
-        return self.counts.written + self.counts.dead_lettered
+        """Records written, dead-lettered, or settled by a dry run."""
+        return self.counts.written + self.counts.dead_lettered + self.counts.previewed
 
     @property
     def open(self) -> int:
@@ -94,8 +94,10 @@ class RunTotals:
 
 
 def is_complete(run: RunRow, counts: BatchCounts) -> bool:
-    """Complete: the plan is complete and every planned record is written or dead-lettered."""
-    return run.plan_complete and counts.written + counts.dead_lettered >= run.planned
+    """Complete: the plan is complete and every planned record is written or dead-lettered
+    (or, in a dry run, settled: would change, unchanged or failed)."""
+    done = counts.written + counts.dead_lettered + counts.previewed
+    return run.plan_complete and done >= run.planned
 
 
 def index_key(started_s: float, run_id: str) -> str:

@@ -29,12 +29,14 @@ from sync.governor import Governor
 from sync.http import new_session
 from sync.names import (
     BATCH_QUEUE,
+    BEFORE_IMAGE_TABLE,
     DEAD_LETTER_QUEUE,
     DEAD_LETTER_TABLE,
     LEDGER_TABLE,
     PLAN_QUEUE,
     POISON_QUEUE,
     POISON_TABLE,
+    REPORT_TABLE,
     STATE_TABLE,
 )
 from sync.settings import Settings
@@ -93,6 +95,10 @@ class Services:
     dead_letter_index: TableClient
     """One row per dead letter (sync.letterindex), written beside the queue message."""
     poison_index: TableClient
+    reports: TableClient
+    """A dry run's findings per message (sync.dryrun)."""
+    before_images: TableClient
+    """The values written records held before, for a rollback (sync.beforeimages)."""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _refresher: asyncio.Task[None] | None = None
 
@@ -113,7 +119,8 @@ class Services:
             logger.exception("slots not given back", extra={"event": "leave_failed"})
         for client in (self.batches, self.plans, self.poison, self.dead_letters):
             await client.close()
-        for table in (self.ledger, self.state, self.dead_letter_index, self.poison_index):
+        for table in (self.ledger, self.state, self.dead_letter_index, self.poison_index,
+                      self.reports, self.before_images):
             await table.close()
         await self.tokens.close()
         if self.storage_credential is not None:
@@ -178,4 +185,6 @@ def open_services(settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
         dead_letters=queue_client(storage, DEAD_LETTER_QUEUE, credential),
         ledger=table_client(storage, LEDGER_TABLE, credential), state=state,
         dead_letter_index=table_client(storage, DEAD_LETTER_TABLE, credential),
-        poison_index=table_client(storage, POISON_TABLE, credential))
+        poison_index=table_client(storage, POISON_TABLE, credential),
+        reports=table_client(storage, REPORT_TABLE, credential),
+        before_images=table_client(storage, BEFORE_IMAGE_TABLE, credential))

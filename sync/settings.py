@@ -124,6 +124,9 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec("SYNC_DEADLETTER_RETENTION_DAYS", "30",
                 "Days a dead letter or poison message (they hold personal data) is kept: the "
                 "time-to-live of the queue message and the expiry of its index row."),
+    SettingSpec("SYNC_ROLLBACK_RETENTION_DAYS", "14",
+                "Days the values a run replaced (its before-images, personal data) are kept "
+                "for `sync rollback`; older images have expired and cannot be restored."),
 )
 
 WRITE_MODES: Final = ("single", "batch", "bulk")
@@ -179,6 +182,7 @@ class Settings:
     state_refresh_s: float = 1.0
     lease_s: float = 15.0
     deadletter_retention_days: int = 30
+    rollback_retention_days: int = 14
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -212,6 +216,7 @@ class Settings:
             state_refresh_s=reader.number("SYNC_STATE_REFRESH_S", low=0.1, high=60),
             lease_s=reader.number("SYNC_LEASE_S", low=1, high=600),
             deadletter_retention_days=reader.integer("SYNC_DEADLETTER_RETENTION_DAYS", 1, 3650),
+            rollback_retention_days=reader.integer("SYNC_ROLLBACK_RETENTION_DAYS", 1, 365),
         )
         for schedule in ("SYNC_SCHEDULE", "SYNC_QUEUE_METRICS_SCHEDULE"):
             _check_schedule_setting(reader, schedule)

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from azure.data.tables.aio import TableClient
 
-from sync import ledger, letterindex, runs
+from sync import beforeimages, dryrun, ledger, letterindex, runs
 from sync.contract import (
     DEFAULT_DEFINITION,
     NEVER_EXPIRE,
@@ -91,7 +91,8 @@ async def process_message(services: Services, body: bytes) -> BatchCounts:
     if message.definition != DEFAULT_DEFINITION:
         return await _reject(services, body, f"unknown definition {message.definition!r}; "
                                              f"this deployment defines: {DEFAULT_DEFINITION}")
-    run = MessageRun(message)
+    run = MessageRun(message, preview=dryrun.Preview() if services.settings.definition.dry_run
+                     else None)
     describe_message(message)
     run_id = run_id_of(message.batch_id)
     if message.attempt == 0 and not is_planned(message.batch_id):
@@ -122,8 +123,16 @@ async def _carry_out(services: Services, run: MessageRun) -> None:
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(_enrich(services, run, r)) for r in run.message.records]
     enriched = [item for task in tasks if (item := task.result()) is not None]
-    if enriched:
-        await Writer(services, run, dead_letter).write_all(enriched)
+    if run.preview is not None:  # a dry run: compare and report, write nothing
+        await dryrun.settle(services.reports, run, enriched)
+    elif enriched:
+        try:
+            await Writer(services, run, dead_letter).write_all(enriched)
+        finally:  # what was written keeps its before-image, even if the writer stopped
+            await beforeimages.keep(services.before_images, run, enriched,
+                                    retention_days=services.settings.rollback_retention_days,
+                                    entity_set=services.settings.definition.entity_set,
+                                    now_s=services.dataverse_dep.clock.wall_s())
 
 
 async def _reject(services: Services, body: bytes, reason: str) -> BatchCounts:
@@ -190,10 +199,14 @@ async def _enrich(services: Services, run: MessageRun, record: RecordRef) -> Enr
 
 async def _dead_letter(services: Services, run: MessageRun, record: RecordRef,
                        fault: RecordFault | AmbiguousFault) -> None:
-    """Put one record on the dead-letter queue; if that fails it stays unfinished."""
+    """Put one record on the dead-letter queue; if that fails it stays unfinished. A dry run
+    counts it as failed instead (a replayed dead letter would be written)."""
+    reason = reason_of(fault)
+    if run.preview is not None:
+        run.preview.fail(record.id, reason)
+        return
     batch_id = run.message.batch_id
     origin = Origin(services.settings.definition.entity_set, run_id_of(batch_id), batch_id)
-    reason = reason_of(fault)
     logger.warning("record %s dead-lettered (%s): %s", record.id, reason, fault,
                    extra={"event": "record_dead_lettered", "batch_id": batch_id,
                           "reason": reason})

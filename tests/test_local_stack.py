@@ -186,3 +186,18 @@ def wait_for_status(ready: Callable[[dict[str, Any]], bool],
             assert ready(status), status
             return status
         time.sleep(1)
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_S + 30)
+def test_a_dry_run_reports_what_would_change_and_writes_nothing() -> None:
+    result = run_local("--records", "300", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert summary_count(out, "planned") == 300
+    assert summary_count(out, "written") == 0
+    assert "Dry run: nothing was written" in out
+    compared = sum(summary_count(out, label) for label in ("would change", "unchanged", "failed"))
+    assert compared == 300
+    assert summary_count(out, "would change") > 0
+    assert "sample (first 20 changes)" in out
+    assert "OK: dry run: every planned record was compared; nothing was written." in out

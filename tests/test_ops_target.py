@@ -20,6 +20,7 @@ from sync.ops.target import (
     add_target_arguments,
     explain,
     forget_local_target,
+    local_dataverse,
     save_local_target,
     storage_for,
 )
@@ -53,6 +54,17 @@ def test_local_reads_what_the_running_stack_saved_and_keeps_it_private(tmp_path:
     forget_local_target(saved)
     with pytest.raises(TargetError, match="no local stack is running"):
         storage_for(_args("--local"), {}, saved)
+
+
+def test_local_dataverse_is_what_the_running_stack_saved(tmp_path: Path) -> None:
+    saved = tmp_path / "storage.json"
+    save_local_target(CONNECTION, saved)
+    with pytest.raises(TargetError, match="no local stack is running"):
+        local_dataverse(saved)
+    dataverse = {"DATAVERSE_URL": "http://127.0.0.1:9", "DATAVERSE_STATIC_TOKEN": "t"}
+    save_local_target(CONNECTION, saved, dataverse=dataverse)
+    assert local_dataverse(saved) == dataverse
+    assert storage_for(_args("--local"), {}, saved).connection_string == CONNECTION
 
 
 def test_without_a_choice_the_environment_settings_are_used(tmp_path: Path) -> None:

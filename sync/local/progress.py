@@ -38,8 +38,8 @@ class Snapshot:
 
     @property
     def done(self) -> int:
-        """Records written or dead-lettered."""
-        return self.counts.written + self.counts.dead_lettered
+        """Records written, dead-lettered, or settled by a dry run."""
+        return self.counts.written + self.counts.dead_lettered + self.counts.previewed
 
     @property
     def finished(self) -> bool:

@@ -24,6 +24,7 @@ from typing import Any, Final
 from sync.deadletter import RECORD_REASONS
 from sync.errors import ConfigError
 from sync.local.azurite import ROOT, Azurite, start_azurite
+from sync.local.dryrunlocal import dry_run_definition, latest_report, writes_seen
 from sync.local.emulators.enrichment import EnrichmentConfig
 from sync.local.processes import (
     Children,
@@ -35,9 +36,17 @@ from sync.local.processes import (
 )
 from sync.local.progress import ProgressPrinter, Snapshot, watch
 from sync.local.verify import Verification, dead_lettered_ids, emulator_stats, verify
-from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
+from sync.names import (
+    BATCH_QUEUE,
+    DEAD_LETTER_QUEUE,
+    LEDGER_TABLE,
+    POISON_QUEUE,
+    REPORT_TABLE,
+    STATE_TABLE,
+)
 from sync.ops.queuescan import raw_queue
 from sync.ops.run_status import read_queue_counts
+from sync.ops.status_view import dry_run_lines
 from sync.ops.target import forget_local_target, save_local_target
 from sync.settings import Settings, StorageSettings
 from sync.storage import ensure_resources, queue_client, table_client
@@ -58,6 +67,7 @@ class LocalOptions:
     enrichment_args: tuple[str, ...] = ()
     json_out: Path | None = None
     keep: bool = False
+    dry_run: bool = False
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -82,6 +92,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true",
                         help="after the run and its checks, keep everything running (query it "
                              "with `python -m sync status --local`) until Ctrl-C or SIGTERM")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="plan, read, enrich and compare, write nothing; print what would "
+                             "change (the definition's dry_run)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -99,7 +112,7 @@ def main(args: argparse.Namespace) -> int:
                            dataverse_url=args.dataverse_url, timeout_s=args.timeout_s,
                            emulator_args=tuple(args.emulator_arg),
                            enrichment_args=tuple(args.enrichment_arg), json_out=args.json_out,
-                           keep=args.keep)
+                           keep=args.keep, dry_run=args.dry_run)
     return run(options)
 
 
@@ -117,6 +130,8 @@ def run(options: LocalOptions) -> int:
         azurite = start_azurite(children=children)
         save_local_target(azurite.accounts[0].connection_string)
         env = _start_services(children, azurite, options)
+        save_local_target(azurite.accounts[0].connection_string, dataverse={
+            name: env[name] for name in ("DATAVERSE_URL", "DATAVERSE_STATIC_TOKEN")})
         started_s = time.monotonic()
         for number in range(options.instances):
             args = ["host", *(["--fire-timer"] if number == 0 else [])]
@@ -206,6 +221,8 @@ def _start_services(children: Children, azurite: Azurite,
            "ENRICHMENT_API_KEY": enrichment.api_key, "SYNC_SCHEDULE": "0 0 2 * * *",
            "SYNC_QUEUE_METRICS_SCHEDULE": "0 * * * * *", "PYTHONUNBUFFERED": "1"}
     env.setdefault("DATAVERSE_STATIC_TOKEN", local_token())
+    if options.dry_run:
+        env["SYNC_DEFINITION"] = dry_run_definition(env)
     asyncio.run(ensure_resources(StorageSettings(connection_string=env["AzureWebJobsStorage"])))
     return env
 
@@ -229,6 +246,8 @@ class Outcome:
     dead_letter_ids: frozenset[str]
     timeline: list[tuple[float, int]]
     emulator_stats: dict[str, Any] | None
+    dry_run: dict[str, Any] | None = None
+    """The run's dry-run report (``sync status --json``'s ``dry_run``); None when it wrote."""
 
 
 async def _watch_and_verify(env: dict[str, str], options: LocalOptions,
@@ -238,6 +257,7 @@ async def _watch_and_verify(env: dict[str, str], options: LocalOptions,
     timeline: list[tuple[float, int]] = []
     async with (table_client(storage, LEDGER_TABLE, None) as table,
                 table_client(storage, STATE_TABLE, None) as state,
+                table_client(storage, REPORT_TABLE, None) as reports,
                 queue_client(storage, BATCH_QUEUE, None) as batches,
                 raw_queue(storage, DEAD_LETTER_QUEUE, None) as dead):
         printer = ProgressPrinter()
@@ -246,11 +266,14 @@ async def _watch_and_verify(env: dict[str, str], options: LocalOptions,
         printer.close()
         dead_ids = await dead_lettered_ids(dead)
         poisoned = (await read_queue_counts(storage))[POISON_QUEUE]
+        report = await latest_report(table, reports) if options.dry_run else None
     verification, stats = None, None
     if options.dataverse_url is None:
         stats = await emulator_stats(settings.dataverse_url)
-        verification = await verify(settings.dataverse_url, settings.definition, dead_ids, stats)
-    return Outcome(final, verification, poisoned, frozenset(dead_ids), timeline, stats)
+        if not options.dry_run:
+            verification = await verify(settings.dataverse_url, settings.definition, dead_ids,
+                                        stats)
+    return Outcome(final, verification, poisoned, frozenset(dead_ids), timeline, stats, report)
 
 
 def report(outcome: Outcome, elapsed_s: float) -> int:
@@ -273,6 +296,8 @@ def report(outcome: Outcome, elapsed_s: float) -> int:
     ]
     if snap.circuits:
         lines += [f"  circuit open     {snap.blocked_by}"]
+    if outcome.dry_run is not None:
+        lines += ["", *dry_run_lines(outcome.dry_run)]
     if check is not None:
         lines += [f"  emulator check   {check.enriched:,}/{check.records:,} enriched, "
                   f"{check.dead_lettered:,} dead-lettered, {len(check.unaccounted):,} "
@@ -294,12 +319,16 @@ def _exit_code(outcome: Outcome) -> int:
              if reason not in RECORD_REASONS}
     if wrong:
         problems.append(f"records dead-lettered for no fault of their own: {wrong}")
+    if outcome.dry_run is not None and outcome.emulator_stats is not None:
+        problems += [f"the dry run wrote: {seen}" for seen in writes_seen(outcome.emulator_stats)]
     if check is not None and not check.ok:
         problems.append(f"{len(check.unaccounted)} records unaccounted for, "
                         f"{check.created} created")
     for problem in problems:
         print(f"FAILED: {problem}", file=sys.stderr)
-    if not problems:
+    if not problems and outcome.dry_run is not None:
+        print("OK: dry run: every planned record was compared; nothing was written.")
+    elif not problems:
         print("OK: every record is written or dead-lettered for a fault of its own; none was "
               "created.")
     return 1 if problems else 0
@@ -325,6 +354,7 @@ def write_json(path: Path, outcome: Outcome, elapsed_s: float,
             "finished": snap.finished, "timeline": outcome.timeline,
             "verification": asdict(check) if check is not None else None,
             "emulator_stats": outcome.emulator_stats,
+            "previewed": counts.previewed, "dry_run": outcome.dry_run,
             "hosts": [asdict(u) for u in usage]}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1))

@@ -15,7 +15,7 @@ from typing import Any, Final, TypeVar
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
-from sync import runs
+from sync import dryrun, runs
 from sync.cluster import (
     GATE_KEY,
     HINT_KEY,
@@ -28,7 +28,14 @@ from sync.dataverse import SERVICE as DATAVERSE
 from sync.enrichment import SERVICE as ENRICHMENT
 from sync.failures.circuit import CircuitView
 from sync.letterindex import DEAD
-from sync.names import DEAD_LETTER_TABLE, LEDGER_TABLE, POISON_QUEUE, QUEUES, STATE_TABLE
+from sync.names import (
+    DEAD_LETTER_TABLE,
+    LEDGER_TABLE,
+    POISON_QUEUE,
+    QUEUES,
+    REPORT_TABLE,
+    STATE_TABLE,
+)
 from sync.ops.target import QUEUE_ROLE, TABLE_ROLE, explain
 from sync.runs import RunTotals
 from sync.settings import StorageSettings
@@ -71,6 +78,8 @@ class RunStatus:
     dead_letters_by_state: dict[str, int] = field(default_factory=dict)
     """The run's dead letters in the index now: dead (waiting for a repair), replaying,
     replayed (their records went back to the queue, and count as written once written)."""
+    dry_run: dryrun.Preview | None = None
+    """The run's dry-run report; None when the run writes."""
 
     @property
     def poisoned(self) -> int:
@@ -113,12 +122,15 @@ async def read_status(storage: StorageSettings, run_id: str | None, now_s: float
     credential = storage_credential(storage)
     try:
         async with (table_client(storage, LEDGER_TABLE, credential) as ledger,
-                    table_client(storage, STATE_TABLE, credential) as state):
+                    table_client(storage, STATE_TABLE, credential) as state,
+                    table_client(storage, REPORT_TABLE, credential) as reports):
             totals = await _guard(_find_run(ledger, run_id), f"table {LEDGER_TABLE}", TABLE_ROLE)
             others = await _guard(_overlapping(ledger, totals), f"table {LEDGER_TABLE}",
                                   TABLE_ROLE)
             cluster = await _guard(read_cluster(state, now_s), f"table {STATE_TABLE}",
                                    TABLE_ROLE)
+            report = await _guard(dryrun.read_report(reports, totals.run.run_id),
+                                  f"table {REPORT_TABLE}", TABLE_ROLE)
         async with table_client(storage, DEAD_LETTER_TABLE, credential) as letters:
             states = await _guard(dead_letter_states(letters, totals.run.run_id),
                                   f"table {DEAD_LETTER_TABLE}", TABLE_ROLE)
@@ -126,7 +138,8 @@ async def read_status(storage: StorageSettings, run_id: str | None, now_s: float
     finally:
         if credential is not None:
             await credential.close()
-    return RunStatus(now_s, totals, queues, cluster, others, states)
+    return RunStatus(now_s, totals, queues, cluster, others, dead_letters_by_state=states,
+                     dry_run=report)
 
 
 async def dead_letter_states(letters: TableClient, run_id: str) -> dict[str, int]:

@@ -36,6 +36,7 @@ def run_dict(totals: RunTotals, now_s: float) -> dict[str, Any]:
         "completed_at": iso(run.completed_s) if run.completed else None,
         "planned": run.planned, "enqueued_messages": run.batches,
         "written": counts.written, "dead_lettered": counts.dead_lettered,
+        "previewed": counts.previewed,
         "dead_lettered_by_reason": dict(counts.dead_lettered_by_reason),
         "reenqueued": counts.reenqueued, "reenqueued_by_reason": dict(counts.reenqueued_by_reason),
         "open": totals.open, "throttled_by_code": dict(counts.throttled_by_code),
@@ -66,6 +67,7 @@ def status_dict(status: RunStatus) -> dict[str, Any]:
                 "slots_held": sum(cluster.slots_held.values()),
                 "slots_by_instance": dict(sorted(cluster.slots_held.items())),
                 "instances": cluster.instances},
+        "dry_run": status.dry_run.to_dict() if status.dry_run is not None else None,
     }
 
 
@@ -76,6 +78,8 @@ def render(status: RunStatus) -> str:
     if data["dead_letters_by_state"]:
         lines.append(f"  dead letters now {'':>10}  {by_reason(data['dead_letters_by_state'])}"
                      "  (replayed ones count as written once written)")
+    if data["dry_run"] is not None:
+        lines += ["", *dry_run_lines(data["dry_run"])]
     for other in data["overlapping"]:
         lines += ["", "Overlapping run (incomplete):", *_run_lines(other)]
     lines += ["", "Queues (approximate: visible, delayed and in flight alike)"]
@@ -106,6 +110,22 @@ def _run_lines(run: dict[str, Any]) -> list[str]:
     if run["overlapped_by"]:
         lines.append(f"  overlapped by    {run['overlapped_by']} "
                      "(started before this one completed)")
+    return lines
+
+
+def dry_run_lines(report: dict[str, Any]) -> list[str]:
+    """A dry run's report (``sync.dryrun.Preview.to_dict``): counts, columns, the sample."""
+    lines = ["Dry run: nothing was written",
+             f"  would change     {report['would_change']:>10,}",
+             f"  unchanged        {report['unchanged']:>10,}",
+             f"  failed           {report['failed']:>10,}  "
+             f"{by_reason(report['failed_by_reason'])}"]
+    lines += [f"  column {column:<24} {n:>8,} records" for column, n in report["columns"].items()]
+    if report["sample"]:
+        lines.append(f"  sample (first {len(report['sample'])} changes): record, column, "
+                     "before -> after")
+    lines += [f"    {c['id']}  {c['column']}: {c['before']!r} -> {c['after']!r}"
+              for c in report["sample"]]
     return lines
 
 

@@ -79,12 +79,28 @@ def local_storage(local_file: Path = LOCAL_TARGET_FILE) -> StorageSettings:
                           "`python -m sync local --keep` (or `make run ARGS=--keep`)") from None
 
 
-def save_local_target(connection_string: str, local_file: Path = LOCAL_TARGET_FILE) -> None:
+def save_local_target(connection_string: str, local_file: Path = LOCAL_TARGET_FILE, *,
+                      dataverse: Mapping[str, str] | None = None) -> None:
     """Leave the local stack's storage connection where operator commands find it (owner-only:
-    the connection string holds the run's made-up account key)."""
+    the connection string holds the run's made-up account key), and the app settings that
+    reach its Dataverse emulator (``DATAVERSE_URL``, ``DATAVERSE_STATIC_TOKEN``) once known."""
     local_file.parent.mkdir(parents=True, exist_ok=True)
     local_file.touch(mode=0o600, exist_ok=True)
-    local_file.write_text(json.dumps({"connection_string": connection_string}), encoding="utf-8")
+    saved = {"connection_string": connection_string, "dataverse": dict(dataverse or {})}
+    local_file.write_text(json.dumps(saved), encoding="utf-8")
+
+
+def local_dataverse(local_file: Path = LOCAL_TARGET_FILE) -> dict[str, str]:
+    """The running local stack's Dataverse settings, as app settings."""
+    try:
+        saved = json.loads(local_file.read_text(encoding="utf-8"))
+        settings = {str(k): str(v) for k, v in saved["dataverse"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        settings = {}
+    if not settings:
+        raise TargetError("no local stack is running: start one with "
+                          "`python -m sync local --keep` (or `make run ARGS=--keep`)")
+    return settings
 
 
 def forget_local_target(local_file: Path = LOCAL_TARGET_FILE) -> None:

@@ -1,0 +1,169 @@
+"""``python -m sync rollback RUN [--dry-run]``: give a run's written records their previous values
+back, except where someone changed them since (``sync.rollback``).
+
+Storage as every operator command finds it (``--account NAME``, ``--local``, or the
+environment: ``sync.ops.target``). Dataverse with the app's own settings: ``DATAVERSE_URL``, and
+the identity (``DATAVERSE_CLIENT_ID`` names a managed identity; unset, ``DefaultAzureCredential``:
+``az login``) or, for the local stack, ``DATAVERSE_STATIC_TOKEN`` (loopback only); ``--local``
+takes both from the running local stack.
+
+Exit codes: 0 every record restored or left for a reason (changed since, not restorable,
+missing); 1 some record failed (running the command again is safe: a record already restored
+holds its previous values, not the run's, so it is left alone as changed since); 2 nothing done
+(no such run, images expired, settings or storage unusable); 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from typing import Final, TypeVar
+from urllib.parse import urlsplit
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import AzureError
+from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+
+from sync.auth import CredentialToken, StaticToken, TokenSource
+from sync.http import new_session
+from sync.names import BEFORE_IMAGE_TABLE, LEDGER_TABLE
+from sync.ops.target import (
+    TABLE_ROLE,
+    TargetError,
+    add_target_arguments,
+    explain,
+    local_dataverse,
+    storage_for,
+)
+from sync.recordclient import RecordClient
+from sync.rollback import (
+    DEFAULT_CONCURRENCY,
+    RollbackError,
+    RollbackReport,
+    roll_back,
+)
+from sync.settings import StorageSettings, is_loopback_url
+from sync.storage import storage_credential, table_client
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT_S: Final = 30.0
+_LINES: Final = (
+    ("restored", "restored", "their previous values are back"),
+    ("changed_since", "changed since", "someone changed them after the run: kept as they are"),
+    ("not_restorable", "not restorable", "written without a read: no previous values"),
+    ("missing", "missing", "the record no longer exists"),
+    ("failed", "failed", "see the warnings above; run the command again"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DataverseAccess:
+    """Where Dataverse is and how to get a token, from the app's settings."""
+
+    url: str
+    static_token: str | None
+    client_id: str | None
+    timeout_s: float
+
+    def tokens(self) -> TokenSource:
+        if self.static_token:
+            return StaticToken(self.static_token)
+        credential: AsyncTokenCredential = (
+            ManagedIdentityCredential(client_id=self.client_id) if self.client_id
+            else DefaultAzureCredential())
+        return CredentialToken(credential, self.url)
+
+
+def dataverse_access(environ: Mapping[str, str]) -> DataverseAccess:
+    """The Dataverse settings the app uses; ``TargetError`` naming what is wrong."""
+    url = (environ.get("DATAVERSE_URL") or "").strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TargetError("set DATAVERSE_URL to the environment's URL, e.g. "
+                          "https://contoso.crm.dynamics.com (or use --local)")
+    token = (environ.get("DATAVERSE_STATIC_TOKEN") or "").strip() or None
+    if token and not is_loopback_url(url):
+        raise TargetError("DATAVERSE_STATIC_TOKEN is only accepted for a loopback DATAVERSE_URL "
+                          "(the local emulators); sign in with `az login` instead")
+    try:
+        timeout_s = float(environ.get("DATAVERSE_TIMEOUT_S") or DEFAULT_TIMEOUT_S)
+    except ValueError:
+        raise TargetError("DATAVERSE_TIMEOUT_S must be a number of seconds") from None
+    return DataverseAccess(url, token, (environ.get("DATAVERSE_CLIENT_ID") or "").strip() or None,
+                           timeout_s)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m sync rollback``."""
+    parser.add_argument("run", metavar="RUN", help="the run id (as `sync status` shows it)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="read and judge every record, write nothing")
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N",
+                        help=f"records restored at once ({DEFAULT_CONCURRENCY})")
+    add_target_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Roll the run back; see the module's exit codes."""
+    if args.concurrency < 1:
+        print("--concurrency must be at least 1", file=sys.stderr)
+        return 2
+    logging.getLogger("azure").setLevel(logging.CRITICAL)
+    try:
+        storage = storage_for(args)
+        access = dataverse_access(local_dataverse() if args.local else os.environ)
+        report = asyncio.run(run(storage, access, args.run, dry_run=args.dry_run,
+                                 concurrency=args.concurrency))
+    except (TargetError, RollbackError) as error:
+        print(f"sync rollback: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+        return 130
+    print(render(report))
+    return 1 if report.failed else 0
+
+
+async def run(storage: StorageSettings, access: DataverseAccess, run_id: str, *,
+              dry_run: bool, concurrency: int = DEFAULT_CONCURRENCY) -> RollbackReport:
+    """Roll ``run_id`` back with the storage and Dataverse given."""
+    credential = storage_credential(storage)
+    tokens = access.tokens()
+    try:
+        async with (table_client(storage, BEFORE_IMAGE_TABLE, credential) as images,
+                    table_client(storage, LEDGER_TABLE, credential) as ledger,
+                    new_session(concurrency) as session):
+            client = RecordClient(session, access.url, tokens, access.timeout_s)
+            return await _guard(roll_back(client, images, ledger, run_id, dry_run=dry_run,
+                                          concurrency=concurrency))
+    finally:
+        await tokens.close()
+        if credential is not None:
+            await credential.close()
+
+
+async def _guard(step: Awaitable[T]) -> T:
+    try:
+        return await step
+    except AzureError as error:
+        raise explain(error, f"table {BEFORE_IMAGE_TABLE} or {LEDGER_TABLE}", TABLE_ROLE) \
+            from None
+
+
+def render(report: RollbackReport) -> str:
+    """The counts, one line each."""
+    data = report.to_dict()
+    head = (f"Rollback of run {report.run_id}"
+            + (" (dry run: nothing written; 'restored' counts what would be)"
+               if report.dry_run else ""))
+    lines = [head] + [f"  {label:<16} {data[key]:>8,}  {meaning}"
+                      for key, label, meaning in _LINES]
+    if report.expired:
+        lines.append(f"  {'expired':<16} {report.expired:>8,}  past "
+                     "SYNC_ROLLBACK_RETENTION_DAYS: left alone")
+    return "\n".join(lines)
