@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from sync.canarypolicy import CanaryPolicy, parse_canary
 from sync.errors import ConfigError
 
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -29,6 +30,7 @@ DEFAULT_DEFINITION: Final[dict[str, Any]] = {
                 "description": "description"},
     "change_tracking": True,
     "skip_own_changes": True,
+    "canary": None,
 }
 _FIELDS: Final = frozenset(DEFAULT_DEFINITION)
 
@@ -45,6 +47,8 @@ class SyncDefinition:
     mapping: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DEFINITION["mapping"]))
     change_tracking: bool = True
     skip_own_changes: bool = True
+    canary: CanaryPolicy | None = None
+    """Start each planned run with a few records (``sync.canary``); None: no canary."""
 
     @property
     def read_columns(self) -> tuple[str, ...]:
@@ -97,7 +101,8 @@ def _from_dict(data: dict[str, Any]) -> SyncDefinition:
                           key=data["key"], input_column=data["input_column"],
                           filter=data["filter"], mapping=_mapping(data["mapping"]),
                           change_tracking=data["change_tracking"],
-                          skip_own_changes=data["skip_own_changes"])
+                          skip_own_changes=data["skip_own_changes"],
+                          canary=parse_canary(data["canary"]))
 
 
 def _mapping(value: Any) -> dict[str, str]:

@@ -17,6 +17,7 @@ from azure.storage.queue.aio import QueueClient
 from sync.auth import TokenSource, token_source
 from sync.clock import SYSTEM_CLOCK, Clock
 from sync.cluster import Cluster
+from sync.control import ControlCache
 from sync.dataverse import SERVICE as DATAVERSE
 from sync.dataverse import DataverseClient
 from sync.dependency import Dependency, PublishGate
@@ -93,6 +94,8 @@ class Services:
     dead_letter_index: TableClient
     """One row per dead letter (sync.letterindex), written beside the queue message."""
     poison_index: TableClient
+    control: ControlCache = field(default_factory=ControlCache)
+    """Pause and cancel flags as last read (``sync.control``)."""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _refresher: asyncio.Task[None] | None = None
 
@@ -178,4 +181,5 @@ def open_services(settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
         dead_letters=queue_client(storage, DEAD_LETTER_QUEUE, credential),
         ledger=table_client(storage, LEDGER_TABLE, credential), state=state,
         dead_letter_index=table_client(storage, DEAD_LETTER_TABLE, credential),
-        poison_index=table_client(storage, POISON_TABLE, credential))
+        poison_index=table_client(storage, POISON_TABLE, credential),
+        control=ControlCache(clock))

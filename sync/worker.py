@@ -6,6 +6,8 @@ the unfinished records with their history, invisible for the longest delay a fau
 (Retry-After, an open circuit, a service fault's back-off). The function raises only when it
 could not save unfinished work, so the host retries the message and nothing is lost.
 
+Before taking the records, ``sync.admission`` applies the pause and cancel flags and the
+run's canary (held records go back as a new message; cancelled ones are counted so).
 After the message's ledger row is written, its run (``sync.runs``) is completed if every
 planned record is now written or dead-lettered; a producer's message starts its own run.
 """
@@ -26,6 +28,7 @@ from typing import Any, Final
 from azure.data.tables.aio import TableClient
 
 from sync import ledger, letterindex, runs
+from sync.admission import admit, watching
 from sync.contract import (
     DEFAULT_DEFINITION,
     NEVER_EXPIRE,
@@ -91,21 +94,25 @@ async def process_message(services: Services, body: bytes) -> BatchCounts:
     if message.definition != DEFAULT_DEFINITION:
         return await _reject(services, body, f"unknown definition {message.definition!r}; "
                                              f"this deployment defines: {DEFAULT_DEFINITION}")
-    run = MessageRun(message)
-    describe_message(message)
     run_id = run_id_of(message.batch_id)
     if message.attempt == 0 and not is_planned(message.batch_id):
         await runs.start_message_run(services.ledger, run_id, len(message.records),
                                      services.dataverse_dep.clock.wall_s())
+    admission = await admit(services, message)  # paused, cancelled, or waiting for a canary
+    if admission.message is None:
+        return admission.counts
+    run = MessageRun(admission.message)
+    describe_message(admission.message)
     try:
-        await _carry_out(services, run)
+        async with watching(services, run):
+            await _carry_out(services, run)
     except Exception:
         logger.exception("batch %s stopped by an unexpected error; its unfinished records go "
                          "back on the queue", message.batch_id,
                          extra={"event": "batch_error", "batch_id": message.batch_id})
         run.wait(service_delay_s(run, services.circuit_policy))
     await _requeue_unfinished(services, run)
-    await ledger.record_batch(services.ledger, message.batch_id, message.attempt, run.counts)
+    await ledger.record_batch(services.ledger, run.message.batch_id, message.attempt, run.counts)
     logger.info("batch %s attempt %d: %d written, %d dead-lettered, %d re-enqueued",
                 message.batch_id, message.attempt, run.counts.written,
                 run.counts.dead_lettered, run.counts.reenqueued,
