@@ -14,7 +14,8 @@ from typing import Any, Final, TypeVar
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
-from sync import runs
+from sync import canary, control, runs
+from sync.canary import CanaryRow
 from sync.cluster import (
     GATE_KEY,
     HINT_KEY,
@@ -23,6 +24,8 @@ from sync.cluster import (
     live_instances,
     read_circuits,
 )
+from sync.contract import DEFAULT_DEFINITION
+from sync.control import Flag
 from sync.dataverse import SERVICE as DATAVERSE
 from sync.enrichment import SERVICE as ENRICHMENT
 from sync.failures.circuit import CircuitView
@@ -57,6 +60,16 @@ class ClusterState:
 
 
 @dataclass(frozen=True, slots=True)
+class ControlState:
+    """The pause or cancel flags of the definition and of the run, and the run's canary."""
+
+    definition: Flag = field(default_factory=lambda: Flag(
+        control.definition_scope(DEFAULT_DEFINITION)))
+    run: Flag | None = None
+    canary: CanaryRow | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RunStatus:
     """Everything ``sync status`` shows, read at ``now_s``."""
 
@@ -66,6 +79,7 @@ class RunStatus:
     cluster: ClusterState
     overlapping: tuple[RunTotals, ...] = ()
     """The other run(s) of an overlap, when still incomplete."""
+    control: ControlState = field(default_factory=ControlState)
 
     @property
     def poisoned(self) -> int:
@@ -114,11 +128,22 @@ async def read_status(storage: StorageSettings, run_id: str | None, now_s: float
                                   TABLE_ROLE)
             cluster = await _guard(read_cluster(state, now_s), f"table {STATE_TABLE}",
                                    TABLE_ROLE)
+            flags = await _guard(read_control(state, totals.run.run_id), f"table {STATE_TABLE}",
+                                 TABLE_ROLE)
         queues = await read_queue_counts(storage, credential)
     finally:
         if credential is not None:
             await credential.close()
-    return RunStatus(now_s, totals, queues, cluster, others)
+    return RunStatus(now_s, totals, queues, cluster, others, flags)
+
+
+async def read_control(state: TableClient, run_id: str) -> ControlState:
+    """The definition's and the run's flags and the run's canary, as the state table holds
+    them."""
+    return ControlState(
+        definition=await control.read_flag(state, control.definition_scope(DEFAULT_DEFINITION)),
+        run=await control.read_flag(state, control.run_scope(run_id)),
+        canary=await canary.read_canary(state, run_id))
 
 
 async def _find_run(ledger: TableClient, run_id: str | None) -> RunTotals:
