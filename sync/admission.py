@@ -89,6 +89,8 @@ async def _canary(services: Services, message: BatchMessage, run_id: str,
         services.control.released_runs.add(run_id)
         return Admission(message)
     waiting = tuple(r for r in message.records if r.id not in go)
+    if not waiting:
+        return Admission(message)
     if not go:
         await hold(services, message, waiting, reason="canary")
         return Admission(None)
