@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -16,14 +17,19 @@ import pytest
 from azure.storage.queue.aio import QueueClient
 
 from sync import control, ledger, planner, runs, worker
+from sync.admission import hold_delay_s
 from sync.canarypolicy import CanaryPolicy
 from sync.clock import ManualClock
 from sync.contract import BatchMessage, RecordRef
 from sync.control import CONTROL_CACHE_S, ControlCache
+from sync.definition import parse_definition
+from sync.errors import ConfigError
 from sync.ledger import PlanManifest
 from sync.local.verify import is_enriched
 from sync.names import BATCH_QUEUE
 from sync.ops.control import Unknown, apply
+from sync.ops.run_status import read_status
+from sync.ops.status_view import render, status_dict
 from sync.services import Services
 from sync.telemetry import names
 from tests.test_worker import FAST, GHOST, refs, rows, work_until_done
@@ -120,6 +126,10 @@ async def test_pause_keeps_every_remaining_message_queued_and_resume_finishes_th
         assert await queued(queue) == remaining
         assert await planner.plan(services, NOW) is None  # a paused definition plans nothing
         assert len(await ledger.plans(services.ledger)) == 1
+        shown = await read_status(services.settings.storage, None, clock.wall_s())
+        assert status_dict(shown)["control"]["definition"]["state"] == "paused"
+        assert "definition flag  paused since " in render(shown)
+        assert ": looks wrong" in render(shown)
         await apply(services.settings.storage, "resume", "default", None, reason="",
                     now_s=clock.wall_s())
         clock.advance(CONTROL_CACHE_S)
@@ -232,3 +242,62 @@ async def test_an_automatic_canary_pauses_above_its_failure_rate_and_goes_on_und
 ])
 def test_canary_limit(policy: CanaryPolicy, planned: int | None, limit: int | None) -> None:
     assert policy.limit(planned) == limit
+
+
+@pytest.mark.emulator(records=40, write_ms_min=40.0, write_ms_max=50.0,
+                      request_overhead_ms=1.0)
+@pytest.mark.timeout(60)
+async def test_a_message_being_written_finishes_its_requests_and_sends_the_rest_back(
+        make_services: Make) -> None:
+    services = await make_services(**SMALL, DATAVERSE_MAX_CONCURRENCY="2")
+    clock = manual_control(services)
+    records = await refs(services, 30)
+    message = BatchMessage("pause-midway", tuple(records))
+    task = asyncio.create_task(worker.process_message(services, message.to_json().encode()))
+    deadline_s = time.monotonic() + 20
+    while await enriched(services) < 4:
+        assert time.monotonic() < deadline_s, "no write started"
+        assert not task.done(), "the message ended before the pause"
+        await asyncio.sleep(0.05)
+    await control.set_flag(services.state, control.definition_scope("default"),
+                           control.PAUSED, "midway", clock.wall_s())
+    clock.advance(CONTROL_CACHE_S)  # the watcher looks again
+    counts = await task
+    assert counts.written >= 4
+    assert counts.reenqueued > 0
+    assert counts.written + counts.reenqueued == 30
+    assert dict(counts.reenqueued_by_reason) == {"paused": counts.reenqueued}
+    assert await enriched(services) == counts.written  # nothing half-written, none uncounted
+    async with batches(services) as queue:
+        (back,) = await come_back(queue, 1)
+    sent_back = worker.decode_batch(base64.b64decode(back.content)).records
+    assert len(sent_back) == counts.reenqueued
+
+
+@pytest.mark.parametrize(("value", "error"), [
+    pytest.param([], "must be an object", id="not-an-object"),
+    pytest.param({"records": 5, "percent": 1}, "exactly one of", id="both-sizes"),
+    pytest.param({}, "exactly one of", id="no-size"),
+    pytest.param({"records": 0}, "at least 1", id="no-records"),
+    pytest.param({"percent": 150}, "at most 100", id="over-100-percent"),
+    pytest.param({"records": 5, "then": "later"}, '"approve" or "auto"', id="unknown-then"),
+    pytest.param({"records": 5, "max_failure_rate": 2}, "between 0 and 1", id="rate-over-1"),
+    pytest.param({"records": 5, "count": 1}, "unknown fields: count", id="unknown-field"),
+])
+def test_a_bad_canary_names_its_field(value: Any, error: str) -> None:
+    with pytest.raises(ConfigError, match=error):
+        parse_definition(json.dumps({"canary": value}))
+
+
+def test_a_canary_defaults_to_approval_and_two_percent() -> None:
+    assert parse_definition('{"canary": {"percent": 1}}').canary == CanaryPolicy(percent=1.0)
+    assert parse_definition("").canary is None
+
+
+@pytest.mark.parametrize(("delay_s", "rand", "held_s"), [
+    pytest.param(60.0, 0.0, 60, id="no-jitter"),
+    pytest.param(60.0, 0.5, 61, id="half-jitter"),
+    pytest.param(1.0, 0.99, 3, id="most-jitter-rounds-up"),
+])
+def test_hold_delay(delay_s: float, rand: float, held_s: int) -> None:
+    assert hold_delay_s(delay_s, rand) == held_s
