@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import random
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -44,7 +45,7 @@ JITTER_MAX_S: Final = 2.0
 @dataclass(frozen=True, slots=True)
 class Admission:
     """What to process now (None: nothing, the message was held or cancelled), and the counts
-    of what admission itself did."""
+    of what admission itself did (records held or cancelled)."""
 
     message: BatchMessage | None
     counts: BatchCounts = field(default_factory=BatchCounts)
@@ -62,8 +63,7 @@ async def admit(services: Services, message: BatchMessage) -> Admission:
     if flag is not None and flag.state == control.CANCELLED:
         return await _cancel(services, message, run_id, flag.reason)
     if flag is not None:
-        await hold(services, message, message.records, reason="paused")
-        return Admission(None)
+        return Admission(None, await hold(services, message, message.records, reason="paused"))
     policy = services.settings.definition.canary
     if policy is None or not is_planned(message.batch_id) or \
             run_id in services.control.released_runs:
@@ -77,8 +77,7 @@ async def _canary(services: Services, message: BatchMessage, run_id: str,
     planned = totals.run.planned if totals is not None and totals.run.plan_complete else None
     limit = policy.limit(planned)
     if limit is None:  # a percentage of a plan still paging
-        await hold(services, message, message.records, reason="canary")
-        return Admission(None)
+        return Admission(None, await hold(services, message, message.records, reason="canary"))
     ids = [r.id for r in message.records]
     go, row = await canary.claim(services.state, run_id, ids, limit)
     if not row.released and len(go) < len(ids):
@@ -92,8 +91,7 @@ async def _canary(services: Services, message: BatchMessage, run_id: str,
     if not waiting:
         return Admission(message)
     if not go:
-        await hold(services, message, waiting, reason="canary")
-        return Admission(None)
+        return Admission(None, await hold(services, message, waiting, reason="canary"))
     await hold(services, message, waiting, reason="canary", batch_id=_held_id(message))
     return Admission(dataclasses.replace(
         message, records=tuple(r for r in message.records if r.id in go)))
@@ -104,9 +102,10 @@ def _held_id(message: BatchMessage) -> str:
 
 
 async def hold(services: Services, message: BatchMessage, records: Sequence[RecordRef], *,
-               reason: str, batch_id: str | None = None) -> None:
+               reason: str, batch_id: str | None = None) -> BatchCounts:
     """Put ``records`` back on the queue as a new message (same attempt), invisible for the
-    pause delay."""
+    pause delay; answer the counts of that (for the span and metrics; a pure hold writes no
+    ledger row, so a long pause does not grow the ledger)."""
     delay_s = hold_delay_s(services.settings.pause_delay_s, random.random())  # noqa: S311
     held = dataclasses.replace(message, batch_id=batch_id or message.batch_id,
                                records=tuple(records))
@@ -115,6 +114,8 @@ async def hold(services: Services, message: BatchMessage, records: Sequence[Reco
     logger.info("batch %s: %d records held (%s) for %d s", held.batch_id, len(records), reason,
                 delay_s, extra={"event": "batch_held", "batch_id": held.batch_id,
                                 "reason": reason})
+    return BatchCounts(reenqueued=len(records), requeue_delay_s=delay_s,
+                       reenqueued_by_reason=Counter({reason: len(records)}))
 
 
 async def _cancel(services: Services, message: BatchMessage, run_id: str,

@@ -216,8 +216,8 @@ async def test_an_automatic_canary_pauses_above_its_failure_rate_and_goes_on_und
     canary = '{"canary": {"records": 10, "then": "auto", "max_failure_rate": 0.2}}'
     services = await make_services(**SMALL, SYNC_DEFINITION=canary)
     messages = await canary_run(services, ghosts)
-    for message in messages:
-        await worker.process_message(services, message.to_json().encode())
+    outcomes = [await worker.process_message(services, message.to_json().encode())
+                for message in messages]
     totals = await ledger.batch_totals(services.ledger)
     flag = await control.read_flag(services.state, control.definition_scope("default"))
     async with batches(services) as queue:
@@ -228,6 +228,7 @@ async def test_an_automatic_canary_pauses_above_its_failure_rate_and_goes_on_und
         assert events(names.CANARY_FAILED) == []
         return
     assert (totals.written, totals.dead_lettered, held) == (10 - ghosts, ghosts, 2)
+    assert [dict(c.reenqueued_by_reason) for c in outcomes[2:]] == [{"canary": 5}] * 2
     assert flag.state == "paused"
     assert "30.0% > max_failure_rate 20.0%" in flag.reason
     (failed,) = events(names.CANARY_FAILED)
