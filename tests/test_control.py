@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from azure.storage.queue.aio import QueueClient
 
-from sync import control, ledger, planner, runs, worker
+from sync import cli, control, ledger, planner, runs, worker
 from sync.admission import hold_delay_s
 from sync.canarypolicy import CanaryPolicy
 from sync.clock import ManualClock
@@ -26,11 +26,13 @@ from sync.definition import parse_definition
 from sync.errors import ConfigError
 from sync.ledger import PlanManifest
 from sync.local.verify import is_enriched
-from sync.names import BATCH_QUEUE
+from sync.names import BATCH_QUEUE, STATE_TABLE
 from sync.ops.control import Unknown, apply
 from sync.ops.run_status import read_status
 from sync.ops.status_view import render, status_dict
 from sync.services import Services
+from sync.settings import StorageSettings
+from sync.storage import ensure_resources, table_client
 from sync.telemetry import names
 from tests.test_worker import FAST, GHOST, refs, rows, work_until_done
 
@@ -302,3 +304,24 @@ def test_a_canary_defaults_to_approval_and_two_percent() -> None:
 ])
 def test_hold_delay(delay_s: float, rand: float, held_s: int) -> None:
     assert hold_delay_s(delay_s, rand) == held_s
+
+
+async def _flag(storage: StorageSettings) -> control.Flag:
+    async with table_client(storage, STATE_TABLE, None) as state:
+        return await control.read_flag(state, control.definition_scope("default"))
+
+
+def test_the_commands_set_the_flag_and_refuse_what_does_not_exist(
+        app_env: dict[str, str], storage: StorageSettings,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(ensure_resources(storage))
+    assert cli.main(["pause", "--reason", "checking descriptions"]) == 0
+    assert "definition default paused" in capsys.readouterr().out
+    paused = asyncio.run(_flag(storage))
+    assert (paused.state, paused.reason) == ("paused", "checking descriptions")
+    assert cli.main(["approve", "run-20261122T020000Z-000000"]) == 1
+    assert "no run 'run-20261122T020000Z-000000'" in capsys.readouterr().err
+    assert cli.main(["cancel", "--definition", "contacts"]) == 1
+    assert "this deployment defines: default" in capsys.readouterr().err
+    assert cli.main(["resume"]) == 0
+    assert asyncio.run(_flag(storage)).state == "running"
