@@ -8,6 +8,8 @@ State in the state table:
   instances claim at once they admit at most the limit in total;
 - partition ``canary:<run id>``: one row per admitted record, so a canary record sent back on
   the queue (a throttle) is let through again without a second claim.
+  An instance that dies between its claim and these rows leaves its places unused: the
+  canary admits fewer records, never more, and is judged on the records it did admit.
 
 While a run's canary holds, only its admitted records are processed, so the run's ledger
 totals are the canary's: an automatic canary is judged on them once every admitted record is
@@ -152,7 +154,7 @@ async def judge(state: TableClient, ledger: TableClient, row: CanaryRow, *, limi
         return row
     counts = totals.counts
     done = counts.written + counts.dead_lettered
-    if done < row.admitted:
+    if done < len(await admitted_ids(state, row.run_id)):
         return row  # admitted records still in flight or back on the queue
     outcome = PASSED if policy.passes(done, counts.dead_lettered) else FAILED
     try:

@@ -35,7 +35,6 @@ State = Literal["running", "paused", "cancelled"]
 RUNNING: Final = "running"
 PAUSED: Final = "paused"
 CANCELLED: Final = "cancelled"
-STATES: Final = (RUNNING, PAUSED, CANCELLED)
 CONTROL_PARTITION: Final = "control"
 CONTROL_CACHE_S: Final = 5.0
 """How long a worker trusts a flag it read: the longest a pause takes to reach it."""
@@ -70,9 +69,15 @@ def run_scope(run_id: str) -> str:
     return f"run:{run_id}"
 
 
+def state_of(value: object) -> State:
+    """A stored state; anything unknown reads as paused (the safe side)."""
+    if value == RUNNING:
+        return "running"
+    return "cancelled" if value == CANCELLED else "paused"
+
+
 def flag_from(scope: str, entity: Mapping[str, Any], etag: str = "") -> Flag:
-    state = str(entity.get("State", RUNNING))
-    return Flag(scope=scope, state=state if state in STATES else PAUSED,  # type: ignore[arg-type]
+    return Flag(scope=scope, state=state_of(entity.get("State", RUNNING)),
                 reason=str(entity.get("Reason", "")), set_at_s=float(entity.get("SetAt", 0.0)),
                 etag=etag)
 

@@ -325,3 +325,13 @@ def test_the_commands_set_the_flag_and_refuse_what_does_not_exist(
     assert "this deployment defines: default" in capsys.readouterr().err
     assert cli.main(["resume"]) == 0
     assert asyncio.run(_flag(storage)).state == "running"
+
+
+@pytest.mark.parametrize(("stored", "state"), [
+    pytest.param("running", "running", id="running"),
+    pytest.param("cancelled", "cancelled", id="cancelled"),
+    pytest.param("paused", "paused", id="paused"),
+    pytest.param("stopped", "paused", id="unknown-reads-as-paused"),
+])
+def test_a_stored_state_reads_safe(stored: str, state: str) -> None:
+    assert control.state_of(stored) == state
