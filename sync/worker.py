@@ -94,6 +94,7 @@ async def process_message(services: Services, body: bytes) -> BatchCounts:
     if message.definition != DEFAULT_DEFINITION:
         return await _reject(services, body, f"unknown definition {message.definition!r}; "
                                              f"this deployment defines: {DEFAULT_DEFINITION}")
+    describe_message(message)
     run_id = run_id_of(message.batch_id)
     if message.attempt == 0 and not is_planned(message.batch_id):
         await runs.start_message_run(services.ledger, run_id, len(message.records),
@@ -102,7 +103,6 @@ async def process_message(services: Services, body: bytes) -> BatchCounts:
     if admission.message is None:
         return admission.counts
     run = MessageRun(admission.message)
-    describe_message(admission.message)
     try:
         async with watching(services, run):
             await _carry_out(services, run)
@@ -112,7 +112,7 @@ async def process_message(services: Services, body: bytes) -> BatchCounts:
                          extra={"event": "batch_error", "batch_id": message.batch_id})
         run.wait(service_delay_s(run, services.circuit_policy))
     await _requeue_unfinished(services, run)
-    await ledger.record_batch(services.ledger, run.message.batch_id, message.attempt, run.counts)
+    await ledger.record_batch(services.ledger, message.batch_id, message.attempt, run.counts)
     logger.info("batch %s attempt %d: %d written, %d dead-lettered, %d re-enqueued",
                 message.batch_id, message.attempt, run.counts.written,
                 run.counts.dead_lettered, run.counts.reenqueued,
