@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -16,11 +17,11 @@ from typing import Any
 import pytest
 from azure.storage.queue.aio import QueueClient
 
-from sync import cli, control, ledger, planner, runs, worker
+from sync import canary, cli, control, ledger, planner, runs, worker
 from sync.admission import hold_delay_s
 from sync.canarypolicy import CanaryPolicy
 from sync.clock import ManualClock
-from sync.contract import BatchMessage, RecordRef
+from sync.contract import BatchMessage, RecordRef, decode_batch
 from sync.control import CONTROL_CACHE_S, ControlCache
 from sync.definition import parse_definition
 from sync.errors import ConfigError
@@ -123,7 +124,7 @@ async def test_pause_keeps_every_remaining_message_queued_and_resume_finishes_th
             assert {m.dequeue_count for m in back} == {0}  # peeked: never delivered yet
             taken = await host_once([services], queue)
             assert {m.dequeue_count for m in taken} == {1}
-            assert sum(len(worker.decode_batch(base64.b64decode(m.content)).records)
+            assert sum(len(decode_batch(base64.b64decode(m.content)).records)
                        for m in taken) == manifest.records - 20
         assert await queued(queue) == remaining
         assert await planner.plan(services, NOW) is None  # a paused definition plans nothing
@@ -215,8 +216,8 @@ async def canary_run(services: Services, ghosts: int) -> list[BatchMessage]:
 async def test_an_automatic_canary_pauses_above_its_failure_rate_and_goes_on_under_it(
         make_services: Make, events: Callable[[str], list[Any]], ghosts: int,
         goes_on: bool) -> None:
-    canary = '{"canary": {"records": 10, "then": "auto", "max_failure_rate": 0.2}}'
-    services = await make_services(**SMALL, SYNC_DEFINITION=canary)
+    auto = '{"canary": {"records": 10, "then": "auto", "max_failure_rate": 0.2}}'
+    services = await make_services(**SMALL, SYNC_DEFINITION=auto)
     messages = await canary_run(services, ghosts)
     outcomes = [await worker.process_message(services, message.to_json().encode())
                 for message in messages]
@@ -273,7 +274,7 @@ async def test_a_message_being_written_finishes_its_requests_and_sends_the_rest_
     assert await enriched(services) == counts.written  # nothing half-written, none uncounted
     async with batches(services) as queue:
         (back,) = await come_back(queue, 1)
-    sent_back = worker.decode_batch(base64.b64decode(back.content)).records
+    sent_back = decode_batch(base64.b64decode(back.content)).records
     assert len(sent_back) == counts.reenqueued
 
 
@@ -335,3 +336,17 @@ def test_the_commands_set_the_flag_and_refuse_what_does_not_exist(
 ])
 def test_a_stored_state_reads_safe(stored: str, state: str) -> None:
     assert control.state_of(stored) == state
+
+
+@pytest.mark.emulator(records=60, **FAST)
+@pytest.mark.timeout(60)
+async def test_a_percentage_canary_takes_its_share_of_the_planned_run(
+        make_services: Make) -> None:
+    services = await make_services(**SMALL, SYNC_DEFINITION='{"canary": {"percent": 10}}')
+    manifest = await planned_run(services)
+    async with batches(services) as queue:
+        await host_once([services], queue)
+    assert await enriched(services) == math.ceil(manifest.records / 10)
+    row = await canary.read_canary(services.state, manifest.run_id)
+    assert row is not None
+    assert (row.admitted, row.released) == (math.ceil(manifest.records / 10), False)
