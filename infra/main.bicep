@@ -160,6 +160,9 @@ param syncMaxWaitS string = '2'
 @description('SYNC_STATE_REFRESH_S: how often an instance reads the shared state, in seconds.')
 param syncStateRefreshS string = '1'
 
+@description('SYNC_PAUSE_DELAY_S: how long records of a paused definition or run (or waiting for a canary) stay invisible on the queue, in seconds.')
+param syncPauseDelayS string = '60'
+
 @description('SYNC_LEASE_S: lifetime of an instance\'s lease, in seconds.')
 param syncLeaseS string = '15'
 
@@ -440,6 +443,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SYNC_BULK_TARGETS: syncBulkTargets
     SYNC_MAX_WAIT_S: syncMaxWaitS
     SYNC_STATE_REFRESH_S: syncStateRefreshS
+    SYNC_PAUSE_DELAY_S: syncPauseDelayS
     SYNC_LEASE_S: syncLeaseS
     SYNC_QUEUE_METRICS_SCHEDULE: syncQueueMetricsSchedule
     SYNC_DEADLETTER_RETENTION_DAYS: syncDeadletterRetentionDays

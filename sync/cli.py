@@ -8,14 +8,14 @@ from collections.abc import Callable, Sequence
 from sync.local import enqueue, host, stack
 from sync.local.emulators import enrichment
 from sync.local.emulators.webapi import cli as dataverse_cli
-from sync.ops import deadletters, initstorage, poison, rollback, status
+from sync.ops import control, deadletters, initstorage, poison, rollback, status
 
 Main = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: ``local``, ``host``, ``enqueue``, ``status``,
-    ``emulator dataverse|enrichment``."""
+    """The command line: ``local``, ``host``, ``enqueue``, ``status``, the repair commands,
+    ``pause|resume|cancel|approve``, ``emulator dataverse|enrichment``."""
     parser = argparse.ArgumentParser(prog="python -m sync", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _add(commands, "local", "run a full sync on Azurite and the emulators, then check it",
@@ -34,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
          poison.configure_parser, poison.main)
     _add(commands, "rollback", "give a run's written records their previous values back, "
          "except where someone changed them since", rollback.configure_parser, rollback.main)
+    for action, text in (("pause", "pause a definition or a run across the cluster"),
+                         ("resume", "resume a paused definition or run (approves its canary)"),
+                         ("cancel", "cancel a definition's or a run's remaining records")):
+        _add(commands, action, text, control.configure_parser, control.main)
+        commands.choices[action].set_defaults(action=action)
+    _add(commands, "approve", "approve a run's canary: the rest of the run goes on",
+         control.configure_approve, control.approve_main)
     emulator = commands.add_parser("emulator", help="serve one emulator until Ctrl-C")
     kinds = emulator.add_subparsers(dest="kind", required=True)
     _add(kinds, "dataverse", "the Dataverse Web API emulator", dataverse_cli.configure_parser,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from sync.canarypolicy import CanaryPolicy, parse_canary
 from sync.errors import ConfigError
 
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -30,6 +31,7 @@ DEFAULT_DEFINITION: Final[dict[str, Any]] = {
     "change_tracking": True,
     "skip_own_changes": True,
     "dry_run": False,
+    "canary": None,
 }
 _FIELDS: Final = frozenset(DEFAULT_DEFINITION)
 
@@ -48,6 +50,8 @@ class SyncDefinition:
     skip_own_changes: bool = True
     dry_run: bool = False
     """Plan, read, enrich and compare, write nothing: a report per run (``sync.dryrun``)."""
+    canary: CanaryPolicy | None = None
+    """Start each planned run with a few records (``sync.canary``); None: no canary."""
 
     @property
     def read_columns(self) -> tuple[str, ...]:
@@ -101,7 +105,8 @@ def _from_dict(data: dict[str, Any]) -> SyncDefinition:
                           filter=data["filter"], mapping=_mapping(data["mapping"]),
                           change_tracking=data["change_tracking"],
                           skip_own_changes=data["skip_own_changes"],
-                          dry_run=data["dry_run"])
+                          dry_run=data["dry_run"],
+                          canary=parse_canary(data["canary"]))
 
 
 def _mapping(value: Any) -> dict[str, str]:

@@ -39,6 +39,8 @@ class BatchCounts:
     written: int = 0
     dead_lettered: int = 0
     reenqueued: int = 0
+    cancelled: int = 0
+    """Records of a cancelled definition or run: not written, not dead letters, done."""
     rejected_messages: int = 0
     transient_retries: int = 0
     previewed: int = 0
@@ -55,6 +57,7 @@ class BatchCounts:
         self.written += other.written
         self.dead_lettered += other.dead_lettered
         self.reenqueued += other.reenqueued
+        self.cancelled += other.cancelled
         self.rejected_messages += other.rejected_messages
         self.transient_retries += other.transient_retries
         self.previewed += other.previewed
@@ -94,7 +97,8 @@ def batch_entity(batch_id: str, attempt: int, counts: BatchCounts) -> dict[str, 
     return {"PartitionKey": run_partition(run_id_of(batch_id)),
             "RowKey": f"{MESSAGE_PREFIX}{batch_id}|{attempt:04d}",
             "Written": counts.written, "DeadLettered": counts.dead_lettered,
-            "Reenqueued": counts.reenqueued, "RejectedMessages": counts.rejected_messages,
+            "Reenqueued": counts.reenqueued, "Cancelled": counts.cancelled,
+            "RejectedMessages": counts.rejected_messages,
             "TransientRetries": counts.transient_retries, "Previewed": counts.previewed,
             "RequeueDelayS": float(counts.requeue_delay_s),
             "ThrottledByCode": json.dumps(dict(counts.throttled_by_code)),
@@ -107,6 +111,7 @@ def counts_from(entity: Mapping[str, Any]) -> BatchCounts:
     return BatchCounts(written=int(entity.get("Written", 0)),
                        dead_lettered=int(entity.get("DeadLettered", 0)),
                        reenqueued=int(entity.get("Reenqueued", 0)),
+                       cancelled=int(entity.get("Cancelled", 0)),
                        rejected_messages=int(entity.get("RejectedMessages", 0)),
                        transient_retries=int(entity.get("TransientRetries", 0)),
                        previewed=int(entity.get("Previewed", 0)),

@@ -14,6 +14,7 @@
 - Batch ids are ``<run>-p<page>-<n>``: re-planning a page after a crash sends the same batches
   again (harmless: writes are idempotent), never skips one. The checkpoint moves only when the
   whole plan is enqueued.
+- A paused or cancelled definition (``sync.control``) starts no new run.
 - Page reads take the one governed call (circuit, governor, retries). When a read is throttled
   for long, or the service keeps failing past the retries, the plan is handed on at the page it
   reached, in a continuation message that waits out the delay: a failed read never loses the
@@ -33,6 +34,7 @@ from typing import Any, Final
 
 from sync import ledger, runs
 from sync.contract import (
+    DEFAULT_DEFINITION,
     MAX_CURRENT_TEXT_CHARS,
     MAX_ETAG_CHARS,
     NEVER_EXPIRE,
@@ -41,6 +43,7 @@ from sync.contract import (
     Scalar,
     fitting_groups,
 )
+from sync.control import definition_scope, read_flag
 from sync.dataverse import Page, is_deleted
 from sync.errors import Deferred, RecordFault, ServiceFault, Throttled
 from sync.ledger import PlanManifest
@@ -126,8 +129,15 @@ def _etag(row: Mapping[str, Any]) -> str | None:
 
 
 async def plan(services: Services, now: datetime) -> PlanState | None:
-    """Start a plan (the timer); answers the state handed on, or None when it is complete."""
+    """Start a plan (the timer); answers the state handed on, or None when it is complete.
+    A paused (or cancelled) definition starts no run: the planner logs why and emits nothing."""
     settings = services.settings
+    flag = await read_flag(services.state, definition_scope(DEFAULT_DEFINITION))
+    if flag.stops:
+        logger.warning("definition %s is %s (%s): no run is planned", DEFAULT_DEFINITION,
+                       flag.state, flag.reason or "-",
+                       extra={"event": "plan_skipped", "state": flag.state})
+        return None
     table = settings.definition
     checkpoint = await load_checkpoint(services.state, table.entity_set)
     mode: Mode = "watermark"

@@ -5,11 +5,12 @@
   of the ledger (``sync.ledger``), so its totals are one partition query.
 - The planner records what it planned; a producer's run plans the records of its first
   delivery (attempt 0). ``run_planned`` is emitted when the plan is complete.
-- A run **completes** when its plan is complete and written + dead-lettered reach planned;
-  records re-enqueued are still open. Whoever sees that (the worker after a message's row, the
-  planner after its last page) claims the completion with an ETag-conditional update of the
-  run's row: exactly one of them wins and emits ``run_completed`` (duration: plan start to
-  the claim). An instance that dies between its claim and the event loses that one event.
+- A run **completes** when its plan is complete and written + dead-lettered + cancelled
+  reach planned; records re-enqueued (held by a pause or a canary too) are still open.
+  Whoever sees that (the worker after a message's row, the planner after its last page)
+  claims the completion with an ETag-conditional update of the run's row: exactly one of
+  them wins and emits ``run_completed`` (duration: plan start to the claim). An instance
+  that dies between its claim and the event loses that one event.
 - A plan that starts while the previous plan's run is incomplete **overlaps** it: it emits
   ``run_overlapped``, and both rows say so (``PreviousRunId``, ``OverlappedBy``) for status.
 - An index partition per kind (``index:plan``, ``index:message``), keyed by inverted start
@@ -84,8 +85,8 @@ class RunTotals:
 
     @property
     def done(self) -> int:
-        """Records written, dead-lettered, or settled by a dry run."""
-        return self.counts.written + self.counts.dead_lettered + self.counts.previewed
+        """Records written, dead-lettered, cancelled, or settled by a dry run."""
+        return done_of(self.counts)
 
     @property
     def open(self) -> int:
@@ -93,11 +94,16 @@ class RunTotals:
         return max(0, self.run.planned - self.done)
 
 
+def done_of(counts: BatchCounts) -> int:
+    """Records that reached an end: written, dead-lettered, cancelled, or settled by a dry
+    run."""
+    return counts.written + counts.dead_lettered + counts.cancelled + counts.previewed
+
+
 def is_complete(run: RunRow, counts: BatchCounts) -> bool:
-    """Complete: the plan is complete and every planned record is written or dead-lettered
-    (or, in a dry run, settled: would change, unchanged or failed)."""
-    done = counts.written + counts.dead_lettered + counts.previewed
-    return run.plan_complete and done >= run.planned
+    """Complete: the plan is complete and every planned record is written, dead-lettered or
+    cancelled (or, in a dry run, settled: would change, unchanged or failed)."""
+    return run.plan_complete and done_of(counts) >= run.planned
 
 
 def index_key(started_s: float, run_id: str) -> str:
@@ -190,7 +196,8 @@ async def complete_if_done(table: TableClient, run_id: str, now_s: float) -> boo
             await table.update_entity(
                 {"PartitionKey": run_partition(run_id), "RowKey": RUN_ROW, "Completed": True,
                  "CompletedAt": now_s, "Written": totals.counts.written,
-                 "DeadLettered": totals.counts.dead_lettered},
+                 "DeadLettered": totals.counts.dead_lettered,
+                 "Cancelled": totals.counts.cancelled},
                 mode=UpdateMode.MERGE, etag=totals.run.etag,
                 match_condition=MatchConditions.IfNotModified)
         except ResourceModifiedError:
@@ -207,13 +214,15 @@ async def complete_if_done(table: TableClient, run_id: str, now_s: float) -> boo
 def _completed(totals: RunTotals, now_s: float) -> None:
     run, counts = totals.run, totals.counts
     duration_s = max(0.0, now_s - run.started_s)
-    logger.info("run %s completed: %d written, %d dead-lettered of %d in %.1f s", run.run_id,
-                counts.written, counts.dead_lettered, run.planned, duration_s,
+    logger.info("run %s completed: %d written, %d dead-lettered, %d cancelled of %d in %.1f s",
+                run.run_id, counts.written, counts.dead_lettered, counts.cancelled, run.planned,
+                duration_s,
                 extra={"event": "run_completed", "run_id": run.run_id})
     emit(names.RUN_COMPLETED, {
         names.RUN_ID: run.run_id, names.DEFINITION: names.DEFAULT_DEFINITION,
         names.PLANNED: run.planned, names.WRITTEN: counts.written,
-        names.DEAD_LETTERED: counts.dead_lettered, names.DURATION_S: duration_s,
+        names.DEAD_LETTERED: counts.dead_lettered, names.CANCELLED: counts.cancelled,
+        names.DURATION_S: duration_s,
         names.OVERLAPPED: run.overlapped})
 
 

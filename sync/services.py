@@ -17,6 +17,7 @@ from azure.storage.queue.aio import QueueClient
 from sync.auth import TokenSource, token_source
 from sync.clock import SYSTEM_CLOCK, Clock
 from sync.cluster import Cluster
+from sync.control import ControlCache
 from sync.dataverse import SERVICE as DATAVERSE
 from sync.dataverse import DataverseClient
 from sync.dependency import Dependency, PublishGate
@@ -99,6 +100,8 @@ class Services:
     """A dry run's findings per message (sync.dryrun)."""
     before_images: TableClient
     """The values written records held before, for a rollback (sync.beforeimages)."""
+    control: ControlCache = field(default_factory=ControlCache)
+    """Pause and cancel flags as last read (``sync.control``)."""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _refresher: asyncio.Task[None] | None = None
 
@@ -187,4 +190,5 @@ def open_services(settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
         dead_letter_index=table_client(storage, DEAD_LETTER_TABLE, credential),
         poison_index=table_client(storage, POISON_TABLE, credential),
         reports=table_client(storage, REPORT_TABLE, credential),
-        before_images=table_client(storage, BEFORE_IMAGE_TABLE, credential))
+        before_images=table_client(storage, BEFORE_IMAGE_TABLE, credential),
+        control=ControlCache(clock))

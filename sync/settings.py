@@ -108,6 +108,9 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
                 "the unfinished records back to the queue instead."),
     SettingSpec("SYNC_STATE_REFRESH_S", "1",
                 "How often an instance reads the shared state (hint, gate, leases)."),
+    SettingSpec("SYNC_PAUSE_DELAY_S", "60",
+                "How long records of a paused definition or run (or waiting for a canary) stay "
+                "invisible on the queue before a worker looks at the flag again."),
     SettingSpec("SYNC_LEASE_S", "15",
                 "Lifetime of an instance's lease; a busy instance renews it every refresh."),
     SettingSpec("SYNC_QUEUE_METRICS_SCHEDULE", "0 * * * * *",
@@ -181,6 +184,7 @@ class Settings:
     max_wait_s: float = 2.0
     state_refresh_s: float = 1.0
     lease_s: float = 15.0
+    pause_delay_s: float = 60.0
     deadletter_retention_days: int = 30
     rollback_retention_days: int = 14
 
@@ -215,6 +219,7 @@ class Settings:
             max_wait_s=reader.number("SYNC_MAX_WAIT_S", low=0, high=60),
             state_refresh_s=reader.number("SYNC_STATE_REFRESH_S", low=0.1, high=60),
             lease_s=reader.number("SYNC_LEASE_S", low=1, high=600),
+            pause_delay_s=reader.number("SYNC_PAUSE_DELAY_S", low=1, high=86400),
             deadletter_retention_days=reader.integer("SYNC_DEADLETTER_RETENTION_DAYS", 1, 3650),
             rollback_retention_days=reader.integer("SYNC_ROLLBACK_RETENTION_DAYS", 1, 365),
         )

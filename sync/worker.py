@@ -6,6 +6,8 @@ the unfinished records with their history, invisible for the longest delay a fau
 (Retry-After, an open circuit, a service fault's back-off). The function raises only when it
 could not save unfinished work, so the host retries the message and nothing is lost.
 
+Before taking the records, ``sync.admission`` applies the pause and cancel flags and the
+run's canary (held records go back as a new message; cancelled ones are counted so).
 After the message's ledger row is written, its run (``sync.runs``) is completed if every
 planned record is now written or dead-lettered; a producer's message starts its own run.
 """
@@ -26,6 +28,7 @@ from typing import Any, Final
 from azure.data.tables.aio import TableClient
 
 from sync import beforeimages, dryrun, ledger, letterindex, runs
+from sync.admission import admit, watching
 from sync.contract import (
     DEFAULT_DEFINITION,
     NEVER_EXPIRE,
@@ -91,15 +94,19 @@ async def process_message(services: Services, body: bytes) -> BatchCounts:
     if message.definition != DEFAULT_DEFINITION:
         return await _reject(services, body, f"unknown definition {message.definition!r}; "
                                              f"this deployment defines: {DEFAULT_DEFINITION}")
-    run = MessageRun(message, preview=dryrun.Preview() if services.settings.definition.dry_run
-                     else None)
     describe_message(message)
     run_id = run_id_of(message.batch_id)
     if message.attempt == 0 and not is_planned(message.batch_id):
         await runs.start_message_run(services.ledger, run_id, len(message.records),
                                      services.dataverse_dep.clock.wall_s())
+    admission = await admit(services, message)  # paused, cancelled, or waiting for a canary
+    if admission.message is None:
+        return admission.counts
+    run = MessageRun(admission.message,
+                     preview=dryrun.Preview() if services.settings.definition.dry_run else None)
     try:
-        await _carry_out(services, run)
+        async with watching(services, run):
+            await _carry_out(services, run)
     except Exception:
         logger.exception("batch %s stopped by an unexpected error; its unfinished records go "
                          "back on the queue", message.batch_id,

@@ -15,7 +15,8 @@ from typing import Any, Final, TypeVar
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
-from sync import dryrun, runs
+from sync import canary, control, dryrun, runs
+from sync.canary import CanaryRow
 from sync.cluster import (
     GATE_KEY,
     HINT_KEY,
@@ -24,6 +25,8 @@ from sync.cluster import (
     live_instances,
     read_circuits,
 )
+from sync.contract import DEFAULT_DEFINITION
+from sync.control import Flag
 from sync.dataverse import SERVICE as DATAVERSE
 from sync.enrichment import SERVICE as ENRICHMENT
 from sync.failures.circuit import CircuitView
@@ -66,6 +69,16 @@ class ClusterState:
 
 
 @dataclass(frozen=True, slots=True)
+class ControlState:
+    """The pause or cancel flags of the definition and of the run, and the run's canary."""
+
+    definition: Flag = field(default_factory=lambda: Flag(
+        control.definition_scope(DEFAULT_DEFINITION)))
+    run: Flag | None = None
+    canary: CanaryRow | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RunStatus:
     """Everything ``sync status`` shows, read at ``now_s``."""
 
@@ -80,6 +93,7 @@ class RunStatus:
     replayed (their records went back to the queue, and count as written once written)."""
     dry_run: dryrun.Preview | None = None
     """The run's dry-run report; None when the run writes."""
+    control: ControlState = field(default_factory=ControlState)
 
     @property
     def poisoned(self) -> int:
@@ -131,6 +145,8 @@ async def read_status(storage: StorageSettings, run_id: str | None, now_s: float
                                    TABLE_ROLE)
             report = await _guard(dryrun.read_report(reports, totals.run.run_id),
                                   f"table {REPORT_TABLE}", TABLE_ROLE)
+            flags = await _guard(read_control(state, totals.run.run_id), f"table {STATE_TABLE}",
+                                 TABLE_ROLE)
         async with table_client(storage, DEAD_LETTER_TABLE, credential) as letters:
             states = await _guard(dead_letter_states(letters, totals.run.run_id),
                                   f"table {DEAD_LETTER_TABLE}", TABLE_ROLE)
@@ -139,7 +155,7 @@ async def read_status(storage: StorageSettings, run_id: str | None, now_s: float
         if credential is not None:
             await credential.close()
     return RunStatus(now_s, totals, queues, cluster, others, dead_letters_by_state=states,
-                     dry_run=report)
+                     dry_run=report, control=flags)
 
 
 async def dead_letter_states(letters: TableClient, run_id: str) -> dict[str, int]:
@@ -151,6 +167,15 @@ async def dead_letter_states(letters: TableClient, run_id: str) -> dict[str, int
         return dict(Counter([str(row.get("State") or DEAD) async for row in rows]))
     except ResourceNotFoundError:
         return {}
+
+
+async def read_control(state: TableClient, run_id: str) -> ControlState:
+    """The definition's and the run's flags and the run's canary, as the state table holds
+    them."""
+    return ControlState(
+        definition=await control.read_flag(state, control.definition_scope(DEFAULT_DEFINITION)),
+        run=await control.read_flag(state, control.run_scope(run_id)),
+        canary=await canary.read_canary(state, run_id))
 
 
 async def _find_run(ledger: TableClient, run_id: str | None) -> RunTotals:

@@ -7,8 +7,11 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from sync.canary import CanaryRow
+from sync.control import Flag
 from sync.names import QUEUES
 from sync.ops.run_status import (
+    ControlState,
     RunStatus,
     circuit_state,
     elapsed_s,
@@ -38,6 +41,7 @@ def run_dict(totals: RunTotals, now_s: float) -> dict[str, Any]:
         "written": counts.written, "dead_lettered": counts.dead_lettered,
         "previewed": counts.previewed,
         "dead_lettered_by_reason": dict(counts.dead_lettered_by_reason),
+        "cancelled": counts.cancelled,
         "reenqueued": counts.reenqueued, "reenqueued_by_reason": dict(counts.reenqueued_by_reason),
         "open": totals.open, "throttled_by_code": dict(counts.throttled_by_code),
         "elapsed_s": round(elapsed_s(totals, now_s), 3),
@@ -56,6 +60,7 @@ def status_dict(status: RunStatus) -> dict[str, Any]:
         "run": run_dict(status.run, now_s),
         "dead_letters_by_state": dict(sorted(status.dead_letters_by_state.items())),
         "overlapping": [run_dict(other, now_s) for other in status.overlapping],
+        "control": control_dict(status.control),
         "queues": dict(status.queues), "poisoned": status.poisoned,
         "gate": {"closed_for_s": round(max(0.0, cluster.gate_until_s - now_s), 3),
                  "code": cluster.gate_code or None},
@@ -71,10 +76,31 @@ def status_dict(status: RunStatus) -> dict[str, Any]:
     }
 
 
+def flag_dict(flag: Flag | None) -> dict[str, Any]:
+    """A pause or cancel flag: running, paused or cancelled, why and since when."""
+    if flag is None:
+        return {"state": "running", "reason": None, "since": None}
+    return {"state": flag.state, "reason": flag.reason or None, "since": iso(flag.set_at_s)}
+
+
+def canary_dict(row: CanaryRow | None) -> dict[str, Any] | None:
+    """A run's canary: records admitted, approved, outcome of an automatic check."""
+    if row is None:
+        return None
+    return {"admitted": row.admitted, "approved": row.approved, "outcome": row.outcome or None,
+            "released": row.released}
+
+
+def control_dict(state: ControlState) -> dict[str, Any]:
+    """The flags ``sync pause|resume|cancel`` set, and the canary."""
+    return {"definition": flag_dict(state.definition), "run": flag_dict(state.run),
+            "canary": canary_dict(state.canary)}
+
+
 def render(status: RunStatus) -> str:
     """The text a person reads."""
     data = status_dict(status)
-    lines = _run_lines(data["run"])
+    lines = _run_lines(data["run"]) + _control_lines(data["control"])
     if data["dead_letters_by_state"]:
         lines.append(f"  dead letters now {'':>10}  {by_reason(data['dead_letters_by_state'])}"
                      "  (replayed ones count as written once written)")
@@ -100,6 +126,7 @@ def _run_lines(run: dict[str, Any]) -> list[str]:
              f"  written          {run['written']:>10,}",
              f"  dead-lettered    {run['dead_lettered']:>10,}  "
              f"{by_reason(run['dead_lettered_by_reason'])}",
+             f"  cancelled        {run['cancelled']:>10,}",
              f"  re-enqueued      {run['reenqueued']:>10,}  "
              f"{by_reason(run['reenqueued_by_reason'])}",
              f"  open             {run['open']:>10,}  (on a queue or in flight)",
@@ -126,6 +153,22 @@ def dry_run_lines(report: dict[str, Any]) -> list[str]:
                      "before -> after")
     lines += [f"    {c['id']}  {c['column']}: {c['before']!r} -> {c['after']!r}"
               for c in report["sample"]]
+    return lines
+
+
+def _control_lines(data: dict[str, Any]) -> list[str]:
+    lines = []
+    for scope in ("definition", "run"):
+        flag = data[scope]
+        detail = f" since {flag['since']}" if flag["since"] else ""
+        detail += f": {flag['reason']}" if flag["reason"] else ""
+        lines.append(f"  {scope + ' flag':<16} {flag['state']}{detail}")
+    found = data["canary"]
+    if found is not None:
+        state = ("released" if found["released"] else
+                 "failed, waiting for `sync approve`" if found["outcome"] == "failed"
+                 else "holding the rest of the run")
+        lines.append(f"  canary           {found['admitted']:,} admitted; {state}")
     return lines
 
 

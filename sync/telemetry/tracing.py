@@ -23,10 +23,13 @@ TRACER: Final = trace.get_tracer("sync")
 
 
 def outcome_of(counts: BatchCounts) -> str:
-    """What became of a message: poisoned, requeued (some records went back on the queue),
-    dead_lettered (every record finished, some dead-lettered) or written."""
+    """What became of a message: poisoned, requeued (some records went back on the queue, a
+    pause's or a canary's hold included), cancelled, dead_lettered (every record finished, some
+    dead-lettered) or written."""
     if counts.rejected_messages:
         return "poisoned"
+    if counts.cancelled and not counts.written:
+        return "cancelled"
     if counts.reenqueued:
         return "requeued"
     if counts.dead_lettered:

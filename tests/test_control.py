@@ -1,0 +1,352 @@
+"""Pause, resume, cancel and the canary against Azurite and the emulators: held messages stay
+queued (and are never poisoned), resume finishes the run, cancel completes it, a canary admits
+exactly its records across instances, an automatic canary pauses or goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from azure.storage.queue.aio import QueueClient
+
+from sync import canary, cli, control, ledger, planner, runs, worker
+from sync.admission import hold_delay_s
+from sync.canarypolicy import CanaryPolicy
+from sync.clock import ManualClock
+from sync.contract import BatchMessage, RecordRef, decode_batch
+from sync.control import CONTROL_CACHE_S, ControlCache
+from sync.definition import parse_definition
+from sync.errors import ConfigError
+from sync.ledger import PlanManifest
+from sync.local.verify import is_enriched
+from sync.names import BATCH_QUEUE, STATE_TABLE
+from sync.ops.control import Unknown, apply
+from sync.ops.run_status import read_status
+from sync.ops.status_view import render, status_dict
+from sync.services import Services
+from sync.settings import StorageSettings
+from sync.storage import ensure_resources, table_client
+from sync.telemetry import names
+from tests.test_worker import FAST, GHOST, refs, rows, work_until_done
+
+Make = Callable[..., Any]
+NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+VISIBLE_WITHIN_S = 10.0
+"""A held message is invisible for SYNC_PAUSE_DELAY_S (1 here) plus at most 2 s of jitter."""
+SMALL = {"SYNC_BATCH_SIZE": "10", "SYNC_PAUSE_DELAY_S": "1", "SYNC_WRITE_MODE": "single"}
+
+
+@pytest.fixture
+def events(caplog: pytest.LogCaptureFixture) -> Iterator[Callable[[str], list[Any]]]:
+    with caplog.at_level(logging.INFO, logger="sync.events"):
+        yield lambda name: [r for r in caplog.records
+                            if r.name == "sync.events" and r.getMessage() == name]
+
+
+def batches(services: Services) -> QueueClient:
+    return QueueClient.from_connection_string(
+        str(services.settings.storage.connection_string), BATCH_QUEUE)
+
+
+async def host_once(instances: list[Services], queue: QueueClient, most: int = 32) -> list[Any]:
+    """Be the host once: take up to ``most`` visible messages, hand them round the instances
+    concurrently, delete each after its invocation succeeded; answer the messages taken."""
+    taken = [m async for m in queue.receive_messages(messages_per_page=most, max_messages=most,
+                                                     visibility_timeout=120)]
+
+    async def run(services: Services, message: Any) -> None:
+        await worker.process_message(services, base64.b64decode(message.content))
+        await queue.delete_message(message)
+
+    await asyncio.gather(*(run(instances[n % len(instances)], m) for n, m in enumerate(taken)))
+    return taken
+
+
+async def come_back(queue: QueueClient, count: int) -> list[Any]:
+    """Wait (bounded) until ``count`` held messages are visible again; peek them."""
+    deadline_s = time.monotonic() + VISIBLE_WITHIN_S
+    while len(found := await queue.peek_messages(max_messages=32)) < count:
+        assert time.monotonic() < deadline_s, f"{len(found)} of {count} came back"
+        await asyncio.sleep(0.2)
+    return found
+
+
+async def queued(queue: QueueClient) -> int:
+    return (await queue.get_queue_properties()).approximate_message_count or 0
+
+
+async def enriched(services: Services) -> int:
+    return sum(is_enriched(r, services.settings.definition) for r in await rows(services))
+
+
+async def planned_run(services: Services) -> PlanManifest:
+    await planner.plan(services, NOW)
+    (manifest,) = await ledger.plans(services.ledger)
+    assert manifest.complete
+    return manifest
+
+
+def manual_control(services: Services) -> ManualClock:
+    clock = ManualClock()
+    services.control = ControlCache(clock)
+    return clock
+
+
+@pytest.mark.emulator(records=60, **FAST)
+@pytest.mark.timeout(120)
+async def test_pause_keeps_every_remaining_message_queued_and_resume_finishes_the_run(
+        make_services: Make) -> None:
+    services = await make_services(**SMALL)
+    clock = manual_control(services)
+    manifest = await planned_run(services)
+    assert manifest.batches >= 5
+    async with batches(services) as queue:
+        assert len(await host_once([services], queue, most=2)) == 2
+        await apply(services.settings.storage, "pause", "default", None, reason="looks wrong",
+                    now_s=clock.wall_s())
+        clock.advance(CONTROL_CACHE_S)  # the cached "running" expires
+        remaining = manifest.batches - 2
+        assert len(await host_once([services], queue)) == remaining
+        assert await queued(queue) == remaining
+        assert await queue.peek_messages() == []  # held out of sight for the pause delay
+        assert (await ledger.batch_totals(services.ledger)).written == 20
+        assert await enriched(services) == 20
+        for _ in range(2):  # however often they come back, each is a new message
+            back = await come_back(queue, remaining)
+            assert {m.dequeue_count for m in back} == {0}  # peeked: never delivered yet
+            taken = await host_once([services], queue)
+            assert {m.dequeue_count for m in taken} == {1}
+            assert sum(len(decode_batch(base64.b64decode(m.content)).records)
+                       for m in taken) == manifest.records - 20
+        assert await queued(queue) == remaining
+        assert await planner.plan(services, NOW) is None  # a paused definition plans nothing
+        assert len(await ledger.plans(services.ledger)) == 1
+        shown = await read_status(services.settings.storage, None, clock.wall_s())
+        assert status_dict(shown)["control"]["definition"]["state"] == "paused"
+        assert "definition flag  paused since " in render(shown)
+        assert ": looks wrong" in render(shown)
+        await apply(services.settings.storage, "resume", "default", None, reason="",
+                    now_s=clock.wall_s())
+        clock.advance(CONTROL_CACHE_S)
+    totals = await work_until_done(services, manifest.records)
+    assert totals.written == manifest.records
+    assert await enriched(services) == manifest.records
+    run = await runs.read_run(services.ledger, manifest.run_id)
+    assert run is not None
+    assert run.run.completed
+
+
+@pytest.mark.emulator(records=60, **FAST)
+@pytest.mark.timeout(120)
+async def test_cancel_counts_the_rest_cancelled_and_the_run_completes(
+        make_services: Make, events: Callable[[str], list[Any]]) -> None:
+    services = await make_services(**SMALL)
+    clock = manual_control(services)
+    manifest = await planned_run(services)
+    with pytest.raises(Unknown, match="no run 'run-nope'"):
+        await apply(services.settings.storage, "cancel", "default", "run-nope", reason="",
+                    now_s=clock.wall_s())
+    async with batches(services) as queue:
+        await host_once([services], queue, most=2)
+        await apply(services.settings.storage, "cancel", "default", manifest.run_id,
+                    reason="bad mapping", now_s=clock.wall_s())
+        clock.advance(CONTROL_CACHE_S)
+        await host_once([services], queue)
+        assert await queued(queue) == 0
+    run = await runs.read_run(services.ledger, manifest.run_id)
+    assert run is not None
+    assert (run.counts.written, run.counts.cancelled) == (20, manifest.records - 20)
+    assert run.counts.dead_lettered == 0
+    assert run.run.completed
+    assert await enriched(services) == 20
+    (completed,) = events(names.RUN_COMPLETED)
+    assert completed.__dict__[names.CANCELLED] == manifest.records - 20
+
+
+@pytest.mark.emulator(records=60, **FAST)
+@pytest.mark.timeout(120)
+async def test_a_canary_of_ten_writes_ten_across_three_instances_until_approved(
+        make_services: Make) -> None:
+    env = {**SMALL, "SYNC_BATCH_SIZE": "4", "SYNC_DEFINITION": '{"canary": {"records": 10}}'}
+    instances = [await make_services(**env) for _ in range(3)]
+    manifest = await planned_run(instances[0])
+    async with batches(instances[0]) as queue:
+        assert len(await host_once(instances, queue)) == manifest.batches
+        assert (await ledger.batch_totals(instances[0].ledger)).written == 10
+        assert await enriched(instances[0]) == 10
+        back = await come_back(queue, await queued(queue))  # the held ones come back
+        await host_once(instances, queue, most=len(back))
+        assert await enriched(instances[0]) == 10  # still the canary's ten
+        await apply(instances[0].settings.storage, "approve", "default", manifest.run_id,
+                    reason="", now_s=time.time())
+    totals = await work_until_done(instances[1], manifest.records)
+    assert totals.written == manifest.records
+    run = await runs.read_run(instances[0].ledger, manifest.run_id)
+    assert run is not None
+    assert run.run.completed
+
+
+async def canary_run(services: Services, ghosts: int) -> list[BatchMessage]:
+    """A planned run of 20 records in four messages of five; the first two (the canary's ten)
+    hold ``ghosts`` records that do not exist (dead letters)."""
+    run_id = planner.new_run_id(NOW)
+    await runs.start_plan(services.ledger, run_id, NOW.timestamp())
+    await ledger.record_plan(services.ledger, PlanManifest(run_id, 20, 4, 1, complete=True))
+    good = await refs(services, 20 - ghosts)
+    lost = [RecordRef(GHOST[:-1] + str(n), "https://www.ghost.example") for n in range(ghosts)]
+    records = lost + good
+    return [BatchMessage(planner.batch_id(run_id, 0, n), tuple(records[5 * n:5 * n + 5]))
+            for n in range(4)]
+
+
+@pytest.mark.parametrize(("ghosts", "goes_on"), [
+    pytest.param(3, False, id="30%-failed-above-20%-pauses"),
+    pytest.param(1, True, id="10%-failed-under-20%-goes-on"),
+])
+@pytest.mark.emulator(records=30, **FAST)
+@pytest.mark.timeout(120)
+async def test_an_automatic_canary_pauses_above_its_failure_rate_and_goes_on_under_it(
+        make_services: Make, events: Callable[[str], list[Any]], ghosts: int,
+        goes_on: bool) -> None:
+    auto = '{"canary": {"records": 10, "then": "auto", "max_failure_rate": 0.2}}'
+    services = await make_services(**SMALL, SYNC_DEFINITION=auto)
+    messages = await canary_run(services, ghosts)
+    outcomes = [await worker.process_message(services, message.to_json().encode())
+                for message in messages]
+    totals = await ledger.batch_totals(services.ledger)
+    flag = await control.read_flag(services.state, control.definition_scope("default"))
+    async with batches(services) as queue:
+        held = await queued(queue)
+    if goes_on:
+        assert (totals.written, totals.dead_lettered, held) == (20 - ghosts, ghosts, 0)
+        assert flag.state == "running"
+        assert events(names.CANARY_FAILED) == []
+        return
+    assert (totals.written, totals.dead_lettered, held) == (10 - ghosts, ghosts, 2)
+    assert [dict(c.reenqueued_by_reason) for c in outcomes[2:]] == [{"canary": 5}] * 2
+    assert flag.state == "paused"
+    assert "30.0% > max_failure_rate 20.0%" in flag.reason
+    (failed,) = events(names.CANARY_FAILED)
+    assert failed.__dict__[names.FAILURE_RATE] == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize(("policy", "planned", "limit"), [
+    pytest.param(CanaryPolicy(records=10), None, 10, id="records-before-the-plan-is-complete"),
+    pytest.param(CanaryPolicy(records=10), 4, 4, id="records-capped-by-a-small-run"),
+    pytest.param(CanaryPolicy(percent=5), None, None, id="percent-waits-for-the-total"),
+    pytest.param(CanaryPolicy(percent=5), 1001, 51, id="percent-rounds-up"),
+])
+def test_canary_limit(policy: CanaryPolicy, planned: int | None, limit: int | None) -> None:
+    assert policy.limit(planned) == limit
+
+
+@pytest.mark.emulator(records=40, write_ms_min=40.0, write_ms_max=50.0,
+                      request_overhead_ms=1.0)
+@pytest.mark.timeout(60)
+async def test_a_message_being_written_finishes_its_requests_and_sends_the_rest_back(
+        make_services: Make) -> None:
+    services = await make_services(**SMALL, DATAVERSE_MAX_CONCURRENCY="2")
+    clock = manual_control(services)
+    records = await refs(services, 30)
+    message = BatchMessage("pause-midway", tuple(records))
+    task = asyncio.create_task(worker.process_message(services, message.to_json().encode()))
+    deadline_s = time.monotonic() + 20
+    while await enriched(services) < 4:
+        assert time.monotonic() < deadline_s, "no write started"
+        assert not task.done(), "the message ended before the pause"
+        await asyncio.sleep(0.05)
+    await control.set_flag(services.state, control.definition_scope("default"),
+                           control.PAUSED, "midway", clock.wall_s())
+    clock.advance(CONTROL_CACHE_S)  # the watcher looks again
+    counts = await task
+    assert counts.written >= 4
+    assert counts.reenqueued > 0
+    assert counts.written + counts.reenqueued == 30
+    assert dict(counts.reenqueued_by_reason) == {"paused": counts.reenqueued}
+    assert await enriched(services) == counts.written  # nothing half-written, none uncounted
+    async with batches(services) as queue:
+        (back,) = await come_back(queue, 1)
+    sent_back = decode_batch(base64.b64decode(back.content)).records
+    assert len(sent_back) == counts.reenqueued
+
+
+@pytest.mark.parametrize(("value", "error"), [
+    pytest.param([], "must be an object", id="not-an-object"),
+    pytest.param({"records": 5, "percent": 1}, "exactly one of", id="both-sizes"),
+    pytest.param({}, "exactly one of", id="no-size"),
+    pytest.param({"records": 0}, "at least 1", id="no-records"),
+    pytest.param({"percent": 150}, "at most 100", id="over-100-percent"),
+    pytest.param({"records": 5, "then": "later"}, '"approve" or "auto"', id="unknown-then"),
+    pytest.param({"records": 5, "max_failure_rate": 2}, "between 0 and 1", id="rate-over-1"),
+    pytest.param({"records": 5, "count": 1}, "unknown fields: count", id="unknown-field"),
+])
+def test_a_bad_canary_names_its_field(value: Any, error: str) -> None:
+    with pytest.raises(ConfigError, match=error):
+        parse_definition(json.dumps({"canary": value}))
+
+
+def test_a_canary_defaults_to_approval_and_two_percent() -> None:
+    assert parse_definition('{"canary": {"percent": 1}}').canary == CanaryPolicy(percent=1.0)
+    assert parse_definition("").canary is None
+
+
+@pytest.mark.parametrize(("delay_s", "rand", "held_s"), [
+    pytest.param(60.0, 0.0, 60, id="no-jitter"),
+    pytest.param(60.0, 0.5, 61, id="half-jitter"),
+    pytest.param(1.0, 0.99, 3, id="most-jitter-rounds-up"),
+])
+def test_hold_delay(delay_s: float, rand: float, held_s: int) -> None:
+    assert hold_delay_s(delay_s, rand) == held_s
+
+
+async def _flag(storage: StorageSettings) -> control.Flag:
+    async with table_client(storage, STATE_TABLE, None) as state:
+        return await control.read_flag(state, control.definition_scope("default"))
+
+
+def test_the_commands_set_the_flag_and_refuse_what_does_not_exist(
+        app_env: dict[str, str], storage: StorageSettings,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(ensure_resources(storage))
+    assert cli.main(["pause", "--reason", "checking descriptions"]) == 0
+    assert "definition default paused" in capsys.readouterr().out
+    paused = asyncio.run(_flag(storage))
+    assert (paused.state, paused.reason) == ("paused", "checking descriptions")
+    assert cli.main(["approve", "run-20261122T020000Z-000000"]) == 1
+    assert "no run 'run-20261122T020000Z-000000'" in capsys.readouterr().err
+    assert cli.main(["cancel", "--definition", "contacts"]) == 1
+    assert "this deployment defines: default" in capsys.readouterr().err
+    assert cli.main(["resume"]) == 0
+    assert asyncio.run(_flag(storage)).state == "running"
+
+
+@pytest.mark.parametrize(("stored", "state"), [
+    pytest.param("running", "running", id="running"),
+    pytest.param("cancelled", "cancelled", id="cancelled"),
+    pytest.param("paused", "paused", id="paused"),
+    pytest.param("stopped", "paused", id="unknown-reads-as-paused"),
+])
+def test_a_stored_state_reads_safe(stored: str, state: str) -> None:
+    assert control.state_of(stored) == state
+
+
+@pytest.mark.emulator(records=60, **FAST)
+@pytest.mark.timeout(60)
+async def test_a_percentage_canary_takes_its_share_of_the_planned_run(
+        make_services: Make) -> None:
+    services = await make_services(**SMALL, SYNC_DEFINITION='{"canary": {"percent": 10}}')
+    manifest = await planned_run(services)
+    async with batches(services) as queue:
+        await host_once([services], queue)
+    assert await enriched(services) == math.ceil(manifest.records / 10)
+    row = await canary.read_canary(services.state, manifest.run_id)
+    assert row is not None
+    assert (row.admitted, row.released) == (math.ceil(manifest.records / 10), False)
