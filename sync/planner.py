@@ -70,6 +70,9 @@ class PlanHooks:
     def count_retry(self, fault: ServiceFault) -> None:
         logger.info("page read retried: %s", fault, extra={"event": "plan_retry"})
 
+    def count_request(self, service: str, kind: str, *, retry: bool) -> None:
+        return None
+
 
 HOOKS: Final = PlanHooks()
 

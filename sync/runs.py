@@ -5,7 +5,8 @@
   of the ledger (``sync.ledger``), so its totals are one partition query.
 - The planner records what it planned; a producer's run plans the records of its first
   delivery (attempt 0). ``run_planned`` is emitted when the plan is complete.
-- A run **completes** when its plan is complete and written + dead-lettered reach planned;
+- A run **completes** when its plan is complete and written + dead-lettered + unchanged reach
+  planned;
   records re-enqueued are still open. Whoever sees that (the worker after a message's row, the
   planner after its last page) claims the completion with an ETag-conditional update of the
   run's row: exactly one of them wins and emits ``run_completed`` (duration: plan start to
@@ -84,8 +85,8 @@ class RunTotals:
 
     @property
     def done(self) -> int:
-        """Records written or dead-lettered."""
-        return self.counts.written + self.counts.dead_lettered
+        """Records written, dead-lettered or unchanged."""
+        return self.counts.done
 
     @property
     def open(self) -> int:
@@ -94,8 +95,9 @@ class RunTotals:
 
 
 def is_complete(run: RunRow, counts: BatchCounts) -> bool:
-    """Complete: the plan is complete and every planned record is written or dead-lettered."""
-    return run.plan_complete and counts.written + counts.dead_lettered >= run.planned
+    """Complete: the plan is complete and every planned record is written, dead-lettered or
+    unchanged."""
+    return run.plan_complete and counts.done >= run.planned
 
 
 def index_key(started_s: float, run_id: str) -> str:
@@ -188,7 +190,8 @@ async def complete_if_done(table: TableClient, run_id: str, now_s: float) -> boo
             await table.update_entity(
                 {"PartitionKey": run_partition(run_id), "RowKey": RUN_ROW, "Completed": True,
                  "CompletedAt": now_s, "Written": totals.counts.written,
-                 "DeadLettered": totals.counts.dead_lettered},
+                 "DeadLettered": totals.counts.dead_lettered,
+                 "Unchanged": totals.counts.unchanged},
                 mode=UpdateMode.MERGE, etag=totals.run.etag,
                 match_condition=MatchConditions.IfNotModified)
         except ResourceModifiedError:

@@ -332,6 +332,9 @@ class Hooks:
     def count_retry(self, fault: Exception) -> None:
         return None
 
+    def count_request(self, service: str, kind: str, *, retry: bool) -> None:
+        return None
+
 
 async def test_a_wait_for_admission_is_recorded_with_the_dop_in_use(telemetry: None) -> None:
     clock = ManualClock()

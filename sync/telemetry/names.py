@@ -30,6 +30,7 @@ DEFAULT_DEFINITION: Final = "default"
 RECORDS_WRITTEN: Final = "sync.records.written"            # counter; DEFINITION, MODE
 RECORDS_DEAD_LETTERED: Final = "sync.records.dead_lettered"  # counter; DEFINITION, REASON
 RECORDS_REENQUEUED: Final = "sync.records.reenqueued"      # counter; DEFINITION, REASON
+RECORDS_UNCHANGED: Final = "sync.records.unchanged"        # counter; DEFINITION
 MESSAGES_POISONED: Final = "sync.messages.poisoned"        # counter; REASON
 DATAVERSE_THROTTLED: Final = "sync.dataverse.throttled"    # counter; FACET
 DOP_IN_USE: Final = "sync.dataverse.dop_in_use"            # gauge; requests in flight

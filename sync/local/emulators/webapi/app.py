@@ -192,6 +192,8 @@ def _dispatch(emulator: Emulator, method: str, path: str, *, query: Mapping[str,
     body = _json(raw)
     injection.check_records(emulator.rules, emulator.stats.faults, method, path, body=body,
                             key_of={name: t.key for name, t in world.tables.items()})
+    if method in ("PATCH", "POST", "DELETE"):
+        _write_options(emulator, headers, user)
     entity_set, _, message = path.partition("/Microsoft.Dynamics.CRM.")
     if message:
         if message not in MESSAGES or method != "POST":
@@ -214,6 +216,33 @@ def _entity(world: World, method: str, path: str, *, query: Mapping[str, str],
     if method == "DELETE":
         return delete(world, path, headers)
     raise ODataError(405, "0x8006088a", f"{method} is not supported on {path}.")
+
+
+BYPASS_HEADER = "MSCRM.BypassBusinessLogicExecution"
+SUPPRESS_HEADER = "MSCRM.SuppressDuplicateDetection"
+BYPASS_VALUES = frozenset({"CustomSync", "CustomAsync"})
+
+
+def _write_options(emulator: Emulator, headers: Mapping[str, str], user: str) -> None:
+    """The bulk-job headers of a write (a $batch's parts each carry their own): a bypass
+    needs prvBypassCustomBusinessLogic, else 403 as the service answers it."""
+    bypass = headers.get(BYPASS_HEADER)
+    if bypass is not None:
+        values = {value.strip() for value in bypass.split(",")}
+        if not values or not values <= BYPASS_VALUES:
+            raise ODataError(400, "0x80040203", f"Invalid value '{bypass}' for "
+                                                f"{BYPASS_HEADER}: use CustomSync, CustomAsync "
+                                                "or CustomSync,CustomAsync.")
+        if not emulator.config.bypass_privilege:
+            raise ODataError(403, "0x80040220", f"Principal user (Id={user}, type=8, "
+                                                "roleCount=1), is missing "
+                                                "prvBypassCustomBusinessLogic privilege "
+                                                "(Id=0ea552b0-a491-4470-9a1b-82068deccf66) on "
+                                                "OTC=1 for entity 'account'.")
+        emulator.stats.write_options[f"{BYPASS_HEADER}: {bypass}"] += 1
+    suppress = headers.get(SUPPRESS_HEADER)
+    if suppress is not None:
+        emulator.stats.write_options[f"{SUPPRESS_HEADER}: {suppress}"] += 1
 
 
 def _json(raw: bytes) -> dict[str, Any]:

@@ -61,6 +61,10 @@ class EmulatorConfig:
     reset_rate: float = 0.0
     slow_rate: float = 0.0
     slow_ms: float = 2000.0
+    bypass_privilege: bool = False
+    """Whether the calling users hold prvBypassCustomBusinessLogic. Without it (the default)
+    a write that sends ``MSCRM.BypassBusinessLogicExecution`` answers 403 with the service's
+    missing-privilege error."""
     fault_rules: tuple[Rule, ...] = ()
     """Fault rules in force from the start (see ``faults.py``; more can be added at run time)."""
 
