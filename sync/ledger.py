@@ -188,9 +188,13 @@ def manifest_from(entity: Mapping[str, Any]) -> PlanManifest:
     return PlanManifest(run_id=str(entity["RunId"]), records=int(entity.get("Planned", 0)),
                         batches=int(entity.get("Batches", 0)), pages=int(entity.get("Pages", 0)),
                         complete=bool(entity.get("PlanComplete", False)),
-                        requests=usage_from({name[len("Plan"):]: value
-                                             for name, value in entity.items()
-                                             if str(name).startswith("PlanRequests")}))
+                        requests=plan_usage_from(entity))
+
+
+def plan_usage_from(entity: Mapping[str, Any]) -> RequestUsage:
+    """The planner's request usage a run's row holds."""
+    return usage_from({name[len("Plan"):]: value for name, value in entity.items()
+                       if str(name).startswith("PlanRequests")})
 
 
 async def record_batch(table: TableClient, batch_id: str, attempt: int,

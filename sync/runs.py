@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from azure.core import MatchConditions
@@ -38,8 +38,10 @@ from sync.ledger import (
     PLAN_KIND,
     RUN_ROW,
     BatchCounts,
+    RequestUsage,
     counts_from,
     is_message_row,
+    plan_usage_from,
     run_partition,
 )
 from sync.telemetry import names
@@ -70,6 +72,8 @@ class RunRow:
     overlapped_by: str = ""
     """The run whose plan started while this one was incomplete."""
     etag: str = ""
+    plan_requests: RequestUsage = field(default_factory=RequestUsage)
+    """The planner's Dataverse requests (its page reads and their retries)."""
 
     @property
     def overlapped(self) -> bool:
@@ -87,6 +91,14 @@ class RunTotals:
     def done(self) -> int:
         """Records written, dead-lettered or unchanged."""
         return self.counts.done
+
+    @property
+    def requests(self) -> RequestUsage:
+        """Every Dataverse request the run consumed: the planner's and the workers'."""
+        total = RequestUsage()
+        total.add(self.run.plan_requests)
+        total.add(self.counts.requests)
+        return total
 
     @property
     def open(self) -> int:
@@ -113,7 +125,8 @@ def run_row_from(entity: Mapping[str, Any], etag: str = "") -> RunRow:
                   completed=bool(entity.get("Completed", False)),
                   completed_s=float(entity.get("CompletedAt", 0.0)),
                   previous_run_id=str(entity.get("PreviousRunId", "")),
-                  overlapped_by=str(entity.get("OverlappedBy", "")), etag=etag)
+                  overlapped_by=str(entity.get("OverlappedBy", "")), etag=etag,
+                  plan_requests=plan_usage_from(entity))
 
 
 async def read_run(table: TableClient, run_id: str) -> RunTotals | None:

@@ -260,12 +260,16 @@ def report(outcome: Outcome, elapsed_s: float) -> int:
         "", "Summary",
         f"  planned          {snap.planned:>10,}",
         f"  written          {counts.written:>10,}",
+        f"  unchanged        {counts.unchanged:>10,}  (already held their values)",
         f"  dead-lettered    {counts.dead_lettered:>10,}  "
         f"{_by(counts.dead_lettered_by_reason)}",
         f"  still to do      {max(0, snap.planned - snap.done):>10,}  (on the queue or in flight)",
         f"  re-enqueued      {counts.reenqueued:>10,}  {_by(counts.reenqueued_by_reason)}",
         f"  429 answers      {counts.throttled:>10,}  {dict(counts.throttled_by_code) or ''}",
         f"  service retries  {counts.transient_retries:>10,}",
+        f"  requests         {snap.requests.total:>10,}  (Dataverse: reads "
+        f"{snap.requests.reads:,}, writes {snap.requests.writes:,}, retries "
+        f"{snap.requests.retries:,})",
         f"  poisoned msgs    {outcome.poisoned:>10,}",
         f"  elapsed          {elapsed_s:>10.1f} s",
         f"  throughput       {snap.done / max(elapsed_s, 1e-9):>10.1f} records/s",
@@ -314,6 +318,9 @@ def write_json(path: Path, outcome: Outcome, elapsed_s: float,
     snap, check = outcome.snapshot, outcome.verification
     counts = snap.counts
     data = {"elapsed_s": elapsed_s, "planned": snap.planned, "written": counts.written,
+            "unchanged": counts.unchanged,
+            "requests": {"total": snap.requests.total, "reads": snap.requests.reads,
+                         "writes": snap.requests.writes, "retries": snap.requests.retries},
             "dead_lettered": counts.dead_lettered, "reenqueued": counts.reenqueued,
             "dead_lettered_by_reason": dict(counts.dead_lettered_by_reason),
             "reenqueued_by_reason": dict(counts.reenqueued_by_reason),
