@@ -39,6 +39,7 @@ from sync.local.emulators.webapi.ops import (
     patch,
 )
 from sync.local.emulators.webapi.reads import Prefer, read_collection
+from sync.local.emulators.webapi.seeding import enrich_share
 from sync.local.emulators.webapi.servers import EMULATOR, Emulator, user_of
 from sync.local.emulators.webapi.store import accounts
 
@@ -46,8 +47,10 @@ from sync.local.emulators.webapi.store import accounts
 def create_app(config: EmulatorConfig, clock: Clock = SYSTEM_CLOCK) -> web.Application:
     """The emulator as an aiohttp application (``emulator`` key holds its state); its limits,
     the server time it waits out and the fault rules' windows run on ``clock``."""
-    world = World(config, {"accounts": accounts(config.records, config.seed)},
-                  rng=random.Random(config.seed))
+    table = accounts(config.records, config.seed)
+    if config.enriched_share > 0:
+        enrich_share(table, config.enriched_share, config.seed)
+    world = World(config, {"accounts": table}, rng=random.Random(config.seed))
     rules = FaultBook(clock, random.Random(config.seed + 2), DATAVERSE)
     for rule in config.fault_rules:
         rules.add(rule)

@@ -14,6 +14,8 @@ from sync.local.emulators.webapi.fault_parsing import RuleError, parse_rule
 from sync.local.emulators.webapi.faults import DATAVERSE, Rule
 
 _HELP: Final = {
+    "enriched_share": "share of the seeded accounts that already hold their enriched values "
+                      "(0; 0.9 is a nightly re-run where 90%% did not change)",
     "bypass_privilege": "the callers hold prvBypassCustomBusinessLogic (off: a write with "
                         "MSCRM.BypassBusinessLogicExecution answers 403, as the service does)",
     "servers": "simulated web servers behind the endpoint (2; most environments have several)",
