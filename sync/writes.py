@@ -188,12 +188,9 @@ class Writer:
         the rest are answered to be written. A record changed between this read and the
         write is overwritten: the window the fallback accepts."""
         ids = [record.id for record, _ in items if record.etag]
-        table = self._services.settings.definition
         try:
-            found = await asyncio.gather(*(self._services.dataverse_dep.call(
-                lambda part=part: self._services.dataverse.read_versions(  # type: ignore[misc]
-                    table.entity_set, table.key, part, self._select()), self._run, kind="read")
-                for part in chunk(ids, CHECK_IDS_PER_READ)))
+            found = await asyncio.gather(*(self._versions(list(part))
+                                           for part in chunk(ids, CHECK_IDS_PER_READ)))
         except (Deferred, ServiceFault, RecordFault) as error:
             self._not_checked(items, error)
             return []
@@ -204,6 +201,14 @@ class Writer:
         await asyncio.gather(*(self._conflicted(item, None, version) for item, version in moved))
         moved_ids = {item[0].id for item, _ in moved}
         return [item for item in items if item[0].id not in moved_ids]
+
+    async def _versions(self, ids: list[str]) -> dict[str, Version]:
+        """One governed read of the ETags (and values) of ``ids``."""
+        services = self._services
+        table = services.settings.definition
+        return await services.dataverse_dep.call(
+            lambda: services.dataverse.read_versions(table.entity_set, table.key, ids,
+                                                     self._select()), self._run, kind="read")
 
     def _not_checked(self, items: list[Enriched], error: SyncError) -> None:
         """The check could not read: the group waits (a throttle or an open circuit defers
