@@ -221,13 +221,15 @@ async def complete_if_done(table: TableClient, run_id: str, now_s: float) -> boo
 def _completed(totals: RunTotals, now_s: float) -> None:
     run, counts = totals.run, totals.counts
     duration_s = max(0.0, now_s - run.started_s)
-    logger.info("run %s completed: %d written, %d dead-lettered of %d in %.1f s", run.run_id,
-                counts.written, counts.dead_lettered, run.planned, duration_s,
+    logger.info("run %s completed: %d written, %d unchanged, %d dead-lettered of %d in %.1f s "
+                "(%d Dataverse requests)", run.run_id, counts.written, counts.unchanged,
+                counts.dead_lettered, run.planned, duration_s, totals.requests.total,
                 extra={"event": "run_completed", "run_id": run.run_id})
     emit(names.RUN_COMPLETED, {
         names.RUN_ID: run.run_id, names.DEFINITION: names.DEFAULT_DEFINITION,
         names.PLANNED: run.planned, names.WRITTEN: counts.written,
-        names.DEAD_LETTERED: counts.dead_lettered, names.DURATION_S: duration_s,
+        names.DEAD_LETTERED: counts.dead_lettered, names.UNCHANGED: counts.unchanged,
+        names.REQUESTS: totals.requests.total, names.DURATION_S: duration_s,
         names.OVERLAPPED: run.overlapped})
 
 

@@ -19,6 +19,8 @@ QUEUE: Final = "sync.queue"
 PLANNED: Final = "sync.planned"
 WRITTEN: Final = "sync.written"
 DEAD_LETTERED: Final = "sync.dead_lettered"
+UNCHANGED: Final = "sync.unchanged"
+REQUESTS: Final = "sync.requests"
 DURATION_S: Final = "sync.duration_s"
 OVERLAPPED: Final = "sync.overlapped"
 PREVIOUS_RUN_ID: Final = "sync.previous_run_id"
@@ -48,5 +50,6 @@ PLAN: Final = "sync.plan"
 # Events (Application Insights customEvents).
 RUN_PLANNED: Final = "run_planned"          # RUN_ID, DEFINITION, PLANNED
 RUN_COMPLETED: Final = "run_completed"      # RUN_ID, DEFINITION, PLANNED, WRITTEN,
-                                            # DEAD_LETTERED, DURATION_S, OVERLAPPED
+                                            # DEAD_LETTERED, UNCHANGED, REQUESTS,
+                                            # DURATION_S, OVERLAPPED
 RUN_OVERLAPPED: Final = "run_overlapped"    # RUN_ID, PREVIOUS_RUN_ID, DEFINITION
