@@ -303,8 +303,8 @@ def _exit_code(outcome: Outcome) -> int:
     for problem in problems:
         print(f"FAILED: {problem}", file=sys.stderr)
     if not problems:
-        print("OK: every record is written or dead-lettered for a fault of its own; none was "
-              "created.")
+        print("OK: every record is written, unchanged or dead-lettered for a fault of its own; "
+              "none was created.")
     return 1 if problems else 0
 
 
