@@ -231,7 +231,10 @@ class Writer:
     async def _conflicted(self, item: Enriched, fault: SyncError | None,
                           version: Version | None = None) -> None:
         """The record changed since it was read: read it again (unless ``version`` is that
-        read), re-enrich it if its input changed, and write it alone under the edit policy."""
+        read), re-enrich it if its input changed, and write it alone under the edit policy.
+        A record sent back keeps the planner's read (its ETag and values): the next delivery
+        meets the 412 again and tells the person's edits from that read, so ``keep`` holds
+        across deliveries."""
         record = item[0]
         self._conflicts[record.id] += 1
         if self._conflicts[record.id] > MAX_CONFLICT_READS:
