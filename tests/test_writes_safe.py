@@ -6,12 +6,14 @@ is configuration), and every Dataverse request is counted."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import pytest
+from azure.storage.queue.aio import QueueClient
 
 from sync import runs, worker
 from sync.batchwire import Operation
@@ -19,9 +21,10 @@ from sync.contract import BatchMessage, RecordRef
 from sync.deadletter import run_id_of
 from sync.errors import RecordFault
 from sync.local.verify import expected_columns
+from sync.names import BATCH_QUEUE
 from sync.planner import refs_from
 from sync.services import Services
-from tests.test_worker import FAST, emulator, rows
+from tests.test_worker import FAST, emulator, enqueue, rows, work_until_done
 
 Make = Callable[..., Any]
 MODES = ["single", "batch", "bulk"]
@@ -241,3 +244,36 @@ async def test_retries_are_counted_as_request_usage(make_services: Make) -> None
     assert counts.requests.retries == counts.transient_retries
     assert counts.requests.retries >= 1
     assert counts.requests.total == stats["requests"]
+
+
+@pytest.mark.emulator(records=20, **FAST)
+async def test_a_persons_edit_is_kept_across_deliveries_after_a_storm(make_services: Make) -> None:
+    services = await make_services(SYNC_WRITE_MODE="batch")
+    records = await planned_refs(services, 5)
+    edited = records[2]
+    await edit(services, [{"accountid": edited.id, "numberofemployees": PERSON_EMPLOYEES}])
+    added = await emulator(services, "faults", "POST", {
+        "kind": "error", "status": 412, "code": "0x80060882", "hits": "writes",
+        "record_ids": [edited.id], "message": "The version of the existing record doesn't "
+                                              "match the RowVersion property provided."})
+    assert "error" not in added
+    await enqueue(services, records, size=5)
+    first = await work_once(services)
+    assert (first.written, first.reenqueued_by_reason) == (4, {"changed_since_read": 1})
+    await emulator(services, "faults", "DELETE")
+    totals = await work_until_done(services, 5)
+    assert (totals.written, totals.dead_lettered) == (5, 0)
+    row = (await by_id(services))[edited.id]
+    expected = expected_columns(edited.input, services.settings.definition) or {}
+    assert row["numberofemployees"] == PERSON_EMPLOYEES
+    assert row["description"] == expected["description"]
+
+
+async def work_once(services: Services) -> Any:
+    """Take the one visible message and carry it out, as the host would."""
+    async with QueueClient.from_connection_string(
+            str(services.settings.storage.connection_string), BATCH_QUEUE) as queue:
+        (message,) = [m async for m in queue.receive_messages(max_messages=1)]
+        counts = await worker.process_message(services, base64.b64decode(message.content))
+        await queue.delete_message(message)
+    return counts
