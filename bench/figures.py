@@ -102,11 +102,20 @@ class Result:
     emulator's ``run.bound_records``, the first window's burst included); 0 for other rows."""
     status: str = ""
     """Empty when the row ran; else why it has no figures."""
+    unchanged: int = 0
+    """The product's records that already held their values: compared, not written."""
+    requests: int = 0
+    """The product's Dataverse requests (reads, writes, retries), from its run's ledger."""
+
+    @property
+    def done(self) -> int:
+        """Records finished: written, or found unchanged (not failed)."""
+        return self.written + self.unchanged
 
     @property
     def rate_per_s(self) -> float:
         """Records/s over the whole run, the first window's burst included."""
-        return self.written / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @property
     def ran_out(self) -> bool:
@@ -135,11 +144,11 @@ class Result:
 
     @property
     def cpu_ms_per_record(self) -> float:
-        return 1000 * self.cpu_s / self.written if self.written else 0.0
+        return 1000 * self.cpu_s / self.done if self.done else 0.0
 
     @property
     def time_ms_per_record(self) -> float:
-        return 1000 * self.elapsed_s / self.written if self.written else 0.0
+        return 1000 * self.elapsed_s / self.done if self.done else 0.0
 
     @property
     def planner_us_per_record(self) -> float | None:

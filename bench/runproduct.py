@@ -16,7 +16,13 @@ from typing import Any, Final
 from bench.ceiling import Ceiling
 from bench.figures import Result
 from bench.proctree import TreeSampler
-from bench.scenarios import NO_HEADERS, RowSpec, Scale
+from bench.scenarios import (
+    DEFINITION_OVERRIDES,
+    ENRICHED_SHARE,
+    NO_HEADERS,
+    RowSpec,
+    Scale,
+)
 from sync.local.azurite import ROOT
 
 PLANNER_LOG: Final = ROOT / ".local-run" / "host-0.log"
@@ -52,8 +58,12 @@ def run_product_row(spec: RowSpec, scale: Scale, ceiling: Ceiling) -> Result:
                 *[f"--emulator-arg={arg}" for arg in scenario.emulator_args(scale.time_scale)],
                 *[f"--enrichment-arg={arg}" for arg in scenario.enrichment_args()],
                 *(["--emulator-arg=--ratelimit-headers=0"] if spec.pattern == NO_HEADERS
-                  else [])]
+                  else []),
+                *([f"--emulator-arg=--enriched-share={ENRICHED_SHARE[spec.pattern]:g}"]
+                  if spec.pattern in ENRICHED_SHARE else [])]
         env = {**os.environ, "SYNC_WRITE_MODE": spec.mode}
+        if spec.pattern in DEFINITION_OVERRIDES:
+            env["SYNC_DEFINITION"] = DEFINITION_OVERRIDES[spec.pattern]
         process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         with TreeSampler(process.pid) as sampler:
             process.wait()
@@ -78,12 +88,15 @@ def product_result(spec: RowSpec, scale: Scale, ceiling: Ceiling, records: int,
         return Result(spec.name, spec.kind, spec.scenario.name, spec.mode, note=spec.note,
                       seeded=records, status="the run wrote no figures (see .local-run/)")
     written, failed = int(data["written"]), int(data["dead_lettered"])
+    unchanged = int(data.get("unchanged", 0))
     check = data.get("verification") or {}
     lost = (len(check.get("unaccounted", [])) if data.get("finished")
-            else max(0, records - written - failed)) + int(check.get("created", 0))
+            else max(0, records - written - unchanged - failed)) + int(check.get("created", 0))
     hosts = data.get("hosts", [])
     return Result(name=spec.name, kind=spec.kind, scenario=spec.scenario.name, mode=spec.mode,
                   note=spec.note, seeded=records, written=written, failed=failed, lost=lost,
+                  unchanged=unchanged,
+                  requests=int((data.get("requests") or {}).get("total", 0)),
                   elapsed_s=float(data["elapsed_s"]), window_s=scale.window_s,
                   timeline=[(float(t), int(n)) for t, n in data.get("timeline", [])],
                   throttled_by_code={k: int(v) for k, v in

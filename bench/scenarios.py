@@ -187,10 +187,23 @@ class RowSpec:
             return PROBE_NOTES[self.pattern]
         if self.kind == "product" and self.pattern == NO_HEADERS:
             return "the emulator sends no x-ms-ratelimit-* headers: the governor without them"
+        if self.kind == "product" and self.pattern == UNCHANGED_90:
+            return "90% of the records already hold their values (a re-run): not written"
+        if self.kind == "product" and self.pattern == NO_ETAG_CHECK:
+            return "bulk without the pre-write ETag check"
         return {"peer": "Microsoft's Python client 1.1.0, 8 threads, no retry",
                 "nightly": "the blog's nightly job", "growth": "bulk, everything fast"}.get(
                     self.kind, "")
 
+
+UNCHANGED_90: Final = "unchanged-90"
+"""A product row where 90% of the seeded records already hold their enriched values (a nightly
+re-run): those are read, compared and not written."""
+NO_ETAG_CHECK: Final = "no-etag-check"
+"""A bulk product row without the pre-write ETag check (``bulk_etag_check: false``): the
+check's cost is the difference with the plain bulk row."""
+ENRICHED_SHARE: Final = {UNCHANGED_90: 0.9}
+DEFINITION_OVERRIDES: Final = {NO_ETAG_CHECK: '{"bulk_etag_check": false}'}
 
 NO_HEADERS: Final = "no-ratelimit-headers"
 """A product row against an emulator that leaves the x-ms-ratelimit-* headers out: the
@@ -210,6 +223,8 @@ def plan_rows(scale: Scale, *, million: bool = False) -> list[RowSpec]:
         rows += [RowSpec("product", scenario, mode, processes=instances)
                  for instances in (1, 3) for mode in MODES]
     rows += [RowSpec("product", DATAVERSE_BOUND, mode, NO_HEADERS) for mode in ("single", "bulk")]
+    rows += [RowSpec("product", DATAVERSE_BOUND, mode, UNCHANGED_90) for mode in MODES]
+    rows.append(RowSpec("product", DATAVERSE_BOUND, "bulk", NO_ETAG_CHECK))
     rows += [RowSpec("probe", DATAVERSE_BOUND, mode, probe, records=PROBE_RECORDS)
              for probe in PROBES for mode in PROBE_MODES]
     rows.append(RowSpec("nightly", DATAVERSE_BOUND, "bulk", records=scale.nightly_records))

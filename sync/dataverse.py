@@ -47,6 +47,21 @@ class Page:
     delta_link: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Version:
+    """A record as it is now: its ETag and the columns read."""
+
+    etag: str
+    values: dict[str, Any]
+
+
+def version_of(row: Mapping[str, Any], select: Sequence[str]) -> Version:
+    etag = row["@odata.etag"]
+    if not isinstance(etag, str):
+        raise TypeError("@odata.etag is not a string")
+    return Version(etag, {column: row.get(column) for column in select})
+
+
 def is_deleted(row: Mapping[str, Any]) -> bool:
     """A change-tracking entry for a deleted row (``$deletedEntity``)."""
     context = str(row.get("@odata.context", ""))
@@ -101,26 +116,54 @@ class DataverseClient:
         body = await self._request("GET", self._api_url + "WhoAmI", "GET WhoAmI", headers={})
         return _parsed("GET WhoAmI", lambda: str(body["UserId"]))
 
-    async def update(self, entity_set: str, record_id: str, fields: Mapping[str, Any]) -> None:
-        """PATCH one record; ``If-Match: *`` makes a missing record a 404, never a create."""
+    async def update(self, entity_set: str, record_id: str, fields: Mapping[str, Any], *,
+                     if_match: str = "*", headers: Mapping[str, str] | None = None) -> None:
+        """PATCH one record. ``If-Match: *`` makes a missing record a 404, never a create; an
+        ETag makes a record changed since it was read a 412."""
         url = self._api_url + record_path(entity_set, record_id)
-        await self._request("PATCH", url, f"PATCH {entity_set}", headers={"If-Match": "*"},
+        await self._request("PATCH", url, f"PATCH {entity_set}",
+                            headers={**(headers or {}), "If-Match": if_match},
                             json_body=dict(fields))
 
     async def update_multiple(self, entity_set: str, logical_name: str, key_column: str,
-                              targets: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
-        """One ``UpdateMultiple`` request: all targets are written, or none (it rolls back)."""
+                              targets: Sequence[tuple[str, Mapping[str, Any]]], *,
+                              headers: Mapping[str, str] | None = None) -> None:
+        """One ``UpdateMultiple`` request: all targets are written, or none (it rolls back).
+        Its targets carry no ETag (see ``read_versions`` for the check that stands in)."""
         odata_type = f"Microsoft.Dynamics.CRM.{logical_name}"
         body = {"Targets": [{"@odata.type": odata_type, key_column: record_id, **fields}
                             for record_id, fields in targets]}
         url = f"{self._api_url}{entity_set}/Microsoft.Dynamics.CRM.UpdateMultiple"
-        await self._request("POST", url, f"POST {entity_set}/UpdateMultiple", headers={},
-                            json_body=body)
+        await self._request("POST", url, f"POST {entity_set}/UpdateMultiple",
+                            headers=dict(headers or {}), json_body=body)
 
-    async def execute_batch(self, operations: Sequence[Operation]) -> list[OperationResult]:
+    async def read_record(self, entity_set: str, record_id: str,
+                          select: Sequence[str]) -> Version:
+        """One record's ETag and ``select``ed columns as they are now."""
+        url = str(URL(self._api_url + record_path(entity_set, record_id)).with_query(
+            {"$select": ",".join(select)}))
+        where = f"GET {record_path(entity_set, record_id)}"
+        body = await self._request("GET", url, where, headers={})
+        return _parsed(where, lambda: version_of(body, select))
+
+    async def read_versions(self, entity_set: str, key_column: str, record_ids: Sequence[str],
+                            select: Sequence[str]) -> dict[str, Version]:
+        """The ETags and ``select``ed columns of up to a page of records, by id, in one read
+        (``$filter`` on the key; records gone are missing from the answer)."""
+        filter_ = " or ".join(f"{key_column} eq {record_id}" for record_id in record_ids)
+        url = self.collection_url(entity_set, (key_column, *select), filter_)
+        where = f"GET {entity_set}"
+        body = await self._request("GET", url, where,
+                                   headers={"Prefer": f"odata.maxpagesize={len(record_ids)}"})
+        return _parsed(where, lambda: {str(row[key_column]): version_of(row, select)
+                                       for row in _page(body).rows})
+
+    async def execute_batch(self, operations: Sequence[Operation], *,
+                            headers: Mapping[str, str] | None = None) -> list[OperationResult]:
         """One ``$batch`` with continue-on-error: a result per operation, in order."""
         content_type, body = batch_request(operations, API_PATH)
-        headers = {"Content-Type": content_type, "Prefer": "odata.continue-on-error"}
+        headers = {**(headers or {}), "Content-Type": content_type,
+                   "Prefer": "odata.continue-on-error"}
         answer = await self._send(Request("POST", self._api_url + "$batch", "POST $batch",
                                           headers, data=body))
         answer_type = answer.headers.get("Content-Type", "")

@@ -18,6 +18,12 @@ from sync.errors import ConfigError
 
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _ENRICHMENT_FIELDS: Final = frozenset({"employees", "country", "description", "domain"})
+EDIT_POLICIES: Final = ("keep", "overwrite")
+"""What a write does to a mapped column a person changed since the read: keep the person's
+value, or overwrite it with the enriched one."""
+BYPASS_LOGIC: Final = ("CustomSync", "CustomAsync")
+"""The custom logic ``MSCRM.BypassBusinessLogicExecution`` can bypass (synchronous plug-ins and
+workflows, asynchronous ones)."""
 APP_ROOT: Final = Path(__file__).resolve().parents[1]
 
 DEFAULT_DEFINITION: Final[dict[str, Any]] = {
@@ -32,6 +38,10 @@ DEFAULT_DEFINITION: Final[dict[str, Any]] = {
     "skip_own_changes": True,
     "dry_run": False,
     "canary": None,
+    "edit_policy": "keep",
+    "bypass_business_logic": [],
+    "suppress_duplicate_detection": False,
+    "bulk_etag_check": True,
 }
 _FIELDS: Final = frozenset(DEFAULT_DEFINITION)
 
@@ -52,6 +62,25 @@ class SyncDefinition:
     """Plan, read, enrich and compare, write nothing: a report per run (``sync.dryrun``)."""
     canary: CanaryPolicy | None = None
     """Start each planned run with a few records (``sync.canary``); None: no canary."""
+    edit_policy: str = "keep"
+    bypass_business_logic: tuple[str, ...] = ()
+    """Sent as ``MSCRM.BypassBusinessLogicExecution`` on every write (needs the
+    prvBypassCustomBusinessLogic privilege); empty: not sent."""
+    suppress_duplicate_detection: bool = False
+    """Send ``MSCRM.SuppressDuplicateDetection: true`` on every write."""
+    bulk_etag_check: bool = True
+    """Bulk writes (UpdateMultiple carries no ETag per target) first read the group's ETags and
+    hand records that moved to the conflict path."""
+
+    @property
+    def write_headers(self) -> dict[str, str]:
+        """The bulk-job options every write carries."""
+        headers: dict[str, str] = {}
+        if self.bypass_business_logic:
+            headers["MSCRM.BypassBusinessLogicExecution"] = ",".join(self.bypass_business_logic)
+        if self.suppress_duplicate_detection:
+            headers["MSCRM.SuppressDuplicateDetection"] = "true"
+        return headers
 
     @property
     def read_columns(self) -> tuple[str, ...]:
@@ -94,7 +123,8 @@ def _from_dict(data: dict[str, Any]) -> SyncDefinition:
             raise ConfigError(f"SYNC_DEFINITION.{name} must be a Dataverse name")
     if not isinstance(data["filter"], str):
         raise ConfigError("SYNC_DEFINITION.filter must be a string (an OData $filter)")
-    for name in ("change_tracking", "skip_own_changes", "dry_run"):
+    for name in ("change_tracking", "skip_own_changes", "dry_run",
+                 "suppress_duplicate_detection", "bulk_etag_check"):
         if not isinstance(data[name], bool):
             raise ConfigError(f"SYNC_DEFINITION.{name} must be true or false")
     if data["change_tracking"] and data["filter"]:
@@ -106,7 +136,28 @@ def _from_dict(data: dict[str, Any]) -> SyncDefinition:
                           change_tracking=data["change_tracking"],
                           skip_own_changes=data["skip_own_changes"],
                           dry_run=data["dry_run"],
-                          canary=parse_canary(data["canary"]))
+                          canary=parse_canary(data["canary"]),
+
+                          edit_policy=_edit_policy(data["edit_policy"]),
+                          bypass_business_logic=_bypass(data["bypass_business_logic"]),
+                          suppress_duplicate_detection=data["suppress_duplicate_detection"],
+                          bulk_etag_check=data["bulk_etag_check"])
+
+
+def _edit_policy(value: Any) -> str:
+    if value not in EDIT_POLICIES:
+        raise ConfigError(f"SYNC_DEFINITION.edit_policy must be one of: {', '.join(EDIT_POLICIES)}")
+    return str(value)
+
+
+def _bypass(value: Any) -> tuple[str, ...]:
+    """A list of the custom logic to bypass; ``true`` is both kinds, ``false`` none."""
+    if isinstance(value, bool):
+        return BYPASS_LOGIC if value else ()
+    if not isinstance(value, list) or any(item not in BYPASS_LOGIC for item in value):
+        raise ConfigError("SYNC_DEFINITION.bypass_business_logic must be true, false or a list "
+                          f"of {', '.join(BYPASS_LOGIC)}")
+    return tuple(item for item in BYPASS_LOGIC if item in value)
 
 
 def _mapping(value: Any) -> dict[str, str]:

@@ -45,6 +45,9 @@ class CallHooks(Protocol):
 
     def count_retry(self, fault: ServiceFault) -> None: ...
 
+    def count_request(self, service: str, kind: str, *, retry: bool) -> None:
+        """A request sent (``kind``: read or write); ``retry``: a re-send of the same call."""
+
 
 class Dependency:
     """A service we call, with its governor, circuit and scope log."""
@@ -64,12 +67,21 @@ class Dependency:
         return f"Dependency({self.name!r}, {self.governor!r}, {self.circuit!r})"
 
     async def call(self, send: Callable[[], Awaitable[T]], hooks: CallHooks, *,
-                   split_ambiguous: bool = False) -> T:
+                   split_ambiguous: bool = False, kind: str = "write") -> T:
         """``send()`` under every rule above. With ``split_ambiguous`` an ambiguous fault is
         raised at once (the caller splits its request) instead of retried. An ambiguous fault
         does not count toward the circuit here: the scope decides whose it is, and counts it
-        (``record_failure``) when it is the service's."""
-        return await retrying(lambda: self._admitted(send, hooks), self.policy,
+        (``record_failure``) when it is the service's. Every send is counted with ``hooks``
+        (request usage): the first as ``kind``, the others as retries."""
+        sends = 0
+
+        async def counted() -> T:
+            nonlocal sends
+            hooks.count_request(self.name, kind, retry=sends > 0)
+            sends += 1
+            return await send()
+
+        return await retrying(lambda: self._admitted(counted, hooks), self.policy,
                               clock=self.clock,
                               on_retry=lambda fault, _: hooks.count_retry(fault),
                               retryable=lambda fault: not (split_ambiguous and

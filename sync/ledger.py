@@ -33,11 +33,54 @@ MESSAGE_KIND: Final = "message"
 
 
 @dataclass(slots=True)
+class RequestUsage:
+    """Dataverse requests sent (what Power Platform entitlements count): first sends of reads
+    and writes, and every re-send (a retry after a fault or a short throttle). A ``$batch`` or
+    an ``UpdateMultiple`` is one request."""
+
+    reads: int = 0
+    writes: int = 0
+    retries: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.reads + self.writes + self.retries
+
+    def add(self, other: RequestUsage) -> None:
+        self.reads += other.reads
+        self.writes += other.writes
+        self.retries += other.retries
+
+    def count(self, kind: str, *, retry: bool) -> None:
+        """One request sent: a ``read`` or a ``write``, first sent or re-sent."""
+        if retry:
+            self.retries += 1
+        elif kind == "read":
+            self.reads += 1
+        else:
+            self.writes += 1
+
+
+def usage_fields(usage: RequestUsage) -> dict[str, int]:
+    """A ledger row's request-usage columns."""
+    return {"RequestsRead": usage.reads, "RequestsWritten": usage.writes,
+            "RequestsRetried": usage.retries}
+
+
+def usage_from(entity: Mapping[str, Any]) -> RequestUsage:
+    return RequestUsage(reads=int(entity.get("RequestsRead", 0)),
+                        writes=int(entity.get("RequestsWritten", 0)),
+                        retries=int(entity.get("RequestsRetried", 0)))
+
+
+@dataclass(slots=True)
 class BatchCounts:
     """What one processing of one message did."""
 
     written: int = 0
     dead_lettered: int = 0
+    unchanged: int = 0
+    """Records whose enriched values equal what Dataverse holds: not written."""
     reenqueued: int = 0
     cancelled: int = 0
     """Records of a cancelled definition or run: not written, not dead letters, done."""
@@ -50,12 +93,17 @@ class BatchCounts:
     throttled_by_code: Counter[str] = field(default_factory=Counter)
     dead_lettered_by_reason: Counter[str] = field(default_factory=Counter)
     reenqueued_by_reason: Counter[str] = field(default_factory=Counter)
-    """Why records went back: throttled, circuit_open, service_fault, suspected_record_fault."""
+    """Why records went back: throttled, circuit_open, service_fault, suspected_record_fault,
+    changed_since_read."""
+    requests: RequestUsage = field(default_factory=RequestUsage)
+    """The Dataverse requests this processing sent."""
 
     def add(self, other: BatchCounts) -> None:
         """Add another message's counts to these."""
         self.written += other.written
         self.dead_lettered += other.dead_lettered
+        self.unchanged += other.unchanged
+        self.requests.add(other.requests)
         self.reenqueued += other.reenqueued
         self.cancelled += other.cancelled
         self.rejected_messages += other.rejected_messages
@@ -71,6 +119,13 @@ class BatchCounts:
         """All 429 answers, whatever their code."""
         return sum(self.throttled_by_code.values())
 
+    @property
+    def done(self) -> int:
+        """Records finished: written, dead-lettered, unchanged, cancelled, or settled by a dry
+        run."""
+        return (self.written + self.dead_lettered + self.unchanged + self.cancelled
+                + self.previewed)
+
 
 @dataclass(frozen=True, slots=True)
 class PlanManifest:
@@ -81,6 +136,8 @@ class PlanManifest:
     batches: int
     pages: int
     complete: bool
+    requests: RequestUsage = field(default_factory=RequestUsage)
+    """The planner's requests (its page reads, their retries)."""
 
 
 def run_partition(run_id: str) -> str:
@@ -97,6 +154,7 @@ def batch_entity(batch_id: str, attempt: int, counts: BatchCounts) -> dict[str, 
     return {"PartitionKey": run_partition(run_id_of(batch_id)),
             "RowKey": f"{MESSAGE_PREFIX}{batch_id}|{attempt:04d}",
             "Written": counts.written, "DeadLettered": counts.dead_lettered,
+            "Unchanged": counts.unchanged, **usage_fields(counts.requests),
             "Reenqueued": counts.reenqueued, "Cancelled": counts.cancelled,
             "RejectedMessages": counts.rejected_messages,
             "TransientRetries": counts.transient_retries, "Previewed": counts.previewed,
@@ -110,6 +168,8 @@ def counts_from(entity: Mapping[str, Any]) -> BatchCounts:
     """The counts a ledger row holds."""
     return BatchCounts(written=int(entity.get("Written", 0)),
                        dead_lettered=int(entity.get("DeadLettered", 0)),
+                       unchanged=int(entity.get("Unchanged", 0)),
+                       requests=usage_from(entity),
                        reenqueued=int(entity.get("Reenqueued", 0)),
                        cancelled=int(entity.get("Cancelled", 0)),
                        rejected_messages=int(entity.get("RejectedMessages", 0)),
@@ -130,14 +190,22 @@ def plan_entity(manifest: PlanManifest) -> dict[str, Any]:
     return {"PartitionKey": run_partition(manifest.run_id), "RowKey": RUN_ROW,
             "RunId": manifest.run_id, "Kind": PLAN_KIND, "Planned": manifest.records,
             "Batches": manifest.batches, "Pages": manifest.pages,
-            "PlanComplete": manifest.complete}
+            "PlanComplete": manifest.complete,
+            **{f"Plan{name}": value for name, value in usage_fields(manifest.requests).items()}}
 
 
 def manifest_from(entity: Mapping[str, Any]) -> PlanManifest:
     """The manifest a run's row holds."""
     return PlanManifest(run_id=str(entity["RunId"]), records=int(entity.get("Planned", 0)),
                         batches=int(entity.get("Batches", 0)), pages=int(entity.get("Pages", 0)),
-                        complete=bool(entity.get("PlanComplete", False)))
+                        complete=bool(entity.get("PlanComplete", False)),
+                        requests=plan_usage_from(entity))
+
+
+def plan_usage_from(entity: Mapping[str, Any]) -> RequestUsage:
+    """The planner's request usage a run's row holds."""
+    return usage_from({name[len("Plan"):]: value for name, value in entity.items()
+                       if str(name).startswith("PlanRequests")})
 
 
 async def record_batch(table: TableClient, batch_id: str, attempt: int,

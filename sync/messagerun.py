@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from sync.contract import BatchMessage, RecordHistory, RecordRef
+from sync.dataverse import SERVICE as DATAVERSE
 from sync.errors import CircuitOpen, Deferred, ServiceFault, SyncError, Throttled
 from sync.governor import GATE_CODE
 from sync.ledger import BatchCounts
@@ -59,6 +60,11 @@ class MessageRun:
     def count_retry(self, fault: ServiceFault) -> None:
         self.counts.transient_retries += 1
 
+    def count_request(self, service: str, kind: str, *, retry: bool) -> None:
+        """A request sent; only Dataverse's are request usage."""
+        if service == DATAVERSE:
+            self.counts.requests.count(kind, retry=retry)
+
     # What the phases record.
 
     def stopped(self, service: str) -> bool:
@@ -95,6 +101,11 @@ class MessageRun:
     def previewed(self, record_id: str) -> None:
         """A dry run settled the record: it is done, and nothing was written."""
         self.counts.previewed += 1
+        self.finished.add(record_id)
+
+    def unchanged(self, record_id: str) -> None:
+        """The record already holds its enriched values: nothing to write."""
+        self.counts.unchanged += 1
         self.finished.add(record_id)
 
     def dead_lettered(self, record_id: str, reason: str) -> None:

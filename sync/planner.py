@@ -46,7 +46,7 @@ from sync.contract import (
 from sync.control import definition_scope, read_flag
 from sync.dataverse import Page, is_deleted
 from sync.errors import Deferred, RecordFault, ServiceFault, Throttled
-from sync.ledger import PlanManifest
+from sync.ledger import PlanManifest, RequestUsage
 from sync.planstate import Checkpoint, Mode, PlanState, load_checkpoint, save_checkpoint
 from sync.services import Services
 from sync.settings import Settings
@@ -60,9 +60,20 @@ MODIFIED_BY: Final = "_modifiedby_value"
 
 class PlanHooks:
     """What the governed call is told about the planner's reads: they never stop for a
-    message, and their 429s and retries are logged, not counted in a batch's ledger row."""
+    message, their 429s and retries are logged, not counted in a batch's ledger row; the
+    requests they send are counted here and carried by the plan's state to its manifest."""
 
-    __slots__ = ()
+    __slots__ = ("usage",)
+
+    def __init__(self) -> None:
+        self.usage = RequestUsage()
+
+    def counted(self, state: PlanState) -> PlanState:
+        """``state`` with the requests counted since the last call added."""
+        usage, self.usage = self.usage, RequestUsage()
+        return dataclasses.replace(
+            state, requests_read=state.requests_read + usage.reads + usage.writes,
+            requests_retried=state.requests_retried + usage.retries)
 
     def stop_delay(self, service: str) -> float | None:
         return None
@@ -73,8 +84,8 @@ class PlanHooks:
     def count_retry(self, fault: ServiceFault) -> None:
         logger.info("page read retried: %s", fault, extra={"event": "plan_retry"})
 
-
-HOOKS: Final = PlanHooks()
+    def count_request(self, service: str, kind: str, *, retry: bool) -> None:
+        self.usage.count(kind, retry=retry)
 
 
 def new_run_id(now: datetime) -> str:
@@ -149,12 +160,15 @@ async def plan(services: Services, now: datetime) -> PlanState | None:
                       watermark_to=f"{now.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}")
     await runs.start_plan(services.ledger, state.run_id, now.timestamp())
     if table.skip_own_changes and incremental:
+        hooks = PlanHooks()
         try:
             state = dataclasses.replace(state, self_id=await services.dataverse_dep.call(
-                services.dataverse.who_am_i, HOOKS))
+                services.dataverse.who_am_i, hooks, kind="read"))
         except (Deferred, ServiceFault) as error:
+            state = hooks.counted(state)
             await _hand_on(services, state, _delay_s(services, error))
             return state
+        state = hooks.counted(state)
     return await continue_plan(services, state, checkpoint)
 
 
@@ -167,15 +181,17 @@ async def continue_plan(services: Services, state: PlanState,
     deadline_s = clock.monotonic_s() + settings.plan_budget_s
     checkpoint = checkpoint or await load_checkpoint(services.state,
                                                      settings.definition.entity_set)
+    hooks = PlanHooks()
     while True:
         try:
-            page, state = await _read(services, state, checkpoint)
+            page, state = await _read(services, state, checkpoint, hooks)
         except (Deferred, ServiceFault) as error:
+            state = hooks.counted(state)
             logger.warning("plan %s waits at page %d: %s", state.run_id, state.page, error,
                            extra={"event": "plan_waits", "run_id": state.run_id})
             await _hand_on(services, state, _delay_s(services, error))
             return state
-        state = await _enqueue_page(services, state, page)
+        state = await _enqueue_page(services, hooks.counted(state), page)
         if page.delta_link or not page.next_link:
             await _finish(services, state, page.delta_link)
             return None
@@ -185,8 +201,9 @@ async def continue_plan(services: Services, state: PlanState,
             return state
 
 
-async def _read(services: Services, state: PlanState,
-                checkpoint: Checkpoint) -> tuple[Page, PlanState]:
+async def _read(services: Services, state: PlanState, checkpoint: Checkpoint,
+                hooks: PlanHooks) -> tuple[Page, PlanState]:
+    """One page of the plan's read (the governed call counts its requests with ``hooks``)."""
     settings = services.settings
     table = settings.definition
     tracking = state.mode != "watermark"
@@ -196,14 +213,15 @@ async def _read(services: Services, state: PlanState,
     try:
         return await services.dataverse_dep.call(
             lambda: services.dataverse.read_page(url, settings.page_size,
-                                                 track_changes=tracking), HOOKS), state
+                                                 track_changes=tracking), hooks,
+            kind="read"), state
     except RecordFault as error:
         if state.mode != "delta" or state.page:
             raise
         logger.warning("delta link refused (%s %s); planning a full scan", error.status,
                        error.code, extra={"event": "delta_refused"})
         full = dataclasses.replace(state, mode="full", next_link=None, self_id=None)
-        return await _read(services, full, Checkpoint())
+        return await _read(services, full, Checkpoint(), hooks)
 
 
 async def _enqueue_page(services: Services, state: PlanState, page: Page) -> PlanState:
@@ -257,4 +275,5 @@ async def _finish(services: Services, state: PlanState, delta_link: str | None) 
 
 async def _manifest(services: Services, state: PlanState, *, complete: bool) -> None:
     await ledger.record_plan(services.ledger, PlanManifest(
-        state.run_id, state.records, state.batches, state.page, complete=complete))
+        state.run_id, state.records, state.batches, state.page, complete=complete,
+        requests=RequestUsage(reads=state.requests_read, retries=state.requests_retried)))

@@ -32,6 +32,10 @@ class PlanState:
     skipped: int = 0
     watermark_to: str = ""
     self_id: str | None = None
+    requests_read: int = 0
+    """Dataverse requests the plan has sent so far (its reads, first sends)."""
+    requests_retried: int = 0
+    """... and re-sends of them (retries, short throttles waited out)."""
 
     def to_json(self) -> str:
         return json.dumps({"version": PLAN_VERSION, **asdict(self)}, separators=(",", ":"))

@@ -5,12 +5,12 @@
   of the ledger (``sync.ledger``), so its totals are one partition query.
 - The planner records what it planned; a producer's run plans the records of its first
   delivery (attempt 0). ``run_planned`` is emitted when the plan is complete.
-- A run **completes** when its plan is complete and written + dead-lettered + cancelled
-  reach planned; records re-enqueued (held by a pause or a canary too) are still open.
-  Whoever sees that (the worker after a message's row, the planner after its last page)
-  claims the completion with an ETag-conditional update of the run's row: exactly one of
-  them wins and emits ``run_completed`` (duration: plan start to the claim). An instance
-  that dies between its claim and the event loses that one event.
+- A run **completes** when its plan is complete and written + dead-lettered + unchanged +
+  cancelled (+ previewed, in a dry run) reach planned; records re-enqueued (held by a pause or
+  a canary too) are still open. Whoever sees that (the worker after a message's row, the
+  planner after its last page) claims the completion with an ETag-conditional update of the
+  run's row: exactly one of them wins and emits ``run_completed`` (duration: plan start to the
+  claim). An instance that dies between its claim and the event loses that one event.
 - A plan that starts while the previous plan's run is incomplete **overlaps** it: it emits
   ``run_overlapped``, and both rows say so (``PreviousRunId``, ``OverlappedBy``) for status.
 - An index partition per kind (``index:plan``, ``index:message``), keyed by inverted start
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from azure.core import MatchConditions
@@ -38,8 +38,10 @@ from sync.ledger import (
     PLAN_KIND,
     RUN_ROW,
     BatchCounts,
+    RequestUsage,
     counts_from,
     is_message_row,
+    plan_usage_from,
     run_partition,
 )
 from sync.telemetry import names
@@ -70,6 +72,8 @@ class RunRow:
     overlapped_by: str = ""
     """The run whose plan started while this one was incomplete."""
     etag: str = ""
+    plan_requests: RequestUsage = field(default_factory=RequestUsage)
+    """The planner's Dataverse requests (its page reads and their retries)."""
 
     @property
     def overlapped(self) -> bool:
@@ -85,8 +89,16 @@ class RunTotals:
 
     @property
     def done(self) -> int:
-        """Records written, dead-lettered, cancelled, or settled by a dry run."""
-        return done_of(self.counts)
+        """Records written, dead-lettered, unchanged, cancelled, or settled by a dry run."""
+        return self.counts.done
+
+    @property
+    def requests(self) -> RequestUsage:
+        """Every Dataverse request the run consumed: the planner's and the workers'."""
+        total = RequestUsage()
+        total.add(self.run.plan_requests)
+        total.add(self.counts.requests)
+        return total
 
     @property
     def open(self) -> int:
@@ -94,16 +106,10 @@ class RunTotals:
         return max(0, self.run.planned - self.done)
 
 
-def done_of(counts: BatchCounts) -> int:
-    """Records that reached an end: written, dead-lettered, cancelled, or settled by a dry
-    run."""
-    return counts.written + counts.dead_lettered + counts.cancelled + counts.previewed
-
-
 def is_complete(run: RunRow, counts: BatchCounts) -> bool:
-    """Complete: the plan is complete and every planned record is written, dead-lettered or
-    cancelled (or, in a dry run, settled: would change, unchanged or failed)."""
-    return run.plan_complete and done_of(counts) >= run.planned
+    """Complete: the plan is complete and every planned record is written, dead-lettered,
+    unchanged or cancelled (or, in a dry run, settled: would change, unchanged or failed)."""
+    return run.plan_complete and counts.done >= run.planned
 
 
 def index_key(started_s: float, run_id: str) -> str:
@@ -119,7 +125,8 @@ def run_row_from(entity: Mapping[str, Any], etag: str = "") -> RunRow:
                   completed=bool(entity.get("Completed", False)),
                   completed_s=float(entity.get("CompletedAt", 0.0)),
                   previous_run_id=str(entity.get("PreviousRunId", "")),
-                  overlapped_by=str(entity.get("OverlappedBy", "")), etag=etag)
+                  overlapped_by=str(entity.get("OverlappedBy", "")), etag=etag,
+                  plan_requests=plan_usage_from(entity))
 
 
 async def read_run(table: TableClient, run_id: str) -> RunTotals | None:
@@ -197,7 +204,7 @@ async def complete_if_done(table: TableClient, run_id: str, now_s: float) -> boo
                 {"PartitionKey": run_partition(run_id), "RowKey": RUN_ROW, "Completed": True,
                  "CompletedAt": now_s, "Written": totals.counts.written,
                  "DeadLettered": totals.counts.dead_lettered,
-                 "Cancelled": totals.counts.cancelled},
+                 "Unchanged": totals.counts.unchanged, "Cancelled": totals.counts.cancelled},
                 mode=UpdateMode.MERGE, etag=totals.run.etag,
                 match_condition=MatchConditions.IfNotModified)
         except ResourceModifiedError:
@@ -214,14 +221,16 @@ async def complete_if_done(table: TableClient, run_id: str, now_s: float) -> boo
 def _completed(totals: RunTotals, now_s: float) -> None:
     run, counts = totals.run, totals.counts
     duration_s = max(0.0, now_s - run.started_s)
-    logger.info("run %s completed: %d written, %d dead-lettered, %d cancelled of %d in %.1f s",
-                run.run_id, counts.written, counts.dead_lettered, counts.cancelled, run.planned,
-                duration_s,
+    logger.info("run %s completed: %d written, %d unchanged, %d dead-lettered, %d cancelled "
+                "of %d in %.1f s (%d Dataverse requests)", run.run_id, counts.written,
+                counts.unchanged, counts.dead_lettered, counts.cancelled, run.planned,
+                duration_s, totals.requests.total,
                 extra={"event": "run_completed", "run_id": run.run_id})
     emit(names.RUN_COMPLETED, {
         names.RUN_ID: run.run_id, names.DEFINITION: names.DEFAULT_DEFINITION,
         names.PLANNED: run.planned, names.WRITTEN: counts.written,
-        names.DEAD_LETTERED: counts.dead_lettered, names.CANCELLED: counts.cancelled,
+        names.DEAD_LETTERED: counts.dead_lettered, names.UNCHANGED: counts.unchanged,
+        names.CANCELLED: counts.cancelled, names.REQUESTS: totals.requests.total,
         names.DURATION_S: duration_s,
         names.OVERLAPPED: run.overlapped})
 

@@ -7,9 +7,11 @@ the unfinished records with their history, invisible for the longest delay a fau
 could not save unfinished work, so the host retries the message and nothing is lost.
 
 Before taking the records, ``sync.admission`` applies the pause and cancel flags and the
-run's canary (held records go back as a new message; cancelled ones are counted so).
-After the message's ledger row is written, its run (``sync.runs``) is completed if every
-planned record is now written or dead-lettered; a producer's message starts its own run.
+run's canary (held records go back as a new message; cancelled ones are counted so). A record
+whose enriched values equal what Dataverse holds is not written: it is counted unchanged
+(``sync.writes``). After the message's ledger row is written (its counts and the Dataverse
+requests it used), its run (``sync.runs``) is completed if every planned record is now
+written, dead-lettered, unchanged or cancelled; a producer's message starts its own run.
 """
 
 from __future__ import annotations
@@ -114,9 +116,10 @@ async def process_message(services: Services, body: bytes) -> BatchCounts:
         run.wait(service_delay_s(run, services.circuit_policy))
     await _requeue_unfinished(services, run)
     await ledger.record_batch(services.ledger, message.batch_id, message.attempt, run.counts)
-    logger.info("batch %s attempt %d: %d written, %d dead-lettered, %d re-enqueued",
-                message.batch_id, message.attempt, run.counts.written,
-                run.counts.dead_lettered, run.counts.reenqueued,
+    logger.info("batch %s attempt %d: %d written, %d unchanged, %d dead-lettered, "
+                "%d re-enqueued, %d Dataverse requests", message.batch_id, message.attempt,
+                run.counts.written, run.counts.unchanged, run.counts.dead_lettered,
+                run.counts.reenqueued, run.counts.requests.total,
                 extra={"event": "batch_done", "batch_id": message.batch_id})
     if not run.counts.reenqueued:  # records sent back are open: the run cannot be complete
         await runs.complete_if_done(services.ledger, run_id, services.dataverse_dep.clock.wall_s())

@@ -81,8 +81,15 @@ def test_the_governor_is_measured_with_and_without_the_rate_limit_headers() -> N
         assert f"dataverse-bound/product-x1-no-ratelimit-headers/{mode}" in names
 
 
+def test_skipping_unchanged_records_and_the_bulk_etag_check_are_measured() -> None:
+    rows = {row.name: row for row in plan_rows(DEFAULT_SCALE)}
+    for mode in MODES:
+        assert "90%" in rows[f"dataverse-bound/product-x1-unchanged-90/{mode}"].note
+    assert "ETag" in rows["dataverse-bound/product-x1-no-etag-check/bulk"].note
+
+
 @pytest.mark.parametrize(("only", "names"), [
-    ("", 46),
+    ("", 50),
     ("nightly", ["nightly/bulk"]),
     ("peer,growth/bulk/300", ["peer/bulk", "growth/bulk/300"]),
     ("enrichment-bound/product-*/bulk", ["enrichment-bound/product-x1/bulk",

@@ -59,6 +59,21 @@ def test_two_thousand_records_end_to_end_with_two_instances() -> None:
         assert secret not in logs + out + result.stderr
 
 
+@pytest.mark.timeout(RUN_TIMEOUT_S + 30)
+def test_a_rerun_with_nothing_to_change_writes_nothing_and_says_so() -> None:
+    result = run_local("--records", "300", "--emulator-arg=--enriched-share=1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert summary_count(out, "written") == 0
+    unchanged = summary_count(out, "unchanged")
+    assert unchanged + summary_count(out, "dead-lettered") == 300
+    assert unchanged > 250
+    requests = re.search(r"requests\s+([\d,]+)\s+\(Dataverse: reads (\d+), writes (\d+)", out)
+    assert requests is not None, out
+    assert int(requests.group(3)) == 0  # not one write
+    assert "OK: every record" in out
+
+
 @pytest.mark.timeout(START_WAIT_S + EXIT_WAIT_S + 60)
 def test_ctrl_c_stops_everything_it_started() -> None:
     run = LocalRun("--records", "20000", sigint=signal.SIG_DFL)  # however the suite started

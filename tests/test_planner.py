@@ -238,3 +238,26 @@ async def test_each_record_carries_its_etag_and_mapped_values_as_read(make_servi
     for record_id, record in carried.items():
         assert record.current == {column: read[record_id].get(column) for column in mapping}
         assert record.etag == f'W/"{read[record_id]["versionnumber"]}"'
+
+
+async def emulator_requests(services: Services) -> int:
+    url = f"{services.settings.dataverse_url}/_emulator/stats"
+    async with aiohttp.ClientSession() as session, session.get(url) as answer:
+        return int((await answer.json())["requests"])
+
+
+@pytest.mark.emulator(records=400)
+async def test_the_plans_requests_are_counted_across_its_invocations(make_services: Make) -> None:
+    services = await make_services(SYNC_PAGE_SIZE="100", SYNC_PLAN_BUDGET_S="0")
+    _, continuations = await run_plan(services)
+    assert continuations >= 2
+    first = (await ledger.plans(services.ledger))[0]
+    assert first.requests.reads >= 4  # a page per 100 records
+    assert first.requests.total == await emulator_requests(services)
+    await change(services, [str(r["accountid"]) for r in await rows(services)][:5],
+                 local_token())
+    before = await emulator_requests(services)
+    await run_plan(services, NOW + timedelta(days=1))
+    second = next(m for m in await ledger.plans(services.ledger) if m.run_id != first.run_id)
+    assert second.requests.total == await emulator_requests(services) - before
+    assert second.requests.reads >= 2  # WhoAmI, then the delta page

@@ -19,7 +19,7 @@ from sync import ledger, planner, runs, worker
 from sync.clock import ManualClock
 from sync.contract import BatchMessage, RecordRef
 from sync.deadletter import is_planned, run_id_of
-from sync.ledger import BatchCounts, PlanManifest
+from sync.ledger import BatchCounts, PlanManifest, RequestUsage
 from sync.names import BATCH_QUEUE, LEDGER_TABLE
 from sync.runs import RunRow, is_complete
 from sync.services import open_services
@@ -85,7 +85,9 @@ async def test_a_run_completes_once_with_its_counts_and_duration(
         clock.advance(60)
         assert not await runs.complete_if_done(table, "run-a", clock.wall_s())
         await ledger.record_batch(table, "run-a-p000000-000", 1, BatchCounts(
-            written=4, dead_lettered=1, dead_lettered_by_reason=Counter({"record_missing": 1})))
+            written=2, unchanged=2, dead_lettered=1,
+            dead_lettered_by_reason=Counter({"record_missing": 1}),
+            requests=RequestUsage(reads=1, writes=3, retries=1)))
         clock.advance(15.5)
         assert await runs.complete_if_done(table, "run-a", clock.wall_s())
         assert not await runs.complete_if_done(table, "run-a", clock.wall_s())
@@ -93,10 +95,10 @@ async def test_a_run_completes_once_with_its_counts_and_duration(
     (event,) = events(names.RUN_COMPLETED)
     assert {key: getattr(event, key) for key in (
         names.RUN_ID, names.DEFINITION, names.PLANNED, names.WRITTEN, names.DEAD_LETTERED,
-        names.DURATION_S, names.OVERLAPPED)} == {
+        names.UNCHANGED, names.REQUESTS, names.DURATION_S, names.OVERLAPPED)} == {
         names.RUN_ID: "run-a", names.DEFINITION: names.DEFAULT_DEFINITION, names.PLANNED: 10,
-        names.WRITTEN: 9, names.DEAD_LETTERED: 1, names.DURATION_S: 75.5,
-        names.OVERLAPPED: False}
+        names.WRITTEN: 7, names.DEAD_LETTERED: 1, names.UNCHANGED: 2, names.REQUESTS: 5,
+        names.DURATION_S: 75.5, names.OVERLAPPED: False}
     assert totals is not None
     assert totals.run.completed
     assert totals.run.completed_s == START_S + 75.5

@@ -23,7 +23,7 @@ from sync.cli import build_parser
 from sync.clock import ManualClock
 from sync.cluster import CIRCUIT_PARTITION, GATE_KEY, HINT_KEY, LEASE_PARTITION
 from sync.failures.circuit import CircuitView
-from sync.ledger import BatchCounts, PlanManifest
+from sync.ledger import BatchCounts, PlanManifest, RequestUsage
 from sync.local.azurite import StorageAccount
 from sync.names import BATCH_QUEUE, DEAD_LETTER_TABLE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
 from sync.ops import status
@@ -156,6 +156,26 @@ async def test_the_same_story_as_text(storage: StorageSettings) -> None:
                  "circuit          enrichment: open for 30.0 s: 503 from the API",
                  "circuit          dataverse: closed"):
         assert line in out, out
+
+
+async def test_unchanged_records_complete_a_run_and_its_requests_are_summed(
+        storage: StorageSettings) -> None:
+    async with table_client(storage, LEDGER_TABLE, None) as table:
+        await runs.start_plan(table, "run-rerun", START_S)
+        await ledger.record_plan(table, PlanManifest(
+            "run-rerun", 100, 1, 2, complete=True, requests=RequestUsage(reads=3, retries=1)))
+        await ledger.record_batch(table, "run-rerun-p000000-000", 0, BatchCounts(
+            written=10, unchanged=90, requests=RequestUsage(reads=1, writes=2, retries=2)))
+        assert await runs.complete_if_done(table, "run-rerun", START_S + 50)
+    code, out = await shown(storage, run_id="run-rerun")
+    run = json.loads(out)["run"]
+    assert code == 0
+    assert (run["written"], run["unchanged"], run["open"], run["completed"]) == (10, 90, 0, True)
+    assert run["requests"] == {"total": 9, "reads": 4, "writes": 2, "retries": 3, "planner": 4}
+    code, text = await shown(storage, as_json=False, run_id="run-rerun")
+    for line in ("unchanged                90  (already held their values)",
+                 "requests                  9  (reads 4 (planner 4), writes 2, retries 3)"):
+        assert line in text, text
 
 
 async def test_another_run_by_id_and_a_completed_one(storage: StorageSettings) -> None:

@@ -237,6 +237,14 @@ async def test_a_message_is_one_span_and_its_records_are_counted(
     assert total_ms >= 0
 
 
+async def test_unchanged_records_are_counted_apart_from_written(telemetry: None) -> None:
+    metrics.message_done(BatchCounts(written=2, unchanged=5), definition="default", mode="bulk")
+    points = collect()
+    assert points[names.RECORDS_UNCHANGED] == [({names.DEFINITION: "default"}, 5)]
+    assert points[names.RECORDS_WRITTEN] == [
+        ({names.DEFINITION: "default", names.MODE: "bulk"}, 2)]
+
+
 @pytest.mark.emulator(records=60, max_requests=10, window_s=4.0, **FAST)
 async def test_429s_count_by_facet_and_the_remainder_by_reason(
         telemetry: None, make_services: Make) -> None:
@@ -330,6 +338,9 @@ class Hooks:
         return None
 
     def count_retry(self, fault: Exception) -> None:
+        return None
+
+    def count_request(self, service: str, kind: str, *, retry: bool) -> None:
         return None
 
 

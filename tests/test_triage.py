@@ -44,8 +44,16 @@ ROWS = [
     ("dataverse", 401, "0x80072560", "not a member", "PATCH accounts", ServiceFault, ""),
     ("dataverse", 403, "0x80040220", "missing prvWriteAccount privilege", "PATCH accounts",
      AmbiguousFault, ""),
+    ("dataverse", 403, "0x80040220", "Principal user (Id=u, type=8) is missing "
+     "prvBypassCustomBusinessLogic privilege", "PATCH accounts", ConfigFault, ""),
+    ("dataverse", 403, "0x80040220", "Principal user (Id=u, type=8) is missing "
+     "prvBypassCustomBusinessLogic privilege", "POST $batch", ConfigFault, ""),
     ("dataverse", 404, "0x80040217", "account Does Not Exist", "PATCH accounts", RecordFault,
      "record_missing"),
+    ("dataverse", 404, "0x80040217", "account With Id = x Does Not Exist",
+     "GET accounts(00000000-0000-4000-8000-000000000001)", RecordFault, "record_missing"),
+    ("dataverse", 404, "0x80040217", "account With Id = x Does Not Exist", "GET accounts",
+     ConfigFault, ""),
     ("dataverse", 412, "0x80060882", "version differs", "PATCH accounts", RecordFault,
      "changed_since_read"),
     ("dataverse", 400, "0x80040203", "Invalid value for column", "POST accounts/UpdateMultiple",

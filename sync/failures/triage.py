@@ -42,6 +42,11 @@ CONFIG_MESSAGES: Final = ("could not find a property named", "resource not found
                           "is not a valid entity", "does not exist in the metadata")
 """Phrases of the service's answers that say a configured table or column does not exist."""
 
+BYPASS_PRIVILEGES: Final = ("prvBypassCustomBusinessLogic", "prvBypassCustomPlugins")
+"""The privileges the bulk-job option ``MSCRM.BypassBusinessLogicExecution`` needs. A 403 that
+names one (``... is missing prvBypassCustomBusinessLogic privilege ...``) is configuration: no
+record can succeed without it. Other 403s stay ambiguous (they can follow one record)."""
+
 WRITE_METHODS: Final = frozenset({"PATCH", "POST", "PUT", "DELETE"})
 CHANGE_TOKEN_REFUSED: Final = "0x80044352"  # noqa: S105 (an error code, not a secret)
 """A delta link's token expired or unknown: the planner starts a full scan (not a fault)."""
@@ -96,23 +101,32 @@ def _client_error(service: str, status: int, code: str, message: str, *, where: 
     if status == 401:
         return ServiceFault(service, f"{detail}: the credential was refused", status, code,
                             message)
+    if status == 403 and any(privilege in message for privilege in BYPASS_PRIVILEGES):
+        return ConfigFault(service, f"{detail}: the {_who(service)} lacks the privilege to "
+                           "bypass custom business logic", status, code, message,
+                           hint="grant the application user a role with "
+                                "prvBypassCustomBusinessLogic, or set bypass_business_logic to "
+                                "false in SYNC_DEFINITION")
     if status == 403:
         return AmbiguousFault(service, f"{detail}: check the {_who(service)}'s permissions",
                               status, code, message)
     if not _is_write(where):
-        return _refused_read(service, status, code, message, detail)
+        return _refused_read(service, status, code, message, detail, where=where)
     return RecordFault(service, status, code, message, reason=_record_reason(status))
 
 
 def _refused_read(service: str, status: int, code: str, message: str,
-                  detail: str) -> SyncError:
+                  detail: str, *, where: str = "") -> SyncError:
     """A read refused with a 4xx: the enrichment input's fault (the API knows no such company,
-    or refuses the input), a refused change token, or the planner's configuration."""
+    or refuses the input), a refused change token, a record read by id that is gone
+    (``where`` ends with its key: ``GET accounts(<id>)``), or the planner's configuration."""
     if service != "dataverse":
         return RecordFault(service, status, code, message,
                            reason="not_enrichable" if status in (404, 422) else "input_refused")
     if code == CHANGE_TOKEN_REFUSED:
         return RecordFault(service, status, code, message, reason="change_token_refused")
+    if status == 404 and where.endswith(")"):
+        return RecordFault(service, status, code, message, reason="record_missing")
     return ConfigFault(service, detail, status, code, message,
                        hint="the planner's read was refused: check SYNC_DEFINITION (table, "
                             "filter, columns)")

@@ -15,7 +15,7 @@ from azure.storage.queue.aio import QueueClient
 from sync import runs
 from sync.cluster import read_circuits
 from sync.failures.circuit import CircuitView
-from sync.ledger import PLAN_KIND, BatchCounts
+from sync.ledger import PLAN_KIND, BatchCounts, RequestUsage
 
 POLL_S: Final = 0.5
 STALL_S: Final = 90.0
@@ -35,11 +35,13 @@ class Snapshot:
     elapsed_s: float
     circuits: dict[str, CircuitView] = field(default_factory=dict)
     """The circuits that have opened and not yet closed, by dependency."""
+    requests: RequestUsage = field(default_factory=RequestUsage)
+    """The run's Dataverse requests: the planner's and the workers'."""
 
     @property
     def done(self) -> int:
-        """Records written, dead-lettered, or settled by a dry run."""
-        return self.counts.written + self.counts.dead_lettered + self.counts.previewed
+        """Records done: written, dead-lettered, unchanged, cancelled, or settled by a dry run."""
+        return self.counts.done
 
     @property
     def finished(self) -> bool:
@@ -80,7 +82,8 @@ async def snapshot(table: TableClient, queue: QueueClient, started_s: float,
                     counts=totals.counts if totals else BatchCounts(),
                     queued_messages=properties.approximate_message_count or 0,
                     elapsed_s=time.monotonic() - started_s,
-                    circuits=await _open_circuits(state) if state is not None else {})
+                    circuits=await _open_circuits(state) if state is not None else {},
+                    requests=totals.requests if totals else RequestUsage())
 
 
 async def _open_circuits(state: TableClient) -> dict[str, CircuitView]:

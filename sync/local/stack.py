@@ -284,12 +284,16 @@ def report(outcome: Outcome, elapsed_s: float) -> int:
         "", "Summary",
         f"  planned          {snap.planned:>10,}",
         f"  written          {counts.written:>10,}",
+        f"  unchanged        {counts.unchanged:>10,}  (already held their values)",
         f"  dead-lettered    {counts.dead_lettered:>10,}  "
         f"{_by(counts.dead_lettered_by_reason)}",
         f"  still to do      {max(0, snap.planned - snap.done):>10,}  (on the queue or in flight)",
         f"  re-enqueued      {counts.reenqueued:>10,}  {_by(counts.reenqueued_by_reason)}",
         f"  429 answers      {counts.throttled:>10,}  {dict(counts.throttled_by_code) or ''}",
         f"  service retries  {counts.transient_retries:>10,}",
+        f"  requests         {snap.requests.total:>10,}  (Dataverse: reads "
+        f"{snap.requests.reads:,}, writes {snap.requests.writes:,}, retries "
+        f"{snap.requests.retries:,})",
         f"  poisoned msgs    {outcome.poisoned:>10,}",
         f"  elapsed          {elapsed_s:>10.1f} s",
         f"  throughput       {snap.done / max(elapsed_s, 1e-9):>10.1f} records/s",
@@ -329,8 +333,8 @@ def _exit_code(outcome: Outcome) -> int:
     if not problems and outcome.dry_run is not None:
         print("OK: dry run: every planned record was compared; nothing was written.")
     elif not problems:
-        print("OK: every record is written or dead-lettered for a fault of its own; none was "
-              "created.")
+        print("OK: every record is written, unchanged or dead-lettered for a fault of its own; "
+              "none was created.")
     return 1 if problems else 0
 
 
@@ -344,6 +348,9 @@ def write_json(path: Path, outcome: Outcome, elapsed_s: float,
     snap, check = outcome.snapshot, outcome.verification
     counts = snap.counts
     data = {"elapsed_s": elapsed_s, "planned": snap.planned, "written": counts.written,
+            "unchanged": counts.unchanged,
+            "requests": {"total": snap.requests.total, "reads": snap.requests.reads,
+                         "writes": snap.requests.writes, "retries": snap.requests.retries},
             "dead_lettered": counts.dead_lettered, "reenqueued": counts.reenqueued,
             "dead_lettered_by_reason": dict(counts.dead_lettered_by_reason),
             "reenqueued_by_reason": dict(counts.reenqueued_by_reason),

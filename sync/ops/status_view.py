@@ -38,8 +38,9 @@ def run_dict(totals: RunTotals, now_s: float) -> dict[str, Any]:
         "plan_complete": run.plan_complete, "completed": run.completed,
         "completed_at": iso(run.completed_s) if run.completed else None,
         "planned": run.planned, "enqueued_messages": run.batches,
-        "written": counts.written, "dead_lettered": counts.dead_lettered,
-        "previewed": counts.previewed,
+        "written": counts.written, "unchanged": counts.unchanged,
+        "dead_lettered": counts.dead_lettered, "previewed": counts.previewed,
+        "requests": _usage(totals),
         "dead_lettered_by_reason": dict(counts.dead_lettered_by_reason),
         "cancelled": counts.cancelled,
         "reenqueued": counts.reenqueued, "reenqueued_by_reason": dict(counts.reenqueued_by_reason),
@@ -50,6 +51,14 @@ def run_dict(totals: RunTotals, now_s: float) -> dict[str, Any]:
         "previous_run_id": run.previous_run_id or None,
         "overlapped_by": run.overlapped_by or None,
     }
+
+
+def _usage(totals: RunTotals) -> dict[str, int]:
+    """The Dataverse requests the run consumed (what entitlements count), the planner's
+    reads among them."""
+    usage = totals.requests
+    return {"total": usage.total, "reads": usage.reads, "writes": usage.writes,
+            "retries": usage.retries, "planner": totals.run.plan_requests.total}
 
 
 def status_dict(status: RunStatus) -> dict[str, Any]:
@@ -124,13 +133,16 @@ def _run_lines(run: dict[str, Any]) -> list[str]:
              f"  planned          {run['planned']:>10,}  in {run['enqueued_messages']:,} "
              "messages",
              f"  written          {run['written']:>10,}",
+             f"  unchanged        {run['unchanged']:>10,}  (already held their values)",
              f"  dead-lettered    {run['dead_lettered']:>10,}  "
              f"{by_reason(run['dead_lettered_by_reason'])}",
              f"  cancelled        {run['cancelled']:>10,}",
              f"  re-enqueued      {run['reenqueued']:>10,}  "
              f"{by_reason(run['reenqueued_by_reason'])}",
              f"  open             {run['open']:>10,}  (on a queue or in flight)",
-             f"  rate             {run['rate_per_s']:>10,.1f} records/s  ETA {eta}"]
+             f"  rate             {run['rate_per_s']:>10,.1f} records/s  ETA {eta}",
+             f"  requests         {run['requests']['total']:>10,}  "
+             f"({usage_text(run['requests'])})"]
     if run["previous_run_id"]:
         lines.append(f"  overlaps         {run['previous_run_id']} "
                      "(this run started before that one completed)")
@@ -185,6 +197,12 @@ def _cluster_lines(data: dict[str, Any]) -> list[str]:
                   if circuit["state"] == "open" else "")
         lines.append(f"  circuit          {name}: {circuit['state']}{detail}")
     return lines
+
+
+def usage_text(usage: dict[str, int]) -> str:
+    """``reads 12 (planner 3), writes 40, retries 2``."""
+    return (f"reads {usage['reads']:,} (planner {usage['planner']:,}), "
+            f"writes {usage['writes']:,}, retries {usage['retries']:,}")
 
 
 def by_reason(counts: dict[str, int]) -> str:

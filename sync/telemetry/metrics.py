@@ -50,6 +50,9 @@ _dead_lettered = METER.create_counter(names.RECORDS_DEAD_LETTERED, unit="{record
                                       description="Records dead-lettered, by reason")
 _reenqueued = METER.create_counter(names.RECORDS_REENQUEUED, unit="{record}",
                                    description="Records sent back on the queue, by reason")
+_unchanged = METER.create_counter(names.RECORDS_UNCHANGED, unit="{record}",
+                                  description="Records not written: already holding their "
+                                              "enriched values")
 _poisoned = METER.create_counter(names.MESSAGES_POISONED, unit="{message}",
                                  description="Messages the worker put on the poison queue")
 _throttled = METER.create_counter(names.DATAVERSE_THROTTLED, unit="{response}",
@@ -96,6 +99,8 @@ def message_done(counts: BatchCounts, *, definition: str, mode: str) -> None:
     """One message's outcome: records written, dead-lettered and re-enqueued, by reason."""
     if counts.written:
         _written.add(counts.written, {names.DEFINITION: definition, names.MODE: mode})
+    if counts.unchanged:
+        _unchanged.add(counts.unchanged, {names.DEFINITION: definition})
     for reason, count in counts.dead_lettered_by_reason.items():
         _dead_lettered.add(count, {names.DEFINITION: definition, names.REASON: reason})
     for reason, count in counts.reenqueued_by_reason.items():

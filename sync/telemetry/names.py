@@ -21,6 +21,8 @@ WRITTEN: Final = "sync.written"
 DEAD_LETTERED: Final = "sync.dead_lettered"
 CANCELLED: Final = "sync.cancelled"
 FAILURE_RATE: Final = "sync.failure_rate"
+UNCHANGED: Final = "sync.unchanged"
+REQUESTS: Final = "sync.requests"
 DURATION_S: Final = "sync.duration_s"
 OVERLAPPED: Final = "sync.overlapped"
 PREVIOUS_RUN_ID: Final = "sync.previous_run_id"
@@ -32,6 +34,7 @@ DEFAULT_DEFINITION: Final = "default"
 RECORDS_WRITTEN: Final = "sync.records.written"            # counter; DEFINITION, MODE
 RECORDS_DEAD_LETTERED: Final = "sync.records.dead_lettered"  # counter; DEFINITION, REASON
 RECORDS_REENQUEUED: Final = "sync.records.reenqueued"      # counter; DEFINITION, REASON
+RECORDS_UNCHANGED: Final = "sync.records.unchanged"        # counter; DEFINITION
 MESSAGES_POISONED: Final = "sync.messages.poisoned"        # counter; REASON
 DATAVERSE_THROTTLED: Final = "sync.dataverse.throttled"    # counter; FACET
 DOP_IN_USE: Final = "sync.dataverse.dop_in_use"            # gauge; requests in flight
@@ -49,8 +52,8 @@ PLAN: Final = "sync.plan"
 # Events (Application Insights customEvents).
 RUN_PLANNED: Final = "run_planned"          # RUN_ID, DEFINITION, PLANNED
 RUN_COMPLETED: Final = "run_completed"      # RUN_ID, DEFINITION, PLANNED, WRITTEN,
-                                            # DEAD_LETTERED, CANCELLED, DURATION_S,
-                                            # OVERLAPPED
+                                            # DEAD_LETTERED, UNCHANGED, CANCELLED,
+                                            # REQUESTS, DURATION_S, OVERLAPPED
 RUN_OVERLAPPED: Final = "run_overlapped"    # RUN_ID, PREVIOUS_RUN_ID, DEFINITION
 CANARY_FAILED: Final = "canary_failed"      # RUN_ID, DEFINITION, DEAD_LETTERED, WRITTEN,
                                             # FAILURE_RATE

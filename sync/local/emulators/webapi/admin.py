@@ -15,12 +15,15 @@ CHANGEABLE: Final = frozenset({
     "dop_hint", "fault_500_rate", "fault_503_rate", "reset_rate", "slow_rate", "slow_ms",
     "write_ms_min", "write_ms_max", "read_page_ms", "batch_op_ms", "bulk_target_ms",
     "request_overhead_ms", "max_concurrent", "max_requests", "max_exec_ms", "penalty_s",
-    "change_token_ttl_s"})
+    "change_token_ttl_s", "bypass_privilege"})
+PERSON: Final = "00000000-0000-4000-8000-0000000000ed"
+"""The user an edit through ``POST /_emulator/records`` is made by (a person, not the sync)."""
 
 
 def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/_emulator/stats", _stats)
     app.router.add_get("/_emulator/records", _records)
+    app.router.add_post("/_emulator/records", _edit_records)
     app.router.add_patch("/_emulator/config", _change_config)
     app.router.add_post("/_emulator/reset-stats", _reset_stats)
     add_fault_routes(app, lambda served: served[EMULATOR].rules)
@@ -37,6 +40,31 @@ async def _records(request: web.Request) -> web.Response:
     if table is None:
         return web.json_response({"error": "unknown entity set"}, status=404)
     return web.json_response({"value": [table.rows[i] for i in table.sorted_ids]})
+
+
+async def _edit_records(request: web.Request) -> web.Response:
+    """Change existing rows as a person would: ``{"rows": [{"accountid": ..., column: value}],
+    "user": optional}``; each change gives the row a new version (and ETag)."""
+    emulator = request.app[EMULATOR]
+    table = emulator.world.tables.get(request.query.get("entityset", "accounts"))
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if table is None or not isinstance(body, dict) or not isinstance(body.get("rows"), list):
+        return web.json_response({"error": "send {\"rows\": [...]} for a known entity set"},
+                                 status=400)
+    user = str(body.get("user") or PERSON)
+    changed = 0
+    for change in body["rows"]:
+        row = table.get(str(change.get(table.key))) if isinstance(change, dict) else None
+        unknown = set(change) - set(table.columns) if isinstance(change, dict) else set()
+        if row is None or unknown:
+            return web.json_response({"error": f"no such row or columns: {change!r}"},
+                                     status=400)
+        table.put({**row, **change}, user)
+        changed += 1
+    return web.json_response({"changed": changed})
 
 
 async def _change_config(request: web.Request) -> web.Response:

@@ -39,6 +39,7 @@ from sync.local.emulators.webapi.ops import (
     patch,
 )
 from sync.local.emulators.webapi.reads import Prefer, read_collection
+from sync.local.emulators.webapi.seeding import enrich_share
 from sync.local.emulators.webapi.servers import EMULATOR, Emulator, user_of
 from sync.local.emulators.webapi.store import accounts
 
@@ -46,8 +47,10 @@ from sync.local.emulators.webapi.store import accounts
 def create_app(config: EmulatorConfig, clock: Clock = SYSTEM_CLOCK) -> web.Application:
     """The emulator as an aiohttp application (``emulator`` key holds its state); its limits,
     the server time it waits out and the fault rules' windows run on ``clock``."""
-    world = World(config, {"accounts": accounts(config.records, config.seed)},
-                  rng=random.Random(config.seed))
+    table = accounts(config.records, config.seed)
+    if config.enriched_share > 0:
+        enrich_share(table, config.enriched_share, config.seed)
+    world = World(config, {"accounts": table}, rng=random.Random(config.seed))
     rules = FaultBook(clock, random.Random(config.seed + 2), DATAVERSE)
     for rule in config.fault_rules:
         rules.add(rule)
@@ -192,6 +195,8 @@ def _dispatch(emulator: Emulator, method: str, path: str, *, query: Mapping[str,
     body = _json(raw)
     injection.check_records(emulator.rules, emulator.stats.faults, method, path, body=body,
                             key_of={name: t.key for name, t in world.tables.items()})
+    if method in ("PATCH", "POST", "DELETE"):
+        _write_options(emulator, headers, user)
     entity_set, _, message = path.partition("/Microsoft.Dynamics.CRM.")
     if message:
         if message not in MESSAGES or method != "POST":
@@ -214,6 +219,33 @@ def _entity(world: World, method: str, path: str, *, query: Mapping[str, str],
     if method == "DELETE":
         return delete(world, path, headers)
     raise ODataError(405, "0x8006088a", f"{method} is not supported on {path}.")
+
+
+BYPASS_HEADER = "MSCRM.BypassBusinessLogicExecution"
+SUPPRESS_HEADER = "MSCRM.SuppressDuplicateDetection"
+BYPASS_VALUES = frozenset({"CustomSync", "CustomAsync"})
+
+
+def _write_options(emulator: Emulator, headers: Mapping[str, str], user: str) -> None:
+    """The bulk-job headers of a write (a $batch's parts each carry their own): a bypass
+    needs prvBypassCustomBusinessLogic, else 403 as the service answers it."""
+    bypass = headers.get(BYPASS_HEADER)
+    if bypass is not None:
+        values = {value.strip() for value in bypass.split(",")}
+        if not values or not values <= BYPASS_VALUES:
+            raise ODataError(400, "0x80040203", f"Invalid value '{bypass}' for "
+                                                f"{BYPASS_HEADER}: use CustomSync, CustomAsync "
+                                                "or CustomSync,CustomAsync.")
+        if not emulator.config.bypass_privilege:
+            raise ODataError(403, "0x80040220", f"Principal user (Id={user}, type=8, "
+                                                "roleCount=1), is missing "
+                                                "prvBypassCustomBusinessLogic privilege "
+                                                "(Id=0ea552b0-a491-4470-9a1b-82068deccf66) on "
+                                                "OTC=1 for entity 'account'.")
+        emulator.stats.write_options[f"{BYPASS_HEADER}: {bypass}"] += 1
+    suppress = headers.get(SUPPRESS_HEADER)
+    if suppress is not None:
+        emulator.stats.write_options[f"{SUPPRESS_HEADER}: {suppress}"] += 1
 
 
 def _json(raw: bytes) -> dict[str, Any]:

@@ -14,6 +14,10 @@ from sync.local.emulators.webapi.fault_parsing import RuleError, parse_rule
 from sync.local.emulators.webapi.faults import DATAVERSE, Rule
 
 _HELP: Final = {
+    "enriched_share": "share of the seeded accounts that already hold their enriched values "
+                      "(0; 0.9 is a nightly re-run where 90%% did not change)",
+    "bypass_privilege": "the callers hold prvBypassCustomBusinessLogic (off: a write with "
+                        "MSCRM.BypassBusinessLogicExecution answers 403, as the service does)",
     "servers": "simulated web servers behind the endpoint (2; most environments have several)",
     "window_s": "sliding window in seconds (300, documented); a shorter one scales "
                 "--max-requests and --max-exec-ms in proportion unless they are given",
@@ -65,6 +69,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "clients trust it through REQUESTS_CA_BUNDLE (its path is printed)")
     for item in fields(EmulatorConfig):
         if item.name == "fault_rules":
+            continue
+        if item.type in ("bool", bool):
+            parser.add_argument(f"--{item.name.replace('_', '-')}", action="store_true",
+                                default=None, dest=item.name,
+                                help=_HELP.get(item.name, item.name))
             continue
         kind = int if item.type in ("int", int) else float
         parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, default=None,

@@ -61,6 +61,13 @@ class EmulatorConfig:
     reset_rate: float = 0.0
     slow_rate: float = 0.0
     slow_ms: float = 2000.0
+    enriched_share: float = 0.0
+    """The share of seeded records that already hold their enriched values (a re-run where
+    most records did not change; see ``seeding``)."""
+    bypass_privilege: bool = False
+    """Whether the calling users hold prvBypassCustomBusinessLogic. Without it (the default)
+    a write that sends ``MSCRM.BypassBusinessLogicExecution`` answers 403 with the service's
+    missing-privilege error."""
     fault_rules: tuple[Rule, ...] = ()
     """Fault rules in force from the start (see ``faults.py``; more can be added at run time)."""
 
@@ -78,6 +85,7 @@ class EmulatorConfig:
             "read_page_ms", "batch_op_ms", "bulk_target_ms", "request_overhead_ms",
             "concurrency_retry_after_s", "penalty_s", "slow_ms")]
         checks.append((0.0 <= self.exec_in_flight_share <= 1.0, "exec_in_flight_share"))
+        checks.append((0.0 <= self.enriched_share <= 1.0, "enriched_share"))
         for ok, name in checks:
             if not ok:
                 raise ValueError(f"EmulatorConfig.{name} is out of range")

@@ -120,6 +120,8 @@ class Stats:
     late_throttled: int = 0
     executed_ms: float = 0.0
     """Server time charged to admitted requests, failed ones included."""
+    write_options: Counter[str] = field(default_factory=Counter)
+    """Writes that carried each bulk-job header, by header and value."""
 
     def arrived(self, now_s: float, window_s: float) -> bool:
         """Note an arrival; answers whether it is after the first window."""
@@ -161,6 +163,7 @@ class Stats:
                 "throttled": sum(self.throttled_by_code.values()),
                 "retry_after_announced_s": round(self.retry_after_announced_s, 3),
                 "faults": dict(self.faults),
+                "write_options": dict(self.write_options),
                 "peak_concurrency_by_user": self.peak_by_user,
                 "peak_concurrency_by_server": self.peak_by_server,
                 "executed_ms": round(self.executed_ms, 3),
