@@ -67,12 +67,15 @@ class Dependency:
         return f"Dependency({self.name!r}, {self.governor!r}, {self.circuit!r})"
 
     async def call(self, send: Callable[[], Awaitable[T]], hooks: CallHooks, *,
-                   split_ambiguous: bool = False, kind: str = "write") -> T:
+                   split_ambiguous: bool = False, kind: str = "write",
+                   closes_circuit: bool = True) -> T:
         """``send()`` under every rule above. With ``split_ambiguous`` an ambiguous fault is
         raised at once (the caller splits its request) instead of retried. An ambiguous fault
         does not count toward the circuit here: the scope decides whose it is, and counts it
         (``record_failure``) when it is the service's. Every send is counted with ``hooks``
-        (request usage): the first as ``kind``, the others as retries."""
+        (request usage): the first as ``kind``, the others as retries. A call with
+        ``closes_circuit`` False (a writer's own read: an ETag check, a re-read after a 412) that
+        succeeds does not close or reset the circuit: it answers while every write is refused."""
         sends = 0
 
         async def counted() -> T:
@@ -81,23 +84,25 @@ class Dependency:
             sends += 1
             return await send()
 
-        return await retrying(lambda: self._admitted(counted, hooks), self.policy,
-                              clock=self.clock,
+        return await retrying(lambda: self._admitted(counted, hooks, kind, closes_circuit),
+                              self.policy, clock=self.clock,
                               on_retry=lambda fault, _: hooks.count_retry(fault),
                               retryable=lambda fault: not (split_ambiguous and
                                                            isinstance(fault, AmbiguousFault)))
 
-    async def _admitted(self, send: Callable[[], Awaitable[T]], hooks: CallHooks) -> T:
+    async def _admitted(self, send: Callable[[], Awaitable[T]], hooks: CallHooks,
+                        kind: str, closes_circuit: bool) -> T:
         for attempt in range(SHORT_WAIT_RETRIES + 1):
             try:
-                return await self._once(send, hooks)
+                return await self._once(send, hooks, kind, closes_circuit)
             except Throttled as error:
                 if error.code == GATE_CODE or error.retry_after_s > self.governor.max_wait_s \
                         or attempt == SHORT_WAIT_RETRIES:
                     raise
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
-    async def _once(self, send: Callable[[], Awaitable[T]], hooks: CallHooks) -> T:
+    async def _once(self, send: Callable[[], Awaitable[T]], hooks: CallHooks, kind: str,
+                    closes_circuit: bool) -> T:
         self._refuse_if_stopped(hooks)
         asked_s = self.clock.monotonic_s()
         async with self.governor:
@@ -119,7 +124,12 @@ class Dependency:
             except ServiceFault as fault:
                 await self.record_failure(fault)
                 raise
-        self._answered(sent_s, accepted=True)
+        # Only a write that succeeded is evidence that a record's failed write was its own: a read
+        # (a page, an ETag check, a re-read after a 412) succeeds while every write is refused.
+        if closes_circuit:
+            self._answered(sent_s, accepted=kind == "write")
+        else:
+            self.circuit.released()
         metrics.answered(self.name, self.clock.monotonic_s() - sent_s)
         return result
 

@@ -208,7 +208,8 @@ class Writer:
         table = services.settings.definition
         return await services.dataverse_dep.call(
             lambda: services.dataverse.read_versions(table.entity_set, table.key, ids,
-                                                     self._select()), self._run, kind="read")
+                                                     self._select()), self._run, kind="read",
+            closes_circuit=False)
 
     def _not_checked(self, items: list[Enriched], error: SyncError) -> None:
         """The check could not read: the group waits (a throttle or an open circuit defers
@@ -258,7 +259,8 @@ class Writer:
         try:
             return await services.dataverse_dep.call(
                 lambda: services.dataverse.read_record(table.entity_set, record.id,
-                                                       self._select()), self._run, kind="read")
+                                                       self._select()), self._run, kind="read",
+            closes_circuit=False)
         except Deferred as error:
             self._run.deferred(error)
         except RecordFault as fault:
