@@ -40,6 +40,7 @@ from sync.chunks import chunk
 from sync.contract import RecordRef
 from sync.dataverse import SERVICE as DATAVERSE
 from sync.dataverse import Version, record_path
+from sync.dependency import Dependency
 from sync.errors import (
     AmbiguousFault,
     Deferred,
@@ -208,8 +209,8 @@ class Writer:
         table = services.settings.definition
         return await services.dataverse_dep.call(
             lambda: services.dataverse.read_versions(table.entity_set, table.key, ids,
-                                                     self._select()), self._run, kind="read",
-            closes_circuit=False)
+                                                     self._select()),
+            self._run, kind="read", closes_circuit=False)
 
     def _not_checked(self, items: list[Enriched], error: SyncError) -> None:
         """The check could not read: the group waits (a throttle or an open circuit defers
@@ -256,18 +257,10 @@ class Writer:
         """One GET of the record through the governed call; None when it failed (settled)."""
         services = self._services
         table = services.settings.definition
-        try:
-            return await services.dataverse_dep.call(
-                lambda: services.dataverse.read_record(table.entity_set, record.id,
-                                                       self._select()), self._run, kind="read",
-            closes_circuit=False)
-        except Deferred as error:
-            self._run.deferred(error)
-        except RecordFault as fault:
-            await self._dead_letter(record, fault)
-        except ServiceFault as fault:
-            self._wait([(record, {})], fault)
-        return None
+        return await self._for_record(
+            record, services.dataverse_dep,
+            lambda: services.dataverse.read_record(table.entity_set, record.id, self._select()),
+            kind="read", closes_circuit=False)
 
     async def _refreshed(self, item: Enriched, version: Version) -> Enriched | None:
         """The record as read again, with what the edit policy lets it write; None when it
@@ -294,9 +287,16 @@ class Writer:
         or is dead-lettered for a fault of its own)."""
         services = self._services
         mapping = services.settings.definition.mapping
+        return await self._for_record(
+            record, services.enrichment_dep,
+            lambda: services.enrichment.columns_for(value, mapping))
+
+    async def _for_record(self, record: RecordRef, dependency: Dependency,
+                          send: Callable[[], Awaitable[T]], **options: Any) -> T | None:
+        """One governed call made for ``record`` alone; None when it failed, the record then
+        settled: deferred, dead-lettered for a fault of its own, or waiting on the service."""
         try:
-            return await services.enrichment_dep.call(
-                lambda: services.enrichment.columns_for(value, mapping), self._run)
+            return await dependency.call(send, self._run, **options)
         except Deferred as error:
             self._run.deferred(error)
         except RecordFault as fault:
