@@ -271,8 +271,8 @@ async def _watch_and_verify(env: dict[str, str], options: LocalOptions,
     if options.dataverse_url is None:
         stats = await emulator_stats(settings.dataverse_url)
         if not options.dry_run:
-            verification = await verify(settings.dataverse_url, settings.definition, dead_ids,
-                                        stats)
+            verification = await verify(settings.dataverse_url,
+                                        settings.definitions.first.table, dead_ids, stats)
     return Outcome(final, verification, poisoned, frozenset(dead_ids), timeline, stats, report)
 
 
