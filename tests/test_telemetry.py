@@ -309,14 +309,14 @@ async def test_the_gauges_read_the_hint_and_each_circuit(
     records = await refs(services, 2)
     await worker.process_message(services, BatchMessage("hint", tuple(records)).to_json()
                                  .encode())
-    services.dataverse_dep.circuit.failed(ConfigFault("dataverse", "403 on PATCH accounts"))
+    services.first_lane.dependency.circuit.failed(ConfigFault("dataverse", "403 on PATCH accounts"))
     watch_services(services)
     try:
         points = collect()
     finally:
         unwatch_services(services)
-    assert services.dataverse.dop_hint
-    assert points[names.DOP_HINT] == [({}, services.dataverse.dop_hint)]
+    assert services.first_lane.dataverse.dop_hint
+    assert points[names.DOP_HINT] == [({}, services.first_lane.dataverse.dop_hint)]
     assert points[names.DOP_IN_USE] == [({}, 0)]
     assert sorted(points[names.CIRCUIT_STATE], key=lambda p: p[0][names.SERVICE]) == [
         ({names.SERVICE: "dataverse"}, 2), ({names.SERVICE: "enrichment"}, 0)]

@@ -145,7 +145,8 @@ async def read_status(storage: StorageSettings, run_id: str | None, now_s: float
                                    TABLE_ROLE)
             report = await _guard(dryrun.read_report(reports, totals.run.run_id),
                                   f"table {REPORT_TABLE}", TABLE_ROLE)
-            flags = await _guard(read_control(state, totals.run.run_id), f"table {STATE_TABLE}",
+            flags = await _guard(read_control(state, totals.run.run_id, totals.run.definition),
+                                 f"table {STATE_TABLE}",
                                  TABLE_ROLE)
         async with table_client(storage, DEAD_LETTER_TABLE, credential) as letters:
             states = await _guard(dead_letter_states(letters, totals.run.run_id),
@@ -169,11 +170,12 @@ async def dead_letter_states(letters: TableClient, run_id: str) -> dict[str, int
         return {}
 
 
-async def read_control(state: TableClient, run_id: str) -> ControlState:
-    """The definition's and the run's flags and the run's canary, as the state table holds
-    them."""
+async def read_control(state: TableClient, run_id: str,
+                       definition: str = DEFAULT_DEFINITION) -> ControlState:
+    """The run's definition's and the run's flags and the run's canary, as the state table
+    holds them."""
     return ControlState(
-        definition=await control.read_flag(state, control.definition_scope(DEFAULT_DEFINITION)),
+        definition=await control.read_flag(state, control.definition_scope(definition)),
         run=await control.read_flag(state, control.run_scope(run_id)),
         canary=await canary.read_canary(state, run_id))
 

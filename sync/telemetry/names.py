@@ -28,6 +28,8 @@ OVERLAPPED: Final = "sync.overlapped"
 PREVIOUS_RUN_ID: Final = "sync.previous_run_id"
 
 DEFAULT_DEFINITION: Final = "default"
+MESSAGE_DEFINITION: Final = DEFAULT_DEFINITION
+"""A message's definition before it is decoded (one that cannot be decoded keeps it)."""
 """The definition name of today's single-definition settings."""
 
 # Metrics: (name, unit).
