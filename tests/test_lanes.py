@@ -12,7 +12,7 @@ import pytest
 
 from sync import due, planner, worker
 from sync.contract import BatchMessage, RecordRef, decode_batch
-from sync.errors import ConfigError, ContractError
+from sync.errors import ConfigError, ContractError, ServiceFault
 from sync.lanes import routing
 from sync.lanes.config import LaneKey, parse_environments
 from sync.lanes.lane import state_keys
@@ -221,3 +221,23 @@ async def test_a_scheduled_definition_is_planned_when_due_only(make_services: Ma
     assert await due.claim(table, definition, night)  # new: planned at its first tick
     assert not await due.claim(table, definition, night + timedelta(hours=1))
     assert await due.claim(table, definition, night + timedelta(days=1))
+
+
+async def test_a_throttled_or_broken_lane_does_not_slow_another(make_services: Make,
+                                                               dataverse_url: str) -> None:
+    services = await make_services(**two_lanes(dataverse_url))
+    a, b = services.lanes[LaneKey("prod", "a")], services.lanes[LaneKey("prod", "b")]
+    for _ in range(services.settings.circuit_threshold):
+        a.dependency.circuit.failed(ServiceFault("dataverse", "503", status=503))
+    assert a.dependency.circuit.state == "open"
+    await a.cluster.publish_gate(120.0, "0x80072322")  # shared with every instance's lane a
+    await a.cluster.publish_circuit("dataverse", a.dependency.circuit.view)
+    await a.cluster.refresh()
+    await b.cluster.refresh()  # lane b reads its own keys: nothing of lane a's
+    assert a.governor.gate_remaining_s() > 100
+    records = tuple(await refs(services, 10))
+    message = BatchMessage("b-1", records, definition="accounts", lane=("prod", "b"))
+    counts = await worker.process_message(services, message.to_json().encode())
+    assert (counts.written, counts.reenqueued) == (10, 0)
+    assert b.governor.gate_remaining_s() == 0
+    assert b.dependency.circuit.state == "closed"

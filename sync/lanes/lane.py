@@ -118,5 +118,6 @@ def open_lane(key: LaneKey, environment: Environment, settings: Settings, state:
         await cluster.publish_gate(error.retry_after_s, error.code)
 
     dependency = Dependency(DATAVERSE, governor, circuit, RetryPolicy(settings.max_retries),
-                            clock=clock, publish=publish, publish_gate=publish_gate)
+                            clock=clock, publish=publish, publish_gate=publish_gate,
+                            lane=str(key))
     return Lane(key, session, tokens, dataverse, governor, cluster, dependency, activity)
