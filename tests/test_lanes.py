@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import pytest
 
 from sync import due, planner, worker
@@ -16,6 +17,7 @@ from sync.errors import ConfigError, ContractError, ServiceFault
 from sync.lanes import routing
 from sync.lanes.config import LaneKey, parse_environments
 from sync.lanes.lane import state_keys
+from sync.local.emulators.webapi import EmulatorConfig, start_emulator
 from sync.schedule import parse_schedule
 from sync.services import Services
 from sync.settings import Settings
@@ -241,3 +243,32 @@ async def test_a_throttled_or_broken_lane_does_not_slow_another(make_services: M
     assert (counts.written, counts.reenqueued) == (10, 0)
     assert b.governor.gate_remaining_s() == 0
     assert b.dependency.circuit.state == "closed"
+
+
+async def test_an_environment_in_an_outage_leaves_the_other_to_finish(
+        make_services: Make, dataverse_url: str) -> None:
+    other = await start_emulator(EmulatorConfig(records=50, seed=7))
+    try:
+        environments = {"broken": {"url": dataverse_url, "identities": {"a": None}},
+                        "fine": {"url": other.url, "identities": {"a": None}}}
+        definitions = {"one": {"environment": "broken"}, "two": {"environment": "fine"}}
+        services = await make_services(SYNC_ENVIRONMENTS=json.dumps(environments),
+                                       SYNC_DEFINITIONS=json.dumps(definitions),
+                                       SYNC_MAX_RETRIES="0")
+        async with aiohttp.ClientSession() as session:
+            await (await session.post(f"{dataverse_url}/_emulator/faults",
+                                      json={"preset": "503", "hits": "writes"})).read()
+            answer = await session.get(f"{other.url}/_emulator/records",
+                                       params={"entityset": "accounts"})
+            fine_rows = (await answer.json())["value"]
+        broken = tuple(await refs(services, 10))
+        counts = await worker.process_message(services, BatchMessage(
+            "b-1", broken, definition="one").to_json().encode())
+        assert (counts.written, counts.dead_lettered, counts.reenqueued) == (0, 0, 10)
+        fine = tuple(RecordRef(str(r["accountid"]), str(r["websiteurl"])) for r in fine_rows[:10])
+        counts = await worker.process_message(services, BatchMessage(
+            "b-2", fine, definition="two").to_json().encode())
+        assert (counts.written, counts.reenqueued) == (10, 0)
+        assert services.lanes[LaneKey("fine", "a")].dependency.circuit.state == "closed"
+    finally:
+        await other.close()
