@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -17,6 +18,13 @@ from sync.settings import Settings, StorageSettings
 from sync.storage import ensure_resources
 
 ACCOUNTS_PER_SESSION = 200
+MAX_WORKERS = 2
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per usable core, at most ``MAX_WORKERS`` (each runs its own
+    Azurite and the stack tests start several processes, so more only contend)."""
+    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
 
 
 @pytest.fixture(scope="session")

@@ -22,11 +22,13 @@ from sync.local.verify import is_enriched
 from tests.test_signals import (
     EXIT_WAIT_S,
     STACK_CHILDREN,
+    STACK_GROUP,
     START_WAIT_S,
     LocalRun,
     assert_stopped_gracefully,
 )
 
+pytestmark = STACK_GROUP
 ROOT = Path(__file__).parents[1]
 RUN_TIMEOUT_S = 240
 
