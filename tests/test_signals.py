@@ -26,10 +26,6 @@ START_WAIT_S = 90.0
 EXIT_WAIT_S = 90.0
 GONE_WAIT_S = 10.0
 STACK_CHILDREN = 4  # Azurite, the two emulators, one host
-STACK_GROUP = pytest.mark.xdist_group("stack")
-"""For every test that runs ``python -m sync local``: the stack writes .local-run/ (its logs and
-the storage.json that ``--local`` commands read), so these tests share one xdist worker and run
-one at a time."""
 _LAUNCHER = ("import os, signal, sys; "
              "signal.signal(signal.SIGINT, signal.Handlers(int(sys.argv[1]))); "
              "signal.signal(signal.SIGTERM, signal.SIG_DFL); "
@@ -156,7 +152,7 @@ class LocalRun:
 
 
 @pytest.fixture
-def local_run() -> Iterator[Callable[..., LocalRun]]:
+def local_run(local_run_dir: Path) -> Iterator[Callable[..., LocalRun]]:
     runs: list[LocalRun] = []
 
     def start(*args: str, sigint: signal.Handlers = signal.SIG_DFL) -> LocalRun:
@@ -177,7 +173,6 @@ def assert_stopped_gracefully(run: LocalRun, signum: int) -> None:
     assert run.left_alive() == []
 
 
-@STACK_GROUP
 @pytest.mark.timeout(START_WAIT_S + EXIT_WAIT_S + 60)
 def test_sigterm_stops_everything_and_exits_143(local_run: Callable[..., LocalRun]) -> None:
     run = local_run()
@@ -187,7 +182,6 @@ def test_sigterm_stops_everything_and_exits_143(local_run: Callable[..., LocalRu
     assert "Stopping host-0" in run.output
 
 
-@STACK_GROUP
 @pytest.mark.timeout(START_WAIT_S + EXIT_WAIT_S + 60)
 def test_sigint_inherited_as_ignored_still_stops_everything(
         local_run: Callable[..., LocalRun]) -> None:
@@ -197,7 +191,6 @@ def test_sigint_inherited_as_ignored_still_stops_everything(
     assert_stopped_gracefully(run, signal.SIGINT)
 
 
-@STACK_GROUP
 @pytest.mark.timeout(START_WAIT_S + 2 * EXIT_WAIT_S + 60)
 def test_a_second_sigint_stops_everything_at_once(local_run: Callable[..., LocalRun]) -> None:
     run = local_run()
@@ -215,7 +208,6 @@ def test_a_second_sigint_stops_everything_at_once(local_run: Callable[..., Local
     assert run.left_alive() == []
 
 
-@STACK_GROUP
 @pytest.mark.parametrize("children_started", [1, 2, 3],
                          ids=["once Azurite is spawned", "once the Dataverse emulator is spawned",
                               "once the enrichment emulator is spawned"])

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from sync.deadletter import RECORD_REASONS
 from sync.errors import ConfigError
-from sync.local.azurite import ROOT, Azurite, start_azurite
+from sync.local.azurite import Azurite, start_azurite
 from sync.local.dryrunlocal import dry_run_definition, latest_report, writes_seen
 from sync.local.emulators.enrichment import EnrichmentConfig
 from sync.local.processes import (
@@ -47,11 +47,11 @@ from sync.names import (
 from sync.ops.queuescan import raw_queue
 from sync.ops.run_status import read_queue_counts
 from sync.ops.status_view import dry_run_lines
-from sync.ops.target import forget_local_target, save_local_target
+from sync.ops.target import LOCAL_RUN_DIR, forget_local_target, save_local_target
 from sync.settings import Settings, StorageSettings
 from sync.storage import ensure_resources, queue_client, table_client
 
-LOG_DIR: Final = ROOT / ".local-run"
+LOG_DIR: Final = LOCAL_RUN_DIR
 URL_WAIT_S: Final = 60.0
 
 
