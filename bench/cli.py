@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scale = QUICK_SCALE if args.quick else DEFAULT_SCALE
     scale = dataclasses.replace(scale, time_scale=args.time_scale or scale.time_scale,
                                 run_s=args.run_s or scale.run_s)
-    rows = select(plan_rows(scale, million=args.million), args.only)
+    rows = select(plan_rows(scale, million=args.million, lanes=args.lanes), args.only)
     if args.list:
         print("\n".join(f"{row.name}  {row.note}".rstrip() for row in rows))
         return 0
@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                              "'dataverse-bound/*/bulk'")
     parser.add_argument("--million", action="store_true",
                         help="add the 1,000,000-record growth row (opt-in: long)")
+    parser.add_argument("--lanes", action="store_true",
+                        help="add the lanes scaling row: 1, 2 and 4 identities in the "
+                             "user-bound scenario (opt-in: about three minutes)")
     parser.add_argument("--list", action="store_true", help="print the row names and stop")
     parser.add_argument("--time-scale", type=float, default=None,
                         help="how many times faster the emulator's time runs (at least 1; "

@@ -106,6 +106,14 @@ class Result:
     """The product's records that already held their values: compared, not written."""
     requests: int = 0
     """The product's Dataverse requests (reads, writes, retries), from its run's ledger."""
+    identities: int = 1
+    """The product's identities (lanes) in its one environment."""
+    lanes: list[dict[str, Any]] = field(default_factory=list)
+    """Per lane (environment, identity): records written, 429s by facet, peak concurrency, as
+    ``python -m sync local --json-out`` reports them (empty for one lane)."""
+    cpu_headroom: float | None = None
+    """The machine's idle share of its CPU time while the row ran (every core, every process
+    on it: others' too); None when not measured."""
 
     @property
     def done(self) -> int:

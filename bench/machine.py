@@ -44,3 +44,29 @@ def _read(path: str) -> str:
         return Path(path).read_text()
     except OSError:
         return ""
+
+
+def cpu_times() -> tuple[int, int]:
+    """The machine's (idle, total) CPU time in clock ticks since boot, every core (/proc/stat);
+    (0, 0) where it cannot be read."""
+    return parse_cpu_times(_read("/proc/stat"))
+
+
+def parse_cpu_times(text: str) -> tuple[int, int]:
+    """(idle + iowait, all) from /proc/stat's aggregate ``cpu`` line."""
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            ticks = [int(value) for value in fields[1:]]
+            idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+            return idle, sum(ticks[:8])
+    return 0, 0
+
+
+def idle_share(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    """The share of the machine's CPU time that was idle between two ``cpu_times`` readings:
+    its CPU headroom; None when nothing was measured."""
+    total = after[1] - before[1]
+    if total <= 0:
+        return None
+    return max(0.0, min(1.0, (after[0] - before[0]) / total))

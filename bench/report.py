@@ -9,6 +9,7 @@ from typing import Any, Final
 import matplotlib as mpl
 
 from bench.figures import Result
+from bench.scaling import scaling_lines, scaling_points
 from bench.targets import Verdict
 
 mpl.use("Agg")
@@ -64,6 +65,9 @@ def markdown(results: list[Result], verdicts: list[Verdict], machine: str,
     growth = [r for r in results if r.kind == "growth" and not r.status]
     if growth:
         lines += ["", GROWTH_HEADER, GROWTH_RULE, *(growth_line(r) for r in growth)]
+    scaling = scaling_lines(scaling_points(results))
+    if scaling:
+        lines += ["", *scaling]
     lines += ["", "Targets:", ""]
     lines += [f"- {verdict.line()}" for verdict in verdicts]
     return "\n".join(lines) + "\n"

@@ -30,7 +30,8 @@ QUICK_RESULTS: Final = ROOT / ".local-run" / "bench-quick"
 Runner = Callable[[RowSpec, Scale, Ceiling], Result]
 RUNNERS: Final[dict[str, Runner]] = {"baseline": run_baseline_row, "product": run_product_row,
                                      "nightly": run_product_row, "growth": run_product_row,
-                                     "peer": run_peer_row, "probe": run_probe_row}
+                                     "peer": run_peer_row, "probe": run_probe_row,
+                                     "lanes": run_product_row}
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from bench import machine
 from bench.ceiling import Ceiling
 from bench.figures import Result
 from bench.proctree import TreeSampler
@@ -47,13 +48,14 @@ def _parse(stamp: str) -> datetime:
 
 
 def run_product_row(spec: RowSpec, scale: Scale, ceiling: Ceiling) -> Result:
-    rate_per_s = ceiling.mode_per_s(spec.mode)
+    rate_per_s = min(ceiling.mode_per_s(spec.mode) * spec.identities, ceiling.enrichment_per_s)
     records = spec.records or scale.records_for(rate_per_s)
     scenario = spec.scenario
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "run.json"
         args = [sys.executable, "-m", "sync", "local", "--records", str(records),
                 "--instances", str(spec.processes), "--json-out", str(out),
+                *(["--identities", str(spec.identities)] if spec.identities > 1 else []),
                 "--timeout-s", f"{scale.product_timeout_s(records, rate_per_s):g}",
                 *[f"--emulator-arg={arg}" for arg in scenario.emulator_args(scale.time_scale)],
                 *[f"--enrichment-arg={arg}" for arg in scenario.enrichment_args()],
@@ -64,12 +66,16 @@ def run_product_row(spec: RowSpec, scale: Scale, ceiling: Ceiling) -> Result:
         env = {**os.environ, "SYNC_WRITE_MODE": spec.mode}
         if spec.pattern in DEFINITION_OVERRIDES:
             env["SYNC_DEFINITION"] = DEFINITION_OVERRIDES[spec.pattern]
+        before = machine.cpu_times()
         process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         with TreeSampler(process.pid) as sampler:
             process.wait()
+        headroom = machine.idle_share(before, machine.cpu_times())
         data = json.loads(out.read_text()) if out.exists() else {}
     beside = {role: cpu_s for role, cpu_s in sampler.cpu_by_role().items() if role in BESIDE}
-    return product_result(spec, scale, ceiling, records, data, beside, _planner_s())
+    result = product_result(spec, scale, ceiling, records, data, beside, _planner_s())
+    result.cpu_headroom = headroom
+    return result
 
 
 def _planner_s() -> float | None:
@@ -103,5 +109,8 @@ def product_result(spec: RowSpec, scale: Scale, ceiling: Ceiling, records: int,
                                      data.get("throttled_by_code", {}).items()},
                   cpu_s=sum(float(h["cpu_s"]) for h in hosts),
                   peak_rss_mib=max((float(h["peak_rss_mib"]) for h in hosts), default=0.0),
-                  beside_cpu_s=beside_cpu_s, ceiling_per_s=ceiling.mode_per_s(spec.mode),
-                  overall_ceiling_per_s=ceiling.overall_per_s, planner_s=planner_s)
+                  beside_cpu_s=beside_cpu_s,
+                  ceiling_per_s=min(ceiling.mode_per_s(spec.mode) * spec.identities,
+                                    ceiling.enrichment_per_s),
+                  overall_ceiling_per_s=ceiling.overall_per_s, planner_s=planner_s,
+                  identities=spec.identities, lanes=list(data.get("lanes", [])))

@@ -33,6 +33,10 @@ in flight, hints and Retry-After ignored) and oracle (paces each server at the b
 PROBE_MODES: Final = ("single", "bulk")
 PROBE_RECORDS: Final = 1000
 KINDS: Final = ("baseline", "product", "probe", "peer", "nightly", "growth")
+OPT_IN_KINDS: Final = ("lanes",)
+"""Rows only a bench option adds (``--lanes``)."""
+LANE_IDENTITIES: Final = (1, 2, 4)
+"""The scaling row: the product with this many identities in one environment."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,21 @@ class Scenario:
     write_ms: tuple[float, float] = (100.0, 200.0)
     batch_op_ms: float = 100.0
     bulk_target_ms: float = 10.0
+    max_requests_per_s: float | None = None
+    """Requests per second each user may send to each server (the request facet on the run's
+    time scale: ``max_requests`` = this times the window); None: the documented rate."""
+    max_concurrent: int | None = None
+    """Requests in flight per user per server; None: the documented 52."""
+
+    def limit_overrides(self, time_scale: float) -> dict[str, int]:
+        """The limits this scenario sets instead of the documented ones."""
+        found: dict[str, int] = {}
+        if self.max_requests_per_s is not None:
+            window_s = DOCUMENTED_WINDOW_S / time_scale
+            found["max_requests"] = max(1, round(self.max_requests_per_s * window_s))
+        if self.max_concurrent is not None:
+            found["max_concurrent"] = self.max_concurrent
+        return found
 
     def emulator_config(self, time_scale: float, records: int = 0) -> EmulatorConfig:
         """The emulator's settings: the documented limits ``time_scale`` times faster (every
@@ -55,7 +74,8 @@ class Scenario:
         return EmulatorConfig.time_scaled(
             time_scale, servers=self.servers, dop_hint=self.dop_hint, records=records,
             write_ms_min=self.write_ms[0], write_ms_max=self.write_ms[1],
-            batch_op_ms=self.batch_op_ms, bulk_target_ms=self.bulk_target_ms)
+            batch_op_ms=self.batch_op_ms, bulk_target_ms=self.bulk_target_ms,
+            **self.limit_overrides(time_scale))
 
     def emulator_args(self, time_scale: float) -> list[str]:
         """Options of ``python -m sync emulator dataverse`` (records aside) that make
@@ -67,7 +87,9 @@ class Scenario:
                 "--write-ms-min", f"{self.write_ms[0]:g}",
                 "--write-ms-max", f"{self.write_ms[1]:g}",
                 "--batch-op-ms", f"{self.batch_op_ms:g}",
-                "--bulk-target-ms", f"{self.bulk_target_ms:g}"]
+                "--bulk-target-ms", f"{self.bulk_target_ms:g}",
+                *(arg for name, value in self.limit_overrides(time_scale).items()
+                  for arg in (f"--{name.replace('_', '-')}", str(value)))]
 
     def enrichment_args(self) -> list[str]:
         """Options of ``python -m sync emulator enrichment``: a one-second bucket."""
@@ -87,6 +109,14 @@ enrichment API limited to 100 calls/s, so the enrichment API decides for every m
 GROWTH: Final = Scenario("growth", servers=8, dop_hint=10, enrichment_rate_per_s=20000.0,
                          write_ms=(20.0, 40.0), batch_op_ms=20.0, bulk_target_ms=1.0)
 """Everything fast, so the product's own cost per record shows."""
+USER_BOUND: Final = Scenario("user-bound", servers=1, dop_hint=64,
+                              enrichment_rate_per_s=5000.0, write_ms=(20.0, 40.0),
+                              batch_op_ms=20.0, bulk_target_ms=2.0, max_requests_per_s=40.0,
+                              max_concurrent=256)
+"""Bound by each user's request facet (40 requests/s per user per server, single writes), not
+by the DOP hint (64, with 256 requests in flight allowed per user: the hint never binds) nor
+the enrichment API (5,000 calls/s): N identities are N budgets. One server, so the product's
+at most 4 x 40 records/s stay far from what two cores do."""
 SCENARIOS: Final = (DATAVERSE_BOUND, ENRICHMENT_BOUND)
 
 
@@ -166,6 +196,8 @@ class RowSpec:
     """Baseline processes or product host instances."""
     records: int = 0
     """0: sized from the row's ceiling by ``Scale.records_for``."""
+    identities: int = 1
+    """The product's identities in its one environment (``--identities``): the lanes row."""
 
     @property
     def name(self) -> str:
@@ -177,6 +209,8 @@ class RowSpec:
             return f"{where}/product-x{self.processes}{suffix}/{self.mode}"
         if self.kind == "probe":
             return f"{where}/{self.pattern}-probe/{self.mode}"
+        if self.kind == "lanes":
+            return f"{where}/product-lanes-x{self.identities}/{self.mode}"
         return f"{self.kind}/{self.mode}" + (f"/{self.records}" if self.kind == "growth" else "")
 
     @property
@@ -192,6 +226,7 @@ class RowSpec:
         if self.kind == "product" and self.pattern == NO_ETAG_CHECK:
             return "bulk without the pre-write ETag check"
         return {"peer": "Microsoft's Python client 1.1.0, 8 threads, no retry",
+                "lanes": f"{self.identities} identities, each its own user and budget",
                 "nightly": "the blog's nightly job", "growth": "bulk, everything fast"}.get(
                     self.kind, "")
 
@@ -213,8 +248,9 @@ PROBE_NOTES: Final = {"greedy": "probe: all in flight, ignores hints and Retry-A
                       "oracle": "probe: knows the limits, paces each server"}
 
 
-def plan_rows(scale: Scale, *, million: bool = False) -> list[RowSpec]:
-    """Every row of a bench run, in order."""
+def plan_rows(scale: Scale, *, million: bool = False, lanes: bool = False) -> list[RowSpec]:
+    """Every row of a bench run, in order; ``lanes`` adds the scaling row (1, 2 and 4
+    identities in the user-bound scenario: about three minutes, so opt-in)."""
     rows: list[RowSpec] = []
     for scenario in SCENARIOS:
         rows += [RowSpec("baseline", scenario, mode, pattern,
@@ -231,7 +267,14 @@ def plan_rows(scale: Scale, *, million: bool = False) -> list[RowSpec]:
     rows.append(RowSpec("peer", DATAVERSE_BOUND, "bulk", records=scale.nightly_records))
     sizes = (*scale.growth_records, *((MILLION,) if million else ()))
     rows += [RowSpec("growth", GROWTH, "bulk", records=size) for size in sizes]
+    if lanes:
+        rows += lane_rows()
     return rows
+
+
+def lane_rows() -> list[RowSpec]:
+    """The scaling row: the product in single mode with 1, 2 and 4 identities."""
+    return [RowSpec("lanes", USER_BOUND, "single", identities=n) for n in LANE_IDENTITIES]
 
 
 def select(rows: list[RowSpec], only: str) -> list[RowSpec]:

@@ -8,7 +8,9 @@
 5. the ceiling is proven: neither probe client (greedy, oracle) exceeds the steady ceiling, nor
    the bound for its run's length, by more than 5%;
 6. the governor reading the service's x-ms-ratelimit-* formats is as fast as without them
-   (within 5%, in each mode measured both ways).
+   (within 5%, in each mode measured both ways);
+7. (issue 13, ``--lanes``) in the user-bound scenario N identities reach >= 0.9 x N x one
+   identity's steady rate for N = 2 and 4 (``bench/scaling.py``).
 
 Rates are compared only between rows that have one: a row that ran out of records, or stopped,
 before its second window ended has no steady rate (``Result.steady_windows`` 0) and counts as
@@ -21,13 +23,14 @@ from dataclasses import dataclass
 from typing import Final
 
 from bench.figures import Result
+from bench.scaling import SHARE_OF_N, scaling_met, scaling_points
 from bench.scenarios import MILLION, NO_HEADERS
 
 SHARE_OF_CEILING: Final = 0.90
 CPU_MS_PER_RECORD: Final = 0.3
 RSS_GROWTH: Final = 0.10
 PROBE_TOLERANCE: Final = 1.05
-OURS: Final = ("product", "nightly", "growth")
+OURS: Final = ("product", "nightly", "growth", "lanes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +53,13 @@ def evaluate(results: list[Result]) -> list[Verdict]:
     verdicts = [_best_mode(steady, scenario, instances) for scenario in
                 ("dataverse-bound", "enrichment-bound") for instances in (1, 3)]
     return [*verdicts, _nothing_lost(ran), _cpu(ran), _rss(ran), _probes(steady),
-            _headers(steady)]
+            _headers(steady), _lanes(results)]
+
+
+def _lanes(results: list[Result]) -> Verdict:
+    passed, detail = scaling_met(scaling_points(results))
+    return Verdict(f"N identities >= {SHARE_OF_N:g} x N x one identity (user-bound)", passed,
+                   detail)
 
 
 HEADERS_TOLERANCE: Final = 0.95

@@ -1,6 +1,8 @@
 // Production deployment of the Dataverse enrichment sync into one resource group:
 // a Flex Consumption function app (Linux, Python 3.11) with a user-assigned managed identity for
-// storage, Dataverse, Key Vault and Application Insights. No shared keys, no connection strings.
+// storage, Key Vault and Application Insights, and for Dataverse unless dataverseIdentityNames
+// names identities of its own (one lane per identity and environment). No shared keys, no
+// connection strings.
 // With privateNetworking (the default), storage and Key Vault answer only on private endpoints
 // in a virtual network the app sends all its outbound traffic through.
 // Alert rules on runs and a workbook of a run read the app's telemetry in Application Insights.
@@ -26,8 +28,22 @@ param maximumInstanceCount int = 4
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
 
-@description('Dataverse environment URL, e.g. https://contoso.crm.dynamics.com.')
+@description('Dataverse environment URL, e.g. https://contoso.crm.dynamics.com: environment default when dataverseEnvironments is empty.')
 param dataverseUrl string
+
+// Lanes: README.md, "Several identities and environments". With both arrays empty (the default)
+// the app syncs one environment as its own identity, DATAVERSE_URL and DATAVERSE_CLIENT_ID, as
+// before, and SYNC_ENVIRONMENTS stays empty; otherwise SYNC_ENVIRONMENTS names every lane.
+
+@description('Names of the identities that sign in to Dataverse, one user-assigned managed identity each, each its own application user in every environment (names: ^[A-Za-z][A-Za-z0-9_-]{0,31}$). Empty: the app\'s own identity, named default.')
+param dataverseIdentityNames array = []
+
+@description('The Dataverse environments to sync, [{name, url}] (names: ^[A-Za-z][A-Za-z0-9_-]{0,31}$); every identity is a user of each. Empty: one environment, default, at dataverseUrl.')
+param dataverseEnvironments array = []
+
+@description('dop_scope of every environment in SYNC_ENVIRONMENTS: environment (the DOP hint is one budget shared by the environment\'s identities, an assumption) or identity (each identity gets the whole hint).')
+@allowed(['environment', 'identity'])
+param dataverseDopScope string = 'environment'
 
 @description('Base URL of the enrichment API.')
 param enrichmentUrl string
@@ -121,6 +137,9 @@ param enrichmentTimeoutS string = '10'
 @description('SYNC_DEFINITION: what to sync, as JSON or @path to a JSON file in the app; empty for the default (sync/settings.py).')
 param syncDefinition string = ''
 
+@description('SYNC_DEFINITIONS: named sync definitions, as JSON or @path to a JSON file in the app; empty for one definition, default, from SYNC_DEFINITION (set one of the two).')
+param syncDefinitions string = ''
+
 @description('SYNC_PLAN_BUDGET_S: how long one planner invocation pages before it hands on to a continuation message, in seconds.')
 param syncPlanBudgetS string = '120'
 
@@ -187,12 +206,42 @@ var operatorIps = privateNetworking ? operatorIpAddresses : []
 // (within the firewall), or private networking is off.
 var publicNetworkAccess = (privateNetworking && empty(operatorIps)) ? 'Disabled' : 'Enabled'
 
-// One identity for everything the app reaches: storage, Dataverse, Key Vault, App Insights.
+// The app's identity: storage, Key Vault, App Insights, and Dataverse when dataverseIdentityNames
+// is empty.
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'id-${environmentName}-${token}'
   location: location
   tags: tags
 }
+
+// The Dataverse identities, none by default. They hold no Azure role (modules/dataverseidentities.bicep).
+module dataverseIdentities 'modules/dataverseidentities.bicep' = {
+  name: 'dataverse-identities'
+  params: {
+    namePrefix: 'id-${environmentName}-${token}'
+    names: dataverseIdentityNames
+    location: location
+    tags: tags
+  }
+}
+
+// SYNC_ENVIRONMENTS: {"<env>": {"url": ..., "identities": {"<name>": "<client id>"}, "dop_scope": ...}}
+// with every identity in every environment. The client ids exist only at deployment, and a
+// variable cannot loop over such values: each environment holds a placeholder that the app
+// setting replaces with the identities (checkov's parser reads no toObject() to say it otherwise).
+var environments = empty(dataverseEnvironments) ? [
+  {
+    name: 'default'
+    url: dataverseUrl
+  }
+] : dataverseEnvironments
+var identitiesPlaceholder = '<identities>'
+var environmentMembers = [for environment in environments: '"${environment.name}": {"url": "${environment.url}", "identities": ${identitiesPlaceholder}, "dop_scope": "${dataverseDopScope}"}']
+var lanesConfigured = !(empty(dataverseIdentityNames) && empty(dataverseEnvironments))
+var identityMembers = empty(dataverseIdentityNames) ? [
+  '"default": "${identity.properties.clientId}"'
+] : dataverseIdentities.outputs.clientIdMembers
+var syncEnvironments = lanesConfigured ? replace('{${join(environmentMembers, ', ')}}', identitiesPlaceholder, '{${join(identityMembers, ', ')}}') : ''
 
 module storage 'modules/storage.bicep' = {
   name: 'storage'
@@ -337,9 +386,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   kind: 'functionapp,linux'
   identity: {
     type: 'UserAssigned'
-    userAssignedIdentities: {
+    // The app's identity and each Dataverse identity.
+    userAssignedIdentities: union({
       '${identity.id}': {}
-    }
+    }, dataverseIdentities.outputs.userAssignedIdentities)
   }
   properties: {
     serverFarmId: plan.id
@@ -420,8 +470,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AzureWebJobsStorage__clientId: identity.properties.clientId
     APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+    // Read only while SYNC_ENVIRONMENTS is empty.
     DATAVERSE_URL: dataverseUrl
     DATAVERSE_CLIENT_ID: identity.properties.clientId
+    SYNC_ENVIRONMENTS: syncEnvironments
     DATAVERSE_TIMEOUT_S: dataverseTimeoutS
     DATAVERSE_MAX_CONCURRENCY: dataverseMaxConcurrency
     DATAVERSE_KEEP_AFFINITY: dataverseKeepAffinity
@@ -430,6 +482,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ENRICHMENT_TIMEOUT_S: enrichmentTimeoutS
     SYNC_SCHEDULE: syncSchedule
     SYNC_DEFINITION: syncDefinition
+    SYNC_DEFINITIONS: syncDefinitions
     SYNC_PLAN_BUDGET_S: syncPlanBudgetS
     SYNC_PAGE_SIZE: syncPageSize
     SYNC_BATCH_SIZE: syncBatchSize
@@ -454,6 +507,15 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
 output functionAppName string = functionApp.name
 output identityClientId string = identity.properties.clientId
 output identityPrincipalId string = identity.properties.principalId
+// Every identity that signs in to Dataverse, [{name, clientId, principalId}]: create one
+// application user of each in every environment (README.md, "Several identities and environments").
+output dataverseIdentities array = empty(dataverseIdentityNames) ? [
+  {
+    name: 'default'
+    clientId: identity.properties.clientId
+    principalId: identity.properties.principalId
+  }
+] : dataverseIdentities.outputs.identities
 output storageAccountName string = storage.outputs.name
 output keyVaultName string = keyVault.outputs.name
 output appInsightsName string = monitoring.outputs.appInsightsName

@@ -33,7 +33,7 @@ from sync.deadletter import is_planned, run_id_of
 from sync.enrichment import SERVICE as ENRICHMENT
 from sync.ledger import BatchCounts
 from sync.messagerun import MessageRun
-from sync.services import Services
+from sync.services import Work
 
 logger = logging.getLogger(__name__)
 
@@ -56,43 +56,43 @@ def hold_delay_s(pause_delay_s: float, rand: float) -> int:
     return max(1, int(pause_delay_s + rand * JITTER_MAX_S + 0.999))
 
 
-async def admit(services: Services, message: BatchMessage) -> Admission:
+async def admit(work: Work, message: BatchMessage) -> Admission:
     """Apply the flags and the canary to ``message``; see the module."""
     run_id = run_id_of(message.batch_id)
-    flag = await services.control.stopping(services.state, message.definition, run_id)
+    flag = await work.control.stopping(work.storage.state, message.definition, run_id)
     if flag is not None and flag.state == control.CANCELLED:
-        return await _cancel(services, message, run_id, flag.reason)
+        return await _cancel(work, message, run_id, flag.reason)
     if flag is not None:
-        return Admission(None, await hold(services, message, message.records, reason="paused"))
-    policy = services.settings.definition.canary
+        return Admission(None, await hold(work, message, message.records, reason="paused"))
+    policy = work.definition.canary
     if policy is None or not is_planned(message.batch_id) or \
-            run_id in services.control.released_runs:
+            run_id in work.control.released_runs:
         return Admission(message)
-    return await _canary(services, message, run_id, policy)
+    return await _canary(work, message, run_id, policy)
 
 
-async def _canary(services: Services, message: BatchMessage, run_id: str,
+async def _canary(work: Work, message: BatchMessage, run_id: str,
                   policy: CanaryPolicy) -> Admission:
-    totals = await runs.read_run(services.ledger, run_id)
+    totals = await runs.read_run(work.storage.ledger, run_id)
     planned = totals.run.planned if totals is not None and totals.run.plan_complete else None
     limit = policy.limit(planned)
     if limit is None:  # a percentage of a plan still paging
-        return Admission(None, await hold(services, message, message.records, reason="canary"))
+        return Admission(None, await hold(work, message, message.records, reason="canary"))
     ids = [r.id for r in message.records]
-    go, row = await canary.claim(services.state, run_id, ids, limit)
+    go, row = await canary.claim(work.storage.state, run_id, ids, limit)
     if not row.released and len(go) < len(ids):
-        row = await canary.judge(services.state, services.ledger, row, limit=limit,
+        row = await canary.judge(work.storage.state, work.storage.ledger, row, limit=limit,
                                  policy=policy, definition=message.definition,
-                                 now_s=services.control.clock.wall_s())
+                                 now_s=work.control.clock.wall_s())
     if row.released:
-        services.control.released_runs.add(run_id)
+        work.control.released_runs.add(run_id)
         return Admission(message)
     waiting = tuple(r for r in message.records if r.id not in go)
     if not waiting:
         return Admission(message)
     if not go:
-        return Admission(None, await hold(services, message, waiting, reason="canary"))
-    await hold(services, message, waiting, reason="canary", batch_id=_held_id(message))
+        return Admission(None, await hold(work, message, waiting, reason="canary"))
+    await hold(work, message, waiting, reason="canary", batch_id=_held_id(message))
     return Admission(dataclasses.replace(
         message, records=tuple(r for r in message.records if r.id in go)))
 
@@ -101,15 +101,15 @@ def _held_id(message: BatchMessage) -> str:
     return (message.batch_id[:128 - len(HELD_SUFFIX)]) + HELD_SUFFIX
 
 
-async def hold(services: Services, message: BatchMessage, records: Sequence[RecordRef], *,
+async def hold(work: Work, message: BatchMessage, records: Sequence[RecordRef], *,
                reason: str, batch_id: str | None = None) -> BatchCounts:
     """Put ``records`` back on the queue as a new message (same attempt), invisible for the
     pause delay; answer the counts of that (for the span and metrics; a pure hold writes no
     ledger row, so a long pause does not grow the ledger)."""
-    delay_s = hold_delay_s(services.settings.pause_delay_s, random.random())  # noqa: S311
+    delay_s = hold_delay_s(work.settings.pause_delay_s, random.random())  # noqa: S311
     held = dataclasses.replace(message, batch_id=batch_id or message.batch_id,
                                records=tuple(records))
-    await services.batches.send_message(held.to_json(), visibility_timeout=delay_s,
+    await work.storage.batches.send_message(held.to_json(), visibility_timeout=delay_s,
                                         time_to_live=NEVER_EXPIRE)
     logger.info("batch %s: %d records held (%s) for %d s", held.batch_id, len(records), reason,
                 delay_s, extra={"event": "batch_held", "batch_id": held.batch_id,
@@ -118,21 +118,21 @@ async def hold(services: Services, message: BatchMessage, records: Sequence[Reco
                        reenqueued_by_reason=Counter({reason: len(records)}))
 
 
-async def _cancel(services: Services, message: BatchMessage, run_id: str,
+async def _cancel(work: Work, message: BatchMessage, run_id: str,
                   reason: str) -> Admission:
     counts = BatchCounts(cancelled=len(message.records))
-    await ledger.record_batch(services.ledger, message.batch_id, message.attempt, counts)
+    await ledger.record_batch(work.storage.ledger, message.batch_id, message.attempt, counts)
     logger.info("batch %s: %d records cancelled (%s)", message.batch_id, len(message.records),
                 reason or "-", extra={"event": "batch_cancelled", "batch_id": message.batch_id})
-    await runs.complete_if_done(services.ledger, run_id, services.control.clock.wall_s())
+    await runs.complete_if_done(work.storage.ledger, run_id, work.control.clock.wall_s())
     return Admission(None, counts)
 
 
 @contextlib.asynccontextmanager
-async def watching(services: Services, run: MessageRun) -> AsyncIterator[None]:
+async def watching(work: Work, run: MessageRun) -> AsyncIterator[None]:
     """While the message is carried out, stop it when its definition or run is paused or
     cancelled (checked every cache period)."""
-    task = asyncio.create_task(_watch(services, run))
+    task = asyncio.create_task(_watch(work, run))
     try:
         yield
     finally:
@@ -141,19 +141,19 @@ async def watching(services: Services, run: MessageRun) -> AsyncIterator[None]:
             await task
 
 
-async def _watch(services: Services, run: MessageRun) -> None:
-    cache = services.control
+async def _watch(work: Work, run: MessageRun) -> None:
+    cache = work.control
     run_id = run_id_of(run.message.batch_id)
     while True:
         await cache.clock.sleep(cache.ttl_s)
         try:
-            flag = await cache.stopping(services.state, run.message.definition, run_id)
+            flag = await cache.stopping(work.storage.state, run.message.definition, run_id)
         except Exception:
             logger.exception("pause flag not read; the message goes on",
                              extra={"event": "control_read_failed"})
             continue
         if flag is not None:
-            stop_sending(run, flag.state, services.settings.pause_delay_s)
+            stop_sending(run, flag.state, work.settings.pause_delay_s)
             return
 
 

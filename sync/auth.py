@@ -9,6 +9,7 @@ from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
 from sync.clock import SYSTEM_CLOCK, Clock
 from sync.errors import ServiceFault
+from sync.lanes.config import DEFAULT, Environment, Identity
 from sync.settings import Settings
 
 REFRESH_MARGIN_S: Final = 300.0
@@ -81,12 +82,25 @@ class CredentialToken:
 
 
 def token_source(settings: Settings) -> TokenSource:
-    """The token source the settings call for."""
+    """The token source of the single-environment settings (DATAVERSE_URL's identity)."""
+    environment = settings.lanes_environments[0]
+    return lane_token_source(settings, environment, environment.identities[0])
+
+
+def lane_token_source(settings: Settings, environment: Environment,
+                      identity: Identity | None) -> TokenSource:
+    """The tokens of one identity for one environment: its managed identity (by client id),
+    DefaultAzureCredential when it has none, or on the local stack the static token (the
+    ``default`` identity's as set, any other's suffixed with its name, so the emulator sees
+    each identity as its own user)."""
+    name = identity.name if identity is not None else DEFAULT
     if settings.dataverse_static_token:
-        return StaticToken(settings.dataverse_static_token)
+        suffix = "" if name == DEFAULT else f"-{name}"
+        return StaticToken(settings.dataverse_static_token + suffix)
+    client_id = identity.client_id if identity is not None else None
     credential: AsyncTokenCredential
-    if settings.dataverse_client_id:
-        credential = ManagedIdentityCredential(client_id=settings.dataverse_client_id)
+    if client_id:
+        credential = ManagedIdentityCredential(client_id=client_id)
     else:
         credential = DefaultAzureCredential()
-    return CredentialToken(credential, settings.dataverse_url)
+    return CredentialToken(credential, environment.url)

@@ -36,7 +36,7 @@ from azure.data.tables.aio import TableClient
 
 from sync.failures.circuit import Circuit, CircuitView
 from sync.governor import Governor
-from sync.slots import SlotTable, plan_slots, target_slots, usable
+from sync.slots import SLOT_PARTITION, SlotTable, plan_slots, target_slots, usable
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,36 @@ HINT_KEY: Final = ("dop", "hint")
 GATE_KEY: Final = ("gate", "dataverse")
 LEASE_PARTITION: Final = "lease"
 CIRCUIT_PARTITION: Final = "circuit"
+
+
+@dataclass(frozen=True, slots=True)
+class StateKeys:
+    """Where one lane's rows are: the budget's rows (hint, leases, slots) under ``budget``,
+    its own (gate, Dataverse circuit) under ``lane``. Empty prefixes are the single-lane
+    deployment's keys (``sync.lanes.lane.state_keys`` makes the others)."""
+
+    budget: str = ""
+    lane: str = ""
+
+    @property
+    def hint(self) -> tuple[str, str]:
+        return (self.budget + HINT_KEY[0], HINT_KEY[1])
+
+    @property
+    def gate(self) -> tuple[str, str]:
+        return (self.lane + GATE_KEY[0], GATE_KEY[1])
+
+    @property
+    def leases(self) -> str:
+        return self.budget + LEASE_PARTITION
+
+    @property
+    def slots(self) -> str:
+        return self.budget + SLOT_PARTITION
+
+    @property
+    def circuits(self) -> str:
+        return self.lane + CIRCUIT_PARTITION
 
 
 def live_instances(expiries_s: Mapping[str, float], now_s: float) -> list[str]:
@@ -62,9 +92,10 @@ def valid_for_s(expiries_s: Mapping[int, float], now_s: float, margin_s: float) 
     return max(0.0, min(expiries_s.values()) - now_s - margin_s)
 
 
-async def read_circuits(table: TableClient) -> dict[str, CircuitView]:
-    """Every dependency's circuit as the cluster shares it."""
-    rows = table.query_entities(f"PartitionKey eq '{CIRCUIT_PARTITION}'")
+async def read_circuits(table: TableClient,
+                        partition: str = CIRCUIT_PARTITION) -> dict[str, CircuitView]:
+    """Every dependency's circuit as the cluster shares it (one lane's, or the shared ones)."""
+    rows = table.query_entities(f"PartitionKey eq '{partition}'")
     return {str(row["RowKey"]): CircuitView(float(row.get("OpenUntil", 0.0)),
                                             int(row.get("Trips", 0)), str(row.get("Reason", "")))
             async for row in rows}
@@ -86,13 +117,18 @@ class Cluster:
     def __init__(self, table: TableClient, governor: Governor, *, cap: int, refresh_s: float,
                  lease_s: float, seen_hint: Callable[[], int | None],
                  busy: Callable[[], bool], clock: Callable[[], float] = time.time,
-                 circuits: Mapping[str, Circuit] | None = None) -> None:
+                 circuits: Mapping[str, Circuit] | None = None,
+                 keys: StateKeys = StateKeys(), own_circuits: frozenset[str] = frozenset()
+                 ) -> None:
+        """``circuits`` by name; those in ``own_circuits`` are the lane's (under its keys), the
+        others the deployment's (the shared ``circuit`` partition)."""
         self._table, self._governor, self._cap = table, governor, cap
         self._circuits = dict(circuits or {})
+        self.keys, self._own_circuits = keys, own_circuits
         self._refresh_s, self._lease_s = refresh_s, lease_s
         self._seen_hint, self._busy, self._clock = seen_hint, busy, clock
         self.instance_id = uuid.uuid4().hex
-        self._slots = SlotTable(table, self.instance_id)
+        self._slots = SlotTable(table, self.instance_id, keys.slots)
         self._leased = False
         self.view = ClusterView(hint=None, instances=1, gate_until_s=0.0)
 
@@ -107,10 +143,10 @@ class Cluster:
         await self._mark_lease(busy, now_s)
         hint = await self._shared_hint()
         leases = {str(e["RowKey"]): float(e["ExpiresAt"]) async for e in
-                  self._table.query_entities(f"PartitionKey eq '{LEASE_PARTITION}'",
+                  self._table.query_entities(f"PartitionKey eq '{self.keys.leases}'",
                                              select=["RowKey", "ExpiresAt"])}
         live = live_instances(leases, now_s)
-        gate = await self._get(*GATE_KEY)
+        gate = await self._get(*self.keys.gate)
         view = ClusterView(hint=hint, instances=max(1, len(live)),
                            gate_until_s=float(gate["Until"]) if gate else 0.0)
         target = target_slots(hint or UNKNOWN_HINT, self.instance_id, live, self._cap) \
@@ -144,31 +180,35 @@ class Cluster:
 
     async def _mark_lease(self, busy: bool, now_s: float) -> None:
         if busy:
-            await self._upsert(LEASE_PARTITION, self.instance_id, ExpiresAt=now_s + self._lease_s)
+            await self._upsert(self.keys.leases, self.instance_id, ExpiresAt=now_s + self._lease_s)
             self._leased = True
         elif self._leased:
             with contextlib.suppress(ResourceNotFoundError):
-                await self._table.delete_entity(LEASE_PARTITION, self.instance_id)
+                await self._table.delete_entity(self.keys.leases, self.instance_id)
             self._leased = False
 
     async def publish_circuit(self, service: str, view: CircuitView) -> None:
         """Share a circuit's opening or closing with every instance."""
-        await self._upsert(CIRCUIT_PARTITION, service, OpenUntil=view.open_until_s,
+        await self._upsert(self._circuit_partition(service), service,
+                           OpenUntil=view.open_until_s,
                            Trips=view.trips, Reason=view.reason[:1000], SetBy=self.instance_id)
 
+    def _circuit_partition(self, service: str) -> str:
+        return self.keys.circuits if service in self._own_circuits else CIRCUIT_PARTITION
+
     async def _read_circuits(self) -> None:
-        if not self._circuits:
-            return
-        for service, view in (await read_circuits(self._table)).items():
-            circuit = self._circuits.get(service)
-            if circuit is not None:
-                circuit.apply(view)
+        partitions = {self._circuit_partition(name) for name in self._circuits}
+        for partition in sorted(partitions):
+            for service, view in (await read_circuits(self._table, partition)).items():
+                circuit = self._circuits.get(service)
+                if circuit is not None and self._circuit_partition(service) == partition:
+                    circuit.apply(view)
 
     async def publish_gate(self, retry_after_s: float, code: str) -> None:
         """Close the gate for every instance until now + ``retry_after_s`` (later wins)."""
         until_s = self._clock() + retry_after_s
         for _ in range(3):
-            current = await self._get(*GATE_KEY)
+            current = await self._get(*self.keys.gate)
             if current is not None and float(current["Until"]) >= until_s:
                 return
             try:
@@ -194,15 +234,16 @@ class Cluster:
 
     async def _shared_hint(self) -> int | None:
         seen = self._seen_hint()
-        stored = await self._get(*HINT_KEY)
+        stored = await self._get(*self.keys.hint)
         stored_hint = int(stored["Hint"]) if stored else None
         if seen is not None and seen != stored_hint:
-            await self._upsert(*HINT_KEY, Hint=seen, SeenAt=self._clock())
+            await self._upsert(*self.keys.hint, Hint=seen, SeenAt=self._clock())
             return seen
         return stored_hint
 
     async def _write_gate(self, current: Any, until_s: float, code: str) -> None:
-        entity = {"PartitionKey": GATE_KEY[0], "RowKey": GATE_KEY[1], "Until": until_s,
+        partition, row = self.keys.gate
+        entity = {"PartitionKey": partition, "RowKey": row, "Until": until_s,
                   "Code": code, "SetBy": self.instance_id}
         if current is None:
             await self._table.create_entity(entity)

@@ -2,9 +2,10 @@
 
 On the wire a message is UTF-8 JSON, base64-encoded (producers use ``TextBase64EncodePolicy``;
 the worker decodes it itself so that a message that is not base64 reaches the poison queue with
-its reason). Version 3 (``schemas/batch-message.v3.json``)::
+its reason). Version 4 (``schemas/batch-message.v4.json``)::
 
-    {"version": 3, "batch_id": "plan-2026-11-22-000001", "attempt": 0, "definition": "default",
+    {"version": 4, "batch_id": "plan-2026-11-22-000001", "attempt": 0, "definition": "default",
+     "lane": {"environment": "default", "identity": "default"},
      "records": [{"id": "5b1c...", "input": "https://www.contoso.com",
                   "etag": "W/\"1234\"", "current": {"numberofemployees": 120}}]}
 
@@ -15,8 +16,10 @@ last seen, last fault), so a fresh copy of the message keeps what was learnt wit
 dequeues. ``etag`` and ``current`` are what the planner read: the record's version and the values
 its mapped columns held, so the worker can leave unchanged records alone, refuse to overwrite a
 person's later edit, and keep the values it replaces. ``definition`` names the sync definition
-(``default`` when left out). Versions 1 (no ``history``) and 2 (no ``etag``, ``current``,
-``definition``) are still accepted.
+(``default`` when left out). Version 4 adds ``lane`` (``{"environment": "prod", "identity":
+"sync1"}``): the identity and environment to write through, chosen by the planner; left out,
+the worker picks one of the definition's lanes. Versions 1 (no ``history``), 2 (no ``etag``,
+``current``, ``definition``) and 3 (no ``lane``) are still accepted.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from typing import Any, Final
 
 from sync.errors import ContractError
 
-CONTRACT_VERSION: Final = 3
-SUPPORTED_VERSIONS: Final = (1, 2, 3)
+CONTRACT_VERSION: Final = 4
+SUPPORTED_VERSIONS: Final = (1, 2, 3, 4)
 DEFAULT_DEFINITION: Final = "default"
 MAX_QUEUE_MESSAGE_BYTES: Final = 64 * 1024
 """Azure Storage Queues' limit on one message, measured after base64 encoding."""
@@ -43,12 +46,16 @@ _GUID: Final = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-F
                           r"[0-9A-Fa-f]{12}")
 """A record id, as schemas/batch-message.v2.json spells it (matched whole)."""
 _DEFINITION_NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_LANE_NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _COLUMN_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 _MESSAGE_KEYS: Final = {1: frozenset({"version", "batch_id", "attempt", "records"}),
                         2: frozenset({"version", "batch_id", "attempt", "records"}),
-                        3: frozenset({"version", "batch_id", "attempt", "records", "definition"})}
+                        3: frozenset({"version", "batch_id", "attempt", "records", "definition"}),
+                        4: frozenset({"version", "batch_id", "attempt", "records", "definition",
+                                      "lane"})}
 _RECORD_KEYS: Final = {1: frozenset({"id", "input"}), 2: frozenset({"id", "input", "history"}),
-                       3: frozenset({"id", "input", "history", "etag", "current"})}
+                       3: frozenset({"id", "input", "history", "etag", "current"}),
+                       4: frozenset({"id", "input", "history", "etag", "current"})}
 MAX_ETAG_CHARS: Final = 128
 MAX_CURRENT_COLUMNS: Final = 50
 MAX_CURRENT_TEXT_CHARS: Final = 4000
@@ -108,17 +115,23 @@ class BatchMessage:
     records: tuple[RecordRef, ...]
     attempt: int = 0
     definition: str = DEFAULT_DEFINITION
+    lane: tuple[str, str] | None = None
+    """(environment, identity) to write through; None: the worker picks one of the
+    definition's lanes."""
 
     def to_json(self) -> str:
         """The message as compact JSON text (the queue client adds the base64 layer)."""
-        body = {"version": CONTRACT_VERSION, "batch_id": self.batch_id, "attempt": self.attempt,
-                "definition": self.definition, "records": [r.to_wire() for r in self.records]}
+        body: dict[str, Any] = {"version": CONTRACT_VERSION, "batch_id": self.batch_id,
+                                "attempt": self.attempt, "definition": self.definition}
+        if self.lane is not None:
+            body["lane"] = {"environment": self.lane[0], "identity": self.lane[1]}
+        body["records"] = [r.to_wire() for r in self.records]
         return json.dumps(body, separators=(",", ":"))
 
 
-ENVELOPE_BYTES: Final = 352
+ENVELOPE_BYTES: Final = 480
 """More than the JSON around the records can take: version, a 128-character batch id, attempt,
-a 63-character definition name."""
+a 63-character definition name, a lane of two 32-character names."""
 RECORDS_BUDGET_BYTES: Final = MAX_QUEUE_MESSAGE_BYTES * 3 // 4 - ENVELOPE_BYTES
 """What the records' JSON may take so that the whole message fits after base64."""
 
@@ -176,7 +189,19 @@ def _message(data: Any) -> BatchMessage:
         raise ContractError("definition must be 1-63 characters of a-z 0-9 -, starting with a "
                             "letter")
     return BatchMessage(batch_id=batch_id, records=_records(data.get("records"), version),
-                        attempt=attempt, definition=definition)
+                        attempt=attempt, definition=definition, lane=_lane(data.get("lane")))
+
+
+def _lane(value: Any) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"environment", "identity"}:
+        raise ContractError("lane must be an object with environment and identity")
+    names = (value["environment"], value["identity"])
+    if not all(isinstance(name, str) and _LANE_NAME.match(name) for name in names):
+        raise ContractError("lane.environment and lane.identity must be 1-32 characters of "
+                            "a-z 0-9 -, starting with a letter")
+    return names
 
 
 def _records(items: Any, version: int) -> tuple[RecordRef, ...]:

@@ -94,7 +94,7 @@ class SyncDefinition:
 def parse_definition(value: str | None) -> SyncDefinition:
     """The definition from the setting's value: JSON, ``@path``, or empty for the default."""
     if not value:
-        return _from_dict(DEFAULT_DEFINITION)
+        return definition_from(DEFAULT_DEFINITION)
     text = _read_file(value[1:]) if value.startswith("@") else value
     try:
         data = json.loads(text)
@@ -106,7 +106,7 @@ def parse_definition(value: str | None) -> SyncDefinition:
     unknown = sorted(set(data) - _FIELDS)
     if unknown:
         raise ConfigError(f"SYNC_DEFINITION has unknown fields: {', '.join(unknown)}")
-    return _from_dict({**DEFAULT_DEFINITION, **data})
+    return definition_from({**DEFAULT_DEFINITION, **data})
 
 
 def _read_file(relative: str) -> str:
@@ -117,57 +117,58 @@ def _read_file(relative: str) -> str:
         raise ConfigError(f"SYNC_DEFINITION file {relative!r}: {error.strerror}") from None
 
 
-def _from_dict(data: dict[str, Any]) -> SyncDefinition:
+def definition_from(data: dict[str, Any], where: str = "SYNC_DEFINITION") -> SyncDefinition:
+    """A definition from all its fields; ConfigError naming ``where``.{field} at fault."""
     for name in ("entity_set", "logical_name", "key", "input_column"):
         if not isinstance(data[name], str) or not _IDENTIFIER.match(data[name]):
-            raise ConfigError(f"SYNC_DEFINITION.{name} must be a Dataverse name")
+            raise ConfigError(f"{where}.{name} must be a Dataverse name")
     if not isinstance(data["filter"], str):
-        raise ConfigError("SYNC_DEFINITION.filter must be a string (an OData $filter)")
+        raise ConfigError(f"{where}.filter must be a string (an OData $filter)")
     for name in ("change_tracking", "skip_own_changes", "dry_run",
                  "suppress_duplicate_detection", "bulk_etag_check"):
         if not isinstance(data[name], bool):
-            raise ConfigError(f"SYNC_DEFINITION.{name} must be true or false")
+            raise ConfigError(f"{where}.{name} must be true or false")
     if data["change_tracking"] and data["filter"]:
-        raise ConfigError("SYNC_DEFINITION: change tracking rejects $filter; set "
+        raise ConfigError(f"{where}: change tracking rejects $filter; set "
                           "change_tracking to false to use a filter (modifiedon watermark)")
     return SyncDefinition(entity_set=data["entity_set"], logical_name=data["logical_name"],
                           key=data["key"], input_column=data["input_column"],
-                          filter=data["filter"], mapping=_mapping(data["mapping"]),
+                          filter=data["filter"], mapping=_mapping(data["mapping"], where),
                           change_tracking=data["change_tracking"],
                           skip_own_changes=data["skip_own_changes"],
                           dry_run=data["dry_run"],
                           canary=parse_canary(data["canary"]),
 
-                          edit_policy=_edit_policy(data["edit_policy"]),
-                          bypass_business_logic=_bypass(data["bypass_business_logic"]),
+                          edit_policy=_edit_policy(data["edit_policy"], where),
+                          bypass_business_logic=_bypass(data["bypass_business_logic"], where),
                           suppress_duplicate_detection=data["suppress_duplicate_detection"],
                           bulk_etag_check=data["bulk_etag_check"])
 
 
-def _edit_policy(value: Any) -> str:
+def _edit_policy(value: Any, where: str) -> str:
     if value not in EDIT_POLICIES:
-        raise ConfigError(f"SYNC_DEFINITION.edit_policy must be one of: {', '.join(EDIT_POLICIES)}")
+        raise ConfigError(f"{where}.edit_policy must be one of: {', '.join(EDIT_POLICIES)}")
     return str(value)
 
 
-def _bypass(value: Any) -> tuple[str, ...]:
+def _bypass(value: Any, where: str) -> tuple[str, ...]:
     """A list of the custom logic to bypass; ``true`` is both kinds, ``false`` none."""
     if isinstance(value, bool):
         return BYPASS_LOGIC if value else ()
     if not isinstance(value, list) or any(item not in BYPASS_LOGIC for item in value):
-        raise ConfigError("SYNC_DEFINITION.bypass_business_logic must be true, false or a list "
+        raise ConfigError(f"{where}.bypass_business_logic must be true, false or a list "
                           f"of {', '.join(BYPASS_LOGIC)}")
     return tuple(item for item in BYPASS_LOGIC if item in value)
 
 
-def _mapping(value: Any) -> dict[str, str]:
+def _mapping(value: Any, where: str) -> dict[str, str]:
     if not isinstance(value, dict) or not value:
-        raise ConfigError("SYNC_DEFINITION.mapping must map Dataverse columns to enrichment "
+        raise ConfigError(f"{where}.mapping must map Dataverse columns to enrichment "
                           "fields")
     for column, source in value.items():
         if not _IDENTIFIER.match(column):
-            raise ConfigError(f"SYNC_DEFINITION.mapping: {column!r} is not a column name")
+            raise ConfigError(f"{where}.mapping: {column!r} is not a column name")
         if source not in _ENRICHMENT_FIELDS:
-            raise ConfigError(f"SYNC_DEFINITION.mapping.{column}: {source!r} is not an "
+            raise ConfigError(f"{where}.mapping.{column}: {source!r} is not an "
                               f"enrichment field ({', '.join(sorted(_ENRICHMENT_FIELDS))})")
     return dict(value)

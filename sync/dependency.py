@@ -52,13 +52,17 @@ class CallHooks(Protocol):
 class Dependency:
     """A service we call, with its governor, circuit and scope log."""
 
-    __slots__ = ("_publish", "_publish_gate", "circuit", "clock", "governor", "name", "policy",
+    __slots__ = ("_publish", "_publish_gate", "circuit", "clock", "governor", "lane", "name",
+                 "policy",
                  "scope")
 
     def __init__(self, name: str, governor: Governor, circuit: Circuit, policy: RetryPolicy,
                  *, clock: Clock = SYSTEM_CLOCK, publish: Publish | None = None,
-                 publish_gate: PublishGate | None = None) -> None:
+                 publish_gate: PublishGate | None = None, lane: str = "") -> None:
+        """``lane``: the lane a Dataverse dependency writes through (``prod/sync1``), for the
+        telemetry of its 429s; empty for the enrichment API's."""
         self.name, self.governor, self.circuit, self.policy = name, governor, circuit, policy
+        self.lane = lane
         self.clock = clock
         self.scope = ScopeLog()
         self._publish, self._publish_gate = publish, publish_gate
@@ -144,7 +148,7 @@ class Dependency:
         self.circuit.released()
         self.governor.throttled(error)
         hooks.count_429(error)
-        metrics.throttled(self.name, error.code)
+        metrics.throttled(self.name, error.code, self.lane)
         if self._publish_gate is not None:
             try:
                 await self._publish_gate(error)

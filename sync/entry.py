@@ -13,7 +13,7 @@ import gc
 import os
 from datetime import UTC, datetime
 
-from sync import imagesweep, planner, worker
+from sync import due, imagesweep, planner, worker
 from sync.errors import ConfigError
 from sync.ledger import BatchCounts
 from sync.planstate import PlanState, plan_state_from
@@ -49,9 +49,9 @@ def start_telemetry() -> bool:
     return configure_telemetry(os.environ)
 
 
-def read_enrichment_key() -> str:
-    """The enrichment key as the app setting holds it now (a rotated Key Vault version)."""
-    return os.environ.get("ENRICHMENT_API_KEY", "").strip()
+def read_enrichment_key(setting: str) -> str:
+    """An enrichment key as its app setting holds it now (a rotated Key Vault version)."""
+    return os.environ.get(setting, "").strip()
 
 
 async def services() -> Services:
@@ -66,7 +66,6 @@ async def services() -> Services:
             _services[loop] = found
             watch_services(found)
             _freeze_start_up_heap()
-    found.activity.touch()
     return found
 
 
@@ -93,32 +92,37 @@ async def close_services() -> None:
         await probe.close()
 
 
-async def plan_sync(now: datetime | None = None) -> PlanState | None:
-    """The timer's work: start a plan, then sweep expired before-images; answers the state
-    handed on, None when complete."""
+async def plan_sync(now: datetime | None = None) -> dict[str, PlanState | None]:
+    """The timer's tick: plan every definition that is due, then sweep expired before-images;
+    answers each planned definition's state handed on (None when complete)."""
     found = await services()
-    state = await traced_plan(lambda: planner.plan(found, now or datetime.now(UTC)),
-                              definition=names.DEFAULT_DEFINITION)
-    clock = found.dataverse_dep.clock
-    await imagesweep.sweep_quietly(found.before_images, found.ledger, clock.wall_s(),
-                                   found.settings.rollback_retention_days,
+    at = now or datetime.now(UTC)
+    planned: dict[str, PlanState | None] = {}
+    for definition in found.settings.definitions:
+        if await due.claim(found.storage.state, definition, at):
+            planned[definition.name] = await traced_plan(
+                functools.partial(planner.plan, found, at, definition.name),
+                definition=definition.name)
+    clock = found.clock
+    await imagesweep.sweep_quietly(found.storage.before_images, found.storage.ledger,
+                                   clock.wall_s(), found.settings.rollback_retention_days,
                                    monotonic_s=clock.monotonic_s)
-    return state
+    return planned
 
 
 async def continue_plan(raw: bytes) -> PlanState | None:
     """The plan queue's work: go on with a plan from its continuation message (base64)."""
     found = await services()
-    return await traced_plan(lambda: planner.continue_plan(
-        found, plan_state_from(worker.decode_queue_body(raw))),
-        definition=names.DEFAULT_DEFINITION)
+    state = plan_state_from(worker.decode_queue_body(raw))
+    return await traced_plan(lambda: planner.continue_plan(found, state),
+                             definition=state.definition)
 
 
 async def process_batch(raw: bytes) -> BatchCounts:
     """The batches queue's work: carry out one message as the queue holds it (base64)."""
     found = await services()
     return await traced_message(lambda: worker.process_queue_message(found, raw),
-                                definition=names.DEFAULT_DEFINITION,
+                                definition=names.MESSAGE_DEFINITION,
                                 mode=found.settings.write_mode)
 
 

@@ -97,6 +97,8 @@ class BatchCounts:
     changed_since_read."""
     requests: RequestUsage = field(default_factory=RequestUsage)
     """The Dataverse requests this processing sent."""
+    definition: str = ""
+    """The message's definition, for its telemetry (not stored: the run's row names it)."""
 
     def add(self, other: BatchCounts) -> None:
         """Add another message's counts to these."""

@@ -45,11 +45,13 @@ from sync.contract import (
 )
 from sync.control import definition_scope, read_flag
 from sync.dataverse import Page, is_deleted
-from sync.errors import Deferred, RecordFault, ServiceFault, Throttled
+from sync.definition import SyncDefinition
+from sync.definitions import Definition
+from sync.errors import ContractError, Deferred, RecordFault, ServiceFault, Throttled
+from sync.lanes import routing
 from sync.ledger import PlanManifest, RequestUsage
 from sync.planstate import Checkpoint, Mode, PlanState, load_checkpoint, save_checkpoint
-from sync.services import Services
-from sync.settings import Settings
+from sync.services import Services, Work
 from sync.telemetry.tracing import describe_plan
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,14 @@ class PlanHooks:
         self.usage.count(kind, retry=retry)
 
 
+def checkpoint_key(definition: Definition) -> str:
+    """Where a definition's checkpoint is kept: ``default`` under its table's name (as a
+    single-definition deployment always kept it), any other under its own name."""
+    if definition.name == DEFAULT_DEFINITION:
+        return definition.table.entity_set
+    return f"{definition.name}.{definition.table.entity_set}"
+
+
 def new_run_id(now: datetime) -> str:
     """A sortable, unique run id: ``run-20261122T020000Z-1a2b3c``."""
     return f"run-{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
@@ -98,9 +108,8 @@ def batch_id(run_id: str, page: int, number: int) -> str:
     return f"{run_id}-p{page:06d}-{number:03d}"
 
 
-def read_filter(settings: Settings, watermark: str | None) -> str:
+def read_filter(table: SyncDefinition, watermark: str | None) -> str:
     """The $filter of a watermark plan: rows with an input, the configured filter, the mark."""
-    table = settings.definition
     parts = [f"({table.filter})"] if table.filter else []
     parts.append(f"{table.input_column} ne null")
     if watermark:
@@ -108,11 +117,10 @@ def read_filter(settings: Settings, watermark: str | None) -> str:
     return " and ".join(parts)
 
 
-def refs_from(rows: Iterable[dict[str, Any]], settings: Settings,
+def refs_from(rows: Iterable[dict[str, Any]], table: SyncDefinition,
               skip_user: str | None) -> Iterator[RecordRef]:
     """Records to enrich from a page: deleted rows, rows without an input and rows last
     modified by ``skip_user`` are left out."""
-    table = settings.definition
     for row in rows:
         if is_deleted(row) or (skip_user and row.get(MODIFIED_BY) == skip_user):
             continue
@@ -139,26 +147,59 @@ def _etag(row: Mapping[str, Any]) -> str | None:
     return etag if isinstance(etag, str) and 0 < len(etag) <= MAX_ETAG_CHARS else None
 
 
-async def plan(services: Services, now: datetime) -> PlanState | None:
+async def plan(services: Services, now: datetime, definition: str | None = None
+               ) -> PlanState | None:
+    """Start a plan of ``definition`` (by default the first); answers the state handed on, or
+    None when it is complete."""
+    named = _definition(services, definition)
+    return await plan_definition(_reader(services, named), now)
+
+
+async def continue_plan(services: Services, state: PlanState) -> PlanState | None:
+    """Go on with a plan from its continuation message, through an open lane of its
+    definition."""
+    named = _definition(services, state.definition)
+    return await continue_definition(_reader(services, named), state)
+
+
+def _definition(services: Services, name: str | None) -> Definition:
+    definitions = services.settings.definitions
+    found = definitions.first if name is None else definitions.get(name)
+    if found is None:
+        raise ContractError(f"unknown definition {name!r}; this deployment defines: "
+                            f"{', '.join(definitions.names)}")
+    return found
+
+
+def _reader(services: Services, definition: Definition) -> Work:
+    """The work context a plan reads through: the definition's open lane with the most room
+    (marked busy, so its next refresh claims slots for the reads)."""
+    lane = routing.pick(services.lanes_of(definition))
+    lane.activity.touch()
+    return services.work(definition, lane.key)
+
+
+async def plan_definition(services: Work, now: datetime) -> PlanState | None:
     """Start a plan (the timer); answers the state handed on, or None when it is complete.
     A paused (or cancelled) definition starts no run: the planner logs why and emits nothing."""
-    settings = services.settings
-    flag = await read_flag(services.state, definition_scope(DEFAULT_DEFINITION))
+    name = services.named.name
+    flag = await read_flag(services.storage.state, definition_scope(name))
     if flag.stops:
-        logger.warning("definition %s is %s (%s): no run is planned", DEFAULT_DEFINITION,
+        logger.warning("definition %s is %s (%s): no run is planned", name,
                        flag.state, flag.reason or "-",
                        extra={"event": "plan_skipped", "state": flag.state})
         return None
-    table = settings.definition
-    checkpoint = await load_checkpoint(services.state, table.entity_set)
+    table = services.definition
+    checkpoint = await load_checkpoint(services.storage.state, checkpoint_key(services.named))
     mode: Mode = "watermark"
     if table.change_tracking:
         mode = "delta" if checkpoint.delta_link else "full"
     incremental = mode == "delta" or (mode == "watermark" and checkpoint.watermark)
     state = PlanState(run_id=new_run_id(now), mode=mode,
                       next_link=checkpoint.delta_link if mode == "delta" else None,
-                      watermark_to=f"{now.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}")
-    await runs.start_plan(services.ledger, state.run_id, now.timestamp())
+                      watermark_to=f"{now.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
+                      definition=name)
+    await runs.start_plan(services.storage.ledger, state.run_id, now.timestamp(), name)
     if table.skip_own_changes and incremental:
         hooks = PlanHooks()
         try:
@@ -169,18 +210,18 @@ async def plan(services: Services, now: datetime) -> PlanState | None:
             await _hand_on(services, state, _delay_s(services, error))
             return state
         state = hooks.counted(state)
-    return await continue_plan(services, state, checkpoint)
+    return await continue_definition(services, state, checkpoint)
 
 
-async def continue_plan(services: Services, state: PlanState,
-                        checkpoint: Checkpoint | None = None) -> PlanState | None:
+async def continue_definition(services: Work, state: PlanState,
+                              checkpoint: Checkpoint | None = None) -> PlanState | None:
     """Plan pages until done or out of time; then hand on or finish."""
     describe_plan(state)
     settings = services.settings
     clock = services.dataverse_dep.clock
     deadline_s = clock.monotonic_s() + settings.plan_budget_s
-    checkpoint = checkpoint or await load_checkpoint(services.state,
-                                                     settings.definition.entity_set)
+    checkpoint = checkpoint or await load_checkpoint(services.storage.state,
+                                                     checkpoint_key(services.named))
     hooks = PlanHooks()
     while True:
         try:
@@ -201,15 +242,15 @@ async def continue_plan(services: Services, state: PlanState,
             return state
 
 
-async def _read(services: Services, state: PlanState, checkpoint: Checkpoint,
+async def _read(services: Work, state: PlanState, checkpoint: Checkpoint,
                 hooks: PlanHooks) -> tuple[Page, PlanState]:
     """One page of the plan's read (the governed call counts its requests with ``hooks``)."""
     settings = services.settings
-    table = settings.definition
+    table = services.definition
     tracking = state.mode != "watermark"
     url = state.next_link or services.dataverse.collection_url(
         table.entity_set, table.read_columns,
-        "" if tracking else read_filter(settings, checkpoint.watermark))
+        "" if tracking else read_filter(table, checkpoint.watermark))
     try:
         return await services.dataverse_dep.call(
             lambda: services.dataverse.read_page(url, settings.page_size,
@@ -224,17 +265,21 @@ async def _read(services: Services, state: PlanState, checkpoint: Checkpoint,
         return await _read(services, full, Checkpoint(), hooks)
 
 
-async def _enqueue_page(services: Services, state: PlanState, page: Page) -> PlanState:
+async def _enqueue_page(services: Work, state: PlanState, page: Page) -> PlanState:
     settings = services.settings
     skip_user = state.self_id if state.mode != "full" else None
-    refs = list(refs_from(page.rows, settings, skip_user))
-    messages = [BatchMessage(batch_id(state.run_id, state.page, n), group)
+    refs = list(refs_from(page.rows, services.definition, skip_user))
+    lanes = services.named.lanes
+    messages = [BatchMessage(batch_id(state.run_id, state.page, n), group,
+                             definition=services.named.name,
+                             lane=lanes[(state.batches + n) % len(lanes)].wire)
                 for n, group in enumerate(fitting_groups(refs, settings.batch_size))]
     slots = asyncio.Semaphore(ENQUEUE_CONCURRENCY)
 
     async def send(message: BatchMessage) -> None:
         async with slots:
-            await services.batches.send_message(message.to_json(), time_to_live=NEVER_EXPIRE)
+            await services.storage.batches.send_message(message.to_json(),
+                                                        time_to_live=NEVER_EXPIRE)
 
     await asyncio.gather(*(send(message) for message in messages))
     return dataclasses.replace(state, page=state.page + 1, records=state.records + len(refs),
@@ -242,7 +287,7 @@ async def _enqueue_page(services: Services, state: PlanState, page: Page) -> Pla
                                skipped=state.skipped + len(page.rows) - len(refs))
 
 
-def _delay_s(services: Services, error: Deferred | ServiceFault) -> float:
+def _delay_s(services: Work, error: Deferred | ServiceFault) -> float:
     """How long a plan that could not read waits: the throttle's or the circuit's time, else
     the circuit's first opening time."""
     if isinstance(error, Deferred):
@@ -250,30 +295,30 @@ def _delay_s(services: Services, error: Deferred | ServiceFault) -> float:
     return services.circuit_policy.open_s
 
 
-async def _hand_on(services: Services, state: PlanState, delay_s: float = 0.0) -> None:
-    await services.plans.send_message(state.to_json(), time_to_live=NEVER_EXPIRE,
+async def _hand_on(services: Work, state: PlanState, delay_s: float = 0.0) -> None:
+    await services.storage.plans.send_message(state.to_json(), time_to_live=NEVER_EXPIRE,
                                       visibility_timeout=max(0, math.ceil(delay_s)))
     await _manifest(services, state, complete=False)
     logger.info("plan %s: %d records so far; continuing in a new invocation", state.run_id,
                 state.records, extra={"event": "plan_continued", "run_id": state.run_id})
 
 
-async def _finish(services: Services, state: PlanState, delta_link: str | None) -> None:
-    table = services.settings.definition
+async def _finish(services: Work, state: PlanState, delta_link: str | None) -> None:
     checkpoint = (Checkpoint(delta_link=delta_link) if state.mode != "watermark"
                   else Checkpoint(watermark=state.watermark_to))
-    await save_checkpoint(services.state, table.entity_set, checkpoint, state.run_id)
+    await save_checkpoint(services.storage.state, checkpoint_key(services.named), checkpoint,
+                          state.run_id)
     await _manifest(services, state, complete=True)
-    runs.planned(state.run_id, state.records)
+    runs.planned(state.run_id, state.records, services.named.name)
     logger.info("plan %s (%s): %d records in %d batches from %d pages, %d skipped",
                 state.run_id, state.mode, state.records, state.batches, state.page,
                 state.skipped, extra={"event": "plan_done", "run_id": state.run_id})
     # the workers may have finished every batch before the plan was marked complete
-    await runs.complete_if_done(services.ledger, state.run_id,
+    await runs.complete_if_done(services.storage.ledger, state.run_id,
                                 services.dataverse_dep.clock.wall_s())
 
 
-async def _manifest(services: Services, state: PlanState, *, complete: bool) -> None:
-    await ledger.record_plan(services.ledger, PlanManifest(
+async def _manifest(services: Work, state: PlanState, *, complete: bool) -> None:
+    await ledger.record_plan(services.storage.ledger, PlanManifest(
         state.run_id, state.records, state.batches, state.page, complete=complete,
         requests=RequestUsage(reads=state.requests_read, retries=state.requests_retried)))

@@ -36,6 +36,8 @@ class PlanState:
     """Dataverse requests the plan has sent so far (its reads, first sends)."""
     requests_retried: int = 0
     """... and re-sends of them (retries, short throttles waited out)."""
+    definition: str = "default"
+    """The sync definition being planned."""
 
     def to_json(self) -> str:
         return json.dumps({"version": PLAN_VERSION, **asdict(self)}, separators=(",", ":"))

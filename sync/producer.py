@@ -1,6 +1,6 @@
 """For upstream producers: validate records, chunk them into batch messages, send them.
 
-A producer that cannot use this module sends the same JSON (see ``schemas/batch-message.v1.json``)
+A producer that cannot use this module sends the same JSON (see ``schemas/batch-message.v4.json``)
 base64-encoded, e.g. with azure-storage-queue's ``TextBase64EncodePolicy``.
 """
 
@@ -14,7 +14,14 @@ from typing import Final
 
 from azure.storage.queue.aio import QueueClient
 
-from sync.contract import NEVER_EXPIRE, BatchMessage, RecordRef, fitting_groups, record_from
+from sync.contract import (
+    DEFAULT_DEFINITION,
+    NEVER_EXPIRE,
+    BatchMessage,
+    RecordRef,
+    fitting_groups,
+    record_from,
+)
 from sync.errors import ContractError
 
 SEND_CONCURRENCY: Final = 16
@@ -44,13 +51,15 @@ def read_jsonl(lines: Iterable[str]) -> tuple[list[RecordRef], list[LineError]]:
     return records, errors
 
 
-def messages_for(records: Sequence[RecordRef], batch_prefix: str,
-                 batch_size: int) -> list[BatchMessage]:
+def messages_for(records: Sequence[RecordRef], batch_prefix: str, batch_size: int, *,
+                 definition: str = DEFAULT_DEFINITION,
+                 lane: tuple[str, str] | None = None) -> list[BatchMessage]:
     """Batch messages of at most ``batch_size`` records (fewer where long inputs would not fit a
-    queue message), ids ``<prefix>-000001`` and on. ContractError if an id repeats."""
+    queue message), ids ``<prefix>-000001`` and on, for ``definition`` (through ``lane``, or
+    any of its lanes). ContractError if an id repeats."""
     if len({r.id for r in records}) != len(records):
         raise ContractError("the records repeat an id; each record may appear once")
-    return [BatchMessage(f"{batch_prefix}-{n:06d}", group)
+    return [BatchMessage(f"{batch_prefix}-{n:06d}", group, definition=definition, lane=lane)
             for n, group in enumerate(fitting_groups(records, batch_size), start=1)]
 
 

@@ -74,6 +74,8 @@ class RunRow:
     etag: str = ""
     plan_requests: RequestUsage = field(default_factory=RequestUsage)
     """The planner's Dataverse requests (its page reads and their retries)."""
+    definition: str = names.DEFAULT_DEFINITION
+    """The sync definition the run belongs to."""
 
     @property
     def overlapped(self) -> bool:
@@ -126,7 +128,8 @@ def run_row_from(entity: Mapping[str, Any], etag: str = "") -> RunRow:
                   completed_s=float(entity.get("CompletedAt", 0.0)),
                   previous_run_id=str(entity.get("PreviousRunId", "")),
                   overlapped_by=str(entity.get("OverlappedBy", "")), etag=etag,
-                  plan_requests=plan_usage_from(entity))
+                  plan_requests=plan_usage_from(entity),
+                  definition=str(entity.get("Definition", names.DEFAULT_DEFINITION)))
 
 
 async def read_run(table: TableClient, run_id: str) -> RunTotals | None:
@@ -152,44 +155,54 @@ async def latest_run_id(table: TableClient, kind: str | None = None) -> str | No
     return None
 
 
-async def start_plan(table: TableClient, run_id: str, started_s: float) -> str | None:
-    """Record a plan's start; answer the previous plan's run when it is still incomplete
-    (the two overlap: both rows say so and ``run_overlapped`` is emitted)."""
-    previous_id = await latest_run_id(table, PLAN_KIND)
+async def start_plan(table: TableClient, run_id: str, started_s: float,
+                     definition: str = names.DEFAULT_DEFINITION) -> str | None:
+    """Record a plan's start; answer the previous plan's run of the same definition when it is
+    still incomplete (the two overlap: both rows say so and ``run_overlapped`` is emitted)."""
+    previous_id = await latest_run_id(table, _definition_kind(definition))
     previous = await read_run(table, previous_id) if previous_id else None
     overlapped = previous is not None and not previous.run.completed
     await _upsert_run(table, run_id, Kind=PLAN_KIND, StartedAt=started_s, Planned=0,
-                      PlanComplete=False, PreviousRunId=previous_id if overlapped else "")
+                      PlanComplete=False, PreviousRunId=previous_id if overlapped else "",
+                      Definition=definition)
     await _index(table, PLAN_KIND, run_id, started_s)
+    await _index(table, _definition_kind(definition), run_id, started_s)
     if not overlapped or previous_id is None:
         return None
     await _upsert_run(table, previous_id, OverlappedBy=run_id)
     logger.warning("run %s starts while run %s is incomplete", run_id, previous_id,
                    extra={"event": "run_overlapped", "run_id": run_id})
     emit(names.RUN_OVERLAPPED, {names.RUN_ID: run_id, names.PREVIOUS_RUN_ID: previous_id,
-                                names.DEFINITION: names.DEFAULT_DEFINITION})
+                                names.DEFINITION: definition})
     return previous_id
 
 
+def _definition_kind(definition: str) -> str:
+    """The index of one definition's plans (each run is also in the index of all plans)."""
+    return f"{PLAN_KIND}.{definition}"
+
+
 async def start_message_run(table: TableClient, run_id: str, records: int,
-                            started_s: float) -> bool:
+                            started_s: float, *,
+                            definition: str = names.DEFAULT_DEFINITION) -> bool:
     """Record a producer's message as a run planning its ``records``; once only (a repeated
     first delivery finds the row there). Answers whether this call recorded it."""
     try:
         await table.create_entity({"PartitionKey": run_partition(run_id), "RowKey": RUN_ROW,
                                    "RunId": run_id, "Kind": MESSAGE_KIND, "StartedAt": started_s,
-                                   "Planned": records, "Batches": 1, "PlanComplete": True})
+                                   "Planned": records, "Batches": 1, "PlanComplete": True,
+                                   "Definition": definition})
     except ResourceExistsError:
         return False
     await _index(table, MESSAGE_KIND, run_id, started_s)
-    planned(run_id, records)
+    planned(run_id, records, definition)
     return True
 
 
-def planned(run_id: str, records: int) -> None:
+def planned(run_id: str, records: int, definition: str = names.DEFAULT_DEFINITION) -> None:
     """The plan of ``run_id`` is complete: ``run_planned``."""
     emit(names.RUN_PLANNED, {names.RUN_ID: run_id, names.PLANNED: records,
-                             names.DEFINITION: names.DEFAULT_DEFINITION})
+                             names.DEFINITION: definition})
 
 
 async def complete_if_done(table: TableClient, run_id: str, now_s: float) -> bool:
@@ -227,7 +240,7 @@ def _completed(totals: RunTotals, now_s: float) -> None:
                 duration_s, totals.requests.total,
                 extra={"event": "run_completed", "run_id": run.run_id})
     emit(names.RUN_COMPLETED, {
-        names.RUN_ID: run.run_id, names.DEFINITION: names.DEFAULT_DEFINITION,
+        names.RUN_ID: run.run_id, names.DEFINITION: run.definition,
         names.PLANNED: run.planned, names.WRITTEN: counts.written,
         names.DEAD_LETTERED: counts.dead_lettered, names.UNCHANGED: counts.unchanged,
         names.CANCELLED: counts.cancelled, names.REQUESTS: totals.requests.total,

@@ -6,6 +6,7 @@ Bicep template are checked against that one list, so a setting cannot drift out 
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import uuid
@@ -15,7 +16,9 @@ from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 from sync.definition import SyncDefinition, parse_definition
+from sync.definitions import KEY_SETTING, Definitions, parse_definitions, single
 from sync.errors import ConfigError
+from sync.lanes.config import Environment, default_environment, parse_environments
 from sync.names import STORAGE_CONNECTION
 
 
@@ -50,7 +53,8 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec("SYNC_SCHEDULE", "0 0 2 * * *",
                 "Six-field NCRONTAB schedule of the planner (read by the host binding)."),
     SettingSpec("DATAVERSE_URL", None,
-                "Environment URL, e.g. https://contoso.crm.dynamics.com.", required=True),
+                "Environment URL, e.g. https://contoso.crm.dynamics.com (required unless "
+                "SYNC_ENVIRONMENTS is set)."),
     SettingSpec("DATAVERSE_CLIENT_ID", None,
                 "Client id of the managed identity that is the Dataverse application user; "
                 "unset uses DefaultAzureCredential."),
@@ -73,6 +77,16 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
                 "What to sync, as JSON or @path to a JSON file in the app: table, key, input "
                 "column, filter, mapping, change tracking. Empty: accounts from their website "
                 "(see below)."),
+    SettingSpec("SYNC_ENVIRONMENTS", "",
+                "Several environments and identities (lanes), as JSON or @path: environments "
+                "by name, each with url, identities (name: client id or null) and dop_scope. "
+                "Empty: one environment from DATAVERSE_URL and DATAVERSE_CLIENT_ID (see Lanes "
+                "below)."),
+    SettingSpec("SYNC_DEFINITIONS", "",
+                "Several named definitions, as JSON or @path: each the SYNC_DEFINITION fields "
+                "plus environment, identities, schedule, enrichment_url and "
+                "enrichment_key_setting. Empty: one definition named default from "
+                "SYNC_DEFINITION (see Lanes below)."),
     SettingSpec("SYNC_PAGE_SIZE", "5000", "Records per page read (Prefer: odata.maxpagesize)."),
     SettingSpec("SYNC_BATCH_SIZE", "100", "Records per batch message."),
     SettingSpec("SYNC_PLAN_BUDGET_S", "120",
@@ -169,7 +183,12 @@ class Settings:
     dataverse_max_concurrency: int = 52
     keep_affinity: bool = False
     enrichment_timeout_s: float = 10.0
-    definition: SyncDefinition = field(default_factory=SyncDefinition)
+    environments: tuple[Environment, ...] = ()
+    """Every environment and its identities; empty: one from dataverse_url (``environment``)."""
+    definitions: Definitions = field(default_factory=lambda: Definitions(()))
+    """Every named definition; empty: ``default`` from the SyncDefinition defaults."""
+    enrichment_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """The enrichment keys of the definitions by app setting name (ENRICHMENT_API_KEY...)."""
     write_mode: str = "bulk"
     batch_operations: int = 10
     bulk_targets: int = 100
@@ -188,13 +207,18 @@ class Settings:
     deadletter_retention_days: int = 30
     rollback_retention_days: int = 14
 
+    def __post_init__(self) -> None:
+        if not self.definitions.items:  # built in code (tests, tools): the default definition
+            object.__setattr__(self, "definitions",
+                               single(SyncDefinition(), self.lanes_environments[0]))
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Parse and validate; raise ConfigError naming the setting at fault."""
         reader = _Reader(environ)
         settings = cls(
             storage=reader.guarded(lambda: _storage(reader), StorageSettings()),
-            dataverse_url=reader.url("DATAVERSE_URL"),
+            dataverse_url=_dataverse_url(reader),
             enrichment_url=reader.url("ENRICHMENT_URL"),
             enrichment_api_key=reader.text("ENRICHMENT_API_KEY"),
             dataverse_client_id=reader.guid("DATAVERSE_CLIENT_ID"),
@@ -202,8 +226,7 @@ class Settings:
             dataverse_timeout_s=reader.number("DATAVERSE_TIMEOUT_S", low=0.1, high=600),
             dataverse_max_concurrency=reader.integer("DATAVERSE_MAX_CONCURRENCY", 1, 1024),
             enrichment_timeout_s=reader.number("ENRICHMENT_TIMEOUT_S", low=0.1, high=600),
-            definition=reader.guarded(lambda: parse_definition(
-                reader.optional("SYNC_DEFINITION")), SyncDefinition()),
+            environments=reader.guarded(lambda: _environments(reader), ()),
             write_mode=reader.choice("SYNC_WRITE_MODE", WRITE_MODES),
             batch_operations=reader.integer("SYNC_BATCH_OPERATIONS", 1, 1000),
             bulk_targets=reader.integer("SYNC_BULK_TARGETS", 1, 1000),
@@ -223,6 +246,7 @@ class Settings:
             deadletter_retention_days=reader.integer("SYNC_DEADLETTER_RETENTION_DAYS", 1, 3650),
             rollback_retention_days=reader.integer("SYNC_ROLLBACK_RETENTION_DAYS", 1, 365),
         )
+        settings = _with_definitions(settings, reader, environ)
         for schedule in ("SYNC_SCHEDULE", "SYNC_QUEUE_METRICS_SCHEDULE"):
             _check_schedule_setting(reader, schedule)
         if settings.lease_s <= 2 * settings.state_refresh_s:
@@ -237,6 +261,63 @@ class Settings:
         return settings
 
 
+    def environment(self, name: str) -> Environment | None:
+        """The environment of that name (the lanes' URLs and identities)."""
+        return next((e for e in self.lanes_environments if e.name == name), None)
+
+    @property
+    def lanes_environments(self) -> tuple[Environment, ...]:
+        """SYNC_ENVIRONMENTS, or the one environment of DATAVERSE_URL."""
+        return self.environments or (default_environment(self.dataverse_url,
+                                                         self.dataverse_client_id),)
+
+    def enrichment_key(self, setting: str) -> str:
+        """The enrichment key a definition names (its app setting's value at start-up)."""
+        return self.enrichment_keys.get(setting, "")
+
+
+def _dataverse_url(reader: _Reader) -> str:
+    if reader.optional("SYNC_ENVIRONMENTS"):
+        return reader.optional("DATAVERSE_URL") or ""
+    return reader.url("DATAVERSE_URL")
+
+
+def _environments(reader: _Reader) -> tuple[Environment, ...]:
+    value = reader.optional("SYNC_ENVIRONMENTS")
+    return parse_environments(value) if value else ()
+
+
+def _with_definitions(settings: Settings, reader: _Reader,
+                      environ: Mapping[str, str]) -> Settings:
+    """The settings with their definitions and the enrichment keys those name."""
+    definitions = reader.guarded(lambda: _definitions(settings, reader), None)
+    if definitions is None:
+        return settings
+    keys = {KEY_SETTING: settings.enrichment_api_key}
+    for definition in definitions:
+        name = definition.enrichment_key_setting
+        value = (environ.get(name) or "").strip()
+        if name != KEY_SETTING and not value:
+            reader.problems.append(f"{name} is required: the enrichment key of definition "
+                                   f"{definition.name}")
+        keys.setdefault(name, value)
+    return dataclasses.replace(settings, definitions=definitions, enrichment_keys=keys)
+
+
+def _definitions(settings: Settings, reader: _Reader) -> Definitions:
+    value, table = reader.optional("SYNC_DEFINITIONS"), reader.optional("SYNC_DEFINITION")
+    if value and table:
+        raise ConfigError("set SYNC_DEFINITION (one definition) or SYNC_DEFINITIONS (several), "
+                          "not both")
+    environments = settings.lanes_environments
+    if value:
+        return parse_definitions(value, environments)
+    if len(environments) != 1:
+        raise ConfigError("SYNC_ENVIRONMENTS names several environments: set "
+                          "SYNC_DEFINITIONS to say which definition syncs which")
+    return single(parse_definition(table), environments[0])
+
+
 def is_loopback_url(url: str) -> bool:
     """True when the URL's host is localhost or a loopback address."""
     host = urlsplit(url).hostname or ""
@@ -249,7 +330,8 @@ def is_loopback_url(url: str) -> bool:
 
 
 def _refuse_static_token_off_loopback(settings: Settings) -> None:
-    if settings.dataverse_static_token and not is_loopback_url(settings.dataverse_url):
+    urls = [e.url for e in settings.lanes_environments]
+    if settings.dataverse_static_token and not all(map(is_loopback_url, urls)):
         raise ConfigError("DATAVERSE_STATIC_TOKEN is only accepted for a loopback DATAVERSE_URL "
                           "(the local emulators); in Azure use a managed identity")
 

@@ -104,16 +104,17 @@ def slot_from(row: Mapping[str, Any], etag: str | None) -> Slot:
 class SlotTable:
     """The slot rows of one table: read them, and claim, renew or release one with its ETag."""
 
-    __slots__ = ("_table", "instance")
+    __slots__ = ("_partition", "_table", "instance")
 
-    def __init__(self, table: TableClient, instance: str) -> None:
-        self._table, self.instance = table, instance
+    def __init__(self, table: TableClient, instance: str,
+                 partition: str = SLOT_PARTITION) -> None:
+        self._table, self.instance, self._partition = table, instance, partition
 
     def __repr__(self) -> str:
         return f"SlotTable(instance={self.instance!r})"
 
     async def read(self) -> dict[int, Slot]:
-        rows = self._table.query_entities(f"PartitionKey eq '{SLOT_PARTITION}'")
+        rows = self._table.query_entities(f"PartitionKey eq '{self._partition}'")
         return {slot.index: slot for slot in
                 [slot_from(row, row.metadata["etag"]) async for row in rows]}
 
@@ -141,7 +142,7 @@ class SlotTable:
                                if slot.held_by(self.instance, now_s)))
 
     async def _take(self, index: int, current: Slot, expires_s: float) -> bool:
-        entity = {"PartitionKey": SLOT_PARTITION, "RowKey": slot_key(index),
+        entity = {"PartitionKey": self._partition, "RowKey": slot_key(index),
                   "Holder": self.instance, "ExpiresAt": expires_s}
         try:
             if current.etag is None:
@@ -157,7 +158,7 @@ class SlotTable:
     async def _give_back(self, slot: Slot) -> None:
         if slot.etag is None:
             return
-        entity = {"PartitionKey": SLOT_PARTITION, "RowKey": slot_key(slot.index), "Holder": "",
+        entity = {"PartitionKey": self._partition, "RowKey": slot_key(slot.index), "Holder": "",
                   "ExpiresAt": 0.0}
         # ResourceModifiedError: it expired and another instance holds it now: nothing to do
         with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):

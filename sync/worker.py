@@ -32,13 +32,13 @@ from azure.data.tables.aio import TableClient
 from sync import beforeimages, dryrun, ledger, letterindex, runs
 from sync.admission import admit, watching
 from sync.contract import (
-    DEFAULT_DEFINITION,
     NEVER_EXPIRE,
     BatchMessage,
     RecordRef,
     decode_batch,
     fitting_groups,
 )
+from sync.dataverse import SERVICE as DATAVERSE
 from sync.deadletter import (
     Origin,
     is_planned,
@@ -55,10 +55,15 @@ from sync.errors import (
     RecordFault,
     ServiceFault,
 )
+from sync.lanes import routing
+from sync.lanes.config import LaneKey
+from sync.lanes.lane import Lane
 from sync.ledger import BatchCounts
 from sync.messagerun import MessageRun, now_iso
-from sync.services import Services
+from sync.services import Services, Work
+from sync.settings import Settings
 from sync.settle import judge_alone, service_delay_s
+from sync.stores import Stores
 from sync.telemetry.tracing import describe_message
 from sync.writes import Enriched, Writer
 
@@ -83,86 +88,115 @@ async def process_queue_message(services: Services, raw: bytes) -> BatchCounts:
     try:
         body = decode_queue_body(raw)
     except ContractError as error:
-        return await _reject(services, raw, error.reason)
+        return await _reject(services.storage, services.settings, raw, error.reason)
     return await process_message(services, body)
 
 
 async def process_message(services: Services, body: bytes) -> BatchCounts:
-    """Carry out one batch message (its body already base64-decoded)."""
+    """Carry out one batch message (its body already base64-decoded) with the work context of
+    its definition and lane."""
     try:
         message = decode_batch(body)
+        work = _work_for(services, message)
     except ContractError as error:
-        return await _reject(services, body, error.reason)
-    if message.definition != DEFAULT_DEFINITION:
-        return await _reject(services, body, f"unknown definition {message.definition!r}; "
-                                             f"this deployment defines: {DEFAULT_DEFINITION}")
+        return await _reject(services.storage, services.settings, body, error.reason)
+    return await process_work(work, message)
+
+
+def _work_for(services: Services, message: BatchMessage) -> Work:
+    """The definition and lane a message names (a lane picked when it names none);
+    ContractError when the deployment has no such definition, or the definition no such lane."""
+    definitions = services.settings.definitions
+    definition = definitions.get(message.definition)
+    if definition is None:
+        raise ContractError(f"unknown definition {message.definition!r}; this deployment "
+                            f"defines: {', '.join(definitions.names)}")
+    if message.lane is None:
+        return services.work(definition, routing.pick(services.lanes_of(definition)).key)
+    lane = LaneKey(*message.lane)
+    if lane not in definition.lanes:
+        known = ", ".join(map(str, definition.lanes))
+        raise ContractError(f"lane {lane} is not a lane of definition {definition.name} "
+                            f"({known})")
+    return services.work(definition, lane)
+
+
+async def process_work(work: Work, message: BatchMessage) -> BatchCounts:
+    """Carry out a decoded message through its lane."""
     describe_message(message)
+    work.lane.activity.touch()
     run_id = run_id_of(message.batch_id)
+    clock = work.dataverse_dep.clock
     if message.attempt == 0 and not is_planned(message.batch_id):
-        await runs.start_message_run(services.ledger, run_id, len(message.records),
-                                     services.dataverse_dep.clock.wall_s())
-    admission = await admit(services, message)  # paused, cancelled, or waiting for a canary
+        await runs.start_message_run(work.storage.ledger, run_id, len(message.records),
+                                     clock.wall_s(), definition=work.named.name)
+    admission = await admit(work, message)  # paused, cancelled, or waiting for a canary
     if admission.message is None:
+        admission.counts.definition = work.named.name
         return admission.counts
     run = MessageRun(admission.message,
-                     preview=dryrun.Preview() if services.settings.definition.dry_run else None)
+                     preview=dryrun.Preview() if work.definition.dry_run else None)
+    run.counts.definition = work.named.name
     try:
-        async with watching(services, run):
-            await _carry_out(services, run)
+        async with watching(work, run):
+            await _carry_out(work, run)
     except Exception:
         logger.exception("batch %s stopped by an unexpected error; its unfinished records go "
                          "back on the queue", message.batch_id,
                          extra={"event": "batch_error", "batch_id": message.batch_id})
-        run.wait(service_delay_s(run, services.circuit_policy))
-    await _requeue_unfinished(services, run)
-    await ledger.record_batch(services.ledger, message.batch_id, message.attempt, run.counts)
-    logger.info("batch %s attempt %d: %d written, %d unchanged, %d dead-lettered, "
+        run.wait(service_delay_s(run, work.circuit_policy))
+    await _requeue_unfinished(work, run)
+    await ledger.record_batch(work.storage.ledger, message.batch_id, message.attempt,
+                              run.counts)
+    logger.info("batch %s attempt %d (%s): %d written, %d unchanged, %d dead-lettered, "
                 "%d re-enqueued, %d Dataverse requests", message.batch_id, message.attempt,
-                run.counts.written, run.counts.unchanged, run.counts.dead_lettered,
-                run.counts.reenqueued, run.counts.requests.total,
-                extra={"event": "batch_done", "batch_id": message.batch_id})
+                work.lane.key, run.counts.written, run.counts.unchanged,
+                run.counts.dead_lettered, run.counts.reenqueued, run.counts.requests.total,
+                extra={"event": "batch_done", "batch_id": message.batch_id,
+                       "lane": str(work.lane.key)})
     if not run.counts.reenqueued:  # records sent back are open: the run cannot be complete
-        await runs.complete_if_done(services.ledger, run_id, services.dataverse_dep.clock.wall_s())
+        await runs.complete_if_done(work.storage.ledger, run_id, clock.wall_s())
     return run.counts
 
 
-async def _carry_out(services: Services, run: MessageRun) -> None:
+async def _carry_out(work: Work, run: MessageRun) -> None:
     async def dead_letter(record: RecordRef, fault: RecordFault | AmbiguousFault) -> None:
-        await _dead_letter(services, run, record, fault)
+        await _dead_letter(work, run, record, fault)
 
     async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(_enrich(services, run, r)) for r in run.message.records]
+        tasks = [group.create_task(_enrich(work, run, r)) for r in run.message.records]
     enriched = [item for task in tasks if (item := task.result()) is not None]
     if run.preview is not None:  # a dry run: compare and report, write nothing
-        await dryrun.settle(services.reports, run, enriched)
+        await dryrun.settle(work.storage.reports, run, enriched)
     elif enriched:
         try:
-            await Writer(services, run, dead_letter).write_all(enriched)
+            await Writer(work, run, dead_letter).write_all(enriched)
         finally:  # what was written keeps its before-image, even if the writer stopped
-            await beforeimages.keep(services.before_images, run, enriched,
-                                    retention_days=services.settings.rollback_retention_days,
-                                    entity_set=services.settings.definition.entity_set,
-                                    now_s=services.dataverse_dep.clock.wall_s())
+            await beforeimages.keep(work.storage.before_images, run, enriched,
+                                    retention_days=work.settings.rollback_retention_days,
+                                    entity_set=work.definition.entity_set,
+                                    now_s=work.dataverse_dep.clock.wall_s())
 
 
-async def _reject(services: Services, body: bytes, reason: str) -> BatchCounts:
+async def _reject(storage: Stores, settings: Settings, body: bytes,
+                  reason: str) -> BatchCounts:
     logger.warning("batch message rejected: %s", reason,
                    extra={"event": "message_rejected", "reason": reason})
     envelope = message_envelope(body, reason, now_iso())
-    sent = await services.poison.send_message(envelope, time_to_live=_retention_s(services))
+    sent = await storage.poison.send_message(envelope, time_to_live=_retention_s(settings))
     echo = json.loads(envelope)
-    await _index(services.poison_index, letterindex.poison_entity(
+    await _index(storage.poison_index, letterindex.poison_entity(
         echo["message"], reason=reason, source="worker", message_id=sent.id, at=echo["at"],
-        expires_at_s=_expiry_s(services), truncated=echo["truncated"]))
+        expires_at_s=_expiry_s(settings), truncated=echo["truncated"]))
     return BatchCounts(rejected_messages=1)
 
 
-def _retention_s(services: Services) -> int:
-    return letterindex.retention_s(services.settings.deadletter_retention_days)
+def _retention_s(settings: Settings) -> int:
+    return letterindex.retention_s(settings.deadletter_retention_days)
 
 
-def _expiry_s(services: Services) -> float:
-    return time.time() + _retention_s(services)
+def _expiry_s(settings: Settings) -> float:
+    return time.time() + _retention_s(settings)
 
 
 async def _index(table: TableClient, entity: dict[str, Any]) -> None:
@@ -175,39 +209,39 @@ async def _index(table: TableClient, entity: dict[str, Any]) -> None:
                          extra={"event": "index_failed", "table": table.table_name})
 
 
-async def _enrich(services: Services, run: MessageRun, record: RecordRef) -> Enriched | None:
+async def _enrich(work: Work, run: MessageRun, record: RecordRef) -> Enriched | None:
     """The record with its enriched columns; None when it is dead-lettered or waits."""
-    dependency = services.enrichment_dep
+    dependency = work.enrichment_dep
     if run.stopped(dependency.name):
         return None
     try:
         domain_of(record.input)
     except RecordFault as fault:
-        await _dead_letter(services, run, record, fault)
+        await _dead_letter(work, run, record, fault)
         return None
     first_failure_s = dependency.clock.monotonic_s()
-    mapping = services.settings.definition.mapping
+    mapping = work.definition.mapping
     try:
         columns = await dependency.call(
-            lambda: services.enrichment.columns_for(record.input, mapping), run)
+            lambda: work.enrichment.columns_for(record.input, mapping), run)
     except Deferred as error:
         run.deferred(error)
     except RecordFault as fault:
-        await _dead_letter(services, run, record, fault)
+        await _dead_letter(work, run, record, fault)
     except AmbiguousFault as fault:
         await judge_alone(run, record, fault, first_failure_s=first_failure_s,
-                          dependency=dependency, probes=services.settings.record_probes,
-                          policy=services.circuit_policy,
-                          dead_letter=lambda r, f: _dead_letter(services, run, r, f))
+                          dependency=dependency, probes=work.settings.record_probes,
+                          policy=work.circuit_policy,
+                          dead_letter=lambda r, f: _dead_letter(work, run, r, f))
     except ServiceFault as fault:
         run.failed(record, fault, reason="service_fault")
-        run.wait(service_delay_s(run, services.circuit_policy))
+        run.wait(service_delay_s(run, work.circuit_policy))
     else:
         return record, columns
     return None
 
 
-async def _dead_letter(services: Services, run: MessageRun, record: RecordRef,
+async def _dead_letter(work: Work, run: MessageRun, record: RecordRef,
                        fault: RecordFault | AmbiguousFault) -> None:
     """Put one record on the dead-letter queue; if that fails it stays unfinished. A dry run
     counts it as failed instead (a replayed dead letter would be written)."""
@@ -216,23 +250,34 @@ async def _dead_letter(services: Services, run: MessageRun, record: RecordRef,
         run.preview.fail(record.id, reason)
         return
     batch_id = run.message.batch_id
-    origin = Origin(services.settings.definition.entity_set, run_id_of(batch_id), batch_id)
+    origin = Origin(work.definition.entity_set, run_id_of(batch_id), batch_id)
     logger.warning("record %s dead-lettered (%s): %s", record.id, reason, fault,
                    extra={"event": "record_dead_lettered", "batch_id": batch_id,
                           "reason": reason})
     history = run.history_of(record)
     envelope = record_envelope(origin, record, fault, history, now_iso())
     try:
-        sent = await services.dead_letters.send_message(envelope,
-                                                        time_to_live=_retention_s(services))
+        sent = await work.storage.dead_letters.send_message(envelope,
+                                                        time_to_live=_retention_s(work.settings))
     except Exception:
         logger.exception("dead letter for record %s not saved; it stays unfinished", record.id,
                          extra={"event": "dead_letter_failed"})
-        run.wait(service_delay_s(run, services.circuit_policy))
+        run.wait(service_delay_s(run, work.circuit_policy))
         return
-    await _index(services.dead_letter_index, letterindex.dead_letter_entity(
-        json.loads(envelope), sent.id, _expiry_s(services)))
+    await _index(work.storage.dead_letter_index, letterindex.dead_letter_entity(
+        json.loads(envelope), sent.id, _expiry_s(work.settings)))
     run.dead_lettered(record.id, reason)
+
+
+def next_lane(work: Work, run: MessageRun) -> tuple[Lane, float]:
+    """Where the unfinished records go, and after how long: when only this lane stopped the
+    message (its throttle or its circuit) and another lane of the definition is open, to that
+    lane at once; otherwise back to this lane after the delay the faults asked for."""
+    if set(run.stopped_services) == {DATAVERSE} and not run.reasons:
+        other = routing.away_from(work.lane, work.lanes)
+        if other is not None:
+            return other, 0.0
+    return work.lane, run.delay_s
 
 
 def requeue_delay_s(delay_s: float, rand: float) -> int:
@@ -240,18 +285,25 @@ def requeue_delay_s(delay_s: float, rand: float) -> int:
     return max(1, math.ceil(delay_s + rand * REQUEUE_JITTER_MAX_S))
 
 
-async def _requeue_unfinished(services: Services, run: MessageRun) -> None:
+async def _requeue_unfinished(work: Work, run: MessageRun) -> None:
     remaining = run.unfinished()
     if not remaining:
         return
-    delay_s = requeue_delay_s(run.delay_s, random.random())  # noqa: S311 (jitter)
+    lane, wait_s = next_lane(work, run)
+    delay_s = requeue_delay_s(wait_s, random.random())  # noqa: S311 (jitter)
     attempt = run.message.attempt + 1
     for number, group in enumerate(fitting_groups(remaining, len(remaining))):
         batch_id = run.message.batch_id if number == 0 else f"{run.message.batch_id}.{number}"
         message = BatchMessage(batch_id=batch_id[:128], records=group, attempt=attempt,
-                               definition=run.message.definition)
-        await services.batches.send_message(message.to_json(), visibility_timeout=delay_s,
-                                            time_to_live=NEVER_EXPIRE)
+                               definition=run.message.definition,
+                               lane=lane.key.wire)
+        await work.storage.batches.send_message(message.to_json(), visibility_timeout=delay_s,
+                                                time_to_live=NEVER_EXPIRE)
+    if lane is not work.lane:
+        logger.info("batch %s: %d records routed from lane %s to %s", run.message.batch_id,
+                    len(remaining), work.lane.key, lane.key,
+                    extra={"event": "lane_routed", "from_lane": str(work.lane.key),
+                           "to_lane": str(lane.key)})
     reasons = Counter(run.reason_unfinished(record.id) for record in remaining)
     run.counts.reenqueued_by_reason.update(reasons)
     run.counts.reenqueued += len(remaining)

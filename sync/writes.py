@@ -51,7 +51,7 @@ from sync.errors import (
 )
 from sync.failures.triage import classify_answer
 from sync.messagerun import MessageRun
-from sync.services import Services
+from sync.services import Work
 from sync.settle import DeadLetter, has_evidence, judge_alone, service_delay_s
 
 logger = logging.getLogger(__name__)
@@ -81,9 +81,9 @@ def smaller(size: int, allowed: int | None) -> int:
     return max(1, min(size // 2, allowed) if allowed else size // 2)
 
 
-def group_size(services: Services) -> int:
+def group_size(work: Work) -> int:
     """Records per request in the configured mode."""
-    settings = services.settings
+    settings = work.settings
     return {"single": 1, "batch": settings.batch_operations,
             "bulk": settings.bulk_targets}[settings.write_mode]
 
@@ -102,10 +102,10 @@ def if_match(record: RecordRef) -> str:
 class Writer:
     """Writes one message's enriched records; settles every outcome in one place."""
 
-    __slots__ = ("_checked", "_conflicts", "_dead_letter", "_run", "_services")
+    __slots__ = ("_checked", "_conflicts", "_dead_letter", "_run", "_work")
 
-    def __init__(self, services: Services, run: MessageRun, dead_letter: DeadLetter) -> None:
-        self._services, self._run, self._dead_letter = services, run, dead_letter
+    def __init__(self, work: Work, run: MessageRun, dead_letter: DeadLetter) -> None:
+        self._work, self._run, self._dead_letter = work, run, dead_letter
         self._conflicts: Counter[str] = Counter()
         """Records read again after a change since the read, with the times."""
         self._checked: set[str] = set()
@@ -114,7 +114,7 @@ class Writer:
     async def write_all(self, items: Sequence[Enriched]) -> None:
         """Write every changed item in groups of the configured size, concurrently."""
         changed = [item for item in items if not self._unchanged(item)]
-        await self._each(list(chunk(changed, group_size(self._services))))
+        await self._each(list(chunk(changed, group_size(self._work))))
 
     def _unchanged(self, item: Enriched) -> bool:
         if fields_of(item):
@@ -133,10 +133,10 @@ class Writer:
             items = await self._check(items)
             if not items:
                 return
-        first_failure = _FirstFailure(self._services.dataverse_dep.clock.monotonic_s,
+        first_failure = _FirstFailure(self._work.dataverse_dep.clock.monotonic_s,
                                       failed_since_s)
         try:
-            results = await self._services.dataverse_dep.call(
+            results = await self._work.dataverse_dep.call(
                 first_failure.wrap(lambda: self._send(items)), self._run,
                 split_ambiguous=len(items) > 1)
         except Deferred as error:
@@ -154,22 +154,22 @@ class Writer:
     async def _send(self, items: list[Enriched]) -> list[Part] | None:
         """One request for the group in the configured mode; per-part outcomes for $batch. A
         record written again after a change since the read goes alone, as a PATCH."""
-        services = self._services
-        table = services.settings.definition
+        work = self._work
+        table = work.definition
         headers = table.write_headers
-        mode = services.settings.write_mode
+        mode = work.settings.write_mode
         if len(items) == 1 and (mode == "single" or items[0][0].id in self._conflicts):
             record = items[0][0]
-            await services.dataverse.update(table.entity_set, record.id, fields_of(items[0]),
+            await work.dataverse.update(table.entity_set, record.id, fields_of(items[0]),
                                             if_match=if_match(record), headers=headers)
             return None
         if mode == "batch":
             operations = [Operation("PATCH", record_path(table.entity_set, item[0].id),
                                     {**headers, "If-Match": if_match(item[0])}, fields_of(item))
                           for item in items]
-            return parts_of(await services.dataverse.execute_batch(operations),
+            return parts_of(await work.dataverse.execute_batch(operations),
                             f"PATCH {table.entity_set} in $batch")
-        await services.dataverse.update_multiple(
+        await work.dataverse.update_multiple(
             table.entity_set, table.logical_name, table.key,
             [(item[0].id, fields_of(item)) for item in items], headers=headers)
         return None
@@ -177,9 +177,9 @@ class Writer:
     def _needs_check(self, items: list[Enriched]) -> bool:
         """A bulk group whose records carry ETags not yet confirmed (UpdateMultiple cannot
         carry them), when the definition asks for the check."""
-        services = self._services
-        return (services.settings.write_mode == "bulk"
-                and services.settings.definition.bulk_etag_check
+        work = self._work
+        return (work.settings.write_mode == "bulk"
+                and work.definition.bulk_etag_check
                 and not (len(items) == 1 and items[0][0].id in self._conflicts)
                 and any(r.etag and r.id not in self._checked for r, _ in items))
 
@@ -205,10 +205,10 @@ class Writer:
 
     async def _versions(self, ids: list[str]) -> dict[str, Version]:
         """One governed read of the ETags (and values) of ``ids``."""
-        services = self._services
-        table = services.settings.definition
-        return await services.dataverse_dep.call(
-            lambda: services.dataverse.read_versions(table.entity_set, table.key, ids,
+        work = self._work
+        table = work.definition
+        return await work.dataverse_dep.call(
+            lambda: work.dataverse.read_versions(table.entity_set, table.key, ids,
                                                      self._select()),
             self._run, kind="read", closes_circuit=False)
 
@@ -223,11 +223,11 @@ class Writer:
 
     def _select(self) -> tuple[str, ...]:
         """What a record is read again for: its input and its mapped columns."""
-        table = self._services.settings.definition
+        table = self._work.definition
         return (table.input_column, *self._mapped())
 
     def _mapped(self) -> tuple[str, ...]:
-        table = self._services.settings.definition
+        table = self._work.definition
         return tuple(c for c in table.mapping if c not in (table.key, table.input_column))
 
     async def _conflicted(self, item: Enriched, fault: SyncError | None,
@@ -255,18 +255,18 @@ class Writer:
 
     async def _read_again(self, record: RecordRef) -> Version | None:
         """One GET of the record through the governed call; None when it failed (settled)."""
-        services = self._services
-        table = services.settings.definition
+        work = self._work
+        table = work.definition
         return await self._for_record(
-            record, services.dataverse_dep,
-            lambda: services.dataverse.read_record(table.entity_set, record.id, self._select()),
+            record, work.dataverse_dep,
+            lambda: work.dataverse.read_record(table.entity_set, record.id, self._select()),
             kind="read", closes_circuit=False)
 
     async def _refreshed(self, item: Enriched, version: Version) -> Enriched | None:
         """The record as read again, with what the edit policy lets it write; None when it
         has nothing to write or waits."""
         record, columns = item
-        table = self._services.settings.definition
+        table = self._work.definition
         value = conflicts.input_now(version, table.input_column)
         if value is None:
             logger.info("record %s: its input was cleared since the read; nothing written",
@@ -285,11 +285,11 @@ class Writer:
     async def _enrich_again(self, record: RecordRef, value: str) -> dict[str, Any] | None:
         """The enrichment of the record's new input; None when it failed (the record waits,
         or is dead-lettered for a fault of its own)."""
-        services = self._services
-        mapping = services.settings.definition.mapping
+        work = self._work
+        mapping = work.definition.mapping
         return await self._for_record(
-            record, services.enrichment_dep,
-            lambda: services.enrichment.columns_for(value, mapping))
+            record, work.enrichment_dep,
+            lambda: work.enrichment.columns_for(value, mapping))
 
     async def _for_record(self, record: RecordRef, dependency: Dependency,
                           send: Callable[[], Awaitable[T]], **options: Any) -> T | None:
@@ -322,7 +322,7 @@ class Writer:
             if fault is None:
                 self._run.written(item[0].id)
             elif isinstance(fault, Throttled):
-                await self._services.dataverse_dep.on_throttled(fault, self._run)
+                await self._work.dataverse_dep.on_throttled(fault, self._run)
                 self._run.deferred(fault)
             elif isinstance(fault, RecordFault) and is_conflict(fault):
                 moved.append((item, fault))
@@ -357,11 +357,11 @@ class Writer:
         if len(items) > 1:
             await self._each(list(chunk(items, smaller(len(items), None))), first_failure_s)
             return
-        services = self._services
+        work = self._work
         await judge_alone(self._run, items[0][0], fault, first_failure_s=first_failure_s,
-                          dependency=services.dataverse_dep,
-                          probes=services.settings.record_probes,
-                          policy=services.circuit_policy, dead_letter=self._dead_letter)
+                          dependency=work.dataverse_dep,
+                          probes=work.settings.record_probes,
+                          policy=work.circuit_policy, dead_letter=self._dead_letter)
 
     async def _deferred_after(self, items: list[Enriched], first_failure: _FirstFailure) -> None:
         """A record that failed ambiguously and is then deferred (a throttle, the circuit
@@ -370,14 +370,14 @@ class Writer:
         fault = first_failure.ambiguous
         if len(items) != 1 or fault is None:
             return
-        dependency = self._services.dataverse_dep
+        dependency = self._work.dataverse_dep
         if has_evidence(self._run, items[0][0], first_failure.sent_s, dependency):
             await self._ambiguous(items, fault, first_failure.sent_s)
 
     def _wait(self, items: list[Enriched], fault: ServiceFault) -> None:
         for record, _ in items:
             self._run.failed(record, fault, reason="service_fault")
-        self._run.wait(service_delay_s(self._run, self._services.circuit_policy))
+        self._run.wait(service_delay_s(self._run, self._work.circuit_policy))
 
 
 def is_conflict(fault: RecordFault) -> bool:

@@ -30,7 +30,7 @@ async def run_instances(instances: Sequence[Services], expected: int,
             messages = [m async for m in queue.receive_messages(
                 messages_per_page=16, max_messages=16, visibility_timeout=120)]
             await asyncio.gather(*(_run(next(turn), queue, m) for m in messages))
-            totals = await ledger.batch_totals(first.ledger)
+            totals = await ledger.batch_totals(first.storage.ledger)
             if totals.written + totals.dead_lettered >= expected:
                 return totals
             if not messages:
@@ -39,6 +39,6 @@ async def run_instances(instances: Sequence[Services], expected: int,
 
 
 async def _run(services: Services, queue: QueueClient, message: Any) -> None:
-    services.activity.touch()  # an invocation starts: the instance is busy
+    services.first_lane.activity.touch()  # an invocation starts: the instance is busy
     await worker.process_message(services, base64.b64decode(message.content))
     await queue.delete_message(message)

@@ -55,11 +55,12 @@ def test_batch_ids_are_deterministic_and_sortable() -> None:
 def test_read_filter_combines_with_the_configured_filter() -> None:
     env = {"AzureWebJobsStorage": "x", "DATAVERSE_URL": "https://o.crm.dynamics.com",
            "ENRICHMENT_URL": "https://e", "ENRICHMENT_API_KEY": "k"}
-    assert read_filter(Settings.from_env(env), None) == "websiteurl ne null"
+    assert read_filter(Settings.from_env(env).definitions.first.table, None) == "websiteurl ne null"
     definition = '{"filter": "statecode eq 0", "change_tracking": false}'
     narrowed = Settings.from_env({**env, "SYNC_DEFINITION": definition})
-    assert read_filter(narrowed, None) == "(statecode eq 0) and websiteurl ne null"
-    assert read_filter(narrowed, "2026-11-21T02:00:00Z") == (
+    table = narrowed.definitions.first.table
+    assert read_filter(table, None) == "(statecode eq 0) and websiteurl ne null"
+    assert read_filter(table, "2026-11-21T02:00:00Z") == (
         "(statecode eq 0) and websiteurl ne null and modifiedon ge 2026-11-21T02:00:00Z")
 
 

@@ -38,7 +38,7 @@ async def enqueue(services: Services, count: int, size: int) -> set[str]:
                for r in (await rows(services))[:count]]
     for start in range(0, len(records), size):
         message = BatchMessage(f"b-{start:06d}", tuple(records[start:start + size]))
-        await services.batches.send_message(message.to_json())
+        await services.storage.batches.send_message(message.to_json())
     return {r.id for r in records}
 
 
@@ -48,17 +48,17 @@ async def run_instances(instances: list[Services], expected: int) -> ledger.Batc
 
 async def learn_hint(instances: list[Services], hint: int) -> None:
     """One instance asks Dataverse once; every instance refreshes until it knows the hint."""
-    holder = next(s for s in instances if s.governor.share > 0)
-    await holder.dataverse.who_am_i()
+    holder = next(s for s in instances if s.first_lane.governor.share > 0)
+    await holder.first_lane.dataverse.who_am_i()
     for _ in range(3):
         for services in instances:
-            await services.cluster.refresh()
-    assert all(s.cluster.view.hint == hint for s in instances)
+            await services.first_lane.cluster.refresh()
+    assert all(s.first_lane.cluster.view.hint == hint for s in instances)
 
 
 async def check_written(services: Services, ids: set[str]) -> None:
     current = {str(r["accountid"]): r for r in await rows(services)}
-    assert all(is_enriched(current[i], services.settings.definition) for i in ids)
+    assert all(is_enriched(current[i], services.settings.definitions.first.table) for i in ids)
 
 
 @pytest.mark.emulator(records=240, servers=1, dop_hint=2, **FAST)
@@ -66,7 +66,7 @@ async def check_written(services: Services, ids: set[str]) -> None:
 async def test_four_instances_never_exceed_a_hint_of_two(make_services: Make) -> None:
     instances = [await make_services(**SETTINGS) for _ in range(4)]
     await learn_hint(instances, 2)
-    assert sum(s.governor.share for s in instances) <= 2
+    assert sum(s.first_lane.governor.share for s in instances) <= 2
     await emulator(instances[0], "reset-stats", "POST")
     ids = await enqueue(instances[0], 240, size=10)
     totals = await run_instances(instances, len(ids))
@@ -83,7 +83,7 @@ async def test_four_instances_never_exceed_a_hint_of_two(make_services: Make) ->
 async def test_one_instance_uses_the_whole_hint(make_services: Make) -> None:
     (alone,) = instances = [await make_services(**SETTINGS)]
     await learn_hint(instances, 6)
-    assert alone.governor.share == 6
+    assert alone.first_lane.governor.share == 6
     await emulator(alone, "reset-stats", "POST")
     ids = await enqueue(alone, 120, size=40)
     totals = await run_instances(instances, len(ids))

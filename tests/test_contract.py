@@ -37,7 +37,7 @@ def test_round_trip() -> None:
     (b"\xff\xfe", "not UTF-8"),
     (b"{not json", "not JSON"),
     (b"[1, 2]", "JSON object"),
-    (body(version=4), "unknown contract version 4"),
+    (body(version=5), "unknown contract version 5"),
     (body(version="1"), "unknown contract version"),
     (body(batch_id=""), "batch_id"),
     (body(batch_id="a/b"), "batch_id"),

@@ -84,12 +84,13 @@ async def queued(queue: QueueClient) -> int:
 
 
 async def enriched(services: Services) -> int:
-    return sum(is_enriched(r, services.settings.definition) for r in await rows(services))
+    table = services.settings.definitions.first.table
+    return sum(is_enriched(r, table) for r in await rows(services))
 
 
 async def planned_run(services: Services) -> PlanManifest:
     await planner.plan(services, NOW)
-    (manifest,) = await ledger.plans(services.ledger)
+    (manifest,) = await ledger.plans(services.storage.ledger)
     assert manifest.complete
     return manifest
 
@@ -117,7 +118,7 @@ async def test_pause_keeps_every_remaining_message_queued_and_resume_finishes_th
         assert len(await host_once([services], queue)) == remaining
         assert await queued(queue) == remaining
         assert await queue.peek_messages() == []  # held out of sight for the pause delay
-        assert (await ledger.batch_totals(services.ledger)).written == 20
+        assert (await ledger.batch_totals(services.storage.ledger)).written == 20
         assert await enriched(services) == 20
         for _ in range(2):  # however often they come back, each is a new message
             back = await come_back(queue, remaining)
@@ -128,7 +129,7 @@ async def test_pause_keeps_every_remaining_message_queued_and_resume_finishes_th
                        for m in taken) == manifest.records - 20
         assert await queued(queue) == remaining
         assert await planner.plan(services, NOW) is None  # a paused definition plans nothing
-        assert len(await ledger.plans(services.ledger)) == 1
+        assert len(await ledger.plans(services.storage.ledger)) == 1
         shown = await read_status(services.settings.storage, None, clock.wall_s())
         assert status_dict(shown)["control"]["definition"]["state"] == "paused"
         assert "definition flag  paused since " in render(shown)
@@ -139,7 +140,7 @@ async def test_pause_keeps_every_remaining_message_queued_and_resume_finishes_th
     totals = await work_until_done(services, manifest.records)
     assert totals.written == manifest.records
     assert await enriched(services) == manifest.records
-    run = await runs.read_run(services.ledger, manifest.run_id)
+    run = await runs.read_run(services.storage.ledger, manifest.run_id)
     assert run is not None
     assert run.run.completed
 
@@ -161,7 +162,7 @@ async def test_cancel_counts_the_rest_cancelled_and_the_run_completes(
         clock.advance(CONTROL_CACHE_S)
         await host_once([services], queue)
         assert await queued(queue) == 0
-    run = await runs.read_run(services.ledger, manifest.run_id)
+    run = await runs.read_run(services.storage.ledger, manifest.run_id)
     assert run is not None
     assert (run.counts.written, run.counts.cancelled) == (20, manifest.records - 20)
     assert run.counts.dead_lettered == 0
@@ -180,7 +181,7 @@ async def test_a_canary_of_ten_writes_ten_across_three_instances_until_approved(
     manifest = await planned_run(instances[0])
     async with batches(instances[0]) as queue:
         assert len(await host_once(instances, queue)) == manifest.batches
-        assert (await ledger.batch_totals(instances[0].ledger)).written == 10
+        assert (await ledger.batch_totals(instances[0].storage.ledger)).written == 10
         assert await enriched(instances[0]) == 10
         back = await come_back(queue, await queued(queue))  # the held ones come back
         await host_once(instances, queue, most=len(back))
@@ -189,7 +190,7 @@ async def test_a_canary_of_ten_writes_ten_across_three_instances_until_approved(
                     reason="", now_s=time.time())
     totals = await work_until_done(instances[1], manifest.records)
     assert totals.written == manifest.records
-    run = await runs.read_run(instances[0].ledger, manifest.run_id)
+    run = await runs.read_run(instances[0].storage.ledger, manifest.run_id)
     assert run is not None
     assert run.run.completed
 
@@ -198,8 +199,8 @@ async def canary_run(services: Services, ghosts: int) -> list[BatchMessage]:
     """A planned run of 20 records in four messages of five; the first two (the canary's ten)
     hold ``ghosts`` records that do not exist (dead letters)."""
     run_id = planner.new_run_id(NOW)
-    await runs.start_plan(services.ledger, run_id, NOW.timestamp())
-    await ledger.record_plan(services.ledger, PlanManifest(run_id, 20, 4, 1, complete=True))
+    await runs.start_plan(services.storage.ledger, run_id, NOW.timestamp())
+    await ledger.record_plan(services.storage.ledger, PlanManifest(run_id, 20, 4, 1, complete=True))
     good = await refs(services, 20 - ghosts)
     lost = [RecordRef(GHOST[:-1] + str(n), "https://www.ghost.example") for n in range(ghosts)]
     records = lost + good
@@ -221,8 +222,8 @@ async def test_an_automatic_canary_pauses_above_its_failure_rate_and_goes_on_und
     messages = await canary_run(services, ghosts)
     outcomes = [await worker.process_message(services, message.to_json().encode())
                 for message in messages]
-    totals = await ledger.batch_totals(services.ledger)
-    flag = await control.read_flag(services.state, control.definition_scope("default"))
+    totals = await ledger.batch_totals(services.storage.ledger)
+    flag = await control.read_flag(services.storage.state, control.definition_scope("default"))
     async with batches(services) as queue:
         held = await queued(queue)
     if goes_on:
@@ -263,7 +264,7 @@ async def test_a_message_being_written_finishes_its_requests_and_sends_the_rest_
         assert time.monotonic() < deadline_s, "no write started"
         assert not task.done(), "the message ended before the pause"
         await asyncio.sleep(0.05)
-    await control.set_flag(services.state, control.definition_scope("default"),
+    await control.set_flag(services.storage.state, control.definition_scope("default"),
                            control.PAUSED, "midway", clock.wall_s())
     clock.advance(CONTROL_CACHE_S)  # the watcher looks again
     counts = await task
@@ -347,6 +348,6 @@ async def test_a_percentage_canary_takes_its_share_of_the_planned_run(
     async with batches(services) as queue:
         await host_once([services], queue)
     assert await enriched(services) == math.ceil(manifest.records / 10)
-    row = await canary.read_canary(services.state, manifest.run_id)
+    row = await canary.read_canary(services.storage.state, manifest.run_id)
     assert row is not None
     assert (row.admitted, row.released) == (math.ceil(manifest.records / 10), False)

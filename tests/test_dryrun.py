@@ -26,14 +26,14 @@ DRY = json.dumps({"dry_run": True})
 def read_ref(services: Services, row: dict[str, Any], *,
              current: dict[str, Any] | None = None) -> RecordRef:
     """The record as the planner reads it: its ETag and its mapped columns' values."""
-    definition = services.settings.definition
+    definition = services.settings.definitions.first.table
     values = current if current is not None else {c: row.get(c) for c in definition.mapping}
     return RecordRef(str(row["accountid"]), str(row["websiteurl"]),
                      etag=f'W/"{row["versionnumber"]}"', current=values)
 
 
 def enriched_values(services: Services, row: dict[str, Any]) -> dict[str, Any]:
-    values = expected_columns(str(row["websiteurl"]), services.settings.definition)
+    values = expected_columns(str(row["websiteurl"]), services.settings.definitions.first.table)
     assert values is not None
     return values
 
@@ -74,19 +74,20 @@ async def test_a_dry_run_reports_the_changes_and_writes_nothing(make_services: M
     counts = await worker.process_message(services, message.to_json().encode())
 
     assert (counts.previewed, counts.written, counts.dead_lettered) == (21, 0, 0)
-    report = await dryrun.read_report(services.reports, "dry-1")
+    report = await dryrun.read_report(services.storage.reports, "dry-1")
     assert report is not None
     assert (report.changed, report.unchanged, report.failed) == (15, 5, 1)
     assert report.failed_by_reason == Counter({"unusable_input": 1})
     assert sum(report.columns.values()) >= 15
-    assert set(report.columns) <= set(services.settings.definition.mapping)
+    assert set(report.columns) <= set(services.settings.definitions.first.table.mapping)
     assert {change.record_id for change in report.sample} <= {r.id for r in changing}
     stats = await emulator(services, "stats")
     assert stats["records"] == {"created": 0, "updated": 0, "deleted": 0}
     assert await rows(services) == table
-    assert await beforeimages.read_images(services.before_images, "dry-1") == ([], False)
-    assert (await services.dead_letters.get_queue_properties()).approximate_message_count == 0
-    totals = await runs.read_run(services.ledger, "dry-1")
+    assert await beforeimages.read_images(services.storage.before_images, "dry-1") == ([], False)
+    letters = await services.storage.dead_letters.get_queue_properties()
+    assert letters.approximate_message_count == 0
+    totals = await runs.read_run(services.storage.ledger, "dry-1")
     assert totals is not None
     assert totals.run.completed
     await status_shows_the_report(services, "dry-1", report)
@@ -115,4 +116,4 @@ async def test_a_written_run_keeps_no_report(make_services: Make) -> None:
     message = BatchMessage("wet-1", tuple(read_ref(services, row) for row in table[:4]))
     counts = await worker.process_message(services, message.to_json().encode())
     assert counts.written == 4
-    assert await dryrun.read_report(services.reports, "wet-1") is None
+    assert await dryrun.read_report(services.storage.reports, "wet-1") is None

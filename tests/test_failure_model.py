@@ -124,10 +124,10 @@ async def test_a_column_that_does_not_exist_opens_the_circuit_and_dead_letters_n
     records = await refs(services, 20)
     counts = await services_process(services, records)
     assert counts == {"written": 0, "dead_lettered": 0}
-    circuit = services.dataverse_dep.circuit
+    circuit = services.first_lane.dependency.circuit
     assert circuit.state == "open"
     assert "SYNC_DEFINITION" in circuit.view.reason
-    shared = await services.cluster.refresh()
+    shared = await services.first_lane.cluster.refresh()
     assert shared is not None
 
 

@@ -21,6 +21,7 @@ from sync.ops.target import (
     explain,
     forget_local_target,
     local_dataverse,
+    local_environments,
     save_local_target,
     storage_for,
 )
@@ -92,3 +93,13 @@ def test_a_refusal_names_the_role_the_identity_needs() -> None:
     refused.status_code = 403
     message = str(explain(refused, "queue sync-batches", QUEUE_ROLE))
     assert f"'{QUEUE_ROLE}'" in message
+
+
+def test_local_environments_are_every_environment_the_stack_saved(tmp_path: Path) -> None:
+    saved = tmp_path / "storage.json"
+    assert local_environments(saved) == {}
+    urls = {"env1": "http://127.0.0.1:5001", "env2": "http://127.0.0.1:5002"}
+    save_local_target(CONNECTION, saved, dataverse={"DATAVERSE_URL": urls["env1"]},
+                      environments=urls)
+    assert local_environments(saved) == urls
+    assert local_dataverse(saved) == {"DATAVERSE_URL": urls["env1"]}

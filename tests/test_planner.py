@@ -114,13 +114,13 @@ async def test_own_writes_are_not_planned_again(make_services: Make,
 async def test_refused_delta_token_falls_back_to_a_full_scan(make_services: Make) -> None:
     services = await make_services(SYNC_PAGE_SIZE="100")
     await run_plan(services)
-    saved = await load_checkpoint(services.state, "accounts")
+    saved = await load_checkpoint(services.storage.state, "accounts")
     assert saved.delta_link
     broken = saved.delta_link.split("$deltatoken=")[0] + "$deltatoken=expired-or-unknown"
-    await save_checkpoint(services.state, "accounts", Checkpoint(delta_link=broken), "x")
+    await save_checkpoint(services.storage.state, "accounts", Checkpoint(delta_link=broken), "x")
     again, _ = await run_plan(services, NOW + timedelta(days=1))
     assert len(again) == 150
-    assert (await load_checkpoint(services.state, "accounts")).delta_link != broken
+    assert (await load_checkpoint(services.storage.state, "accounts")).delta_link != broken
 
 
 @pytest.mark.emulator(records=300)
@@ -130,7 +130,7 @@ async def test_watermark_mode_plans_what_changed_since(make_services: Make) -> N
     first_plan = datetime.now(UTC) + timedelta(seconds=1)  # after the seeding's second
     first, _ = await run_plan(services, first_plan)
     assert len(first) == 300
-    assert (await load_checkpoint(services.state, "accounts")).watermark
+    assert (await load_checkpoint(services.storage.state, "accounts")).watermark
     ids = [str(r["accountid"]) for r in await rows(services)]
     await asyncio.sleep(2.1)  # modifiedon has whole seconds: change after the watermark's
     await change(services, ids[:7], local_token())
@@ -141,7 +141,7 @@ async def test_watermark_mode_plans_what_changed_since(make_services: Make) -> N
 @pytest.mark.emulator(records=500)
 async def test_a_crash_between_enqueues_never_skips_a_record(make_services: Make) -> None:
     services = await make_services(SYNC_PAGE_SIZE="100", SYNC_BATCH_SIZE="20")
-    real_send = services.batches.send_message
+    real_send = services.storage.batches.send_message
     sent = 0
 
     async def failing_send(*args: Any, **kwargs: Any) -> Any:
@@ -151,14 +151,14 @@ async def test_a_crash_between_enqueues_never_skips_a_record(make_services: Make
             raise ConnectionResetError("injected crash between two enqueues")
         return await real_send(*args, **kwargs)
 
-    services.batches.send_message = failing_send  # type: ignore[method-assign]
+    services.storage.batches.send_message = failing_send  # type: ignore[method-assign]
     with pytest.raises(ConnectionResetError):
         await run_plan(services)
-    assert await load_checkpoint(services.state, "accounts") == Checkpoint()
+    assert await load_checkpoint(services.storage.state, "accounts") == Checkpoint()
     crashed = Counter(r.id for body in await drain(services, BATCH_QUEUE)
                       for r in decode_batch(body).records)
     assert 0 < len(crashed) < 500
-    services.batches.send_message = real_send  # type: ignore[method-assign]
+    services.storage.batches.send_message = real_send  # type: ignore[method-assign]
     rerun, _ = await run_plan(services, NOW + timedelta(minutes=5))
     assert len(set(rerun) | set(crashed)) == 500
     assert len(rerun) == 500
@@ -204,7 +204,7 @@ async def test_a_plan_that_cannot_read_waits_at_its_page_and_resumes(make_servic
     planned = await plan_until_complete_from(services)
     assert len(planned) == 600
     assert set(planned.values()) == {1}
-    checkpoint = await load_checkpoint(services.state, "accounts")
+    checkpoint = await load_checkpoint(services.storage.state, "accounts")
     assert checkpoint.delta_link or checkpoint.watermark
 
 
@@ -212,7 +212,7 @@ async def plan_until_complete_from(services: Services, limit_s: float = 60.0) ->
     """Carry out continuations as they become visible (a plan that could not read waits on
     the queue) until the manifest says the plan is complete; bounded by ``limit_s``."""
     deadline_s = asyncio.get_running_loop().time() + limit_s
-    while not all(m.complete for m in await ledger.plans(services.ledger)):
+    while not all(m.complete for m in await ledger.plans(services.storage.ledger)):
         assert asyncio.get_running_loop().time() < deadline_s, "the plan never completed"
         for body in await drain(services, PLAN_QUEUE):
             await planner.continue_plan(services, plan_state_from(body))
@@ -232,7 +232,7 @@ async def test_each_record_carries_its_etag_and_mapped_values_as_read(make_servi
             await planner.continue_plan(services, plan_state_from(body))
     carried = {r.id: r for body in await drain(services, BATCH_QUEUE)
                for r in decode_batch(body).records}
-    mapping = services.settings.definition.mapping
+    mapping = services.settings.definitions.first.table.mapping
     read = {str(row["accountid"]): row for row in await rows(services)}
     assert len(carried) == 40
     for record_id, record in carried.items():
@@ -251,13 +251,14 @@ async def test_the_plans_requests_are_counted_across_its_invocations(make_servic
     services = await make_services(SYNC_PAGE_SIZE="100", SYNC_PLAN_BUDGET_S="0")
     _, continuations = await run_plan(services)
     assert continuations >= 2
-    first = (await ledger.plans(services.ledger))[0]
+    first = (await ledger.plans(services.storage.ledger))[0]
     assert first.requests.reads >= 4  # a page per 100 records
     assert first.requests.total == await emulator_requests(services)
     await change(services, [str(r["accountid"]) for r in await rows(services)][:5],
                  local_token())
     before = await emulator_requests(services)
     await run_plan(services, NOW + timedelta(days=1))
-    second = next(m for m in await ledger.plans(services.ledger) if m.run_id != first.run_id)
+    plans = await ledger.plans(services.storage.ledger)
+    second = next(m for m in plans if m.run_id != first.run_id)
     assert second.requests.total == await emulator_requests(services) - before
     assert second.requests.reads >= 2  # WhoAmI, then the delta page

@@ -27,7 +27,8 @@ from sync.producer import messages_for, read_jsonl
 from sync.settings import StorageSettings
 
 ROOT = Path(__file__).parents[1]
-SCHEMA = json.loads((ROOT / "schemas" / "batch-message.v3.json").read_text())
+SCHEMA = json.loads((ROOT / "schemas" / "batch-message.v4.json").read_text())
+SCHEMA_V3 = json.loads((ROOT / "schemas" / "batch-message.v3.json").read_text())
 SCHEMA_V2 = json.loads((ROOT / "schemas" / "batch-message.v2.json").read_text())
 SCHEMA_V1 = json.loads((ROOT / "schemas" / "batch-message.v1.json").read_text())
 GUID = "5b1c2a3e-0000-4000-8000-000000000001"
@@ -65,7 +66,16 @@ SAMPLES = [
      False),
     ({"version": 3, "batch_id": "b-1", "records": [
         {**RECORD, "current": {f"c{n}": n for n in range(51)}}]}, False),
-    ({"version": 4, "batch_id": "b-1", "records": [RECORD]}, False),
+    ({"version": 5, "batch_id": "b-1", "records": [RECORD]}, False),
+    ({"version": 4, "batch_id": "b-1", "records": [RECORD]}, True),
+    ({"version": 4, "batch_id": "b-1", "definition": "accounts",
+      "lane": {"environment": "prod", "identity": "sync-1"}, "records": [RECORD]}, True),
+    ({"version": 4, "batch_id": "b-1", "lane": {"environment": "prod"}, "records": [RECORD]},
+     False),
+    ({"version": 4, "batch_id": "b-1", "lane": {"environment": "Prod", "identity": "a"},
+      "records": [RECORD]}, False),
+    ({"version": 3, "batch_id": "b-1", "lane": {"environment": "prod", "identity": "a"},
+      "records": [RECORD]}, False),
     ({"batch_id": "b-1", "records": [RECORD]}, False),
     ({"version": 1, "batch_id": "b/1", "records": [RECORD]}, False),
     ({"version": 1, "batch_id": "b-1", "records": []}, False),
@@ -80,7 +90,8 @@ SAMPLES = [
 @pytest.mark.parametrize(("message", "valid"), SAMPLES)
 def test_schema_and_worker_agree(message: dict[str, object], valid: bool) -> None:
     version = message.get("version")
-    schema = SCHEMA_V1 if version == 1 else SCHEMA_V2 if version == 2 else SCHEMA
+    schemas = {1: SCHEMA_V1, 2: SCHEMA_V2, 3: SCHEMA_V3}
+    schema = schemas.get(version, SCHEMA) if isinstance(version, int) else SCHEMA
     schema_ok = jsonschema.Draft202012Validator(schema).is_valid(message)
     try:
         decode_batch(json.dumps(message).encode())

@@ -120,7 +120,8 @@ async def test_replay_sends_once_and_the_replayed_record_is_written(
     owned = records[7]
     await emulator(services, "faults", "POST", {"preset": "403-record-access",
                                                 "record_ids": [owned.id]})
-    await services.batches.send_message(BatchMessage("run-n-p0-1", tuple(records)).to_json())
+    message = BatchMessage("run-n-p0-1", tuple(records))
+    await services.storage.batches.send_message(message.to_json())
     await work_until_done(services, len(records))
     assert [r["Reason"] for r in await listed("deadletters", "list")] == \
         ["suspected_record_fault"]

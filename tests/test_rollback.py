@@ -41,7 +41,7 @@ DAY_S = 86_400
 
 
 def mapped(services: Services, row: dict[str, Any]) -> dict[str, Any]:
-    return {column: row.get(column) for column in services.settings.definition.mapping}
+    return {column: row.get(column) for column in services.settings.definitions.first.table.mapping}
 
 
 def by_id(table: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -73,9 +73,10 @@ async def rolled_back(services: Services, run_id: str, *, dry_run: bool = False,
                       clock: Any = None) -> RollbackReport:
     settings = services.settings
     async with aiohttp.ClientSession() as session:
-        client = RecordClient(session, settings.dataverse_url, services.tokens, 10.0)
+        client = RecordClient(session, settings.dataverse_url, services.first_lane.tokens, 10.0)
         extra = {"clock": clock} if clock is not None else {}
-        return await roll_back(client, services.before_images, services.ledger, run_id,
+        storage = services.storage
+        return await roll_back(client, storage.before_images, storage.ledger, run_id,
                                dry_run=dry_run, **extra)
 
 
@@ -113,7 +114,7 @@ def test_transaction_groups(sizes: list[int], expected: list[int]) -> None:
 async def test_rollback_restores_the_previous_values_of_a_run(make_services: Make) -> None:
     services = await make_services(SYNC_WRITE_MODE="bulk")
     before = await write_run(services, "wet-1", 12)
-    images, _ = await beforeimages.read_images(services.before_images, "wet-1")
+    images, _ = await beforeimages.read_images(services.storage.before_images, "wet-1")
     assert {image.record_id for image in images} == {str(r["accountid"]) for r in before}
     written = by_id(await rows(services))
     assert any(mapped(services, written[str(r["accountid"])]) != mapped(services, r)
@@ -136,7 +137,7 @@ async def test_only_written_records_keep_an_image(make_services: Make) -> None:
     counts = await worker.process_message(
         services, BatchMessage("wet-9", (*written, ghost)).to_json().encode())
     assert (counts.written, counts.dead_lettered) == (3, 1)
-    images, _ = await beforeimages.read_images(services.before_images, "wet-9")
+    images, _ = await beforeimages.read_images(services.storage.before_images, "wet-9")
     assert sorted(image.record_id for image in images) == sorted(r.id for r in written)
     assert all(image.expires_at_s > time.time() + 13 * DAY_S for image in images)
 
@@ -200,11 +201,11 @@ async def test_the_sweep_deletes_expired_images_and_rollback_says_so(
     services = await make_services(SYNC_WRITE_MODE="single")
     await write_run(services, "wet-11", 3)
     soon_s, later_s = time.time() + DAY_S, time.time() + 15 * DAY_S
-    assert await sweep(services.before_images, services.ledger, soon_s, 14,
+    assert await sweep(services.storage.before_images, services.storage.ledger, soon_s, 14,
                        monotonic_s=time.monotonic) == 0
-    assert await sweep(services.before_images, services.ledger, later_s, 14,
+    assert await sweep(services.storage.before_images, services.storage.ledger, later_s, 14,
                        monotonic_s=time.monotonic) == 3
-    assert await beforeimages.read_images(services.before_images, "wet-11") == ([], True)
+    assert await beforeimages.read_images(services.storage.before_images, "wet-11") == ([], True)
     after_sweep = await rows(services)
     with pytest.raises(RollbackError, match=r"expired .* deleted: nothing changed"):
         await rolled_back(services, "wet-11", clock=ManualClock(wall_start_s=later_s))

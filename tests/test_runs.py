@@ -171,7 +171,7 @@ async def test_the_planner_and_the_worker_complete_the_run(
             messages = [m async for m in queue.receive_messages(messages_per_page=32)]
             for message in messages:
                 await worker.process_message(services, base64.b64decode(message.content))
-        totals = await runs.read_run(services.ledger, run_id)
+        totals = await runs.read_run(services.storage.ledger, run_id)
     finally:
         await services.close()
     assert len(messages) == 3
@@ -192,7 +192,7 @@ async def test_a_producers_message_through_the_worker(
                 for n in range(2)]
         message = BatchMessage("upstream-7", tuple(rows))
         await worker.process_message(services, message.to_json().encode())
-        totals = await runs.read_run(services.ledger, "upstream-7")
+        totals = await runs.read_run(services.storage.ledger, "upstream-7")
     finally:
         await services.close()
     assert totals is not None

@@ -17,7 +17,7 @@ BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true",
 
 def test_defaults_are_the_declared_ones() -> None:
     settings = Settings.from_env(BASE)
-    assert settings.definition.entity_set == "accounts"
+    assert settings.definitions.first.table.entity_set == "accounts"
     assert settings.page_size == 5000
     assert settings.batch_size == 100
     assert settings.dataverse_max_concurrency == 52

@@ -101,7 +101,13 @@ async def seed_state(state: TableClient) -> None:
             ((SLOT_PARTITION, slot_key(0)), {"Holder": "a", "ExpiresAt": START_S + 260}),
             ((SLOT_PARTITION, slot_key(1)), {"Holder": "a", "ExpiresAt": START_S + 260}),
             ((SLOT_PARTITION, slot_key(2)), {"Holder": "", "ExpiresAt": 0.0}),
-            ((SLOT_PARTITION, slot_key(3)), {"Holder": "gone", "ExpiresAt": START_S - 1})]
+            ((SLOT_PARTITION, slot_key(3)), {"Holder": "gone", "ExpiresAt": START_S - 1}),
+            (("prod.a|gate", "dataverse"), {"Until": START_S + 200 + 40, "Code": "0x80072321"}),
+            (("prod.b|circuit", "dataverse"), {"OpenUntil": START_S + 260, "Trips": 2,
+                                               "Reason": "403 on PATCH accounts"}),
+            (("prod|dop", "hint"), {"Hint": 12}),
+            (("prod|slot", slot_key(0)), {"Holder": "x", "ExpiresAt": START_S + 260}),
+            (("prod|lease", "x"), {"ExpiresAt": START_S + 260})]
     for (partition, row), fields in rows:
         await state.upsert_entity({"PartitionKey": partition, "RowKey": row, **fields})
 
@@ -140,6 +146,12 @@ async def test_the_whole_story_as_json(storage: StorageSettings) -> None:
                                              "reason": None}
     assert data["dop"] == {"hint": 6, "slots": 6, "slots_held": 2,
                            "slots_by_instance": {"a": 2}, "instances": 1}
+    lanes = data["lanes"]
+    assert sorted(lanes) == ["prod", "prod/a", "prod/b"]
+    assert lanes["prod/a"]["gate"] == {"closed_for_s": 40.0, "code": "0x80072321"}
+    assert lanes["prod/b"]["circuits"]["dataverse"]["state"] == "open"
+    assert lanes["prod"]["dop"]["hint"] == 12
+    assert (lanes["prod"]["dop"]["slots_held"], lanes["prod"]["dop"]["instances"]) == (1, 1)
 
 
 async def test_the_same_story_as_text(storage: StorageSettings) -> None:
@@ -154,7 +166,10 @@ async def test_the_same_story_as_text(storage: StorageSettings) -> None:
                  "throttle gate    closed for 12.5 s (0x80072322)",
                  "DOP hint         6; 2 slot(s) leased by 1 instance(s), 1 busy",
                  "circuit          enrichment: open for 30.0 s: 503 from the API",
-                 "circuit          dataverse: closed"):
+                 "circuit          dataverse: closed",
+                 "lane prod/a      gate closed for 40.0 s (0x80072321)",
+                 "lane prod/b      circuit dataverse open: 403 on PATCH accounts",
+                 "lane prod        hint 12; 1 slot(s), 1 busy"):
         assert line in out, out
 
 

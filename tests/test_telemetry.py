@@ -257,7 +257,7 @@ async def test_429s_count_by_facet_and_the_remainder_by_reason(
     assert counts.reenqueued > 0
     points = collect()
     ((facet, throttled),) = points[names.DATAVERSE_THROTTLED]
-    assert facet == {names.FACET: "requests"}
+    assert facet == {names.FACET: "requests", names.LANE: "default/default"}
     assert throttled == counts.throttled_by_code["0x80072322"] > 0
     assert sum(value for _, value in points[names.RECORDS_REENQUEUED]) == counts.reenqueued
     assert {a[names.REASON] for a, _ in points[names.RECORDS_REENQUEUED]} == {"throttled"}
@@ -309,14 +309,14 @@ async def test_the_gauges_read_the_hint_and_each_circuit(
     records = await refs(services, 2)
     await worker.process_message(services, BatchMessage("hint", tuple(records)).to_json()
                                  .encode())
-    services.dataverse_dep.circuit.failed(ConfigFault("dataverse", "403 on PATCH accounts"))
+    services.first_lane.dependency.circuit.failed(ConfigFault("dataverse", "403 on PATCH accounts"))
     watch_services(services)
     try:
         points = collect()
     finally:
         unwatch_services(services)
-    assert services.dataverse.dop_hint
-    assert points[names.DOP_HINT] == [({}, services.dataverse.dop_hint)]
+    assert services.first_lane.dataverse.dop_hint
+    assert points[names.DOP_HINT] == [({}, services.first_lane.dataverse.dop_hint)]
     assert points[names.DOP_IN_USE] == [({}, 0)]
     assert sorted(points[names.CIRCUIT_STATE], key=lambda p: p[0][names.SERVICE]) == [
         ({names.SERVICE: "dataverse"}, 2), ({names.SERVICE: "enrichment"}, 0)]
@@ -382,7 +382,8 @@ async def test_a_429_counts_under_the_facet_its_code_names(telemetry: None) -> N
 
     with pytest.raises(Throttled):
         await dep.call(refused, Hooks())
-    assert collect()[names.DATAVERSE_THROTTLED] == [({names.FACET: "execution_time"}, 1)]
+    assert collect()[names.DATAVERSE_THROTTLED] == [
+        ({names.FACET: "execution_time", names.LANE: "default/default"}, 1)]
 
 
 # Queue depth and age, on the timer.

@@ -49,7 +49,7 @@ async def rows(services: Services) -> list[dict[str, Any]]:
 async def enqueue(services: Services, records: list[RecordRef], size: int = 25) -> None:
     for start in range(0, len(records), size):
         message = BatchMessage(f"t-{start:06d}", tuple(records[start:start + size]))
-        await services.batches.send_message(message.to_json())
+        await services.storage.batches.send_message(message.to_json())
 
 
 async def refs(services: Services, count: int) -> list[RecordRef]:
@@ -64,7 +64,7 @@ async def work_until_done(services: Services, expected: int) -> ledger.BatchCoun
 
 async def check_all_written(services: Services, ids: set[str]) -> None:
     current = {str(r["accountid"]): r for r in await rows(services)}
-    assert all(is_enriched(current[i], services.settings.definition) for i in ids)
+    assert all(is_enriched(current[i], services.settings.definitions.first.table) for i in ids)
     assert (await emulator(services, "stats"))["records"]["created"] == 0
 
 
@@ -126,17 +126,17 @@ async def test_requeued_remainder_is_invisible_for_retry_after(make_services: Ma
 async def test_a_hint_change_reaches_every_instance_through_the_cache(
         make_services: Make) -> None:
     first, second = await make_services(), await make_services()
-    await first.dataverse.who_am_i()
-    await first.cluster.refresh()
-    await second.cluster.refresh()
-    assert second.cluster.view.hint == 8  # 4 per server, 2 servers
+    await first.first_lane.dataverse.who_am_i()
+    await first.first_lane.cluster.refresh()
+    await second.first_lane.cluster.refresh()
+    assert second.first_lane.cluster.view.hint == 8  # 4 per server, 2 servers
     await emulator(first, "config", "PATCH", {"dop_hint": 12})
-    await first.dataverse.who_am_i()
-    await first.cluster.refresh()
-    assert second.dataverse.dop_hint is None  # the second instance never asked Dataverse
-    view = await second.cluster.refresh()
+    await first.first_lane.dataverse.who_am_i()
+    await first.first_lane.cluster.refresh()
+    assert second.first_lane.dataverse.dop_hint is None  # the second instance never asked Dataverse
+    view = await second.first_lane.cluster.refresh()
     assert view.hint == 24
-    assert second.governor.share == 12  # two busy instances share it
+    assert second.first_lane.governor.share == 12  # two busy instances share it
 
 
 @pytest.mark.emulator(records=80, max_requests=15, window_s=20.0, **FAST)
@@ -148,14 +148,14 @@ async def test_the_gate_pauses_the_second_instance_when_the_first_is_throttled(
     counts = await worker.process_message(first, BatchMessage(
         "first", tuple(records[:40])).to_json().encode())
     assert counts.reenqueued > 0
-    await second.cluster.refresh()
-    assert second.governor.gate_remaining_s() > 1
+    await second.first_lane.cluster.refresh()
+    assert second.first_lane.governor.gate_remaining_s() > 1
     before = (await emulator(first, "stats"))["requests"]
     paused = await worker.process_message(second, BatchMessage(
         "second", tuple(records[40:])).to_json().encode())
     assert paused.written == 0
     assert paused.reenqueued == 20
-    assert paused.requeue_delay_s >= second.governor.gate_remaining_s()
+    assert paused.requeue_delay_s >= second.first_lane.governor.gate_remaining_s()
     assert (await emulator(first, "stats"))["requests"] == before  # nothing was sent
 
 
@@ -194,7 +194,7 @@ async def test_too_many_operations_are_split_and_resent(make_services: Make, mod
 
 
 async def live_leases(services: Services) -> int:
-    rows_ = [e async for e in services.state.query_entities("PartitionKey eq 'lease'")]
+    rows_ = [e async for e in services.storage.state.query_entities("PartitionKey eq 'lease'")]
     return sum(1 for e in rows_ if float(e["ExpiresAt"]) > time.time())
 
 
@@ -206,9 +206,10 @@ async def test_two_host_processes_together_stay_within_the_dop_hint(
     env = {**app_env, "SYNC_STATE_REFRESH_S": "0.2", "SYNC_LEASE_S": "10",
            "SYNC_WRITE_MODE": "single"}
     watcher: Any = SimpleNamespace(  # the test's own clients: no lease, not an instance
-        settings=Settings.from_env(env), batches=queue_client(storage, BATCH_QUEUE, None),
-        ledger=table_client(storage, LEDGER_TABLE, None),
-        state=table_client(storage, STATE_TABLE, None))
+        settings=Settings.from_env(env), storage=SimpleNamespace(
+            batches=queue_client(storage, BATCH_QUEUE, None),
+            ledger=table_client(storage, LEDGER_TABLE, None),
+            state=table_client(storage, STATE_TABLE, None)))
     children = Children(tmp_path)
     try:
         for number in range(2):
@@ -216,7 +217,8 @@ async def test_two_host_processes_together_stay_within_the_dop_hint(
         records = await refs(watcher, 500)
         warm_up = records[:40]
         for n, record in enumerate(warm_up):  # one record a message: both hosts get some
-            await watcher.batches.send_message(BatchMessage(f"warm-{n}", (record,)).to_json())
+            warm = BatchMessage(f"warm-{n}", (record,))
+            await watcher.storage.batches.send_message(warm.to_json())
             if n % 8 == 7 and await live_leases(watcher) >= 2:
                 break
         deadline_s = time.monotonic() + 30
@@ -228,13 +230,13 @@ async def test_two_host_processes_together_stay_within_the_dop_hint(
         rest = records[40:]
         await enqueue(watcher, rest, size=20)
         deadline_s = time.monotonic() + LIMIT_S
-        while (await ledger.batch_totals(watcher.ledger)).written < len(records):
+        while (await ledger.batch_totals(watcher.storage.ledger)).written < len(records):
             assert time.monotonic() < deadline_s, "the hosts did not finish"
             await asyncio.sleep(0.3)
         stats = await emulator(watcher, "stats")
     finally:
         children.stop_all()
-        for client in (watcher.batches, watcher.ledger, watcher.state):
+        for client in (watcher.storage.batches, watcher.storage.ledger, watcher.storage.state):
             await client.close()
     assert sum(stats["requests_by_server"].values()) >= len(rest)
     assert max(stats["peak_concurrency_by_user"].values()) <= 4  # 2 per server, 2 servers
@@ -250,7 +252,7 @@ async def test_the_worker_raises_only_when_unfinished_work_cannot_be_saved(
     async def broken_send(*_: Any, **__: Any) -> None:
         raise ConnectionResetError("queue unreachable")
 
-    services.batches.send_message = broken_send  # type: ignore[method-assign]
+    services.storage.batches.send_message = broken_send  # type: ignore[method-assign]
     with pytest.raises(ConnectionResetError):
         await worker.process_message(services, BatchMessage(
             "cannot-requeue", tuple(records)).to_json().encode())
@@ -266,7 +268,7 @@ async def test_a_dead_letter_that_cannot_be_saved_keeps_the_record_unfinished(
     async def broken_send(*_: Any, **__: Any) -> None:
         raise ConnectionResetError("queue unreachable")
 
-    services.dead_letters.send_message = broken_send  # type: ignore[method-assign]
+    services.storage.dead_letters.send_message = broken_send  # type: ignore[method-assign]
     counts = await worker.process_message(services, BatchMessage(
         "ghost-kept", (ghost, *records)).to_json().encode())
     assert (counts.written, counts.dead_lettered, counts.reenqueued) == (3, 0, 1)
@@ -287,7 +289,7 @@ async def test_transient_faults_are_retried_and_nothing_is_lost(make_services: M
     stats = await emulator(services, "stats")
     assert sum(stats["faults"].values()) > 0
     written = {str(r["accountid"]) for r in await rows(services)
-               if is_enriched(r, services.settings.definition)}
+               if is_enriched(r, services.settings.definitions.first.table)}
     assert len(written) == totals.written
 
 

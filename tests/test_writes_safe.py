@@ -33,10 +33,10 @@ PERSON_EMPLOYEES = 7
 
 async def planned_refs(services: Services, count: int) -> list[RecordRef]:
     """Records as the planner reads them: with their ETag and mapped columns' values."""
-    table = services.settings.definition
-    url = services.dataverse.collection_url(table.entity_set, table.read_columns, "")
-    page = await services.dataverse.read_page(url, 5000, track_changes=False)
-    return list(refs_from(page.rows, services.settings, None))[:count]
+    table = services.settings.definitions.first.table
+    url = services.first_lane.dataverse.collection_url(table.entity_set, table.read_columns, "")
+    page = await services.first_lane.dataverse.read_page(url, 5000, track_changes=False)
+    return list(refs_from(page.rows, table, None))[:count]
 
 
 async def edit(services: Services, changes: list[dict[str, Any]]) -> None:
@@ -46,7 +46,7 @@ async def edit(services: Services, changes: list[dict[str, Any]]) -> None:
 
 async def enrich_in_place(services: Services, records: list[RecordRef]) -> None:
     """Give records the values the enrichment returns for them (a re-run with no changes)."""
-    definition = services.settings.definition
+    definition = services.settings.definitions.first.table
     await edit(services, [{"accountid": r.id, **(expected_columns(r.input, definition) or {})}
                           for r in records])
 
@@ -77,7 +77,7 @@ async def test_records_holding_their_values_are_not_written_and_the_run_complete
     stats = await emulator(services, "stats")
     assert stats["records"]["updated"] == 3
     assert counts.requests.total == stats["requests"]
-    totals = await runs.read_run(services.ledger, run_id_of("rerun"))
+    totals = await runs.read_run(services.storage.ledger, run_id_of("rerun"))
     assert totals is not None
     assert totals.run.completed
     assert totals.counts.unchanged == 27
@@ -99,7 +99,7 @@ async def test_a_rerun_with_nothing_to_change_sends_nothing(make_services: Make)
 async def test_only_the_changed_columns_are_written(make_services: Make) -> None:
     services = await make_services(SYNC_WRITE_MODE="single")
     record = (await planned_refs(services, 1))[0]
-    expected = expected_columns(record.input, services.settings.definition) or {}
+    expected = expected_columns(record.input, services.settings.definitions.first.table) or {}
     await edit(services, [{"accountid": record.id, "address1_country": expected[
         "address1_country"], "description": expected["description"]}])
     read = (await planned_refs(services, 1))[0]
@@ -117,7 +117,7 @@ async def test_a_column_a_person_changed_is_kept_while_the_others_are_written(
         make_services: Make) -> None:
     services = await make_services(SYNC_WRITE_MODE="single")
     record = (await planned_refs(services, 1))[0]
-    expected = expected_columns(record.input, services.settings.definition) or {}
+    expected = expected_columns(record.input, services.settings.definitions.first.table) or {}
     await edit(services, [{"accountid": record.id, "address1_country": expected[
         "address1_country"], "description": expected["description"]}])
     read = (await planned_refs(services, 1))[0]
@@ -142,7 +142,7 @@ async def test_an_edit_between_read_and_write_follows_the_edit_policy(
     await emulator(services, "reset-stats", "POST")
     counts = await process(services, f"edit-{policy}-{mode}", records)
     assert (counts.written, counts.dead_lettered, counts.reenqueued) == (10, 0, 0)
-    expected = expected_columns(edited.input, services.settings.definition) or {}
+    expected = expected_columns(edited.input, services.settings.definitions.first.table) or {}
     row = (await by_id(services))[edited.id]
     assert row["numberofemployees"] == (PERSON_EMPLOYEES if kept else
                                         expected["numberofemployees"])
@@ -182,10 +182,10 @@ async def test_the_emulator_answers_412_to_a_stale_etag_in_a_single_patch_and_a_
                           {"accountid": second.id, "numberofemployees": 1}])
     assert first.etag is not None
     with pytest.raises(RecordFault, match="412") as raised:
-        await services.dataverse.update("accounts", first.id, {"numberofemployees": 2},
+        await services.first_lane.dataverse.update("accounts", first.id, {"numberofemployees": 2},
                                         if_match=first.etag)
     assert raised.value.reason == "changed_since_read"
-    results = await services.dataverse.execute_batch([
+    results = await services.first_lane.dataverse.execute_batch([
         Operation("PATCH", f"accounts({second.id})", {"If-Match": str(second.etag)},
                   {"numberofemployees": 2}),
         Operation("PATCH", f"accounts({first.id})", {"If-Match": "*"},
@@ -206,8 +206,8 @@ async def test_bypass_without_the_privilege_opens_the_circuit_and_nothing_is_dea
     counts = await process(services, f"bypass-{mode}", records)
     assert (counts.written, counts.dead_lettered) == (0, 0)
     assert counts.reenqueued == 6
-    assert services.dataverse_dep.circuit.state == "open"
-    assert "prvBypassCustomBusinessLogic" in services.dataverse_dep.circuit.view.reason
+    assert services.first_lane.dependency.circuit.state == "open"
+    assert "prvBypassCustomBusinessLogic" in services.first_lane.dependency.circuit.view.reason
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -264,7 +264,7 @@ async def test_a_persons_edit_is_kept_across_deliveries_after_a_storm(make_servi
     totals = await work_until_done(services, 5)
     assert (totals.written, totals.dead_lettered) == (5, 0)
     row = (await by_id(services))[edited.id]
-    expected = expected_columns(edited.input, services.settings.definition) or {}
+    expected = expected_columns(edited.input, services.settings.definitions.first.table) or {}
     assert row["numberofemployees"] == PERSON_EMPLOYEES
     assert row["description"] == expected["description"]
 

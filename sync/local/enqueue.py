@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Final
 
-from sync.contract import BatchMessage
+from sync.contract import DEFAULT_DEFINITION, BatchMessage
+from sync.definitions import definitions_from, lane_of
 from sync.errors import ConfigError, ContractError
 from sync.names import BATCH_QUEUE
 from sync.producer import messages_for, read_jsonl, send
@@ -27,6 +28,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="batch ids are <prefix>-000001 and on (default: the file's name)")
     parser.add_argument("--batch-size", type=int, default=100,
                         help="records per message, 1-1000 (100)")
+    parser.add_argument("--definition", default=DEFAULT_DEFINITION, metavar="NAME",
+                        help="the sync definition the records belong to (default); checked "
+                             "against SYNC_DEFINITIONS when it is set here")
+    parser.add_argument("--lane", default=None, metavar="ENV/IDENTITY",
+                        help="write through this lane of the definition (default: the worker "
+                             "picks one)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -47,7 +54,9 @@ def main(args: argparse.Namespace) -> int:
         return 2
     prefix = args.batch_prefix or _safe_prefix(args.file)
     try:
-        messages = messages_for(records, prefix, args.batch_size)
+        lane = _lane(args.definition, args.lane)
+        messages = messages_for(records, prefix, args.batch_size, definition=args.definition,
+                                lane=lane)
         storage = StorageSettings.from_env(os.environ)
     except (ContractError, ConfigError) as error:
         print(f"{error}; nothing was sent", file=sys.stderr)
@@ -55,6 +64,17 @@ def main(args: argparse.Namespace) -> int:
     sent = asyncio.run(_send(storage, messages))
     print(f"sent {len(records)} records in {sent} messages to {BATCH_QUEUE}")
     return 0
+
+
+def _lane(name: str, lane: str | None) -> tuple[str, str] | None:
+    """The lane the messages name, after checking the definition and the lane exist in the
+    deployment's settings as this environment holds them; ConfigError naming what exists."""
+    definitions = definitions_from(os.environ)
+    definition = definitions.get(name)
+    if definition is None:
+        raise ConfigError(f"unknown definition {name!r}; the deployment defines: "
+                          f"{', '.join(definitions.names)} (SYNC_DEFINITIONS)")
+    return None if lane is None else lane_of(definition, lane).wire
 
 
 def _safe_prefix(path: Path) -> str:

@@ -71,19 +71,48 @@ def progress_line(snapshot: Snapshot) -> str:
 
 
 async def snapshot(table: TableClient, queue: QueueClient, started_s: float,
-                   state: TableClient | None = None) -> Snapshot:
-    """Read the local run (the latest plan's run, read as ``sync status`` reads it), the queue
+                   state: TableClient | None = None, expected_runs: int = 1) -> Snapshot:
+    """Read the local run (the latest plan's run, read as ``sync status`` reads it; with
+    ``expected_runs`` above one, every plan's run added up: one per sync definition), the queue
     and (with ``state``) the circuits once."""
-    run_id = await runs.latest_run_id(table, PLAN_KIND)
-    totals = await runs.read_run(table, run_id) if run_id else None
+    if expected_runs > 1:
+        found = await _plan_runs(table)
+    else:
+        run_id = await runs.latest_run_id(table, PLAN_KIND)
+        totals = await runs.read_run(table, run_id) if run_id else None
+        found = [totals] if totals else []
     properties = await queue.get_queue_properties()
-    return Snapshot(planned=totals.run.planned if totals else 0,
-                    plan_complete=totals is not None and totals.run.plan_complete,
-                    counts=totals.counts if totals else BatchCounts(),
+    planned, complete, counts, requests = added_up(found, expected_runs)
+    return Snapshot(planned=planned, plan_complete=complete, counts=counts,
                     queued_messages=properties.approximate_message_count or 0,
                     elapsed_s=time.monotonic() - started_s,
                     circuits=await _open_circuits(state) if state is not None else {},
-                    requests=totals.requests if totals else RequestUsage())
+                    requests=requests)
+
+
+def added_up(found: list[runs.RunTotals],
+             expected_runs: int) -> tuple[int, bool, BatchCounts, RequestUsage]:
+    """Planned, whether every plan is complete (``expected_runs`` of them at least), the
+    counts and the requests of several runs together."""
+    counts, requests = BatchCounts(), RequestUsage()
+    for totals in found:
+        counts.add(totals.counts)
+        requests.add(totals.requests)
+    complete = len(found) >= expected_runs and all(t.run.plan_complete for t in found)
+    return sum(t.run.planned for t in found), complete, counts, requests
+
+
+async def _plan_runs(table: TableClient) -> list[runs.RunTotals]:
+    """Every plan's run the ledger holds (the local stack's storage is fresh each run)."""
+    found = []
+    rows = table.query_entities(f"PartitionKey eq '{runs.INDEX_PREFIX}{PLAN_KIND}'",
+                                select=["RunId"])
+    run_ids = {str(entity["RunId"]) async for entity in rows}
+    for run_id in sorted(run_ids):
+        totals = await runs.read_run(table, run_id)
+        if totals is not None:
+            found.append(totals)
+    return found
 
 
 async def _open_circuits(state: TableClient) -> dict[str, CircuitView]:
@@ -116,16 +145,18 @@ class ProgressPrinter:
 async def watch(table: TableClient, queue: QueueClient, timeout_s: float,
                 printer: ProgressPrinter | None, healthy: Callable[[], bool], *,
                 timeline: list[tuple[float, int]] | None = None,
-                state: TableClient | None = None, stall_s: float = STALL_S) -> Snapshot:
+                state: TableClient | None = None, stall_s: float = STALL_S,
+                expected_runs: int = 1) -> Snapshot:
     """Poll until the run is finished, ``timeout_s`` passes, ``healthy()`` turns false, or
-    (with ``state``) a circuit stays open with no progress for ``stall_s``: blocked.
+    (with ``state``) a circuit stays open with no progress for ``stall_s``: blocked. With
+    ``expected_runs`` (one per sync definition) the run is that many plans' runs together.
 
     Each poll's (elapsed seconds, records done) is appended to ``timeline`` when given.
     """
     started_s = time.monotonic()
     progress = (-1, started_s)
     while True:
-        current = await snapshot(table, queue, started_s, state)
+        current = await snapshot(table, queue, started_s, state, expected_runs)
         if timeline is not None:
             timeline.append((round(current.elapsed_s, 2), current.done))
         if printer is not None:

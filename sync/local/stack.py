@@ -8,24 +8,41 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import signal
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from sync.deadletter import RECORD_REASONS
+from sync.definition import parse_definition
 from sync.errors import ConfigError
 from sync.local.azurite import Azurite, start_azurite
-from sync.local.dryrunlocal import dry_run_definition, latest_report, writes_seen
+from sync.local.dryrunlocal import latest_report, writes_seen
 from sync.local.emulators.enrichment import EnrichmentConfig
+from sync.local.environments import (
+    URL_WAIT_S,
+    Checked,
+    base_definition,
+    check_environments,
+    check_line,
+    combined,
+    host_environment,
+    local_token,
+    start_dataverse,
+)
+from sync.local.lanes import (
+    EnvironmentFigures,
+    Layout,
+    lane_figures,
+    lane_lines,
+    users_of_identities,
+)
 from sync.local.processes import (
     Children,
     Interrupted,
@@ -35,7 +52,7 @@ from sync.local.processes import (
     stopping,
 )
 from sync.local.progress import ProgressPrinter, Snapshot, watch
-from sync.local.verify import Verification, dead_lettered_ids, emulator_stats, verify
+from sync.local.verify import Verification, dead_lettered_ids
 from sync.names import (
     BATCH_QUEUE,
     DEAD_LETTER_QUEUE,
@@ -51,8 +68,9 @@ from sync.ops.target import LOCAL_RUN_DIR, forget_local_target, save_local_targe
 from sync.settings import Settings, StorageSettings
 from sync.storage import ensure_resources, queue_client, table_client
 
+__all__ = ["LocalOptions", "configure_parser", "local_token", "main", "run"]
+
 LOG_DIR: Final = LOCAL_RUN_DIR
-URL_WAIT_S: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +86,14 @@ class LocalOptions:
     json_out: Path | None = None
     keep: bool = False
     dry_run: bool = False
+    environments: int = 1
+    """Dataverse environments, each its own emulator (``env1..envM``; 1: ``default``)."""
+    identities: int = 1
+    """Identities syncing each environment (``id1..idN``; 1 with 1 environment: ``default``)."""
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.environments, self.identities)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -95,12 +121,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="plan, read, enrich and compare, write nothing; print what would "
                              "change (the definition's dry_run)")
+    parser.add_argument("--environments", type=int, default=1, metavar="M",
+                        help="Dataverse environments env1..envM, an emulator each seeded with "
+                             "--records, a sync definition each (1: today's single environment)")
+    parser.add_argument("--identities", type=int, default=1, metavar="N",
+                        help="identities id1..idN syncing every environment, each its own user "
+                             "with its own limits (1)")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the local stack once; exit 0 only when every record is accounted for."""
-    if args.records < 0 or args.instances < 1:
-        print("--records must be >= 0 and --instances >= 1", file=sys.stderr)
+    if args.records < 0 or min(args.instances, args.environments, args.identities) < 1:
+        print("--records must be >= 0; --instances, --environments and --identities >= 1",
+              file=sys.stderr)
+        return 2
+    if args.dataverse_url is not None and args.environments > 1:
+        print("--dataverse-url is one environment: use it without --environments",
+              file=sys.stderr)
         return 2
     problems = setting_problems(os.environ)
     if problems:
@@ -112,7 +149,8 @@ def main(args: argparse.Namespace) -> int:
                            dataverse_url=args.dataverse_url, timeout_s=args.timeout_s,
                            emulator_args=tuple(args.emulator_arg),
                            enrichment_args=tuple(args.enrichment_arg), json_out=args.json_out,
-                           keep=args.keep, dry_run=args.dry_run)
+                           keep=args.keep, dry_run=args.dry_run,
+                           environments=args.environments, identities=args.identities)
     return run(options)
 
 
@@ -129,15 +167,16 @@ def run(options: LocalOptions) -> int:
               f"logs in {LOG_DIR}", flush=True)
         azurite = start_azurite(children=children)
         save_local_target(azurite.accounts[0].connection_string)
-        env = _start_services(children, azurite, options)
-        save_local_target(azurite.accounts[0].connection_string, dataverse={
-            name: env[name] for name in ("DATAVERSE_URL", "DATAVERSE_STATIC_TOKEN")})
+        env, urls = _start_services(children, azurite, options)
+        save_local_target(azurite.accounts[0].connection_string,
+                          dataverse=_saved_dataverse(env, urls), environments=urls)
         started_s = time.monotonic()
         for number in range(options.instances):
             args = ["host", *(["--fire-timer"] if number == 0 else [])]
             children.start(f"host-{number}", args, env, stop_first=True)
         hosts = [c for c in children.started if c.name.startswith("host-")]
-        outcome = asyncio.run(_watch_and_verify(env, options, lambda: all(h.alive for h in hosts)))
+        outcome = asyncio.run(_watch_and_verify(env, urls, options,
+                                                lambda: all(h.alive for h in hosts)))
         elapsed_s = time.monotonic() - started_s
         usage = [resource_usage(h.process.pid) for h in hosts]
         if options.keep:
@@ -205,35 +244,34 @@ def _stop_everything(children: Children, azurite: Azurite | None,
 
 
 def _start_services(children: Children, azurite: Azurite,
-                    options: LocalOptions) -> dict[str, str]:
+                    options: LocalOptions) -> tuple[dict[str, str], dict[str, str]]:
+    """Start the emulators; answer the hosts' environment and each Dataverse environment's
+    URL by name."""
     enrichment = EnrichmentConfig()
-    dataverse_url = options.dataverse_url
-    if dataverse_url is None:
-        _, dataverse_url = children.start(
-            "dataverse-emulator",
-            ["emulator", "dataverse", "--records", str(options.records), *options.emulator_args],
-            wait_for_url_s=URL_WAIT_S)
+    layout = options.layout
+    given = options.dataverse_url
+    urls = ({name: given for name in layout.environment_names} if given is not None else
+            start_dataverse(children, layout, options.records, options.emulator_args))
     _, enrichment_url = children.start("enrichment-emulator",
                                        ["emulator", "enrichment", *options.enrichment_args],
                                        wait_for_url_s=URL_WAIT_S)
-    env = {**os.environ, "AzureWebJobsStorage": azurite.accounts[0].connection_string,
-           "DATAVERSE_URL": dataverse_url, "ENRICHMENT_URL": enrichment_url,
-           "ENRICHMENT_API_KEY": enrichment.api_key, "SYNC_SCHEDULE": "0 0 2 * * *",
-           "SYNC_QUEUE_METRICS_SCHEDULE": "0 * * * * *", "PYTHONUNBUFFERED": "1"}
-    env.setdefault("DATAVERSE_STATIC_TOKEN", local_token())
-    if options.dry_run:
-        env["SYNC_DEFINITION"] = dry_run_definition(env)
+    base = {**os.environ, "AzureWebJobsStorage": azurite.accounts[0].connection_string,
+            "ENRICHMENT_URL": enrichment_url,
+            "ENRICHMENT_API_KEY": enrichment.api_key, "SYNC_SCHEDULE": "0 0 2 * * *",
+            "SYNC_QUEUE_METRICS_SCHEDULE": "0 * * * * *", "PYTHONUNBUFFERED": "1"}
+    env = host_environment(base, layout, urls, options.dry_run)
     asyncio.run(ensure_resources(StorageSettings(connection_string=env["AzureWebJobsStorage"])))
-    return env
+    return env, urls
 
 
-def local_token() -> str:
-    """An unsigned JWT naming a made-up application user: what the emulators accept."""
-    def part(data: dict[str, str]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-    claims = {"oid": str(uuid.uuid4()), "sub": "sync-local", "aud": "local-emulator"}
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+def _saved_dataverse(env: Mapping[str, str], urls: Mapping[str, str]) -> dict[str, str]:
+    """The app settings operator commands use to reach the emulators: ``DATAVERSE_URL`` (the
+    first environment's) and the token, and the lane settings when there are lanes."""
+    saved = {"DATAVERSE_URL": next(iter(urls.values())),
+             "DATAVERSE_STATIC_TOKEN": env["DATAVERSE_STATIC_TOKEN"]}
+    saved |= {name: env[name] for name in ("SYNC_ENVIRONMENTS", "SYNC_DEFINITIONS")
+              if name in env}
+    return saved
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,12 +286,23 @@ class Outcome:
     emulator_stats: dict[str, Any] | None
     dry_run: dict[str, Any] | None = None
     """The run's dry-run report (``sync status --json``'s ``dry_run``); None when it wrote."""
+    environments: list[Checked] = field(default_factory=list)
+    """Each environment's emulator stats and verification (none with --dataverse-url)."""
+    users: dict[str, str] = field(default_factory=dict)
+    """The emulators' user id of each identity's token -> the identity; empty for one lane."""
+
+    def lanes(self, elapsed_s: float) -> list[EnvironmentFigures]:
+        """Per environment, each lane's figures from its emulator (none for one lane)."""
+        if not self.users:
+            return []
+        return [lane_figures(c.environment, c.stats, self.users, elapsed_s)
+                for c in self.environments]
 
 
-async def _watch_and_verify(env: dict[str, str], options: LocalOptions,
+async def _watch_and_verify(env: dict[str, str], urls: dict[str, str], options: LocalOptions,
                             healthy: Callable[[], bool]) -> Outcome:
-    settings = Settings.from_env(env)
-    storage = settings.storage
+    storage = StorageSettings(connection_string=env["AzureWebJobsStorage"])
+    layout = options.layout
     timeline: list[tuple[float, int]] = []
     async with (table_client(storage, LEDGER_TABLE, None) as table,
                 table_client(storage, STATE_TABLE, None) as state,
@@ -262,23 +311,26 @@ async def _watch_and_verify(env: dict[str, str], options: LocalOptions,
                 raw_queue(storage, DEAD_LETTER_QUEUE, None) as dead):
         printer = ProgressPrinter()
         final = await watch(table, batches, options.timeout_s, printer, healthy,
-                            timeline=timeline, state=state)
+                            timeline=timeline, state=state,
+                            expected_runs=layout.environments)
         printer.close()
         dead_ids = await dead_lettered_ids(dead)
         poisoned = (await read_queue_counts(storage))[POISON_QUEUE]
         report = await latest_report(table, reports) if options.dry_run else None
-    verification, stats = None, None
+    checks: list[Checked] = []
     if options.dataverse_url is None:
-        stats = await emulator_stats(settings.dataverse_url)
-        if not options.dry_run:
-            verification = await verify(settings.dataverse_url, settings.definition, dead_ids,
-                                        stats)
-    return Outcome(final, verification, poisoned, frozenset(dead_ids), timeline, stats, report)
+        definition = parse_definition(json.dumps(base_definition(env, dry_run=False)))
+        checks = await check_environments(urls, definition, dead_ids,
+                                          verify_records=not options.dry_run)
+    users = ({} if layout.single else
+             users_of_identities(layout, env["DATAVERSE_STATIC_TOKEN"]))
+    return Outcome(final, combined(checks), poisoned, frozenset(dead_ids), timeline,
+                   checks[0].stats if checks else None, report, checks, users)
 
 
 def report(outcome: Outcome, elapsed_s: float) -> int:
     """Print the summary; answer the exit code."""
-    snap, check = outcome.snapshot, outcome.verification
+    snap = outcome.snapshot
     counts = snap.counts
     lines = [
         "", "Summary",
@@ -302,12 +354,21 @@ def report(outcome: Outcome, elapsed_s: float) -> int:
         lines += [f"  circuit open     {snap.blocked_by}"]
     if outcome.dry_run is not None:
         lines += ["", *dry_run_lines(outcome.dry_run)]
-    if check is not None:
-        lines += [f"  emulator check   {check.enriched:,}/{check.records:,} enriched, "
-                  f"{check.dead_lettered:,} dead-lettered, {len(check.unaccounted):,} "
-                  f"unaccounted, {check.created:,} created"]
+    lines += _check_lines(outcome)
+    lines += lane_lines(outcome.lanes(elapsed_s))
     print("\n".join(lines))
     return _exit_code(outcome)
+
+
+def _check_lines(outcome: Outcome) -> list[str]:
+    """The emulator check: one line, or one per environment when there are several."""
+    check = outcome.verification
+    if check is None:
+        return []
+    if len(outcome.environments) < 2:
+        return [f"  emulator check   {check_line(check)}"]
+    return [f"  emulator check   {c.environment}: {check_line(c.verification)}"
+            for c in outcome.environments if c.verification is not None]
 
 
 def _exit_code(outcome: Outcome) -> int:
@@ -323,8 +384,9 @@ def _exit_code(outcome: Outcome) -> int:
              if reason not in RECORD_REASONS}
     if wrong:
         problems.append(f"records dead-lettered for no fault of their own: {wrong}")
-    if outcome.dry_run is not None and outcome.emulator_stats is not None:
-        problems += [f"the dry run wrote: {seen}" for seen in writes_seen(outcome.emulator_stats)]
+    if outcome.dry_run is not None:
+        problems += [f"the dry run wrote: {seen}" for c in outcome.environments
+                     for seen in writes_seen(c.stats)]
     if check is not None and not check.ok:
         problems.append(f"{len(check.unaccounted)} records unaccounted for, "
                         f"{check.created} created")
@@ -361,6 +423,11 @@ def write_json(path: Path, outcome: Outcome, elapsed_s: float,
             "finished": snap.finished, "timeline": outcome.timeline,
             "verification": asdict(check) if check is not None else None,
             "emulator_stats": outcome.emulator_stats,
+            "environments": {c.environment: {"stats": c.stats, "verification": asdict(
+                c.verification) if c.verification is not None else None}
+                for c in outcome.environments},
+            "lanes": [lane.as_dict() for found in outcome.lanes(elapsed_s)
+                      for lane in found.lanes],
             "previewed": counts.previewed, "dry_run": outcome.dry_run,
             "hosts": [asdict(u) for u in usage]}
     path.parent.mkdir(parents=True, exist_ok=True)

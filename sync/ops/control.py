@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections.abc import Awaitable
@@ -28,14 +29,13 @@ from azure.data.tables.aio import TableClient
 from sync import canary, control, runs
 from sync.contract import DEFAULT_DEFINITION
 from sync.control import CONTROL_CACHE_S
+from sync.definitions import definitions_from
 from sync.names import LEDGER_TABLE, STATE_TABLE
 from sync.ops.target import TABLE_ROLE, TargetError, add_target_arguments, explain, storage_for
 from sync.settings import StorageSettings
 from sync.storage import storage_credential, table_client
 
 T = TypeVar("T")
-DEFINITIONS: Final = (DEFAULT_DEFINITION,)
-"""The definitions a deployment has (one today)."""
 STATE_OF: Final[dict[str, control.State]] = {
     "pause": "paused", "resume": "running", "cancel": "cancelled"}
 WHAT_NEXT: Final = {
@@ -127,9 +127,10 @@ async def _apply(state: TableClient, action: str, definition: str, run_id: str |
 
 def check_definition(definition: str) -> None:
     """``Unknown`` unless the deployment has this definition."""
-    if definition not in DEFINITIONS:
+    names = definitions_from(os.environ).names  # as the deployment's settings here say
+    if definition not in names:
         raise Unknown(f"no definition {definition!r}; this deployment defines: "
-                      f"{', '.join(DEFINITIONS)}")
+                      f"{', '.join(names)} (SYNC_DEFINITIONS)")
 
 
 async def _check_run(ledger: TableClient, run_id: str) -> None:

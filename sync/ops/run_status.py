@@ -7,6 +7,7 @@ DOP hint, the slot leases and the instance leases. The local stack's summary rea
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
@@ -18,10 +19,8 @@ from azure.data.tables.aio import TableClient
 from sync import canary, control, dryrun, runs
 from sync.canary import CanaryRow
 from sync.cluster import (
-    GATE_KEY,
-    HINT_KEY,
-    LEASE_PARTITION,
     UNKNOWN_HINT,
+    StateKeys,
     live_instances,
     read_circuits,
 )
@@ -42,7 +41,7 @@ from sync.names import (
 from sync.ops.target import QUEUE_ROLE, TABLE_ROLE, explain
 from sync.runs import RunTotals
 from sync.settings import StorageSettings
-from sync.slots import SLOT_PARTITION, slot_from
+from sync.slots import slot_from
 from sync.storage import queue_client, storage_credential, table_client
 
 T = TypeVar("T")
@@ -66,6 +65,9 @@ class ClusterState:
     """Slots held (lease not expired), by instance."""
     instances: int = 0
     """Instances with a live lease (busy)."""
+    lanes: dict[str, ClusterState] = field(default_factory=dict)
+    """The same for each lane (``prod/a``: gate, circuit) and each environment whose lanes
+    share the hint (``prod``: hint, slots, leases); empty for a single-lane deployment."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +147,8 @@ async def read_status(storage: StorageSettings, run_id: str | None, now_s: float
                                    TABLE_ROLE)
             report = await _guard(dryrun.read_report(reports, totals.run.run_id),
                                   f"table {REPORT_TABLE}", TABLE_ROLE)
-            flags = await _guard(read_control(state, totals.run.run_id), f"table {STATE_TABLE}",
+            flags = await _guard(read_control(state, totals.run.run_id, totals.run.definition),
+                                 f"table {STATE_TABLE}",
                                  TABLE_ROLE)
         async with table_client(storage, DEAD_LETTER_TABLE, credential) as letters:
             states = await _guard(dead_letter_states(letters, totals.run.run_id),
@@ -169,11 +172,12 @@ async def dead_letter_states(letters: TableClient, run_id: str) -> dict[str, int
         return {}
 
 
-async def read_control(state: TableClient, run_id: str) -> ControlState:
-    """The definition's and the run's flags and the run's canary, as the state table holds
-    them."""
+async def read_control(state: TableClient, run_id: str,
+                       definition: str = DEFAULT_DEFINITION) -> ControlState:
+    """The run's definition's and the run's flags and the run's canary, as the state table
+    holds them."""
     return ControlState(
-        definition=await control.read_flag(state, control.definition_scope(DEFAULT_DEFINITION)),
+        definition=await control.read_flag(state, control.definition_scope(definition)),
         run=await control.read_flag(state, control.run_scope(run_id)),
         canary=await canary.read_canary(state, run_id))
 
@@ -197,22 +201,45 @@ async def _overlapping(ledger: TableClient, totals: RunTotals) -> tuple[RunTotal
 
 
 async def read_cluster(state: TableClient, now_s: float) -> ClusterState:
-    """The gate, circuits, hint, slots and leases as the state table holds them."""
-    gate = await _get(state, *GATE_KEY)
-    hint = await _get(state, *HINT_KEY)
+    """The gate, circuits, hint, slots and leases as the state table holds them: the
+    single-lane keys, and each lane's and environment's own (``lanes``)."""
+    single = await read_scope(state, now_s, StateKeys())
+    lanes = {scope_name(prefix): await read_scope(state, now_s, StateKeys(prefix, prefix))
+             for prefix in await lane_prefixes(state)}
+    return dataclasses.replace(single, circuits={**dict.fromkeys(SERVICES, CircuitView()),
+                                                 **single.circuits}, lanes=lanes)
+
+
+async def lane_prefixes(state: TableClient) -> list[str]:
+    """The key prefixes of the lanes (``prod.a|``: gate, circuit) and of the environments
+    whose lanes share a budget (``prod|``: hint, slots, leases) that have rows."""
+    found = {str(row["PartitionKey"]).split("|", 1)[0] + "|"
+             async for row in state.list_entities(select=["PartitionKey"])
+             if "|" in str(row["PartitionKey"])}
+    return sorted(found)
+
+
+def scope_name(prefix: str) -> str:
+    """``prod.a|`` -> ``prod/a`` (a lane), ``prod|`` -> ``prod`` (an environment's budget)."""
+    return prefix.rstrip("|").replace(".", "/", 1)
+
+
+async def read_scope(state: TableClient, now_s: float, keys: StateKeys) -> ClusterState:
+    """One scope's gate, circuits, hint, slots and leases."""
+    gate = await _get(state, *keys.gate)
+    hint = await _get(state, *keys.hint)
     held: dict[str, int] = {}
-    async for row in state.query_entities(f"PartitionKey eq '{SLOT_PARTITION}'"):
+    async for row in state.query_entities(f"PartitionKey eq '{keys.slots}'"):
         slot = slot_from(row, None)
         if not slot.free(now_s):
             held[slot.holder] = held.get(slot.holder, 0) + 1
     leases = {str(e["RowKey"]): float(e["ExpiresAt"]) async for e in
-              state.query_entities(f"PartitionKey eq '{LEASE_PARTITION}'")}
+              state.query_entities(f"PartitionKey eq '{keys.leases}'")}
     return ClusterState(gate_until_s=float(gate["Until"]) if gate else 0.0,
-                   gate_code=str(gate.get("Code", "")) if gate else "",
-                   circuits={**dict.fromkeys(SERVICES, CircuitView()),
-                             **await read_circuits(state)},
-                   dop_hint=int(hint["Hint"]) if hint else None, slots_held=held,
-                   instances=len(live_instances(leases, now_s)))
+                        gate_code=str(gate.get("Code", "")) if gate else "",
+                        circuits=await read_circuits(state, keys.circuits),
+                        dop_hint=int(hint["Hint"]) if hint else None, slots_held=held,
+                        instances=len(live_instances(leases, now_s)))
 
 
 async def read_queue_counts(storage: StorageSettings,

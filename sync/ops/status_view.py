@@ -11,6 +11,7 @@ from sync.canary import CanaryRow
 from sync.control import Flag
 from sync.names import QUEUES
 from sync.ops.run_status import (
+    ClusterState,
     ControlState,
     RunStatus,
     circuit_state,
@@ -71,6 +72,16 @@ def status_dict(status: RunStatus) -> dict[str, Any]:
         "overlapping": [run_dict(other, now_s) for other in status.overlapping],
         "control": control_dict(status.control),
         "queues": dict(status.queues), "poisoned": status.poisoned,
+        **cluster_dict(cluster, now_s),
+        "lanes": {name: cluster_dict(scope, now_s)
+                  for name, scope in sorted(cluster.lanes.items())},
+        "dry_run": status.dry_run.to_dict() if status.dry_run is not None else None,
+    }
+
+
+def cluster_dict(cluster: ClusterState, now_s: float) -> dict[str, Any]:
+    """One scope's gate, circuits and slots (the single lane's, a lane's, an environment's)."""
+    return {
         "gate": {"closed_for_s": round(max(0.0, cluster.gate_until_s - now_s), 3),
                  "code": cluster.gate_code or None},
         "circuits": {name: {"state": circuit_state(view, now_s),
@@ -81,7 +92,6 @@ def status_dict(status: RunStatus) -> dict[str, Any]:
                 "slots_held": sum(cluster.slots_held.values()),
                 "slots_by_instance": dict(sorted(cluster.slots_held.items())),
                 "instances": cluster.instances},
-        "dry_run": status.dry_run.to_dict() if status.dry_run is not None else None,
     }
 
 
@@ -196,7 +206,24 @@ def _cluster_lines(data: dict[str, Any]) -> list[str]:
         detail = (f" for {circuit['open_for_s']:.1f} s: {circuit['reason']}"
                   if circuit["state"] == "open" else "")
         lines.append(f"  circuit          {name}: {circuit['state']}{detail}")
+    for name, scope in data["lanes"].items():
+        lines.append(f"  lane {name:<11} {_scope_text(scope)}")
     return lines
+
+
+def _scope_text(scope: dict[str, Any]) -> str:
+    """A lane's gate and circuit, or an environment's shared slots, on one line."""
+    gate, dop = scope["gate"], scope["dop"]
+    parts = []
+    if gate["closed_for_s"] > 0:
+        parts.append(f"gate closed for {gate['closed_for_s']:.1f} s ({gate['code']})")
+    for name, circuit in scope["circuits"].items():
+        parts.append(f"circuit {name} {circuit['state']}"
+                     + (f": {circuit['reason']}" if circuit["state"] == "open" else ""))
+    if dop["hint"] is not None or dop["slots_held"]:
+        parts.append(f"hint {dop['hint'] if dop['hint'] is not None else '?'}; "
+                     f"{dop['slots_held']} slot(s), {dop['instances']} busy")
+    return "; ".join(parts) or "gate open"
 
 
 def usage_text(usage: dict[str, int]) -> str:

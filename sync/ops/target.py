@@ -84,13 +84,17 @@ def local_storage(local_file: Path = LOCAL_TARGET_FILE) -> StorageSettings:
 
 
 def save_local_target(connection_string: str, local_file: Path = LOCAL_TARGET_FILE, *,
-                      dataverse: Mapping[str, str] | None = None) -> None:
+                      dataverse: Mapping[str, str] | None = None,
+                      environments: Mapping[str, str] | None = None) -> None:
     """Leave the local stack's storage connection where operator commands find it (owner-only:
-    the connection string holds the run's made-up account key), and the app settings that
-    reach its Dataverse emulator (``DATAVERSE_URL``, ``DATAVERSE_STATIC_TOKEN``) once known."""
+    the connection string holds the run's made-up account key), the app settings that reach
+    its Dataverse emulators (``DATAVERSE_URL``, ``DATAVERSE_STATIC_TOKEN``, and
+    ``SYNC_ENVIRONMENTS`` / ``SYNC_DEFINITIONS`` with several lanes) once known, and every
+    environment's URL by name (``environments``)."""
     local_file.parent.mkdir(parents=True, exist_ok=True)
     local_file.touch(mode=0o600, exist_ok=True)
-    saved = {"connection_string": connection_string, "dataverse": dict(dataverse or {})}
+    saved = {"connection_string": connection_string, "dataverse": dict(dataverse or {}),
+             "environments": dict(environments or {})}
     local_file.write_text(json.dumps(saved), encoding="utf-8")
 
 
@@ -105,6 +109,16 @@ def local_dataverse(local_file: Path = LOCAL_TARGET_FILE) -> dict[str, str]:
         raise TargetError("no local stack is running: start one with "
                           "`python -m sync local --keep` (or `make run ARGS=--keep`)")
     return settings
+
+
+def local_environments(local_file: Path = LOCAL_TARGET_FILE) -> dict[str, str]:
+    """The running local stack's Dataverse environments: name -> its emulator's URL (empty
+    when no stack is running or it saved none)."""
+    try:
+        saved = json.loads(local_file.read_text(encoding="utf-8"))
+        return {str(k): str(v) for k, v in saved["environments"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def forget_local_target(local_file: Path = LOCAL_TARGET_FILE) -> None:

@@ -90,6 +90,10 @@ def unwatch(key: int) -> None:
     _watched.pop(key, None)
 
 
+DEFAULT_LANE: Final = "default/default"
+"""The lane of a single-lane deployment, as the telemetry names it."""
+
+
 def facet_of(code: str) -> str:
     """The service protection facet a 429's error code names."""
     return FACETS.get(code, OTHER_FACET)
@@ -109,10 +113,10 @@ def message_done(counts: BatchCounts, *, definition: str, mode: str) -> None:
         _poisoned.add(counts.rejected_messages, {names.REASON: POISON_REASON})
 
 
-def throttled(service: str, code: str) -> None:
-    """A 429 answer; Dataverse's are counted by facet."""
+def throttled(service: str, code: str, lane: str = "") -> None:
+    """A 429 answer; Dataverse's are counted by facet and lane."""
     if service == "dataverse":
-        _throttled.add(1, {names.FACET: facet_of(code)})
+        _throttled.add(1, {names.FACET: facet_of(code), names.LANE: lane or DEFAULT_LANE})
 
 
 def admission_waited(service: str, waited_s: float) -> None:

@@ -14,6 +14,7 @@ MODE: Final = "sync.mode"
 OUTCOME: Final = "sync.outcome"
 REASON: Final = "sync.reason"
 FACET: Final = "sync.facet"
+LANE: Final = "sync.lane"
 SERVICE: Final = "sync.service"
 QUEUE: Final = "sync.queue"
 PLANNED: Final = "sync.planned"
@@ -28,6 +29,8 @@ OVERLAPPED: Final = "sync.overlapped"
 PREVIOUS_RUN_ID: Final = "sync.previous_run_id"
 
 DEFAULT_DEFINITION: Final = "default"
+MESSAGE_DEFINITION: Final = DEFAULT_DEFINITION
+"""A message's definition before it is decoded (one that cannot be decoded keeps it)."""
 """The definition name of today's single-definition settings."""
 
 # Metrics: (name, unit).
@@ -36,7 +39,7 @@ RECORDS_DEAD_LETTERED: Final = "sync.records.dead_lettered"  # counter; DEFINITI
 RECORDS_REENQUEUED: Final = "sync.records.reenqueued"      # counter; DEFINITION, REASON
 RECORDS_UNCHANGED: Final = "sync.records.unchanged"        # counter; DEFINITION
 MESSAGES_POISONED: Final = "sync.messages.poisoned"        # counter; REASON
-DATAVERSE_THROTTLED: Final = "sync.dataverse.throttled"    # counter; FACET
+DATAVERSE_THROTTLED: Final = "sync.dataverse.throttled"    # counter; FACET, LANE
 DOP_IN_USE: Final = "sync.dataverse.dop_in_use"            # gauge; requests in flight
 DOP_HINT: Final = "sync.dataverse.dop_hint"                # gauge; x-ms-dop-hint
 GATE_WAIT: Final = "sync.throttle_gate.wait"               # histogram, s; SERVICE

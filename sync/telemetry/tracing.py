@@ -41,7 +41,7 @@ def describe_message(message: BatchMessage) -> None:
     """The decoded message's run, id and size, on the current span."""
     trace.get_current_span().set_attributes({
         names.RUN_ID: run_id_of(message.batch_id), names.MESSAGE_ID: message.batch_id,
-        names.RECORDS: len(message.records)})
+        names.RECORDS: len(message.records), names.DEFINITION: message.definition})
 
 
 def describe_plan(state: PlanState) -> None:
@@ -61,7 +61,7 @@ async def traced_message(process: Callable[[], Awaitable[BatchCounts]], *, defin
             span.set_attribute(names.OUTCOME, "failed")
             raise
         span.set_attribute(names.OUTCOME, outcome_of(counts))
-    metrics.message_done(counts, definition=definition, mode=mode)
+    metrics.message_done(counts, definition=counts.definition or definition, mode=mode)
     return counts
 
 

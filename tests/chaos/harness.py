@@ -298,7 +298,7 @@ def assert_nothing_lost(found: Findings, *, finished: bool = True) -> None:
     """The invariant. ``finished``: and every record is written or dead-lettered by now."""
     snap, check = found.snapshot, found.verification
     assert check.created == 0, found.explain()
-    assert set(found.dead_by_reason) <= RECORD_REASONS, found.dead_letters
+    assert set(found.dead_by_reason) <= RECORD_REASONS, found.storage.dead_letters
     assert set(snap.counts.dead_lettered_by_reason) <= RECORD_REASONS, found.explain()
     if finished:
         assert snap.finished, found.explain()

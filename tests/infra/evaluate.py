@@ -2,18 +2,24 @@
 
 A small evaluator over pycep's expression tree, enough of Bicep for the template's switches:
 literals, parameters, variables (``for`` loops included), ``cond ? a : b``, ``&&``, ``||``,
-``!``, ``empty()``, object properties, and module outputs (evaluated in the module's own
-deployment, so ``network.outputs.id`` becomes the network's ``vnet.id``). What only Azure knows
-(resource ids, endpoints, ``utcNow()``) stays a ``Ref`` holding the expression's text; a
-condition that comes down to a ``Ref`` is an error, not a guess.
+``!``, ``empty()``, ``union()``, ``join()``, ``replace()``, ``json()``, string interpolation,
+object properties, and module outputs (evaluated in the module's own deployment, so
+``network.outputs.id`` becomes the network's ``vnet.id``). What only Azure knows (resource ids,
+endpoints, ``utcNow()``) stays a ``Ref`` holding the expression's text, and inside an
+interpolated string it stays ``${text}``; a condition that comes down to a ``Ref`` is an error,
+not a guess.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pycep import BicepParser
 
 from tests.infra.bicep import INFRA, MAIN, Resource, params, parse, resources
 
@@ -127,7 +133,17 @@ class Deployment:
         if text in variables:
             self.scope[text] = self.evaluate(variables[text]["value"])
             return self.scope[text]
-        return text
+        return self._interpolate(text, local) if "${" in text else text
+
+    def _interpolate(self, text: str, local: Mapping[str, Any]) -> str:
+        """A string literal with each ``${expression}`` replaced by its value."""
+        parts, start = [], 0
+        while (opening := text.find("${", start)) >= 0:
+            closing = _closing_brace(text, opening + 2)
+            inner = self.evaluate(_expression(text[opening + 2:closing]), local)
+            parts += [text[start:opening], _as_text(inner)]
+            start = closing + 1
+        return "".join([*parts, text[start:]])
 
     def _operator(self, operator: dict[str, Any], local: Mapping[str, Any]) -> Any:
         kind, operands = operator["type"], operator["operands"]
@@ -172,7 +188,11 @@ class Deployment:
             value = self.evaluate(function["parameters"]["item_to_test"], local)
             assert not isinstance(value, Ref), f"{self}: cannot tell whether {value} is empty"
             return len(value) == 0
-        return Ref(f"{function['type']}(...)")
+        known = _FUNCTIONS.get(function["type"])
+        arguments = [self.evaluate(a, local) for a in function["parameters"].values()]
+        if known is None or any(isinstance(a, Ref) for a in arguments):
+            return Ref(f"{function['type']}(...)")
+        return known(*arguments)
 
     def _loop_scopes(self, loop: dict[str, Any],
                      local: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -187,6 +207,52 @@ class Deployment:
                 scope[detail["index_name"]] = index
             scopes.append(scope)
         return scopes
+
+
+def _union(*values: Any) -> Any:
+    """``union()`` of objects: later members win, as in Bicep (shallow, enough here)."""
+    assert all(isinstance(v, dict) for v in values), f"union of {values!r}"
+    return {key: value for v in values for key, value in v.items()}
+
+
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "union": _union,
+    "join": lambda items, delimiter: delimiter.join(items),
+    "replace": lambda text, old, new: text.replace(old, new),
+    "json": json.loads,
+}
+
+
+@functools.cache
+def _expression(text: str) -> Any:
+    """The tree of one Bicep expression, e.g. the inside of ``${...}``."""
+    tree = BicepParser().parse(text=f"var expression = {text}\n")
+    return tree["variables"]["expression"]["value"]
+
+
+def _closing_brace(text: str, start: int) -> int:
+    """Index of the ``}`` that closes an interpolation whose expression starts at ``start``."""
+    depth, quoted = 0, False
+    for index in range(start, len(text)):
+        char = text[index]
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char == "{":
+            depth += 1
+        elif not quoted and char == "}":
+            if depth == 0:
+                return index
+            depth -= 1
+    raise AssertionError(f"unclosed interpolation in {text!r}")
+
+
+def _as_text(value: Any) -> str:
+    """A value as interpolation writes it; what only Azure knows stays ``${expression}``."""
+    if isinstance(value, Ref):
+        return f"${{{value.text}}}"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _chain(member: Any) -> list[Any]:

@@ -24,6 +24,7 @@ from tests.infra.bicep import (
     symbol_type,
     unquote,
 )
+from tests.infra.evaluate import deploy, only
 
 STORAGE = "Microsoft.Storage/storageAccounts"
 ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
@@ -184,7 +185,8 @@ def test_function_app_runs_python_3_11_with_sized_scale_out() -> None:
 def test_function_app_uses_only_its_user_assigned_identity() -> None:
     site = one("Microsoft.Web/sites").body
     assert site["identity"]["type"] == "UserAssigned"
-    assert [unquote(k) for k in site["identity"]["userAssignedIdentities"]] == ["${identity.id}"]
+    assigned = only(deploy(), "Microsoft.Web/sites")["identity"]["userAssignedIdentities"]
+    assert [unquote(k) for k in assigned] == ["${identity.id}"], "no Dataverse identity of its own"
     assert dotted(site["properties"]["keyVaultReferenceIdentity"]) == "identity.id"
     package = site["properties"]["functionAppConfig"]["deployment"]["storage"]
     assert package["type"] == "blobContainer"

@@ -76,7 +76,7 @@ def test_each_written_key_version_expires() -> None:
 def test_the_app_reads_the_newest_key_version() -> None:
     deployment = deploy()
     reference = deployment.modules()["keyVault"].output("referenceUri")
-    assert reference == "${vault.properties.vaultUri}secrets/${secretName}", "no version in it"
+    assert reference == "${vault.properties.vaultUri}secrets/enrichment-api-key", "no version"
     assert deployment.modules()["keyVault"].scope["secretName"] == "enrichment-api-key"
     key = deploy(enrichmentApiKey="k3y").modules()["enrichmentKey"]
     assert key.scope["secretName"] == "enrichment-api-key"

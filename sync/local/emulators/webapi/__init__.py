@@ -16,7 +16,10 @@ Admin endpoints (no auth, never throttled, never counted):
   faults, peak concurrency per user (over every server) and per server, the 429s after the
   first window,
   records created/updated/deleted, the DOP hint, and ``ceiling``: records/s per write mode
-  (``single``, ``batch``, ``bulk``) and ``overall``;
+  (``single``, ``batch``, ``bulk``) and ``overall``; ``users``: per user (the token's subject,
+  ``servers.user_of``) requests admitted, records written, 429s by facet (``requests``,
+  ``execution``, ``concurrency``) and peak concurrency; ``limits``: each user's limits per
+  server and the servers;
 - ``GET /_emulator/records?entityset=accounts``: ``{"value": [every row]}``;
 - ``PATCH /_emulator/config``: change ``dop_hint``, the fault rates, costs or limits at run time;
 - ``POST /_emulator/reset-stats``: every counter back to zero (records included);

@@ -82,13 +82,15 @@ async def _api(request: web.Request) -> web.StreamResponse:
     late = emulator.stats.arrived(clock.monotonic_s(), config.window_s)
     denial = limits.admit(bucket, config, clock.monotonic_s())
     if denial is not None:
-        emulator.stats.throttled(denial.code, denial.retry_after_s, late)
+        emulator.stats.throttled(user, denial.code, denial.retry_after_s, late)
         headers = {**emulator.headers(server, bucket, clock.monotonic_s()),
                    "Retry-After": f"{denial.retry_after_s:.3f}".rstrip("0").rstrip(".")}
         return _error(ODataError(429, denial.code, denial.message), headers)
     emulator.stats.admitted(user, server, late)
     try:
+        updated = emulator.world.counters.updated
         served = _serve(emulator, request, raw, user)
+        emulator.stats.wrote(user, emulator.world.counters.updated - updated)
         limits.charge(bucket, clock.monotonic_s(), served.cost_ms)
         emulator.stats.executed_ms += served.cost_ms
         await clock.sleep(served.cost_ms / 1000)

@@ -14,9 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sync.local.emulators.webapi.config import EmulatorConfig
+from sync.local.emulators.webapi.limits import CONCURRENCY, EXEC_TIME, REQUESTS
 
 MODES: Final = ("single", "batch", "bulk")
 FACETS: Final = ("requests", "execution", "concurrency")
+FACET_OF_CODE: Final = {REQUESTS[0]: "requests", EXEC_TIME[0]: "execution",
+                        CONCURRENCY[0]: "concurrency"}
+"""The facet each 429 code names."""
 
 
 def request_shape(config: EmulatorConfig, mode: str) -> tuple[int, float]:
@@ -102,6 +106,13 @@ def run_bound(config: EmulatorConfig, run_s: float, *, users: int = 1,
     return _records(config, run_s, True, users, enrichment)
 
 
+def limits_json(config: EmulatorConfig) -> dict[str, float]:
+    """The limits each user has on each web server, and the servers."""
+    return {"window_s": config.window_s, "max_requests": config.max_requests,
+            "max_exec_ms": config.max_exec_ms, "max_concurrent": config.max_concurrent,
+            "servers": config.servers}
+
+
 @dataclass
 class Stats:
     """Counters since the start (or the last reset)."""
@@ -122,6 +133,11 @@ class Stats:
     """Server time charged to admitted requests, failed ones included."""
     write_options: Counter[str] = field(default_factory=Counter)
     """Writes that carried each bulk-job header, by header and value."""
+    requests_by_user: Counter[str] = field(default_factory=Counter)
+    written_by_user: Counter[str] = field(default_factory=Counter)
+    """Records updated by each user's requests (a PATCH, each $batch part, each bulk target)."""
+    throttled_by_user: dict[str, Counter[str]] = field(default_factory=dict)
+    """Each user's 429s by facet (``requests``, ``execution``, ``concurrency``)."""
 
     def arrived(self, now_s: float, window_s: float) -> bool:
         """Note an arrival; answers whether it is after the first window."""
@@ -133,6 +149,7 @@ class Stats:
     def admitted(self, user: str, server: str, late: bool) -> None:
         """A request starts: peaks are of requests in flight, a user's over every server."""
         self.requests_by_server[server] += 1
+        self.requests_by_user[user] += 1
         self.in_flight_by_server[server] += 1
         self.in_flight_by_user[user] += 1
         self.peak_by_user[user] = max(self.peak_by_user.get(user, 0),
@@ -150,8 +167,15 @@ class Stats:
         return Stats(in_flight_by_server=Counter(+self.in_flight_by_server),
                      in_flight_by_user=Counter(+self.in_flight_by_user))
 
-    def throttled(self, code: str, retry_after_s: float, late: bool) -> None:
+    def wrote(self, user: str, records: int) -> None:
+        """A request of ``user`` updated ``records`` records."""
+        if records:
+            self.written_by_user[user] += records
+
+    def throttled(self, user: str, code: str, retry_after_s: float, late: bool) -> None:
         self.throttled_by_code[code] += 1
+        facet = FACET_OF_CODE.get(code, code)
+        self.throttled_by_user.setdefault(user, Counter())[facet] += 1
         self.retry_after_announced_s += retry_after_s
         self.late_requests += late
         self.late_throttled += late
@@ -172,7 +196,19 @@ class Stats:
                 "records": {"created": counters.created, "updated": counters.updated,
                             "deleted": counters.deleted},
                 "ceiling": ceiling(config), "run": self.run_json(config),
-                "dop_hint": config.dop_hint_header}
+                "dop_hint": config.dop_hint_header, "users": self.users_json(),
+                "limits": limits_json(config)}
+
+    def users_json(self) -> dict[str, dict[str, Any]]:
+        """Per user (``servers.user_of``): requests admitted, records written, 429s by facet,
+        peak requests in flight over every server."""
+        users = (set(self.requests_by_user) | set(self.throttled_by_user)
+                 | set(self.written_by_user))
+        return {user: {"requests": self.requests_by_user[user],
+                       "written": self.written_by_user[user],
+                       "throttled_by_facet": dict(self.throttled_by_user.get(user, {})),
+                       "peak_concurrency": self.peak_by_user.get(user, 0)}
+                for user in sorted(users)}
 
     def elapsed_s(self) -> float:
         """Emulator time from the first request to the last (0 before two)."""

@@ -1,0 +1,71 @@
+"""The queues and tables every definition and lane of a deployment shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.data.tables.aio import TableClient
+from azure.storage.queue.aio import QueueClient
+
+from sync.names import (
+    BATCH_QUEUE,
+    BEFORE_IMAGE_TABLE,
+    DEAD_LETTER_QUEUE,
+    DEAD_LETTER_TABLE,
+    LEDGER_TABLE,
+    PLAN_QUEUE,
+    POISON_QUEUE,
+    POISON_TABLE,
+    REPORT_TABLE,
+    STATE_TABLE,
+)
+from sync.settings import StorageSettings
+from sync.storage import queue_client, storage_credential, table_client
+
+
+@dataclass(slots=True)
+class Stores:
+    """The app's queues and tables, with the credential they were opened with."""
+
+    credential: AsyncTokenCredential | None
+    batches: QueueClient
+    plans: QueueClient
+    poison: QueueClient
+    dead_letters: QueueClient
+    ledger: TableClient
+    state: TableClient
+    """Cluster state (per lane and shared), checkpoints, flags (``sync.cluster``)."""
+    dead_letter_index: TableClient
+    """One row per dead letter (sync.letterindex), written beside the queue message."""
+    poison_index: TableClient
+    reports: TableClient
+    """A dry run's findings per message (sync.dryrun)."""
+    before_images: TableClient
+    """The values written records held before, for a rollback (sync.beforeimages)."""
+
+    async def close(self) -> None:
+        for client in (self.batches, self.plans, self.poison, self.dead_letters):
+            await client.close()
+        for table in (self.ledger, self.state, self.dead_letter_index, self.poison_index,
+                      self.reports, self.before_images):
+            await table.close()
+        if self.credential is not None:
+            await self.credential.close()
+
+
+def open_stores(storage: StorageSettings) -> Stores:
+    """Clients for every queue and table (no I/O until used)."""
+    credential = storage_credential(storage)
+    return Stores(
+        credential=credential,
+        batches=queue_client(storage, BATCH_QUEUE, credential),
+        plans=queue_client(storage, PLAN_QUEUE, credential),
+        poison=queue_client(storage, POISON_QUEUE, credential),
+        dead_letters=queue_client(storage, DEAD_LETTER_QUEUE, credential),
+        ledger=table_client(storage, LEDGER_TABLE, credential),
+        state=table_client(storage, STATE_TABLE, credential),
+        dead_letter_index=table_client(storage, DEAD_LETTER_TABLE, credential),
+        poison_index=table_client(storage, POISON_TABLE, credential),
+        reports=table_client(storage, REPORT_TABLE, credential),
+        before_images=table_client(storage, BEFORE_IMAGE_TABLE, credential))
