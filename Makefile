@@ -23,6 +23,7 @@ types: setup
 	@echo "== mypy --strict sync/"
 	$(VENV)/bin/mypy
 
+# Two xdist workers (pyproject.toml addopts); exit code 5 (no test ran) fails it too.
 pytest: setup
 	@echo "== pytest"
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -38,10 +39,11 @@ scan: $(CHECKOV_VENV)/.installed
 
 # The chaos suite (tests/chaos/, README "Failure model and chaos suite"): the local stack with
 # faults injected and processes killed; plain pytest deselects it. Exit code 5 (no test ran)
-# fails the target like any other failure. CHAOS_RECORDS sets the records per scenario.
+# fails the target like any other failure. CHAOS_RECORDS sets the records per scenario. It runs
+# serially in one process (-n 0): scenarios kill processes and share .local-run/chaos.
 chaos: setup
 	@echo "== chaos suite"
-	$(VENV)/bin/pytest -m chaos tests/chaos -p no:cacheprovider $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m chaos tests/chaos -p no:cacheprovider -n 0 $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m bench $(ARGS)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,23 @@ from sync.settings import Settings, StorageSettings
 from sync.storage import ensure_resources
 
 ACCOUNTS_PER_SESSION = 200
+MAX_WORKERS = 2
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per usable core, at most ``MAX_WORKERS`` (each runs its own
+    Azurite and the stack tests start several processes, so more only contend)."""
+    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+
+
+@pytest.fixture
+def local_run_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """This test's own run directory for ``python -m sync local`` and the ``--local`` commands
+    it starts (``SYNC_LOCAL_RUN_DIR``, inherited): stacks of tests on other xdist workers write
+    their logs and storage file elsewhere, never to the checkout's shared ``.local-run/``."""
+    run_dir = tmp_path / "local-run"
+    monkeypatch.setenv("SYNC_LOCAL_RUN_DIR", str(run_dir))
+    return run_dir
 
 
 @pytest.fixture(scope="session")

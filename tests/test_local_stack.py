@@ -27,6 +27,7 @@ from tests.test_signals import (
     assert_stopped_gracefully,
 )
 
+pytestmark = pytest.mark.usefixtures("local_run_dir")  # each stack in its own directory
 ROOT = Path(__file__).parents[1]
 RUN_TIMEOUT_S = 240
 
@@ -43,7 +44,7 @@ def summary_count(output: str, label: str) -> int:
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_S + 30)
-def test_two_thousand_records_end_to_end_with_two_instances() -> None:
+def test_two_thousand_records_end_to_end_with_two_instances(local_run_dir: Path) -> None:
     result = run_local("--records", "2000", "--instances", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
@@ -53,8 +54,8 @@ def test_two_thousand_records_end_to_end_with_two_instances() -> None:
     assert "emulator check   2,000/2,000 enriched, 0 dead-lettered, 0 unaccounted, 0 created" \
         in out
     assert "OK: every record" in out
-    logs = " ".join(path.read_text() for path in (ROOT / ".local-run").glob("*.log"))
-    assert "host-1" in " ".join(p.name for p in (ROOT / ".local-run").glob("*.log"))
+    logs = " ".join(path.read_text() for path in local_run_dir.glob("*.log"))
+    assert "host-1" in " ".join(p.name for p in local_run_dir.glob("*.log"))
     for secret in ("AccountKey", EnrichmentConfig().api_key, "Bearer ", "eyJ"):
         assert secret not in logs + out + result.stderr
 
@@ -148,15 +149,16 @@ def local_status() -> dict[str, Any]:
     return status
 
 
-def enrichment_url() -> str:
-    log = (ROOT / ".local-run" / "enrichment-emulator.log").read_text()
+def enrichment_url(run_dir: Path) -> str:
+    log = (run_dir / "enrichment-emulator.log").read_text()
     match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", log)
     assert match, log
     return match.group(1)
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_S + EXIT_WAIT_S + 120)
-def test_status_tells_a_faulty_run_and_replay_brings_the_dead_letters_to_written() -> None:
+def test_status_tells_a_faulty_run_and_replay_brings_the_dead_letters_to_written(
+        local_run_dir: Path) -> None:
     fault = json.dumps({"preset": "422-unknown-company", "rate": 0.1})
     run = LocalRun("--records", "300", "--keep", f"--enrichment-arg=--fault={fault}")
     try:
@@ -170,8 +172,8 @@ def test_status_tells_a_faulty_run_and_replay_brings_the_dead_letters_to_written
         assert before["dead_letters_by_state"] == {"dead": dead}
         listed = sync_command("deadletters", "list", "--local", "--reason", "not_enrichable")
         assert len(listed.stdout.strip().splitlines()) >= dead, listed.stdout
-        cleared = urllib.request.Request(f"{enrichment_url()}/_emulator/faults",  # noqa: S310
-                                         method="DELETE")
+        faults = f"{enrichment_url(local_run_dir)}/_emulator/faults"
+        cleared = urllib.request.Request(faults, method="DELETE")  # noqa: S310
         with urllib.request.urlopen(cleared, timeout=10) as answer:  # noqa: S310 (loopback)
             assert answer.status == 200
         replayed = sync_command("deadletters", "replay", "--local")

@@ -152,7 +152,7 @@ class LocalRun:
 
 
 @pytest.fixture
-def local_run() -> Iterator[Callable[..., LocalRun]]:
+def local_run(local_run_dir: Path) -> Iterator[Callable[..., LocalRun]]:
     runs: list[LocalRun] = []
 
     def start(*args: str, sigint: signal.Handlers = signal.SIG_DFL) -> LocalRun:

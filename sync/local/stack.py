@@ -22,7 +22,7 @@ from typing import Any, Final
 from sync.deadletter import RECORD_REASONS
 from sync.definition import parse_definition
 from sync.errors import ConfigError
-from sync.local.azurite import ROOT, Azurite, start_azurite
+from sync.local.azurite import Azurite, start_azurite
 from sync.local.dryrunlocal import latest_report, writes_seen
 from sync.local.emulators.enrichment import EnrichmentConfig
 from sync.local.environments import (
@@ -64,13 +64,13 @@ from sync.names import (
 from sync.ops.queuescan import raw_queue
 from sync.ops.run_status import read_queue_counts
 from sync.ops.status_view import dry_run_lines
-from sync.ops.target import forget_local_target, save_local_target
+from sync.ops.target import LOCAL_RUN_DIR, forget_local_target, save_local_target
 from sync.settings import Settings, StorageSettings
 from sync.storage import ensure_resources, queue_client, table_client
 
 __all__ = ["LocalOptions", "configure_parser", "local_token", "main", "run"]
 
-LOG_DIR: Final = ROOT / ".local-run"
+LOG_DIR: Final = LOCAL_RUN_DIR
 
 
 @dataclass(frozen=True, slots=True)

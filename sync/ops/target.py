@@ -26,7 +26,11 @@ from azure.core.exceptions import (
 from sync.errors import ConfigError
 from sync.settings import StorageSettings
 
-LOCAL_TARGET_FILE: Final = Path(__file__).resolve().parents[2] / ".local-run" / "storage.json"
+LOCAL_RUN_DIR: Final = Path(os.environ.get("SYNC_LOCAL_RUN_DIR")
+                           or Path(__file__).resolve().parents[2] / ".local-run")
+"""Where ``python -m sync local`` keeps its logs and its storage file: ``.local-run/`` in the
+checkout, or ``SYNC_LOCAL_RUN_DIR`` (the tests give each stack its own, to run side by side)."""
+LOCAL_TARGET_FILE: Final = LOCAL_RUN_DIR / "storage.json"
 """Where a running local stack leaves its storage connection for operator commands."""
 ACCOUNT_NAME: Final = re.compile(r"[a-z0-9]{3,24}")
 QUEUE_ROLE: Final = "Storage Queue Data Contributor"
