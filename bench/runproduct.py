@@ -17,6 +17,7 @@ from bench import machine
 from bench.ceiling import Ceiling
 from bench.figures import Result
 from bench.proctree import TreeSampler
+from bench.scaling import LANE_ROUNDS
 from bench.scenarios import (
     DEFINITION_OVERRIDES,
     ENRICHED_SHARE,
@@ -49,7 +50,8 @@ def _parse(stamp: str) -> datetime:
 
 def run_product_row(spec: RowSpec, scale: Scale, ceiling: Ceiling) -> Result:
     rate_per_s = min(ceiling.mode_per_s(spec.mode) * spec.identities, ceiling.enrichment_per_s)
-    records = spec.records or scale.records_for(rate_per_s)
+    records = spec.records or (round(rate_per_s * scale.window_s) * LANE_ROUNDS
+                               if spec.kind == "lanes" else scale.records_for(rate_per_s))
     scenario = spec.scenario
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "run.json"

@@ -269,14 +269,15 @@ async def _dead_letter(work: Work, run: MessageRun, record: RecordRef,
     run.dead_lettered(record.id, reason)
 
 
-def next_lane(work: Work, run: MessageRun) -> tuple[Lane, float]:
+def next_lane(work: Work, run: MessageRun) -> tuple[Lane | None, float]:
     """Where the unfinished records go, and after how long: when only this lane stopped the
-    message (its throttle or its circuit) and another lane of the definition is open, to that
-    lane at once; otherwise back to this lane after the delay the faults asked for."""
-    if set(run.stopped_services) == {DATAVERSE} and not run.reasons:
-        other = routing.away_from(work.lane, work.lanes)
-        if other is not None:
-            return other, 0.0
+    message (its throttle or its circuit) and another lane of the definition is open, to
+    whichever lane is open when a worker takes them (None: not pinned), at once; otherwise
+    back to this lane after the delay the faults asked for. Unpinned, the work spreads over
+    the lanes open at the time instead of piling onto the one open now."""
+    if (set(run.stopped_services) == {DATAVERSE} and not run.reasons
+            and routing.away_from(work.lane, work.lanes) is not None):
+        return None, 0.0
     return work.lane, run.delay_s
 
 
@@ -296,14 +297,13 @@ async def _requeue_unfinished(work: Work, run: MessageRun) -> None:
         batch_id = run.message.batch_id if number == 0 else f"{run.message.batch_id}.{number}"
         message = BatchMessage(batch_id=batch_id[:128], records=group, attempt=attempt,
                                definition=run.message.definition,
-                               lane=lane.key.wire)
+                               lane=lane.key.wire if lane is not None else None)
         await work.storage.batches.send_message(message.to_json(), visibility_timeout=delay_s,
                                                 time_to_live=NEVER_EXPIRE)
-    if lane is not work.lane:
-        logger.info("batch %s: %d records routed from lane %s to %s", run.message.batch_id,
-                    len(remaining), work.lane.key, lane.key,
-                    extra={"event": "lane_routed", "from_lane": str(work.lane.key),
-                           "to_lane": str(lane.key)})
+    if lane is None:
+        logger.info("batch %s: %d records routed away from lane %s to any open lane",
+                    run.message.batch_id, len(remaining), work.lane.key,
+                    extra={"event": "lane_routed", "from_lane": str(work.lane.key)})
     reasons = Counter(run.reason_unfinished(record.id) for record in remaining)
     run.counts.reenqueued_by_reason.update(reasons)
     run.counts.reenqueued += len(remaining)

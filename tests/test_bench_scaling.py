@@ -7,7 +7,7 @@ import pytest
 
 from bench.figures import Result
 from bench.machine import idle_share, parse_cpu_times
-from bench.scaling import scaling_lines, scaling_met, scaling_points
+from bench.scaling import rounds_rate_per_s, scaling_lines, scaling_met, scaling_points
 from bench.scenarios import DEFAULT_SCALE, QUICK_SCALE, USER_BOUND, plan_rows
 from bench.targets import evaluate
 from sync.local.emulators.webapi.stats import ceiling, facet_requests
@@ -100,3 +100,13 @@ def test_cpu_headroom_is_the_machines_idle_share_between_two_readings() -> None:
     assert idle_share(before, after) == pytest.approx(350 / 750)
     assert idle_share(before, before) is None
     assert parse_cpu_times("") == (0, 0)
+
+
+def test_bursty_rounds_are_measured_over_whole_rounds_after_the_first() -> None:
+    # 400 records a round, rounds 12 s apart (a window of 10 s plus the wait to come back)
+    timeline = [(0.0, 0), (2.0, 0), (2.5, 400), (14.0, 400), (14.5, 800), (26.0, 800),
+                (26.5, 1200), (38.0, 1200), (38.5, 1600)]
+    assert rounds_rate_per_s(timeline, 400, 1600) == pytest.approx(1200 / 36.0)
+    # starting the clock at 0 instead would count the start-up and the first burst
+    assert rounds_rate_per_s(timeline, 0, 1600) != pytest.approx(1200 / 36.0)
+    assert rounds_rate_per_s(timeline, 400, 2000) == 0.0  # never finished: no rate

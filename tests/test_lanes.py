@@ -3,6 +3,7 @@ keys, and the worker and planner over real HTTP and Azurite with two identities.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -152,6 +153,16 @@ async def received(services: Services, visibility_s: int = 30) -> list[BatchMess
     return found
 
 
+async def first_visible(services: Services, within_s: float) -> BatchMessage:
+    """The first message that becomes visible on the batches queue (bounded in time)."""
+    for _ in range(int(within_s / 0.25) + 1):
+        found = await received(services)
+        if found:
+            return found[0]
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"no message became visible within {within_s} s")
+
+
 async def test_a_message_for_a_lane_the_definition_does_not_use_is_poison(
         make_services: Make, dataverse_url: str) -> None:
     services = await make_services(**two_lanes(dataverse_url))
@@ -178,6 +189,9 @@ async def test_a_throttled_lane_hands_its_records_to_an_open_lane_at_once(
     counts = await worker.process_message(services, message.to_json().encode())
     assert (counts.written, counts.reenqueued) == (0, 5)
     assert counts.requeue_delay_s <= 1 + worker.REQUEUE_JITTER_MAX_S  # not the 120 s
+    moved = await first_visible(services, within_s=1 + worker.REQUEUE_JITTER_MAX_S + 2)
+    assert moved.lane is None  # taken by whichever lane is open then (b, not a)
+    assert routing.pick([a, b]) is b
     b.governor.close_gate(120.0)  # now both are throttled: the records wait on their lane
     again = BatchMessage("b-2", records, definition="accounts", lane=("prod", "b"))
     counts = await worker.process_message(services, again.to_json().encode())

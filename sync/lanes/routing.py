@@ -3,9 +3,10 @@
 The planner deals a definition's messages to its lanes in turn. A message that names none (a
 producer's, or an older contract's) takes the open lane with the most room. When a lane is
 throttled or its circuit is open, the records it could not write go back on the queue naming
-another open lane of the same definition, visible at once, instead of waiting out the
-Retry-After (routing away, as one would by hand). A message names one lane and a record is in
-one message at a time, so no record is ever written by two lanes at once.
+no lane, visible at once, so the worker that takes them writes them through whichever lane is
+open then, instead of waiting out the Retry-After (routing away, as one would by hand). A
+message names one lane (or none, and is then given one when taken) and a record is in one
+message at a time, so no record is ever written by two lanes at once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from sync.lanes.lane import Lane
 
 
 def is_open(lane: Lane) -> bool:
-    """The lane may send now: its gate is open and its Dataverse circuit is closed."""
+    """The lane may send now: its gate (shared by every instance) is open and its Dataverse
+    circuit is closed."""
     return lane.governor.gate_remaining_s() == 0 and lane.dependency.circuit.state == "closed"
 
 
