@@ -27,11 +27,12 @@ RECORD_REASONS: Final = frozenset({"unusable_input", "not_enrichable", "input_re
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where a record came from: the table, the run and the batch message."""
+    """Where a record came from: the table, the run, the message and its definition."""
 
     table: str
     run_id: str
     batch_id: str
+    definition: str = "default"
 
 
 def reason_of(fault: SyncError) -> str:
@@ -49,7 +50,7 @@ def record_envelope(origin: Origin, record: RecordRef, fault: SyncError,
     status = getattr(fault, "status", None)
     return json.dumps({
         "kind": "record", "reason": reason_of(fault), "table": origin.table,
-        "run_id": origin.run_id, "batch_id": origin.batch_id,
+        "definition": origin.definition, "run_id": origin.run_id, "batch_id": origin.batch_id,
         "record": {"id": record.id, "input": record.input},
         "service": getattr(fault, "service", ""), "status": status,
         "code": getattr(fault, "code", ""), "message": getattr(fault, "message", "") or str(fault),

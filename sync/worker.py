@@ -250,7 +250,7 @@ async def _dead_letter(work: Work, run: MessageRun, record: RecordRef,
         run.preview.fail(record.id, reason)
         return
     batch_id = run.message.batch_id
-    origin = Origin(work.definition.entity_set, run_id_of(batch_id), batch_id)
+    origin = Origin(work.definition.entity_set, run_id_of(batch_id), batch_id, work.named.name)
     logger.warning("record %s dead-lettered (%s): %s", record.id, reason, fault,
                    extra={"event": "record_dead_lettered", "batch_id": batch_id,
                           "reason": reason})

@@ -9,8 +9,18 @@ from types import SimpleNamespace
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from sync.deadletter import message_envelope, replay_batch_id, run_id_of
-from sync.letterindex import BODY_CHUNK_CHARS, body_key, body_of, body_parts, poison_entity
+from sync.contract import RecordHistory, RecordRef, decode_batch
+from sync.deadletter import Origin, message_envelope, record_envelope, replay_batch_id, run_id_of
+from sync.errors import RecordFault
+from sync.letterindex import (
+    BODY_CHUNK_CHARS,
+    body_key,
+    body_of,
+    body_parts,
+    dead_letter_entity,
+    poison_entity,
+)
+from sync.ops.deadletters import DeadLetters
 from sync.ops.poison import Poison, why_it_stays
 from sync.ops.queuescan import Found, body_text
 from sync.ops.repaircli import explain_storage_error
@@ -119,3 +129,17 @@ def test_a_403_names_the_role_of_the_resource_it_came_from(url: str, says: str) 
     sentence = str(explain_storage_error(HttpResponseError(response=response), Poison()))
     assert says in sentence
     assert sentence.startswith("this identity may not use")
+
+
+def test_a_dead_letter_is_replayed_under_its_definition() -> None:
+    origin = Origin("contacts", "run-1", "run-1-p000000-000", "contacts-nightly")
+    record = RecordRef("5b1c2a3e-0000-4000-8000-000000000001", "https://www.contoso.com")
+    envelope = json.loads(record_envelope(origin, record, RecordFault(
+        "dataverse", 404, "0x80040217", "missing", reason="record_missing"), RecordHistory(),
+        "2026-12-01T02:00:00Z"))
+    assert envelope["definition"] == "contacts-nightly"
+    row = dead_letter_entity(envelope, "m-1", 0.0)
+    assert row["Definition"] == "contacts-nightly"
+    replayed = decode_batch(DeadLetters().message_text([row], "run-1:replay-x").encode())
+    assert replayed.definition == "contacts-nightly"
+    assert replayed.lane is None  # the worker picks the open lane of that definition

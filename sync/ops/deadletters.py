@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from sync.contract import (
+    DEFAULT_DEFINITION,
     MAX_FAULT_CHARS,
     MAX_RECORDS_PER_MESSAGE,
     BatchMessage,
@@ -59,7 +60,12 @@ class DeadLetters:
         return Plan(tuple(_messages(refs, token)), tuple(stays))
 
     def message_text(self, rows: Sequence[Row], batch_id: str) -> str:
-        return BatchMessage(batch_id, tuple(record_of(row) for row in rows)).to_json()
+        """The records of one run go back as one message of the run's definition (any of its
+        lanes: the worker picks the open one)."""
+        definition = str(rows[0].get("Definition", DEFAULT_DEFINITION)) if rows \
+            else DEFAULT_DEFINITION
+        return BatchMessage(batch_id, tuple(record_of(row) for row in rows),
+                            definition=definition).to_json()
 
     def summary(self, row: Row) -> str:
         status = f"{row.get('Status') or ''} {row.get('Code', '')}".strip()
