@@ -38,7 +38,7 @@ async def continue_plan(msg: func.QueueMessage) -> None:
 @app.queue_trigger(arg_name="msg", queue_name=BATCH_QUEUE, connection=STORAGE_CONNECTION)
 async def process_batch(msg: func.QueueMessage) -> None:
     """Carry out one batch message; raises only when unfinished work could not be saved."""
-    await entry.process_batch(msg.get_body())
+    await entry.process_message(msg.get_body())
 
 
 @app.timer_trigger(schedule="%SYNC_QUEUE_METRICS_SCHEDULE%", arg_name="timer",

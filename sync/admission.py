@@ -27,11 +27,11 @@ from typing import Final
 
 from sync import canary, control, ledger, runs
 from sync.canarypolicy import CanaryPolicy
-from sync.contract import NEVER_EXPIRE, BatchMessage, RecordRef
+from sync.contract import NEVER_EXPIRE, Message, RecordRef
 from sync.dataverse import SERVICE as DATAVERSE
 from sync.deadletter import is_planned, run_id_of
 from sync.enrichment import SERVICE as ENRICHMENT
-from sync.ledger import BatchCounts
+from sync.ledger import MessageCounts
 from sync.messagerun import MessageRun
 from sync.services import Work
 
@@ -47,8 +47,8 @@ class Admission:
     """What to process now (None: nothing, the message was held or cancelled), and the counts
     of what admission itself did (records held or cancelled)."""
 
-    message: BatchMessage | None
-    counts: BatchCounts = field(default_factory=BatchCounts)
+    message: Message | None
+    counts: MessageCounts = field(default_factory=MessageCounts)
 
 
 def hold_delay_s(pause_delay_s: float, rand: float) -> int:
@@ -56,7 +56,7 @@ def hold_delay_s(pause_delay_s: float, rand: float) -> int:
     return max(1, int(pause_delay_s + rand * JITTER_MAX_S + 0.999))
 
 
-async def admit(work: Work, message: BatchMessage) -> Admission:
+async def admit(work: Work, message: Message) -> Admission:
     """Apply the flags and the canary to ``message``; see the module."""
     run_id = run_id_of(message.batch_id)
     flag = await work.control.stopping(work.storage.state, message.definition, run_id)
@@ -71,7 +71,7 @@ async def admit(work: Work, message: BatchMessage) -> Admission:
     return await _canary(work, message, run_id, policy)
 
 
-async def _canary(work: Work, message: BatchMessage, run_id: str,
+async def _canary(work: Work, message: Message, run_id: str,
                   policy: CanaryPolicy) -> Admission:
     totals = await runs.read_run(work.storage.ledger, run_id)
     planned = totals.run.planned if totals is not None and totals.run.plan_complete else None
@@ -97,12 +97,12 @@ async def _canary(work: Work, message: BatchMessage, run_id: str,
         message, records=tuple(r for r in message.records if r.id in go)))
 
 
-def _held_id(message: BatchMessage) -> str:
+def _held_id(message: Message) -> str:
     return (message.batch_id[:128 - len(HELD_SUFFIX)]) + HELD_SUFFIX
 
 
-async def hold(work: Work, message: BatchMessage, records: Sequence[RecordRef], *,
-               reason: str, batch_id: str | None = None) -> BatchCounts:
+async def hold(work: Work, message: Message, records: Sequence[RecordRef], *,
+               reason: str, batch_id: str | None = None) -> MessageCounts:
     """Put ``records`` back on the queue as a new message (same attempt), invisible for the
     pause delay; answer the counts of that (for the span and metrics; a pure hold writes no
     ledger row, so a long pause does not grow the ledger)."""
@@ -114,14 +114,14 @@ async def hold(work: Work, message: BatchMessage, records: Sequence[RecordRef], 
     logger.info("batch %s: %d records held (%s) for %d s", held.batch_id, len(records), reason,
                 delay_s, extra={"event": "batch_held", "batch_id": held.batch_id,
                                 "reason": reason})
-    return BatchCounts(reenqueued=len(records), requeue_delay_s=delay_s,
+    return MessageCounts(reenqueued=len(records), requeue_delay_s=delay_s,
                        reenqueued_by_reason=Counter({reason: len(records)}))
 
 
-async def _cancel(work: Work, message: BatchMessage, run_id: str,
+async def _cancel(work: Work, message: Message, run_id: str,
                   reason: str) -> Admission:
-    counts = BatchCounts(cancelled=len(message.records))
-    await ledger.record_batch(work.storage.ledger, message.batch_id, message.attempt, counts)
+    counts = MessageCounts(cancelled=len(message.records))
+    await ledger.record_message(work.storage.ledger, message.batch_id, message.attempt, counts)
     logger.info("batch %s: %d records cancelled (%s)", message.batch_id, len(message.records),
                 reason or "-", extra={"event": "batch_cancelled", "batch_id": message.batch_id})
     await runs.complete_if_done(work.storage.ledger, run_id, work.control.clock.wall_s())

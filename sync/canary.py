@@ -37,7 +37,7 @@ from azure.data.tables.aio import TableClient
 
 from sync import control, runs
 from sync.canarypolicy import CanaryPolicy
-from sync.ledger import BatchCounts
+from sync.ledger import MessageCounts
 from sync.telemetry import names
 from sync.telemetry.events import emit
 
@@ -172,7 +172,7 @@ async def judge(state: TableClient, ledger: TableClient, row: CanaryRow, *, limi
     return await _row(state, row.run_id)
 
 
-async def _failed(state: TableClient, run_id: str, definition: str, counts: BatchCounts, *,
+async def _failed(state: TableClient, run_id: str, definition: str, counts: MessageCounts, *,
                   policy: CanaryPolicy, now_s: float) -> None:
     written, dead_lettered = counts.written, counts.dead_lettered
     rate = dead_lettered / max(1, written + dead_lettered)

@@ -1,4 +1,9 @@
-"""The batch message contract: what the planner and upstream producers put on the batches queue.
+"""The message contract: what the planner and upstream producers put on the batches queue.
+
+Words: a *message* is one queue message of records (``Message``; its id travels as ``batch_id``
+and the queue is ``sync-batches``, names kept from version 1); "batch" alone means the OData
+``$batch`` request (``sync.batchwire``); a *message run* is one message being carried out
+(``sync.messagerun``).
 
 On the wire a message is UTF-8 JSON, base64-encoded (producers use ``TextBase64EncodePolicy``;
 the worker decodes it itself so that a message that is not base64 reaches the poison queue with
@@ -108,8 +113,8 @@ class RecordRef:
 
 
 @dataclass(frozen=True, slots=True)
-class BatchMessage:
-    """A validated batch message."""
+class Message:
+    """A validated message of records."""
 
     batch_id: str
     records: tuple[RecordRef, ...]
@@ -157,7 +162,7 @@ def encoded_size_bytes(text: str) -> int:
     return 4 * ((raw + 2) // 3)
 
 
-def decode_batch(body: bytes) -> BatchMessage:
+def decode_message(body: bytes) -> Message:
     """Parse and validate a message body (already base64-decoded); ContractError says why not."""
     try:
         text = body.decode("utf-8")
@@ -170,7 +175,7 @@ def decode_batch(body: bytes) -> BatchMessage:
     return _message(data)
 
 
-def _message(data: Any) -> BatchMessage:
+def _message(data: Any) -> Message:
     if not isinstance(data, dict):
         raise ContractError("message must be a JSON object")
     version = data.get("version")
@@ -188,7 +193,7 @@ def _message(data: Any) -> BatchMessage:
     if not isinstance(definition, str) or not _DEFINITION_NAME.match(definition):
         raise ContractError("definition must be 1-63 characters of a-z 0-9 -, starting with a "
                             "letter")
-    return BatchMessage(batch_id=batch_id, records=_records(data.get("records"), version),
+    return Message(batch_id=batch_id, records=_records(data.get("records"), version),
                         attempt=attempt, definition=definition, lane=_lane(data.get("lane")))
 
 

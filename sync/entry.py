@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from sync import due, imagesweep, planner, worker
 from sync.errors import ConfigError
-from sync.ledger import BatchCounts
+from sync.ledger import MessageCounts
 from sync.planstate import PlanState, plan_state_from
 from sync.services import Services, open_services
 from sync.settings import Settings, StorageSettings
@@ -118,7 +118,7 @@ async def continue_plan(raw: bytes) -> PlanState | None:
                              definition=state.definition)
 
 
-async def process_batch(raw: bytes) -> BatchCounts:
+async def process_message(raw: bytes) -> MessageCounts:
     """The batches queue's work: carry out one message as the queue holds it (base64)."""
     found = await services()
     return await traced_message(lambda: worker.process_queue_message(found, raw),

@@ -74,7 +74,7 @@ def usage_from(entity: Mapping[str, Any]) -> RequestUsage:
 
 
 @dataclass(slots=True)
-class BatchCounts:
+class MessageCounts:
     """What one processing of one message did."""
 
     written: int = 0
@@ -100,7 +100,7 @@ class BatchCounts:
     definition: str = ""
     """The message's definition, for its telemetry (not stored: the run's row names it)."""
 
-    def add(self, other: BatchCounts) -> None:
+    def add(self, other: MessageCounts) -> None:
         """Add another message's counts to these."""
         self.written += other.written
         self.dead_lettered += other.dead_lettered
@@ -151,7 +151,7 @@ def is_message_row(entity: Mapping[str, Any]) -> bool:
     return str(entity["RowKey"]).startswith(MESSAGE_PREFIX)
 
 
-def batch_entity(batch_id: str, attempt: int, counts: BatchCounts) -> dict[str, Any]:
+def message_entity(batch_id: str, attempt: int, counts: MessageCounts) -> dict[str, Any]:
     """The ledger row of one processed message, in its run's partition."""
     return {"PartitionKey": run_partition(run_id_of(batch_id)),
             "RowKey": f"{MESSAGE_PREFIX}{batch_id}|{attempt:04d}",
@@ -166,9 +166,9 @@ def batch_entity(batch_id: str, attempt: int, counts: BatchCounts) -> dict[str, 
             "ReenqueuedByReason": json.dumps(dict(counts.reenqueued_by_reason))}
 
 
-def counts_from(entity: Mapping[str, Any]) -> BatchCounts:
+def counts_from(entity: Mapping[str, Any]) -> MessageCounts:
     """The counts a ledger row holds."""
-    return BatchCounts(written=int(entity.get("Written", 0)),
+    return MessageCounts(written=int(entity.get("Written", 0)),
                        dead_lettered=int(entity.get("DeadLettered", 0)),
                        unchanged=int(entity.get("Unchanged", 0)),
                        requests=usage_from(entity),
@@ -210,10 +210,10 @@ def plan_usage_from(entity: Mapping[str, Any]) -> RequestUsage:
                        if str(name).startswith("PlanRequests")})
 
 
-async def record_batch(table: TableClient, batch_id: str, attempt: int,
-                       counts: BatchCounts) -> None:
+async def record_message(table: TableClient, batch_id: str, attempt: int,
+                       counts: MessageCounts) -> None:
     """Write (or overwrite) the row of one processed message."""
-    await table.upsert_entity(batch_entity(batch_id, attempt, counts), mode=UpdateMode.REPLACE)
+    await table.upsert_entity(message_entity(batch_id, attempt, counts), mode=UpdateMode.REPLACE)
 
 
 async def record_plan(table: TableClient, manifest: PlanManifest) -> None:
@@ -221,10 +221,10 @@ async def record_plan(table: TableClient, manifest: PlanManifest) -> None:
     await table.upsert_entity(plan_entity(manifest), mode=UpdateMode.MERGE)
 
 
-async def batch_totals(table: TableClient) -> BatchCounts:
+async def message_totals(table: TableClient) -> MessageCounts:
     """The sum of every processed message's counts, over every run (a table scan: for tests
     and the local stack; one run's totals are ``sync.runs.read_run``)."""
-    totals = BatchCounts()
+    totals = MessageCounts()
     rows = table.query_entities(f"RowKey ge '{MESSAGE_PREFIX}' and RowKey lt '{_MESSAGE_END}'")
     async for entity in rows:
         totals.add(counts_from(entity))

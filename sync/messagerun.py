@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from sync.contract import BatchMessage, RecordHistory, RecordRef
+from sync.contract import Message, RecordHistory, RecordRef
 from sync.dataverse import SERVICE as DATAVERSE
 from sync.errors import CircuitOpen, Deferred, ServiceFault, SyncError, Throttled
 from sync.governor import GATE_CODE
-from sync.ledger import BatchCounts
+from sync.ledger import MessageCounts
 
 if TYPE_CHECKING:
     from sync.dryrun import Preview
@@ -31,8 +31,8 @@ def now_iso() -> str:
 class MessageRun:
     """Per-message bookkeeping, shared by the enrichment and the write phases."""
 
-    message: BatchMessage
-    counts: BatchCounts = field(default_factory=BatchCounts)
+    message: Message
+    counts: MessageCounts = field(default_factory=MessageCounts)
     finished: set[str] = field(default_factory=set)
     delay_s: float = 0.0
     """The longest delay any fault asked for: the re-enqueue delay of the unfinished records."""

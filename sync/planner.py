@@ -38,7 +38,7 @@ from sync.contract import (
     MAX_CURRENT_TEXT_CHARS,
     MAX_ETAG_CHARS,
     NEVER_EXPIRE,
-    BatchMessage,
+    Message,
     RecordRef,
     Scalar,
     fitting_groups,
@@ -270,13 +270,13 @@ async def _enqueue_page(services: Work, state: PlanState, page: Page) -> PlanSta
     skip_user = state.self_id if state.mode != "full" else None
     refs = list(refs_from(page.rows, services.definition, skip_user))
     lanes = services.named.lanes
-    messages = [BatchMessage(batch_id(state.run_id, state.page, n), group,
+    messages = [Message(batch_id(state.run_id, state.page, n), group,
                              definition=services.named.name,
                              lane=lanes[(state.batches + n) % len(lanes)].wire)
                 for n, group in enumerate(fitting_groups(refs, settings.batch_size))]
     slots = asyncio.Semaphore(ENQUEUE_CONCURRENCY)
 
-    async def send(message: BatchMessage) -> None:
+    async def send(message: Message) -> None:
         async with slots:
             await services.storage.batches.send_message(message.to_json(),
                                                         time_to_live=NEVER_EXPIRE)

@@ -17,7 +17,7 @@ from azure.storage.queue.aio import QueueClient
 from sync.contract import (
     DEFAULT_DEFINITION,
     NEVER_EXPIRE,
-    BatchMessage,
+    Message,
     RecordRef,
     fitting_groups,
     record_from,
@@ -53,21 +53,21 @@ def read_jsonl(lines: Iterable[str]) -> tuple[list[RecordRef], list[LineError]]:
 
 def messages_for(records: Sequence[RecordRef], batch_prefix: str, batch_size: int, *,
                  definition: str = DEFAULT_DEFINITION,
-                 lane: tuple[str, str] | None = None) -> list[BatchMessage]:
+                 lane: tuple[str, str] | None = None) -> list[Message]:
     """Batch messages of at most ``batch_size`` records (fewer where long inputs would not fit a
     queue message), ids ``<prefix>-000001`` and on, for ``definition`` (through ``lane``, or
     any of its lanes). ContractError if an id repeats."""
     if len({r.id for r in records}) != len(records):
         raise ContractError("the records repeat an id; each record may appear once")
-    return [BatchMessage(f"{batch_prefix}-{n:06d}", group, definition=definition, lane=lane)
+    return [Message(f"{batch_prefix}-{n:06d}", group, definition=definition, lane=lane)
             for n, group in enumerate(fitting_groups(records, batch_size), start=1)]
 
 
-async def send(queue: QueueClient, messages: Sequence[BatchMessage]) -> int:
+async def send(queue: QueueClient, messages: Sequence[Message]) -> int:
     """Send the messages (the client must encode base64); answer how many were sent."""
     slots = asyncio.Semaphore(SEND_CONCURRENCY)
 
-    async def one(message: BatchMessage) -> None:
+    async def one(message: Message) -> None:
         async with slots:
             await queue.send_message(message.to_json(), time_to_live=NEVER_EXPIRE)
 

@@ -37,7 +37,7 @@ from sync.ledger import (
     MESSAGE_KIND,
     PLAN_KIND,
     RUN_ROW,
-    BatchCounts,
+    MessageCounts,
     RequestUsage,
     counts_from,
     is_message_row,
@@ -87,7 +87,7 @@ class RunTotals:
     """A run's row and the sum of its messages' rows."""
 
     run: RunRow
-    counts: BatchCounts
+    counts: MessageCounts
 
     @property
     def done(self) -> int:
@@ -108,7 +108,7 @@ class RunTotals:
         return max(0, self.run.planned - self.done)
 
 
-def is_complete(run: RunRow, counts: BatchCounts) -> bool:
+def is_complete(run: RunRow, counts: MessageCounts) -> bool:
     """Complete: the plan is complete and every planned record is written, dead-lettered,
     unchanged or cancelled (or, in a dry run, settled: would change, unchanged or failed)."""
     return run.plan_complete and counts.done >= run.planned
@@ -135,7 +135,7 @@ def run_row_from(entity: Mapping[str, Any], etag: str = "") -> RunRow:
 async def read_run(table: TableClient, run_id: str) -> RunTotals | None:
     """A run's row and totals (one partition query); None when there is no such run."""
     run: RunRow | None = None
-    counts = BatchCounts()
+    counts = MessageCounts()
     async for entity in table.query_entities(f"PartitionKey eq '{_quoted(run_partition(run_id))}'"):
         if is_message_row(entity):
             counts.add(counts_from(entity))

@@ -33,9 +33,9 @@ from sync import beforeimages, dryrun, ledger, letterindex, runs
 from sync.admission import admit, watching
 from sync.contract import (
     NEVER_EXPIRE,
-    BatchMessage,
+    Message,
     RecordRef,
-    decode_batch,
+    decode_message,
     fitting_groups,
 )
 from sync.dataverse import SERVICE as DATAVERSE
@@ -58,7 +58,7 @@ from sync.errors import (
 from sync.lanes import routing
 from sync.lanes.config import LaneKey
 from sync.lanes.lane import Lane
-from sync.ledger import BatchCounts
+from sync.ledger import MessageCounts
 from sync.messagerun import MessageRun, now_iso
 from sync.services import Services, Work
 from sync.settings import Settings
@@ -82,7 +82,7 @@ def decode_queue_body(body: bytes) -> bytes:
                             "TextBase64EncodePolicy)") from None
 
 
-async def process_queue_message(services: Services, raw: bytes) -> BatchCounts:
+async def process_queue_message(services: Services, raw: bytes) -> MessageCounts:
     """Carry out one message as the trigger hands it over (base64 text, decoded here so a
     message that is not base64 reaches the poison queue with its reason)."""
     try:
@@ -92,18 +92,18 @@ async def process_queue_message(services: Services, raw: bytes) -> BatchCounts:
     return await process_message(services, body)
 
 
-async def process_message(services: Services, body: bytes) -> BatchCounts:
+async def process_message(services: Services, body: bytes) -> MessageCounts:
     """Carry out one batch message (its body already base64-decoded) with the work context of
     its definition and lane."""
     try:
-        message = decode_batch(body)
+        message = decode_message(body)
         work = _work_for(services, message)
     except ContractError as error:
         return await _reject(services.storage, services.settings, body, error.reason)
     return await process_work(work, message)
 
 
-def _work_for(services: Services, message: BatchMessage) -> Work:
+def _work_for(services: Services, message: Message) -> Work:
     """The definition and lane a message names (a lane picked when it names none);
     ContractError when the deployment has no such definition, or the definition no such lane."""
     definitions = services.settings.definitions
@@ -121,7 +121,7 @@ def _work_for(services: Services, message: BatchMessage) -> Work:
     return services.work(definition, lane)
 
 
-async def process_work(work: Work, message: BatchMessage) -> BatchCounts:
+async def process_work(work: Work, message: Message) -> MessageCounts:
     """Carry out a decoded message through its lane."""
     describe_message(message)
     work.lane.activity.touch()
@@ -146,7 +146,7 @@ async def process_work(work: Work, message: BatchMessage) -> BatchCounts:
                          extra={"event": "batch_error", "batch_id": message.batch_id})
         run.wait(service_delay_s(run, work.circuit_policy))
     await _requeue_unfinished(work, run)
-    await ledger.record_batch(work.storage.ledger, message.batch_id, message.attempt,
+    await ledger.record_message(work.storage.ledger, message.batch_id, message.attempt,
                               run.counts)
     logger.info("batch %s attempt %d (%s): %d written, %d unchanged, %d dead-lettered, "
                 "%d re-enqueued, %d Dataverse requests", message.batch_id, message.attempt,
@@ -179,7 +179,7 @@ async def _carry_out(work: Work, run: MessageRun) -> None:
 
 
 async def _reject(storage: Stores, settings: Settings, body: bytes,
-                  reason: str) -> BatchCounts:
+                  reason: str) -> MessageCounts:
     logger.warning("batch message rejected: %s", reason,
                    extra={"event": "message_rejected", "reason": reason})
     envelope = message_envelope(body, reason, now_iso())
@@ -188,7 +188,7 @@ async def _reject(storage: Stores, settings: Settings, body: bytes,
     await _index(storage.poison_index, letterindex.poison_entity(
         echo["message"], reason=reason, source="worker", message_id=sent.id, at=echo["at"],
         expires_at_s=_expiry_s(settings), truncated=echo["truncated"]))
-    return BatchCounts(rejected_messages=1)
+    return MessageCounts(rejected_messages=1)
 
 
 def _retention_s(settings: Settings) -> int:
@@ -295,7 +295,7 @@ async def _requeue_unfinished(work: Work, run: MessageRun) -> None:
     attempt = run.message.attempt + 1
     for number, group in enumerate(fitting_groups(remaining, len(remaining))):
         batch_id = run.message.batch_id if number == 0 else f"{run.message.batch_id}.{number}"
-        message = BatchMessage(batch_id=batch_id[:128], records=group, attempt=attempt,
+        message = Message(batch_id=batch_id[:128], records=group, attempt=attempt,
                                definition=run.message.definition,
                                lane=lane.key.wire if lane is not None else None)
         await work.storage.batches.send_message(message.to_json(), visibility_timeout=delay_s,

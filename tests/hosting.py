@@ -18,7 +18,7 @@ from sync.services import Services
 
 
 async def run_instances(instances: Sequence[Services], expected: int,
-                        limit_s: float) -> ledger.BatchCounts:
+                        limit_s: float) -> ledger.MessageCounts:
     """Hand the visible messages round-robin to the instances, each running its share at once,
     until ``expected`` records are written or dead-lettered (bounded by ``limit_s``)."""
     first = instances[0]
@@ -30,7 +30,7 @@ async def run_instances(instances: Sequence[Services], expected: int,
             messages = [m async for m in queue.receive_messages(
                 messages_per_page=16, max_messages=16, visibility_timeout=120)]
             await asyncio.gather(*(_run(next(turn), queue, m) for m in messages))
-            totals = await ledger.batch_totals(first.storage.ledger)
+            totals = await ledger.message_totals(first.storage.ledger)
             if totals.written + totals.dead_lettered >= expected:
                 return totals
             if not messages:

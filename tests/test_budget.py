@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from sync import ledger
-from sync.contract import BatchMessage, RecordRef
+from sync.contract import Message, RecordRef
 from sync.local.verify import is_enriched
 from sync.services import Services
 from tests import hosting
@@ -37,12 +37,12 @@ async def enqueue(services: Services, count: int, size: int) -> set[str]:
     records = [RecordRef(str(r["accountid"]), str(r["websiteurl"]))
                for r in (await rows(services))[:count]]
     for start in range(0, len(records), size):
-        message = BatchMessage(f"b-{start:06d}", tuple(records[start:start + size]))
+        message = Message(f"b-{start:06d}", tuple(records[start:start + size]))
         await services.storage.batches.send_message(message.to_json())
     return {r.id for r in records}
 
 
-async def run_instances(instances: list[Services], expected: int) -> ledger.BatchCounts:
+async def run_instances(instances: list[Services], expected: int) -> ledger.MessageCounts:
     return await hosting.run_instances(instances, expected, LIMIT_S)
 
 

@@ -11,9 +11,9 @@ from sync.contract import (
     MAX_INPUT_CHARS,
     MAX_QUEUE_MESSAGE_BYTES,
     MAX_RECORDS_PER_MESSAGE,
-    BatchMessage,
+    Message,
     RecordRef,
-    decode_batch,
+    decode_message,
     encoded_size_bytes,
     fitting_groups,
 )
@@ -29,8 +29,8 @@ def body(**fields: object) -> bytes:
 
 
 def test_round_trip() -> None:
-    message = BatchMessage("run-1-000001", (RecordRef(GUID, "https://www.contoso.com"),), 2)
-    assert decode_batch(message.to_json().encode()) == message
+    message = Message("run-1-000001", (RecordRef(GUID, "https://www.contoso.com"),), 2)
+    assert decode_message(message.to_json().encode()) == message
 
 
 @pytest.mark.parametrize(("raw", "reason"), [
@@ -56,14 +56,14 @@ def test_round_trip() -> None:
 ])
 def test_violations_say_why(raw: bytes, reason: str) -> None:
     with pytest.raises(ContractError, match=reason):
-        decode_batch(raw)
+        decode_message(raw)
 
 
 def test_too_many_records_is_refused() -> None:
     records = [{"id": str(uuid.uuid4()), "input": "a.com"}
                for _ in range(MAX_RECORDS_PER_MESSAGE + 1)]
     with pytest.raises(ContractError, match="at most 1000"):
-        decode_batch(body(records=records))
+        decode_message(body(records=records))
 
 
 @pytest.mark.parametrize("input_chars", [20, 200, MAX_INPUT_CHARS])
@@ -74,11 +74,11 @@ def test_the_largest_allowed_batch_fits_a_queue_message(input_chars: int) -> Non
     groups = list(fitting_groups(records, MAX_RECORDS_PER_MESSAGE))
     assert [r for g in groups for r in g] == records
     for group in groups:
-        text = BatchMessage("b" * 128, group, 999_999).to_json()
+        text = Message("b" * 128, group, 999_999).to_json()
         assert encoded_size_bytes(text) <= MAX_QUEUE_MESSAGE_BYTES
     first, rest = groups[0], records[len(groups[0]):]
     if rest:  # the first group took as many as fit: one more would not
-        fuller = BatchMessage("b" * 128, (*first, rest[0]), 999_999).to_json()
+        fuller = Message("b" * 128, (*first, rest[0]), 999_999).to_json()
         assert encoded_size_bytes(fuller) > MAX_QUEUE_MESSAGE_BYTES - 4 * 256 // 3
 
 
@@ -89,5 +89,5 @@ def test_encoded_size_is_base64_length(text: str, size: int) -> None:
 
 
 def test_a_record_id_is_kept_in_its_canonical_lowercase_form() -> None:
-    message = decode_batch(body(records=[{"id": GUID.upper(), "input": "x.com"}]))
+    message = decode_message(body(records=[{"id": GUID.upper(), "input": "x.com"}]))
     assert message.records[0].id == str(uuid.UUID(GUID.upper())) == GUID

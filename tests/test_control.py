@@ -21,7 +21,7 @@ from sync import canary, cli, control, ledger, planner, runs, worker
 from sync.admission import hold_delay_s
 from sync.canarypolicy import CanaryPolicy
 from sync.clock import ManualClock
-from sync.contract import BatchMessage, RecordRef, decode_batch
+from sync.contract import Message, RecordRef, decode_message
 from sync.control import CONTROL_CACHE_S, ControlCache
 from sync.definition import parse_definition
 from sync.errors import ConfigError
@@ -118,14 +118,14 @@ async def test_pause_keeps_every_remaining_message_queued_and_resume_finishes_th
         assert len(await host_once([services], queue)) == remaining
         assert await queued(queue) == remaining
         assert await queue.peek_messages() == []  # held out of sight for the pause delay
-        assert (await ledger.batch_totals(services.storage.ledger)).written == 20
+        assert (await ledger.message_totals(services.storage.ledger)).written == 20
         assert await enriched(services) == 20
         for _ in range(2):  # however often they come back, each is a new message
             back = await come_back(queue, remaining)
             assert {m.dequeue_count for m in back} == {0}  # peeked: never delivered yet
             taken = await host_once([services], queue)
             assert {m.dequeue_count for m in taken} == {1}
-            assert sum(len(decode_batch(base64.b64decode(m.content)).records)
+            assert sum(len(decode_message(base64.b64decode(m.content)).records)
                        for m in taken) == manifest.records - 20
         assert await queued(queue) == remaining
         assert await planner.plan(services, NOW) is None  # a paused definition plans nothing
@@ -181,7 +181,7 @@ async def test_a_canary_of_ten_writes_ten_across_three_instances_until_approved(
     manifest = await planned_run(instances[0])
     async with batches(instances[0]) as queue:
         assert len(await host_once(instances, queue)) == manifest.batches
-        assert (await ledger.batch_totals(instances[0].storage.ledger)).written == 10
+        assert (await ledger.message_totals(instances[0].storage.ledger)).written == 10
         assert await enriched(instances[0]) == 10
         back = await come_back(queue, await queued(queue))  # the held ones come back
         await host_once(instances, queue, most=len(back))
@@ -195,7 +195,7 @@ async def test_a_canary_of_ten_writes_ten_across_three_instances_until_approved(
     assert run.run.completed
 
 
-async def canary_run(services: Services, ghosts: int) -> list[BatchMessage]:
+async def canary_run(services: Services, ghosts: int) -> list[Message]:
     """A planned run of 20 records in four messages of five; the first two (the canary's ten)
     hold ``ghosts`` records that do not exist (dead letters)."""
     run_id = planner.new_run_id(NOW)
@@ -204,7 +204,7 @@ async def canary_run(services: Services, ghosts: int) -> list[BatchMessage]:
     good = await refs(services, 20 - ghosts)
     lost = [RecordRef(GHOST[:-1] + str(n), "https://www.ghost.example") for n in range(ghosts)]
     records = lost + good
-    return [BatchMessage(planner.batch_id(run_id, 0, n), tuple(records[5 * n:5 * n + 5]))
+    return [Message(planner.batch_id(run_id, 0, n), tuple(records[5 * n:5 * n + 5]))
             for n in range(4)]
 
 
@@ -222,7 +222,7 @@ async def test_an_automatic_canary_pauses_above_its_failure_rate_and_goes_on_und
     messages = await canary_run(services, ghosts)
     outcomes = [await worker.process_message(services, message.to_json().encode())
                 for message in messages]
-    totals = await ledger.batch_totals(services.storage.ledger)
+    totals = await ledger.message_totals(services.storage.ledger)
     flag = await control.read_flag(services.storage.state, control.definition_scope("default"))
     async with batches(services) as queue:
         held = await queued(queue)
@@ -257,7 +257,7 @@ async def test_a_message_being_written_finishes_its_requests_and_sends_the_rest_
     services = await make_services(**SMALL, DATAVERSE_MAX_CONCURRENCY="2")
     clock = manual_control(services)
     records = await refs(services, 30)
-    message = BatchMessage("pause-midway", tuple(records))
+    message = Message("pause-midway", tuple(records))
     task = asyncio.create_task(worker.process_message(services, message.to_json().encode()))
     deadline_s = time.monotonic() + 20
     while await enriched(services) < 4:
@@ -275,7 +275,7 @@ async def test_a_message_being_written_finishes_its_requests_and_sends_the_rest_
     assert await enriched(services) == counts.written  # nothing half-written, none uncounted
     async with batches(services) as queue:
         (back,) = await come_back(queue, 1)
-    sent_back = decode_batch(base64.b64decode(back.content)).records
+    sent_back = decode_message(base64.b64decode(back.content)).records
     assert len(sent_back) == counts.reenqueued
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from sync import beforeimages, dryrun, runs, worker
-from sync.contract import BatchMessage, RecordRef
+from sync.contract import Message, RecordRef
 from sync.dryrun import SAMPLE_SIZE, SAMPLE_VALUE_CHARS, Change, Preview
 from sync.local.verify import expected_columns
 from sync.ops import status
@@ -70,7 +70,7 @@ async def test_a_dry_run_reports_the_changes_and_writes_nothing(make_services: M
     same = [read_ref(services, row, current=enriched_values(services, row)) for row in table[:5]]
     changing = [read_ref(services, row) for row in table[5:20]]
     broken = RecordRef("00000000-0000-4000-8000-00000000beef", "no-domain", current={})
-    message = BatchMessage("dry-1", (*same, *changing, broken))
+    message = Message("dry-1", (*same, *changing, broken))
     counts = await worker.process_message(services, message.to_json().encode())
 
     assert (counts.previewed, counts.written, counts.dead_lettered) == (21, 0, 0)
@@ -113,7 +113,7 @@ async def status_shows_the_report(services: Services, run_id: str, report: Previ
 async def test_a_written_run_keeps_no_report(make_services: Make) -> None:
     services = await make_services(SYNC_WRITE_MODE="single")
     table = await rows(services)
-    message = BatchMessage("wet-1", tuple(read_ref(services, row) for row in table[:4]))
+    message = Message("wet-1", tuple(read_ref(services, row) for row in table[:4]))
     counts = await worker.process_message(services, message.to_json().encode())
     assert counts.written == 4
     assert await dryrun.read_report(services.storage.reports, "wet-1") is None

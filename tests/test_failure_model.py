@@ -13,7 +13,7 @@ import pytest
 from azure.storage.queue.aio import QueueClient
 
 from sync import worker
-from sync.contract import BatchMessage, RecordRef
+from sync.contract import Message, RecordRef
 from sync.deadletter import RECORD_REASONS
 from sync.names import DEAD_LETTER_QUEUE
 from sync.services import Services
@@ -110,7 +110,7 @@ async def test_an_unusable_input_takes_no_sibling_with_it(make_services: Make) -
 
 
 async def services_process(services: Services, records: list[RecordRef]) -> dict[str, int]:
-    counts = await worker.process_message(services, BatchMessage(
+    counts = await worker.process_message(services, Message(
         "mixed", tuple(records)).to_json().encode())
     return {"written": counts.written, "dead_lettered": counts.dead_lettered}
 

@@ -18,7 +18,7 @@ from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
 from sync import entry
-from sync.contract import BatchMessage, RecordRef
+from sync.contract import Message, RecordRef
 from sync.local.functions_index import QueueOptions, index, load_app
 from sync.local.hostrunner import QueueListener
 from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, POISON_QUEUE
@@ -78,7 +78,7 @@ async def queue_messages(app_env: dict[str, str], queue: str) -> list[str]:
 @pytest.mark.usefixtures("listener")
 async def test_producer_message_is_processed(app_env: dict[str, str]) -> None:
     rows = (await seeded(app_env["DATAVERSE_URL"]))[:3]
-    message = BatchMessage("producer-1", tuple(RecordRef(str(r["accountid"]),
+    message = Message("producer-1", tuple(RecordRef(str(r["accountid"]),
                                                          str(r["websiteurl"])) for r in rows))
     async with producer(app_env, BATCH_QUEUE) as queue:
         await queue.send_message(message.to_json())
@@ -102,7 +102,7 @@ async def test_bad_messages_reach_poison_and_the_next_good_one_runs(
         await encoded.send_message("{not json")
         await encoded.send_message(json.dumps({"version": 9, "batch_id": "b", "records": []}))
         row = (await seeded(app_env["DATAVERSE_URL"]))[5]
-        good = BatchMessage("after-bad-ones", (RecordRef(str(row["accountid"]),
+        good = Message("after-bad-ones", (RecordRef(str(row["accountid"]),
                                                          str(row["websiteurl"])),))
         await encoded.send_message(good.to_json())
 
@@ -133,7 +133,7 @@ async def test_bad_messages_reach_poison_and_the_next_good_one_runs(
 async def test_missing_record_is_dead_lettered_with_its_reason(app_env: dict[str, str]) -> None:
     ghost = "00000000-0000-4000-8000-00000000dead"
     row = (await seeded(app_env["DATAVERSE_URL"]))[7]
-    message = BatchMessage("with-ghost", (RecordRef(ghost, "https://www.ghost.example"),
+    message = Message("with-ghost", (RecordRef(ghost, "https://www.ghost.example"),
                                           RecordRef(str(row["accountid"]),
                                                     str(row["websiteurl"]))))
     async with producer(app_env, BATCH_QUEUE) as queue:

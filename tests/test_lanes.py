@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from sync import due, planner, worker
-from sync.contract import BatchMessage, RecordRef, decode_batch
+from sync.contract import Message, RecordRef, decode_message
 from sync.errors import ConfigError, ContractError, ServiceFault
 from sync.lanes import routing
 from sync.lanes.config import LaneKey, parse_environments
@@ -136,24 +136,24 @@ def test_a_schedule_is_due_when_an_occurrence_fell_since(schedule: str, since: s
 
 def test_a_message_names_its_lane_and_older_ones_none() -> None:
     record = RecordRef("5b1c7f9e-0000-4000-8000-000000000001", "https://x.example")
-    message = BatchMessage("b-1", (record,), definition="accounts", lane=("prod", "a"))
-    assert decode_batch(message.to_json().encode()).lane == ("prod", "a")
+    message = Message("b-1", (record,), definition="accounts", lane=("prod", "a"))
+    assert decode_message(message.to_json().encode()).lane == ("prod", "a")
     v3 = {"version": 3, "batch_id": "b", "records": [record.to_wire()]}
-    assert decode_batch(json.dumps(v3).encode()).lane is None
+    assert decode_message(json.dumps(v3).encode()).lane is None
     bad = {**v3, "version": 4, "lane": {"environment": "Prod", "identity": "a"}}
     with pytest.raises(ContractError, match=r"lane\.environment"):
-        decode_batch(json.dumps(bad).encode())
+        decode_message(json.dumps(bad).encode())
 
 
-async def received(services: Services, visibility_s: int = 30) -> list[BatchMessage]:
+async def received(services: Services, visibility_s: int = 30) -> list[Message]:
     found = []
     async for item in services.storage.batches.receive_messages(visibility_timeout=visibility_s,
                                                                  messages_per_page=32):
-        found.append(decode_batch(item.content.encode()))
+        found.append(decode_message(item.content.encode()))
     return found
 
 
-async def first_visible(services: Services, within_s: float) -> BatchMessage:
+async def first_visible(services: Services, within_s: float) -> Message:
     """The first message that becomes visible on the batches queue (bounded in time)."""
     for _ in range(int(within_s / 0.25) + 1):
         found = await received(services)
@@ -168,9 +168,9 @@ async def test_a_message_for_a_lane_the_definition_does_not_use_is_poison(
     services = await make_services(**two_lanes(dataverse_url))
     record = (await refs(services, 1))[0]
     for message, reason in [
-            (BatchMessage("b-1", (record,), definition="accounts", lane=("prod", "c")),
+            (Message("b-1", (record,), definition="accounts", lane=("prod", "c")),
              "lane prod/c is not a lane of definition accounts"),
-            (BatchMessage("b-2", (record,), definition="contacts"),
+            (Message("b-2", (record,), definition="contacts"),
              "unknown definition 'contacts'; this deployment defines: accounts")]:
         counts = await worker.process_message(services, message.to_json().encode())
         assert counts.rejected_messages == 1
@@ -185,7 +185,7 @@ async def test_a_throttled_lane_hands_its_records_to_an_open_lane_at_once(
     a.governor.close_gate(120.0)  # lane a is throttled for two minutes; b is open
     assert routing.away_from(a, [a, b]) is b
     records = tuple(await refs(services, 5))
-    message = BatchMessage("b-1", records, definition="accounts", lane=("prod", "a"))
+    message = Message("b-1", records, definition="accounts", lane=("prod", "a"))
     counts = await worker.process_message(services, message.to_json().encode())
     assert (counts.written, counts.reenqueued) == (0, 5)
     assert counts.requeue_delay_s <= 1 + worker.REQUEUE_JITTER_MAX_S  # not the 120 s
@@ -193,7 +193,7 @@ async def test_a_throttled_lane_hands_its_records_to_an_open_lane_at_once(
     assert moved.lane is None  # taken by whichever lane is open then (b, not a)
     assert routing.pick([a, b]) is b
     b.governor.close_gate(120.0)  # now both are throttled: the records wait on their lane
-    again = BatchMessage("b-2", records, definition="accounts", lane=("prod", "b"))
+    again = Message("b-2", records, definition="accounts", lane=("prod", "b"))
     counts = await worker.process_message(services, again.to_json().encode())
     assert counts.requeue_delay_s >= 100
 
@@ -203,7 +203,7 @@ async def test_each_lane_writes_as_its_own_user(make_services: Make,
     services = await make_services(**two_lanes(dataverse_url))
     records = await refs(services, 4)
     for lane, part in ((("prod", "a"), records[:2]), (("prod", "b"), records[2:])):
-        message = BatchMessage(f"b-{lane[1]}", tuple(part), definition="accounts", lane=lane)
+        message = Message(f"b-{lane[1]}", tuple(part), definition="accounts", lane=lane)
         counts = await worker.process_message(services, message.to_json().encode())
         assert counts.written == 2
     tokens = {str(lane.key): await lane.tokens.token() for lane in services.lanes.values()}
@@ -252,7 +252,7 @@ async def test_a_throttled_or_broken_lane_does_not_slow_another(make_services: M
     await b.cluster.refresh()  # lane b reads its own keys: nothing of lane a's
     assert a.governor.gate_remaining_s() > 100
     records = tuple(await refs(services, 10))
-    message = BatchMessage("b-1", records, definition="accounts", lane=("prod", "b"))
+    message = Message("b-1", records, definition="accounts", lane=("prod", "b"))
     counts = await worker.process_message(services, message.to_json().encode())
     assert (counts.written, counts.reenqueued) == (10, 0)
     assert b.governor.gate_remaining_s() == 0
@@ -276,11 +276,11 @@ async def test_an_environment_in_an_outage_leaves_the_other_to_finish(
                                        params={"entityset": "accounts"})
             fine_rows = (await answer.json())["value"]
         broken = tuple(await refs(services, 10))
-        counts = await worker.process_message(services, BatchMessage(
+        counts = await worker.process_message(services, Message(
             "b-1", broken, definition="one").to_json().encode())
         assert (counts.written, counts.dead_lettered, counts.reenqueued) == (0, 0, 10)
         fine = tuple(RecordRef(str(r["accountid"]), str(r["websiteurl"])) for r in fine_rows[:10])
-        counts = await worker.process_message(services, BatchMessage(
+        counts = await worker.process_message(services, Message(
             "b-2", fine, definition="two").to_json().encode())
         assert (counts.written, counts.reenqueued) == (10, 0)
         assert services.lanes[LaneKey("fine", "a")].dependency.circuit.state == "closed"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from sync import ledger
-from sync.ledger import BatchCounts, PlanManifest
+from sync.ledger import MessageCounts, PlanManifest
 from sync.names import LEDGER_TABLE
 from sync.settings import StorageSettings
 from sync.storage import table_client
@@ -13,14 +13,14 @@ from sync.storage import table_client
 
 async def test_counts_sum_and_reprocessing_overwrites(storage: StorageSettings) -> None:
     async with table_client(storage, LEDGER_TABLE, None) as table:
-        await ledger.record_batch(table, "run-a-000001", 0, BatchCounts(
+        await ledger.record_message(table, "run-a-000001", 0, MessageCounts(
             written=90, reenqueued=10, throttled_by_code=Counter({"0x80072322": 1})))
-        await ledger.record_batch(table, "run-a-000001", 1, BatchCounts(written=9,
+        await ledger.record_message(table, "run-a-000001", 1, MessageCounts(written=9,
                                                                          dead_lettered=1))
         # the same attempt processed again (a host retry) replaces its row, never adds to it
-        await ledger.record_batch(table, "run-a-000002", 0, BatchCounts(written=3))
-        await ledger.record_batch(table, "run-a-000002", 0, BatchCounts(written=100))
-        totals = await ledger.batch_totals(table)
+        await ledger.record_message(table, "run-a-000002", 0, MessageCounts(written=3))
+        await ledger.record_message(table, "run-a-000002", 0, MessageCounts(written=100))
+        totals = await ledger.message_totals(table)
     assert (totals.written, totals.dead_lettered, totals.reenqueued) == (199, 1, 10)
     assert totals.throttled_by_code == Counter({"0x80072322": 1})
     assert totals.throttled == 1
@@ -39,4 +39,4 @@ async def test_plan_manifests_round_trip(storage: StorageSettings) -> None:
 async def test_every_test_gets_an_empty_account(storage: StorageSettings) -> None:
     async with table_client(storage, LEDGER_TABLE, None) as table:
         assert await ledger.plans(table) == []
-        assert (await ledger.batch_totals(table)).written == 0
+        assert (await ledger.message_totals(table)).written == 0

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from sync.definition import DEFAULT_DEFINITION, parse_definition
-from sync.ledger import PLAN_KIND, BatchCounts
+from sync.ledger import PLAN_KIND, MessageCounts
 from sync.local.emulators.webapi.servers import user_of
 from sync.local.environments import (
     emulator_args,
@@ -174,7 +174,7 @@ def test_an_environment_without_limits_shows_its_lanes_only() -> None:
 def _run(run_id: str, planned: int, complete: bool, written: int) -> RunTotals:
     row = RunRow(run_id, PLAN_KIND, planned=planned, batches=1, plan_complete=complete,
                  started_s=0.0)
-    return RunTotals(row, BatchCounts(written=written))
+    return RunTotals(row, MessageCounts(written=written))
 
 
 def test_several_definitions_runs_add_up_and_finish_together() -> None:

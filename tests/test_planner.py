@@ -16,7 +16,7 @@ import pytest
 from azure.storage.queue.aio import QueueClient
 
 from sync import ledger, planner
-from sync.contract import decode_batch
+from sync.contract import decode_message
 from sync.local.stack import local_token
 from sync.names import BATCH_QUEUE, PLAN_QUEUE
 from sync.planstate import Checkpoint, load_checkpoint, plan_state_from, save_checkpoint
@@ -51,7 +51,7 @@ async def run_plan(services: Services, now: datetime = NOW) -> tuple[Counter[str
             await planner.continue_plan(services, plan_state_from(body))
     planned: Counter[str] = Counter()
     for body in await drain(services, BATCH_QUEUE):
-        planned.update(record.id for record in decode_batch(body).records)
+        planned.update(record.id for record in decode_message(body).records)
     return planned, continuations
 
 
@@ -156,7 +156,7 @@ async def test_a_crash_between_enqueues_never_skips_a_record(make_services: Make
         await run_plan(services)
     assert await load_checkpoint(services.storage.state, "accounts") == Checkpoint()
     crashed = Counter(r.id for body in await drain(services, BATCH_QUEUE)
-                      for r in decode_batch(body).records)
+                      for r in decode_message(body).records)
     assert 0 < len(crashed) < 500
     services.storage.batches.send_message = real_send  # type: ignore[method-assign]
     rerun, _ = await run_plan(services, NOW + timedelta(minutes=5))
@@ -219,7 +219,7 @@ async def plan_until_complete_from(services: Services, limit_s: float = 60.0) ->
         await asyncio.sleep(0.2)
     planned: Counter[str] = Counter()
     for body in await drain(services, BATCH_QUEUE):
-        planned.update(record.id for record in decode_batch(body).records)
+        planned.update(record.id for record in decode_message(body).records)
     return planned
 
 
@@ -231,7 +231,7 @@ async def test_each_record_carries_its_etag_and_mapped_values_as_read(make_servi
         for body in bodies:
             await planner.continue_plan(services, plan_state_from(body))
     carried = {r.id: r for body in await drain(services, BATCH_QUEUE)
-               for r in decode_batch(body).records}
+               for r in decode_message(body).records}
     mapping = services.settings.definitions.first.table.mapping
     read = {str(row["accountid"]): row for row in await rows(services)}
     assert len(carried) == 40

@@ -15,9 +15,9 @@ from azure.storage.queue.aio import QueueClient
 
 from sync.contract import (
     MAX_QUEUE_MESSAGE_BYTES,
-    BatchMessage,
+    Message,
     RecordRef,
-    decode_batch,
+    decode_message,
     encoded_size_bytes,
 )
 from sync.errors import ContractError
@@ -94,7 +94,7 @@ def test_schema_and_worker_agree(message: dict[str, object], valid: bool) -> Non
     schema = schemas.get(version, SCHEMA) if isinstance(version, int) else SCHEMA
     schema_ok = jsonschema.Draft202012Validator(schema).is_valid(message)
     try:
-        decode_batch(json.dumps(message).encode())
+        decode_message(json.dumps(message).encode())
         worker_ok = True
     except ContractError:
         worker_ok = False
@@ -110,14 +110,14 @@ def test_schema_is_a_valid_schema() -> None:
 def test_what_the_planner_read_survives_the_wire() -> None:
     record = RecordRef(GUID, "https://www.contoso.com", etag='W/"77"',
                        current={"numberofemployees": 5, "address1_country": None})
-    message = BatchMessage("b-1", (record,), definition="accounts-nightly")
-    decoded = decode_batch(message.to_json().encode())
+    message = Message("b-1", (record,), definition="accounts-nightly")
+    decoded = decode_message(message.to_json().encode())
     assert decoded == message
     assert decoded.records[0].current == {"numberofemployees": 5, "address1_country": None}
 
 
 def test_older_messages_mean_the_default_definition_and_carry_no_read() -> None:
-    decoded = decode_batch(json.dumps({"version": 2, "batch_id": "b-1",
+    decoded = decode_message(json.dumps({"version": 2, "batch_id": "b-1",
                                        "records": [RECORD]}).encode())
     assert decoded.definition == "default"
     assert decoded.records[0].etag is None
@@ -174,11 +174,11 @@ async def test_cli_sends_base64_json_the_worker_accepts(storage: StorageSettings
     async with QueueClient.from_connection_string(str(storage.connection_string),
                                                   BATCH_QUEUE) as queue:
         raw = [m.content for m in await queue.peek_messages(max_messages=10)]
-    decoded = [decode_batch(base64.b64decode(text)) for text in raw]
+    decoded = [decode_message(base64.b64decode(text)) for text in raw]
     assert sorted(m.batch_id for m in decoded) == ["updates-000001", "updates-000002",
                                                    "updates-000003"]
     assert sorted(r.id for m in decoded for r in m.records) == sorted(r["id"] for r in rows)
-    assert all(isinstance(m, BatchMessage) for m in decoded)
+    assert all(isinstance(m, Message) for m in decoded)
 
 
 async def test_cli_sends_nothing_when_a_line_is_bad(storage: StorageSettings,

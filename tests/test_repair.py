@@ -17,7 +17,7 @@ from azure.storage.queue.aio import QueueClient
 
 from sync import cli, worker
 from sync.clock import SYSTEM_CLOCK, Clock, ManualClock
-from sync.contract import BatchMessage, RecordRef, decode_batch
+from sync.contract import Message, RecordRef, decode_message
 from sync.letterindex import DAY_S
 from sync.local.azurite import StorageAccount
 from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, DEAD_LETTER_TABLE, POISON_QUEUE
@@ -67,7 +67,7 @@ def ghost(n: int) -> RecordRef:
 
 
 async def process(services: Services, batch_id: str, records: list[RecordRef]) -> None:
-    await worker.process_message(services, BatchMessage(batch_id, tuple(records))
+    await worker.process_message(services, Message(batch_id, tuple(records))
                                  .to_json().encode())
 
 
@@ -120,7 +120,7 @@ async def test_replay_sends_once_and_the_replayed_record_is_written(
     owned = records[7]
     await emulator(services, "faults", "POST", {"preset": "403-record-access",
                                                 "record_ids": [owned.id]})
-    message = BatchMessage("run-n-p0-1", tuple(records))
+    message = Message("run-n-p0-1", tuple(records))
     await services.storage.batches.send_message(message.to_json())
     await work_until_done(services, len(records))
     assert [r["Reason"] for r in await listed("deadletters", "list")] == \
@@ -141,7 +141,7 @@ async def test_replay_sends_once_and_the_replayed_record_is_written(
     sent = await bodies(storage, BATCH_QUEUE)
     assert len(sent) == 1, "a second replay enqueues nothing"
     assert await bodies(storage, DEAD_LETTER_QUEUE) == []
-    message = decode_batch(sent[0].encode())
+    message = decode_message(sent[0].encode())
     assert message.batch_id.startswith("run-n:replay-")
     (record,) = message.records
     assert (record.id, record.input) == (owned.id, owned.input)
@@ -210,7 +210,7 @@ async def test_poison_from_the_worker_and_the_host_is_listed_and_replayed(
     await worker.process_queue_message(services, b"this is not base64!")
     await worker.process_message(services, b'{"version": 2, "batch_id": "run-q-p0-1", '
                                            b'"records": []}')
-    good = BatchMessage("run-h-p1-2", tuple(await refs(services, 2)))
+    good = Message("run-h-p1-2", tuple(await refs(services, 2)))
     async with queue_client(storage, POISON_QUEUE, None) as poison_queue:  # as the host does
         await poison_queue.send_message(good.to_json())
 
@@ -275,7 +275,7 @@ async def test_two_replays_at_once_send_each_record_once(make_services: Make) ->
     await process(services, "run-c-p0-1", [ghost(1), ghost(2), ghost(3)])
     results = await asyncio.gather(run("deadletters", "replay"), run("deadletters", "replay"))
     assert [code for code, _ in results] == [0, 0]
-    sent = [decode_batch(body.encode())
+    sent = [decode_message(body.encode())
             for body in await bodies(services.settings.storage, BATCH_QUEUE)]
     assert sorted(r.id for m in sent for r in m.records) == [ghost(n).id for n in (1, 2, 3)]
 
@@ -297,7 +297,7 @@ async def test_a_replay_that_died_is_finished_by_the_next_with_its_batch_id(
         "replayed 1 dead letters in 1 messages; deleted 1 messages from sync-deadletter",
         "1 skipped: being replayed by another command"]
     (sent,) = await bodies(services.settings.storage, BATCH_QUEUE)
-    message = decode_batch(sent.encode())
+    message = decode_message(sent.encode())
     assert message.batch_id == "run-d:replay-died"
     assert [r.id for r in message.records] == [ghost(1).id]
     assert message.records[0].history is not None
@@ -328,7 +328,7 @@ async def test_an_empty_poison_queue_says_so(storage: StorageSettings,
 async def test_a_replayed_message_the_host_poisons_again_can_be_replayed_again(
         make_services: Make) -> None:
     services = await make_services()
-    good = BatchMessage("run-r-p0-1", tuple(await refs(services, 1)))
+    good = Message("run-r-p0-1", tuple(await refs(services, 1)))
     async with queue_client(services.settings.storage, POISON_QUEUE, None) as poison_queue:
         await poison_queue.send_message(good.to_json())
         assert "replayed 1 poison" in (await run("poison", "replay"))[1]

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from sync.contract import RecordHistory, RecordRef, decode_batch
+from sync.contract import RecordHistory, RecordRef, decode_message
 from sync.deadletter import Origin, message_envelope, record_envelope, replay_batch_id, run_id_of
 from sync.errors import RecordFault
 from sync.letterindex import (
@@ -140,6 +140,6 @@ def test_a_dead_letter_is_replayed_under_its_definition() -> None:
     assert envelope["definition"] == "contacts-nightly"
     row = dead_letter_entity(envelope, "m-1", 0.0)
     assert row["Definition"] == "contacts-nightly"
-    replayed = decode_batch(DeadLetters().message_text([row], "run-1:replay-x").encode())
+    replayed = decode_message(DeadLetters().message_text([row], "run-1:replay-x").encode())
     assert replayed.definition == "contacts-nightly"
     assert replayed.lane is None  # the worker picks the open lane of that definition

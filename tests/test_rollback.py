@@ -18,7 +18,7 @@ import pytest
 from sync import beforeimages, worker
 from sync.beforeimages import Image, entity_of, image_from, split, transaction_groups
 from sync.clock import ManualClock
-from sync.contract import BatchMessage, RecordRef
+from sync.contract import Message, RecordRef
 from sync.imagesweep import index_range, sweep
 from sync.local.stack import local_token
 from sync.ops import rollback as rollback_cli
@@ -55,7 +55,7 @@ async def write_run(services: Services, run_id: str, count: int,
     before = (await rows(services))[:count]
     refs = tuple(read_ref(services, row) if read else
                  RecordRef(str(row["accountid"]), str(row["websiteurl"])) for row in before)
-    counts = await worker.process_message(services, BatchMessage(run_id, refs).to_json().encode())
+    counts = await worker.process_message(services, Message(run_id, refs).to_json().encode())
     assert counts.written == count
     return before
 
@@ -135,7 +135,7 @@ async def test_only_written_records_keep_an_image(make_services: Make) -> None:
     written = [read_ref(services, row) for row in table[:3]]
     ghost = RecordRef(GHOST, "https://ghost.example", etag='W/"1"', current={"description": "x"})
     counts = await worker.process_message(
-        services, BatchMessage("wet-9", (*written, ghost)).to_json().encode())
+        services, Message("wet-9", (*written, ghost)).to_json().encode())
     assert (counts.written, counts.dead_lettered) == (3, 1)
     images, _ = await beforeimages.read_images(services.storage.before_images, "wet-9")
     assert sorted(image.record_id for image in images) == sorted(r.id for r in written)

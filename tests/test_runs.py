@@ -17,9 +17,9 @@ from azure.storage.queue.aio import QueueClient
 
 from sync import ledger, planner, runs, worker
 from sync.clock import ManualClock
-from sync.contract import BatchMessage, RecordRef
+from sync.contract import Message, RecordRef
 from sync.deadletter import is_planned, run_id_of
-from sync.ledger import BatchCounts, PlanManifest, RequestUsage
+from sync.ledger import MessageCounts, PlanManifest, RequestUsage
 from sync.names import BATCH_QUEUE, LEDGER_TABLE
 from sync.runs import RunRow, is_complete
 from sync.services import open_services
@@ -36,15 +36,15 @@ def row(planned: int, *, plan_complete: bool = True, completed: bool = False) ->
 
 
 @pytest.mark.parametrize(("run", "counts", "complete"), [
-    (row(10), BatchCounts(written=10), True),
-    (row(10), BatchCounts(written=7, dead_lettered=3), True),
-    (row(10), BatchCounts(written=7, dead_lettered=1, reenqueued=2), False),
-    (row(10, plan_complete=False), BatchCounts(written=10), False),
-    (row(0), BatchCounts(), True),
+    (row(10), MessageCounts(written=10), True),
+    (row(10), MessageCounts(written=7, dead_lettered=3), True),
+    (row(10), MessageCounts(written=7, dead_lettered=1, reenqueued=2), False),
+    (row(10, plan_complete=False), MessageCounts(written=10), False),
+    (row(0), MessageCounts(), True),
 ], ids=["all written", "written and dead-lettered reach planned",
         "re-enqueued records are still open", "a plan still paging is never complete",
         "an empty plan is complete at once"])
-def test_when_a_run_is_complete(run: RunRow, counts: BatchCounts, complete: bool) -> None:
+def test_when_a_run_is_complete(run: RunRow, counts: MessageCounts, complete: bool) -> None:
     assert is_complete(run, counts) is complete
 
 
@@ -80,11 +80,11 @@ async def test_a_run_completes_once_with_its_counts_and_duration(
     clock = ManualClock(wall_start_s=START_S)
     async with table_client(storage, LEDGER_TABLE, None) as table:
         await plan_run(table, "run-a", 10, clock.wall_s())
-        await ledger.record_batch(table, "run-a-p000000-000", 0, BatchCounts(written=5,
+        await ledger.record_message(table, "run-a-p000000-000", 0, MessageCounts(written=5,
                                                                               reenqueued=5))
         clock.advance(60)
         assert not await runs.complete_if_done(table, "run-a", clock.wall_s())
-        await ledger.record_batch(table, "run-a-p000000-000", 1, BatchCounts(
+        await ledger.record_message(table, "run-a-p000000-000", 1, MessageCounts(
             written=2, unchanged=2, dead_lettered=1,
             dead_lettered_by_reason=Counter({"record_missing": 1}),
             requests=RequestUsage(reads=1, writes=3, retries=1)))
@@ -110,7 +110,7 @@ async def test_two_concurrent_completers_emit_exactly_one_event(
     async with (table_client(storage, LEDGER_TABLE, None) as first,
                 table_client(storage, LEDGER_TABLE, None) as second):
         await plan_run(first, "run-b", 3, START_S)
-        await ledger.record_batch(first, "run-b-p000000-000", 0, BatchCounts(written=3))
+        await ledger.record_message(first, "run-b-p000000-000", 0, MessageCounts(written=3))
         claims = await asyncio.gather(*(runs.complete_if_done(table, "run-b", START_S + 9)
                                         for table in (first, second, first, second)))
     assert sorted(claims) == [False, False, False, True]
@@ -144,9 +144,9 @@ async def test_a_producers_message_is_its_own_run_recorded_once(
         assert await runs.start_message_run(table, "import-000001", 4, START_S)
         assert not await runs.start_message_run(table, "import-000001", 4, START_S + 1)
         assert await runs.latest_run_id(table) == "import-000001"
-        await ledger.record_batch(table, "import-000001", 0, BatchCounts(written=2,
+        await ledger.record_message(table, "import-000001", 0, MessageCounts(written=2,
                                                                          reenqueued=2))
-        await ledger.record_batch(table, "import-000001.1", 1, BatchCounts(written=2))
+        await ledger.record_message(table, "import-000001.1", 1, MessageCounts(written=2))
         assert await runs.complete_if_done(table, "import-000001", START_S + 30)
         assert await runs.read_run(table, "no-such-run") is None
     assert [getattr(e, names.PLANNED) for e in events(names.RUN_PLANNED)] == [4]
@@ -190,7 +190,7 @@ async def test_a_producers_message_through_the_worker(
     try:
         rows = [RecordRef(f"00000000-0000-4000-8000-{n:012d}", "https://example.com")
                 for n in range(2)]
-        message = BatchMessage("upstream-7", tuple(rows))
+        message = Message("upstream-7", tuple(rows))
         await worker.process_message(services, message.to_json().encode())
         totals = await runs.read_run(services.storage.ledger, "upstream-7")
     finally:

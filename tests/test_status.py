@@ -23,7 +23,7 @@ from sync.cli import build_parser
 from sync.clock import ManualClock
 from sync.cluster import CIRCUIT_PARTITION, GATE_KEY, HINT_KEY, LEASE_PARTITION
 from sync.failures.circuit import CircuitView
-from sync.ledger import BatchCounts, PlanManifest, RequestUsage
+from sync.ledger import MessageCounts, PlanManifest, RequestUsage
 from sync.local.azurite import StorageAccount
 from sync.names import BATCH_QUEUE, DEAD_LETTER_TABLE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
 from sync.ops import status
@@ -42,7 +42,7 @@ def totals(planned: int, done: int, *, plan_complete: bool = True,
            completed_s: float = 0.0) -> RunTotals:
     run = RunRow("run-x", "plan", planned, 1, plan_complete, START_S,
                  completed=completed_s > 0, completed_s=completed_s)
-    return RunTotals(run, BatchCounts(written=done))
+    return RunTotals(run, MessageCounts(written=done))
 
 
 @pytest.mark.parametrize(("run", "now_s", "rate", "eta"), [
@@ -74,7 +74,7 @@ async def seed_run(storage: StorageSettings) -> None:
         await ledger.record_plan(table, PlanManifest("run-old", 10, 1, 1, complete=True))
         await runs.start_plan(table, "run-new", START_S)
         await ledger.record_plan(table, PlanManifest("run-new", 1000, 10, 1, complete=True))
-        await ledger.record_batch(table, "run-new-p000000-000", 0, BatchCounts(
+        await ledger.record_message(table, "run-new-p000000-000", 0, MessageCounts(
             written=380, dead_lettered=20, reenqueued=100,
             dead_lettered_by_reason=Counter({"record_missing": 15, "value_refused": 5}),
             reenqueued_by_reason=Counter({"throttled": 100})))
@@ -179,7 +179,7 @@ async def test_unchanged_records_complete_a_run_and_its_requests_are_summed(
         await runs.start_plan(table, "run-rerun", START_S)
         await ledger.record_plan(table, PlanManifest(
             "run-rerun", 100, 1, 2, complete=True, requests=RequestUsage(reads=3, retries=1)))
-        await ledger.record_batch(table, "run-rerun-p000000-000", 0, BatchCounts(
+        await ledger.record_message(table, "run-rerun-p000000-000", 0, MessageCounts(
             written=10, unchanged=90, requests=RequestUsage(reads=1, writes=2, retries=2)))
         assert await runs.complete_if_done(table, "run-rerun", START_S + 50)
     code, out = await shown(storage, run_id="run-rerun")
@@ -196,7 +196,7 @@ async def test_unchanged_records_complete_a_run_and_its_requests_are_summed(
 async def test_another_run_by_id_and_a_completed_one(storage: StorageSettings) -> None:
     async with table_client(storage, LEDGER_TABLE, None) as table:
         await runs.start_message_run(table, "upstream-1", 2, START_S)
-        await ledger.record_batch(table, "upstream-1", 0, BatchCounts(written=2))
+        await ledger.record_message(table, "upstream-1", 0, MessageCounts(written=2))
         assert await runs.complete_if_done(table, "upstream-1", START_S + 4)
     code, out = await shown(storage, run_id="upstream-1")
     run = json.loads(out)["run"]

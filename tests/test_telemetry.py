@@ -36,13 +36,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from sync import entry, planner, worker
 from sync.clock import ManualClock
-from sync.contract import BatchMessage, RecordRef
+from sync.contract import Message, RecordRef
 from sync.dependency import Dependency
 from sync.errors import ConfigFault, Throttled
 from sync.failures.circuit import Circuit, CircuitPolicy
 from sync.failures.retry import RetryPolicy
 from sync.governor import Governor
-from sync.ledger import BatchCounts
+from sync.ledger import MessageCounts
 from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, PLAN_QUEUE, POISON_QUEUE
 from sync.settings import StorageSettings
 from sync.storage import queue_client
@@ -105,7 +105,7 @@ def span_named(name: str) -> ReadableSpan:
     return span
 
 
-def encoded(message: BatchMessage) -> bytes:
+def encoded(message: Message) -> bytes:
     return base64.b64encode(message.to_json().encode())
 
 
@@ -173,12 +173,12 @@ def test_a_429_code_names_its_facet(code: str, facet: str) -> None:
 
 
 @pytest.mark.parametrize(("counts", "outcome"), [
-    (BatchCounts(rejected_messages=1), "poisoned"),
-    (BatchCounts(written=3, reenqueued=1), "requeued"),
-    (BatchCounts(written=3, dead_lettered=1), "dead_lettered"),
-    (BatchCounts(written=3), "written"),
+    (MessageCounts(rejected_messages=1), "poisoned"),
+    (MessageCounts(written=3, reenqueued=1), "requeued"),
+    (MessageCounts(written=3, dead_lettered=1), "dead_lettered"),
+    (MessageCounts(written=3), "written"),
 ])
-def test_a_message_outcome(counts: BatchCounts, outcome: str) -> None:
+def test_a_message_outcome(counts: MessageCounts, outcome: str) -> None:
     assert outcome_of(counts) == outcome
 
 
@@ -214,7 +214,7 @@ async def test_a_message_is_one_span_and_its_records_are_counted(
     services = await make_services(SYNC_WRITE_MODE="single")
     records = await refs(services, 10)
     ghost = RecordRef(GHOST, "https://www.ghost.example")
-    message = BatchMessage("run-20260101T020000Z-1a2b3c-p0001-0003", (*records, ghost))
+    message = Message("run-20260101T020000Z-1a2b3c-p0001-0003", (*records, ghost))
     counts = await traced_message(
         lambda: worker.process_queue_message(services, encoded(message)),
         definition=names.DEFAULT_DEFINITION, mode="single")
@@ -238,7 +238,7 @@ async def test_a_message_is_one_span_and_its_records_are_counted(
 
 
 async def test_unchanged_records_are_counted_apart_from_written(telemetry: None) -> None:
-    metrics.message_done(BatchCounts(written=2, unchanged=5), definition="default", mode="bulk")
+    metrics.message_done(MessageCounts(written=2, unchanged=5), definition="default", mode="bulk")
     points = collect()
     assert points[names.RECORDS_UNCHANGED] == [({names.DEFINITION: "default"}, 5)]
     assert points[names.RECORDS_WRITTEN] == [
@@ -252,7 +252,7 @@ async def test_429s_count_by_facet_and_the_remainder_by_reason(
     records = await refs(services, 40)
     counts = await traced_message(
         lambda: worker.process_queue_message(
-            services, encoded(BatchMessage("throttled", tuple(records)))),
+            services, encoded(Message("throttled", tuple(records)))),
         definition=names.DEFAULT_DEFINITION, mode="single")
     assert counts.reenqueued > 0
     points = collect()
@@ -278,7 +278,7 @@ async def test_a_poisoned_message_counts_with_its_reason(
 
 
 async def test_a_failed_invocation_is_a_failed_span(telemetry: None) -> None:
-    async def broken() -> BatchCounts:
+    async def broken() -> MessageCounts:
         raise OSError("queue unreachable")
 
     with pytest.raises(OSError, match="unreachable"):
@@ -307,7 +307,7 @@ async def test_the_gauges_read_the_hint_and_each_circuit(
         telemetry: None, make_services: Make) -> None:
     services = await make_services(SYNC_WRITE_MODE="single")
     records = await refs(services, 2)
-    await worker.process_message(services, BatchMessage("hint", tuple(records)).to_json()
+    await worker.process_message(services, Message("hint", tuple(records)).to_json()
                                  .encode())
     services.first_lane.dependency.circuit.failed(ConfigFault("dataverse", "403 on PATCH accounts"))
     watch_services(services)
@@ -428,7 +428,7 @@ async def test_the_entry_points_trace_and_sample(telemetry: None, app_env: dict[
     services = await make_services()
     records = await refs(services, 3)
     try:
-        counts = await entry.process_batch(encoded(BatchMessage("entry", tuple(records))))
+        counts = await entry.process_message(encoded(Message("entry", tuple(records))))
         samples = await entry.record_queue_metrics()
         points = collect()  # the services entry opened are watched while open
     finally:

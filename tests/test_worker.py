@@ -17,7 +17,7 @@ import pytest
 from azure.storage.queue.aio import QueueClient
 
 from sync import ledger, worker
-from sync.contract import BatchMessage, RecordRef
+from sync.contract import Message, RecordRef
 from sync.local.processes import Children
 from sync.local.verify import is_enriched
 from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
@@ -48,7 +48,7 @@ async def rows(services: Services) -> list[dict[str, Any]]:
 
 async def enqueue(services: Services, records: list[RecordRef], size: int = 25) -> None:
     for start in range(0, len(records), size):
-        message = BatchMessage(f"t-{start:06d}", tuple(records[start:start + size]))
+        message = Message(f"t-{start:06d}", tuple(records[start:start + size]))
         await services.storage.batches.send_message(message.to_json())
 
 
@@ -57,7 +57,7 @@ async def refs(services: Services, count: int) -> list[RecordRef]:
             for r in (await rows(services))[:count]]
 
 
-async def work_until_done(services: Services, expected: int) -> ledger.BatchCounts:
+async def work_until_done(services: Services, expected: int) -> ledger.MessageCounts:
     """Be a host until ``expected`` records are written or dead-lettered (bounded by LIMIT_S)."""
     return await hosting.run_instances([services], expected, LIMIT_S)
 
@@ -99,7 +99,7 @@ async def test_each_facet_ends_with_every_record_written(
 async def test_requeued_remainder_is_invisible_for_retry_after(make_services: Make) -> None:
     services = await make_services(SYNC_MAX_WAIT_S="0", SYNC_WRITE_MODE="single")
     records = await refs(services, 40)
-    message = BatchMessage("invisible", tuple(records))
+    message = Message("invisible", tuple(records))
     counts = await worker.process_message(services, message.to_json().encode())
     assert counts.throttled_by_code["0x80072322"] >= 1
     assert counts.written + counts.reenqueued == 40
@@ -145,13 +145,13 @@ async def test_the_gate_pauses_the_second_instance_when_the_first_is_throttled(
     first, second = (await make_services(SYNC_MAX_WAIT_S="0", SYNC_WRITE_MODE="single"),
                      await make_services(SYNC_MAX_WAIT_S="0", SYNC_WRITE_MODE="single"))
     records = await refs(services=first, count=60)
-    counts = await worker.process_message(first, BatchMessage(
+    counts = await worker.process_message(first, Message(
         "first", tuple(records[:40])).to_json().encode())
     assert counts.reenqueued > 0
     await second.first_lane.cluster.refresh()
     assert second.first_lane.governor.gate_remaining_s() > 1
     before = (await emulator(first, "stats"))["requests"]
-    paused = await worker.process_message(second, BatchMessage(
+    paused = await worker.process_message(second, Message(
         "second", tuple(records[40:])).to_json().encode())
     assert paused.written == 0
     assert paused.reenqueued == 20
@@ -217,7 +217,7 @@ async def test_two_host_processes_together_stay_within_the_dop_hint(
         records = await refs(watcher, 500)
         warm_up = records[:40]
         for n, record in enumerate(warm_up):  # one record a message: both hosts get some
-            warm = BatchMessage(f"warm-{n}", (record,))
+            warm = Message(f"warm-{n}", (record,))
             await watcher.storage.batches.send_message(warm.to_json())
             if n % 8 == 7 and await live_leases(watcher) >= 2:
                 break
@@ -230,7 +230,7 @@ async def test_two_host_processes_together_stay_within_the_dop_hint(
         rest = records[40:]
         await enqueue(watcher, rest, size=20)
         deadline_s = time.monotonic() + LIMIT_S
-        while (await ledger.batch_totals(watcher.storage.ledger)).written < len(records):
+        while (await ledger.message_totals(watcher.storage.ledger)).written < len(records):
             assert time.monotonic() < deadline_s, "the hosts did not finish"
             await asyncio.sleep(0.3)
         stats = await emulator(watcher, "stats")
@@ -254,7 +254,7 @@ async def test_the_worker_raises_only_when_unfinished_work_cannot_be_saved(
 
     services.storage.batches.send_message = broken_send  # type: ignore[method-assign]
     with pytest.raises(ConnectionResetError):
-        await worker.process_message(services, BatchMessage(
+        await worker.process_message(services, Message(
             "cannot-requeue", tuple(records)).to_json().encode())
 
 
@@ -269,7 +269,7 @@ async def test_a_dead_letter_that_cannot_be_saved_keeps_the_record_unfinished(
         raise ConnectionResetError("queue unreachable")
 
     services.storage.dead_letters.send_message = broken_send  # type: ignore[method-assign]
-    counts = await worker.process_message(services, BatchMessage(
+    counts = await worker.process_message(services, Message(
         "ghost-kept", (ghost, *records)).to_json().encode())
     assert (counts.written, counts.dead_lettered, counts.reenqueued) == (3, 0, 1)
     async with QueueClient.from_connection_string(

@@ -17,7 +17,7 @@ from azure.storage.queue.aio import QueueClient
 
 from sync import runs, worker
 from sync.batchwire import Operation
-from sync.contract import BatchMessage, RecordRef
+from sync.contract import Message, RecordRef
 from sync.deadletter import run_id_of
 from sync.errors import RecordFault
 from sync.local.verify import expected_columns
@@ -53,7 +53,7 @@ async def enrich_in_place(services: Services, records: list[RecordRef]) -> None:
 
 async def process(services: Services, batch_id: str, records: list[RecordRef]) -> Any:
     return await worker.process_message(
-        services, BatchMessage(batch_id, tuple(records)).to_json().encode())
+        services, Message(batch_id, tuple(records)).to_json().encode())
 
 
 async def by_id(services: Services) -> dict[str, dict[str, Any]]:

@@ -15,12 +15,12 @@ from sync.dataverse import Version
 from sync.definition import parse_definition
 from sync.errors import ConfigError
 from sync.ledger import (
-    BatchCounts,
+    MessageCounts,
     PlanManifest,
     RequestUsage,
-    batch_entity,
     counts_from,
     manifest_from,
+    message_entity,
     plan_entity,
 )
 from sync.local.emulators.webapi.seeding import enrich_share
@@ -111,10 +111,10 @@ def test_request_usage_counts_first_sends_and_re_sends() -> None:
 
 
 def test_unchanged_and_usage_round_trip_through_the_ledger_rows() -> None:
-    counts = BatchCounts(written=3, unchanged=27, requests=RequestUsage(2, 3, 1))
-    again = counts_from(batch_entity("b-1", 0, counts))
+    counts = MessageCounts(written=3, unchanged=27, requests=RequestUsage(2, 3, 1))
+    again = counts_from(message_entity("b-1", 0, counts))
     assert (again.unchanged, again.requests, again.done) == (27, RequestUsage(2, 3, 1), 30)
-    total = BatchCounts()
+    total = MessageCounts()
     total.add(again)
     total.add(again)
     assert (total.unchanged, total.requests.total) == (54, 12)

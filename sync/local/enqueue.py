@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Final
 
-from sync.contract import DEFAULT_DEFINITION, BatchMessage
+from sync.contract import DEFAULT_DEFINITION, Message
 from sync.definitions import definitions_from, lane_of
 from sync.errors import ConfigError, ContractError
 from sync.names import BATCH_QUEUE
@@ -82,7 +82,7 @@ def _safe_prefix(path: Path) -> str:
     return stem[:100] or "producer"
 
 
-async def _send(storage: StorageSettings, messages: list[BatchMessage]) -> int:
+async def _send(storage: StorageSettings, messages: list[Message]) -> int:
     credential = storage_credential(storage)
     try:
         async with queue_client(storage, BATCH_QUEUE, credential) as queue:

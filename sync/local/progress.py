@@ -15,7 +15,7 @@ from azure.storage.queue.aio import QueueClient
 from sync import runs
 from sync.cluster import read_circuits
 from sync.failures.circuit import CircuitView
-from sync.ledger import PLAN_KIND, BatchCounts, RequestUsage
+from sync.ledger import PLAN_KIND, MessageCounts, RequestUsage
 
 POLL_S: Final = 0.5
 STALL_S: Final = 90.0
@@ -30,7 +30,7 @@ class Snapshot:
 
     planned: int
     plan_complete: bool
-    counts: BatchCounts
+    counts: MessageCounts
     queued_messages: int
     elapsed_s: float
     circuits: dict[str, CircuitView] = field(default_factory=dict)
@@ -91,10 +91,10 @@ async def snapshot(table: TableClient, queue: QueueClient, started_s: float,
 
 
 def added_up(found: list[runs.RunTotals],
-             expected_runs: int) -> tuple[int, bool, BatchCounts, RequestUsage]:
+             expected_runs: int) -> tuple[int, bool, MessageCounts, RequestUsage]:
     """Planned, whether every plan is complete (``expected_runs`` of them at least), the
     counts and the requests of several runs together."""
-    counts, requests = BatchCounts(), RequestUsage()
+    counts, requests = MessageCounts(), RequestUsage()
     for totals in found:
         counts.add(totals.counts)
         requests.add(totals.requests)

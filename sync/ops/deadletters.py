@@ -17,7 +17,7 @@ from sync.contract import (
     DEFAULT_DEFINITION,
     MAX_FAULT_CHARS,
     MAX_RECORDS_PER_MESSAGE,
-    BatchMessage,
+    Message,
     RecordRef,
     fitting_groups,
     record_from,
@@ -64,7 +64,7 @@ class DeadLetters:
         lanes: the worker picks the open one)."""
         definition = str(rows[0].get("Definition", DEFAULT_DEFINITION)) if rows \
             else DEFAULT_DEFINITION
-        return BatchMessage(batch_id, tuple(record_of(row) for row in rows),
+        return Message(batch_id, tuple(record_of(row) for row in rows),
                             definition=definition).to_json()
 
     def summary(self, row: Row) -> str:

@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sync.contract import decode_batch
+from sync.contract import decode_message
 from sync.errors import ContractError
 from sync.letterindex import body_of, poison_entity
 from sync.names import POISON_QUEUE, POISON_TABLE
@@ -75,7 +75,7 @@ def why_it_stays(row: Row) -> str:
     if row.get("Truncated"):
         return TRUNCATED
     try:
-        decode_batch(body_of(row).encode("utf-8", "surrogatepass"))
+        decode_message(body_of(row).encode("utf-8", "surrogatepass"))
     except ContractError as error:
         return f"it still breaks the contract: {error.reason}"
     return ""

@@ -19,7 +19,7 @@ from typing import Final
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from sync.ledger import BatchCounts
+from sync.ledger import MessageCounts
 from sync.telemetry import names
 
 METER: Final = metrics.get_meter("sync")
@@ -99,7 +99,7 @@ def facet_of(code: str) -> str:
     return FACETS.get(code, OTHER_FACET)
 
 
-def message_done(counts: BatchCounts, *, definition: str, mode: str) -> None:
+def message_done(counts: MessageCounts, *, definition: str, mode: str) -> None:
     """One message's outcome: records written, dead-lettered and re-enqueued, by reason."""
     if counts.written:
         _written.add(counts.written, {names.DEFINITION: definition, names.MODE: mode})

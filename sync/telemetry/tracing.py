@@ -13,16 +13,16 @@ from typing import Final
 
 from opentelemetry import trace
 
-from sync.contract import BatchMessage
+from sync.contract import Message
 from sync.deadletter import run_id_of
-from sync.ledger import BatchCounts
+from sync.ledger import MessageCounts
 from sync.planstate import PlanState
 from sync.telemetry import metrics, names
 
 TRACER: Final = trace.get_tracer("sync")
 
 
-def outcome_of(counts: BatchCounts) -> str:
+def outcome_of(counts: MessageCounts) -> str:
     """What became of a message: poisoned, requeued (some records went back on the queue, a
     pause's or a canary's hold included), cancelled, dead_lettered (every record finished, some
     dead-lettered) or written."""
@@ -37,7 +37,7 @@ def outcome_of(counts: BatchCounts) -> str:
     return "written"
 
 
-def describe_message(message: BatchMessage) -> None:
+def describe_message(message: Message) -> None:
     """The decoded message's run, id and size, on the current span."""
     trace.get_current_span().set_attributes({
         names.RUN_ID: run_id_of(message.batch_id), names.MESSAGE_ID: message.batch_id,
@@ -50,8 +50,8 @@ def describe_plan(state: PlanState) -> None:
                                              names.MODE: state.mode})
 
 
-async def traced_message(process: Callable[[], Awaitable[BatchCounts]], *, definition: str,
-                         mode: str) -> BatchCounts:
+async def traced_message(process: Callable[[], Awaitable[MessageCounts]], *, definition: str,
+                         mode: str) -> MessageCounts:
     """Run ``process`` (one message) in a PROCESS_BATCH span; record its outcome's metrics."""
     with TRACER.start_as_current_span(names.PROCESS_BATCH, attributes={
             names.DEFINITION: definition, names.MODE: mode}) as span:

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from azure.storage.queue.aio import QueueClient
 
-from sync.contract import NEVER_EXPIRE, BatchMessage, RecordRef
-from sync.ledger import batch_totals
+from sync.contract import NEVER_EXPIRE, Message, RecordRef
+from sync.ledger import message_totals
 from sync.local.azurite import ROOT, StorageAccount
 from sync.local.verify import created_count, emulator_stats, is_enriched
 from sync.names import BATCH_QUEUE, LEDGER_TABLE, POISON_QUEUE
@@ -44,9 +44,9 @@ SMALL = 20
 BOUND_S = 60.0
 
 
-def _message(batch_id: str, rows: dict[str, dict[str, Any]], indexes: range) -> BatchMessage:
+def _message(batch_id: str, rows: dict[str, dict[str, Any]], indexes: range) -> Message:
     ids = [record_id(n) for n in indexes]
-    return BatchMessage(batch_id, tuple(RecordRef(id=i, input=rows[i]["websiteurl"])
+    return Message(batch_id, tuple(RecordRef(id=i, input=rows[i]["websiteurl"])
                                         for i in ids))
 
 
@@ -124,7 +124,7 @@ async def test_a_message_delivered_twice_ends_as_once(stacks: StartStack,
 
     assert await wait_until(both_processed, BOUND_S)
     async with table_client(stack.storage, LEDGER_TABLE, None) as ledger:
-        totals = await batch_totals(ledger)
+        totals = await message_totals(ledger)
     assert totals.written == len(ids)
     assert totals.dead_lettered == 0
     after = await rows_by_id(stack)
