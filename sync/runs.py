@@ -159,14 +159,14 @@ async def start_plan(table: TableClient, run_id: str, started_s: float,
                      definition: str = names.DEFAULT_DEFINITION) -> str | None:
     """Record a plan's start; answer the previous plan's run of the same definition when it is
     still incomplete (the two overlap: both rows say so and ``run_overlapped`` is emitted)."""
-    previous_id = await latest_run_id(table, _definition_kind(definition))
+    previous_id = await latest_run_id(table, definition_index(definition))
     previous = await read_run(table, previous_id) if previous_id else None
     overlapped = previous is not None and not previous.run.completed
     await _upsert_run(table, run_id, Kind=PLAN_KIND, StartedAt=started_s, Planned=0,
                       PlanComplete=False, PreviousRunId=previous_id if overlapped else "",
                       Definition=definition)
     await _index(table, PLAN_KIND, run_id, started_s)
-    await _index(table, _definition_kind(definition), run_id, started_s)
+    await _index(table, definition_index(definition), run_id, started_s)
     if not overlapped or previous_id is None:
         return None
     await _upsert_run(table, previous_id, OverlappedBy=run_id)
@@ -177,8 +177,8 @@ async def start_plan(table: TableClient, run_id: str, started_s: float,
     return previous_id
 
 
-def _definition_kind(definition: str) -> str:
-    """The index of one definition's plans (each run is also in the index of all plans)."""
+def definition_index(definition: str) -> str:
+    """The index kind of one definition's plans (each is also in the index of all plans)."""
     return f"{PLAN_KIND}.{definition}"
 
 

@@ -291,3 +291,20 @@ def test_every_json_key_is_documented_in_the_readme() -> None:
     keys = {*data, *data["run"], *data["gate"], *data["dop"]}
     missing = sorted(key for key in keys if f"`{key}`" not in section)
     assert not missing, f"README's `sync status` section lacks {missing}"
+
+
+async def test_the_latest_run_of_a_definition(storage: StorageSettings) -> None:
+    async with table_client(storage, LEDGER_TABLE, None) as table:
+        await runs.start_plan(table, "run-accounts", START_S, "accounts")
+        await runs.start_plan(table, "run-contacts", START_S + 60, "contacts")
+    out = io.StringIO()
+    code = await status.show(storage, None, as_json=True, watch_s=None, out=out,
+                             clock=ManualClock(wall_start_s=START_S + 120),
+                             definition="accounts")
+    run = json.loads(out.getvalue())["run"]
+    assert (code, run["id"], run["definition"]) == (0, "run-accounts", "accounts")
+    latest = await status.read_status(storage, None, START_S + 120)
+    assert (latest.run.run.run_id, latest.run.run.definition) == ("run-contacts", "contacts")
+    missing = await status.show(storage, None, as_json=True, watch_s=None, out=io.StringIO(),
+                                definition="leads")
+    assert missing == 1

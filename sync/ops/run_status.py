@@ -132,15 +132,17 @@ def circuit_state(view: CircuitView, now_s: float) -> str:
     return "open" if view.open_until_s > now_s else "half-open"
 
 
-async def read_status(storage: StorageSettings, run_id: str | None, now_s: float) -> RunStatus:
-    """Read one run (the latest by default) and the state around it; ``NoRun`` or a
-    ``TargetError`` an operator can act on."""
+async def read_status(storage: StorageSettings, run_id: str | None, now_s: float, *,
+                      definition: str | None = None) -> RunStatus:
+    """Read one run (the latest by default, or the latest of ``definition``) and the state
+    around it; ``NoRun`` or a ``TargetError`` an operator can act on."""
     credential = storage_credential(storage)
     try:
         async with (table_client(storage, LEDGER_TABLE, credential) as ledger,
                     table_client(storage, STATE_TABLE, credential) as state,
                     table_client(storage, REPORT_TABLE, credential) as reports):
-            totals = await _guard(_find_run(ledger, run_id), f"table {LEDGER_TABLE}", TABLE_ROLE)
+            totals = await _guard(_find_run(ledger, run_id, definition), f"table {LEDGER_TABLE}",
+                                  TABLE_ROLE)
             others = await _guard(_overlapping(ledger, totals), f"table {LEDGER_TABLE}",
                                   TABLE_ROLE)
             cluster = await _guard(read_cluster(state, now_s), f"table {STATE_TABLE}",
@@ -182,8 +184,14 @@ async def read_control(state: TableClient, run_id: str,
         canary=await canary.read_canary(state, run_id))
 
 
-async def _find_run(ledger: TableClient, run_id: str | None) -> RunTotals:
-    chosen = run_id or await runs.latest_run_id(ledger)
+async def _find_run(ledger: TableClient, run_id: str | None,
+                    definition: str | None = None) -> RunTotals:
+    if run_id is None and definition is not None:
+        chosen = await runs.latest_run_id(ledger, runs.definition_index(definition))
+        if chosen is None:
+            raise NoRun(f"no plan of definition {definition!r} in the ledger yet")
+    else:
+        chosen = run_id or await runs.latest_run_id(ledger)
     if chosen is None:
         raise NoRun("no runs yet: the ledger holds no plan and no producer's message (the "
                     "first plan runs on the SYNC_SCHEDULE timer)")

@@ -37,6 +37,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_target_arguments(parser)
     parser.add_argument("--run", metavar="ID", default=None,
                         help="show this run instead of the latest one")
+    parser.add_argument("--definition", metavar="NAME", default=None,
+                        help="show the latest run of this sync definition")
     parser.add_argument("--json", action="store_true",
                         help="print JSON (one object per refresh with --watch)")
     parser.add_argument("--watch", nargs="?", type=float, const=WATCH_S, default=None,
@@ -60,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         storage = storage_for(args)
         return asyncio.run(show(storage, args.run, as_json=args.json, watch_s=args.watch,
-                                times=args.times))
+                                times=args.times, definition=args.definition))
     except TargetError as error:
         print(f"sync status: {error}", file=sys.stderr)
         return 2
@@ -71,14 +73,14 @@ def main(args: argparse.Namespace) -> int:
 
 async def show(storage: StorageSettings, run_id: str | None, *, as_json: bool,
                watch_s: float | None, times: int | None = None, clock: Clock = SYSTEM_CLOCK,
-               out: TextIO = sys.stdout) -> int:
+               out: TextIO = sys.stdout, definition: str | None = None) -> int:
     """Print the status once, or every ``watch_s`` (``times`` refreshes at most; a run not
     there yet is shown as such and waited for)."""
     in_place = watch_s is not None and not as_json and out.isatty()
     refreshes = 0
     while True:
         try:
-            text = await _one(storage, run_id, as_json, clock)
+            text = await _one(storage, run_id, as_json, clock, definition)
             code = 0
         except NoRun as missing:
             if watch_s is None:
@@ -94,11 +96,12 @@ async def show(storage: StorageSettings, run_id: str | None, *, as_json: bool,
 
 
 async def _one(storage: StorageSettings, run_id: str | None, as_json: bool,
-               clock: Clock) -> str:
+               clock: Clock, definition: str | None) -> str:
     """One refresh, as text or JSON."""
     try:
-        status = await asyncio.wait_for(read_status(storage, run_id, clock.wall_s()),
-                                        READ_TIMEOUT_S)
+        status = await asyncio.wait_for(
+            read_status(storage, run_id, clock.wall_s(), definition=definition),
+            READ_TIMEOUT_S)
     except TimeoutError:
         raise TargetError(f"the storage account did not answer within {READ_TIMEOUT_S:g} s"
                           ) from None

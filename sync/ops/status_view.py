@@ -35,7 +35,8 @@ def run_dict(totals: RunTotals, now_s: float) -> dict[str, Any]:
     run, counts = totals.run, totals.counts
     eta = eta_s(totals, now_s)
     return {
-        "id": run.run_id, "kind": run.kind, "started_at": iso(run.started_s),
+        "id": run.run_id, "kind": run.kind, "definition": run.definition,
+        "started_at": iso(run.started_s),
         "plan_complete": run.plan_complete, "completed": run.completed,
         "completed_at": iso(run.completed_s) if run.completed else None,
         "planned": run.planned, "enqueued_messages": run.batches,
@@ -139,7 +140,8 @@ def _run_lines(run: dict[str, Any]) -> list[str]:
     state = ("completed " + str(run["completed_at"]) if run["completed"]
              else "running" if run["plan_complete"] else "planning")
     eta = "-" if run["eta_s"] is None else f"{run['eta_s']:,.0f} s"
-    lines = [f"Run {run['id']} ({run['kind']}), started {run['started_at']}: {state}",
+    lines = [f"Run {run['id']} ({run['kind']}) of {run['definition']}, started "
+             f"{run['started_at']}: {state}",
              f"  planned          {run['planned']:>10,}  in {run['enqueued_messages']:,} "
              "messages",
              f"  written          {run['written']:>10,}",
