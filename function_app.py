@@ -1,8 +1,10 @@
 """Azure Functions entry points (Python v2 programming model). Thin: decode, call sync/, return.
 
-- ``plan_sync``: timer on the ``SYNC_SCHEDULE`` app setting; pages the table into batch messages.
+- ``plan_sync``: timer on the ``SYNC_SCHEDULE`` app setting (a tick); plans every sync definition
+  that is due, paging its table into messages.
 - ``continue_plan``: the plan queue; goes on with a plan that ran out of its time budget.
-- ``process_batch``: the batches queue; enriches and writes one message's records.
+- ``process_batch``: the batches queue; enriches and writes one message's records (the function
+  keeps the name it was deployed with).
 - ``record_queue_metrics``: timer on ``SYNC_QUEUE_METRICS_SCHEDULE``; queue depth and age gauges.
 
 host.json sets ``messageEncoding`` to ``none``: the worker decodes the base64 itself, so a message
@@ -25,7 +27,8 @@ app = func.FunctionApp()
 @app.timer_trigger(schedule="%SYNC_SCHEDULE%", arg_name="timer", run_on_startup=False,
                    use_monitor=True)
 async def plan_sync(timer: func.TimerRequest) -> None:
-    """Plan a run: every record that needs enrichment goes on the batches queue."""
+    """Plan a run of every definition that is due: each record that needs enrichment goes on
+    the batches queue."""
     await entry.plan_sync()
 
 
@@ -37,7 +40,7 @@ async def continue_plan(msg: func.QueueMessage) -> None:
 
 @app.queue_trigger(arg_name="msg", queue_name=BATCH_QUEUE, connection=STORAGE_CONNECTION)
 async def process_batch(msg: func.QueueMessage) -> None:
-    """Carry out one batch message; raises only when unfinished work could not be saved."""
+    """Carry out one message; raises only when unfinished work could not be saved."""
     await entry.process_message(msg.get_body())
 
 
