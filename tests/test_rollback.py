@@ -5,6 +5,7 @@ nothing; the command line prints the counts and exits by them."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -314,3 +315,23 @@ def test_a_static_token_is_refused_off_loopback() -> None:
     with pytest.raises(rollback_cli.TargetError, match="loopback"):
         rollback_cli.dataverse_access({"DATAVERSE_URL": "https://contoso.crm.dynamics.com",
                                        "DATAVERSE_STATIC_TOKEN": "t"})
+
+
+GUID_ONE = "11111111-1111-1111-1111-111111111111"
+
+
+def test_a_run_of_another_environment_is_restored_there_as_its_first_identity() -> None:
+    lanes = json.dumps({"prod": {"url": "https://contoso.crm.dynamics.com",
+                                 "identities": {"sync1": GUID_ONE, "sync2": None}},
+                        "test": {"url": "http://127.0.0.1:9/",
+                                 "identities": {"sync1": None}}})
+    env = {"SYNC_ENVIRONMENTS": lanes, "DATAVERSE_STATIC_TOKEN": "t"}
+    test = rollback_cli.dataverse_access(env, "test")
+    assert (test.url, test.static_token, test.client_id) == ("http://127.0.0.1:9", "t-sync1",
+                                                              None)
+    prod = rollback_cli.dataverse_access({"SYNC_ENVIRONMENTS": lanes}, "prod")
+    assert (prod.url, prod.client_id) == ("https://contoso.crm.dynamics.com", GUID_ONE)
+    with pytest.raises(rollback_cli.TargetError, match=r"several environments \(prod, test\)"):
+        rollback_cli.dataverse_access({"SYNC_ENVIRONMENTS": lanes})
+    with pytest.raises(rollback_cli.TargetError, match="no environment 'dev'"):
+        rollback_cli.dataverse_access({"SYNC_ENVIRONMENTS": lanes}, "dev")

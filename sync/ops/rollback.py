@@ -30,7 +30,9 @@ from azure.core.exceptions import AzureError
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
 from sync.auth import CredentialToken, StaticToken, TokenSource
+from sync.errors import ConfigError
 from sync.http import new_session
+from sync.lanes.config import DEFAULT, parse_environments
 from sync.names import BEFORE_IMAGE_TABLE, LEDGER_TABLE
 from sync.ops.target import (
     TABLE_ROLE,
@@ -79,8 +81,13 @@ class DataverseAccess:
         return CredentialToken(credential, self.url)
 
 
-def dataverse_access(environ: Mapping[str, str]) -> DataverseAccess:
-    """The Dataverse settings the app uses; ``TargetError`` naming what is wrong."""
+def dataverse_access(environ: Mapping[str, str],
+                     environment: str | None = None) -> DataverseAccess:
+    """The Dataverse settings the app uses (``environment``: that one of SYNC_ENVIRONMENTS,
+    through its first identity); ``TargetError`` naming what is wrong."""
+    lanes = (environ.get("SYNC_ENVIRONMENTS") or "").strip()
+    if environment is not None or (lanes and not (environ.get("DATAVERSE_URL") or "").strip()):
+        environ = _environment_settings(environ, lanes, environment)
     url = (environ.get("DATAVERSE_URL") or "").strip().rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -98,11 +105,39 @@ def dataverse_access(environ: Mapping[str, str]) -> DataverseAccess:
                            timeout_s)
 
 
+def _environment_settings(environ: Mapping[str, str], lanes: str,
+                          name: str | None) -> dict[str, str]:
+    """DATAVERSE_URL, DATAVERSE_CLIENT_ID and the static token of one environment of
+    SYNC_ENVIRONMENTS, as its first identity uses them."""
+    try:
+        environments = parse_environments(lanes) if lanes else ()
+    except ConfigError as error:
+        raise TargetError(str(error)) from None
+    names = ", ".join(e.name for e in environments) or "none"
+    if name is None and len(environments) != 1:
+        raise TargetError(f"SYNC_ENVIRONMENTS names several environments ({names}): say which "
+                          "with --environment NAME")
+    found = environments[0] if name is None else next(
+        (e for e in environments if e.name == name), None)
+    if found is None:
+        raise TargetError(f"no environment {name!r} in SYNC_ENVIRONMENTS ({names})")
+    identity = found.identities[0]
+    settings = {**environ, "DATAVERSE_URL": found.url,
+                "DATAVERSE_CLIENT_ID": identity.client_id or ""}
+    token = (environ.get("DATAVERSE_STATIC_TOKEN") or "").strip()
+    if token and identity.name != DEFAULT:
+        settings["DATAVERSE_STATIC_TOKEN"] = f"{token}-{identity.name}"
+    return settings
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m sync rollback``."""
     parser.add_argument("run", metavar="RUN", help="the run id (as `sync status` shows it)")
     parser.add_argument("--dry-run", action="store_true",
                         help="read and judge every record, write nothing")
+    parser.add_argument("--environment", metavar="NAME", default=None,
+                        help="the environment of SYNC_ENVIRONMENTS the run wrote to (its first "
+                             "identity restores); default: DATAVERSE_URL, or the only one")
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N",
                         help=f"records restored at once ({DEFAULT_CONCURRENCY})")
     add_target_arguments(parser)
@@ -116,7 +151,8 @@ def main(args: argparse.Namespace) -> int:
     logging.getLogger("azure").setLevel(logging.CRITICAL)
     try:
         storage = storage_for(args)
-        access = dataverse_access(local_dataverse() if args.local else os.environ)
+        access = dataverse_access(local_dataverse() if args.local else os.environ,
+                                  args.environment)
         report = asyncio.run(run(storage, access, args.run, dry_run=args.dry_run,
                                  concurrency=args.concurrency))
     except (TargetError, RollbackError) as error:
