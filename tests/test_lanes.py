@@ -286,3 +286,28 @@ async def test_an_environment_in_an_outage_leaves_the_other_to_finish(
         assert services.lanes[LaneKey("fine", "a")].dependency.circuit.state == "closed"
     finally:
         await other.close()
+
+
+async def refreshed(services: Services, rounds: int = 3) -> None:
+    for _ in range(rounds):
+        for lane in services.lanes.values():
+            lane.activity.touch()  # busy: each lane leases its part
+            await lane.cluster.refresh()
+
+
+@pytest.mark.parametrize("scope", ["environment", "identity"])
+@pytest.mark.emulator(dop_hint=4)
+async def test_the_lanes_of_an_environment_share_its_hint_unless_it_is_per_identity(
+        make_services: Make, dataverse_url: str, scope: str) -> None:
+    services = await make_services(**two_lanes(dataverse_url, scope))
+    for lane in services.lanes.values():
+        await lane.dataverse.who_am_i()  # each learns the hint from an answer
+    hint = services.first_lane.dataverse.dop_hint
+    assert hint is not None
+    await refreshed(services)
+    shares = [lane.governor.share for lane in services.lanes.values()]
+    assert all(share > 0 for share in shares)
+    if scope == "environment":  # one budget: the lanes together hold the hint
+        assert sum(shares) == hint
+    else:  # each lane its own
+        assert shares == [hint, hint]
