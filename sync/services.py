@@ -175,10 +175,12 @@ def open_services(settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
         enrichers[definition.name] = Enricher(
             client, Dependency(name, governor, circuit, retry, clock=clock, publish=publish))
     lanes: dict[LaneKey, Lane] = {}
-    for environment in settings.lanes_environments:
+    used = {key for definition in settings.definitions for key in definition.lanes}
+    for environment in settings.lanes_environments:  # only lanes some definition writes through
         for key in environment.lanes:
-            lanes[key] = open_lane(key, environment, settings, storage.state, clock=clock,
-                                   policy=policy, shared=circuits)
+            if key in used:
+                lanes[key] = open_lane(key, environment, settings, storage.state, clock=clock,
+                                       policy=policy, shared=circuits)
     first = next(iter(lanes))
     return Services(settings, storage, lanes, enrichers, policy, clock,
                     control=ControlCache(clock), _session=session)

@@ -311,3 +311,11 @@ async def test_the_lanes_of_an_environment_share_its_hint_unless_it_is_per_ident
         assert sum(shares) == hint
     else:  # each lane its own
         assert shares == [hint, hint]
+
+
+async def test_only_the_lanes_a_definition_uses_are_built(make_services: Make,
+                                                          dataverse_url: str) -> None:
+    env = two_lanes(dataverse_url)
+    env["SYNC_DEFINITIONS"] = json.dumps({"accounts": {"identities": ["b"]}})
+    services = await make_services(**env)
+    assert list(services.lanes) == [LaneKey("prod", "b")]
