@@ -27,7 +27,14 @@ from sync.ledger import MessageCounts, PlanManifest, RequestUsage
 from sync.local.azurite import StorageAccount
 from sync.names import BATCH_QUEUE, DEAD_LETTER_TABLE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
 from sync.ops import status
-from sync.ops.run_status import ClusterState, RunStatus, circuit_state, eta_s, rate_per_s
+from sync.ops.run_status import (
+    ClusterState,
+    RunStatus,
+    circuit_state,
+    eta_s,
+    rate_per_s,
+    read_status,
+)
 from sync.ops.status_view import status_dict
 from sync.runs import RunRow, RunTotals
 from sync.settings import StorageSettings
@@ -303,7 +310,7 @@ async def test_the_latest_run_of_a_definition(storage: StorageSettings) -> None:
                              definition="accounts")
     run = json.loads(out.getvalue())["run"]
     assert (code, run["id"], run["definition"]) == (0, "run-accounts", "accounts")
-    latest = await status.read_status(storage, None, START_S + 120)
+    latest = await read_status(storage, None, START_S + 120)
     assert (latest.run.run.run_id, latest.run.run.definition) == ("run-contacts", "contacts")
     missing = await status.show(storage, None, as_json=True, watch_s=None, out=io.StringIO(),
                                 definition="leads")

@@ -290,7 +290,7 @@ async def findings(stack: Stack, snap: Snapshot) -> Findings:
     poison = await queue_bodies(stack.storage, POISON_QUEUE)
     stats = await emulator_stats(stack.dataverse_url)
     ids = {str(d["record"]["id"]) for d in dead}
-    check = await verify(stack.dataverse_url, stack.settings.definition, ids, stats)
+    check = await verify(stack.dataverse_url, stack.settings.definitions.first.table, ids, stats)
     return Findings(snap, dead, poison, check)
 
 
@@ -298,7 +298,7 @@ def assert_nothing_lost(found: Findings, *, finished: bool = True) -> None:
     """The invariant. ``finished``: and every record is written or dead-lettered by now."""
     snap, check = found.snapshot, found.verification
     assert check.created == 0, found.explain()
-    assert set(found.dead_by_reason) <= RECORD_REASONS, found.storage.dead_letters
+    assert set(found.dead_by_reason) <= RECORD_REASONS, found.dead_letters
     assert set(snap.counts.dead_lettered_by_reason) <= RECORD_REASONS, found.explain()
     if finished:
         assert snap.finished, found.explain()

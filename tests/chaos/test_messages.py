@@ -75,7 +75,7 @@ async def _send_raw(account: StorageAccount, texts: list[str]) -> None:
 
 async def _written(stack: Stack, ids: list[str]) -> bool:
     rows = await rows_by_id(stack)
-    definition = stack.settings.definition
+    definition = stack.settings.definitions.first.table
     return all(is_enriched(rows[i], definition) for i in ids)
 
 

@@ -57,7 +57,7 @@ async def _finish(stack: Stack, name: str, fault: str, started_s: float,
     note(Result(name, fault, stack.records, found.snapshot.counts.written, found.dead_by_reason,
                 time.monotonic() - started_s))
     assert_nothing_lost(found)
-    assert found.storage.dead_letters == [], found.explain()
+    assert found.dead_letters == [], found.explain()
     assert found.verification.enriched == stack.records, found.explain()
 
 

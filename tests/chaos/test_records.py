@@ -37,10 +37,10 @@ async def _run_and_check(stack: Stack, name: str, fault: str, started_s: float,
     note(Result(name, fault, stack.records, found.snapshot.counts.written, found.dead_by_reason,
                 time.monotonic() - started_s))
     assert_nothing_lost(found)
-    dead = {str(d["record"]["id"]): str(d["reason"]) for d in found.storage.dead_letters}
+    dead = {str(d["record"]["id"]): str(d["reason"]) for d in found.dead_letters}
     assert dead == expected_dead, found.explain()
     assert found.verification.enriched == stack.records - len(expected_dead)
-    assert found.storage.poison == []
+    assert found.poison == []
 
 
 @pytest.mark.parametrize(("preset", "status"), [("403-record-access", 403), ("500-plugin", 500)])
@@ -80,4 +80,4 @@ async def test_unusable_inputs_dead_letter_their_records_alone(stacks: StartStac
 
 async def _dead_letters(stack: Stack) -> list[dict[str, Any]]:
     found = await findings(stack, await watch_run(stack, 1.0))
-    return found.storage.dead_letters
+    return found.dead_letters
