@@ -9,7 +9,7 @@ from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
 from sync.clock import SYSTEM_CLOCK, Clock
 from sync.errors import ServiceFault
-from sync.lanes.config import DEFAULT, Environment, Identity
+from sync.lanes.config import DEFAULT, Environment, Identity, identity_token
 from sync.settings import Settings
 
 REFRESH_MARGIN_S: Final = 300.0
@@ -95,8 +95,7 @@ def lane_token_source(settings: Settings, environment: Environment,
     each identity as its own user)."""
     name = identity.name if identity is not None else DEFAULT
     if settings.dataverse_static_token:
-        suffix = "" if name == DEFAULT else f"-{name}"
-        return StaticToken(settings.dataverse_static_token + suffix)
+        return StaticToken(identity_token(settings.dataverse_static_token, name))
     client_id = identity.client_id if identity is not None else None
     credential: AsyncTokenCredential
     if client_id:

@@ -133,12 +133,6 @@ class Governor:
         instance holding no slot shows the cluster."""
         return self._loop.time() - self._last_asked_s
 
-    @property
-    def headroom(self) -> int | None:
-        """What the last answer said is left of the window (requests it may still send);
-        None when the server has not said."""
-        return self._headroom
-
     def gate_remaining_s(self) -> float:
         """Seconds until the gate opens; 0 when open."""
         return max(0.0, self._gate_until_s - self._loop.time())

@@ -54,6 +54,12 @@ class LaneKey:
 DEFAULT_LANE: Final = LaneKey(DEFAULT, DEFAULT)
 
 
+def identity_token(token: str, identity: str) -> str:
+    """The static token an identity sends on the local stack: ``default`` the token as set,
+    any other ``<token>-<identity>``, so the emulator sees each identity as its own user."""
+    return token if identity == DEFAULT else f"{token}-{identity}"
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """One application user of an environment: the managed identity it signs in as."""

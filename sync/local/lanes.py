@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from sync.lanes.config import identity_token
 from sync.local.emulators.webapi.servers import user_of
 from sync.local.emulators.webapi.stats import FACETS
 
@@ -51,11 +52,6 @@ class Layout:
         if self.single:
             return (DEFAULT,)
         return tuple(f"id{n}" for n in range(1, self.identities + 1))
-
-
-def identity_token(token: str, identity: str) -> str:
-    """The bearer token identity ``identity`` sends (the contract's ``<token>-<identity>``)."""
-    return token if identity == DEFAULT else f"{token}-{identity}"
 
 
 def lane_settings(layout: Layout, urls: Mapping[str, str],

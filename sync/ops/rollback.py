@@ -32,7 +32,7 @@ from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from sync.auth import CredentialToken, StaticToken, TokenSource
 from sync.errors import ConfigError
 from sync.http import new_session
-from sync.lanes.config import DEFAULT, parse_environments
+from sync.lanes.config import identity_token, parse_environments
 from sync.names import BEFORE_IMAGE_TABLE, LEDGER_TABLE
 from sync.ops.target import (
     TABLE_ROLE,
@@ -125,8 +125,8 @@ def _environment_settings(environ: Mapping[str, str], lanes: str,
     settings = {**environ, "DATAVERSE_URL": found.url,
                 "DATAVERSE_CLIENT_ID": identity.client_id or ""}
     token = (environ.get("DATAVERSE_STATIC_TOKEN") or "").strip()
-    if token and identity.name != DEFAULT:
-        settings["DATAVERSE_STATIC_TOKEN"] = f"{token}-{identity.name}"
+    if token:
+        settings["DATAVERSE_STATIC_TOKEN"] = identity_token(token, identity.name)
     return settings
 
 

@@ -19,6 +19,7 @@ from typing import Final
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
+from sync.lanes.config import DEFAULT_LANE
 from sync.ledger import MessageCounts
 from sync.telemetry import names
 
@@ -90,8 +91,8 @@ def unwatch(key: int) -> None:
     _watched.pop(key, None)
 
 
-DEFAULT_LANE: Final = "default/default"
-"""The lane of a single-lane deployment, as the telemetry names it."""
+SINGLE_LANE: Final = str(DEFAULT_LANE)
+"""The lane of a single-lane deployment, as the telemetry names it (``default/default``)."""
 
 
 def facet_of(code: str) -> str:
@@ -116,7 +117,7 @@ def message_done(counts: MessageCounts, *, definition: str, mode: str) -> None:
 def throttled(service: str, code: str, lane: str = "") -> None:
     """A 429 answer; Dataverse's are counted by facet and lane."""
     if service == "dataverse":
-        _throttled.add(1, {names.FACET: facet_of(code), names.LANE: lane or DEFAULT_LANE})
+        _throttled.add(1, {names.FACET: facet_of(code), names.LANE: lane or SINGLE_LANE})
 
 
 def admission_waited(service: str, waited_s: float) -> None:
