@@ -73,7 +73,7 @@ async def admit(work: Work, message: Message) -> Admission:
 
 async def _canary(work: Work, message: Message, run_id: str,
                   policy: CanaryPolicy) -> Admission:
-    totals = await runs.read_run(work.storage.ledger, run_id)
+    totals = await runs.read_totals(work.storage.ledger, run_id)  # only the run's row counts
     planned = totals.run.planned if totals is not None and totals.run.plan_complete else None
     limit = policy.limit(planned)
     if limit is None:  # a percentage of a plan still paging

@@ -37,10 +37,13 @@ from sync.ledger import (
     MESSAGE_KIND,
     PLAN_KIND,
     RUN_ROW,
+    TALLY_END,
+    TALLY_PREFIX,
     MessageCounts,
     RequestUsage,
     counts_from,
     is_message_row,
+    is_tally_row,
     plan_usage_from,
     run_partition,
 )
@@ -65,6 +68,8 @@ class RunRow:
     batches: int
     plan_complete: bool
     started_s: float
+    tallied: bool = False
+    """Its messages are tallied (``sync.ledger``): a plan's run started since tallies exist."""
     completed: bool = False
     completed_s: float = 0.0
     previous_run_id: str = ""
@@ -88,6 +93,9 @@ class RunTotals:
 
     run: RunRow
     counts: MessageCounts
+    exact: bool = True
+    """The sum of the message rows; False: the sum of the processes' tallies, which may count
+    a message processed twice (``sync.ledger``)."""
 
     @property
     def done(self) -> int:
@@ -124,6 +132,7 @@ def run_row_from(entity: Mapping[str, Any], etag: str = "") -> RunRow:
                   planned=int(entity.get("Planned", 0)), batches=int(entity.get("Batches", 0)),
                   plan_complete=bool(entity.get("PlanComplete", False)),
                   started_s=float(entity.get("StartedAt", 0.0)),
+                  tallied=bool(entity.get("Tallied", False)),
                   completed=bool(entity.get("Completed", False)),
                   completed_s=float(entity.get("CompletedAt", 0.0)),
                   previous_run_id=str(entity.get("PreviousRunId", "")),
@@ -142,6 +151,26 @@ async def read_run(table: TableClient, run_id: str) -> RunTotals | None:
         elif entity["RowKey"] == RUN_ROW:
             run = run_row_from(entity, entity.metadata["etag"] or "")
     return None if run is None else RunTotals(run, counts)
+
+
+async def read_totals(table: TableClient, run_id: str) -> RunTotals | None:
+    """A run's row and totals as the processes' tallies give them (one short query), for a
+    run whose messages are tallied; else ``read_run``. Cheap whatever the run's size, and
+    never short: a message processed twice may count twice."""
+    run: RunRow | None = None
+    counts = MessageCounts()
+    query = (f"PartitionKey eq '{_quoted(run_partition(run_id))}' and (RowKey eq '{RUN_ROW}' "
+             f"or (RowKey ge '{TALLY_PREFIX}' and RowKey lt '{TALLY_END}'))")
+    async for entity in table.query_entities(query):
+        if is_tally_row(entity):
+            counts.add(counts_from(entity))
+        else:
+            run = run_row_from(entity, entity.metadata["etag"] or "")
+    if run is None:
+        return None
+    if not run.tallied:
+        return await read_run(table, run_id)
+    return RunTotals(run, counts, exact=False)
 
 
 async def latest_run_id(table: TableClient, kind: str | None = None) -> str | None:
@@ -164,7 +193,7 @@ async def start_plan(table: TableClient, run_id: str, started_s: float,
     overlapped = previous is not None and not previous.run.completed
     await _upsert_run(table, run_id, Kind=PLAN_KIND, StartedAt=started_s, Planned=0,
                       PlanComplete=False, PreviousRunId=previous_id if overlapped else "",
-                      Definition=definition)
+                      Definition=definition, Tallied=True)
     await _index(table, PLAN_KIND, run_id, started_s)
     await _index(table, definition_index(definition), run_id, started_s)
     if not overlapped or previous_id is None:
@@ -207,11 +236,15 @@ def planned(run_id: str, records: int, definition: str = names.DEFAULT_DEFINITIO
 
 async def complete_if_done(table: TableClient, run_id: str, now_s: float) -> bool:
     """Claim the run's completion if it is complete and nobody has; answer whether this call
-    claimed it (and emitted ``run_completed``)."""
+    claimed it (and emitted ``run_completed``). The tallies rule out an incomplete run at the
+    cost of one short query; only a run they say may be complete is summed exactly."""
+    totals = await read_totals(table, run_id)
     for _ in range(CLAIM_ATTEMPTS):
-        totals = await read_run(table, run_id)
         if totals is None or totals.run.completed or not is_complete(totals.run, totals.counts):
             return False
+        if not totals.exact:
+            totals = await read_run(table, run_id)
+            continue
         try:
             await table.update_entity(
                 {"PartitionKey": run_partition(run_id), "RowKey": RUN_ROW, "Completed": True,
@@ -220,8 +253,9 @@ async def complete_if_done(table: TableClient, run_id: str, now_s: float) -> boo
                  "Unchanged": totals.counts.unchanged, "Cancelled": totals.counts.cancelled},
                 mode=UpdateMode.MERGE, etag=totals.run.etag,
                 match_condition=MatchConditions.IfNotModified)
-        except ResourceModifiedError:
-            continue  # another completer, or an overlap mark: read again
+        except ResourceModifiedError:  # another completer, or an overlap mark: read again
+            totals = await read_run(table, run_id)
+            continue
         except ResourceNotFoundError:
             return False
         _completed(totals, now_s)

@@ -71,15 +71,17 @@ def progress_line(snapshot: Snapshot) -> str:
 
 
 async def snapshot(table: TableClient, queue: QueueClient, started_s: float,
-                   state: TableClient | None = None, expected_runs: int = 1) -> Snapshot:
+                   state: TableClient | None = None, expected_runs: int = 1, *,
+                   exact: bool = False) -> Snapshot:
     """Read the local run (the latest plan's run, read as ``sync status`` reads it; with
     ``expected_runs`` above one, every plan's run added up: one per sync definition), the queue
-    and (with ``state``) the circuits once."""
+    and (with ``state``) the circuits once. The counts are the processes' tallies while they
+    say the run is incomplete, and the message rows' exact sum after, or with ``exact``."""
     if expected_runs > 1:
-        found = await _plan_runs(table)
+        found = await _plan_runs(table, exact)
     else:
         run_id = await runs.latest_run_id(table, PLAN_KIND)
-        totals = await runs.read_run(table, run_id) if run_id else None
+        totals = await _read(table, run_id, exact) if run_id else None
         found = [totals] if totals else []
     properties = await queue.get_queue_properties()
     planned, complete, counts, requests = added_up(found, expected_runs)
@@ -102,17 +104,28 @@ def added_up(found: list[runs.RunTotals],
     return sum(t.run.planned for t in found), complete, counts, requests
 
 
-async def _plan_runs(table: TableClient) -> list[runs.RunTotals]:
+async def _plan_runs(table: TableClient, exact: bool) -> list[runs.RunTotals]:
     """Every plan's run the ledger holds (the local stack's storage is fresh each run)."""
     found = []
     rows = table.query_entities(f"PartitionKey eq '{runs.INDEX_PREFIX}{PLAN_KIND}'",
                                 select=["RunId"])
     run_ids = {str(entity["RunId"]) async for entity in rows}
     for run_id in sorted(run_ids):
-        totals = await runs.read_run(table, run_id)
+        totals = await _read(table, run_id, exact)
         if totals is not None:
             found.append(totals)
     return found
+
+
+async def _read(table: TableClient, run_id: str, exact: bool) -> runs.RunTotals | None:
+    """A run's totals: the tallies while it runs (a short read, polled twice a second), the
+    exact sum once they say it may be complete, or when asked."""
+    if exact:
+        return await runs.read_run(table, run_id)
+    totals = await runs.read_totals(table, run_id)
+    if totals is not None and not totals.exact and runs.is_complete(totals.run, totals.counts):
+        return await runs.read_run(table, run_id)
+    return totals
 
 
 async def _open_circuits(state: TableClient) -> dict[str, CircuitView]:
@@ -164,6 +177,8 @@ async def watch(table: TableClient, queue: QueueClient, timeout_s: float,
         if current.done != progress[0]:
             progress = (current.done, time.monotonic())
         stalled = bool(current.circuits) and time.monotonic() - progress[1] > stall_s
-        if current.finished or current.elapsed_s > timeout_s or not healthy() or stalled:
+        if current.finished:
             return current
+        if current.elapsed_s > timeout_s or not healthy() or stalled:
+            return await snapshot(table, queue, started_s, state, expected_runs, exact=True)
         await asyncio.sleep(POLL_S)

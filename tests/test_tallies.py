@@ -1,0 +1,148 @@
+"""Each process's tally of a planned run (Azurite): the completion check reads the run's row
+and its tallies, never every message's row; tallies never count short; the exact sum decides."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from azure.data.tables.aio import TableClient
+
+from sync import ledger, runs
+from sync.ledger import MessageCounts, PlanManifest, Tallies, run_partition
+from sync.names import LEDGER_TABLE
+from sync.settings import StorageSettings
+from sync.storage import table_client
+
+START_S = 1_795_000_000.0
+
+
+class CountingTable:
+    """A real ledger client that counts the rows its queries return."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+        self.rows_read = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+    def query_entities(self, query: str, **kwargs: Any) -> AsyncIterator[Any]:
+        async def counted() -> AsyncIterator[Any]:
+            async for entity in self._table.query_entities(query, **kwargs):
+                self.rows_read += 1
+                yield entity
+        return counted()
+
+
+async def plan_run(table: TableClient, run_id: str, records: int) -> None:
+    await runs.start_plan(table, run_id, START_S)
+    await ledger.record_plan(table, PlanManifest(run_id, records, records // 10, 1,
+                                                 complete=True))
+
+
+def batch(run_id: str, number: int) -> str:
+    return f"{run_id}-p000000-{number:03d}"
+
+
+async def tally_rows(table: TableClient, run_id: str) -> list[dict[str, Any]]:
+    rows = table.query_entities(f"PartitionKey eq '{run_partition(run_id)}' and "
+                                f"RowKey ge 'tally:' and RowKey lt 'tally;'")
+    return [dict(entity) async for entity in rows]
+
+
+async def test_the_completion_check_reads_the_tallies_not_every_message(
+        storage: StorageSettings) -> None:
+    async with table_client(storage, LEDGER_TABLE, None) as table:
+        counting = CountingTable(table)
+        check: Any = counting  # the ledger client complete_if_done takes
+        await plan_run(table, "run-big", 1000)
+        for number in range(60):
+            await ledger.record_message(table, batch("run-big", number), 0,
+                                        MessageCounts(written=10))
+        counting.rows_read = 0
+        assert not await runs.complete_if_done(check, "run-big", START_S + 5)
+        assert counting.rows_read == 2  # the run's row and this process's tally
+        for number in range(60, 100):
+            await ledger.record_message(table, batch("run-big", number), 0,
+                                        MessageCounts(written=10))
+        counting.rows_read = 0
+        assert await runs.complete_if_done(check, "run-big", START_S + 9)
+        # the tallies, then once the exact sum (the run's row, its tally, 100 messages' rows)
+        assert counting.rows_read == 2 + (1 + 1 + 100)
+        totals = await runs.read_run(table, "run-big")
+    assert totals is not None
+    assert totals.run.completed
+    assert totals.counts.written == 1000
+
+
+async def test_each_process_keeps_its_own_tally_and_a_message_done_twice_counts_twice(
+        storage: StorageSettings) -> None:
+    async with (table_client(storage, LEDGER_TABLE, None) as first,
+                table_client(storage, LEDGER_TABLE, None) as second):
+        await plan_run(first, "run-two", 30)
+        await ledger.record_message(first, batch("run-two", 0), 0, MessageCounts(written=10))
+        await ledger.record_message(second, batch("run-two", 1), 0, MessageCounts(written=10))
+        # the same message processed again by the other process (its delete failed)
+        await ledger.record_message(first, batch("run-two", 1), 0,
+                                    MessageCounts(unchanged=10))
+        quick = await runs.read_totals(first, "run-two")
+        exact = await runs.read_run(first, "run-two")
+        rows = await tally_rows(first, "run-two")
+        assert not await runs.complete_if_done(second, "run-two", START_S + 1)
+    assert quick is not None
+    assert exact is not None
+    assert (quick.exact, quick.counts.written, quick.counts.unchanged) == (False, 20, 10)
+    assert (exact.exact, exact.counts.written, exact.counts.unchanged) == (True, 10, 10)
+    assert sorted(row["Written"] + row["Unchanged"] for row in rows) == [10, 20]
+    assert not exact.run.completed  # the tallies said 30 of 30; the exact sum says 20
+
+
+async def test_concurrent_messages_store_the_latest_total(storage: StorageSettings) -> None:
+    async with table_client(storage, LEDGER_TABLE, None) as table:
+        await plan_run(table, "run-burst", 400)
+        await asyncio.gather(*(ledger.record_message(table, batch("run-burst", n), 0,
+                                                     MessageCounts(written=10))
+                               for n in range(40)))
+        (row,) = await tally_rows(table, "run-burst")
+        assert await runs.complete_if_done(table, "run-burst", START_S + 3)
+    assert row["Written"] == 400
+
+
+async def test_a_forgotten_run_starts_a_new_tally_and_the_sum_holds(
+        storage: StorageSettings) -> None:
+    tallies = Tallies(kept_runs=1)
+    async with table_client(storage, LEDGER_TABLE, None) as table:
+        for run_id in ("run-a", "run-b"):
+            await plan_run(table, run_id, 30)
+        await tallies.add(table, "run-a", MessageCounts(written=10))
+        await tallies.add(table, "run-b", MessageCounts(written=10))  # forgets run-a
+        await tallies.add(table, "run-a", MessageCounts(written=5, dead_lettered=5))
+        rows = await tally_rows(table, "run-a")
+        totals = await runs.read_totals(table, "run-a")
+    assert len(rows) == 2
+    assert totals is not None
+    assert (totals.counts.written, totals.counts.dead_lettered) == (15, 5)
+
+
+async def test_a_run_started_before_tallies_is_summed_exactly(
+        storage: StorageSettings) -> None:
+    async with table_client(storage, LEDGER_TABLE, None) as table:
+        await ledger.record_plan(table, PlanManifest("run-old", 20, 2, 1, complete=True))
+        await table.upsert_entity(ledger.message_entity(batch("run-old", 0), 0,
+                                                        MessageCounts(written=20)))
+        totals = await runs.read_totals(table, "run-old")
+        assert await runs.complete_if_done(table, "run-old", START_S + 1)
+    assert totals is not None
+    assert totals.exact
+    assert totals.counts.written == 20
+
+
+async def test_a_producers_message_is_not_tallied(storage: StorageSettings) -> None:
+    async with table_client(storage, LEDGER_TABLE, None) as table:
+        await runs.start_message_run(table, "upstream-7", 3, START_S)
+        await ledger.record_message(table, "upstream-7", 0, MessageCounts(written=3))
+        rows = await tally_rows(table, "upstream-7")
+        assert await runs.complete_if_done(table, "upstream-7", START_S + 1)
+    assert rows == []
