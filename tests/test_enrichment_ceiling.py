@@ -104,7 +104,8 @@ async def test_no_client_gets_more_served_than_the_stated_bound() -> None:
         assert served == seen.accepted == run["admitted"]  # the emulator and client agree
         assert run["bound_calls"] == pytest.approx(BURST + RATE_PER_S * run["elapsed_s"])
         assert 0 < served <= run["bound_calls"] * TOLERANCE, (seen, stats)
-    assert greedy_stats["429"] > 0 and greedy_seen.throttled > 0  # it pushed into the limit
+    assert greedy_stats["429"] > 0
+    assert greedy_seen.throttled > 0
     assert oracle_seen.throttled == 0  # it knows the limit
     assert oracle_stats["served"] >= ORACLE_SHARE * oracle_stats["run"]["bound_calls"]
 
@@ -119,6 +120,7 @@ async def test_the_stats_are_neither_limited_nor_counted() -> None:
                     stats = await answer.json()
     finally:
         await runner.cleanup()
-    assert stats["served"] == 0 and stats["run"] == {"elapsed_s": 0.0, "admitted": 0,
-                                                     "bound_calls": 1.0}
-    assert "429" not in stats and stats["limit"]["buckets"] == 0
+    assert stats["served"] == 0
+    assert stats["run"] == {"elapsed_s": 0.0, "admitted": 0, "bound_calls": 1.0}
+    assert "429" not in stats
+    assert stats["limit"]["buckets"] == 0
