@@ -3,10 +3,11 @@ of its ``/_emulator/stats``: records/s in the steady state after the first windo
 mode and ``overall``, the minimum over the request, execution-time and concurrency facets per
 server, times the servers), within the enrichment API's limit.
 
-``dataverse_ceiling`` is the one place that reads the emulator's figure; the bench adds only the
-enrichment API's rate (a mode is capped by it, as the emulator's own
+``dataverse_ceiling`` is the one place that reads the emulator's figure; ``enrichment_ceiling``
+reads the enrichment emulator's (its ``ceiling_per_s``: the configured rate, the steady state
+after its burst) and caps every mode by it, as the emulator's own
 ``ceiling(config, enrichment_rate_per_s=...)`` caps ``overall``; tests/test_bench_ceiling.py
-holds the two to agree for every scenario).
+holds the two to agree for every scenario. Each is proven by its probes (bench/runprobe.py).
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def dataverse_ceiling(stats: dict[str, Any]) -> dict[str, float]:
     """Records/s per write mode and overall from the emulator's stats (``stats["ceiling"]``)."""
     found = stats["ceiling"]
     return {name: float(found[name]) for name in (*MODES, OVERALL)}
+
+
+def enrichment_ceiling(stats: dict[str, Any]) -> float:
+    """Calls/s the enrichment emulator admits after its burst (``stats["ceiling_per_s"]``)."""
+    return float(stats["ceiling_per_s"])
 
 
 def ceiling_of(stats: dict[str, Any], enrichment_rate_per_s: float) -> Ceiling:

@@ -16,7 +16,7 @@ import argparse
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final
@@ -55,22 +55,31 @@ async def updated(session: aiohttp.ClientSession, url: str) -> int:
 async def run_probe(kind: str, probe: Probe, config: EmulatorConfig) -> dict[str, Any]:
     """Run the probe, the emulator's count of records sampled; the client's tally and the
     (seconds, records) timeline as JSON."""
+    return await sampled(_client(kind, probe, config),
+                         lambda admin: updated(admin, probe.url), SAMPLE_EVERY_S)
+
+
+async def sampled(client: Coroutine[Any, Any, Seen],
+                  count: Callable[[aiohttp.ClientSession], Awaitable[int]],
+                  every_s: float) -> dict[str, Any]:
+    """Run ``client`` while sampling the emulator's ``count`` every ``every_s``; the client's
+    tally and the (seconds, count) timeline, its last sample taken once the client is done."""
     timeline: list[tuple[float, int]] = []
     async with aiohttp.ClientSession() as admin:
         started_s = time.monotonic()
 
         async def sample() -> None:
             while True:
-                done = await updated(admin, probe.url)  # stamped when the count is in hand
+                done = await count(admin)  # stamped when the count is in hand
                 timeline.append((round(time.monotonic() - started_s, 2), done))
-                await asyncio.sleep(SAMPLE_EVERY_S)
+                await asyncio.sleep(every_s)
 
         sampler = asyncio.create_task(sample())
         try:
-            seen = await _client(kind, probe, config)
+            seen = await client
         finally:
             sampler.cancel()
-        done = await updated(admin, probe.url)
+        done = await count(admin)
         timeline.append((round(time.monotonic() - started_s, 2), done))
     return {**asdict(seen), "timeline": timeline}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench import machine
-from bench.ceiling import Ceiling, ceiling_of
+from bench.ceiling import Ceiling, ceiling_of, enrichment_ceiling
 from bench.figures import Result
 from bench.report import markdown, table_line, write_json, write_plot
 from bench.runbaseline import LOG_DIR, get_json, run_baseline_row, start_emulators
@@ -86,13 +86,14 @@ def _write(plan: Plan, results: list[Result], report: str, described: dict[str, 
 
 
 def measure_ceiling(scenario: Scenario, scale: Scale) -> Ceiling:
-    """The scenario's ceiling, read from an emulator started with its settings."""
+    """The scenario's ceiling, read from its emulators started with its settings."""
     children = Children(LOG_DIR)
     try:
         spec = RowSpec("ceiling", scenario, "bulk")
         emulators = start_emulators(children, spec, scale, records=0)
         stats = asyncio.run(get_json(f"{emulators.dataverse_url}/_emulator/stats"))
+        enrichment = asyncio.run(get_json(f"{emulators.enrichment_url}/_emulator/stats"))
     finally:
         children.stop_all()
-    return ceiling_of(stats, scenario.enrichment_rate_per_s)
+    return ceiling_of(stats, enrichment_ceiling(enrichment))
 

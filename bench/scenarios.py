@@ -31,6 +31,9 @@ PROBES: Final = ("greedy", "oracle")
 """The emulator's own probe clients (sync/local/emulators/webapi/probes.py): greedy (everything
 in flight, hints and Retry-After ignored) and oracle (paces each server at the binding limit)."""
 PROBE_MODES: Final = ("single", "bulk")
+ENRICHMENT_CALLS: Final = "calls"
+"""The mode of the probes against the enrichment API (one call, one record): they prove the
+enrichment-bound scenario's ceiling (sync/local/emulators/enrichment/probes.py)."""
 PROBE_RECORDS: Final = 1000
 KINDS: Final = ("baseline", "product", "probe", "peer", "nightly", "growth")
 OPT_IN_KINDS: Final = ("lanes",)
@@ -91,10 +94,15 @@ class Scenario:
                 *(arg for name, value in self.limit_overrides(time_scale).items()
                   for arg in (f"--{name.replace('_', '-')}", str(value)))]
 
+    @property
+    def enrichment_burst(self) -> int:
+        """The enrichment API's bucket: one second of its rate."""
+        return max(1, int(self.enrichment_rate_per_s))
+
     def enrichment_args(self) -> list[str]:
         """Options of ``python -m sync emulator enrichment``: a one-second bucket."""
         return ["--rate-per-s", f"{self.enrichment_rate_per_s:g}",
-                "--burst", str(max(1, int(self.enrichment_rate_per_s)))]
+                "--burst", str(self.enrichment_burst)]
 
 
 DATAVERSE_BOUND: Final = Scenario("dataverse-bound", servers=2, dop_hint=10,
@@ -218,7 +226,8 @@ class RowSpec:
         if self.kind == "baseline" and self.mode == "bulk":
             return BULK_GUIDANCE.get(self.pattern, "")
         if self.kind == "probe":
-            return PROBE_NOTES[self.pattern]
+            notes = ENRICHMENT_PROBE_NOTES if self.mode == ENRICHMENT_CALLS else PROBE_NOTES
+            return notes[self.pattern]
         if self.kind == "product" and self.pattern == NO_HEADERS:
             return "the emulator sends no x-ms-ratelimit-* headers: the governor without them"
         if self.kind == "product" and self.pattern == UNCHANGED_90:
@@ -246,6 +255,9 @@ governor's pace with the service's header formats is compared with its pace with
 
 PROBE_NOTES: Final = {"greedy": "probe: all in flight, ignores hints and Retry-After",
                       "oracle": "probe: knows the limits, paces each server"}
+ENRICHMENT_PROBE_NOTES: Final = {
+    "greedy": "probe of the enrichment API: many calls in flight, ignores Retry-After",
+    "oracle": "probe of the enrichment API: knows rate and burst, spends the burst, paces"}
 
 
 def plan_rows(scale: Scale, *, million: bool = False, lanes: bool = False) -> list[RowSpec]:
@@ -263,6 +275,7 @@ def plan_rows(scale: Scale, *, million: bool = False, lanes: bool = False) -> li
     rows.append(RowSpec("product", DATAVERSE_BOUND, "bulk", NO_ETAG_CHECK))
     rows += [RowSpec("probe", DATAVERSE_BOUND, mode, probe, records=PROBE_RECORDS)
              for probe in PROBES for mode in PROBE_MODES]
+    rows += [RowSpec("probe", ENRICHMENT_BOUND, ENRICHMENT_CALLS, probe) for probe in PROBES]
     rows.append(RowSpec("nightly", DATAVERSE_BOUND, "bulk", records=scale.nightly_records))
     rows.append(RowSpec("peer", DATAVERSE_BOUND, "bulk", records=scale.nightly_records))
     sizes = (*scale.growth_records, *((MILLION,) if million else ()))

@@ -5,8 +5,8 @@
 2. every run of the product loses nothing and fails nothing;
 3. the product's own processes spend <= 0.3 ms of CPU per record;
 4. their peak RSS stays within 10% from the smallest growth size to the largest;
-5. the ceiling is proven: neither probe client (greedy, oracle) exceeds the steady ceiling, nor
-   the bound for its run's length, by more than 5%;
+5. the ceiling is proven: no probe client (greedy, oracle; of Dataverse and of the enrichment
+   API) exceeds the steady ceiling, nor the bound for its run's length, by more than 5%;
 6. the governor reading the service's x-ms-ratelimit-* formats is as fast as without them
    (within 5%, in each mode measured both ways);
 7. (issue 13, ``--lanes``) in the user-bound scenario N identities reach >= 0.9 x N x one

@@ -1,7 +1,8 @@
 """The bench's ceiling is the emulator's: every scenario runs on ``EmulatorConfig.time_scaled``
 (the options the bench gives the emulator make exactly that configuration), and what the bench
 reads from the emulator's ``/_emulator/stats`` and caps by the enrichment API agrees with the
-emulator's own ``ceiling(config, enrichment_rate_per_s=...)`` for each scenario."""
+emulator's own ``ceiling(config, enrichment_rate_per_s=...)`` for each scenario; the enrichment
+API's ceiling is the one its emulator states, started with the bench's options."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bench.ceiling import ceiling_of
+from bench.ceiling import ceiling_of, enrichment_ceiling
 from bench.scenarios import DEFAULT_SCALE, GROWTH, MODES, QUICK_SCALE, SCENARIOS, Scale, Scenario
+from sync.local.emulators.enrichment import start_enrichment
+from sync.local.emulators.enrichment.cli import config_from as enrichment_config_from
+from sync.local.emulators.enrichment.cli import configure_parser as configure_enrichment
 from sync.local.emulators.webapi import start_emulator
 from sync.local.emulators.webapi.cli import config_from, configure_parser
 from sync.local.emulators.webapi.stats import ceiling
@@ -63,3 +67,20 @@ async def test_the_bench_reads_the_emulators_ceiling_and_caps_it_as_the_emulator
 def test_a_time_scale_below_1_is_refused() -> None:
     with pytest.raises(ValueError, match="time_scale"):
         Scale(time_scale=0.5)
+
+
+@pytest.mark.parametrize("scenario", [*SCENARIOS, GROWTH], ids=lambda s: s.name)
+async def test_the_bench_reads_the_enrichment_emulators_ceiling(scenario: Scenario) -> None:
+    parser = argparse.ArgumentParser()
+    configure_enrichment(parser)
+    config = enrichment_config_from(parser.parse_args(scenario.enrichment_args()))
+    runner, url = await start_enrichment(config)
+    try:
+        async with aiohttp.ClientSession() as session, session.get(
+                f"{url}/_emulator/stats") as answer:
+            stats = await answer.json()
+    finally:
+        await runner.cleanup()
+    assert enrichment_ceiling(stats) == scenario.enrichment_rate_per_s
+    assert stats["limit"]["burst"] == scenario.enrichment_burst == max(
+        1, int(scenario.enrichment_rate_per_s))  # a one-second bucket

@@ -1,23 +1,38 @@
 """The probe rows: the greedy client, run by the bench's probe runner against the emulator of
 the Dataverse-bound scenario on a time scale, gets no more than the emulator's proven ceiling
-(over whole windows) and its run's bound allow, within 5%; the arithmetic that reads a probe's
-timeline."""
+(over whole windows) and its run's bound allow, within 5%; so do the greedy and the oracle
+against the enrichment emulator of the enrichment-bound scenario; the arithmetic that reads a
+probe's timeline."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
 import pytest
 
-from bench.ceiling import ceiling_of
+from bench.ceiling import Ceiling, ceiling_of
+from bench.enrichprobe import run_enrichment_probe
 from bench.figures import Result, whole_windows_rate_per_s
 from bench.probe import probe_config, run_probe
-from bench.runprobe import probe_result
-from bench.scenarios import DATAVERSE_BOUND, QUICK_SCALE, RowSpec, Scale
+from bench.runprobe import enrichment_probe_result, probe_result
+from bench.scenarios import (
+    DATAVERSE_BOUND,
+    ENRICHMENT_BOUND,
+    ENRICHMENT_CALLS,
+    PROBES,
+    QUICK_SCALE,
+    RowSpec,
+    Scale,
+    plan_rows,
+)
 from bench.targets import PROBE_TOLERANCE
+from sync.local.emulators.enrichment import EnrichmentConfig, start_enrichment
+from sync.local.emulators.enrichment.probes import EnrichmentProbe
 from sync.local.emulators.webapi import start_emulator
 from sync.local.emulators.webapi.probes import Probe
+from sync.local.emulators.webapi.stats import ceiling as dataverse_ceiling
 from sync.local.emulators.webapi.stats import request_shape
 from tests.webapi.conftest import token_for
 
@@ -78,3 +93,46 @@ async def test_the_greedy_probe_row_stays_within_5_percent_of_the_proven_ceiling
 def test_probes_send_for_two_windows_and_a_second_at_least() -> None:
     assert QUICK_SCALE.probe_run_s == 7.0
     assert SCALE.probe_run_s == 5.0
+
+
+async def _enrichment_row(kind: str) -> tuple[Result, dict[str, Any]]:
+    scenario = ENRICHMENT_BOUND
+    config = EnrichmentConfig(rate_per_s=scenario.enrichment_rate_per_s,
+                              burst=scenario.enrichment_burst)
+    runner, url = await start_enrichment(config)
+    try:
+        probe = EnrichmentProbe(url, run_s=SCALE.probe_run_s, max_sends=MAX_SENDS)
+        tally = await run_enrichment_probe(kind, probe, scenario)
+        async with aiohttp.ClientSession() as session, session.get(
+                f"{url}/_emulator/stats") as answer:
+            stats: dict[str, Any] = await answer.json()
+    finally:
+        await runner.cleanup()
+    ceiling = Ceiling(dataverse_ceiling(scenario.emulator_config(SCALE.time_scale)),
+                      config.rate_per_s)
+    row = enrichment_probe_result(RowSpec("probe", scenario, ENRICHMENT_CALLS, kind), SCALE,
+                                  ceiling, {**tally, "cpu_s": 0.0, "peak_rss_mib": 0.0}, stats)
+    return row, tally
+
+
+@pytest.mark.timeout(60)
+async def test_the_enrichment_probe_rows_stay_within_5_percent_of_the_enrichment_ceiling(
+        ) -> None:
+    (greedy, greedy_tally), (oracle, oracle_tally) = await asyncio.gather(
+        _enrichment_row("greedy"), _enrichment_row("oracle"))
+    for row, tally in ((greedy, greedy_tally), (oracle, oracle_tally)):
+        assert row.ceiling_per_s == ENRICHMENT_BOUND.enrichment_rate_per_s
+        assert tally["timeline"][-1][1] == row.written == tally["accepted"] > 0
+        assert row.written <= row.bound_records * PROBE_TOLERANCE
+        assert row.steady_windows >= 1
+        assert row.steady_rate_per_s <= row.ceiling_per_s * PROBE_TOLERANCE
+        assert row.note.startswith("probe of the enrichment API")
+    assert greedy.facets["enrichment"] > 0  # it pushed into the limit
+    assert oracle.facets == {}  # it knows the limit
+
+
+def test_the_bench_plans_both_probes_for_each_ceiling() -> None:
+    probes = [row.name for row in plan_rows(QUICK_SCALE) if row.kind == "probe"]
+    assert [name for name in probes if name.startswith("enrichment-bound/")] == [
+        f"enrichment-bound/{kind}-probe/{ENRICHMENT_CALLS}" for kind in PROBES]
+    assert len([name for name in probes if name.startswith("dataverse-bound/")]) == 4

@@ -89,7 +89,7 @@ def test_skipping_unchanged_records_and_the_bulk_etag_check_are_measured() -> No
 
 
 @pytest.mark.parametrize(("only", "names"), [
-    ("", 50),
+    ("", 52),  # 50 and the two probes of the enrichment API
     ("nightly", ["nightly/bulk"]),
     ("peer,growth/bulk/300", ["peer/bulk", "growth/bulk/300"]),
     ("enrichment-bound/product-*/bulk", ["enrichment-bound/product-x1/bulk",

@@ -8,9 +8,13 @@ and faults on demand.
 
 The same domain always gets the same profile (``profile_for``), so a run can be checked. Domains
 under ``.invalid`` answer 404 (a permanent error). Over ``rate_per_s`` (token bucket of ``burst``)
-it answers 429 with ``Retry-After`` in seconds. ``GET /_emulator/stats`` counts answers (and the
-injected faults under ``faults``); ``/_emulator/faults`` adds, lists and clears fault rules
-(``faults.py``), as does the ``--fault`` option.
+it answers 429 with ``Retry-After`` in seconds. ``GET /_emulator/stats`` (never limited nor
+counted) counts answers by status (and the injected faults under ``faults``), the calls
+``served`` (200s), the ``limit`` (``rate_per_s``, ``burst``), the steady ``ceiling_per_s``
+and the ``run`` so far: ``elapsed_s`` from the first call to the last admitted one, the calls
+``admitted`` and ``bound_calls``, the most a bucket admits in that time (``bound.py``);
+``/_emulator/faults`` adds, lists and clears fault rules (``faults.py``), as does the
+``--fault`` option. ``probes.py`` holds the greedy and oracle clients that prove the bound.
 """
 
 from __future__ import annotations
@@ -18,12 +22,12 @@ from __future__ import annotations
 from sync.local.emulators.enrichment.app import (
     API_KEY_HEADER,
     EnrichmentConfig,
-    TokenBucket,
     create_app,
     start_enrichment,
 )
+from sync.local.emulators.enrichment.bound import TokenBucket, run_bound_calls
 from sync.local.emulators.enrichment.cli import configure_parser, main
 from sync.local.emulators.enrichment.profiles import profile_for
 
 __all__ = ["API_KEY_HEADER", "EnrichmentConfig", "TokenBucket", "configure_parser",
-           "create_app", "main", "profile_for", "start_enrichment"]
+           "create_app", "main", "profile_for", "run_bound_calls", "start_enrichment"]

@@ -9,11 +9,12 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
 from sync.clock import SYSTEM_CLOCK, Clock
+from sync.local.emulators.enrichment.bound import Admissions, TokenBucket
 from sync.local.emulators.enrichment.faults import (
     ENRICHMENT,
     error_response,
@@ -40,25 +41,6 @@ class EnrichmentConfig:
     """Fault rules in force from the start (more can be added at run time)."""
 
 
-class TokenBucket:
-    """A token bucket on an injected clock: ``take`` answers 0 or the seconds until a token."""
-
-    __slots__ = ("_burst", "_clock", "_rate_per_s", "_stamp_s", "_tokens")
-
-    def __init__(self, rate_per_s: float, burst: int, clock: asyncio.AbstractEventLoop) -> None:
-        self._rate_per_s, self._burst, self._clock = rate_per_s, burst, clock
-        self._tokens, self._stamp_s = float(burst), clock.time()
-
-    def take(self) -> float:
-        now_s = self._clock.time()
-        self._tokens = min(self._burst, self._tokens + (now_s - self._stamp_s) * self._rate_per_s)
-        self._stamp_s = now_s
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return 0.0
-        return (1.0 - self._tokens) / self._rate_per_s
-
-
 @dataclass
 class Enrichment:
     """The emulator's state behind the routes."""
@@ -68,12 +50,30 @@ class Enrichment:
     counts: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     buckets: list[TokenBucket] = field(default_factory=list)
+    admissions: Admissions = field(default_factory=Admissions)
 
-    def bucket(self) -> TokenBucket:
+    def bucket(self, now_s: float) -> TokenBucket:
         if not self.buckets:
-            self.buckets.append(TokenBucket(self.config.rate_per_s, self.config.burst,
-                                            asyncio.get_running_loop()))
+            self.buckets.append(TokenBucket(self.config.rate_per_s, self.config.burst, now_s))
         return self.buckets[0]
+
+    def limit(self, now_s: float) -> float:
+        """A call reaches the rate limit at ``now_s``: 0.0 when admitted, else the seconds
+        until a token."""
+        self.admissions.reached(now_s)
+        wait_s = self.bucket(now_s).take(now_s)
+        if wait_s == 0:
+            self.admissions.admit(now_s)
+        return wait_s
+
+    def stats_json(self) -> dict[str, Any]:
+        """The answers by status, the faults, what was served (the 200s), the limit and the
+        run's bound (``bound.py``)."""
+        rate_per_s, burst = self.config.rate_per_s, self.config.burst
+        return {**self.counts, "faults": dict(self.faults), "served": self.counts["200"],
+                "limit": {"rate_per_s": rate_per_s, "burst": burst,
+                          "buckets": len(self.buckets)},
+                "ceiling_per_s": rate_per_s, "run": self.admissions.as_json(rate_per_s, burst)}
 
     def injected(self, rule: Rule) -> Rule:
         self.faults[rule.name] += 1
@@ -97,8 +97,7 @@ def create_app(config: EnrichmentConfig, clock: Clock = SYSTEM_CLOCK) -> web.App
 
 
 async def _stats(request: web.Request) -> web.Response:
-    state = request.app[ENRICHMENT_STATE]
-    return web.json_response({**state.counts, "faults": dict(state.faults)})
+    return web.json_response(request.app[ENRICHMENT_STATE].stats_json())
 
 
 async def _companies(request: web.Request) -> web.StreamResponse:
@@ -110,7 +109,7 @@ async def _companies(request: web.Request) -> web.StreamResponse:
     if request.headers.get(API_KEY_HEADER) != state.config.api_key:
         state.counts["401"] += 1
         return web.json_response({"error": "missing or wrong API key"}, status=401)
-    wait_s = state.bucket().take()
+    wait_s = state.limit(asyncio.get_running_loop().time())
     if wait_s > 0:
         state.counts["429"] += 1
         return web.json_response({"error": "rate limit exceeded"}, status=429,

@@ -42,12 +42,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "(none). E.g. '{\"preset\": \"down\", \"window_s\": 120}'")
 
 
+def config_from(args: argparse.Namespace) -> EnrichmentConfig:
+    """The emulator's settings from its parsed options."""
+    return EnrichmentConfig(api_key=args.api_key, rate_per_s=args.rate_per_s,
+                            burst=args.burst, latency_ms=args.latency_ms, seed=args.seed,
+                            fault_rules=tuple(args.fault_rules))
+
+
 def main(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM."""
-    config = EnrichmentConfig(api_key=args.api_key, rate_per_s=args.rate_per_s,
-                              burst=args.burst, latency_ms=args.latency_ms, seed=args.seed,
-                              fault_rules=tuple(args.fault_rules))
-    asyncio.run(_serve(config, args.host, args.port))
+    asyncio.run(_serve(config_from(args), args.host, args.port))
     return 0
 
 
