@@ -94,12 +94,17 @@ def lane_token_source(settings: Settings, environment: Environment,
     ``default`` identity's as set, any other's suffixed with its name, so the emulator sees
     each identity as its own user)."""
     name = identity.name if identity is not None else DEFAULT
-    if settings.dataverse_static_token:
-        return StaticToken(identity_token(settings.dataverse_static_token, name))
-    client_id = identity.client_id if identity is not None else None
-    credential: AsyncTokenCredential
-    if client_id:
-        credential = ManagedIdentityCredential(client_id=client_id)
-    else:
-        credential = DefaultAzureCredential()
-    return CredentialToken(credential, environment.url)
+    static = settings.dataverse_static_token
+    return url_token_source(environment.url, identity_token(static, name) if static else None,
+                        identity.client_id if identity is not None else None)
+
+
+def url_token_source(url: str, static_token: str | None, client_id: str | None) -> TokenSource:
+    """Tokens for the Dataverse at ``url``: the static token when given (the local stack),
+    else the managed identity ``client_id``, else DefaultAzureCredential."""
+    if static_token:
+        return StaticToken(static_token)
+    credential: AsyncTokenCredential = (
+        ManagedIdentityCredential(client_id=client_id) if client_id
+        else DefaultAzureCredential())
+    return CredentialToken(credential, url)

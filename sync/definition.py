@@ -7,14 +7,13 @@ start-up: an error names the field at fault.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 from sync.canarypolicy import CanaryPolicy, parse_canary
 from sync.errors import ConfigError
+from sync.jsonsetting import read_json_setting
 
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _ENRICHMENT_FIELDS: Final = frozenset({"employees", "country", "description", "domain"})
@@ -24,7 +23,6 @@ value, or overwrite it with the enriched one."""
 BYPASS_LOGIC: Final = ("CustomSync", "CustomAsync")
 """The custom logic ``MSCRM.BypassBusinessLogicExecution`` can bypass (synchronous plug-ins and
 workflows, asynchronous ones)."""
-APP_ROOT: Final = Path(__file__).resolve().parents[1]
 
 DEFAULT_DEFINITION: Final[dict[str, Any]] = {
     "entity_set": "accounts",
@@ -95,26 +93,13 @@ def parse_definition(value: str | None) -> SyncDefinition:
     """The definition from the setting's value: JSON, ``@path``, or empty for the default."""
     if not value:
         return definition_from(DEFAULT_DEFINITION)
-    text = _read_file(value[1:]) if value.startswith("@") else value
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"SYNC_DEFINITION is not JSON: {error.msg} at char {error.pos}") \
-            from None
+    data = read_json_setting("SYNC_DEFINITION", value)
     if not isinstance(data, dict):
         raise ConfigError("SYNC_DEFINITION must be a JSON object")
     unknown = sorted(set(data) - _FIELDS)
     if unknown:
         raise ConfigError(f"SYNC_DEFINITION has unknown fields: {', '.join(unknown)}")
     return definition_from({**DEFAULT_DEFINITION, **data})
-
-
-def _read_file(relative: str) -> str:
-    path = (APP_ROOT / relative).resolve()
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"SYNC_DEFINITION file {relative!r}: {error.strerror}") from None
 
 
 def definition_from(data: dict[str, Any], where: str = "SYNC_DEFINITION") -> SyncDefinition:

@@ -19,6 +19,7 @@ from typing import Any, Final
 from sync.definition import DEFAULT_DEFINITION as DEFAULT_FIELDS
 from sync.definition import SyncDefinition, definition_from
 from sync.errors import ConfigError
+from sync.jsonsetting import read_json_setting
 from sync.lanes.config import (
     DEFAULT,
     Environment,
@@ -26,7 +27,6 @@ from sync.lanes.config import (
     check_name,
     default_environment,
     parse_environments,
-    read_json_setting,
 )
 from sync.schedule import Schedule, parse_schedule
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sync.definition import APP_ROOT, DEFAULT_DEFINITION, parse_definition
+from sync.definition import DEFAULT_DEFINITION, parse_definition
 from sync.errors import ConfigError
+from sync.jsonsetting import APP_ROOT
 
 
 def test_app_root_is_where_function_app_lives() -> None:

@@ -13,21 +13,19 @@ budget ``x-ms-dop-hint`` is: the docs do not say whether it is per environment o
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from sync.errors import ConfigError
+from sync.jsonsetting import read_json_setting
 
 NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 """An environment's or identity's name: it keys rows in Table Storage and travels in messages."""
 DEFAULT: Final = "default"
 DOP_SCOPES: Final = ("environment", "identity")
-APP_ROOT: Final = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -92,30 +90,10 @@ def default_environment(url: str, client_id: str | None) -> Environment:
 
 def parse_environments(value: str) -> tuple[Environment, ...]:
     """``SYNC_ENVIRONMENTS``: JSON or ``@path``; ConfigError naming the part at fault."""
-    data = _json("SYNC_ENVIRONMENTS", value)
+    data = read_json_setting("SYNC_ENVIRONMENTS", value)
     if not isinstance(data, dict) or not data:
         raise ConfigError("SYNC_ENVIRONMENTS must be a JSON object of environments by name")
     return tuple(_environment(name, spec) for name, spec in data.items())
-
-
-def read_json_setting(setting: str, value: str) -> Any:
-    """A JSON setting's value: the JSON itself, or ``@path`` to a file shipped with the app."""
-    return _json(setting, value)
-
-
-def _json(setting: str, value: str) -> Any:
-    text = _read_file(setting, value[1:]) if value.startswith("@") else value
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{setting} is not JSON: {error.msg} at char {error.pos}") from None
-
-
-def _read_file(setting: str, relative: str) -> str:
-    try:
-        return (APP_ROOT / relative).resolve().read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"{setting} file {relative!r}: {error.strerror}") from None
 
 
 def _environment(name: str, spec: Any) -> Environment:

@@ -25,11 +25,9 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
-from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError
-from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
-from sync.auth import CredentialToken, StaticToken, TokenSource
+from sync.auth import TokenSource, url_token_source
 from sync.errors import ConfigError
 from sync.http import new_session
 from sync.lanes.config import identity_token, parse_environments
@@ -73,12 +71,7 @@ class DataverseAccess:
     timeout_s: float
 
     def tokens(self) -> TokenSource:
-        if self.static_token:
-            return StaticToken(self.static_token)
-        credential: AsyncTokenCredential = (
-            ManagedIdentityCredential(client_id=self.client_id) if self.client_id
-            else DefaultAzureCredential())
-        return CredentialToken(credential, self.url)
+        return url_token_source(self.url, self.static_token, self.client_id)
 
 
 def dataverse_access(environ: Mapping[str, str],

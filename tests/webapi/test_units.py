@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
@@ -25,7 +26,8 @@ from sync.local.emulators.webapi.odata import (
     parse_segment,
     parse_select,
 )
-from sync.local.emulators.webapi.reads import Prefer
+from sync.local.emulators.webapi.ops import World
+from sync.local.emulators.webapi.reads import Prefer, read_collection
 from sync.local.emulators.webapi.stats import ceiling, run_bound
 from sync.local.emulators.webapi.store import Table, accounts
 
@@ -436,3 +438,49 @@ def test_changed_since_answers_each_record_once_by_its_last_change() -> None:
     assert changed == sorted([(ids[0], False), (ids[5], False), (ids[6], True), (ids[7], True)])
     # up to the token: ids[0]'s last change came after it, so the next delta answers it
     assert sorted(table.changed_since(0, token)) == [(i, False) for i in sorted(ids[1:4])]
+
+
+# ---- reads of records by id: a lookup, as the service's index does --------------------------
+
+ID_A, ID_B = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
+KEYED = COLUMNS | {"accountid"}
+
+
+@pytest.mark.parametrize(("expression", "keys"), [
+    (f"accountid eq {ID_A} or accountid eq {ID_B}", {ID_A, ID_B}),
+    (f"accountid eq {ID_A.upper()}", {ID_A}),
+    (f"accountid eq {ID_A} and statecode eq 0", {ID_A}),
+    (f"(accountid eq {ID_A} or accountid eq {ID_B}) and accountid eq {ID_B}", {ID_B}),
+    (f"accountid eq {ID_A} or statecode eq 0", None),
+    (f"accountid ne {ID_A}", None),
+    ("name eq 'Alpine'", None),
+], ids=["ids or'd", "upper case", "an id and a column", "and narrows", "or widens",
+        "ne is no lookup", "no id"])
+def test_a_filter_names_the_only_keys_it_can_match(expression: str,
+                                                   keys: set[str] | None) -> None:
+    found = parse_filter(expression, KEYED, "account", "accountid")
+    assert found.keys == (frozenset(keys) if keys is not None else None)
+
+
+def test_a_read_by_ids_tests_only_those_rows_and_pages_as_a_scan_would() -> None:
+    table = accounts(2000, seed=5)
+    world = World(EmulatorConfig(), {"accounts": table})
+    wanted = [table.sorted_ids[i] for i in (3, 700, 1999)]
+    text = " or ".join(f"accountid eq {i}" for i in [*wanted, ID_A])  # ID_A does not exist
+    tested: list[str] = []
+    original = table.rows
+
+    class Watched(dict[str, Any]):
+        def __getitem__(self, key: str) -> Any:
+            tested.append(key)
+            return original[key]
+
+    table.rows = Watched(original)
+    first = read_collection(world, "accounts", {"$filter": text}, Prefer(max_page_size=2))
+    link = first.body["@odata.nextLink"]
+    query = dict(parse_qsl(urlsplit(link).query))
+    second = read_collection(world, "accounts", query, Prefer(max_page_size=2))
+    ids = [row["accountid"] for answer in (first, second) for row in answer.body["value"]]
+    assert ids == wanted
+    assert "@odata.nextLink" not in second.body
+    assert sorted(set(tested)) == sorted(wanted)

@@ -7,6 +7,7 @@ import operator
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -62,19 +63,37 @@ def tokens(text: str) -> list[tuple[str, str]]:
     return found
 
 
-def parse_filter(text: str, columns: frozenset[str], logical_name: str) -> Predicate:
-    """A predicate for rows, or ODataError for a malformed filter or an unknown column."""
-    parser = _Parser(tokens(text), columns, logical_name)
-    predicate = parser.expression()
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """A parsed ``$filter``: the predicate, and the only keys it can match when it names them
+    (``accountid eq <id> or accountid eq <id> ...``, as a read of some records by id is
+    written), so such a read looks those records up, as the service's index does, instead of
+    testing every row."""
+
+    matches: Predicate
+    keys: frozenset[str] | None = None
+    """The keys (lower case) outside which no row matches; None: any row may."""
+
+    def __call__(self, row: Row) -> bool:
+        return self.matches(row)
+
+
+def parse_filter(text: str, columns: frozenset[str], logical_name: str,
+                 key: str | None = None) -> Filter:
+    """The filter for rows of a table keyed by ``key``, or ODataError for a malformed filter or
+    an unknown column."""
+    parser = _Parser(tokens(text), columns, logical_name, key)
+    found = parser.expression()
     if parser.position != len(parser.items):
         raise bad_filter(f"unexpected {parser.items[parser.position][1]!r}")
-    return predicate
+    return found
 
 
 class _Parser:
     def __init__(self, items: list[tuple[str, str]], columns: frozenset[str],
-                 logical_name: str) -> None:
+                 logical_name: str, key: str | None) -> None:
         self.items, self.columns, self.logical_name = items, columns, logical_name
+        self.key = key
         self.position = 0
 
     def peek(self) -> tuple[str, str] | None:
@@ -87,21 +106,21 @@ class _Parser:
         self.position += 1
         return item
 
-    def expression(self) -> Predicate:
-        left = self.conjunction()
+    def expression(self) -> Filter:
+        terms = [self.conjunction()]
         while self.peek() == ("word", "or"):
             self.take()
-            left = _or(left, self.conjunction())
-        return left
+            terms.append(self.conjunction())
+        return _any(terms)
 
-    def conjunction(self) -> Predicate:
-        left = self.atom()
+    def conjunction(self) -> Filter:
+        terms = [self.atom()]
         while self.peek() == ("word", "and"):
             self.take()
-            left = _and(left, self.atom())
-        return left
+            terms.append(self.atom())
+        return _all(terms)
 
-    def atom(self) -> Predicate:
+    def atom(self) -> Filter:
         kind, value = self.take()
         if (kind, value) == ("paren", "("):
             inner = self.expression()
@@ -115,7 +134,30 @@ class _Parser:
         comparison = self.take()[1]
         if comparison not in _COMPARE:
             raise bad_filter(f"unknown operator {comparison!r}")
-        return _compare(value, comparison, literal(self.take()))
+        wanted = literal(self.take())
+        keyed = value == self.key and comparison == "eq" and isinstance(wanted, str)
+        return Filter(_compare(value, comparison, wanted),
+                      frozenset({str(wanted).casefold()}) if keyed else None)
+
+
+def _any(terms: list[Filter]) -> Filter:
+    """``or``: a row matches when one term does; keyed when every term is."""
+    if len(terms) == 1:
+        return terms[0]
+    tests = tuple(term.matches for term in terms)
+    keys = None if any(term.keys is None for term in terms) else \
+        frozenset().union(*(term.keys for term in terms if term.keys is not None))
+    return Filter(lambda row: any(test(row) for test in tests), keys)
+
+
+def _all(terms: list[Filter]) -> Filter:
+    """``and``: a row matches when every term does; keyed when any term is."""
+    if len(terms) == 1:
+        return terms[0]
+    tests = tuple(term.matches for term in terms)
+    keyed = [term.keys for term in terms if term.keys is not None]
+    keys = frozenset.intersection(*keyed) if keyed else None
+    return Filter(lambda row: all(test(row) for test in tests), keys)
 
 
 def literal(item: tuple[str, str]) -> Any:
@@ -175,14 +217,6 @@ def _compare(column: str, comparison: str, value: Any) -> Predicate:
             return False
 
     return check
-
-
-def _and(left: Predicate, right: Predicate) -> Predicate:
-    return lambda row: left(row) and right(row)
-
-
-def _or(left: Predicate, right: Predicate) -> Predicate:
-    return lambda row: left(row) or right(row)
 
 
 def parse_select(text: str | None, columns: frozenset[str],

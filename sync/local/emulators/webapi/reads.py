@@ -4,7 +4,7 @@ delta links (only what changed since the token, deleted rows as ``$deletedEntity
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -47,23 +47,28 @@ def read_collection(world: World, entity_set: str, query: Mapping[str, str],
                     world.config.max_page_size)
     if "$deltatoken" in query:
         return _delta(world, table, query, select, page_size)
-    predicate = parse_filter(query["$filter"], table.columns, table.logical_name) \
-        if query.get("$filter") else None
+    predicate = parse_filter(query["$filter"], table.columns, table.logical_name,
+                             table.key) if query.get("$filter") else None
     state = _state(query, {"v": table.version, "left": _top(query)})
     left = state.get("left")
     wanted = page_size if not isinstance(left, int) else min(page_size, left)
     rows: list[Row] = []
-    index = table.index_after(_after(state))
-    while index < len(table.sorted_ids) and len(rows) < wanted:
-        row = table.rows[table.sorted_ids[index]]
+    candidates = _candidates(table, predicate.keys if predicate else None, _after(state))
+    remaining = True
+    while len(rows) < wanted:
+        record_id = next(candidates, None)
+        if record_id is None:
+            remaining = False
+            break
+        row = table.rows[record_id]
         if predicate is None or predicate(row):
             rows.append(row)
-        index += 1
+    remaining = remaining and next(candidates, None) is not None
     body: dict[str, Any] = {"@odata.context": _context(world, table),
                             "value": [shape(table, row, select) for row in rows]}
     if isinstance(left, int):
         state = {**state, "left": left - len(rows)}
-    more = index < len(table.sorted_ids) and state.get("left") != 0
+    more = remaining and state.get("left") != 0
     if more and rows:
         body["@odata.nextLink"] = _link(world, table, query, "$skiptoken", encode_token(
             {**state, "after": rows[-1][table.key]}))
@@ -71,6 +76,16 @@ def read_collection(world: World, entity_set: str, query: Mapping[str, str],
         body["@odata.deltaLink"] = _delta_link(world, table, query, int(state["v"]))
     return Answer(200, body, {"Preference-Applied": _applied(prefer, page_size)},
                   cost_ms=world.config.read_page_ms)
+
+
+def _candidates(table: Table, keys: frozenset[str] | None, after: str | None) -> Iterator[str]:
+    """The ids a page may hold, in key order after ``after``: every id, or only the filter's
+    keys that exist (a lookup, not a scan)."""
+    if keys is not None:
+        yield from sorted(k for k in keys if k in table.rows and (after is None or k > after))
+        return
+    for index in range(table.index_after(after), len(table.sorted_ids)):
+        yield table.sorted_ids[index]
 
 
 def _check_options(query: Mapping[str, str], *, tracking: bool) -> None:
