@@ -1,17 +1,21 @@
 """Before-images: what each written record held in the columns a run changed, for a rollback.
 
-After a message's writes, the worker keeps one row per written record in
-``sync.names.BEFORE_IMAGE_TABLE``: partition ``<run id>``, row ``<record id>``, with the entity
-set, the values read before (``Before``, from the planner's read: ``sync.changes.before_values``)
-and the values written (``After``: only the columns that changed), so ``sync rollback`` can tell
-whether a person changed them since. A record written without a read (a producer's record: no
-``current``) gets a row marked not restorable. Each row expires ``SYNC_ROLLBACK_RETENTION_DAYS``
-after the write (``ExpiresAt``, epoch seconds): expired rows are never restored.
+After a message's writes, the worker keeps the images of the records it wrote in
+``sync.names.BEFORE_IMAGE_TABLE``, partition ``<run id>``: for each record its id, the values
+read before (``before``, from the planner's read: ``sync.changes.before_values``) and the values
+written (``after``: only the columns that changed), so ``sync rollback`` can tell whether a
+person changed them since. A record written without a read (a producer's record: no
+``current``) gets an image marked not restorable. Images expire
+``SYNC_ROLLBACK_RETENTION_DAYS`` after the write (``ExpiresAt``, epoch seconds): expired ones
+are never restored.
 
-Rows go in Table Storage transactions (one partition, at most ``MAX_TRANSACTION_ENTITIES``
-entities and ``MAX_TRANSACTION_BYTES``), a handful per message, after its writes: the write path
-waits for them once per message, not once per record. Losing them (storage down) never undoes
-or repeats a write: the loss is logged (``before_images_lost``) and the records are written.
+A message's images go in one row (a **pack**, ``pack:<batch id>|<attempt>|<n>``: a message
+processed twice replaces its own pack), or a few when they exceed ``MAX_PACK_CHARS``: one
+write per message, not one per record. (A row per record, in Table Storage transactions, cost
+half of a host's CPU in the SDK's multipart encoding.) Rows of one image each
+(``RowKey`` = the record id), written before packs, are still read. Losing them (storage down)
+never undoes or repeats a write: the loss is logged (``before_images_lost``) and the records
+are written.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from azure.data.tables import TransactionOperation, UpdateMode
+from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from sync.changes import before_values, changed_columns
@@ -40,6 +44,10 @@ MAX_TRANSACTION_BYTES: Final = 3_500_000
 EXPIRED_ROW: Final = "~expired"
 """The row a sweep leaves in a run's partition once it deleted the run's expired images
 (``sync.imagesweep``); sorts after every record id (GUIDs, alternate keys)."""
+PACK_PREFIX: Final = "pack:"
+MAX_PACK_CHARS: Final = 240_000
+"""A pack's JSON at most (split over ``PART_CHARS`` properties): 480 KB as the service counts
+(UTF-16), under its 1 MiB per entity."""
 PART_CHARS: Final = 30_000
 """A string property holds at most 64 KiB (32 K UTF-16 characters): longer JSON is split over
 ``Before``, ``Before1``, ``Before2``..."""
@@ -92,7 +100,7 @@ def joined(entity: Mapping[str, Any], name: str) -> str:
 
 
 def entity_of(image: Image) -> dict[str, Any]:
-    """The table row of an image."""
+    """The row of one image alone (the form written before packs; still read)."""
     return {"PartitionKey": image.run_id, "RowKey": image.record_id,
             "EntitySet": image.entity_set, "Restorable": image.restorable,
             "ExpiresAt": float(image.expires_at_s),
@@ -100,13 +108,54 @@ def entity_of(image: Image) -> dict[str, Any]:
 
 
 def image_from(entity: Mapping[str, Any]) -> Image:
-    """The image a table row holds."""
+    """The image a row of one image holds."""
     before = json.loads(joined(entity, "Before") or "null")
     return Image(run_id=str(entity["PartitionKey"]), record_id=str(entity["RowKey"]),
                  entity_set=str(entity["EntitySet"]),
                  before=before if isinstance(before, dict) else None,
                  after=dict(json.loads(joined(entity, "After") or "{}")),
                  expires_at_s=float(entity["ExpiresAt"]))
+
+
+def pack_entities(run_id: str, pack_key: str, images: Sequence[Image],
+                  max_chars: int = MAX_PACK_CHARS) -> list[dict[str, Any]]:
+    """The rows of one message's images (one run's, one entity set, one expiry): as few packs
+    as ``max_chars`` allows, keyed ``pack:<pack_key>|<n>``."""
+    rows: list[dict[str, Any]] = []
+    for number, group in enumerate(_pack_groups([_packed(i) for i in images], max_chars)):
+        first = images[0]
+        rows.append({"PartitionKey": run_id, "RowKey": f"{PACK_PREFIX}{pack_key}|{number:03d}",
+                     "EntitySet": first.entity_set, "ExpiresAt": float(first.expires_at_s),
+                     "Records": len(group), **split(f"[{','.join(group)}]", "Images")})
+    return rows
+
+
+def _packed(image: Image) -> str:
+    return json.dumps([image.record_id, image.before, image.after])
+
+
+def _pack_groups(texts: Sequence[str], max_chars: int) -> Iterator[list[str]]:
+    group: list[str] = []
+    size = 0
+    for text in texts:
+        if group and size + len(text) + 1 > max_chars:
+            yield group
+            group, size = [], 0
+        group.append(text)
+        size += len(text) + 1
+    if group:
+        yield group
+
+
+def images_from(entity: Mapping[str, Any]) -> list[Image]:
+    """The images a row holds: a pack's, or the one of a row of one image."""
+    if not str(entity["RowKey"]).startswith(PACK_PREFIX):
+        return [image_from(entity)]
+    run_id, entity_set = str(entity["PartitionKey"]), str(entity["EntitySet"])
+    expires_at_s = float(entity["ExpiresAt"])
+    return [Image(run_id, str(record_id), entity_set,
+                  before if isinstance(before, dict) else None, dict(after), expires_at_s)
+            for record_id, before, after in json.loads(joined(entity, "Images") or "[]")]
 
 
 def size_of(entity: Mapping[str, Any]) -> int:
@@ -141,14 +190,11 @@ def images_of(run: MessageRun, items: Iterable[tuple[RecordRef, Mapping[str, Any
     return [image for image in images if image is not None]
 
 
-async def put(table: TableClient, images: Sequence[Image]) -> None:
-    """Store images (one run's) in as few transactions as the limits allow."""
-    entities = [entity_of(image) for image in images]
-    for group in transaction_groups(entities):
-        operations: list[tuple[TransactionOperation, dict[str, Any], dict[str, Any]]] = [
-            (TransactionOperation.UPSERT, entity, {"mode": UpdateMode.REPLACE})
-            for entity in group]
-        await table.submit_transaction(operations)
+async def put(table: TableClient, run: MessageRun, images: Sequence[Image]) -> None:
+    """Store one message's images (one run's) in its packs."""
+    pack_key = f"{run.message.batch_id}|{run.message.attempt:04d}"
+    for entity in pack_entities(images[0].run_id, pack_key, images):
+        await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
 
 async def keep(table: TableClient, run: MessageRun,
@@ -159,7 +205,7 @@ async def keep(table: TableClient, run: MessageRun,
     if not images:
         return 0
     try:
-        await put(table, images)
+        await put(table, run, images)
     except Exception:
         logger.exception("before-images of %d written records not kept; a rollback of run %s "
                          "will not find them", len(images), images[0].run_id,
@@ -170,8 +216,17 @@ async def keep(table: TableClient, run: MessageRun,
 
 
 async def read_images(table: TableClient, run_id: str) -> tuple[list[Image], bool]:
-    """Every image of a run (one partition query), and whether a sweep deleted expired ones."""
+    """Every image of a run (one partition query), and whether a sweep deleted expired ones.
+    A record written twice in the run (its message processed again) has its latest image."""
     rows = table.query_entities(f"PartitionKey eq '{run_id.replace(chr(39), chr(39) * 2)}'")
-    entities = [entity async for entity in rows]
-    images = [image_from(entity) for entity in entities if entity["RowKey"] != EXPIRED_ROW]
-    return images, len(images) < len(entities)
+    latest: dict[str, Image] = {}
+    swept = False
+    async for entity in rows:
+        if entity["RowKey"] == EXPIRED_ROW:
+            swept = True
+            continue
+        for image in images_from(entity):
+            known = latest.get(image.record_id)
+            if known is None or image.expires_at_s >= known.expires_at_s:
+                latest[image.record_id] = image
+    return sorted(latest.values(), key=lambda image: image.record_id), swept

@@ -50,11 +50,13 @@ async def runs_to_sweep(ledger: TableClient, now_s: float, retention_days: int) 
 
 
 async def sweep_run(images: TableClient, run_id: str, now_s: float) -> int:
-    """Delete one run's expired images; how many went."""
+    """Delete one run's expired images (their rows: packs, or rows of one image); how many
+    images went."""
     quoted = run_id.replace("'", "''")
     rows = images.query_entities(f"PartitionKey eq '{quoted}' and ExpiresAt lt {float(now_s)!r}",
-                                 select=["PartitionKey", "RowKey"])
-    keys = [{"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"]} async for row in rows]
+                                 select=["PartitionKey", "RowKey", "Records"])
+    found = [row async for row in rows]
+    keys = [{"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"]} for row in found]
     for group in transaction_groups(keys):
         operations: list[tuple[TransactionOperation, dict[str, Any]]] = [
             (TransactionOperation.DELETE, key) for key in group]
@@ -62,7 +64,7 @@ async def sweep_run(images: TableClient, run_id: str, now_s: float) -> int:
     if keys:
         await images.upsert_entity({"PartitionKey": run_id, "RowKey": EXPIRED_ROW,
                                     "SweptAt": float(now_s)}, mode=UpdateMode.REPLACE)
-    return len(keys)
+    return sum(int(row.get("Records") or 1) for row in found)  # a pack holds several
 
 
 async def sweep(images: TableClient, ledger: TableClient, now_s: float, retention_days: int,

@@ -23,6 +23,7 @@ from sync.contract import Message, RecordRef
 from sync.imagesweep import index_range, sweep
 from sync.local.stack import local_token
 from sync.ops import rollback as rollback_cli
+from sync.ops.target import TargetError
 from sync.recordclient import RecordClient
 from sync.rollback import (
     MAX_ATTEMPTS,
@@ -100,6 +101,52 @@ def test_long_values_are_split_over_properties_and_joined_back() -> None:
     assert split("", "After") == {"After": ""}
 
 
+def some_images(count: int, expires_at_s: float = 123.0, chars: int = 10) -> list[Image]:
+    return [Image("run-1", f"r{n:03d}", "accounts",
+                  None if n == 1 else {"description": "a" * chars, "revenue": n},
+                  {"description": "b"}, expires_at_s) for n in range(count)]
+
+
+def test_a_messages_images_go_in_one_pack_and_come_back() -> None:
+    written = some_images(100)
+    (entity,) = beforeimages.pack_entities("run-1", "run-1-p000000-000|0000", written)
+    assert entity["RowKey"] == "pack:run-1-p000000-000|0000|000"
+    assert entity["Records"] == 100
+    assert beforeimages.images_from(entity) == written
+    assert not beforeimages.images_from(entity)[1].restorable
+
+
+def test_images_beyond_a_packs_size_go_in_more_packs_of_bounded_properties() -> None:
+    written = some_images(30, chars=20_000)  # about 600 KB of JSON
+    entities = beforeimages.pack_entities("run-1", "b|0000", written)
+    assert len(entities) == 3
+    assert [e["RowKey"] for e in entities] == [f"pack:b|0000|00{n}" for n in range(3)]
+    assert all(len(v) <= beforeimages.PART_CHARS for e in entities for v in e.values()
+               if isinstance(v, str))
+    assert all(sum(len(v) for k, v in e.items() if k.startswith("Images"))
+               <= beforeimages.MAX_PACK_CHARS for e in entities)
+    assert [i for e in entities for i in beforeimages.images_from(e)] == written
+
+
+@pytest.mark.emulator(records=10)
+async def test_a_run_written_before_packs_and_after_reads_back_whole(
+        make_services: Make) -> None:
+    services = await make_services()
+    table = services.storage.before_images
+    old = Image("run-1", "r100", "accounts", {"revenue": 1}, {"revenue": 2}, 100.0)
+    await table.upsert_entity(entity_of(old))
+    for entity in beforeimages.pack_entities("run-1", "b|0000", some_images(3, expires_at_s=100.0)):
+        await table.upsert_entity(entity)
+    again = some_images(3, expires_at_s=200.0)[2:]  # the same record written again, later
+    for entity in beforeimages.pack_entities("run-1", "b.1|0000", again):
+        await table.upsert_entity(entity)
+    found, swept = await beforeimages.read_images(table, "run-1")
+    assert not swept
+    assert [i.record_id for i in found] == ["r000", "r001", "r002", "r100"]
+    assert found[2].expires_at_s == 200.0
+    assert found[3] == old
+
+
 @pytest.mark.parametrize(("sizes", "expected"), [
     pytest.param([10] * 250, [100, 100, 50], id="at-most-100-entities"),
     pytest.param([600_000] * 5, [2, 2, 1], id="at-most-the-payload-bytes"),
@@ -117,6 +164,8 @@ async def test_rollback_restores_the_previous_values_of_a_run(make_services: Mak
     before = await write_run(services, "wet-1", 12)
     images, _ = await beforeimages.read_images(services.storage.before_images, "wet-1")
     assert {image.record_id for image in images} == {str(r["accountid"]) for r in before}
+    stored = services.storage.before_images.query_entities("PartitionKey eq 'wet-1'")
+    assert len([row async for row in stored]) == 1  # one pack: one write for the message
     written = by_id(await rows(services))
     assert any(mapped(services, written[str(r["accountid"])]) != mapped(services, r)
                for r in before)
@@ -312,7 +361,7 @@ async def test_the_command_prints_the_counts_and_exits_by_them(
 
 
 def test_a_static_token_is_refused_off_loopback() -> None:
-    with pytest.raises(rollback_cli.TargetError, match="loopback"):
+    with pytest.raises(TargetError, match="loopback"):
         rollback_cli.dataverse_access({"DATAVERSE_URL": "https://contoso.crm.dynamics.com",
                                        "DATAVERSE_STATIC_TOKEN": "t"})
 
@@ -331,7 +380,7 @@ def test_a_run_of_another_environment_is_restored_there_as_its_first_identity() 
                                                               None)
     prod = rollback_cli.dataverse_access({"SYNC_ENVIRONMENTS": lanes}, "prod")
     assert (prod.url, prod.client_id) == ("https://contoso.crm.dynamics.com", GUID_ONE)
-    with pytest.raises(rollback_cli.TargetError, match=r"several environments \(prod, test\)"):
+    with pytest.raises(TargetError, match=r"several environments \(prod, test\)"):
         rollback_cli.dataverse_access({"SYNC_ENVIRONMENTS": lanes})
-    with pytest.raises(rollback_cli.TargetError, match="no environment 'dev'"):
+    with pytest.raises(TargetError, match="no environment 'dev'"):
         rollback_cli.dataverse_access({"SYNC_ENVIRONMENTS": lanes}, "dev")
