@@ -14,16 +14,21 @@ from pathlib import Path
 import aiohttp
 
 from bench.baselines import Record, Tally, Target, run_baseline
+from bench.floor import DEFAULT_FLOOR, QUICK_FLOOR
 from bench.run import QUICK_RESULTS, RESULTS, Plan, run_all
 from bench.scenarios import (
     DEFAULT_SCALE,
+    FLOOR,
     MODES,
     PATTERNS,
     QUICK_SCALE,
     plan_rows,
     select,
+    selected,
 )
 from sync.enrichment import domain_of
+
+FLOOR_NOTE = "the HTTP client's CPU per call, bare aiohttp and the product's (runs first)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,13 +41,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     scale = dataclasses.replace(scale, time_scale=args.time_scale or scale.time_scale,
                                 run_s=args.run_s or scale.run_s)
     rows = select(plan_rows(scale, million=args.million, lanes=args.lanes), args.only)
+    floor = (QUICK_FLOOR if args.quick else DEFAULT_FLOOR) if selected(FLOOR, args.only) \
+        else None
     if args.list:
-        print("\n".join(f"{row.name}  {row.note}".rstrip() for row in rows))
+        listed = [f"{FLOOR}  {FLOOR_NOTE}"] if floor else []
+        print("\n".join([*listed, *(f"{row.name}  {row.note}".rstrip() for row in rows)]))
         return 0
-    if not rows:
+    if not rows and floor is None:
         parser.error(f"--only {args.only!r} matches no row (see --list)")
     out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
-    return run_all(Plan(rows, scale, out, publish_plot=not args.quick and not args.only))
+    return run_all(Plan(rows, scale, out, publish_plot=not args.quick and not args.only,
+                        floor=floor))
 
 
 def _parser() -> argparse.ArgumentParser:

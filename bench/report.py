@@ -8,6 +8,7 @@ from typing import Any, Final
 
 import matplotlib as mpl
 
+from bench.callcost import Floor
 from bench.figures import Result
 from bench.scaling import scaling_lines, scaling_points
 from bench.targets import Verdict
@@ -53,8 +54,9 @@ def growth_line(result: Result) -> str:
 
 
 def markdown(results: list[Result], verdicts: list[Verdict], machine: str,
-             ceilings: dict[str, dict[str, Any]]) -> str:
-    """The whole report as Markdown: machine, ceilings, table, targets."""
+             ceilings: dict[str, dict[str, Any]], floor: Floor | None = None) -> str:
+    """The whole report as Markdown: machine, ceilings, table, the HTTP client floor (when
+    measured), targets."""
     lines = [f"Machine: {machine}", "", "Ceilings (records/s, steady state after the first "
              "window):"]
     for scenario, ceiling in ceilings.items():
@@ -68,6 +70,8 @@ def markdown(results: list[Result], verdicts: list[Verdict], machine: str,
     scaling = scaling_lines(scaling_points(results))
     if scaling:
         lines += ["", *scaling]
+    if floor is not None:
+        lines += ["", f"{floor.line()} (`python -m bench.floor`)."]
     lines += ["", "Targets:", ""]
     lines += [f"- {verdict.line()}" for verdict in verdicts]
     return "\n".join(lines) + "\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -12,8 +13,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench import machine
+from bench.callcost import Floor
 from bench.ceiling import Ceiling, ceiling_of, enrichment_ceiling
 from bench.figures import Result
+from bench.floor import FloorPlan, measure_floor
 from bench.report import markdown, table_line, write_json, write_plot
 from bench.runbaseline import LOG_DIR, get_json, run_baseline_row, start_emulators
 from bench.runpeer import run_peer_row
@@ -42,6 +45,9 @@ class Plan:
     scale: Scale
     out: Path
     publish_plot: bool
+    floor: FloorPlan | None = None
+    """The HTTP client floor's plan (``bench/floor.py``), measured before the rows; None:
+    not measured."""
 
 
 def run_all(plan: Plan) -> int:
@@ -53,6 +59,7 @@ def run_all(plan: Plan) -> int:
     if plan.scale.run_s < plan.scale.window_s * 2:
         print("Rows this short end within the first window or soon after: the figures show "
               "that every row runs, not how fast (run without --quick for that).", flush=True)
+    floor = measured_floor(plan.floor)
     ceilings: dict[str, Ceiling] = {}
     results: list[Result] = []
     for number, spec in enumerate(plan.rows, 1):
@@ -63,20 +70,36 @@ def run_all(plan: Plan) -> int:
         results.append(RUNNERS[spec.kind](spec, plan.scale, ceilings[scenario.name]))
         print(f"[{number}/{len(plan.rows)} {time.monotonic() - started_s:.0f} s] "
               f"{table_line(results[-1])}", flush=True)
-    verdicts = evaluate(results)
+    verdicts = evaluate(results, floor)
     ceiling_data = {name: c.as_dict() for name, c in ceilings.items()}
-    report = markdown(results, verdicts, summary, ceiling_data)
+    report = markdown(results, verdicts, summary, ceiling_data, floor)
     print(f"\n{report}")
-    _write(plan, results, report, described, ceiling_data, verdicts, summary)
+    meta = {"machine": described, "scale": asdict(plan.scale), "ceilings": ceiling_data,
+            "floor": floor.as_dict() if floor else None}
+    _write(plan, results, report, meta, verdicts, summary)
     return 0
 
 
-def _write(plan: Plan, results: list[Result], report: str, described: dict[str, str | int],
-           ceilings: dict[str, dict[str, Any]], verdicts: list[Verdict], summary: str) -> None:
+def measured_floor(plan: FloorPlan | None) -> Floor | None:
+    """The HTTP client floor, printed; None when not planned or when it could not run (the
+    bench goes on without it and says why)."""
+    if plan is None:
+        return None
+    started_s = time.monotonic()
+    try:
+        floor = measure_floor(plan, LOG_DIR)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+        print(f"[floor] not measured: {error}", flush=True)
+        return None
+    print(f"[floor {time.monotonic() - started_s:.0f} s] {floor.line()}", flush=True)
+    return floor
+
+
+def _write(plan: Plan, results: list[Result], report: str, meta: dict[str, Any],
+           verdicts: list[Verdict], summary: str) -> None:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     plan.out.mkdir(parents=True, exist_ok=True)
     base = plan.out / f"bench-{stamp}"
-    meta = {"machine": described, "scale": asdict(plan.scale), "ceilings": ceilings}
     write_json(base.with_suffix(".json"), results, verdicts, meta)
     base.with_suffix(".md").write_text(report)
     write_plot(results, base.with_suffix(".png"), summary)

@@ -290,10 +290,18 @@ def lane_rows() -> list[RowSpec]:
     return [RowSpec("lanes", USER_BOUND, "single", identities=n) for n in LANE_IDENTITIES]
 
 
+FLOOR: Final = "floor"
+"""The HTTP client floor (``bench/floor.py``): not a row, a measurement the bench runs first;
+``--only floor`` runs it alone."""
+
+
 def select(rows: list[RowSpec], only: str) -> list[RowSpec]:
     """The rows whose name matches one of the comma-separated shell patterns in ``only``
     (a pattern without ``*`` matches as a substring); all rows when ``only`` is empty."""
+    return [row for row in rows if selected(row.name, only)]
+
+
+def selected(name: str, only: str) -> bool:
+    """Whether ``name`` (a row's, or ``FLOOR``) matches ``only`` as ``select`` reads it."""
     patterns = [p if "*" in p else f"*{p}*" for p in only.split(",") if p]
-    if not patterns:
-        return rows
-    return [row for row in rows if any(fnmatch.fnmatchcase(row.name, p) for p in patterns)]
+    return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
