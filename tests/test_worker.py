@@ -29,6 +29,8 @@ from tests import hosting
 Make = Callable[..., Any]
 GHOST = "00000000-0000-4000-8000-00000000dead"
 LIMIT_S = 90.0
+WARM_UP_MAX = 400
+"""Warm-up messages sent at most while waiting for two hosts to be busy."""
 FAST = {"write_ms_min": 5.0, "write_ms_max": 10.0, "request_overhead_ms": 1.0,
         "retry_after_resolution_s": 0.1, "penalty_s": 0.2}
 
@@ -216,21 +218,23 @@ async def test_two_host_processes_together_stay_within_the_dop_hint(
             children.start(f"host-{number}", ["host"], env)
         records = await refs(watcher, 500)
         warm_up = records[:40]
-        for n, record in enumerate(warm_up):  # one record a message: both hosts get some
-            warm = Message(f"warm-{n}", (record,))
-            await watcher.storage.batches.send_message(warm.to_json())
-            if n % 8 == 7 and await live_leases(watcher) >= 2:
-                break
-        deadline_s = time.monotonic() + 30
+        # one record a message, fed until both hosts hold a lease (a host that starts slowly
+        # on a busy machine must still find work when it does)
+        sent, deadline_s = 0, time.monotonic() + LIMIT_S
         while await live_leases(watcher) < 2:
             assert time.monotonic() < deadline_s, "both hosts never became busy"
+            assert sent < WARM_UP_MAX, "both hosts never became busy"
+            for record in warm_up[sent % len(warm_up):][:8]:
+                await watcher.storage.batches.send_message(
+                    Message(f"warm-{sent}", (record,)).to_json())
+                sent += 1
             await asyncio.sleep(0.2)
         await asyncio.sleep(0.5)  # both have refreshed since they saw each other
         await emulator(watcher, "reset-stats", "POST")
         rest = records[40:]
         await enqueue(watcher, rest, size=20)
         deadline_s = time.monotonic() + LIMIT_S
-        while (await ledger.message_totals(watcher.storage.ledger)).written < len(records):
+        while (await ledger.message_totals(watcher.storage.ledger)).written < sent + len(rest):
             assert time.monotonic() < deadline_s, "the hosts did not finish"
             await asyncio.sleep(0.3)
         stats = await emulator(watcher, "stats")
