@@ -187,9 +187,16 @@ async def latest_run_id(table: TableClient, kind: str | None = None) -> str | No
 async def start_plan(table: TableClient, run_id: str, started_s: float,
                      definition: str = names.DEFAULT_DEFINITION) -> str | None:
     """Record a plan's start; answer the previous plan's run of the same definition when it is
-    still incomplete (the two overlap: both rows say so and ``run_overlapped`` is emitted)."""
+    still incomplete (the two overlap: both rows say so and ``run_overlapped`` is emitted). A
+    previous run complete by its messages' rows but never claimed is completed first."""
     previous_id = await latest_run_id(table, definition_index(definition))
     previous = await read_run(table, previous_id) if previous_id else None
+    if previous is not None and previous_id is not None and not previous.run.completed \
+            and is_complete(previous.run, previous.counts):
+        # complete by its messages' rows, yet never claimed: the tallies fell short (a message
+        # counted by an instance that keeps none, during a rolling deployment); claim it now
+        claimed = await complete_if_done(table, previous_id, started_s, exact=True)
+        previous = None if claimed else await read_run(table, previous_id)
     overlapped = previous is not None and not previous.run.completed
     await _upsert_run(table, run_id, Kind=PLAN_KIND, StartedAt=started_s, Planned=0,
                       PlanComplete=False, PreviousRunId=previous_id if overlapped else "",
@@ -234,11 +241,13 @@ def planned(run_id: str, records: int, definition: str = names.DEFAULT_DEFINITIO
                              names.DEFINITION: definition})
 
 
-async def complete_if_done(table: TableClient, run_id: str, now_s: float) -> bool:
+async def complete_if_done(table: TableClient, run_id: str, now_s: float, *,
+                           exact: bool = False) -> bool:
     """Claim the run's completion if it is complete and nobody has; answer whether this call
     claimed it (and emitted ``run_completed``). The tallies rule out an incomplete run at the
-    cost of one short query; only a run they say may be complete is summed exactly."""
-    totals = await read_totals(table, run_id)
+    cost of one short query; only a run they say may be complete (or, with ``exact``, every
+    run) is summed exactly."""
+    totals = await (read_run if exact else read_totals)(table, run_id)
     for _ in range(CLAIM_ATTEMPTS):
         if totals is None or totals.run.completed or not is_complete(totals.run, totals.counts):
             return False

@@ -146,3 +146,21 @@ async def test_a_producers_message_is_not_tallied(storage: StorageSettings) -> N
         rows = await tally_rows(table, "upstream-7")
         assert await runs.complete_if_done(table, "upstream-7", START_S + 1)
     assert rows == []
+
+
+async def test_a_run_the_tallies_missed_is_completed_by_the_next_plan(
+        storage: StorageSettings) -> None:
+    async with table_client(storage, LEDGER_TABLE, None) as table:
+        await plan_run(table, "run-missed", 20)
+        # an instance that keeps no tally (an older version, mid-deployment) wrote the rows
+        await table.upsert_entity(ledger.message_entity(batch("run-missed", 0), 0,
+                                                        MessageCounts(written=20)))
+        assert not await runs.complete_if_done(table, "run-missed", START_S + 5)
+        overlapped = await runs.start_plan(table, "run-next", START_S + 86_400)
+        missed = await runs.read_run(table, "run-missed")
+        following = await runs.read_run(table, "run-next")
+    assert overlapped is None
+    assert missed is not None
+    assert missed.run.completed
+    assert following is not None
+    assert following.run.previous_run_id == ""
