@@ -43,15 +43,20 @@ def test_the_emulator_runs_each_scenario_on_the_time_scale(scenario: Scenario,
     assert config.max_exec_ms / config.window_s == pytest.approx(4000.0)  # 1,200,000 ms
 
 
+async def stats_of(url: str) -> Any:
+    """An emulator's ``/_emulator/stats`` (either emulator has one)."""
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{url}/_emulator/stats") as answer:
+        return await answer.json()
+
+
 @pytest.mark.parametrize(("scenario", "scale"), CASES, ids=IDS)
 async def test_the_bench_reads_the_emulators_ceiling_and_caps_it_as_the_emulator_does(
         scenario: Scenario, scale: Scale) -> None:
     config = scenario.emulator_config(scale.time_scale)
     running = await start_emulator(config)
     try:
-        async with aiohttp.ClientSession() as session, session.get(
-                f"{running.url}/_emulator/stats") as answer:
-            stats = await answer.json()
+        stats = await stats_of(running.url)
     finally:
         await running.close()
     found = ceiling_of(stats, scenario.enrichment_rate_per_s)
@@ -76,9 +81,7 @@ async def test_the_bench_reads_the_enrichment_emulators_ceiling(scenario: Scenar
     config = enrichment_config_from(parser.parse_args(scenario.enrichment_args()))
     runner, url = await start_enrichment(config)
     try:
-        async with aiohttp.ClientSession() as session, session.get(
-                f"{url}/_emulator/stats") as answer:
-            stats = await answer.json()
+        stats = await stats_of(url)
     finally:
         await runner.cleanup()
     assert enrichment_ceiling(stats) == scenario.enrichment_rate_per_s

@@ -25,7 +25,7 @@ import aiohttp
 
 from sync.clock import SYSTEM_CLOCK, Clock
 from sync.local.emulators.enrichment.app import API_KEY_HEADER, EnrichmentConfig
-from sync.local.emulators.webapi.probes import Seen
+from sync.local.emulators.webapi.probes import Seen, greedy_loops
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +64,10 @@ async def greedy(probe: EnrichmentProbe, workers: int, *, pause_s: float = 0.02,
                  clock: Clock = SYSTEM_CLOCK) -> Seen:
     """``workers`` loops calling as fast as answers come, until ``run_s`` or ``max_sends``."""
     seen = Seen()
-    deadline_s = clock.monotonic_s() + probe.run_s
     async with _session(workers) as session:
         caller = _Caller(probe, session, seen)
-
-        async def loop() -> None:
-            while clock.monotonic_s() < deadline_s and seen.sent < probe.max_sends:
-                status, _ = await caller.call()
-                if status == 429:
-                    await clock.sleep(pause_s)
-
-        await asyncio.gather(*(loop() for _ in range(workers)))
+        await greedy_loops(caller.call, workers, seen, run_s=probe.run_s,
+                           max_sends=probe.max_sends, pause_s=pause_s, clock=clock)
     return seen
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -117,18 +117,28 @@ async def greedy(probe: Probe, workers: int, *, pause_s: float = 0.02,
                  clock: Clock = SYSTEM_CLOCK) -> Seen:
     """``workers`` loops sending as fast as answers come, until ``run_s`` or ``max_sends``."""
     seen = Seen()
-    deadline_s = clock.monotonic_s() + probe.run_s
     async with _session(workers) as session:
         sender = _Sender(probe, session, seen)
-
-        async def loop() -> None:
-            while clock.monotonic_s() < deadline_s and seen.sent < probe.max_sends:
-                status, _ = await sender.send()
-                if status == 429:
-                    await clock.sleep(pause_s)
-
-        await asyncio.gather(*(loop() for _ in range(workers)))
+        await greedy_loops(sender.send, workers, seen, run_s=probe.run_s,
+                           max_sends=probe.max_sends, pause_s=pause_s, clock=clock)
     return seen
+
+
+async def greedy_loops(send: Callable[[], Awaitable[tuple[int, float]]], workers: int,
+                       seen: Seen, *, run_s: float, max_sends: int, pause_s: float,
+                       clock: Clock) -> None:
+    """``workers`` loops each calling ``send`` as soon as its last answer came, until
+    ``run_s`` passes or ``seen`` has ``max_sends``; a 429 waits ``pause_s`` (only so a refusal
+    loop does not spin the CPU), never its Retry-After. The greedy client of both emulators."""
+    deadline_s = clock.monotonic_s() + run_s
+
+    async def loop() -> None:
+        while clock.monotonic_s() < deadline_s and seen.sent < max_sends:
+            status, _ = await send()
+            if status == 429:
+                await clock.sleep(pause_s)
+
+    await asyncio.gather(*(loop() for _ in range(workers)))
 
 
 def oracle_interval_s(config: EmulatorConfig, mode: str, margin: float) -> float:
