@@ -122,8 +122,8 @@ def pack_entities(run_id: str, pack_key: str, images: Sequence[Image],
     """The rows of one message's images (one run's, one entity set, one expiry): as few packs
     as ``max_chars`` allows, keyed ``pack:<pack_key>|<n>``."""
     rows: list[dict[str, Any]] = []
+    first = images[0]
     for number, group in enumerate(_pack_groups([_packed(i) for i in images], max_chars)):
-        first = images[0]
         rows.append({"PartitionKey": run_id, "RowKey": f"{PACK_PREFIX}{pack_key}|{number:03d}",
                      "EntitySet": first.entity_set, "ExpiresAt": float(first.expires_at_s),
                      "Records": len(group), **split(f"[{','.join(group)}]", "Images")})

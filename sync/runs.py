@@ -173,6 +173,18 @@ async def read_totals(table: TableClient, run_id: str) -> RunTotals | None:
     return RunTotals(run, counts, exact=False)
 
 
+async def read_current(table: TableClient, run_id: str, *,
+                       exact: bool = False) -> RunTotals | None:
+    """A run's totals read as cheaply as they can be trusted: the tallies while they say it is
+    incomplete, the exact sum once they say it may be complete (or with ``exact``)."""
+    if exact:
+        return await read_run(table, run_id)
+    totals = await read_totals(table, run_id)
+    if totals is not None and not totals.exact and is_complete(totals.run, totals.counts):
+        return await read_run(table, run_id)
+    return totals
+
+
 async def latest_run_id(table: TableClient, kind: str | None = None) -> str | None:
     """The latest run of ``kind`` by start; without a kind, the latest plan, else the latest
     producer's message."""
@@ -247,13 +259,10 @@ async def complete_if_done(table: TableClient, run_id: str, now_s: float, *,
     claimed it (and emitted ``run_completed``). The tallies rule out an incomplete run at the
     cost of one short query; only a run they say may be complete (or, with ``exact``, every
     run) is summed exactly."""
-    totals = await (read_run if exact else read_totals)(table, run_id)
+    totals = await read_current(table, run_id, exact=exact)
     for _ in range(CLAIM_ATTEMPTS):
         if totals is None or totals.run.completed or not is_complete(totals.run, totals.counts):
             return False
-        if not totals.exact:
-            totals = await read_run(table, run_id)
-            continue
         try:
             await table.update_entity(
                 {"PartitionKey": run_partition(run_id), "RowKey": RUN_ROW, "Completed": True,

@@ -81,7 +81,7 @@ async def snapshot(table: TableClient, queue: QueueClient, started_s: float,
         found = await _plan_runs(table, exact)
     else:
         run_id = await runs.latest_run_id(table, PLAN_KIND)
-        totals = await _read(table, run_id, exact) if run_id else None
+        totals = await runs.read_current(table, run_id, exact=exact) if run_id else None
         found = [totals] if totals else []
     properties = await queue.get_queue_properties()
     planned, complete, counts, requests = added_up(found, expected_runs)
@@ -111,21 +111,10 @@ async def _plan_runs(table: TableClient, exact: bool) -> list[runs.RunTotals]:
                                 select=["RunId"])
     run_ids = {str(entity["RunId"]) async for entity in rows}
     for run_id in sorted(run_ids):
-        totals = await _read(table, run_id, exact)
+        totals = await runs.read_current(table, run_id, exact=exact)
         if totals is not None:
             found.append(totals)
     return found
-
-
-async def _read(table: TableClient, run_id: str, exact: bool) -> runs.RunTotals | None:
-    """A run's totals: the tallies while it runs (a short read, polled twice a second), the
-    exact sum once they say it may be complete, or when asked."""
-    if exact:
-        return await runs.read_run(table, run_id)
-    totals = await runs.read_totals(table, run_id)
-    if totals is not None and not totals.exact and runs.is_complete(totals.run, totals.counts):
-        return await runs.read_run(table, run_id)
-    return totals
 
 
 async def _open_circuits(state: TableClient) -> dict[str, CircuitView]:
