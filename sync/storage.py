@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any, Final
 
 from azure.core.credentials_async import AsyncTokenCredential
@@ -25,33 +26,37 @@ def storage_credential(storage: StorageSettings) -> AsyncTokenCredential | None:
     return DefaultAzureCredential()
 
 
-CLIENT_OPTIONS: Final[dict[str, Any]] = {"use_env_settings": False}
-"""The storage clients take no proxy or credentials from the environment (HTTP(S)_PROXY,
-~/.netrc), as the app's own HTTP sessions do not: azure-core's default looks both up in a
-thread for every request, a tenth of a busy host's CPU."""
+APP_CLIENT_OPTIONS: Final[dict[str, Any]] = {"use_env_settings": False}
+"""The app's own storage clients (``sync.stores``, the local host's listeners) take no proxy or
+credentials from the environment (HTTP(S)_PROXY, ~/.netrc), as its HTTP sessions do not:
+azure-core's default looks both up in a thread for every request, a tenth of a busy host's CPU.
+Operator commands, run from a workstation that may sit behind a proxy, keep the default."""
 
 
 def queue_client(storage: StorageSettings, queue_name: str,
-                 credential: AsyncTokenCredential | None) -> QueueClient:
-    """A queue client that writes and reads base64 text, as the Functions host expects."""
+                 credential: AsyncTokenCredential | None, *,
+                 options: Mapping[str, Any] | None = None) -> QueueClient:
+    """A queue client that writes and reads base64 text, as the Functions host expects
+    (``options``: the SDK's client options, e.g. ``APP_CLIENT_OPTIONS``)."""
     encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
+    extra = dict(options or {})
     if storage.connection_string:
         return QueueClient.from_connection_string(
             storage.connection_string, queue_name,
-            message_encode_policy=encode, message_decode_policy=decode, **CLIENT_OPTIONS)
+            message_encode_policy=encode, message_decode_policy=decode, **extra)
     return QueueClient(str(storage.queue_url), queue_name, credential=credential,
-                       message_encode_policy=encode, message_decode_policy=decode,
-                       **CLIENT_OPTIONS)
+                       message_encode_policy=encode, message_decode_policy=decode, **extra)
 
 
 def table_client(storage: StorageSettings, table_name: str,
-                 credential: AsyncTokenCredential | None) -> TableClient:
-    """A table client for ``table_name``."""
+                 credential: AsyncTokenCredential | None, *,
+                 options: Mapping[str, Any] | None = None) -> TableClient:
+    """A table client for ``table_name`` (``options`` as for ``queue_client``)."""
+    extra = dict(options or {})
     if storage.connection_string:
         return TableClient.from_connection_string(storage.connection_string, table_name,
-                                                  **CLIENT_OPTIONS)
-    return TableClient(str(storage.table_url), table_name, credential=credential,
-                       **CLIENT_OPTIONS)
+                                                  **extra)
+    return TableClient(str(storage.table_url), table_name, credential=credential, **extra)
 
 
 async def ensure_resources(storage: StorageSettings) -> None:

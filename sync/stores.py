@@ -21,7 +21,7 @@ from sync.names import (
     STATE_TABLE,
 )
 from sync.settings import StorageSettings
-from sync.storage import queue_client, storage_credential, table_client
+from sync.storage import APP_CLIENT_OPTIONS, queue_client, storage_credential, table_client
 
 
 @dataclass(slots=True)
@@ -55,17 +55,18 @@ class Stores:
 
 
 def open_stores(storage: StorageSettings) -> Stores:
-    """Clients for every queue and table (no I/O until used)."""
+    """The app's clients for every queue and table (no I/O until used)."""
     credential = storage_credential(storage)
+
+    def queue(name: str) -> QueueClient:
+        return queue_client(storage, name, credential, options=APP_CLIENT_OPTIONS)
+
+    def table(name: str) -> TableClient:
+        return table_client(storage, name, credential, options=APP_CLIENT_OPTIONS)
+
     return Stores(
-        credential=credential,
-        batches=queue_client(storage, BATCH_QUEUE, credential),
-        plans=queue_client(storage, PLAN_QUEUE, credential),
-        poison=queue_client(storage, POISON_QUEUE, credential),
-        dead_letters=queue_client(storage, DEAD_LETTER_QUEUE, credential),
-        ledger=table_client(storage, LEDGER_TABLE, credential),
-        state=table_client(storage, STATE_TABLE, credential),
-        dead_letter_index=table_client(storage, DEAD_LETTER_TABLE, credential),
-        poison_index=table_client(storage, POISON_TABLE, credential),
-        reports=table_client(storage, REPORT_TABLE, credential),
-        before_images=table_client(storage, BEFORE_IMAGE_TABLE, credential))
+        credential=credential, batches=queue(BATCH_QUEUE), plans=queue(PLAN_QUEUE),
+        poison=queue(POISON_QUEUE), dead_letters=queue(DEAD_LETTER_QUEUE),
+        ledger=table(LEDGER_TABLE), state=table(STATE_TABLE),
+        dead_letter_index=table(DEAD_LETTER_TABLE), poison_index=table(POISON_TABLE),
+        reports=table(REPORT_TABLE), before_images=table(BEFORE_IMAGE_TABLE))

@@ -20,7 +20,7 @@ from sync import entry
 from sync.local.azurite import ROOT
 from sync.local.functions_index import IndexedFunction, QueueOptions, index, load_app
 from sync.local.hostrunner import QueueListener, fire_timer
-from sync.storage import CLIENT_OPTIONS
+from sync.storage import APP_CLIENT_OPTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -109,9 +109,10 @@ async def _listen(function: IndexedFunction, options: QueueOptions, stop: asynci
     if not connection:
         raise RuntimeError(f"{function.name}: the local host needs the connection string "
                            f"setting {function.connection}")
-    queue = QueueClient.from_connection_string(connection, function.queue_name, **CLIENT_OPTIONS)
+    queue = QueueClient.from_connection_string(connection, function.queue_name,
+                                               **APP_CLIENT_OPTIONS)
     poison = QueueClient.from_connection_string(connection, f"{function.queue_name}-poison",
-                                                **CLIENT_OPTIONS)
+                                                **APP_CLIENT_OPTIONS)
     clients += [queue, poison]
     logger.info("listening to %s for %s", function.queue_name, function.name)
     await QueueListener(function, queue, poison, options).run(stop)

@@ -18,7 +18,7 @@ from azure.storage.queue.aio import QueueClient
 from sync.clock import SYSTEM_CLOCK, Clock
 from sync.names import QUEUES
 from sync.settings import StorageSettings
-from sync.storage import queue_client, storage_credential
+from sync.storage import APP_CLIENT_OPTIONS, queue_client, storage_credential
 from sync.telemetry import metrics
 
 
@@ -64,7 +64,8 @@ class QueueProbe:
 
     def __init__(self, storage: StorageSettings) -> None:
         self._credential = storage_credential(storage)
-        self.queues = [queue_client(storage, name, self._credential) for name in QUEUES]
+        self.queues = [queue_client(storage, name, self._credential, options=APP_CLIENT_OPTIONS)
+                       for name in QUEUES]
 
     async def record(self, clock: Clock = SYSTEM_CLOCK) -> list[QueueSample]:
         return await record_queues(self.queues, clock)
