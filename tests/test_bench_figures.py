@@ -5,9 +5,16 @@ from __future__ import annotations
 import pytest
 
 from bench.ceiling import Ceiling, ceiling_of
-from bench.figures import Result, by_facet, steady_windows, whole_windows_rate_per_s
+from bench.figures import (
+    Result,
+    by_facet,
+    from_first_write,
+    steady_windows,
+    whole_windows_rate_per_s,
+)
 from bench.report import growth_line, markdown, rate_series, table_line
 from bench.runbaseline import merge_timelines
+from bench.runproduct import row_timeline
 from bench.targets import Verdict
 
 
@@ -40,6 +47,29 @@ def test_the_steady_rate_is_read_over_whole_windows_after_the_first(
         timeline: list[tuple[float, int]], window_s: float, rate: float, windows: int) -> None:
     assert whole_windows_rate_per_s(timeline, window_s) == pytest.approx(rate)
     assert steady_windows(timeline, window_s) == windows
+
+
+@pytest.mark.parametrize(("timeline", "shifted"), [
+    ([], []),
+    ([(0.0, 0), (0.5, 0)], [(0.0, 0), (0.5, 0)]),
+    ([(0.0, 0), (0.5, 0), (4.0, 0), (4.5, 100), (5.0, 300)], [(0.0, 0), (0.5, 100), (1.0, 300)]),
+    ([(0.0, 50), (0.5, 150)], [(0.0, 50), (0.5, 150)]),
+], ids=["no samples", "nothing written yet: unchanged",
+        "the start and the plan are left out", "writing from the first sample"])
+def test_a_timeline_starts_at_the_last_sample_before_the_first_write(
+        timeline: list[tuple[float, int]], shifted: list[tuple[float, int]]) -> None:
+    assert from_first_write(timeline) == shifted
+
+
+def test_a_product_row_is_read_from_the_service_count_when_it_has_one() -> None:
+    """The ledger moves as whole messages finish: 16 messages sharing a slow enrichment API
+    finish together, so it jumps by 1,600 where the writes landed all along."""
+    ledger = [[0.0, 0], [3.0, 0], [5.0, 0], [16.0, 1600]]
+    service = [[0.0, 0], [3.0, 0], [5.0, 300], [16.0, 1600]]
+    assert row_timeline({"timeline": ledger, "service_timeline": service}) == [
+        (0.0, 0), (2.0, 300), (13.0, 1600)]
+    assert row_timeline({"timeline": ledger}) == [(0.0, 0), (3.0, 0), (5.0, 0), (16.0, 1600)]
+    assert row_timeline({"timeline": ledger, "service_timeline": []})[-1] == (16.0, 1600)
 
 
 def _result(**changes: object) -> Result:

@@ -45,7 +45,8 @@ def summary_count(output: str, label: str) -> int:
 
 @pytest.mark.timeout(RUN_TIMEOUT_S + 30)
 def test_two_thousand_records_end_to_end_with_two_instances(local_run_dir: Path) -> None:
-    result = run_local("--records", "2000", "--instances", "2")
+    figures = local_run_dir / "run.json"
+    result = run_local("--records", "2000", "--instances", "2", "--json-out", str(figures))
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert summary_count(out, "planned") == 2000
@@ -58,6 +59,20 @@ def test_two_thousand_records_end_to_end_with_two_instances(local_run_dir: Path)
     assert "host-1" in " ".join(p.name for p in local_run_dir.glob("*.log"))
     for secret in ("AccountKey", EnrichmentConfig().api_key, "Bearer ", "eyJ"):
         assert secret not in logs + out + result.stderr
+    assert_service_timeline_leads_the_ledger(json.loads(figures.read_text()), 2000)
+
+
+def assert_service_timeline_leads_the_ledger(figures: dict[str, Any], records: int) -> None:
+    """``--json-out``'s two timelines, sampled at the same polls: the emulator's count of
+    writes never falls, is never behind the ledger's count of finished messages (a message is
+    counted after its writes land; nothing was dead-lettered), and ends at every record."""
+    ledger = [(float(t), int(n)) for t, n in figures["timeline"]]
+    service = [(float(t), int(n)) for t, n in figures["service_timeline"]]
+    assert [t for t, _ in service] == [t for t, _ in ledger]
+    counts = [n for _, n in service]
+    assert counts == sorted(counts)
+    assert all(written >= done for (_, written), (_, done) in zip(service, ledger, strict=True))
+    assert counts[-1] == records
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_S + 30)

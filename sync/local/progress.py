@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final, TextIO
 
@@ -18,6 +18,8 @@ from sync.failures.circuit import CircuitView
 from sync.ledger import PLAN_KIND, MessageCounts, RequestUsage
 
 POLL_S: Final = 0.5
+ServiceCount = Callable[[], Awaitable[int]]
+"""Records the service itself has seen written so far (the emulators' own count)."""
 STALL_S: Final = 90.0
 """A run whose circuit keeps opening and that made no progress for this long is blocked."""
 PLAIN_LINE_EVERY_S: Final = 5.0
@@ -148,12 +150,16 @@ async def watch(table: TableClient, queue: QueueClient, timeout_s: float,
                 printer: ProgressPrinter | None, healthy: Callable[[], bool], *,
                 timeline: list[tuple[float, int]] | None = None,
                 state: TableClient | None = None, stall_s: float = STALL_S,
-                expected_runs: int = 1) -> Snapshot:
+                expected_runs: int = 1, service_written: ServiceCount | None = None,
+                service_timeline: list[tuple[float, int]] | None = None) -> Snapshot:
     """Poll until the run is finished, ``timeout_s`` passes, ``healthy()`` turns false, or
     (with ``state``) a circuit stays open with no progress for ``stall_s``: blocked. With
     ``expected_runs`` (one per sync definition) the run is that many plans' runs together.
 
-    Each poll's (elapsed seconds, records done) is appended to ``timeline`` when given.
+    Each poll's (elapsed seconds, records done) is appended to ``timeline`` when given. With
+    ``service_written`` and ``service_timeline``, each poll also appends (elapsed seconds,
+    records the service saw written plus those the ledger found unchanged): the ledger counts a
+    message's records when the whole message is done, the service each write as it lands.
     """
     started_s = time.monotonic()
     progress = (-1, started_s)
@@ -161,6 +167,9 @@ async def watch(table: TableClient, queue: QueueClient, timeout_s: float,
         current = await snapshot(table, queue, started_s, state, expected_runs)
         if timeline is not None:
             timeline.append((round(current.elapsed_s, 2), current.done))
+        if service_written is not None and service_timeline is not None:
+            service_timeline.append((round(current.elapsed_s, 2),
+                                     await service_written() + current.counts.unchanged))
         if printer is not None:
             printer.show(current)
         if current.done != progress[0]:

@@ -14,10 +14,12 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
+
+import aiohttp
 
 from sync.deadletter import RECORD_REASONS
 from sync.definition import parse_definition
@@ -52,7 +54,7 @@ from sync.local.processes import (
     stopping,
 )
 from sync.local.progress import ProgressPrinter, Snapshot, watch
-from sync.local.verify import Verification, dead_lettered_ids
+from sync.local.verify import Verification, dead_lettered_ids, updated_count
 from sync.names import (
     BATCH_QUEUE,
     DEAD_LETTER_QUEUE,
@@ -290,6 +292,10 @@ class Outcome:
     """Each environment's emulator stats and verification (none with --dataverse-url)."""
     users: dict[str, str] = field(default_factory=dict)
     """The emulators' user id of each identity's token -> the identity; empty for one lane."""
+    service_timeline: list[tuple[float, int]] = field(default_factory=list)
+    """(seconds, records the emulators saw written plus those found unchanged) at each poll:
+    writes as they land, where ``timeline`` moves only as whole messages finish. Empty with
+    --dataverse-url (no emulator to ask)."""
 
     def lanes(self, elapsed_s: float) -> list[EnvironmentFigures]:
         """Per environment, each lane's figures from its emulator (none for one lane)."""
@@ -304,7 +310,9 @@ async def _watch_and_verify(env: dict[str, str], urls: dict[str, str], options: 
     storage = StorageSettings(connection_string=env["AzureWebJobsStorage"])
     layout = options.layout
     timeline: list[tuple[float, int]] = []
-    async with (table_client(storage, LEDGER_TABLE, None) as table,
+    service_timeline: list[tuple[float, int]] = []
+    async with (aiohttp.ClientSession() as admin,
+                table_client(storage, LEDGER_TABLE, None) as table,
                 table_client(storage, STATE_TABLE, None) as state,
                 table_client(storage, REPORT_TABLE, None) as reports,
                 queue_client(storage, BATCH_QUEUE, None) as batches,
@@ -312,7 +320,10 @@ async def _watch_and_verify(env: dict[str, str], urls: dict[str, str], options: 
         printer = ProgressPrinter()
         final = await watch(table, batches, options.timeout_s, printer, healthy,
                             timeline=timeline, state=state,
-                            expected_runs=layout.environments)
+                            expected_runs=layout.environments,
+                            service_written=None if options.dataverse_url else _written_by(
+                                admin, list(urls.values())),
+                            service_timeline=service_timeline)
         printer.close()
         dead_ids = await dead_lettered_ids(dead)
         poisoned = (await read_queue_counts(storage))[POISON_QUEUE]
@@ -325,7 +336,15 @@ async def _watch_and_verify(env: dict[str, str], urls: dict[str, str], options: 
     users = ({} if layout.single else
              users_of_identities(layout, env["DATAVERSE_STATIC_TOKEN"]))
     return Outcome(final, combined(checks), poisoned, frozenset(dead_ids), timeline,
-                   checks[0].stats if checks else None, report, checks, users)
+                   checks[0].stats if checks else None, report, checks, users,
+                   service_timeline)
+
+
+def _written_by(admin: aiohttp.ClientSession, urls: list[str]) -> Callable[[], Awaitable[int]]:
+    """Records every environment's emulator has updated so far, added up."""
+    async def written() -> int:
+        return sum([await updated_count(admin, url) for url in urls])
+    return written
 
 
 def report(outcome: Outcome, elapsed_s: float) -> int:
@@ -421,6 +440,7 @@ def write_json(path: Path, outcome: Outcome, elapsed_s: float,
             "transient_retries": counts.transient_retries, "poisoned": outcome.poisoned,
             "requeue_delay_s": counts.requeue_delay_s,
             "finished": snap.finished, "timeline": outcome.timeline,
+            "service_timeline": outcome.service_timeline,
             "verification": asdict(check) if check is not None else None,
             "emulator_stats": outcome.emulator_stats,
             "environments": {c.environment: {"stats": c.stats, "verification": asdict(

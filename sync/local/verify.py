@@ -61,6 +61,12 @@ async def emulator_stats(dataverse_url: str) -> dict[str, Any]:
     return stats
 
 
+async def updated_count(session: aiohttp.ClientSession, dataverse_url: str) -> int:
+    """Records the emulator has updated so far (every write it accepted, as it accepted it)."""
+    stats = await _get(session, f"{dataverse_url}/_emulator/stats", {})
+    return int(stats.get("records", {}).get("updated", 0))
+
+
 def created_count(stats: dict[str, Any]) -> int:
     """Records the emulator saw created."""
     return int(stats.get("records", {}).get("created", 0))
