@@ -81,6 +81,7 @@ class Dependency:
         ``closes_circuit`` False (a writer's own read: an ETag check, a re-read after a 412) that
         succeeds does not close or reset the circuit: it answers while every write is refused."""
         sends = 0
+        ticket = self.governor.ticket()  # kept by every retry: its place in line
 
         async def counted() -> T:
             nonlocal sends
@@ -88,17 +89,18 @@ class Dependency:
             sends += 1
             return await send()
 
-        return await retrying(lambda: self._admitted(counted, hooks, kind, closes_circuit),
+        return await retrying(lambda: self._admitted(counted, hooks, kind, closes_circuit,
+                                                     ticket),
                               self.policy, clock=self.clock,
                               on_retry=lambda fault, _: hooks.count_retry(fault),
                               retryable=lambda fault: not (split_ambiguous and
                                                            isinstance(fault, AmbiguousFault)))
 
     async def _admitted(self, send: Callable[[], Awaitable[T]], hooks: CallHooks,
-                        kind: str, closes_circuit: bool) -> T:
+                        kind: str, closes_circuit: bool, ticket: int) -> T:
         for attempt in range(SHORT_WAIT_RETRIES + 1):
             try:
-                return await self._once(send, hooks, kind, closes_circuit)
+                return await self._once(send, hooks, kind, closes_circuit, ticket)
             except Throttled as error:
                 if error.code == GATE_CODE or error.retry_after_s > self.governor.max_wait_s \
                         or attempt == SHORT_WAIT_RETRIES:
@@ -106,10 +108,10 @@ class Dependency:
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
     async def _once(self, send: Callable[[], Awaitable[T]], hooks: CallHooks, kind: str,
-                    closes_circuit: bool) -> T:
+                    closes_circuit: bool, ticket: int) -> T:
         self._refuse_if_stopped(hooks)
         asked_s = self.clock.monotonic_s()
-        async with self.governor:
+        async with self.governor.entry(ticket):
             metrics.admission_waited(self.name, self.clock.monotonic_s() - asked_s)
             self._refuse_if_stopped(hooks)
             self.circuit.admit()

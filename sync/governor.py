@@ -15,12 +15,18 @@ One governor serves every invocation a worker process runs at once:
   puts its work back on the queue instead of sleeping inside an invocation.
 
 Waiters are futures woken by releases and by ``loop.call_at`` when the gate opens; nothing polls.
+They are admitted oldest ticket first, and nobody enters ahead of an older waiter: a call keeps
+the ticket it took when it first asked (``ticket()``, ``entry(ticket)``) through its retries,
+so a request that was throttled and tries again goes before requests that asked after it. The
+records of the message that started first are served first: under a rate-limited service
+messages finish one after another instead of all together at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import bisect
+import itertools
 from itertools import islice
 from types import TracebackType
 from typing import Final
@@ -73,8 +79,8 @@ class Governor:
 
     __slots__ = ("_expiry_handle", "_gate_handle", "_gate_until_s", "_headroom", "_headroom_base",
                  "_in_flight", "_instances", "_last_asked_s", "_last_decrease_s", "_limit",
-                 "_loop", "_max_wait_s", "_no_slot_retry_s", "_share", "_successes", "_waiters",
-                 "service")
+                 "_loop", "_max_wait_s", "_no_slot_retry_s", "_share", "_successes", "_tickets",
+                 "_waiters", "service")
 
     def __init__(self, share: int, *, service: str = "dataverse", max_wait_s: float = 2.0,
                  ceiling: int | None = None, no_slot_retry_s: float = 2.0,
@@ -103,7 +109,9 @@ class Governor:
         self._headroom_base = 0
         """Requests in flight besides the one answered when the headroom was reported."""
         self._instances = 1
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._tickets = itertools.count()
+        self._waiters: list[_Waiter] = []
+        """Sorted by ticket (then arrival): who enters next."""
 
     def __repr__(self) -> str:
         gate_s = max(0.0, self._gate_until_s - self._loop.time())
@@ -191,39 +199,64 @@ class Governor:
         self._limit, self._successes = increased(self._limit, self._successes, self._share)
         self._wake()
 
+    def ticket(self) -> int:
+        """A place in line, taken when a call first asks and kept through its retries."""
+        return next(self._tickets)
+
+    def entry(self, ticket: int) -> _Entry:
+        """``async with governor.entry(ticket)``: admission in ``ticket``'s place in line."""
+        return _Entry(self, ticket)
+
     async def __aenter__(self) -> None:
+        await self.enter(self.ticket())
+
+    async def enter(self, ticket: int) -> None:
+        """Wait for admission (see ``__aenter__``'s rules) in ``ticket``'s place in line."""
         self._last_asked_s = self._loop.time()
         give_up_s = self._last_asked_s + self._max_wait_s
-        while not self._may_enter():
+        while not self._may_enter(ticket):
             gate_s = self.gate_remaining_s()
             if gate_s > self._max_wait_s:
                 raise Throttled(self.service, gate_s, GATE_CODE)
             if self._share == 0 and self._loop.time() >= give_up_s:
                 raise Throttled(self.service, self._no_slot_retry_s, GATE_CODE)
-            await self._wait(give_up_s if self._share == 0 else None)
+            await self._wait(ticket, give_up_s if self._share == 0 else None)
         self._in_flight += 1
 
-    async def _wait(self, give_up_s: float | None) -> None:
+    async def _wait(self, ticket: int, give_up_s: float | None) -> None:
         """Until woken (a release, a share, the gate opening) or, holding no slot, until
-        ``give_up_s``."""
-        waiter: asyncio.Future[None] = self._loop.create_future()
-        self._waiters.append(waiter)
+        ``give_up_s``. A waiter woken that leaves without entering (cancelled, given up, or
+        behind an older one) passes the wake on."""
+        waiter = _Waiter(ticket, next(self._tickets), self._loop.create_future())
+        bisect.insort(self._waiters, waiter)
         timer = None if give_up_s is None else self._loop.call_at(give_up_s, _wake, waiter)
         try:
-            await waiter
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+            await waiter.future
+        except BaseException:
+            self._out_of_line(waiter, timer)
+            if waiter.future.done() and not waiter.future.cancelled():
+                self._wake()  # woken, but leaving: the room goes to the next in line
+            raise
+        self._out_of_line(waiter, timer)
+
+    def _out_of_line(self, waiter: _Waiter, timer: asyncio.TimerHandle | None) -> None:
+        if timer is not None:
+            timer.cancel()
+        self._waiters.remove(waiter)
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.leave()
+
+    def leave(self) -> None:
+        """A request admitted earlier is done."""
         self._in_flight -= 1
         self._wake()
 
-    def _may_enter(self) -> bool:
-        return self.gate_remaining_s() == 0 and self._in_flight < self._room()
+    def _may_enter(self, ticket: int) -> bool:
+        first = self._waiters[0].ticket if self._waiters else ticket
+        return (self.gate_remaining_s() == 0 and self._in_flight < self._room()
+                and ticket <= first)
 
     def _room(self) -> int:
         return paced(min(self._limit, self._share), self._headroom, self._instances,
@@ -244,6 +277,34 @@ class Governor:
             _wake(waiter)
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+class _Waiter:
+    """One request waiting for admission, in line by ``ticket`` (then by ``seq``)."""
+
+    __slots__ = ("future", "seq", "ticket")
+
+    def __init__(self, ticket: int, seq: int, future: asyncio.Future[None]) -> None:
+        self.ticket, self.seq, self.future = ticket, seq, future
+
+    def __lt__(self, other: _Waiter) -> bool:
+        return (self.ticket, self.seq) < (other.ticket, other.seq)
+
+
+class _Entry:
+    """``Governor.entry(ticket)``: the governor's admission with a ticket kept from before."""
+
+    __slots__ = ("_governor", "_ticket")
+
+    def __init__(self, governor: Governor, ticket: int) -> None:
+        self._governor, self._ticket = governor, ticket
+
+    async def __aenter__(self) -> None:
+        await self._governor.enter(self._ticket)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._governor.leave()
+
+
+def _wake(waiter: _Waiter) -> None:
+    if not waiter.future.done():
+        waiter.future.set_result(None)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
+from sync.clock import ManualClock
 from sync.dataverse import headroom_from
+from sync.dependency import Dependency
 from sync.errors import Throttled
+from sync.failures.circuit import Circuit, CircuitPolicy
+from sync.failures.retry import RetryPolicy
 from sync.governor import (
     CONCURRENCY_CODE,
     GATE_CODE,
@@ -87,7 +92,7 @@ async def hold(governor: Governor, release: asyncio.Event, entered: list[int], n
 
 async def test_at_most_limit_in_flight(clock: FakeClock) -> None:
     governor = Governor(3)
-    release, entered = asyncio.Event(), []
+    release, entered = asyncio.Event(), list[int]()
     tasks = [asyncio.create_task(hold(governor, release, entered, n)) for n in range(8)]
     await settle()
     assert len(entered) == 3
@@ -154,7 +159,7 @@ async def test_the_first_share_sets_a_ceilinged_limit(clock: FakeClock) -> None:
 
 async def test_no_slot_admits_nothing_and_gives_up_after_max_wait(clock: FakeClock) -> None:
     governor = Governor(0, ceiling=4, max_wait_s=2.0, no_slot_retry_s=3.0)
-    release, entered = asyncio.Event(), []
+    release, entered = asyncio.Event(), list[int]()
     task = asyncio.create_task(hold(governor, release, entered, 1))
     await settle()
     await clock.advance(1.9)
@@ -169,7 +174,7 @@ async def test_no_slot_admits_nothing_and_gives_up_after_max_wait(clock: FakeClo
 
 async def test_a_slot_granted_while_waiting_admits_the_waiter(clock: FakeClock) -> None:
     governor = Governor(0, ceiling=4, max_wait_s=2.0)
-    release, entered = asyncio.Event(), []
+    release, entered = asyncio.Event(), list[int]()
     task = asyncio.create_task(hold(governor, release, entered, 1))
     await settle()
     await clock.advance(1.0)
@@ -207,7 +212,7 @@ async def test_a_refused_request_still_shows_demand(clock: FakeClock) -> None:
 
 async def test_losing_the_share_sends_waiters_back_to_the_queue(clock: FakeClock) -> None:
     governor = Governor(1, max_wait_s=1.0)
-    release, entered = asyncio.Event(), []
+    release, entered = asyncio.Event(), list[int]()
     first = asyncio.create_task(hold(governor, release, entered, 1))
     second = asyncio.create_task(hold(governor, release, entered, 2))
     await settle()
@@ -224,7 +229,7 @@ async def test_losing_the_share_sends_waiters_back_to_the_queue(clock: FakeClock
 async def test_short_gate_is_waited_for_on_the_loop_clock(clock: FakeClock) -> None:
     governor = Governor(4, max_wait_s=2.0)
     governor.close_gate(1.5)
-    release, entered = asyncio.Event(), []
+    release, entered = asyncio.Event(), list[int]()
     task = asyncio.create_task(hold(governor, release, entered, 1))
     await settle()
     assert entered == []
@@ -248,7 +253,7 @@ async def test_long_gate_raises_throttled_at_once(clock: FakeClock) -> None:
 
 async def test_waiters_give_up_when_the_gate_closes_for_long(clock: FakeClock) -> None:
     governor = Governor(1, max_wait_s=2.0)
-    release, entered = asyncio.Event(), []
+    release, entered = asyncio.Event(), list[int]()
     first = asyncio.create_task(hold(governor, release, entered, 1))
     second = asyncio.create_task(hold(governor, release, entered, 2))
     await settle()
@@ -303,7 +308,7 @@ def test_pacing_counts_the_requests_the_window_already_holds(limit: int, headroo
 async def test_headroom_caps_admission_until_it_grows(clock: FakeClock) -> None:
     governor = Governor(6)
     governor.note_headroom(2)
-    release, entered = asyncio.Event(), []
+    release, entered = asyncio.Event(), list[int]()
     tasks = [asyncio.create_task(hold(governor, release, entered, n)) for n in range(6)]
     await settle()
     assert len(entered) == 2
@@ -354,7 +359,7 @@ async def test_the_service_header_formats_pace_like_no_headers_until_the_window_
     spent = headroom_from("5990", "0.40", BULK_LATENCY_MS)
     back = headroom_from("5988", "2.60", BULK_LATENCY_MS)
     assert paced(8, fresh, 1) == paced(8, headroom_from(None, None, BULK_LATENCY_MS), 1) == 8
-    governor, said, entered = Governor(8), [fresh], []
+    governor, said, entered = Governor(8), [fresh], list[int]()
     answers = [asyncio.Event() for _ in range(12)]
     tasks = [asyncio.create_task(answered_with(governor, answers[n], said, entered, n))
              for n in range(12)]
@@ -372,3 +377,105 @@ async def test_the_service_header_formats_pace_like_no_headers_until_the_window_
         answer.set()
     await asyncio.gather(*tasks)
     assert sorted(entered) == list(range(12))
+
+
+# The line: oldest ticket first, retries keep their place.
+
+async def take(governor: Governor, ticket: int, release: asyncio.Event,
+               entered: list[str], name: str) -> None:
+    async with governor.entry(ticket):
+        entered.append(name)
+        await release.wait()
+
+
+async def test_a_call_that_asked_first_enters_first_whenever_it_asks_again(
+        clock: FakeClock) -> None:
+    """A retry brings back its first ticket: it goes before the requests that asked after it,
+    though it joins the line after them."""
+    governor = Governor(1)
+    early = governor.ticket()
+    release, entered = asyncio.Event(), list[str]()
+    holder = asyncio.create_task(take(governor, governor.ticket(), release, entered, "holder"))
+    later = [asyncio.create_task(take(governor, governor.ticket(), release, entered, f"later-{n}"))
+             for n in range(3)]
+    await settle()
+    retry = asyncio.create_task(take(governor, early, release, entered, "retry"))
+    await settle()
+    assert entered == ["holder"]
+    release.set()
+    await asyncio.gather(holder, retry, *later)
+    assert entered == ["holder", "retry", "later-0", "later-1", "later-2"]
+
+
+async def test_nobody_enters_ahead_of_an_older_waiter(clock: FakeClock) -> None:
+    """A slot freed while a waiter is woken but has not run yet is not taken by a newcomer."""
+    governor = Governor(1)
+    release, entered = asyncio.Event(), list[str]()
+    holder = asyncio.create_task(take(governor, governor.ticket(), release, entered, "holder"))
+    waiter = asyncio.create_task(take(governor, governor.ticket(), release, entered, "waiter"))
+    await settle()
+    release.set()
+    newcomer = asyncio.create_task(take(governor, governor.ticket(), release, entered,
+                                        "newcomer"))
+    await asyncio.gather(holder, waiter, newcomer)
+    assert entered == ["holder", "waiter", "newcomer"]
+
+
+async def test_a_woken_waiter_that_leaves_passes_its_turn_on(clock: FakeClock) -> None:
+    governor = Governor(1)
+    await governor.enter(governor.ticket())
+    release, entered = asyncio.Event(), list[str]()
+    leaving = asyncio.create_task(take(governor, governor.ticket(), release, entered, "leaving"))
+    last = asyncio.create_task(take(governor, governor.ticket(), release, entered, "last"))
+    await settle()
+    governor.leave()  # wakes "leaving", which is cancelled before it runs
+    leaving.cancel()
+    release.set()
+    await last
+    assert entered == ["last"]
+    assert leaving.cancelled()
+    assert governor.in_flight == 0
+
+
+async def test_a_throttled_call_goes_back_to_its_place_after_the_gate(clock: FakeClock) -> None:
+    """Through the governed call: the first request of a message is refused with a short
+    Retry-After; once the gate opens it is sent before every request that asked after it, so
+    the message that started first finishes first."""
+    governor = Governor(1, max_wait_s=2.0)
+    circuit = Circuit("enrichment", CircuitPolicy(), clock=ManualClock())
+    dep = Dependency("enrichment", governor, circuit, RetryPolicy(0), clock=ManualClock())
+    sent: list[str] = []
+    refused = {"a-0"}
+
+    def sender(name: str) -> Callable[[], Awaitable[str]]:
+        async def send() -> str:
+            sent.append(name)
+            if name in refused:
+                refused.discard(name)
+                raise Throttled("enrichment", 0.5, "enrichment-429")
+            return name
+        return send
+
+    calls = [asyncio.create_task(dep.call(sender(name), NoHooks()))
+             for name in ("a-0", "a-1", "b-0", "b-1")]
+    await settle()
+    assert sent == ["a-0"]
+    await clock.advance(0.6)
+    assert await asyncio.gather(*calls) == ["a-0", "a-1", "b-0", "b-1"]
+    assert sent == ["a-0", "a-0", "a-1", "b-0", "b-1"]
+
+
+class NoHooks:
+    """What a governed call reports, ignored."""
+
+    def stop_delay(self, service: str) -> float | None:
+        return None
+
+    def count_429(self, error: Throttled) -> None:
+        return None
+
+    def count_retry(self, fault: Exception) -> None:
+        return None
+
+    def count_request(self, service: str, kind: str, *, retry: bool) -> None:
+        return None
