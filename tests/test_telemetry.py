@@ -50,6 +50,7 @@ from sync.telemetry import events, metrics, names, setup
 from sync.telemetry.queues import QueueProbe, age_s
 from sync.telemetry.state import unwatch_services, watch_services
 from sync.telemetry.tracing import outcome_of, traced_message, traced_plan
+from tests.test_governor import NoHooks
 from tests.test_worker import FAST, GHOST, refs
 
 Make = Callable[..., Any]
@@ -330,20 +331,6 @@ def dependency(governor: Governor, clock: ManualClock) -> Dependency:
     return Dependency("dataverse", governor, circuit, RetryPolicy(0), clock=clock)
 
 
-class Hooks:
-    def stop_delay(self, service: str) -> float | None:
-        return None
-
-    def count_429(self, error: Throttled) -> None:
-        return None
-
-    def count_retry(self, fault: Exception) -> None:
-        return None
-
-    def count_request(self, service: str, kind: str, *, retry: bool) -> None:
-        return None
-
-
 async def test_a_wait_for_admission_is_recorded_with_the_dop_in_use(telemetry: None) -> None:
     clock = ManualClock()
     governor = Governor(1, max_wait_s=60)
@@ -359,9 +346,9 @@ async def test_a_wait_for_admission_is_recorded_with_the_dop_in_use(telemetry: N
     metrics.watch(1, metrics.Watched(dop_in_use=lambda: governor.in_flight,
                                      dop_hint=lambda: None))
     try:
-        first = asyncio.create_task(dep.call(hold, Hooks()))
+        first = asyncio.create_task(dep.call(hold, NoHooks()))
         await entered.wait()
-        second = asyncio.create_task(dep.call(lambda: asyncio.sleep(0, "second"), Hooks()))
+        second = asyncio.create_task(dep.call(lambda: asyncio.sleep(0, "second"), NoHooks()))
         await asyncio.sleep(0)
         assert collect()[names.DOP_IN_USE] == [({}, 1)]
         clock.advance(3.0)  # the second request waits 3 s on the one clock
@@ -381,7 +368,7 @@ async def test_a_429_counts_under_the_facet_its_code_names(telemetry: None) -> N
         raise Throttled("dataverse", 30.0, "0x80072321")
 
     with pytest.raises(Throttled):
-        await dep.call(refused, Hooks())
+        await dep.call(refused, NoHooks())
     assert collect()[names.DATAVERSE_THROTTLED] == [
         ({names.FACET: "execution_time", names.LANE: "default/default"}, 1)]
 
