@@ -1,7 +1,9 @@
 """The issue's targets, evaluated on a run's rows: reported pass/fail, never asserted.
 
 1. In each scenario at 1 and 3 instances, the product's best mode reaches >= 90% of the
-   scenario's ceiling and is ahead of the best baseline of the same mode;
+   scenario's ceiling and is ahead of the best baseline of the same mode (modes tied for the
+   best rate: the one furthest ahead; a tie with a baseline passes only at the ceiling, where
+   nobody can be ahead);
 2. every run of the product loses nothing and fails nothing;
 3. the product's own processes spend <= 0.3 ms of CPU per record (the verdict names the HTTP
    client floor, ``bench/floor.py``: what one enrichment call per record costs at least);
@@ -88,18 +90,37 @@ def _best_mode(results: list[Result], scenario: str, instances: int) -> Verdict:
             and r.name.endswith(f"product-x{instances}/{r.mode}")]
     if not ours:
         return Verdict(target, None, "not run")
-    best = max(ours, key=lambda r: r.steady_rate_per_s)
+    top = max(r.steady_rate_per_s for r in ours)
+    best, rival = max(((r, _best_baseline(results, scenario, r.mode)) for r in ours
+                       if r.steady_rate_per_s == top), key=_lead)
     share = best.steady_rate_per_s / best.overall_ceiling_per_s \
         if best.overall_ceiling_per_s > 0 else 0.0
-    rivals = [r for r in results if r.kind == "baseline" and r.scenario == scenario
-              and r.mode == best.mode]
-    rival = max(rivals, key=lambda r: r.steady_rate_per_s, default=None)
-    ahead = rival is None or best.steady_rate_per_s > rival.steady_rate_per_s
+    ahead = rival is None or best.steady_rate_per_s > rival.steady_rate_per_s \
+        or _both_at_ceiling(best, rival)
     versus = (f"best baseline {rival.name} {rival.steady_rate_per_s:.1f}/s" if rival
               else "no baseline of that mode ran")
     return Verdict(target, share >= SHARE_OF_CEILING and ahead,
                    f"{best.mode} {best.steady_rate_per_s:.1f}/s = {share:.0%} of "
                    f"{best.overall_ceiling_per_s:.0f}/s; {versus}")
+
+
+def _best_baseline(results: list[Result], scenario: str, mode: str) -> Result | None:
+    rivals = [r for r in results if r.kind == "baseline" and r.scenario == scenario
+              and r.mode == mode]
+    return max(rivals, key=lambda r: r.steady_rate_per_s, default=None)
+
+
+def _both_at_ceiling(ours: Result, rival: Result) -> bool:
+    """Nobody is ahead of a rival that writes at the ceiling: a tie there passes."""
+    ceiling = ours.overall_ceiling_per_s
+    return ceiling > 0 and min(ours.steady_rate_per_s, rival.steady_rate_per_s) >= ceiling
+
+
+def _lead(pair: tuple[Result, Result | None]) -> float:
+    """How far a mode of ours is ahead of its best baseline: modes tied for the best rate are
+    told apart by it (two modes at the enrichment API's limit are both the best mode)."""
+    ours, rival = pair
+    return ours.steady_rate_per_s - (rival.steady_rate_per_s if rival else 0.0)
 
 
 def _nothing_lost(results: list[Result]) -> Verdict:

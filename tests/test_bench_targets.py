@@ -45,6 +45,29 @@ def test_the_best_mode_fails_below_90_percent_or_behind_a_baseline_of_its_mode()
     assert behind["enrichment-bound x3"].passed is False
 
 
+def test_modes_tied_for_the_best_rate_are_judged_by_the_one_furthest_ahead() -> None:
+    """At the enrichment API's limit two modes of ours are both the best mode; the verdict
+    takes the one whose best baseline is slowest, whatever order the rows come in."""
+    rows = [_row("enrichment-bound/product-x1/batch", "product", "batch", 100.0),
+            _row("enrichment-bound/product-x1/bulk", "product", "bulk", 100.0),
+            _row("enrichment-bound/fixed-52/batch", "baseline", "batch", 110.0),
+            _row("enrichment-bound/sequential/bulk", "baseline", "bulk", 80.0)]
+    for order in (rows, rows[::-1]):
+        verdict = _by_target(order)["enrichment-bound x1"]
+        assert verdict.passed is True
+        assert "bulk 100.0/s" in verdict.detail
+        assert "sequential/bulk 80.0/s" in verdict.detail
+
+
+def test_a_tie_with_a_baseline_passes_only_at_the_ceiling() -> None:
+    at_ceiling = _by_target([_row("enrichment-bound/product-x1/bulk", "product", "bulk", 100.0),
+                             _row("enrichment-bound/sequential/bulk", "baseline", "bulk", 100.0)])
+    below = _by_target([_row("enrichment-bound/product-x1/bulk", "product", "bulk", 95.0),
+                        _row("enrichment-bound/sequential/bulk", "baseline", "bulk", 95.0)])
+    assert at_ceiling["enrichment-bound x1"].passed is True
+    assert below["enrichment-bound x1"].passed is False
+
+
 def test_one_lost_or_failed_record_in_any_run_of_ours_fails_and_baselines_do_not_count() -> None:
     clean = _by_target([_row("nightly/bulk", "nightly", "bulk", 50.0),
                         _row("x/fixed-52/bulk", "baseline", "bulk", 50.0, failed=300)])
