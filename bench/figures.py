@@ -27,11 +27,11 @@ def from_first_write(timeline: list[tuple[float, int]]) -> list[tuple[float, int
     """The timeline from the last sample before its count first moved, that sample at 0 s: a
     product row's first seconds (processes starting, the plan) are not the service's first
     window, whose burst the steady rate leaves out. Unchanged when the count never moves."""
-    start = next((i for i, (_, done) in enumerate(timeline) if done > timeline[0][1]), None)
-    if start is None:
+    moved = next((i for i, (_, done) in enumerate(timeline) if done > timeline[0][1]), None)
+    if moved is None:
         return list(timeline)
-    origin_s = timeline[max(0, start - 1)][0]
-    return [(round(t - origin_s, 2), done) for t, done in timeline[max(0, start - 1):]]
+    origin_s = timeline[moved - 1][0]  # the first sample never moved: moved >= 1
+    return [(round(t - origin_s, 2), done) for t, done in timeline[moved - 1:]]
 
 
 def busy_until_s(timeline: list[tuple[float, int]]) -> float:

@@ -26,6 +26,7 @@ import aiohttp
 from bench.scenarios import PROBE_MODES, PROBES, SCENARIOS, UNIT_RECORDS
 from sync.local.emulators.webapi.config import EmulatorConfig
 from sync.local.emulators.webapi.probes import Probe, Seen, greedy, oracle
+from sync.local.verify import updated_count
 
 SAMPLE_EVERY_S: Final = 0.5
 GREEDY_OVERSUBSCRIBE: Final = 2
@@ -46,17 +47,11 @@ async def _client(kind: str, probe: Probe, config: EmulatorConfig) -> Seen:
     raise ValueError(f"unknown probe {kind!r}")
 
 
-async def updated(session: aiohttp.ClientSession, url: str) -> int:
-    """Records the emulator has updated so far."""
-    async with session.get(f"{url}/_emulator/stats") as answer:
-        return int((await answer.json())["records"]["updated"])
-
-
 async def run_probe(kind: str, probe: Probe, config: EmulatorConfig) -> dict[str, Any]:
     """Run the probe, the emulator's count of records sampled; the client's tally and the
     (seconds, records) timeline as JSON."""
     return await sampled(_client(kind, probe, config),
-                         lambda admin: updated(admin, probe.url), SAMPLE_EVERY_S)
+                         lambda admin: updated_count(admin, probe.url), SAMPLE_EVERY_S)
 
 
 async def sampled(client: Coroutine[Any, Any, Seen],
