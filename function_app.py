@@ -16,7 +16,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from sync import entry
-from sync.names import BATCH_QUEUE, PLAN_QUEUE, STORAGE_CONNECTION
+from sync.config.storage_names import BATCH_QUEUE, PLAN_QUEUE, STORAGE_CONNECTION
 
 entry.check_settings()  # a misconfigured app fails here, at load, and consumes no message
 entry.start_telemetry()  # to Application Insights when its connection string is set

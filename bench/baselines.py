@@ -28,7 +28,7 @@ from typing import Any, Final
 import aiohttp
 
 from bench.scenarios import UNIT_RECORDS
-from sync.batchwire import Operation, batch_request, parse_batch_response
+from sync.clients.odata_batch import Operation, batch_request, parse_batch_response
 from sync.failures.triage import error_code_and_message, parse_retry_after_s
 
 API: Final = "/api/data/v9.2/"

@@ -13,7 +13,8 @@ from typing import Any, Final
 BARE: Final = "aiohttp"
 """A bare aiohttp client: one ClientSession, keep-alive, a GET and its body read."""
 PRODUCT: Final = "product"
-"""The product's enrichment call: ``EnrichmentClient.profile`` through ``sync.http.exchange``,
+"""The product's enrichment call: ``EnrichmentClient.profile`` through
+``sync.clients.http.exchange``,
 its answer judged and parsed (no governor, no retries)."""
 CLIENTS: Final = (BARE, PRODUCT)
 

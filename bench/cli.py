@@ -26,7 +26,7 @@ from bench.scenarios import (
     select,
     selected,
 )
-from sync.enrichment import domain_of
+from sync.clients.enrichment import domain_of
 
 FLOOR_NOTE = "the HTTP client's CPU per call, bare aiohttp and the product's (runs first)"
 

@@ -6,7 +6,7 @@ above the load so nothing is throttled), then runs each client IN ITS OWN PROCES
 ``requests`` GETs at each concurrency, bounded in time too, reading the client process's
 ``time.process_time()`` around the measured calls only. Two clients (``bench/callcost.py``): a
 bare aiohttp client and the product's enrichment call (``EnrichmentClient`` through
-``sync.http.exchange``, without the governor). The bench runs it first (``measure_floor``);
+``sync.clients.http.exchange``, without the governor). The bench runs it first (``measure_floor``);
 ``python -m bench --only floor`` runs it alone.
 """
 
@@ -28,8 +28,8 @@ import aiohttp
 
 from bench.callcost import BARE, CLIENTS, PRODUCT, CallCost, Floor
 from bench.runbaseline import LOG_DIR, URL_WAIT_S
-from sync.enrichment import EnrichmentClient
-from sync.http import new_session
+from sync.clients.enrichment import EnrichmentClient
+from sync.clients.http import new_session
 from sync.local.emulators.enrichment import API_KEY_HEADER, EnrichmentConfig
 from sync.local.processes import Children
 
@@ -106,7 +106,8 @@ async def bare_client(url: str, concurrency: int) -> AsyncIterator[Call]:
 
 @asynccontextmanager
 async def product_client(url: str, concurrency: int) -> AsyncIterator[Call]:
-    """The product's enrichment call on the product's session (``sync.http.new_session``)."""
+    """The product's enrichment call on the product's session
+    (``sync.clients.http.new_session``)."""
     async with new_session(concurrency) as session:
         client = EnrichmentClient(session, url, lambda: API_KEY, CALL_TIMEOUT_S)
 

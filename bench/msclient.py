@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import requests
 
-from sync.enrichment import domain_of
+from sync.clients.enrichment import domain_of
 
 THREADS: Final = 8
 CHUNK: Final = 100

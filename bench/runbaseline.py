@@ -21,7 +21,7 @@ from bench.ceiling import Ceiling
 from bench.figures import Result
 from bench.proctree import TreeSampler
 from bench.scenarios import RowSpec, Scale
-from sync.definition import DEFAULT_DEFINITION
+from sync.config.table_definition import DEFAULT_DEFINITION
 from sync.local.azurite import ROOT
 from sync.local.emulators.enrichment import EnrichmentConfig
 from sync.local.processes import Children

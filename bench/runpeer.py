@@ -35,7 +35,7 @@ from bench.runbaseline import (
     wait_bounded,
 )
 from bench.scenarios import RowSpec, Scale
-from sync.definition import DEFAULT_DEFINITION
+from sync.config.table_definition import DEFAULT_DEFINITION
 from sync.local.azurite import ROOT
 from sync.local.emulators.enrichment import EnrichmentConfig
 from sync.local.processes import Children

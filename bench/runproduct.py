@@ -30,7 +30,7 @@ from sync.local.azurite import ROOT
 PLANNER_LOG: Final = ROOT / ".local-run" / "host-0.log"
 """The host that fires the timer, so runs the planner (``python -m sync local`` writes it)."""
 _STAMP: Final = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
-PLAN_DONE: Final = "sync.planner: plan "
+PLAN_DONE: Final = "sync.plan.planner: plan "
 BESIDE: Final = ("dataverse-emulator", "enrichment-emulator", "azurite")
 
 

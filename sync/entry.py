@@ -13,17 +13,19 @@ import gc
 import os
 from datetime import UTC, datetime
 
-from sync import due, imagesweep, planner, worker
-from sync.errors import ConfigError
-from sync.ledger import MessageCounts
-from sync.planstate import PlanState, plan_state_from
+from sync.config.settings import Settings, StorageSettings
+from sync.failures.errors import ConfigError
+from sync.plan import due, planner
+from sync.plan.plan_state import PlanState, plan_state_from
+from sync.safety import image_sweep
 from sync.services import Services, open_services
-from sync.settings import Settings, StorageSettings
+from sync.state.ledger import MessageCounts
 from sync.telemetry import names
 from sync.telemetry.queues import QueueProbe, QueueSample
 from sync.telemetry.setup import configure_telemetry
 from sync.telemetry.state import unwatch_services, watch_services
 from sync.telemetry.tracing import traced_message, traced_plan
+from sync.work import worker
 
 _services: dict[asyncio.AbstractEventLoop, Services] = {}
 _opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
@@ -104,7 +106,7 @@ async def plan_sync(now: datetime | None = None) -> dict[str, PlanState | None]:
                 functools.partial(planner.plan, found, at, definition.name),
                 definition=definition.name)
     clock = found.clock
-    await imagesweep.sweep_quietly(found.storage.before_images, found.storage.ledger,
+    await image_sweep.sweep_quietly(found.storage.before_images, found.storage.ledger,
                                    clock.wall_s(), found.settings.rollback_retention_days,
                                    monotonic_s=clock.monotonic_s)
     return planned

@@ -1,5 +1,5 @@
 """The one place that builds a process's clients: the storage every definition shares, one
-lane per (environment, identity) (``sync.lanes.lane``), one enrichment client per definition.
+lane per (environment, identity) (``sync.budget.lane``), one enrichment client per definition.
 Built once per process and reused by every invocation; each message is carried out with the
 ``Work`` of its definition and lane.
 """
@@ -14,23 +14,23 @@ from typing import Final
 
 import aiohttp
 
+from sync.budget.cluster import Cluster
+from sync.budget.dependency import Dependency
+from sync.budget.governor import Governor
+from sync.budget.lane import Lane, open_lane
+from sync.clients.dataverse import DataverseClient
+from sync.clients.enrichment import SERVICE as ENRICHMENT
+from sync.clients.enrichment import EnrichmentClient
+from sync.clients.http import new_session
 from sync.clock import SYSTEM_CLOCK, Clock
-from sync.cluster import Cluster
-from sync.control import ControlCache
-from sync.dataverse import DataverseClient
-from sync.definition import SyncDefinition
-from sync.definitions import KEY_SETTING, Definition
-from sync.dependency import Dependency
-from sync.enrichment import SERVICE as ENRICHMENT
-from sync.enrichment import EnrichmentClient
+from sync.config.definitions import KEY_SETTING, Definition
+from sync.config.lanes import LaneKey
+from sync.config.settings import Settings
+from sync.config.table_definition import SyncDefinition
 from sync.failures.circuit import Circuit, CircuitPolicy, CircuitView
 from sync.failures.retry import RetryPolicy
-from sync.governor import Governor
-from sync.http import new_session
-from sync.lanes.config import LaneKey
-from sync.lanes.lane import Lane, open_lane
-from sync.settings import Settings
-from sync.stores import Stores, open_stores
+from sync.safety.flags import ControlCache
+from sync.state.stores import Stores, open_stores
 
 ENRICHMENT_CONCURRENCY: Final = 32
 """Enrichment calls in flight per endpoint and process; the API's 429s close its gate beyond."""
@@ -95,7 +95,7 @@ class Services:
     circuit_policy: CircuitPolicy
     clock: Clock
     control: ControlCache = field(default_factory=ControlCache)
-    """Pause and cancel flags as last read (``sync.control``)."""
+    """Pause and cancel flags as last read (``sync.safety.flags``)."""
     _session: aiohttp.ClientSession | None = None
     """The enrichment endpoints' connection pool."""
     _stop: asyncio.Event = field(default_factory=asyncio.Event)

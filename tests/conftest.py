@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from sync.config.settings import Settings, StorageSettings
 from sync.local.azurite import Azurite, StorageAccount, start_azurite
 from sync.local.emulators.enrichment import EnrichmentConfig, start_enrichment
 from sync.local.emulators.webapi import EmulatorConfig, start_emulator
 from sync.local.stack import local_token
 from sync.services import Services, open_services
-from sync.settings import Settings, StorageSettings
-from sync.storage import ensure_resources
+from sync.state.storage import ensure_resources
 
 ACCOUNTS_PER_SESSION = 200
 MAX_WORKERS = 2

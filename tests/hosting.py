@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from azure.storage.queue.aio import QueueClient
 
-from sync import ledger, worker
-from sync.names import BATCH_QUEUE
+from sync.config.storage_names import BATCH_QUEUE
 from sync.services import Services
+from sync.state import ledger
+from sync.work import worker
 
 
 async def run_instances(instances: Sequence[Services], expected: int,

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from sync.chunks import chunk
-from sync.contract import RecordRef
-from sync.enrichment import columns_from, domain_of
-from sync.errors import RecordFault
+from sync.clients.enrichment import columns_from, domain_of
+from sync.config.settings import Settings
+from sync.failures.errors import RecordFault
 from sync.failures.retry import RetryPolicy
 from sync.local.functions_index import QueueOptions, resolve, timespan_s
-from sync.planner import batch_id, read_filter
-from sync.settings import Settings
-from sync.worker import requeue_delay_s
-from sync.writes import allowed_size, smaller
+from sync.message.contract import RecordRef
+from sync.plan.planner import batch_id, read_filter
+from sync.work.chunks import chunk
+from sync.work.worker import requeue_delay_s
+from sync.work.writes import allowed_size, smaller
 
 ROOT = Path(__file__).parents[1]
 

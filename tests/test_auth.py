@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 from azure.core.credentials import AccessToken
 
-from sync.auth import REFRESH_MARGIN_S, CredentialToken, StaticToken, token_source
-from sync.dataverse import DataverseClient
-from sync.errors import ServiceFault
-from sync.settings import Settings
+from sync.clients.auth import REFRESH_MARGIN_S, CredentialToken, StaticToken, token_source
+from sync.clients.dataverse import DataverseClient
+from sync.config.settings import Settings
+from sync.failures.errors import ServiceFault
 
 
 class CountingCredential:

@@ -6,7 +6,7 @@ import email.parser
 import email.policy
 import json
 
-from sync.batchwire import Operation, batch_request, parse_batch_response
+from sync.clients.odata_batch import Operation, batch_request, parse_batch_response
 
 API = "/api/data/v9.2/"
 BOUNDARY = "batchresponse_156da4b8-cd2a-4ad1-8ef9-5e6cb9e6d7e1"

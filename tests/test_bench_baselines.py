@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from bench.baselines import FIXED_CONCURRENCY, Loop, Target, loop_of, run_baseline, units
-from sync.definition import DEFAULT_DEFINITION, parse_definition
-from sync.enrichment import domain_of
+from sync.clients.enrichment import domain_of
+from sync.config.table_definition import DEFAULT_DEFINITION, parse_definition
 from sync.local.emulators.enrichment import EnrichmentConfig
 from sync.local.stack import local_token
 from sync.local.verify import is_enriched

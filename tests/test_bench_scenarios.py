@@ -145,9 +145,9 @@ def test_cpu_is_summed_per_role() -> None:
 
 def test_planner_cost_is_read_from_the_planning_hosts_log() -> None:
     lines = ["2026-12-01 03:00:00,000 11 INFO sync.local.host: serving 3 functions",
-             "2026-12-01 03:00:01,500 11 INFO sync.planner: plan r1: 5000 records so far; "
+             "2026-12-01 03:00:01,500 11 INFO sync.plan.planner: plan r1: 5000 records so far; "
              "continuing in a new invocation",
-             "2026-12-01 03:00:02,250 11 INFO sync.planner: plan r1 (full): 10000 records in "
+             "2026-12-01 03:00:02,250 11 INFO sync.plan.planner: plan r1 (full): 10000 records in "
              "100 batches from 2 pages, 0 skipped"]
     assert planner_seconds(lines) == pytest.approx(2.25)
     assert planner_seconds(lines[:2]) is None

@@ -10,10 +10,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sync import ledger
-from sync.contract import Message, RecordRef
 from sync.local.verify import is_enriched
+from sync.message.contract import Message, RecordRef
 from sync.services import Services
+from sync.state import ledger
 from tests import hosting
 
 Make = Callable[..., Any]

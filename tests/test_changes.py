@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sync.changes import before_values, changed_columns, same_value
+from sync.message.changes import before_values, changed_columns, same_value
 
 
 @pytest.mark.parametrize(("read", "new", "same"), [

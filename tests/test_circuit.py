@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sync.clock import ManualClock
-from sync.errors import AmbiguousFault, CircuitOpen, ConfigFault, RecordFault, ServiceFault
 from sync.failures.circuit import Circuit, CircuitPolicy, CircuitView
+from sync.failures.errors import AmbiguousFault, CircuitOpen, ConfigFault, RecordFault, ServiceFault
 from sync.failures.retry import RetryPolicy, retrying
 from sync.failures.scope import ScopeLog, is_record_fault
 

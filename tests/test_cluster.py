@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from sync.budget.cluster import UNKNOWN_HINT, Cluster, live_instances, valid_for_s
+from sync.budget.governor import Governor
+from sync.budget.slots import Slot, SlotTable, plan_slots, target_slots, usable
 from sync.clock import ManualClock
-from sync.cluster import UNKNOWN_HINT, Cluster, live_instances, valid_for_s
-from sync.governor import Governor
-from sync.names import STATE_TABLE
-from sync.settings import StorageSettings
-from sync.slots import Slot, SlotTable, plan_slots, target_slots, usable
-from sync.storage import table_client
+from sync.config.settings import StorageSettings
+from sync.config.storage_names import STATE_TABLE
+from sync.state.storage import table_client
 
 
 def test_live_instances() -> None:

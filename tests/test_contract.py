@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from sync.contract import (
+from sync.failures.errors import ContractError
+from sync.message.contract import (
     MAX_INPUT_CHARS,
     MAX_QUEUE_MESSAGE_BYTES,
     MAX_RECORDS_PER_MESSAGE,
@@ -17,7 +18,6 @@ from sync.contract import (
     encoded_size_bytes,
     fitting_groups,
 )
-from sync.errors import ContractError
 
 GUID = "5b1c2a3e-0000-4000-8000-000000000001"
 

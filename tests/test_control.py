@@ -17,24 +17,28 @@ from typing import Any
 import pytest
 from azure.storage.queue.aio import QueueClient
 
-from sync import canary, cli, control, ledger, planner, runs, worker
-from sync.admission import hold_delay_s
-from sync.canarypolicy import CanaryPolicy
+from sync import cli
 from sync.clock import ManualClock
-from sync.contract import Message, RecordRef, decode_message
-from sync.control import CONTROL_CACHE_S, ControlCache
-from sync.definition import parse_definition
-from sync.errors import ConfigError
-from sync.ledger import PlanManifest
+from sync.config.canary_policy import CanaryPolicy
+from sync.config.settings import StorageSettings
+from sync.config.storage_names import BATCH_QUEUE, STATE_TABLE
+from sync.config.table_definition import parse_definition
+from sync.failures.errors import ConfigError
 from sync.local.verify import is_enriched
-from sync.names import BATCH_QUEUE, STATE_TABLE
+from sync.message.contract import Message, RecordRef, decode_message
 from sync.ops.control import Unknown, apply
 from sync.ops.run_status import read_status
 from sync.ops.status_view import render, status_dict
+from sync.plan import planner
+from sync.safety import canary, flags
+from sync.safety.flags import CONTROL_CACHE_S, ControlCache
 from sync.services import Services
-from sync.settings import StorageSettings
-from sync.storage import ensure_resources, table_client
+from sync.state import ledger, runs
+from sync.state.ledger import PlanManifest
+from sync.state.storage import ensure_resources, table_client
 from sync.telemetry import names
+from sync.work import worker
+from sync.work.holds import hold_delay_s
 from tests.test_worker import FAST, GHOST, refs, rows, work_until_done
 
 Make = Callable[..., Any]
@@ -223,7 +227,7 @@ async def test_an_automatic_canary_pauses_above_its_failure_rate_and_goes_on_und
     outcomes = [await worker.process_message(services, message.to_json().encode())
                 for message in messages]
     totals = await ledger.message_totals(services.storage.ledger)
-    flag = await control.read_flag(services.storage.state, control.definition_scope("default"))
+    flag = await flags.read_flag(services.storage.state, flags.definition_scope("default"))
     async with batches(services) as queue:
         held = await queued(queue)
     if goes_on:
@@ -264,8 +268,8 @@ async def test_a_message_being_written_finishes_its_requests_and_sends_the_rest_
         assert time.monotonic() < deadline_s, "no write started"
         assert not task.done(), "the message ended before the pause"
         await asyncio.sleep(0.05)
-    await control.set_flag(services.storage.state, control.definition_scope("default"),
-                           control.PAUSED, "midway", clock.wall_s())
+    await flags.set_flag(services.storage.state, flags.definition_scope("default"),
+                           flags.PAUSED, "midway", clock.wall_s())
     clock.advance(CONTROL_CACHE_S)  # the watcher looks again
     counts = await task
     assert counts.written >= 4
@@ -308,9 +312,9 @@ def test_hold_delay(delay_s: float, rand: float, held_s: int) -> None:
     assert hold_delay_s(delay_s, rand) == held_s
 
 
-async def _flag(storage: StorageSettings) -> control.Flag:
+async def _flag(storage: StorageSettings) -> flags.Flag:
     async with table_client(storage, STATE_TABLE, None) as state:
-        return await control.read_flag(state, control.definition_scope("default"))
+        return await flags.read_flag(state, flags.definition_scope("default"))
 
 
 def test_the_commands_set_the_flag_and_refuse_what_does_not_exist(
@@ -336,7 +340,7 @@ def test_the_commands_set_the_flag_and_refuse_what_does_not_exist(
     pytest.param("stopped", "paused", id="unknown-reads-as-paused"),
 ])
 def test_a_stored_state_reads_safe(stored: str, state: str) -> None:
-    assert control.state_of(stored) == state
+    assert flags.state_of(stored) == state
 
 
 @pytest.mark.emulator(records=60, **FAST)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sync.definition import DEFAULT_DEFINITION, parse_definition
-from sync.errors import ConfigError
-from sync.jsonsetting import APP_ROOT
+from sync.config.json_setting import APP_ROOT
+from sync.config.table_definition import DEFAULT_DEFINITION, parse_definition
+from sync.failures.errors import ConfigError
 
 
 def test_app_root_is_where_function_app_lives() -> None:

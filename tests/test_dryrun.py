@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 
-from sync import beforeimages, dryrun, runs, worker
-from sync.contract import Message, RecordRef
-from sync.dryrun import SAMPLE_SIZE, SAMPLE_VALUE_CHARS, Change, Preview
 from sync.local.verify import expected_columns
+from sync.message.contract import Message, RecordRef
 from sync.ops import status
+from sync.safety import before_images, dry_run
+from sync.safety.dry_run import SAMPLE_SIZE, SAMPLE_VALUE_CHARS, Change, Preview
 from sync.services import Services
+from sync.state import runs
+from sync.work import worker
 from tests.test_worker import emulator, rows
 
 Make = Callable[..., Any]
@@ -56,7 +58,7 @@ def test_the_sample_is_bounded_and_long_values_are_cut() -> None:
         for index in range(SAMPLE_SIZE):
             part.compare(RecordRef(f"r{number}-{index}", "x.com", current={"d": ""}),
                          {"d": "x" * (SAMPLE_VALUE_CHARS + 50)})
-        total.add(dryrun.preview_from(dryrun.report_entity("run", f"b{number}", 0, part)))
+        total.add(dry_run.preview_from(dry_run.report_entity("run", f"b{number}", 0, part)))
     assert total.changed == 3 * SAMPLE_SIZE
     assert len(total.sample) == SAMPLE_SIZE
     assert len(total.sample[0].after) == SAMPLE_VALUE_CHARS + 1
@@ -74,7 +76,7 @@ async def test_a_dry_run_reports_the_changes_and_writes_nothing(make_services: M
     counts = await worker.process_message(services, message.to_json().encode())
 
     assert (counts.previewed, counts.written, counts.dead_lettered) == (21, 0, 0)
-    report = await dryrun.read_report(services.storage.reports, "dry-1")
+    report = await dry_run.read_report(services.storage.reports, "dry-1")
     assert report is not None
     assert (report.changed, report.unchanged, report.failed) == (15, 5, 1)
     assert report.failed_by_reason == Counter({"unusable_input": 1})
@@ -84,7 +86,7 @@ async def test_a_dry_run_reports_the_changes_and_writes_nothing(make_services: M
     stats = await emulator(services, "stats")
     assert stats["records"] == {"created": 0, "updated": 0, "deleted": 0}
     assert await rows(services) == table
-    assert await beforeimages.read_images(services.storage.before_images, "dry-1") == ([], False)
+    assert await before_images.read_images(services.storage.before_images, "dry-1") == ([], False)
     letters = await services.storage.dead_letters.get_queue_properties()
     assert letters.approximate_message_count == 0
     totals = await runs.read_run(services.storage.ledger, "dry-1")
@@ -116,4 +118,4 @@ async def test_a_written_run_keeps_no_report(make_services: Make) -> None:
     message = Message("wet-1", tuple(read_ref(services, row) for row in table[:4]))
     counts = await worker.process_message(services, message.to_json().encode())
     assert counts.written == 4
-    assert await dryrun.read_report(services.storage.reports, "wet-1") is None
+    assert await dry_run.read_report(services.storage.reports, "wet-1") is None

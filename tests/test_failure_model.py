@@ -12,11 +12,11 @@ import aiohttp
 import pytest
 from azure.storage.queue.aio import QueueClient
 
-from sync import worker
-from sync.contract import Message, RecordRef
-from sync.deadletter import RECORD_REASONS
-from sync.names import DEAD_LETTER_QUEUE
+from sync.config.storage_names import DEAD_LETTER_QUEUE
+from sync.message.contract import Message, RecordRef
 from sync.services import Services
+from sync.state.dead_letters import RECORD_REASONS
+from sync.work import worker
 from tests.test_worker import (
     FAST,
     Make,

@@ -11,9 +11,9 @@ from typing import Any
 import azure.functions as func
 import pytest
 
+from sync.config.storage_names import BATCH_QUEUE, PLAN_QUEUE, STORAGE_CONNECTION
 from sync.entry import MisconfiguredApp
 from sync.local.functions_index import index, load_app
-from sync.names import BATCH_QUEUE, PLAN_QUEUE, STORAGE_CONNECTION
 from sync.telemetry import setup
 
 APP_PATH = Path(__file__).parents[1] / "function_app.py"

@@ -7,13 +7,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from sync.clock import ManualClock
-from sync.dataverse import headroom_from
-from sync.dependency import Dependency
-from sync.errors import Throttled
-from sync.failures.circuit import Circuit, CircuitPolicy
-from sync.failures.retry import RetryPolicy
-from sync.governor import (
+from sync.budget.dependency import Dependency
+from sync.budget.governor import (
     CONCURRENCY_CODE,
     GATE_CODE,
     Governor,
@@ -22,6 +17,11 @@ from sync.governor import (
     lowered,
     paced,
 )
+from sync.clients.dataverse import headroom_from
+from sync.clock import ManualClock
+from sync.failures.circuit import Circuit, CircuitPolicy
+from sync.failures.errors import Throttled
+from sync.failures.retry import RetryPolicy
 
 
 class FakeClock:

@@ -18,10 +18,10 @@ from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
 from sync import entry
-from sync.contract import Message, RecordRef
+from sync.config.storage_names import BATCH_QUEUE, DEAD_LETTER_QUEUE, POISON_QUEUE
 from sync.local.functions_index import QueueOptions, index, load_app
 from sync.local.hostrunner import QueueListener
-from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, POISON_QUEUE
+from sync.message.contract import Message, RecordRef
 
 APP_PATH = Path(__file__).parents[1] / "function_app.py"
 FAST = QueueOptions(batch_size=4, new_batch_threshold=2, max_dequeue_count=2,

@@ -8,8 +8,8 @@ from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from sync import cli
+from sync.config.storage_names import QUEUES, TABLES
 from sync.local.azurite import StorageAccount
-from sync.names import QUEUES, TABLES
 
 
 def inventory(connection_string: str) -> tuple[set[str], set[str]]:

@@ -12,16 +12,17 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sync import due, planner, worker
-from sync.contract import Message, RecordRef, decode_message
-from sync.errors import ConfigError, ContractError, ServiceFault
-from sync.lanes import routing
-from sync.lanes.config import LaneKey, parse_environments
-from sync.lanes.lane import state_keys
+from sync.budget import routing
+from sync.budget.lane import state_keys
+from sync.config.lanes import LaneKey, parse_environments
+from sync.config.schedule import parse_schedule
+from sync.config.settings import Settings
+from sync.failures.errors import ConfigError, ContractError, ServiceFault
 from sync.local.emulators.webapi import EmulatorConfig, start_emulator
-from sync.schedule import parse_schedule
+from sync.message.contract import Message, RecordRef, decode_message
+from sync.plan import due, planner
 from sync.services import Services
-from sync.settings import Settings
+from sync.work import worker
 from tests.test_worker import refs
 
 Make = Callable[..., Any]

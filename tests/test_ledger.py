@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sync import ledger
-from sync.ledger import MessageCounts, PlanManifest
-from sync.names import LEDGER_TABLE
-from sync.settings import StorageSettings
-from sync.storage import table_client
+from sync.config.settings import StorageSettings
+from sync.config.storage_names import LEDGER_TABLE
+from sync.state import ledger
+from sync.state.ledger import MessageCounts, PlanManifest
+from sync.state.storage import table_client
 
 
 async def test_counts_sum_and_reprocessing_overwrites(storage: StorageSettings) -> None:

@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from sync.definition import DEFAULT_DEFINITION, parse_definition
-from sync.ledger import PLAN_KIND, MessageCounts
+from sync.config.table_definition import DEFAULT_DEFINITION, parse_definition
 from sync.local.emulators.webapi.servers import user_of
 from sync.local.environments import (
     emulator_args,
@@ -27,7 +26,8 @@ from sync.local.lanes import (
     users_of_identities,
 )
 from sync.local.progress import added_up
-from sync.runs import RunRow, RunTotals
+from sync.state.ledger import PLAN_KIND, MessageCounts
+from sync.state.runs import RunRow, RunTotals
 
 URLS = {"env1": "http://127.0.0.1:5001", "env2": "http://127.0.0.1:5002"}
 BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "ENRICHMENT_URL": "http://x"}

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sync.definition import parse_definition
+from sync.config.table_definition import parse_definition
 from sync.local.emulators.enrichment import EnrichmentConfig
 from sync.local.processes import Children
 from sync.local.verify import is_enriched

@@ -15,12 +15,13 @@ import aiohttp
 import pytest
 from azure.storage.queue.aio import QueueClient
 
-from sync import ledger, planner
-from sync.contract import decode_message
+from sync.config.storage_names import BATCH_QUEUE, PLAN_QUEUE
 from sync.local.stack import local_token
-from sync.names import BATCH_QUEUE, PLAN_QUEUE
-from sync.planstate import Checkpoint, load_checkpoint, plan_state_from, save_checkpoint
+from sync.message.contract import decode_message
+from sync.plan import planner
+from sync.plan.plan_state import Checkpoint, load_checkpoint, plan_state_from, save_checkpoint
 from sync.services import Services
+from sync.state import ledger
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 Make = Callable[..., Any]

@@ -13,18 +13,18 @@ import jsonschema
 import pytest
 from azure.storage.queue.aio import QueueClient
 
-from sync.contract import (
+from sync.config.settings import StorageSettings
+from sync.config.storage_names import BATCH_QUEUE
+from sync.failures.errors import ContractError
+from sync.local.azurite import StorageAccount
+from sync.message.contract import (
     MAX_QUEUE_MESSAGE_BYTES,
     Message,
     RecordRef,
     decode_message,
     encoded_size_bytes,
 )
-from sync.errors import ContractError
-from sync.local.azurite import StorageAccount
-from sync.names import BATCH_QUEUE
-from sync.producer import messages_for, read_jsonl
-from sync.settings import StorageSettings
+from sync.message.producer import messages_for, read_jsonl
 
 ROOT = Path(__file__).parents[1]
 SCHEMA = json.loads((ROOT / "schemas" / "batch-message.v4.json").read_text())

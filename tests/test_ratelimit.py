@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from sync import ratelimit
-from sync.dataverse import headroom_from
-from sync.governor import paced
+from sync.budget.governor import paced
+from sync.clients import ratelimit_headers
+from sync.clients.dataverse import headroom_from
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -21,7 +21,7 @@ from sync.governor import paced
 ], ids=repr)
 def test_time_left_reads_seconds_with_or_without_the_thousands_separator(
         value: str, expected: float) -> None:
-    assert ratelimit.time_left_s(value) == pytest.approx(expected)
+    assert ratelimit_headers.time_left_s(value) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("value", [
@@ -29,7 +29,7 @@ def test_time_left_reads_seconds_with_or_without_the_thousands_separator(
     "1e3", "12 00", "1,199.46s",
 ], ids=repr)
 def test_time_left_refuses_what_it_would_misread(value: str | None) -> None:
-    assert ratelimit.time_left_s(value) is None
+    assert ratelimit_headers.time_left_s(value) is None
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -37,7 +37,7 @@ def test_time_left_refuses_what_it_would_misread(value: str | None) -> None:
     ("59.93", None), ("-1", None), ("x", None),
 ], ids=repr)
 def test_requests_left_is_an_integer(value: str | None, expected: int | None) -> None:
-    assert ratelimit.requests_left(value) == expected
+    assert ratelimit_headers.requests_left(value) == expected
 
 
 @pytest.mark.parametrize(("requests", "time_s", "latency_ms", "expected"), [
@@ -57,7 +57,7 @@ def test_requests_left_is_an_integer(value: str | None, expected: int | None) ->
 def test_headroom_counts_requests_and_brakes_on_time(
         requests: int | None, time_s: float | None, latency_ms: float,
         expected: int | None) -> None:
-    assert ratelimit.headroom(requests, time_s, latency_ms) == expected
+    assert ratelimit_headers.headroom(requests, time_s, latency_ms) == expected
 
 
 def test_the_captured_headers_leave_thousands_of_requests_not_seven() -> None:

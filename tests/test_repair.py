@@ -15,17 +15,23 @@ from typing import Any
 import pytest
 from azure.storage.queue.aio import QueueClient
 
-from sync import cli, worker
+from sync import cli
 from sync.clock import SYSTEM_CLOCK, Clock, ManualClock
-from sync.contract import Message, RecordRef, decode_message
-from sync.letterindex import DAY_S
+from sync.config.settings import StorageSettings
+from sync.config.storage_names import (
+    BATCH_QUEUE,
+    DEAD_LETTER_QUEUE,
+    DEAD_LETTER_TABLE,
+    POISON_QUEUE,
+)
 from sync.local.azurite import StorageAccount
-from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, DEAD_LETTER_TABLE, POISON_QUEUE
+from sync.message.contract import Message, RecordRef, decode_message
 from sync.ops import deadletters, poison, repaircli
 from sync.ops.repair import STALE_CLAIM_S
 from sync.services import Services
-from sync.settings import StorageSettings
-from sync.storage import queue_client, table_client
+from sync.state.letter_index import DAY_S
+from sync.state.storage import queue_client, table_client
+from sync.work import worker
 from tests.test_failure_model import FAILURE_SETTINGS
 from tests.test_worker import (
     FAST,

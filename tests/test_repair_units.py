@@ -9,17 +9,8 @@ from types import SimpleNamespace
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from sync.contract import RecordHistory, RecordRef, decode_message
-from sync.deadletter import Origin, message_envelope, record_envelope, replay_batch_id, run_id_of
-from sync.errors import RecordFault
-from sync.letterindex import (
-    BODY_CHUNK_CHARS,
-    body_key,
-    body_of,
-    body_parts,
-    dead_letter_entity,
-    poison_entity,
-)
+from sync.failures.errors import RecordFault
+from sync.message.contract import RecordHistory, RecordRef, decode_message
 from sync.ops.deadletters import DeadLetters
 from sync.ops.poison import Poison, why_it_stays
 from sync.ops.queuescan import Found, body_text
@@ -30,6 +21,21 @@ from sync.ops.selection import (
     add_selection_arguments,
     parse_since,
     selection_from,
+)
+from sync.state.dead_letters import (
+    Origin,
+    message_envelope,
+    record_envelope,
+    replay_batch_id,
+    run_id_of,
+)
+from sync.state.letter_index import (
+    BODY_CHUNK_CHARS,
+    body_key,
+    body_of,
+    body_parts,
+    dead_letter_entity,
+    poison_entity,
 )
 
 

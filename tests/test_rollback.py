@@ -16,24 +16,25 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sync import beforeimages, worker
-from sync.beforeimages import Image, entity_of, image_from, split, transaction_groups
+from sync.clients.record_client import RecordClient
 from sync.clock import ManualClock
-from sync.contract import Message, RecordRef
-from sync.imagesweep import index_range, sweep
 from sync.local.stack import local_token
+from sync.message.contract import Message, RecordRef
 from sync.ops import rollback as rollback_cli
 from sync.ops.target import TargetError
-from sync.recordclient import RecordClient
-from sync.rollback import (
+from sync.safety import before_images
+from sync.safety.before_images import Image, entity_of, image_from, split, transaction_groups
+from sync.safety.image_sweep import index_range, sweep
+from sync.safety.restore import (
     MAX_ATTEMPTS,
     RollbackError,
     RollbackReport,
     roll_back,
     still_written,
 )
-from sync.runs import index_key
 from sync.services import Services
+from sync.state.runs import index_key
+from sync.work import worker
 from tests.test_dryrun import read_ref
 from tests.test_worker import GHOST, emulator, rows
 
@@ -96,7 +97,7 @@ def test_long_values_are_split_over_properties_and_joined_back() -> None:
                   123.0)
     entity = entity_of(image)
     assert {"Before", "Before1", "Before2"} <= set(entity)
-    assert all(len(v) <= beforeimages.PART_CHARS for v in entity.values() if isinstance(v, str))
+    assert all(len(v) <= before_images.PART_CHARS for v in entity.values() if isinstance(v, str))
     assert image_from(entity) == image
     assert split("", "After") == {"After": ""}
 
@@ -109,23 +110,23 @@ def some_images(count: int, expires_at_s: float = 123.0, chars: int = 10) -> lis
 
 def test_a_messages_images_go_in_one_pack_and_come_back() -> None:
     written = some_images(100)
-    (entity,) = beforeimages.pack_entities("run-1", "run-1-p000000-000|0000", written)
+    (entity,) = before_images.pack_entities("run-1", "run-1-p000000-000|0000", written)
     assert entity["RowKey"] == "pack:run-1-p000000-000|0000|000"
     assert entity["Records"] == 100
-    assert beforeimages.images_from(entity) == written
-    assert not beforeimages.images_from(entity)[1].restorable
+    assert before_images.images_from(entity) == written
+    assert not before_images.images_from(entity)[1].restorable
 
 
 def test_images_beyond_a_packs_size_go_in_more_packs_of_bounded_properties() -> None:
     written = some_images(30, chars=20_000)  # about 600 KB of JSON
-    entities = beforeimages.pack_entities("run-1", "b|0000", written)
+    entities = before_images.pack_entities("run-1", "b|0000", written)
     assert len(entities) == 3
     assert [e["RowKey"] for e in entities] == [f"pack:b|0000|00{n}" for n in range(3)]
-    assert all(len(v) <= beforeimages.PART_CHARS for e in entities for v in e.values()
+    assert all(len(v) <= before_images.PART_CHARS for e in entities for v in e.values()
                if isinstance(v, str))
     assert all(sum(len(v) for k, v in e.items() if k.startswith("Images"))
-               <= beforeimages.MAX_PACK_CHARS for e in entities)
-    assert [i for e in entities for i in beforeimages.images_from(e)] == written
+               <= before_images.MAX_PACK_CHARS for e in entities)
+    assert [i for e in entities for i in before_images.images_from(e)] == written
 
 
 @pytest.mark.emulator(records=10)
@@ -135,12 +136,13 @@ async def test_a_run_written_before_packs_and_after_reads_back_whole(
     table = services.storage.before_images
     old = Image("run-1", "r100", "accounts", {"revenue": 1}, {"revenue": 2}, 100.0)
     await table.upsert_entity(entity_of(old))
-    for entity in beforeimages.pack_entities("run-1", "b|0000", some_images(3, expires_at_s=100.0)):
+    for entity in before_images.pack_entities("run-1", "b|0000", some_images(3,
+    expires_at_s=100.0)):
         await table.upsert_entity(entity)
     again = some_images(3, expires_at_s=200.0)[2:]  # the same record written again, later
-    for entity in beforeimages.pack_entities("run-1", "b.1|0000", again):
+    for entity in before_images.pack_entities("run-1", "b.1|0000", again):
         await table.upsert_entity(entity)
-    found, swept = await beforeimages.read_images(table, "run-1")
+    found, swept = await before_images.read_images(table, "run-1")
     assert not swept
     assert [i.record_id for i in found] == ["r000", "r001", "r002", "r100"]
     assert found[2].expires_at_s == 200.0
@@ -162,7 +164,7 @@ def test_transaction_groups(sizes: list[int], expected: list[int]) -> None:
 async def test_rollback_restores_the_previous_values_of_a_run(make_services: Make) -> None:
     services = await make_services(SYNC_WRITE_MODE="bulk")
     before = await write_run(services, "wet-1", 12)
-    images, _ = await beforeimages.read_images(services.storage.before_images, "wet-1")
+    images, _ = await before_images.read_images(services.storage.before_images, "wet-1")
     assert {image.record_id for image in images} == {str(r["accountid"]) for r in before}
     stored = services.storage.before_images.query_entities("PartitionKey eq 'wet-1'")
     assert len([row async for row in stored]) == 1  # one pack: one write for the message
@@ -187,7 +189,7 @@ async def test_only_written_records_keep_an_image(make_services: Make) -> None:
     counts = await worker.process_message(
         services, Message("wet-9", (*written, ghost)).to_json().encode())
     assert (counts.written, counts.dead_lettered) == (3, 1)
-    images, _ = await beforeimages.read_images(services.storage.before_images, "wet-9")
+    images, _ = await before_images.read_images(services.storage.before_images, "wet-9")
     assert sorted(image.record_id for image in images) == sorted(r.id for r in written)
     assert all(image.expires_at_s > time.time() + 13 * DAY_S for image in images)
 
@@ -255,7 +257,7 @@ async def test_the_sweep_deletes_expired_images_and_rollback_says_so(
                        monotonic_s=time.monotonic) == 0
     assert await sweep(services.storage.before_images, services.storage.ledger, later_s, 14,
                        monotonic_s=time.monotonic) == 3
-    assert await beforeimages.read_images(services.storage.before_images, "wet-11") == ([], True)
+    assert await before_images.read_images(services.storage.before_images, "wet-11") == ([], True)
     after_sweep = await rows(services)
     with pytest.raises(RollbackError, match=r"expired .* deleted: nothing changed"):
         await rolled_back(services, "wet-11", clock=ManualClock(wall_start_s=later_s))

@@ -15,17 +15,19 @@ import pytest
 from azure.data.tables.aio import TableClient
 from azure.storage.queue.aio import QueueClient
 
-from sync import ledger, planner, runs, worker
 from sync.clock import ManualClock
-from sync.contract import Message, RecordRef
-from sync.deadletter import is_planned, run_id_of
-from sync.ledger import MessageCounts, PlanManifest, RequestUsage
-from sync.names import BATCH_QUEUE, LEDGER_TABLE
-from sync.runs import RunRow, is_complete
+from sync.config.settings import Settings, StorageSettings
+from sync.config.storage_names import BATCH_QUEUE, LEDGER_TABLE
+from sync.message.contract import Message, RecordRef
+from sync.plan import planner
 from sync.services import open_services
-from sync.settings import Settings, StorageSettings
-from sync.storage import table_client
+from sync.state import ledger, runs
+from sync.state.dead_letters import is_planned, run_id_of
+from sync.state.ledger import MessageCounts, PlanManifest, RequestUsage
+from sync.state.runs import RunRow, is_complete
+from sync.state.storage import table_client
 from sync.telemetry import names
+from sync.work import worker
 
 START_S = 1_795_000_000.0
 NOW = datetime.fromtimestamp(START_S, UTC)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sync.errors import ConfigError
-from sync.settings import SETTINGS, Settings
+from sync.config.settings import SETTINGS, Settings
+from sync.failures.errors import ConfigError
 
 BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true",
         "DATAVERSE_URL": "http://127.0.0.1:5555", "ENRICHMENT_URL": "http://127.0.0.1:5556",

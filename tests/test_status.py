@@ -18,14 +18,20 @@ from typing import Any
 import pytest
 from azure.data.tables.aio import TableClient
 
-from sync import ledger, runs
+from sync.budget.cluster import CIRCUIT_PARTITION, GATE_KEY, HINT_KEY, LEASE_PARTITION
+from sync.budget.slots import SLOT_PARTITION, slot_key
 from sync.cli import build_parser
 from sync.clock import ManualClock
-from sync.cluster import CIRCUIT_PARTITION, GATE_KEY, HINT_KEY, LEASE_PARTITION
+from sync.config.settings import StorageSettings
+from sync.config.storage_names import (
+    BATCH_QUEUE,
+    DEAD_LETTER_TABLE,
+    LEDGER_TABLE,
+    POISON_QUEUE,
+    STATE_TABLE,
+)
 from sync.failures.circuit import CircuitView
-from sync.ledger import MessageCounts, PlanManifest, RequestUsage
 from sync.local.azurite import StorageAccount
-from sync.names import BATCH_QUEUE, DEAD_LETTER_TABLE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
 from sync.ops import status
 from sync.ops.run_status import (
     ClusterState,
@@ -36,10 +42,10 @@ from sync.ops.run_status import (
     read_status,
 )
 from sync.ops.status_view import status_dict
-from sync.runs import RunRow, RunTotals
-from sync.settings import StorageSettings
-from sync.slots import SLOT_PARTITION, slot_key
-from sync.storage import queue_client, table_client
+from sync.state import ledger, runs
+from sync.state.ledger import MessageCounts, PlanManifest, RequestUsage
+from sync.state.runs import RunRow, RunTotals
+from sync.state.storage import queue_client, table_client
 
 ROOT = Path(__file__).parents[1]
 START_S = 1_795_000_000.0

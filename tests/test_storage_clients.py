@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from azure.core.exceptions import ServiceRequestError
 
-from sync.names import LEDGER_TABLE
-from sync.settings import StorageSettings
-from sync.storage import table_client
-from sync.stores import open_stores
+from sync.config.settings import StorageSettings
+from sync.config.storage_names import LEDGER_TABLE
+from sync.state.storage import table_client
+from sync.state.stores import open_stores
 
 DEAD_PROXY = "http://127.0.0.1:9"
 """Nothing listens there: a request sent through it fails."""

@@ -9,11 +9,11 @@ from typing import Any
 
 from azure.data.tables.aio import TableClient
 
-from sync import ledger, runs
-from sync.ledger import MessageCounts, PlanManifest, Tallies, run_partition
-from sync.names import LEDGER_TABLE
-from sync.settings import StorageSettings
-from sync.storage import table_client
+from sync.config.settings import StorageSettings
+from sync.config.storage_names import LEDGER_TABLE
+from sync.state import ledger, runs
+from sync.state.ledger import MessageCounts, PlanManifest, Tallies, run_partition
+from sync.state.storage import table_client
 
 START_S = 1_795_000_000.0
 

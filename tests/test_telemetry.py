@@ -34,22 +34,24 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from sync import entry, planner, worker
+from sync import entry
+from sync.budget.dependency import Dependency
+from sync.budget.governor import Governor
 from sync.clock import ManualClock
-from sync.contract import Message, RecordRef
-from sync.dependency import Dependency
-from sync.errors import ConfigFault, Throttled
+from sync.config.settings import StorageSettings
+from sync.config.storage_names import BATCH_QUEUE, DEAD_LETTER_QUEUE, PLAN_QUEUE, POISON_QUEUE
 from sync.failures.circuit import Circuit, CircuitPolicy
+from sync.failures.errors import ConfigFault, Throttled
 from sync.failures.retry import RetryPolicy
-from sync.governor import Governor
-from sync.ledger import MessageCounts
-from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, PLAN_QUEUE, POISON_QUEUE
-from sync.settings import StorageSettings
-from sync.storage import queue_client
+from sync.message.contract import Message, RecordRef
+from sync.plan import planner
+from sync.state.ledger import MessageCounts
+from sync.state.storage import queue_client
 from sync.telemetry import events, metrics, names, setup
 from sync.telemetry.queues import QueueProbe, age_s
 from sync.telemetry.state import unwatch_services, watch_services
 from sync.telemetry.tracing import outcome_of, traced_message, traced_plan
+from sync.work import worker
 from tests.test_governor import NoHooks
 from tests.test_worker import FAST, GHOST, refs
 
@@ -444,7 +446,7 @@ def test_events_and_structured_records_reach_the_log_exporter() -> None:
     logger.setLevel(logging.INFO)
     try:
         events.emit(names.RUN_COMPLETED, {names.RUN_ID: "run-1", names.WRITTEN: 5})
-        logging.getLogger("sync.worker").info("batch %s done", "b-1",
+        logging.getLogger("sync.work.worker").info("batch %s done", "b-1",
                                               extra={"event": "batch_done", "batch_id": "b-1"})
     finally:
         logger.removeHandler(handler)

@@ -10,7 +10,7 @@ import json
 import aiohttp
 import pytest
 
-from sync.errors import (
+from sync.failures.errors import (
     AmbiguousFault,
     ConfigFault,
     RecordFault,

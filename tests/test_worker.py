@@ -16,14 +16,21 @@ import aiohttp
 import pytest
 from azure.storage.queue.aio import QueueClient
 
-from sync import ledger, worker
-from sync.contract import Message, RecordRef
+from sync.config.settings import Settings, StorageSettings
+from sync.config.storage_names import (
+    BATCH_QUEUE,
+    DEAD_LETTER_QUEUE,
+    LEDGER_TABLE,
+    POISON_QUEUE,
+    STATE_TABLE,
+)
 from sync.local.processes import Children
 from sync.local.verify import is_enriched
-from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
+from sync.message.contract import Message, RecordRef
 from sync.services import Services
-from sync.settings import Settings, StorageSettings
-from sync.storage import queue_client, table_client
+from sync.state import ledger
+from sync.state.storage import queue_client, table_client
+from sync.work import worker
 from tests import hosting
 
 Make = Callable[..., Any]

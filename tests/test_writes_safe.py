@@ -15,15 +15,16 @@ from typing import Any
 import pytest
 from azure.storage.queue.aio import QueueClient
 
-from sync import runs, worker
-from sync.batchwire import Operation
-from sync.contract import Message, RecordRef
-from sync.deadletter import run_id_of
-from sync.errors import RecordFault
+from sync.clients.odata_batch import Operation
+from sync.config.storage_names import BATCH_QUEUE
+from sync.failures.errors import RecordFault
 from sync.local.verify import expected_columns
-from sync.names import BATCH_QUEUE
-from sync.planner import refs_from
+from sync.message.contract import Message, RecordRef
+from sync.plan.planner import refs_from
 from sync.services import Services
+from sync.state import runs
+from sync.state.dead_letters import run_id_of
+from sync.work import worker
 from tests.test_worker import FAST, emulator, enqueue, rows, work_until_done
 
 Make = Callable[..., Any]

@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
-from sync.conflicts import edited_columns, input_now, to_write
-from sync.contract import RecordRef
-from sync.dataverse import Version
-from sync.definition import parse_definition
-from sync.errors import ConfigError
-from sync.ledger import (
+from sync.clients.dataverse import Version
+from sync.config.table_definition import parse_definition
+from sync.failures.errors import ConfigError
+from sync.local.emulators.webapi.seeding import enrich_share
+from sync.local.emulators.webapi.store import accounts
+from sync.local.verify import expected_columns
+from sync.message.contract import RecordRef
+from sync.state.ledger import (
     MessageCounts,
     PlanManifest,
     RequestUsage,
@@ -23,10 +25,8 @@ from sync.ledger import (
     message_entity,
     plan_entity,
 )
-from sync.local.emulators.webapi.seeding import enrich_share
-from sync.local.emulators.webapi.store import accounts
-from sync.local.verify import expected_columns
-from sync.writes import fields_of, if_match
+from sync.work.conflicts import edited_columns, input_now, to_write
+from sync.work.writes import fields_of, if_match
 
 READ = {"numberofemployees": 10, "address1_country": "France", "description": "old"}
 NEW = {"numberofemployees": 120, "address1_country": "Spain", "description": "new"}

@@ -3,7 +3,7 @@
 A failure is either the record's or the service's (shared/DESIGN.md, invariant 1):
 
 - ``triage`` turns every answer and transport error of every outbound call into one domain
-  error (sync.errors);
+  error (sync.failures.errors);
 - ``retry`` is the one retry loop, with hooks, on the one clock;
 - ``circuit`` opens per dependency after consecutive service faults (at once on a configuration
   fault) with a growing, jittered back-off, and closes after a successful half-open probe;

@@ -10,7 +10,8 @@
 
 Times are wall-clock seconds (``clock.wall_s``) so that instances can share them. ``failed``
 answers whether it opened the circuit and ``succeeded`` whether it closed it: the caller
-(``sync.dependency``) logs and publishes each change for the cluster (see sync.cluster).
+(``sync.budget.dependency``) logs and publishes each change for the cluster (see
+sync.budget.cluster).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from sync.clock import SYSTEM_CLOCK, Clock
-from sync.errors import CircuitOpen, ConfigFault, ServiceFault
+from sync.failures.errors import CircuitOpen, ConfigFault, ServiceFault
 
 State = Literal["closed", "open", "half-open"]
 PROBE_WAIT_S: Final = 1.0

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sync.clock import SYSTEM_CLOCK, Clock
-from sync.errors import ConfigFault, ServiceFault
+from sync.failures.errors import ConfigFault, ServiceFault
 
 T = TypeVar("T")
 RetryHook = Callable[[ServiceFault, int], None]

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from sync.errors import (
+from sync.failures.errors import (
     AmbiguousFault,
     ConfigFault,
     RecordFault,

@@ -2,7 +2,7 @@
 
 The stack sets the definition's ``dry_run`` for its hosts (the rest of ``SYNC_DEFINITION`` as
 the environment gives it); afterwards the emulator must show no record written or created, and
-the summary prints the run's report (``sync.dryrun``), as ``sync status`` does.
+the summary prints the run's report (``sync.safety.dry_run``), as ``sync status`` does.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any
 
 from azure.data.tables.aio import TableClient
 
-from sync import dryrun, runs
-from sync.definition import parse_definition
-from sync.ledger import PLAN_KIND
+from sync.config.table_definition import parse_definition
+from sync.safety import dry_run
+from sync.state import runs
+from sync.state.ledger import PLAN_KIND
 
 
 def dry_run_definition(environ: Mapping[str, str]) -> str:
@@ -35,5 +36,5 @@ def writes_seen(stats: Mapping[str, Any]) -> list[str]:
 async def latest_report(ledger: TableClient, reports: TableClient) -> dict[str, Any] | None:
     """The latest plan's dry-run report, under the keys ``sync status --json`` uses."""
     run_id = await runs.latest_run_id(ledger, PLAN_KIND)
-    report = await dryrun.read_report(reports, run_id) if run_id else None
+    report = await dry_run.read_report(reports, run_id) if run_id else None
     return report.to_dict() if report is not None else None

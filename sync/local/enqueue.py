@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 from typing import Final
 
-from sync.contract import DEFAULT_DEFINITION, Message
-from sync.definitions import definitions_from, lane_of
-from sync.errors import ConfigError, ContractError
-from sync.names import BATCH_QUEUE
-from sync.producer import messages_for, read_jsonl, send
-from sync.settings import StorageSettings
-from sync.storage import queue_client, storage_credential
+from sync.config.definitions import definitions_from, lane_of
+from sync.config.settings import StorageSettings
+from sync.config.storage_names import BATCH_QUEUE
+from sync.failures.errors import ConfigError, ContractError
+from sync.message.contract import DEFAULT_DEFINITION, Message
+from sync.message.producer import messages_for, read_jsonl, send
+from sync.state.storage import queue_client, storage_credential
 
 MAX_ERRORS_SHOWN: Final = 20
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-from sync.definition import SyncDefinition, parse_definition
+from sync.config.table_definition import SyncDefinition, parse_definition
 from sync.local.dryrunlocal import dry_run_definition
 from sync.local.lanes import DEFAULT, Layout, lane_settings
 from sync.local.processes import Children

@@ -20,7 +20,7 @@ from sync import entry
 from sync.local.azurite import ROOT
 from sync.local.functions_index import IndexedFunction, QueueOptions, index, load_app
 from sync.local.hostrunner import QueueListener, fire_timer
-from sync.storage import APP_CLIENT_OPTIONS
+from sync.state.storage import APP_CLIENT_OPTIONS
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sync.lanes.config import identity_token
+from sync.config.lanes import identity_token
 from sync.local.emulators.webapi.servers import user_of
 from sync.local.emulators.webapi.stats import FACETS
 

@@ -12,10 +12,10 @@ from typing import Final, TextIO
 from azure.data.tables.aio import TableClient
 from azure.storage.queue.aio import QueueClient
 
-from sync import runs
-from sync.cluster import read_circuits
+from sync.budget.cluster import read_circuits
 from sync.failures.circuit import CircuitView
-from sync.ledger import PLAN_KIND, MessageCounts, RequestUsage
+from sync.state import runs
+from sync.state.ledger import PLAN_KIND, MessageCounts, RequestUsage
 
 POLL_S: Final = 0.5
 ServiceCount = Callable[[], Awaitable[int]]

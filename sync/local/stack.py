@@ -21,9 +21,17 @@ from typing import Any, Final
 
 import aiohttp
 
-from sync.deadletter import RECORD_REASONS
-from sync.definition import parse_definition
-from sync.errors import ConfigError
+from sync.config.settings import Settings, StorageSettings
+from sync.config.storage_names import (
+    BATCH_QUEUE,
+    DEAD_LETTER_QUEUE,
+    LEDGER_TABLE,
+    POISON_QUEUE,
+    REPORT_TABLE,
+    STATE_TABLE,
+)
+from sync.config.table_definition import parse_definition
+from sync.failures.errors import ConfigError
 from sync.local.azurite import Azurite, start_azurite
 from sync.local.dryrunlocal import latest_report, writes_seen
 from sync.local.emulators.enrichment import EnrichmentConfig
@@ -55,20 +63,12 @@ from sync.local.processes import (
 )
 from sync.local.progress import ProgressPrinter, Snapshot, watch
 from sync.local.verify import Verification, dead_lettered_ids, updated_count
-from sync.names import (
-    BATCH_QUEUE,
-    DEAD_LETTER_QUEUE,
-    LEDGER_TABLE,
-    POISON_QUEUE,
-    REPORT_TABLE,
-    STATE_TABLE,
-)
 from sync.ops.queuescan import raw_queue
 from sync.ops.run_status import read_queue_counts
 from sync.ops.status_view import dry_run_lines
 from sync.ops.target import LOCAL_RUN_DIR, forget_local_target, save_local_target
-from sync.settings import Settings, StorageSettings
-from sync.storage import ensure_resources, queue_client, table_client
+from sync.state.dead_letters import RECORD_REASONS
+from sync.state.storage import ensure_resources, queue_client, table_client
 
 __all__ = ["LocalOptions", "configure_parser", "local_token", "main", "run"]
 

@@ -9,9 +9,9 @@ from typing import Any
 import aiohttp
 from azure.storage.queue.aio import QueueClient
 
-from sync.definition import SyncDefinition
-from sync.enrichment import columns_from, domain_of
-from sync.errors import RecordFault
+from sync.clients.enrichment import columns_from, domain_of
+from sync.config.table_definition import SyncDefinition
+from sync.failures.errors import RecordFault
 from sync.local.emulators.enrichment import profile_for
 from sync.ops.queuescan import scan
 

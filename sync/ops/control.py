@@ -26,17 +26,18 @@ from typing import Final, TypeVar
 from azure.core.exceptions import AzureError
 from azure.data.tables.aio import TableClient
 
-from sync import canary, control, runs
-from sync.contract import DEFAULT_DEFINITION
-from sync.control import CONTROL_CACHE_S
-from sync.definitions import definitions_from
-from sync.names import LEDGER_TABLE, STATE_TABLE
+from sync.config.definitions import definitions_from
+from sync.config.settings import StorageSettings
+from sync.config.storage_names import LEDGER_TABLE, STATE_TABLE
+from sync.message.contract import DEFAULT_DEFINITION
 from sync.ops.target import TABLE_ROLE, TargetError, add_target_arguments, explain, storage_for
-from sync.settings import StorageSettings
-from sync.storage import storage_credential, table_client
+from sync.safety import canary, flags
+from sync.safety.flags import CONTROL_CACHE_S
+from sync.state import runs
+from sync.state.storage import storage_credential, table_client
 
 T = TypeVar("T")
-STATE_OF: Final[dict[str, control.State]] = {
+STATE_OF: Final[dict[str, flags.State]] = {
     "pause": "paused", "resume": "running", "cancel": "cancelled"}
 WHAT_NEXT: Final = {
     "pause": f"workers stop taking its records within {CONTROL_CACHE_S:g} s; messages being "
@@ -87,7 +88,7 @@ def _run(args: argparse.Namespace, action: str) -> int:
     except Unknown as error:
         print(f"sync {action}: {error}", file=sys.stderr)
         return 1
-    except (TargetError, control.ControlConflict) as error:
+    except (TargetError, flags.ControlConflict) as error:
         print(f"sync {action}: {error}", file=sys.stderr)
         return 2
     return 0
@@ -116,8 +117,8 @@ async def _apply(state: TableClient, action: str, definition: str, run_id: str |
     if action == "approve" and run_id is not None:
         await canary.approve(state, run_id)
         return f"run {run_id}: canary approved; the rest of the run goes on"
-    scope = control.run_scope(run_id) if run_id else control.definition_scope(definition)
-    await control.set_flag(state, scope, STATE_OF[action], reason, now_s)
+    scope = flags.run_scope(run_id) if run_id else flags.definition_scope(definition)
+    await flags.set_flag(state, scope, STATE_OF[action], reason, now_s)
     what = f"run {run_id}" if run_id else f"definition {definition}"
     if action == "resume" and run_id is not None:
         await canary.approve(state, run_id)

@@ -13,7 +13,9 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sync.contract import (
+from sync.config.storage_names import DEAD_LETTER_QUEUE, DEAD_LETTER_TABLE
+from sync.failures.errors import ContractError
+from sync.message.contract import (
     DEFAULT_DEFINITION,
     MAX_FAULT_CHARS,
     MAX_RECORDS_PER_MESSAGE,
@@ -22,13 +24,11 @@ from sync.contract import (
     fitting_groups,
     record_from,
 )
-from sync.deadletter import replay_batch_id
-from sync.errors import ContractError
-from sync.letterindex import REPLAYING, dead_letter_entity
-from sync.names import DEAD_LETTER_QUEUE, DEAD_LETTER_TABLE
 from sync.ops import repaircli
 from sync.ops.queuescan import Found
 from sync.ops.repair import Outgoing, Plan, Row
+from sync.state.dead_letters import replay_batch_id
+from sync.state.letter_index import REPLAYING, dead_letter_entity
 
 NOUN: Final = "dead letters"
 

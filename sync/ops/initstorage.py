@@ -13,7 +13,7 @@ import sys
 
 from azure.core.exceptions import AzureError
 
-from sync.names import QUEUES, TABLES
+from sync.config.storage_names import QUEUES, TABLES
 from sync.ops.target import (
     QUEUE_ROLE,
     TABLE_ROLE,
@@ -22,7 +22,7 @@ from sync.ops.target import (
     explain,
     storage_for,
 )
-from sync.storage import ensure_resources
+from sync.state.storage import ensure_resources
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

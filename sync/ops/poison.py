@@ -15,13 +15,13 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sync.contract import decode_message
-from sync.errors import ContractError
-from sync.letterindex import body_of, poison_entity
-from sync.names import POISON_QUEUE, POISON_TABLE
+from sync.config.storage_names import POISON_QUEUE, POISON_TABLE
+from sync.failures.errors import ContractError
+from sync.message.contract import decode_message
 from sync.ops import repaircli
 from sync.ops.queuescan import Found
 from sync.ops.repair import Outgoing, Plan, Row
+from sync.state.letter_index import body_of, poison_entity
 
 NOUN: Final = "poison messages"
 HOST_REASON: Final = "delivery_limit"
@@ -82,7 +82,7 @@ def why_it_stays(row: Row) -> str:
 
 
 def _envelope(body: str) -> dict[str, Any] | None:
-    """The worker's envelope (``sync.deadletter.message_envelope``), or None for a raw
+    """The worker's envelope (``sync.state.dead_letters.message_envelope``), or None for a raw
     message."""
     try:
         data = json.loads(body)

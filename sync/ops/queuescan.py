@@ -20,7 +20,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue.aio import QueueClient
 
-from sync.settings import StorageSettings
+from sync.config.settings import StorageSettings
 
 SCAN_VISIBILITY_S: Final = 60
 """How long a scanned message stays hidden if the scan dies before releasing it."""

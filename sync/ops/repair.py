@@ -29,14 +29,14 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 from azure.storage.queue.aio import QueueClient
 
-from sync import letterindex
-from sync.contract import NEVER_EXPIRE
-from sync.letterindex import DEAD, REPLAYED, REPLAYING
-from sync.names import BATCH_QUEUE
+from sync.config.settings import StorageSettings
+from sync.config.storage_names import BATCH_QUEUE
+from sync.message.contract import NEVER_EXPIRE
 from sync.ops.queuescan import Found, raw_queue, scan
 from sync.ops.selection import Selection
-from sync.settings import StorageSettings
-from sync.storage import queue_client, storage_credential, table_client
+from sync.state import letter_index
+from sync.state.letter_index import DEAD, REPLAYED, REPLAYING
+from sync.state.storage import queue_client, storage_credential, table_client
 
 STALE_CLAIM_S: Final = 300.0
 """A row ``replaying`` for longer belongs to a replay that died: the next replay takes it."""
@@ -122,7 +122,7 @@ class Tally:
 
 async def select(store: Store, selection: Selection, now_s: float) -> list[Row]:
     """The rows the selection names, after deleting the expired ones."""
-    await letterindex.sweep(store.index, now_s)
+    await letter_index.sweep(store.index, now_s)
     query = selection.odata()
     rows = store.index.query_entities(query) if query else store.index.list_entities()
     return [dict(row, _etag=row.metadata["etag"]) async for row in rows

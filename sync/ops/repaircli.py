@@ -17,13 +17,13 @@ from typing import Final, TextIO
 from azure.core.exceptions import AzureError, HttpResponseError
 
 from sync.clock import SYSTEM_CLOCK, Clock
-from sync.letterindex import body_of, retention_s
+from sync.config.settings import SETTINGS
 from sync.ops import repair
 from sync.ops.repair import Kind, Row, Store, Tally
 from sync.ops.selection import SelectionError, add_selection_arguments, selection_from
 from sync.ops.target import QUEUE_ROLE, TABLE_ROLE, TargetError, explain, storage_for
 from sync.ops.target import add_target_arguments as add_target
-from sync.settings import SETTINGS
+from sync.state.letter_index import body_of, retention_s
 
 ACTIONS: Final = ("list", "show", "replay", "purge")
 DEFAULT_RETENTION_DAYS: Final = int(next(

@@ -1,5 +1,5 @@
 """``python -m sync rollback RUN [--dry-run]``: give a run's written records their previous values
-back, except where someone changed them since (``sync.rollback``).
+back, except where someone changed them since (``sync.safety.restore``).
 
 Storage as every operator command finds it (``--account NAME``, ``--local``, or the
 environment: ``sync.ops.target``). Dataverse with the app's own settings: ``DATAVERSE_URL``, and
@@ -27,11 +27,13 @@ from urllib.parse import urlsplit
 
 from azure.core.exceptions import AzureError
 
-from sync.auth import TokenSource, url_token_source
-from sync.errors import ConfigError
-from sync.http import new_session
-from sync.lanes.config import identity_token, parse_environments
-from sync.names import BEFORE_IMAGE_TABLE, LEDGER_TABLE
+from sync.clients.auth import TokenSource, url_token_source
+from sync.clients.http import new_session
+from sync.clients.record_client import RecordClient
+from sync.config.lanes import identity_token, parse_environments
+from sync.config.settings import StorageSettings, is_loopback_url
+from sync.config.storage_names import BEFORE_IMAGE_TABLE, LEDGER_TABLE
+from sync.failures.errors import ConfigError
 from sync.ops.target import (
     TABLE_ROLE,
     TargetError,
@@ -40,15 +42,8 @@ from sync.ops.target import (
     local_dataverse,
     storage_for,
 )
-from sync.recordclient import RecordClient
-from sync.rollback import (
-    DEFAULT_CONCURRENCY,
-    RollbackError,
-    RollbackReport,
-    roll_back,
-)
-from sync.settings import StorageSettings, is_loopback_url
-from sync.storage import storage_credential, table_client
+from sync.safety.restore import DEFAULT_CONCURRENCY, RollbackError, RollbackReport, roll_back
+from sync.state.storage import storage_credential, table_client
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT_S: Final = 30.0

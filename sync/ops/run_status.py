@@ -1,7 +1,8 @@
 """What ``sync status`` reads: a run's totals, the queues, and the cluster's shared state.
 
-The numbers are the ledger's (``sync.runs.read_run``), the queues' approximate counts, and the
-rows ``sync.cluster`` and ``sync.slots`` keep in the state table: the gate, the circuits, the
+The numbers are the ledger's (``sync.state.runs.read_run``), the queues' approximate counts, and the
+rows ``sync.budget.cluster`` and ``sync.budget.slots`` keep in the state table: the gate, the
+circuits, the
 DOP hint, the slot leases and the instance leases. The local stack's summary reads the same.
 """
 
@@ -16,21 +17,12 @@ from typing import Any, Final, TypeVar
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables.aio import TableClient
 
-from sync import canary, control, dryrun, runs
-from sync.canary import CanaryRow
-from sync.cluster import (
-    UNKNOWN_HINT,
-    StateKeys,
-    live_instances,
-    read_circuits,
-)
-from sync.contract import DEFAULT_DEFINITION
-from sync.control import Flag
-from sync.dataverse import SERVICE as DATAVERSE
-from sync.enrichment import SERVICE as ENRICHMENT
-from sync.failures.circuit import CircuitView
-from sync.letterindex import DEAD
-from sync.names import (
+from sync.budget.cluster import UNKNOWN_HINT, StateKeys, live_instances, read_circuits
+from sync.budget.slots import slot_from
+from sync.clients.dataverse import SERVICE as DATAVERSE
+from sync.clients.enrichment import SERVICE as ENRICHMENT
+from sync.config.settings import StorageSettings
+from sync.config.storage_names import (
     DEAD_LETTER_TABLE,
     LEDGER_TABLE,
     POISON_QUEUE,
@@ -38,11 +30,16 @@ from sync.names import (
     REPORT_TABLE,
     STATE_TABLE,
 )
+from sync.failures.circuit import CircuitView
+from sync.message.contract import DEFAULT_DEFINITION
 from sync.ops.target import QUEUE_ROLE, TABLE_ROLE, explain
-from sync.runs import RunTotals
-from sync.settings import StorageSettings
-from sync.slots import slot_from
-from sync.storage import queue_client, storage_credential, table_client
+from sync.safety import canary, dry_run, flags
+from sync.safety.canary import CanaryRow
+from sync.safety.flags import Flag
+from sync.state import runs
+from sync.state.letter_index import DEAD
+from sync.state.runs import RunTotals
+from sync.state.storage import queue_client, storage_credential, table_client
 
 T = TypeVar("T")
 SERVICES: Final = (DATAVERSE, ENRICHMENT)
@@ -75,7 +72,7 @@ class ControlState:
     """The pause or cancel flags of the definition and of the run, and the run's canary."""
 
     definition: Flag = field(default_factory=lambda: Flag(
-        control.definition_scope(DEFAULT_DEFINITION)))
+        flags.definition_scope(DEFAULT_DEFINITION)))
     run: Flag | None = None
     canary: CanaryRow | None = None
 
@@ -93,7 +90,7 @@ class RunStatus:
     dead_letters_by_state: dict[str, int] = field(default_factory=dict)
     """The run's dead letters in the index now: dead (waiting for a repair), replaying,
     replayed (their records went back to the queue, and count as written once written)."""
-    dry_run: dryrun.Preview | None = None
+    dry_run: dry_run.Preview | None = None
     """The run's dry-run report; None when the run writes."""
     control: ControlState = field(default_factory=ControlState)
 
@@ -147,7 +144,7 @@ async def read_status(storage: StorageSettings, run_id: str | None, now_s: float
                                   TABLE_ROLE)
             cluster = await _guard(read_cluster(state, now_s), f"table {STATE_TABLE}",
                                    TABLE_ROLE)
-            report = await _guard(dryrun.read_report(reports, totals.run.run_id),
+            report = await _guard(dry_run.read_report(reports, totals.run.run_id),
                                   f"table {REPORT_TABLE}", TABLE_ROLE)
             flags = await _guard(read_control(state, totals.run.run_id, totals.run.definition),
                                  f"table {STATE_TABLE}",
@@ -179,8 +176,8 @@ async def read_control(state: TableClient, run_id: str,
     """The run's definition's and the run's flags and the run's canary, as the state table
     holds them."""
     return ControlState(
-        definition=await control.read_flag(state, control.definition_scope(definition)),
-        run=await control.read_flag(state, control.run_scope(run_id)),
+        definition=await flags.read_flag(state, flags.definition_scope(definition)),
+        run=await flags.read_flag(state, flags.run_scope(run_id)),
         canary=await canary.read_canary(state, run_id))
 
 

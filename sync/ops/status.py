@@ -19,10 +19,10 @@ import sys
 from typing import Final, TextIO
 
 from sync.clock import SYSTEM_CLOCK, Clock
+from sync.config.settings import StorageSettings
 from sync.ops.run_status import NoRun, read_status
 from sync.ops.status_view import render, status_dict
 from sync.ops.target import TargetError, add_target_arguments, storage_for
-from sync.settings import StorageSettings
 
 WATCH_S: Final = 5.0
 """How often ``--watch`` refreshes when no interval is given."""

@@ -7,9 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from sync.canary import CanaryRow
-from sync.control import Flag
-from sync.names import QUEUES
+from sync.config.storage_names import QUEUES
 from sync.ops.run_status import (
     ClusterState,
     ControlState,
@@ -20,7 +18,9 @@ from sync.ops.run_status import (
     hint_or_default,
     rate_per_s,
 )
-from sync.runs import RunTotals
+from sync.safety.canary import CanaryRow
+from sync.safety.flags import Flag
+from sync.state.runs import RunTotals
 
 
 def iso(epoch_s: float) -> str | None:
@@ -165,7 +165,7 @@ def _run_lines(run: dict[str, Any]) -> list[str]:
 
 
 def dry_run_lines(report: dict[str, Any]) -> list[str]:
-    """A dry run's report (``sync.dryrun.Preview.to_dict``): counts, columns, the sample."""
+    """A dry run's report (``sync.safety.dry_run.Preview.to_dict``): counts, columns, the sample."""
     lines = ["Dry run: nothing was written",
              f"  would change     {report['would_change']:>10,}",
              f"  unchanged        {report['unchanged']:>10,}",

@@ -23,8 +23,8 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 
-from sync.errors import ConfigError
-from sync.settings import StorageSettings
+from sync.config.settings import StorageSettings
+from sync.failures.errors import ConfigError
 
 LOCAL_RUN_DIR: Final = Path(os.environ.get("SYNC_LOCAL_RUN_DIR")
                            or Path(__file__).resolve().parents[2] / ".local-run")

@@ -5,7 +5,7 @@ no-op proxy: every call below costs a method call and nothing more. Once a Meter
 set, the same instruments record into it (the API rebinds proxy instruments).
 
 The code calls the small functions here from the places that know: the invocation boundary
-(``sync.telemetry.tracing``) for a message's outcome, ``sync.dependency`` for 429s, admission
+(``sync.telemetry.tracing``) for a message's outcome, ``sync.budget.dependency`` for 429s, admission
 waits and latency. What is a state rather than an event (DOP in use, the hint, circuit states)
 is read when the metrics are collected, from the services ``watch`` registered.
 """
@@ -19,8 +19,8 @@ from typing import Final
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from sync.lanes.config import DEFAULT_LANE
-from sync.ledger import MessageCounts
+from sync.config.lanes import DEFAULT_LANE
+from sync.state.ledger import MessageCounts
 from sync.telemetry import names
 
 METER: Final = metrics.get_meter("sync")

@@ -1,7 +1,8 @@
 """Queue depth and oldest-message age, per queue, sampled by a timer.
 
 Azure's own queue metric is account-wide and refreshed too rarely to follow a run, so the app
-samples each of its queues (sync.names.QUEUES): the approximate message count from the queue's
+samples each of its queues (sync.config.storage_names.QUEUES): the approximate message count from
+the queue's
 properties, and the age of the first message a peek returns. A peek sees visible messages only:
 records re-enqueued with a delay count in the depth but not in the age until they show again.
 An empty queue (nothing visible) reports an age of 0.
@@ -16,9 +17,9 @@ from datetime import datetime
 from azure.storage.queue.aio import QueueClient
 
 from sync.clock import SYSTEM_CLOCK, Clock
-from sync.names import QUEUES
-from sync.settings import StorageSettings
-from sync.storage import APP_CLIENT_OPTIONS, queue_client, storage_credential
+from sync.config.settings import StorageSettings
+from sync.config.storage_names import QUEUES
+from sync.state.storage import APP_CLIENT_OPTIONS, queue_client, storage_credential
 from sync.telemetry import metrics
 
 

@@ -13,10 +13,10 @@ from typing import Final
 
 from opentelemetry import trace
 
-from sync.contract import Message
-from sync.deadletter import run_id_of
-from sync.ledger import MessageCounts
-from sync.planstate import PlanState
+from sync.message.contract import Message
+from sync.plan.plan_state import PlanState
+from sync.state.dead_letters import run_id_of
+from sync.state.ledger import MessageCounts
 from sync.telemetry import metrics, names
 
 TRACER: Final = trace.get_tracer("sync")

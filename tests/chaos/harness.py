@@ -30,7 +30,14 @@ from typing import Any, Final
 
 import aiohttp
 
-from sync.deadletter import RECORD_REASONS
+from sync.config.settings import Settings, StorageSettings
+from sync.config.storage_names import (
+    BATCH_QUEUE,
+    DEAD_LETTER_QUEUE,
+    LEDGER_TABLE,
+    POISON_QUEUE,
+    STATE_TABLE,
+)
 from sync.local.azurite import AZURITE_BIN, ROOT, Azurite, StorageAccount
 from sync.local.azurite import _wait_for_ports as wait_for_ports
 from sync.local.emulators.enrichment import EnrichmentConfig
@@ -39,9 +46,8 @@ from sync.local.processes import Child, Children
 from sync.local.progress import Snapshot, snapshot, watch
 from sync.local.stack import local_token
 from sync.local.verify import Verification, emulator_stats, verify
-from sync.names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE, STATE_TABLE
-from sync.settings import Settings, StorageSettings
-from sync.storage import ensure_resources, queue_client, table_client
+from sync.state.dead_letters import RECORD_REASONS
+from sync.state.storage import ensure_resources, queue_client, table_client
 
 RECORDS: Final = int(os.environ.get("CHAOS_RECORDS", "400"))
 """Accounts each scenario seeds (``make chaos CHAOS_RECORDS=...``)."""

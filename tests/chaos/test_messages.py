@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from azure.storage.queue.aio import QueueClient
 
-from sync.contract import NEVER_EXPIRE, Message, RecordRef
-from sync.ledger import message_totals
+from sync.config.settings import StorageSettings
+from sync.config.storage_names import BATCH_QUEUE, LEDGER_TABLE, POISON_QUEUE
 from sync.local.azurite import ROOT, StorageAccount
 from sync.local.verify import created_count, emulator_stats, is_enriched
-from sync.names import BATCH_QUEUE, LEDGER_TABLE, POISON_QUEUE
-from sync.settings import StorageSettings
-from sync.storage import ensure_resources, table_client
+from sync.message.contract import NEVER_EXPIRE, Message, RecordRef
+from sync.state.ledger import message_totals
+from sync.state.storage import ensure_resources, table_client
 from tests.chaos.harness import (
     FAST_ENV,
     Result,

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync.names import QUEUES
+from sync.config.storage_names import QUEUES
 
 NAMES = Path(__file__).resolve().parents[2] / "sync" / "telemetry" / "names.py"
 
@@ -115,7 +115,8 @@ def problems(query: str) -> list[str]:
     found += [f"literal {literal!r} looks like a telemetry name but is not one"
               for literal in literals(query)
               if NAME_SHAPED.match(literal) and literal not in known.names()]
-    found += [f"literal {literal!r} looks like a queue but is not one of sync/names.py"
+    found += [f"literal {literal!r} looks like a queue but is not one of "
+              "sync/config/storage_names.py"
               for literal in literals(query)
               if literal.startswith("sync-") and literal not in QUEUES]
     found += [f"reads table {table}" for table in OTHER_TABLES

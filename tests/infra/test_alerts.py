@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sync.names import POISON_QUEUE
+from sync.config.storage_names import POISON_QUEUE
 from sync.telemetry import names
 from tests.infra import kql
 from tests.infra.bicep import INFRA, MAIN, Resource, decorators, params, parse, resources

@@ -1,6 +1,7 @@
 """The function app's settings against the code: the same names, the same defaults, no secrets.
 
-The names come from the code (sync/settings.py, sync/hostsettings.py), never from a copy here, so
+The names come from the code (sync/config/settings.py, sync/config/host_settings.py), never from a
+copy here, so
 a setting added to the code fails these tests until the template sets it too.
 """
 
@@ -12,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from sync.hostsettings import HOST_SETTING_NAMES
-from sync.names import STORAGE_CONNECTION
-from sync.settings import AZURE_SETTING_NAMES, SETTING_NAMES, SETTINGS, SettingSpec
+from sync.config.host_settings import HOST_SETTING_NAMES
+from sync.config.settings import AZURE_SETTING_NAMES, SETTING_NAMES, SETTINGS, SettingSpec
+from sync.config.storage_names import STORAGE_CONNECTION
 from tests.infra.bicep import INFRA, MAIN, decorators, dotted, one, params, unquote
 
 KEY_VAULT_REFERENCE = re.compile(r"^@Microsoft\.KeyVault\(SecretUri=\$\{[\w.]+\}\)$")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.names import QUEUES, TABLES
+from sync.config.storage_names import QUEUES, TABLES
 from tests.infra.bicep import (
     INFRA,
     MAIN,

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from sync import ratelimit
+from sync.clients import ratelimit_headers
 from sync.clock import ManualClock
 from tests.webapi.conftest import FAST, GHOST, Answer, Client, token_for
 
@@ -191,9 +191,9 @@ async def test_every_answer_carries_the_headers(client: Client) -> None:
     for answer in answers:
         assert answer.headers["x-ms-dop-hint"] == "14"  # 7 per server, 2 servers
         assert answer.headers["OData-Version"] == "4.0"
-        assert ratelimit.requests_left(
+        assert ratelimit_headers.requests_left(
             answer.headers["x-ms-ratelimit-burst-remaining-xrm-requests"]) is not None
-        assert ratelimit.time_left_s(
+        assert ratelimit_headers.time_left_s(
             answer.headers["x-ms-ratelimit-time-remaining-xrm-requests"]) is not None
         assert answer.headers["Set-Cookie"].startswith("ARRAffinity=")
     anonymous = await client.get("WhoAmI", token="")

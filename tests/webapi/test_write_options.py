@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sync.batchwire import Operation, batch_request, parse_batch_response
+from sync.clients.odata_batch import Operation, batch_request, parse_batch_response
 from sync.local.emulators.webapi.ops import API
 from tests.webapi.conftest import Client
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import random
 
-from sync.definition import DEFAULT_DEFINITION
-from sync.enrichment import columns_from, domain_of
-from sync.errors import RecordFault
+from sync.clients.enrichment import columns_from, domain_of
+from sync.config.table_definition import DEFAULT_DEFINITION
+from sync.failures.errors import RecordFault
 from sync.local.emulators.enrichment.profiles import profile_for
 from sync.local.emulators.webapi.store import Table
 

@@ -1,0 +1,311 @@
+"""The per-process governor of Dataverse requests: a share of the DOP hint, AIMD, a gate.
+
+One governor serves every invocation a worker process runs at once:
+
+- at most ``min(limit, share)`` requests in flight. ``share`` is the number of request slots
+  this instance holds from the cluster-wide pool (sync.budget.slots, set by sync.budget.cluster),
+  and may be
+  zero: then nothing enters; a waiter gives up after ``max_wait_s`` and raises Throttled
+  (``retry_after_s = no_slot_retry_s``) so its work goes back on the queue. A share is valid
+  for a time (``valid_for_s``): unless renewed by then it falls to zero, so an instance that
+  cannot reach the shared state stops sending before its slots lapse;
+- the concurrency error (0x80072326) halves ``limit`` (once per cool-down), and every ``limit``
+  successes add one back, up to ``share``: additive increase, multiplicative decrease;
+- any 429 closes the gate until now + Retry-After; entering while the gate is closed waits for
+  it when it opens within ``max_wait_s``, and otherwise raises Throttled at once so the caller
+  puts its work back on the queue instead of sleeping inside an invocation.
+
+Waiters are futures woken by releases and by ``loop.call_at`` when the gate opens; nothing polls.
+They are admitted oldest ticket first, and nobody enters ahead of an older waiter: a call keeps
+the ticket it took when it first asked (``ticket()``, ``entry(ticket)``) through its retries,
+so a request that was throttled and tries again goes before requests that asked after it. The
+records of the message that started first are served first: under a rate-limited service
+messages finish one after another instead of all together at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+from itertools import islice
+from types import TracebackType
+from typing import Final
+
+from sync.failures.errors import Throttled
+
+CONCURRENCY_CODE: Final = "0x80072326"
+GATE_CODE: Final = "gate"
+"""Code of the Throttled raised by a closed gate or for want of a slot: no request was sent,
+nothing was answered."""
+DECREASE_COOLDOWN_S: Final = 1.0
+"""After a decrease, further concurrency errors within this time are answers to the same burst."""
+
+
+def decreased(limit: int) -> int:
+    """Multiplicative decrease: half, at least 1."""
+    return max(1, limit // 2)
+
+
+def paced(limit: int, headroom: int | None, instances: int, in_flight: int = 0) -> int:
+    """The limit after pacing: the requests already in flight when the server answered (its
+    window has counted them) plus this instance's part of what it says is left
+    (``x-ms-ratelimit-*``), never above ``limit`` and at least 1 (a probe); a limit of 0 (no
+    request slot held) stays 0.
+
+    Self-clocking: at the window's edge the answers report budget as old spend leaves the
+    window, and the requests in flight keep going, so a client at the ceiling stays there
+    instead of falling to one request whenever little is left."""
+    if limit < 1 or headroom is None:
+        return limit
+    return max(1, min(limit, in_flight + headroom // max(1, instances)))
+
+
+def increased(limit: int, successes: int, share: int) -> tuple[int, int]:
+    """Additive increase: one more after ``limit`` successes, never above ``share`` (nor
+    below 1: a share of zero slots says nothing of what the server tolerates)."""
+    ceiling = max(1, share)
+    if successes + 1 >= limit:
+        return min(ceiling, limit + 1), 0
+    return min(ceiling, limit), successes + 1
+
+
+def lowered(limit: int, share: int) -> int:
+    """The limit under a new share: down with it at once, kept when the share is zero."""
+    return limit if share < 1 else min(limit, share)
+
+
+class Governor:
+    """An async context manager admitting requests under the limit and the gate."""
+
+    __slots__ = ("_expiry_handle", "_gate_handle", "_gate_until_s", "_headroom", "_headroom_base",
+                 "_in_flight", "_instances", "_last_asked_s", "_last_decrease_s", "_limit",
+                 "_loop", "_max_wait_s", "_no_slot_retry_s", "_share", "_successes", "_tickets",
+                 "_waiters", "service")
+
+    def __init__(self, share: int, *, service: str = "dataverse", max_wait_s: float = 2.0,
+                 ceiling: int | None = None, no_slot_retry_s: float = 2.0,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """``share`` slots to start with (0: none until the cluster grants some); the limit
+        starts at ``ceiling`` (by default the share) and follows the first share down."""
+        if share < 0:
+            raise ValueError(f"share must not be negative, got {share}")
+        if ceiling is not None and ceiling < 1:
+            raise ValueError(f"ceiling must be at least 1, got {ceiling}")
+        if max_wait_s < 0:
+            raise ValueError(f"max_wait_s must not be negative, got {max_wait_s}")
+        if no_slot_retry_s <= 0:
+            raise ValueError(f"no_slot_retry_s must be positive, got {no_slot_retry_s}")
+        self.service = service
+        """The service whose requests this governor admits (named by its gate's Throttled)."""
+        self._loop = loop or asyncio.get_running_loop()
+        self._share = share
+        self._limit = lowered(max(1, ceiling if ceiling is not None else share), share)
+        self._max_wait_s, self._no_slot_retry_s = max_wait_s, no_slot_retry_s
+        self._expiry_handle: asyncio.TimerHandle | None = None
+        self._in_flight = self._successes = 0
+        self._gate_until_s = self._last_decrease_s = self._last_asked_s = float("-inf")
+        self._gate_handle: asyncio.TimerHandle | None = None
+        self._headroom: int | None = None
+        self._headroom_base = 0
+        """Requests in flight besides the one answered when the headroom was reported."""
+        self._instances = 1
+        self._tickets = itertools.count()
+        self._waiters: list[_Waiter] = []
+        """Sorted by ticket (then arrival): who enters next."""
+
+    def __repr__(self) -> str:
+        gate_s = max(0.0, self._gate_until_s - self._loop.time())
+        return (f"Governor(limit={self._limit}, share={self._share}, in_flight={self._in_flight},"
+                f" headroom={self._headroom}, waiting={len(self._waiters)}, "
+                f"gate_closed_for_s={gate_s:.1f})")
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
+    def share(self) -> int:
+        return self._share
+
+    @property
+    def max_wait_s(self) -> float:
+        """The longest wait for the gate this governor accepts inside an invocation."""
+        return self._max_wait_s
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def idle_s(self) -> float:
+        """Seconds since a request last asked to enter (admitted or not): the demand an
+        instance holding no slot shows the cluster."""
+        return self._loop.time() - self._last_asked_s
+
+    def gate_remaining_s(self) -> float:
+        """Seconds until the gate opens; 0 when open."""
+        return max(0.0, self._gate_until_s - self._loop.time())
+
+    def note_headroom(self, headroom: int | None) -> None:
+        """What the last answer said is left of the window (None: the server does not say)."""
+        self._headroom = headroom
+        self._headroom_base = max(0, self._in_flight - 1)
+        self._wake()
+
+    def set_share(self, share: int, instances: int = 1, valid_for_s: float | None = None) -> None:
+        """A new share (slots held); the limit follows it down at once, up by AIMD. With
+        ``valid_for_s`` the share falls to zero that long from now unless set again."""
+        if share < 0:
+            raise ValueError(f"share must not be negative, got {share}")
+        self._instances = max(1, instances)
+        self._share = share
+        self._limit = lowered(self._limit, share)
+        if self._expiry_handle is not None:
+            self._expiry_handle.cancel()
+            self._expiry_handle = None
+        if valid_for_s is not None and share > 0:
+            self._expiry_handle = self._loop.call_at(self._loop.time() + max(0.0, valid_for_s),
+                                                     self._expire_share)
+        self._wake()
+        if share == 0:
+            self._wake_all()  # they learn there is no slot, and wait out max_wait_s for one
+
+    def _expire_share(self) -> None:
+        self._expiry_handle = None
+        self._share = 0
+        self._wake_all()
+
+    def close_gate(self, retry_after_s: float) -> None:
+        """No request enters before now + ``retry_after_s`` (a later closing wins)."""
+        until_s = self._loop.time() + retry_after_s
+        if until_s <= self._gate_until_s:
+            return
+        self._gate_until_s = until_s
+        if self._gate_handle is not None:
+            self._gate_handle.cancel()
+        self._gate_handle = self._loop.call_at(until_s, self._wake)
+        if retry_after_s > self._max_wait_s:
+            self._wake_all()
+
+    def throttled(self, error: Throttled) -> None:
+        """A 429: close the gate; the concurrency error also halves the limit."""
+        self.close_gate(error.retry_after_s)
+        now_s = self._loop.time()
+        if error.code == CONCURRENCY_CODE and now_s - self._last_decrease_s >= DECREASE_COOLDOWN_S:
+            self._limit, self._successes = decreased(self._limit), 0
+            self._last_decrease_s = now_s
+
+    def succeeded(self) -> None:
+        """A request answered without throttling."""
+        self._limit, self._successes = increased(self._limit, self._successes, self._share)
+        self._wake()
+
+    def ticket(self) -> int:
+        """A place in line, taken when a call first asks and kept through its retries."""
+        return next(self._tickets)
+
+    def entry(self, ticket: int) -> _Entry:
+        """``async with governor.entry(ticket)``: admission in ``ticket``'s place in line."""
+        return _Entry(self, ticket)
+
+    async def __aenter__(self) -> None:
+        await self.enter(self.ticket())
+
+    async def enter(self, ticket: int) -> None:
+        """Wait for admission (see ``__aenter__``'s rules) in ``ticket``'s place in line."""
+        self._last_asked_s = self._loop.time()
+        give_up_s = self._last_asked_s + self._max_wait_s
+        while not self._may_enter(ticket):
+            gate_s = self.gate_remaining_s()
+            if gate_s > self._max_wait_s:
+                raise Throttled(self.service, gate_s, GATE_CODE)
+            if self._share == 0 and self._loop.time() >= give_up_s:
+                raise Throttled(self.service, self._no_slot_retry_s, GATE_CODE)
+            await self._wait(ticket, give_up_s if self._share == 0 else None)
+        self._in_flight += 1
+
+    async def _wait(self, ticket: int, give_up_s: float | None) -> None:
+        """Until woken (a release, a share, the gate opening) or, holding no slot, until
+        ``give_up_s``. A waiter woken that leaves without entering (cancelled, given up, or
+        behind an older one) passes the wake on."""
+        waiter = _Waiter(ticket, next(self._tickets), self._loop.create_future())
+        bisect.insort(self._waiters, waiter)
+        timer = None if give_up_s is None else self._loop.call_at(give_up_s, _wake, waiter)
+        try:
+            await waiter.future
+        except BaseException:
+            self._out_of_line(waiter, timer)
+            if waiter.future.done() and not waiter.future.cancelled():
+                self._wake()  # woken, but leaving: the room goes to the next in line
+            raise
+        self._out_of_line(waiter, timer)
+
+    def _out_of_line(self, waiter: _Waiter, timer: asyncio.TimerHandle | None) -> None:
+        if timer is not None:
+            timer.cancel()
+        self._waiters.remove(waiter)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.leave()
+
+    def leave(self) -> None:
+        """A request admitted earlier is done."""
+        self._in_flight -= 1
+        self._wake()
+
+    def _may_enter(self, ticket: int) -> bool:
+        first = self._waiters[0].ticket if self._waiters else ticket
+        return (self.gate_remaining_s() == 0 and self._in_flight < self._room()
+                and ticket <= first)
+
+    def _room(self) -> int:
+        return paced(min(self._limit, self._share), self._headroom, self._instances,
+                     self._headroom_base)
+
+    def _wake(self) -> None:
+        """Wake as many waiters as may now enter; each re-checks when it runs."""
+        if self.gate_remaining_s() > 0:
+            return
+        room = self._room() - self._in_flight
+        if room > 0:
+            for waiter in islice(self._waiters, room):  # no copy of a long queue
+                _wake(waiter)
+
+    def _wake_all(self) -> None:
+        """Wake every waiter, e.g. so they learn the gate now closes for too long to wait."""
+        for waiter in self._waiters:
+            _wake(waiter)
+
+
+class _Waiter:
+    """One request waiting for admission, in line by ``ticket`` (then by ``seq``)."""
+
+    __slots__ = ("future", "seq", "ticket")
+
+    def __init__(self, ticket: int, seq: int, future: asyncio.Future[None]) -> None:
+        self.ticket, self.seq, self.future = ticket, seq, future
+
+    def __lt__(self, other: _Waiter) -> bool:
+        return (self.ticket, self.seq) < (other.ticket, other.seq)
+
+
+class _Entry:
+    """``Governor.entry(ticket)``: the governor's admission with a ticket kept from before."""
+
+    __slots__ = ("_governor", "_ticket")
+
+    def __init__(self, governor: Governor, ticket: int) -> None:
+        self._governor, self._ticket = governor, ticket
+
+    async def __aenter__(self) -> None:
+        await self._governor.enter(self._ticket)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._governor.leave()
+
+
+def _wake(waiter: _Waiter) -> None:
+    if not waiter.future.done():
+        waiter.future.set_result(None)

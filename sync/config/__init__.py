@@ -1,0 +1,1 @@
+"""Configuration: the app settings, the sync definitions, lanes, schedules and resource names."""

@@ -1,0 +1,159 @@
+"""The sync definition: which table, which records, what to send the enrichment API, what to write.
+
+Given as JSON in the ``SYNC_DEFINITION`` app setting, or as ``@path`` to a JSON file shipped with
+the app; unset, it is ``DEFAULT_DEFINITION`` (accounts enriched from their website). Validated at
+start-up: an error names the field at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sync.config.canary_policy import CanaryPolicy, parse_canary
+from sync.config.json_setting import read_json_setting
+from sync.failures.errors import ConfigError
+
+_IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_ENRICHMENT_FIELDS: Final = frozenset({"employees", "country", "description", "domain"})
+EDIT_POLICIES: Final = ("keep", "overwrite")
+"""What a write does to a mapped column a person changed since the read: keep the person's
+value, or overwrite it with the enriched one."""
+BYPASS_LOGIC: Final = ("CustomSync", "CustomAsync")
+"""The custom logic ``MSCRM.BypassBusinessLogicExecution`` can bypass (synchronous plug-ins and
+workflows, asynchronous ones)."""
+
+DEFAULT_DEFINITION: Final[dict[str, Any]] = {
+    "entity_set": "accounts",
+    "logical_name": "account",
+    "key": "accountid",
+    "input_column": "websiteurl",
+    "filter": "",
+    "mapping": {"numberofemployees": "employees", "address1_country": "country",
+                "description": "description"},
+    "change_tracking": True,
+    "skip_own_changes": True,
+    "dry_run": False,
+    "canary": None,
+    "edit_policy": "keep",
+    "bypass_business_logic": [],
+    "suppress_duplicate_detection": False,
+    "bulk_etag_check": True,
+}
+_FIELDS: Final = frozenset(DEFAULT_DEFINITION)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDefinition:
+    """What one sync reads, enriches and writes."""
+
+    entity_set: str = "accounts"
+    logical_name: str = "account"
+    key: str = "accountid"
+    input_column: str = "websiteurl"
+    filter: str = ""
+    mapping: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DEFINITION["mapping"]))
+    change_tracking: bool = True
+    skip_own_changes: bool = True
+    dry_run: bool = False
+    """Plan, read, enrich and compare, write nothing: a report per run (``sync.safety.dry_run``)."""
+    canary: CanaryPolicy | None = None
+    """Start each planned run with a few records (``sync.safety.canary``); None: no canary."""
+    edit_policy: str = "keep"
+    bypass_business_logic: tuple[str, ...] = ()
+    """Sent as ``MSCRM.BypassBusinessLogicExecution`` on every write (needs the
+    prvBypassCustomBusinessLogic privilege); empty: not sent."""
+    suppress_duplicate_detection: bool = False
+    """Send ``MSCRM.SuppressDuplicateDetection: true`` on every write."""
+    bulk_etag_check: bool = True
+    """Bulk writes (UpdateMultiple carries no ETag per target) first read the group's ETags and
+    hand records that moved to the conflict path."""
+
+    @property
+    def write_headers(self) -> dict[str, str]:
+        """The bulk-job options every write carries."""
+        headers: dict[str, str] = {}
+        if self.bypass_business_logic:
+            headers["MSCRM.BypassBusinessLogicExecution"] = ",".join(self.bypass_business_logic)
+        if self.suppress_duplicate_detection:
+            headers["MSCRM.SuppressDuplicateDetection"] = "true"
+        return headers
+
+    @property
+    def read_columns(self) -> tuple[str, ...]:
+        """The columns the planner selects: only what the workers need (the mapped columns too,
+        so a worker can tell an unchanged record and keep the values it replaces)."""
+        own = ("_modifiedby_value",) if self.skip_own_changes else ()
+        mapped = tuple(c for c in self.mapping if c not in (self.key, self.input_column))
+        return (self.key, self.input_column, *own, *mapped)
+
+
+def parse_definition(value: str | None) -> SyncDefinition:
+    """The definition from the setting's value: JSON, ``@path``, or empty for the default."""
+    if not value:
+        return definition_from(DEFAULT_DEFINITION)
+    data = read_json_setting("SYNC_DEFINITION", value)
+    if not isinstance(data, dict):
+        raise ConfigError("SYNC_DEFINITION must be a JSON object")
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise ConfigError(f"SYNC_DEFINITION has unknown fields: {', '.join(unknown)}")
+    return definition_from({**DEFAULT_DEFINITION, **data})
+
+
+def definition_from(data: dict[str, Any], where: str = "SYNC_DEFINITION") -> SyncDefinition:
+    """A definition from all its fields; ConfigError naming ``where``.{field} at fault."""
+    for name in ("entity_set", "logical_name", "key", "input_column"):
+        if not isinstance(data[name], str) or not _IDENTIFIER.match(data[name]):
+            raise ConfigError(f"{where}.{name} must be a Dataverse name")
+    if not isinstance(data["filter"], str):
+        raise ConfigError(f"{where}.filter must be a string (an OData $filter)")
+    for name in ("change_tracking", "skip_own_changes", "dry_run",
+                 "suppress_duplicate_detection", "bulk_etag_check"):
+        if not isinstance(data[name], bool):
+            raise ConfigError(f"{where}.{name} must be true or false")
+    if data["change_tracking"] and data["filter"]:
+        raise ConfigError(f"{where}: change tracking rejects $filter; set "
+                          "change_tracking to false to use a filter (modifiedon watermark)")
+    return SyncDefinition(entity_set=data["entity_set"], logical_name=data["logical_name"],
+                          key=data["key"], input_column=data["input_column"],
+                          filter=data["filter"], mapping=_mapping(data["mapping"], where),
+                          change_tracking=data["change_tracking"],
+                          skip_own_changes=data["skip_own_changes"],
+                          dry_run=data["dry_run"],
+                          canary=parse_canary(data["canary"]),
+
+                          edit_policy=_edit_policy(data["edit_policy"], where),
+                          bypass_business_logic=_bypass(data["bypass_business_logic"], where),
+                          suppress_duplicate_detection=data["suppress_duplicate_detection"],
+                          bulk_etag_check=data["bulk_etag_check"])
+
+
+def _edit_policy(value: Any, where: str) -> str:
+    if value not in EDIT_POLICIES:
+        raise ConfigError(f"{where}.edit_policy must be one of: {', '.join(EDIT_POLICIES)}")
+    return str(value)
+
+
+def _bypass(value: Any, where: str) -> tuple[str, ...]:
+    """A list of the custom logic to bypass; ``true`` is both kinds, ``false`` none."""
+    if isinstance(value, bool):
+        return BYPASS_LOGIC if value else ()
+    if not isinstance(value, list) or any(item not in BYPASS_LOGIC for item in value):
+        raise ConfigError(f"{where}.bypass_business_logic must be true, false or a list "
+                          f"of {', '.join(BYPASS_LOGIC)}")
+    return tuple(item for item in BYPASS_LOGIC if item in value)
+
+
+def _mapping(value: Any, where: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f"{where}.mapping must map Dataverse columns to enrichment "
+                          "fields")
+    for column, source in value.items():
+        if not _IDENTIFIER.match(column):
+            raise ConfigError(f"{where}.mapping: {column!r} is not a column name")
+        if source not in _ENRICHMENT_FIELDS:
+            raise ConfigError(f"{where}.mapping.{column}: {source!r} is not an "
+                              f"enrichment field ({', '.join(sorted(_ENRICHMENT_FIELDS))})")
+    return dict(value)

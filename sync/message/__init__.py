@@ -1,0 +1,1 @@
+"""Messages: the contract of what travels on the queues, its ids, counts and changes."""

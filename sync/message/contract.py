@@ -1,0 +1,293 @@
+"""The message contract: what the planner and upstream producers put on the batches queue.
+
+Words: a *message* is one queue message of records (``Message``; its id travels as ``batch_id``
+and the queue is ``sync-batches``, names kept from version 1); "batch" alone means the OData
+``$batch`` request (``sync.clients.odata_batch``); a *message run* is one message being carried out
+(``sync.work.message_run``).
+
+On the wire a message is UTF-8 JSON, base64-encoded (producers use ``TextBase64EncodePolicy``;
+the worker decodes it itself so that a message that is not base64 reaches the poison queue with
+its reason). Version 4 (``schemas/batch-message.v4.json``)::
+
+    {"version": 4, "batch_id": "plan-2026-11-22-000001", "attempt": 0, "definition": "default",
+     "lane": {"environment": "default", "identity": "default"},
+     "records": [{"id": "5b1c...", "input": "https://www.contoso.com",
+                  "etag": "W/\"1234\"", "current": {"numberofemployees": 120}}]}
+
+``input`` is the enrichment input, e.g. the record's website. ``attempt`` counts how many times
+the unfinished part of this batch went back to the queue (a throttle, an open circuit, a service
+fault). A record sent back after failing carries its ``history`` (strikes, attempts, first and
+last seen, last fault), so a fresh copy of the message keeps what was learnt without counting
+dequeues. ``etag`` and ``current`` are what the planner read: the record's version and the values
+its mapped columns held, so the worker can leave unchanged records alone, refuse to overwrite a
+person's later edit, and keep the values it replaces. ``definition`` names the sync definition
+(``default`` when left out). Version 4 adds ``lane`` (``{"environment": "prod", "identity":
+"sync1"}``): the identity and environment to write through, chosen by the planner; left out,
+the worker picks one of the definition's lanes. Versions 1 (no ``history``), 2 (no ``etag``,
+``current``, ``definition``) and 3 (no ``lane``) are still accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sync.failures.errors import ContractError
+
+CONTRACT_VERSION: Final = 4
+SUPPORTED_VERSIONS: Final = (1, 2, 3, 4)
+DEFAULT_DEFINITION: Final = "default"
+MAX_QUEUE_MESSAGE_BYTES: Final = 64 * 1024
+"""Azure Storage Queues' limit on one message, measured after base64 encoding."""
+NEVER_EXPIRE: Final = -1
+"""Time-to-live of every message the app sends: a queued record never silently expires."""
+MAX_RECORDS_PER_MESSAGE: Final = 1000
+MAX_INPUT_CHARS: Final = 2048
+_BATCH_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_GUID: Final = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-"
+                          r"[0-9A-Fa-f]{12}")
+"""A record id, as schemas/batch-message.v2.json spells it (matched whole)."""
+_DEFINITION_NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_LANE_NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_COLUMN_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+_MESSAGE_KEYS: Final = {1: frozenset({"version", "batch_id", "attempt", "records"}),
+                        2: frozenset({"version", "batch_id", "attempt", "records"}),
+                        3: frozenset({"version", "batch_id", "attempt", "records", "definition"}),
+                        4: frozenset({"version", "batch_id", "attempt", "records", "definition",
+                                      "lane"})}
+_RECORD_KEYS: Final = {1: frozenset({"id", "input"}), 2: frozenset({"id", "input", "history"}),
+                       3: frozenset({"id", "input", "history", "etag", "current"}),
+                       4: frozenset({"id", "input", "history", "etag", "current"})}
+MAX_ETAG_CHARS: Final = 128
+MAX_CURRENT_COLUMNS: Final = 50
+MAX_CURRENT_TEXT_CHARS: Final = 4000
+Scalar = str | int | float | bool | None
+"""A column value as the Web API reads and writes it."""
+_HISTORY_KEYS: Final = frozenset({"strikes", "attempts", "first_seen", "last_seen",
+                                  "last_fault"})
+MAX_FAULT_CHARS: Final = 300
+
+
+@dataclass(frozen=True, slots=True)
+class RecordHistory:
+    """What earlier deliveries learnt about one record that failed."""
+
+    strikes: int = 0
+    """Deliveries on which it met an ambiguous fault while its siblings succeeded."""
+    attempts: int = 0
+    """Requests carrying it that failed, over every delivery."""
+    first_seen: str = ""
+    last_seen: str = ""
+    last_fault: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"strikes": self.strikes, "attempts": self.attempts,
+                "first_seen": self.first_seen, "last_seen": self.last_seen,
+                "last_fault": self.last_fault[:MAX_FAULT_CHARS]}
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRef:
+    """One record to enrich: its primary key, its enrichment input, what befell it so far."""
+
+    id: str
+    input: str
+    history: RecordHistory | None = None
+    etag: str | None = None
+    """The record's version when it was read (``@odata.etag``); None when not read."""
+    current: Mapping[str, Scalar] | None = field(default=None, hash=False)
+    """The mapped columns' values when it was read; None when not read."""
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"id": self.id, "input": self.input}
+        if self.history is not None:
+            wire["history"] = self.history.to_wire()
+        if self.etag is not None:
+            wire["etag"] = self.etag
+        if self.current is not None:
+            wire["current"] = dict(self.current)
+        return wire
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A validated message of records."""
+
+    batch_id: str
+    records: tuple[RecordRef, ...]
+    attempt: int = 0
+    definition: str = DEFAULT_DEFINITION
+    lane: tuple[str, str] | None = None
+    """(environment, identity) to write through; None: the worker picks one of the
+    definition's lanes."""
+
+    def to_json(self) -> str:
+        """The message as compact JSON text (the queue client adds the base64 layer)."""
+        body: dict[str, Any] = {"version": CONTRACT_VERSION, "batch_id": self.batch_id,
+                                "attempt": self.attempt, "definition": self.definition}
+        if self.lane is not None:
+            body["lane"] = {"environment": self.lane[0], "identity": self.lane[1]}
+        body["records"] = [r.to_wire() for r in self.records]
+        return json.dumps(body, separators=(",", ":"))
+
+
+ENVELOPE_BYTES: Final = 480
+"""More than the JSON around the records can take: version, a 128-character batch id, attempt,
+a 63-character definition name, a lane of two 32-character names."""
+RECORDS_BUDGET_BYTES: Final = MAX_QUEUE_MESSAGE_BYTES * 3 // 4 - ENVELOPE_BYTES
+"""What the records' JSON may take so that the whole message fits after base64."""
+
+
+def fitting_groups(records: Iterable[RecordRef], max_count: int) -> Iterator[tuple[RecordRef, ...]]:
+    """Consecutive groups of at most ``max_count`` records whose message fits the queue."""
+    group: list[RecordRef] = []
+    used = 0
+    for record in records:
+        size = len(json.dumps(record.to_wire(), separators=(",", ":")).encode("utf-8")) + 1
+        if group and (len(group) == max_count or used + size > RECORDS_BUDGET_BYTES):
+            yield tuple(group)
+            group, used = [], 0
+        group.append(record)
+        used += size
+    if group:
+        yield tuple(group)
+
+
+def encoded_size_bytes(text: str) -> int:
+    """Size of ``text`` on the queue after UTF-8 and base64 encoding."""
+    raw = len(text.encode("utf-8"))
+    return 4 * ((raw + 2) // 3)
+
+
+def decode_message(body: bytes) -> Message:
+    """Parse and validate a message body (already base64-decoded); ContractError says why not."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ContractError(f"message is not UTF-8 text (byte {error.start})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ContractError(f"message is not JSON: {error.msg} at char {error.pos}") from None
+    return _message(data)
+
+
+def _message(data: Any) -> Message:
+    if not isinstance(data, dict):
+        raise ContractError("message must be a JSON object")
+    version = data.get("version")
+    if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
+        supported = ", ".join(map(str, SUPPORTED_VERSIONS))
+        raise ContractError(f"unknown contract version {version!r}; supported: {supported}")
+    _no_unknown_keys(data, _MESSAGE_KEYS[version], "message")
+    batch_id = data.get("batch_id")
+    if not isinstance(batch_id, str) or not _BATCH_ID.match(batch_id):
+        raise ContractError("batch_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+    attempt = data.get("attempt", 0)
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
+        raise ContractError("attempt must be a non-negative integer")
+    definition = data.get("definition", DEFAULT_DEFINITION)
+    if not isinstance(definition, str) or not _DEFINITION_NAME.match(definition):
+        raise ContractError("definition must be 1-63 characters of a-z 0-9 -, starting with a "
+                            "letter")
+    return Message(batch_id=batch_id, records=_records(data.get("records"), version),
+                        attempt=attempt, definition=definition, lane=_lane(data.get("lane")))
+
+
+def _lane(value: Any) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"environment", "identity"}:
+        raise ContractError("lane must be an object with environment and identity")
+    names = (value["environment"], value["identity"])
+    if not all(isinstance(name, str) and _LANE_NAME.match(name) for name in names):
+        raise ContractError("lane.environment and lane.identity must be 1-32 characters of "
+                            "a-z 0-9 -, starting with a letter")
+    return names
+
+
+def _records(items: Any, version: int) -> tuple[RecordRef, ...]:
+    if not isinstance(items, list) or not items:
+        raise ContractError("records must be a non-empty list")
+    if len(items) > MAX_RECORDS_PER_MESSAGE:
+        raise ContractError(f"records holds {len(items)} items; at most "
+                            f"{MAX_RECORDS_PER_MESSAGE} per message")
+    records = tuple(record_from(item, f"records[{index}]", version)
+                    for index, item in enumerate(items))
+    if len({r.id for r in records}) != len(records):
+        raise ContractError("records must not repeat an id")
+    return records
+
+
+def record_from(item: Any, where: str, version: int = CONTRACT_VERSION) -> RecordRef:
+    """A validated record from its JSON form; ContractError names ``where`` it failed."""
+    if not isinstance(item, dict):
+        raise ContractError(f"{where} must be an object")
+    _no_unknown_keys(item, _RECORD_KEYS[version], where)
+    record_id, value = item.get("id"), item.get("input")
+    if not isinstance(record_id, str) or not _is_guid(record_id):
+        raise ContractError(f"{where}.id must be a GUID")
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_INPUT_CHARS:
+        raise ContractError(f"{where}.input must be a string of 1-{MAX_INPUT_CHARS} characters")
+    history = _history(item["history"], f"{where}.history") if "history" in item else None
+    return RecordRef(id=record_id.lower(), input=value, history=history,
+                     etag=_etag(item.get("etag"), f"{where}.etag"),
+                     current=_current(item.get("current"), f"{where}.current"))
+
+
+def _etag(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ETAG_CHARS:
+        raise ContractError(f"{where} must be a string of 1-{MAX_ETAG_CHARS} characters")
+    return value
+
+
+def _current(value: Any, where: str) -> dict[str, Scalar] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > MAX_CURRENT_COLUMNS:
+        raise ContractError(f"{where} must be an object of at most {MAX_CURRENT_COLUMNS} columns")
+    for column, cell in value.items():
+        if not _COLUMN_NAME.match(column):
+            raise ContractError(f"{where}: {column[:100]!r} is not a column name")
+        if not _is_scalar(cell):
+            raise ContractError(f"{where}.{column} must be a string of at most "
+                                f"{MAX_CURRENT_TEXT_CHARS} characters, a number, true, false "
+                                "or null")
+    return value
+
+
+def _is_scalar(cell: Any) -> bool:
+    if isinstance(cell, str):
+        return len(cell) <= MAX_CURRENT_TEXT_CHARS
+    return cell is None or isinstance(cell, (bool, int, float))
+
+
+def _history(item: Any, where: str) -> RecordHistory:
+    if not isinstance(item, dict):
+        raise ContractError(f"{where} must be an object")
+    _no_unknown_keys(item, _HISTORY_KEYS, where)
+    counts = {name: item.get(name, 0) for name in ("strikes", "attempts")}
+    for name, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1_000_000:
+            raise ContractError(f"{where}.{name} must be a non-negative integer")
+    texts = {name: item.get(name, "") for name in ("first_seen", "last_seen", "last_fault")}
+    for name, text in texts.items():
+        if not isinstance(text, str) or len(text) > MAX_FAULT_CHARS:
+            raise ContractError(f"{where}.{name} must be a string of at most "
+                                f"{MAX_FAULT_CHARS} characters")
+    return RecordHistory(strikes=counts["strikes"], attempts=counts["attempts"], **texts)
+
+
+def _no_unknown_keys(data: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ContractError(f"{where} has unknown fields: {', '.join(unknown)}")
+
+
+def _is_guid(text: str) -> bool:
+    return _GUID.fullmatch(text) is not None

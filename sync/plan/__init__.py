@@ -1,0 +1,1 @@
+"""Planning a run: which definitions are due, paging their tables into messages, checkpoints."""

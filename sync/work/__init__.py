@@ -1,0 +1,1 @@
+"""Carrying out one message: its holds, enrichment, writes in every mode, and its settlement."""

@@ -1,0 +1,58 @@
+"""What to write after a record changed since it was read (a 412 on its ETag, or a bulk
+pre-write check that found its ETag moved): pure decisions, no I/O.
+
+The record is read again (its input and mapped columns, and its new ETag). A mapped column a
+person changed since the read is one whose value now differs from the value read. Under the
+definition's ``edit_policy``:
+
+- ``keep`` (the default): those columns are left as the person set them; the others are written
+  with the new ETag;
+- ``overwrite``: every enriched column is written with the new ETag.
+
+A record read without its values (a producer's record) has no edits to tell: it is written as
+``overwrite`` would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, Final
+
+from sync.clients.dataverse import Version
+from sync.message.changes import same_value
+from sync.message.contract import RecordRef, Scalar
+
+CHANGED_SINCE_READ: Final = "changed_since_read"
+"""Why a record whose ETag kept moving goes back on the queue (never a dead letter)."""
+
+
+def edited_columns(read: Mapping[str, Scalar] | None, now: Mapping[str, Any],
+                   columns: Mapping[str, Any]) -> set[str]:
+    """The columns of ``columns`` whose value ``now`` differs from the value ``read``."""
+    if read is None:
+        return set()
+    return {column for column in columns
+            if column in read and not same_value(read[column], now.get(column))}
+
+
+def to_write(read: Mapping[str, Scalar] | None, now: Mapping[str, Any],
+             columns: Mapping[str, Any], policy: str) -> dict[str, Any]:
+    """The enriched columns the policy lets a write set over a record as it is ``now``."""
+    if policy == "overwrite":
+        return dict(columns)
+    edited = edited_columns(read, now, columns)
+    return {column: value for column, value in columns.items() if column not in edited}
+
+
+def input_now(version: Version, input_column: str) -> str | None:
+    """The record's enrichment input as read again; None when a person cleared it."""
+    value = version.values.get(input_column)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def reread(record: RecordRef, version: Version, mapped: tuple[str, ...],
+           input_value: str) -> RecordRef:
+    """The record as read again: its new ETag, input and mapped columns' values."""
+    current: dict[str, Scalar] = {column: version.values.get(column) for column in mapped}
+    return replace(record, input=input_value, etag=version.etag, current=current)

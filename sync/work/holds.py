@@ -1,0 +1,166 @@
+"""Before a worker takes a message's records: is its definition or run paused or cancelled,
+and how many of them may its run's canary take now.
+
+- **paused** (or a canary holding): the records go back on the queue as a new message,
+  invisible for ``SYNC_PAUSE_DELAY_S`` (plus jitter), and the invocation succeeds. It never
+  raises: a raise would count a dequeue and end in the poison queue; a new message starts its
+  dequeue count again, so a message paused for days is never poisoned.
+- **cancelled**: the records are counted ``cancelled`` in the run's ledger (not written, not
+  dead letters), so the run completes and reports them.
+- A message already being written when a pause arrives is watched (``watching``): once the
+  flag is seen, no new request starts, the requests in flight finish, and the unfinished
+  records go back the same way (reason ``paused``, or ``cancelled`` to be counted so on their
+  next delivery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from sync.clients.dataverse import SERVICE as DATAVERSE
+from sync.clients.enrichment import SERVICE as ENRICHMENT
+from sync.config.canary_policy import CanaryPolicy
+from sync.message.contract import NEVER_EXPIRE, Message, RecordRef
+from sync.safety import canary, flags
+from sync.services import Work
+from sync.state import ledger, runs
+from sync.state.dead_letters import is_planned, run_id_of
+from sync.state.ledger import MessageCounts
+from sync.work.message_run import MessageRun
+
+logger = logging.getLogger(__name__)
+
+HELD_SUFFIX: Final = ".w"
+"""Appended to the batch id of the records a canary left waiting (their ledger row differs)."""
+JITTER_MAX_S: Final = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What to process now (None: nothing, the message was held or cancelled), and the counts
+    of what admission itself did (records held or cancelled)."""
+
+    message: Message | None
+    counts: MessageCounts = field(default_factory=MessageCounts)
+
+
+def hold_delay_s(pause_delay_s: float, rand: float) -> int:
+    """Visibility delay of held records: the pause delay plus jitter, whole seconds, >= 1."""
+    return max(1, int(pause_delay_s + rand * JITTER_MAX_S + 0.999))
+
+
+async def admit(work: Work, message: Message) -> Admission:
+    """Apply the flags and the canary to ``message``; see the module."""
+    run_id = run_id_of(message.batch_id)
+    flag = await work.control.stopping(work.storage.state, message.definition, run_id)
+    if flag is not None and flag.state == flags.CANCELLED:
+        return await _cancel(work, message, run_id, flag.reason)
+    if flag is not None:
+        return Admission(None, await hold(work, message, message.records, reason="paused"))
+    policy = work.definition.canary
+    if policy is None or not is_planned(message.batch_id) or \
+            run_id in work.control.released_runs:
+        return Admission(message)
+    return await _canary(work, message, run_id, policy)
+
+
+async def _canary(work: Work, message: Message, run_id: str,
+                  policy: CanaryPolicy) -> Admission:
+    totals = await runs.read_totals(work.storage.ledger, run_id)  # only the run's row counts
+    planned = totals.run.planned if totals is not None and totals.run.plan_complete else None
+    limit = policy.limit(planned)
+    if limit is None:  # a percentage of a plan still paging
+        return Admission(None, await hold(work, message, message.records, reason="canary"))
+    ids = [r.id for r in message.records]
+    go, row = await canary.claim(work.storage.state, run_id, ids, limit)
+    if not row.released and len(go) < len(ids):
+        row = await canary.judge(work.storage.state, work.storage.ledger, row, limit=limit,
+                                 policy=policy, definition=message.definition,
+                                 now_s=work.control.clock.wall_s())
+    if row.released:
+        work.control.released_runs.add(run_id)
+        return Admission(message)
+    waiting = tuple(r for r in message.records if r.id not in go)
+    if not waiting:
+        return Admission(message)
+    if not go:
+        return Admission(None, await hold(work, message, waiting, reason="canary"))
+    await hold(work, message, waiting, reason="canary", batch_id=_held_id(message))
+    return Admission(dataclasses.replace(
+        message, records=tuple(r for r in message.records if r.id in go)))
+
+
+def _held_id(message: Message) -> str:
+    return (message.batch_id[:128 - len(HELD_SUFFIX)]) + HELD_SUFFIX
+
+
+async def hold(work: Work, message: Message, records: Sequence[RecordRef], *,
+               reason: str, batch_id: str | None = None) -> MessageCounts:
+    """Put ``records`` back on the queue as a new message (same attempt), invisible for the
+    pause delay; answer the counts of that (for the span and metrics; a pure hold writes no
+    ledger row, so a long pause does not grow the ledger)."""
+    delay_s = hold_delay_s(work.settings.pause_delay_s, random.random())  # noqa: S311
+    held = dataclasses.replace(message, batch_id=batch_id or message.batch_id,
+                               records=tuple(records))
+    await work.storage.batches.send_message(held.to_json(), visibility_timeout=delay_s,
+                                        time_to_live=NEVER_EXPIRE)
+    logger.info("batch %s: %d records held (%s) for %d s", held.batch_id, len(records), reason,
+                delay_s, extra={"event": "batch_held", "batch_id": held.batch_id,
+                                "reason": reason})
+    return MessageCounts(reenqueued=len(records), requeue_delay_s=delay_s,
+                       reenqueued_by_reason=Counter({reason: len(records)}))
+
+
+async def _cancel(work: Work, message: Message, run_id: str,
+                  reason: str) -> Admission:
+    counts = MessageCounts(cancelled=len(message.records))
+    await ledger.record_message(work.storage.ledger, message.batch_id, message.attempt, counts)
+    logger.info("batch %s: %d records cancelled (%s)", message.batch_id, len(message.records),
+                reason or "-", extra={"event": "batch_cancelled", "batch_id": message.batch_id})
+    await runs.complete_if_done(work.storage.ledger, run_id, work.control.clock.wall_s())
+    return Admission(None, counts)
+
+
+@contextlib.asynccontextmanager
+async def watching(work: Work, run: MessageRun) -> AsyncIterator[None]:
+    """While the message is carried out, stop it when its definition or run is paused or
+    cancelled (checked every cache period)."""
+    task = asyncio.create_task(_watch(work, run))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _watch(work: Work, run: MessageRun) -> None:
+    cache = work.control
+    run_id = run_id_of(run.message.batch_id)
+    while True:
+        await cache.clock.sleep(cache.ttl_s)
+        try:
+            flag = await cache.stopping(work.storage.state, run.message.definition, run_id)
+        except Exception:
+            logger.exception("pause flag not read; the message goes on",
+                             extra={"event": "control_read_failed"})
+            continue
+        if flag is not None:
+            stop_sending(run, flag.state, work.settings.pause_delay_s)
+            return
+
+
+def stop_sending(run: MessageRun, state: str, pause_delay_s: float) -> None:
+    """No new request for this message; its unfinished records go back after the delay."""
+    reason = "cancelled" if state == flags.CANCELLED else "paused"
+    for service in (DATAVERSE, ENRICHMENT):
+        run.stopped_services[service] = reason
+    run.wait(0.0 if reason == "cancelled" else pause_delay_s)

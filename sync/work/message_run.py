@@ -1,0 +1,125 @@
+"""The live state of one message run: what each record became, what to send back, and when.
+
+Each record of the message ends in exactly one place: written, dead-lettered (its own fault),
+or unfinished: back on the queue in one fresh message whose delay is the longest any fault asked
+for (a Retry-After, an open circuit's time left, a service fault's back-off), carrying what was
+learnt about each record that failed (its history) so nothing depends on dequeue counts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from sync.budget.governor import GATE_CODE
+from sync.clients.dataverse import SERVICE as DATAVERSE
+from sync.failures.errors import CircuitOpen, Deferred, ServiceFault, SyncError, Throttled
+from sync.message.contract import Message, RecordHistory, RecordRef
+from sync.state.ledger import MessageCounts
+
+if TYPE_CHECKING:
+    from sync.safety.dry_run import Preview
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 with seconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass(slots=True)
+class MessageRun:
+    """Per-message bookkeeping, shared by the enrichment and the write phases."""
+
+    message: Message
+    counts: MessageCounts = field(default_factory=MessageCounts)
+    finished: set[str] = field(default_factory=set)
+    delay_s: float = 0.0
+    """The longest delay any fault asked for: the re-enqueue delay of the unfinished records."""
+    stopped_services: dict[str, str] = field(default_factory=dict)
+    """Services this message sends nothing more to, with the reason (throttled, circuit)."""
+    histories: dict[str, RecordHistory] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    """Why each record that failed is still unfinished (service_fault, suspected_record_fault)."""
+    preview: Preview | None = None
+    """A dry run's findings for this message; None when the definition writes."""
+    written_ids: list[str] = field(default_factory=list)
+    """The records written, in order (their before-images are kept for a rollback)."""
+
+    # What the governed calls are told (sync.budget.dependency.CallHooks).
+
+    def stop_delay(self, service: str) -> float | None:
+        """The re-enqueue delay once ``service`` stopped this message; None while it has not."""
+        return self.delay_s if service in self.stopped_services else None
+
+    def count_429(self, error: Throttled) -> None:
+        """A 429 answer, by its code."""
+        if error.code != GATE_CODE:
+            self.counts.throttled_by_code[error.code or f"{error.service}-429"] += 1
+
+    def count_retry(self, fault: ServiceFault) -> None:
+        self.counts.transient_retries += 1
+
+    def count_request(self, service: str, kind: str, *, retry: bool) -> None:
+        """A request sent; only Dataverse's are request usage."""
+        if service == DATAVERSE:
+            self.counts.requests.count(kind, retry=retry)
+
+    # What the phases record.
+
+    def stopped(self, service: str) -> bool:
+        return service in self.stopped_services
+
+    def deferred(self, error: Deferred) -> None:
+        """Stop sending to the service; the unfinished records wait for the delay."""
+        kind = "circuit_open" if isinstance(error, CircuitOpen) else "throttled"
+        self.stopped_services.setdefault(error.service, kind)
+        self.delay_s = max(self.delay_s, error.retry_after_s)
+
+    def wait(self, delay_s: float) -> None:
+        """Records left unfinished by a service fault come back after at least ``delay_s``."""
+        self.delay_s = max(self.delay_s, delay_s)
+
+    def failed(self, record: RecordRef, fault: SyncError, *, strike: bool = False,
+               reason: str = "service_fault") -> None:
+        """Remember a failure of ``record`` for its history (sent back with it)."""
+        self.reasons[record.id] = reason
+        before = self.histories.get(record.id) or record.history or RecordHistory()
+        seen = now_iso()
+        self.histories[record.id] = replace(
+            before, attempts=before.attempts + 1, strikes=before.strikes + int(strike),
+            first_seen=before.first_seen or seen, last_seen=seen, last_fault=str(fault))
+
+    def history_of(self, record: RecordRef) -> RecordHistory:
+        return self.histories.get(record.id) or record.history or RecordHistory()
+
+    def written(self, record_id: str) -> None:
+        self.counts.written += 1
+        self.finished.add(record_id)
+        self.written_ids.append(record_id)
+
+    def previewed(self, record_id: str) -> None:
+        """A dry run settled the record: it is done, and nothing was written."""
+        self.counts.previewed += 1
+        self.finished.add(record_id)
+
+    def unchanged(self, record_id: str) -> None:
+        """The record already holds its enriched values: nothing to write."""
+        self.counts.unchanged += 1
+        self.finished.add(record_id)
+
+    def dead_lettered(self, record_id: str, reason: str) -> None:
+        self.counts.dead_lettered += 1
+        self.counts.dead_lettered_by_reason[reason] += 1
+        self.finished.add(record_id)
+
+    def reason_unfinished(self, record_id: str) -> str:
+        """Why a record goes back on the queue."""
+        if record_id in self.reasons:
+            return self.reasons[record_id]
+        return next(iter(self.stopped_services.values()), "service_fault")
+
+    def unfinished(self) -> tuple[RecordRef, ...]:
+        """The records still to do, each with its history."""
+        return tuple(replace(r, history=self.histories.get(r.id, r.history))
+                     for r in self.message.records if r.id not in self.finished)
