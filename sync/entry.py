@@ -15,15 +15,15 @@ from datetime import UTC, datetime
 
 from sync.config.settings import Settings, StorageSettings
 from sync.failures.errors import ConfigError
+from sync.message.counts import MessageCounts
 from sync.plan import due, planner
 from sync.plan.plan_state import PlanState, plan_state_from
 from sync.safety import image_sweep
-from sync.services import Services, open_services
-from sync.state.ledger import MessageCounts
+from sync.services import Services, open_services, unwatch_services, watch_services
+from sync.state.storage import QueueProbe
 from sync.telemetry import names
-from sync.telemetry.queues import QueueProbe, QueueSample
+from sync.telemetry.queues import QueueSample
 from sync.telemetry.setup import configure_telemetry
-from sync.telemetry.state import unwatch_services, watch_services
 from sync.telemetry.tracing import traced_message, traced_plan
 from sync.work import worker
 

@@ -18,7 +18,6 @@ from sync.budget.cluster import Cluster
 from sync.budget.dependency import Dependency
 from sync.budget.governor import Governor
 from sync.budget.lane import Lane, open_lane
-from sync.clients.dataverse import DataverseClient
 from sync.clients.enrichment import SERVICE as ENRICHMENT
 from sync.clients.enrichment import EnrichmentClient
 from sync.clients.http import new_session
@@ -26,61 +25,17 @@ from sync.clock import SYSTEM_CLOCK, Clock
 from sync.config.definitions import KEY_SETTING, Definition
 from sync.config.lanes import LaneKey
 from sync.config.settings import Settings
-from sync.config.table_definition import SyncDefinition
 from sync.failures.circuit import Circuit, CircuitPolicy, CircuitView
 from sync.failures.retry import RetryPolicy
 from sync.safety.flags import ControlCache
-from sync.state.stores import Stores, open_stores
+from sync.state.storage import Stores, open_stores
+from sync.telemetry import metrics
+from sync.work.context import Enricher, Work
 
 ENRICHMENT_CONCURRENCY: Final = 32
 """Enrichment calls in flight per endpoint and process; the API's 429s close its gate beyond."""
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Enricher:
-    """One enrichment endpoint: its client and its governed call (governor, circuit)."""
-
-    client: EnrichmentClient
-    dependency: Dependency
-
-
-@dataclass(frozen=True, slots=True)
-class Work:
-    """What one message is carried out with: its definition, the lane it writes through, the
-    enrichment endpoint of its definition and the shared storage."""
-
-    settings: Settings
-    named: Definition
-    lane: Lane
-    enricher: Enricher
-    storage: Stores
-    circuit_policy: CircuitPolicy
-    control: ControlCache
-    lanes: tuple[Lane, ...] = ()
-    """Every lane of the definition (this one included): where unfinished work may go."""
-
-    @property
-    def definition(self) -> SyncDefinition:
-        """The table, mapping and options of the message's definition."""
-        return self.named.table
-
-    @property
-    def dataverse(self) -> DataverseClient:
-        return self.lane.dataverse
-
-    @property
-    def dataverse_dep(self) -> Dependency:
-        return self.lane.dependency
-
-    @property
-    def enrichment(self) -> EnrichmentClient:
-        return self.enricher.client
-
-    @property
-    def enrichment_dep(self) -> Dependency:
-        return self.enricher.dependency
 
 
 @dataclass(slots=True)
@@ -197,3 +152,32 @@ def _enrichment_circuit(definition: Definition) -> str:
     if definition.enrichment_url is None and definition.enrichment_key_setting == KEY_SETTING:
         return ENRICHMENT
     return f"{ENRICHMENT}-{definition.name}"
+
+
+def watched_of(services: Services) -> metrics.Watched:
+    """The live state of ``services`` as the gauges read it at each collection: requests in
+    flight over every lane, the largest hint any lane saw, each circuit (a lane's Dataverse
+    circuit named ``dataverse`` for the single lane, ``dataverse:<env>/<identity>`` else)."""
+    lanes = list(services.lanes.values())
+    dependencies = [(lane.dependency.name if lane.key.is_default
+                     else f"{lane.dependency.name}:{lane.key}", lane.dependency)
+                    for lane in lanes]
+    dependencies += [(e.dependency.name, e.dependency) for e in services.enrichers.values()]
+    circuits = {name: (lambda circuit=dep.circuit: circuit.state)
+                for name, dep in dependencies}
+
+    def hint() -> int | None:
+        return max((h for lane in lanes if (h := lane.dataverse.dop_hint) is not None),
+                   default=None)
+
+    return metrics.Watched(dop_in_use=lambda: sum(lane.governor.in_flight for lane in lanes),
+                           dop_hint=hint, circuits=circuits)
+
+
+def watch_services(services: Services) -> None:
+    """Let the gauges read ``services`` until ``unwatch_services``."""
+    metrics.watch(id(services), watched_of(services))
+
+
+def unwatch_services(services: Services) -> None:
+    metrics.unwatch(id(services))

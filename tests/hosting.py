@@ -13,13 +13,14 @@ import pytest
 from azure.storage.queue.aio import QueueClient
 
 from sync.config.storage_names import BATCH_QUEUE
+from sync.message.counts import MessageCounts
 from sync.services import Services
 from sync.state import ledger
 from sync.work import worker
 
 
 async def run_instances(instances: Sequence[Services], expected: int,
-                        limit_s: float) -> ledger.MessageCounts:
+                        limit_s: float) -> MessageCounts:
     """Hand the visible messages round-robin to the instances, each running its share at once,
     until ``expected`` records are written or dead-lettered (bounded by ``limit_s``)."""
     first = instances[0]

@@ -12,8 +12,8 @@ import pytest
 
 from sync.local.verify import is_enriched
 from sync.message.contract import Message, RecordRef
+from sync.message.counts import MessageCounts
 from sync.services import Services
-from sync.state import ledger
 from tests import hosting
 
 Make = Callable[..., Any]
@@ -42,7 +42,7 @@ async def enqueue(services: Services, count: int, size: int) -> set[str]:
     return {r.id for r in records}
 
 
-async def run_instances(instances: list[Services], expected: int) -> ledger.MessageCounts:
+async def run_instances(instances: list[Services], expected: int) -> MessageCounts:
     return await hosting.run_instances(instances, expected, LIMIT_S)
 
 

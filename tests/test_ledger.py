@@ -6,8 +6,9 @@ from collections import Counter
 
 from sync.config.settings import StorageSettings
 from sync.config.storage_names import LEDGER_TABLE
+from sync.message.counts import MessageCounts
 from sync.state import ledger
-from sync.state.ledger import MessageCounts, PlanManifest
+from sync.state.ledger import PlanManifest
 from sync.state.storage import table_client
 
 

@@ -26,7 +26,8 @@ from sync.local.lanes import (
     users_of_identities,
 )
 from sync.local.progress import added_up
-from sync.state.ledger import PLAN_KIND, MessageCounts
+from sync.message.counts import MessageCounts
+from sync.state.ledger import PLAN_KIND
 from sync.state.runs import RunRow, RunTotals
 
 URLS = {"env1": "http://127.0.0.1:5001", "env2": "http://127.0.0.1:5002"}

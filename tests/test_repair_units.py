@@ -11,6 +11,7 @@ from azure.core.exceptions import HttpResponseError
 
 from sync.failures.errors import RecordFault
 from sync.message.contract import RecordHistory, RecordRef, decode_message
+from sync.message.ids import replay_batch_id, run_id_of
 from sync.ops.deadletters import DeadLetters
 from sync.ops.poison import Poison, why_it_stays
 from sync.ops.queuescan import Found, body_text
@@ -22,13 +23,7 @@ from sync.ops.selection import (
     parse_since,
     selection_from,
 )
-from sync.state.dead_letters import (
-    Origin,
-    message_envelope,
-    record_envelope,
-    replay_batch_id,
-    run_id_of,
-)
+from sync.state.dead_letters import Origin, message_envelope, record_envelope
 from sync.state.letter_index import (
     BODY_CHUNK_CHARS,
     body_key,

@@ -19,11 +19,12 @@ from sync.clock import ManualClock
 from sync.config.settings import Settings, StorageSettings
 from sync.config.storage_names import BATCH_QUEUE, LEDGER_TABLE
 from sync.message.contract import Message, RecordRef
+from sync.message.counts import MessageCounts, RequestUsage
+from sync.message.ids import is_planned, run_id_of
 from sync.plan import planner
 from sync.services import open_services
 from sync.state import ledger, runs
-from sync.state.dead_letters import is_planned, run_id_of
-from sync.state.ledger import MessageCounts, PlanManifest, RequestUsage
+from sync.state.ledger import PlanManifest
 from sync.state.runs import RunRow, is_complete
 from sync.state.storage import table_client
 from sync.telemetry import names

@@ -32,6 +32,7 @@ from sync.config.storage_names import (
 )
 from sync.failures.circuit import CircuitView
 from sync.local.azurite import StorageAccount
+from sync.message.counts import MessageCounts, RequestUsage
 from sync.ops import status
 from sync.ops.run_status import (
     ClusterState,
@@ -43,7 +44,7 @@ from sync.ops.run_status import (
 )
 from sync.ops.status_view import status_dict
 from sync.state import ledger, runs
-from sync.state.ledger import MessageCounts, PlanManifest, RequestUsage
+from sync.state.ledger import PlanManifest
 from sync.state.runs import RunRow, RunTotals
 from sync.state.storage import queue_client, table_client
 

@@ -9,8 +9,7 @@ from azure.core.exceptions import ServiceRequestError
 
 from sync.config.settings import StorageSettings
 from sync.config.storage_names import LEDGER_TABLE
-from sync.state.storage import table_client
-from sync.state.stores import open_stores
+from sync.state.storage import open_stores, table_client
 
 DEAD_PROXY = "http://127.0.0.1:9"
 """Nothing listens there: a request sent through it fails."""

@@ -11,8 +11,9 @@ from azure.data.tables.aio import TableClient
 
 from sync.config.settings import StorageSettings
 from sync.config.storage_names import LEDGER_TABLE
+from sync.message.counts import MessageCounts
 from sync.state import ledger, runs
-from sync.state.ledger import MessageCounts, PlanManifest, Tallies, run_partition
+from sync.state.ledger import PlanManifest, Tallies, run_partition
 from sync.state.storage import table_client
 
 START_S = 1_795_000_000.0

@@ -44,12 +44,12 @@ from sync.failures.circuit import Circuit, CircuitPolicy
 from sync.failures.errors import ConfigFault, Throttled
 from sync.failures.retry import RetryPolicy
 from sync.message.contract import Message, RecordRef
+from sync.message.counts import MessageCounts
 from sync.plan import planner
-from sync.state.ledger import MessageCounts
-from sync.state.storage import queue_client
+from sync.services import unwatch_services, watch_services
+from sync.state.storage import QueueProbe, queue_client
 from sync.telemetry import events, metrics, names, setup
-from sync.telemetry.queues import QueueProbe, age_s
-from sync.telemetry.state import unwatch_services, watch_services
+from sync.telemetry.queues import age_s
 from sync.telemetry.tracing import outcome_of, traced_message, traced_plan
 from sync.work import worker
 from tests.test_governor import NoHooks

@@ -27,6 +27,7 @@ from sync.config.storage_names import (
 from sync.local.processes import Children
 from sync.local.verify import is_enriched
 from sync.message.contract import Message, RecordRef
+from sync.message.counts import MessageCounts
 from sync.services import Services
 from sync.state import ledger
 from sync.state.storage import queue_client, table_client
@@ -66,7 +67,7 @@ async def refs(services: Services, count: int) -> list[RecordRef]:
             for r in (await rows(services))[:count]]
 
 
-async def work_until_done(services: Services, expected: int) -> ledger.MessageCounts:
+async def work_until_done(services: Services, expected: int) -> MessageCounts:
     """Be a host until ``expected`` records are written or dead-lettered (bounded by LIMIT_S)."""
     return await hosting.run_instances([services], expected, LIMIT_S)
 

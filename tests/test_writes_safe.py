@@ -20,10 +20,10 @@ from sync.config.storage_names import BATCH_QUEUE
 from sync.failures.errors import RecordFault
 from sync.local.verify import expected_columns
 from sync.message.contract import Message, RecordRef
+from sync.message.ids import run_id_of
 from sync.plan.planner import refs_from
 from sync.services import Services
 from sync.state import runs
-from sync.state.dead_letters import run_id_of
 from sync.work import worker
 from tests.test_worker import FAST, emulator, enqueue, rows, work_until_done
 

@@ -16,15 +16,8 @@ from sync.local.emulators.webapi.seeding import enrich_share
 from sync.local.emulators.webapi.store import accounts
 from sync.local.verify import expected_columns
 from sync.message.contract import RecordRef
-from sync.state.ledger import (
-    MessageCounts,
-    PlanManifest,
-    RequestUsage,
-    counts_from,
-    manifest_from,
-    message_entity,
-    plan_entity,
-)
+from sync.message.counts import MessageCounts, RequestUsage
+from sync.state.ledger import PlanManifest, counts_from, manifest_from, message_entity, plan_entity
 from sync.work.conflicts import edited_columns, input_now, to_write
 from sync.work.writes import fields_of, if_match
 

@@ -14,8 +14,9 @@ from azure.storage.queue.aio import QueueClient
 
 from sync.budget.cluster import read_circuits
 from sync.failures.circuit import CircuitView
+from sync.message.counts import MessageCounts, RequestUsage
 from sync.state import runs
-from sync.state.ledger import PLAN_KIND, MessageCounts, RequestUsage
+from sync.state.ledger import PLAN_KIND
 
 POLL_S: Final = 0.5
 ServiceCount = Callable[[], Awaitable[int]]

@@ -24,10 +24,10 @@ from sync.message.contract import (
     fitting_groups,
     record_from,
 )
+from sync.message.ids import replay_batch_id
 from sync.ops import repaircli
 from sync.ops.queuescan import Found
 from sync.ops.repair import Outgoing, Plan, Row
-from sync.state.dead_letters import replay_batch_id
 from sync.state.letter_index import REPLAYING, dead_letter_entity
 
 NOUN: Final = "dead letters"

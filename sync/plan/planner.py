@@ -47,12 +47,13 @@ from sync.message.contract import (
     Scalar,
     fitting_groups,
 )
+from sync.message.counts import RequestUsage
 from sync.plan.plan_state import Checkpoint, Mode, PlanState, load_checkpoint, save_checkpoint
 from sync.safety.flags import definition_scope, read_flag
-from sync.services import Services, Work
 from sync.state import ledger, runs
-from sync.state.ledger import PlanManifest, RequestUsage
+from sync.state.ledger import PlanManifest
 from sync.telemetry.tracing import describe_plan
+from sync.work.context import Work, WorkSource
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def _etag(row: Mapping[str, Any]) -> str | None:
     return etag if isinstance(etag, str) and 0 < len(etag) <= MAX_ETAG_CHARS else None
 
 
-async def plan(services: Services, now: datetime, definition: str | None = None
+async def plan(services: WorkSource, now: datetime, definition: str | None = None
                ) -> PlanState | None:
     """Start a plan of ``definition`` (by default the first); answers the state handed on, or
     None when it is complete."""
@@ -155,14 +156,14 @@ async def plan(services: Services, now: datetime, definition: str | None = None
     return await plan_definition(_reader(services, named), now)
 
 
-async def continue_plan(services: Services, state: PlanState) -> PlanState | None:
+async def continue_plan(services: WorkSource, state: PlanState) -> PlanState | None:
     """Go on with a plan from its continuation message, through an open lane of its
     definition."""
     named = _definition(services, state.definition)
     return await continue_definition(_reader(services, named), state)
 
 
-def _definition(services: Services, name: str | None) -> Definition:
+def _definition(services: WorkSource, name: str | None) -> Definition:
     definitions = services.settings.definitions
     found = definitions.first if name is None else definitions.get(name)
     if found is None:
@@ -171,7 +172,7 @@ def _definition(services: Services, name: str | None) -> Definition:
     return found
 
 
-def _reader(services: Services, definition: Definition) -> Work:
+def _reader(services: WorkSource, definition: Definition) -> Work:
     """The work context a plan reads through: the definition's open lane with the most room
     (marked busy, so its next refresh claims slots for the reads)."""
     lane = routing.pick(services.lanes_of(definition))
@@ -216,7 +217,7 @@ async def plan_definition(services: Work, now: datetime) -> PlanState | None:
 async def continue_definition(services: Work, state: PlanState,
                               checkpoint: Checkpoint | None = None) -> PlanState | None:
     """Plan pages until done or out of time; then hand on or finish."""
-    describe_plan(state)
+    describe_plan(state.run_id, state.mode)
     settings = services.settings
     clock = services.dataverse_dep.clock
     deadline_s = clock.monotonic_s() + settings.plan_budget_s

@@ -32,9 +32,8 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from sync.message.changes import before_values, changed_columns
-from sync.message.contract import RecordRef, Scalar
-from sync.state.dead_letters import run_id_of
-from sync.work.message_run import MessageRun
+from sync.message.contract import Message, RecordRef, Scalar
+from sync.message.ids import run_id_of
 
 logger = logging.getLogger(__name__)
 
@@ -182,32 +181,34 @@ def transaction_groups(entities: Sequence[dict[str, Any]],
         yield group
 
 
-def images_of(run: MessageRun, items: Iterable[tuple[RecordRef, Mapping[str, Any]]],
+def images_of(message: Message, written_ids: Iterable[str],
+              items: Iterable[tuple[RecordRef, Mapping[str, Any]]],
               entity_set: str, expires_at_s: float) -> list[Image]:
     """The images of the records this message wrote."""
-    written = set(run.written_ids)
-    run_id = run_id_of(run.message.batch_id)
+    written = set(written_ids)
+    run_id = run_id_of(message.batch_id)
     images = (image_for(run_id, entity_set, record, new, expires_at_s)
               for record, new in items if record.id in written)
     return [image for image in images if image is not None]
 
 
-async def put(table: TableClient, run: MessageRun, images: Sequence[Image]) -> None:
+async def put(table: TableClient, message: Message, images: Sequence[Image]) -> None:
     """Store one message's images (one run's) in its packs."""
-    pack_key = f"{run.message.batch_id}|{run.message.attempt:04d}"
+    pack_key = f"{message.batch_id}|{message.attempt:04d}"
     for entity in pack_entities(images[0].run_id, pack_key, images):
         await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
 
-async def keep(table: TableClient, run: MessageRun,
+async def keep(table: TableClient, message: Message, written_ids: Sequence[str],
                items: Sequence[tuple[RecordRef, Mapping[str, Any]]], *, retention_days: int,
                entity_set: str, now_s: float) -> int:
     """Keep the images of the records the message wrote; answer how many were kept."""
-    images = images_of(run, items, entity_set, now_s + retention_days * DAY_S)
+    images = images_of(message, written_ids, items, entity_set,
+                       now_s + retention_days * DAY_S)
     if not images:
         return 0
     try:
-        await put(table, run, images)
+        await put(table, message, images)
     except Exception:
         logger.exception("before-images of %d written records not kept; a rollback of run %s "
                          "will not find them", len(images), images[0].run_id,

@@ -36,9 +36,9 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from sync.config.canary_policy import CanaryPolicy
+from sync.message.counts import MessageCounts
 from sync.safety import flags
 from sync.state import runs
-from sync.state.ledger import MessageCounts
 from sync.telemetry import names
 from sync.telemetry.events import emit
 

@@ -25,9 +25,8 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from sync.message.changes import changed_columns
-from sync.message.contract import RecordRef
-from sync.state.dead_letters import run_id_of
-from sync.work.message_run import MessageRun
+from sync.message.contract import Message, RecordRef
+from sync.message.ids import run_id_of
 
 SAMPLE_SIZE: Final = 20
 """Changes kept per message, and shown per run."""
@@ -163,15 +162,11 @@ def _quoted(value: str) -> str:
     return value.replace("'", "''")
 
 
-async def settle(table: TableClient, run: MessageRun,
-                 items: Sequence[tuple[RecordRef, Mapping[str, Any]]]) -> None:
-    """The dry run's part of a message: compare, save the report row, then settle the
-    records (if the row cannot be saved they stay unfinished and come back)."""
-    preview = run.preview
-    if preview is None:
-        raise ValueError("settle is for a dry run's message (its run has a preview)")
+async def settle(table: TableClient, message: Message, preview: Preview,
+                 items: Sequence[tuple[RecordRef, Mapping[str, Any]]]) -> list[str]:
+    """The dry run's part of a message: compare, save the report row, and answer the records
+    it settled (if the row cannot be saved this raises, and they stay unfinished and come
+    back)."""
     compare_all(preview, items)
-    batch_id = run.message.batch_id
-    await save(table, run_id_of(batch_id), batch_id, run.message.attempt, preview)
-    for record_id in preview.settled_ids:
-        run.previewed(record_id)
+    await save(table, run_id_of(message.batch_id), message.batch_id, message.attempt, preview)
+    return list(preview.settled_ids)

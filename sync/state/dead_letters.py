@@ -8,7 +8,6 @@ how many attempts it took and when it was first and last seen failing.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -17,7 +16,6 @@ from sync.message.contract import RecordHistory, RecordRef
 
 MAX_ECHOED_CHARS: Final = 40_000
 """A rejected message is echoed up to this length, so the envelope fits a queue message."""
-_SPLIT_SUFFIX: Final = re.compile(r"(?:\.\d+)+$")
 SUSPECTED: Final = "suspected_record_fault"
 RECORD_REASONS: Final = frozenset({"unusable_input", "not_enrichable", "input_refused",
                                    "record_missing", "changed_since_read", "conflict",
@@ -67,30 +65,3 @@ def message_envelope(body: bytes, reason: str, now_iso: str) -> str:
                        "truncated": len(text) > MAX_ECHOED_CHARS})
 
 
-REPLAY_MARK: Final = ":replay-"
-"""Between the run id and the replay's token in the batch id of a replayed message."""
-
-
-def replay_batch_id(run_id: str, token: str) -> str:
-    """The batch id of a message that replays dead letters of ``run_id``: ``run_id_of`` maps
-    it back to the run (a run id too long to fit beside the mark is cut)."""
-    return f"{run_id[:128 - len(REPLAY_MARK) - len(token)]}{REPLAY_MARK}{token}"
-
-
-def run_id_of(batch_id: str) -> str:
-    """The run a batch belongs to: a planner's batch (``<run>-p<page>-<n>``) its plan's run; a
-    replay of a run's dead letters (``<run>:replay-<token>``) that run; a producer's batch its
-    own run, without the ``.<n>`` suffixes the worker gives the parts of a remainder it had to
-    split (``sync.work.worker``)."""
-    head, mark, _ = batch_id.partition(REPLAY_MARK)
-    if mark:
-        return head
-    if is_planned(batch_id):
-        return batch_id.rpartition("-p")[0]
-    return _SPLIT_SUFFIX.sub("", batch_id) or batch_id
-
-
-def is_planned(batch_id: str) -> bool:
-    """Whether the batch came from the planner (its run has a plan) or from a producer."""
-    head, sep, _ = batch_id.rpartition("-p")
-    return bool(sep) and head.startswith("run-")

@@ -1,7 +1,7 @@
 """The run ledger in Table Storage: one partition per run, holding the run's row (what was
 planned, when it started, whether it completed) and one row per processed message.
 
-- partition ``run:<run id>`` (the run of a message: ``sync.state.dead_letters.run_id_of``), so one
+- partition ``run:<run id>`` (the run of a message: ``sync.message.ids.run_id_of``), so one
 run's
   totals are one partition query;
 - row ``run``: the run's row (``sync.state.runs`` writes its lifecycle fields; the planner its
@@ -36,7 +36,8 @@ from typing import Any, Final
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from sync.state.dead_letters import REPLAY_MARK, is_planned, run_id_of
+from sync.message.counts import MessageCounts, RequestUsage
+from sync.message.ids import REPLAY_MARK, is_planned, run_id_of
 
 RUN_PREFIX: Final = "run:"
 RUN_ROW: Final = "run"
@@ -52,35 +53,6 @@ PLAN_KIND: Final = "plan"
 MESSAGE_KIND: Final = "message"
 
 
-@dataclass(slots=True)
-class RequestUsage:
-    """Dataverse requests sent (what Power Platform entitlements count): first sends of reads
-    and writes, and every re-send (a retry after a fault or a short throttle). A ``$batch`` or
-    an ``UpdateMultiple`` is one request."""
-
-    reads: int = 0
-    writes: int = 0
-    retries: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.reads + self.writes + self.retries
-
-    def add(self, other: RequestUsage) -> None:
-        self.reads += other.reads
-        self.writes += other.writes
-        self.retries += other.retries
-
-    def count(self, kind: str, *, retry: bool) -> None:
-        """One request sent: a ``read`` or a ``write``, first sent or re-sent."""
-        if retry:
-            self.retries += 1
-        elif kind == "read":
-            self.reads += 1
-        else:
-            self.writes += 1
-
-
 def usage_fields(usage: RequestUsage) -> dict[str, int]:
     """A ledger row's request-usage columns."""
     return {"RequestsRead": usage.reads, "RequestsWritten": usage.writes,
@@ -91,62 +63,6 @@ def usage_from(entity: Mapping[str, Any]) -> RequestUsage:
     return RequestUsage(reads=int(entity.get("RequestsRead", 0)),
                         writes=int(entity.get("RequestsWritten", 0)),
                         retries=int(entity.get("RequestsRetried", 0)))
-
-
-@dataclass(slots=True)
-class MessageCounts:
-    """What one processing of one message did."""
-
-    written: int = 0
-    dead_lettered: int = 0
-    unchanged: int = 0
-    """Records whose enriched values equal what Dataverse holds: not written."""
-    reenqueued: int = 0
-    cancelled: int = 0
-    """Records of a cancelled definition or run: not written, not dead letters, done."""
-    rejected_messages: int = 0
-    transient_retries: int = 0
-    previewed: int = 0
-    """Records a dry run settled (would change, unchanged or failed); none was written."""
-    requeue_delay_s: float = 0.0
-    """Seconds re-enqueued work was held invisible (Retry-After plus jitter), summed."""
-    throttled_by_code: Counter[str] = field(default_factory=Counter)
-    dead_lettered_by_reason: Counter[str] = field(default_factory=Counter)
-    reenqueued_by_reason: Counter[str] = field(default_factory=Counter)
-    """Why records went back: throttled, circuit_open, service_fault, suspected_record_fault,
-    changed_since_read."""
-    requests: RequestUsage = field(default_factory=RequestUsage)
-    """The Dataverse requests this processing sent."""
-    definition: str = ""
-    """The message's definition, for its telemetry (not stored: the run's row names it)."""
-
-    def add(self, other: MessageCounts) -> None:
-        """Add another message's counts to these."""
-        self.written += other.written
-        self.dead_lettered += other.dead_lettered
-        self.unchanged += other.unchanged
-        self.requests.add(other.requests)
-        self.reenqueued += other.reenqueued
-        self.cancelled += other.cancelled
-        self.rejected_messages += other.rejected_messages
-        self.transient_retries += other.transient_retries
-        self.previewed += other.previewed
-        self.requeue_delay_s += other.requeue_delay_s
-        self.throttled_by_code.update(other.throttled_by_code)
-        self.dead_lettered_by_reason.update(other.dead_lettered_by_reason)
-        self.reenqueued_by_reason.update(other.reenqueued_by_reason)
-
-    @property
-    def throttled(self) -> int:
-        """All 429 answers, whatever their code."""
-        return sum(self.throttled_by_code.values())
-
-    @property
-    def done(self) -> int:
-        """Records finished: written, dead-lettered, unchanged, cancelled, or settled by a dry
-        run."""
-        return (self.written + self.dead_lettered + self.unchanged + self.cancelled
-                + self.previewed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from typing import Any, Final
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from sync.state.dead_letters import run_id_of
+from sync.message.ids import run_id_of
 
 DAY_S: Final = 86_400
 BODY_CHUNK_CHARS: Final = 30_000

@@ -1,7 +1,7 @@
 """What a run is, when it completes, and who says so.
 
 - A **run** is one planner run (``run-<time>-<hex>``), or one producer's message, which is its
-  own run (``sync.state.dead_letters.run_id_of``). Its row and its messages' rows share one
+  own run (``sync.message.ids.run_id_of``). Its row and its messages' rows share one
   partition
   of the ledger (``sync.state.ledger``), so its totals are one partition query.
 - The planner records what it planned; a producer's run plans the records of its first
@@ -34,14 +34,13 @@ from azure.core.exceptions import (
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
+from sync.message.counts import MessageCounts, RequestUsage
 from sync.state.ledger import (
     MESSAGE_KIND,
     PLAN_KIND,
     RUN_ROW,
     TALLY_END,
     TALLY_PREFIX,
-    MessageCounts,
-    RequestUsage,
     counts_from,
     is_message_row,
     is_tally_row,

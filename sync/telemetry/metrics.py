@@ -20,7 +20,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from sync.config.lanes import DEFAULT_LANE
-from sync.state.ledger import MessageCounts
+from sync.message.counts import MessageCounts
 from sync.telemetry import names
 
 METER: Final = metrics.get_meter("sync")

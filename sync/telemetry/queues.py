@@ -1,9 +1,9 @@
 """Queue depth and oldest-message age, per queue, sampled by a timer.
 
 Azure's own queue metric is account-wide and refreshed too rarely to follow a run, so the app
-samples each of its queues (sync.config.storage_names.QUEUES): the approximate message count from
-the queue's
-properties, and the age of the first message a peek returns. A peek sees visible messages only:
+samples each of its queues (``sync.state.storage.QueueProbe`` holds a client of each): the
+approximate message count from the queue's properties, and the age of the first message a
+peek returns. A peek sees visible messages only:
 records re-enqueued with a delay count in the depth but not in the age until they show again.
 An empty queue (nothing visible) reports an age of 0.
 """
@@ -17,9 +17,6 @@ from datetime import datetime
 from azure.storage.queue.aio import QueueClient
 
 from sync.clock import SYSTEM_CLOCK, Clock
-from sync.config.settings import StorageSettings
-from sync.config.storage_names import QUEUES
-from sync.state.storage import APP_CLIENT_OPTIONS, queue_client, storage_credential
 from sync.telemetry import metrics
 
 
@@ -55,24 +52,3 @@ async def record_queues(queues: Sequence[QueueClient],
     for found in samples:
         metrics.queue_sampled(found.queue, found.depth, found.oldest_age_s)
     return samples
-
-
-class QueueProbe:
-    """Clients for every queue of the app, opened once per process and reused by each timer
-    invocation."""
-
-    __slots__ = ("_credential", "queues")
-
-    def __init__(self, storage: StorageSettings) -> None:
-        self._credential = storage_credential(storage)
-        self.queues = [queue_client(storage, name, self._credential, options=APP_CLIENT_OPTIONS)
-                       for name in QUEUES]
-
-    async def record(self, clock: Clock = SYSTEM_CLOCK) -> list[QueueSample]:
-        return await record_queues(self.queues, clock)
-
-    async def close(self) -> None:
-        for queue in self.queues:
-            await queue.close()
-        if self._credential is not None:
-            await self._credential.close()

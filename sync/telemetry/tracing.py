@@ -9,17 +9,17 @@ OpenTelemetry's no-op proxy.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, TypeVar
 
 from opentelemetry import trace
 
 from sync.message.contract import Message
-from sync.plan.plan_state import PlanState
-from sync.state.dead_letters import run_id_of
-from sync.state.ledger import MessageCounts
+from sync.message.counts import MessageCounts
+from sync.message.ids import run_id_of
 from sync.telemetry import metrics, names
 
 TRACER: Final = trace.get_tracer("sync")
+T = TypeVar("T")
 
 
 def outcome_of(counts: MessageCounts) -> str:
@@ -44,10 +44,9 @@ def describe_message(message: Message) -> None:
         names.RECORDS: len(message.records), names.DEFINITION: message.definition})
 
 
-def describe_plan(state: PlanState) -> None:
+def describe_plan(run_id: str, mode: str) -> None:
     """The plan's run and mode, on the current span."""
-    trace.get_current_span().set_attributes({names.RUN_ID: state.run_id,
-                                             names.MODE: state.mode})
+    trace.get_current_span().set_attributes({names.RUN_ID: run_id, names.MODE: mode})
 
 
 async def traced_message(process: Callable[[], Awaitable[MessageCounts]], *, definition: str,
@@ -65,9 +64,9 @@ async def traced_message(process: Callable[[], Awaitable[MessageCounts]], *, def
     return counts
 
 
-async def traced_plan(plan: Callable[[], Awaitable[PlanState | None]], *,
-                      definition: str) -> PlanState | None:
-    """Run one planner invocation in a PLAN span; the outcome says whether it handed on."""
+async def traced_plan(plan: Callable[[], Awaitable[T | None]], *, definition: str) -> T | None:
+    """Run one planner invocation in a PLAN span; the outcome says whether it handed on (a
+    state to go on from) or completed (None)."""
     with TRACER.start_as_current_span(names.PLAN,
                                       attributes={names.DEFINITION: definition}) as span:
         try:

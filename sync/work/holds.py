@@ -29,11 +29,11 @@ from sync.clients.dataverse import SERVICE as DATAVERSE
 from sync.clients.enrichment import SERVICE as ENRICHMENT
 from sync.config.canary_policy import CanaryPolicy
 from sync.message.contract import NEVER_EXPIRE, Message, RecordRef
+from sync.message.counts import MessageCounts
+from sync.message.ids import is_planned, run_id_of
 from sync.safety import canary, flags
-from sync.services import Work
 from sync.state import ledger, runs
-from sync.state.dead_letters import is_planned, run_id_of
-from sync.state.ledger import MessageCounts
+from sync.work.context import Work
 from sync.work.message_run import MessageRun
 
 logger = logging.getLogger(__name__)

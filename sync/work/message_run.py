@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 from sync.budget.governor import GATE_CODE
 from sync.clients.dataverse import SERVICE as DATAVERSE
 from sync.failures.errors import CircuitOpen, Deferred, ServiceFault, SyncError, Throttled
 from sync.message.contract import Message, RecordHistory, RecordRef
-from sync.state.ledger import MessageCounts
-
-if TYPE_CHECKING:
-    from sync.safety.dry_run import Preview
+from sync.message.counts import MessageCounts
+from sync.safety.dry_run import Preview
 
 
 def now_iso() -> str:

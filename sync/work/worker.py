@@ -37,20 +37,14 @@ from sync.config.lanes import LaneKey
 from sync.config.settings import Settings
 from sync.failures.errors import AmbiguousFault, ContractError, Deferred, RecordFault, ServiceFault
 from sync.message.contract import NEVER_EXPIRE, Message, RecordRef, decode_message, fitting_groups
+from sync.message.counts import MessageCounts
+from sync.message.ids import is_planned, run_id_of
 from sync.safety import before_images, dry_run
-from sync.services import Services, Work
 from sync.state import ledger, letter_index, runs
-from sync.state.dead_letters import (
-    Origin,
-    is_planned,
-    message_envelope,
-    reason_of,
-    record_envelope,
-    run_id_of,
-)
-from sync.state.ledger import MessageCounts
-from sync.state.stores import Stores
+from sync.state.dead_letters import Origin, message_envelope, reason_of, record_envelope
+from sync.state.storage import Stores
 from sync.telemetry.tracing import describe_message
+from sync.work.context import Work, WorkSource
 from sync.work.holds import admit, watching
 from sync.work.message_run import MessageRun, now_iso
 from sync.work.settle import judge_alone, service_delay_s
@@ -71,7 +65,7 @@ def decode_queue_body(body: bytes) -> bytes:
                             "TextBase64EncodePolicy)") from None
 
 
-async def process_queue_message(services: Services, raw: bytes) -> MessageCounts:
+async def process_queue_message(services: WorkSource, raw: bytes) -> MessageCounts:
     """Carry out one message as the trigger hands it over (base64 text, decoded here so a
     message that is not base64 reaches the poison queue with its reason)."""
     try:
@@ -81,7 +75,7 @@ async def process_queue_message(services: Services, raw: bytes) -> MessageCounts
     return await process_message(services, body)
 
 
-async def process_message(services: Services, body: bytes) -> MessageCounts:
+async def process_message(services: WorkSource, body: bytes) -> MessageCounts:
     """Carry out one batch message (its body already base64-decoded) with the work context of
     its definition and lane."""
     try:
@@ -92,7 +86,7 @@ async def process_message(services: Services, body: bytes) -> MessageCounts:
     return await process_work(work, message)
 
 
-def _work_for(services: Services, message: Message) -> Work:
+def _work_for(services: WorkSource, message: Message) -> Work:
     """The definition and lane a message names (a lane picked when it names none);
     ContractError when the deployment has no such definition, or the definition no such lane."""
     definitions = services.settings.definitions
@@ -156,15 +150,18 @@ async def _carry_out(work: Work, run: MessageRun) -> None:
         tasks = [group.create_task(_enrich(work, run, r)) for r in run.message.records]
     enriched = [item for task in tasks if (item := task.result()) is not None]
     if run.preview is not None:  # a dry run: compare and report, write nothing
-        await dry_run.settle(work.storage.reports, run, enriched)
+        for record_id in await dry_run.settle(work.storage.reports, run.message, run.preview,
+                                              enriched):
+            run.previewed(record_id)
     elif enriched:
         try:
             await Writer(work, run, dead_letter).write_all(enriched)
         finally:  # what was written keeps its before-image, even if the writer stopped
-            await before_images.keep(work.storage.before_images, run, enriched,
-                                    retention_days=work.settings.rollback_retention_days,
-                                    entity_set=work.definition.entity_set,
-                                    now_s=work.dataverse_dep.clock.wall_s())
+            await before_images.keep(work.storage.before_images, run.message, run.written_ids,
+                                     enriched,
+                                     retention_days=work.settings.rollback_retention_days,
+                                     entity_set=work.definition.entity_set,
+                                     now_s=work.dataverse_dep.clock.wall_s())
 
 
 async def _reject(storage: Stores, settings: Settings, body: bytes,

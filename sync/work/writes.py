@@ -49,9 +49,9 @@ from sync.failures.errors import (
 from sync.failures.triage import classify_answer
 from sync.message.changes import changed_columns
 from sync.message.contract import RecordRef
-from sync.services import Work
 from sync.work import conflicts
 from sync.work.chunks import chunk
+from sync.work.context import Work
 from sync.work.message_run import MessageRun
 from sync.work.settle import DeadLetter, has_evidence, judge_alone, service_delay_s
 
