@@ -14,8 +14,7 @@ BARE: Final = "aiohttp"
 """A bare aiohttp client: one ClientSession, keep-alive, a GET and its body read."""
 PRODUCT: Final = "product"
 """The product's enrichment call: ``EnrichmentClient.profile`` through
-``sync.clients.http.exchange``,
-its answer judged and parsed (no governor, no retries)."""
+``sync.clients.http.exchange``, its answer judged and parsed (no governor, no retries)."""
 CLIENTS: Final = (BARE, PRODUCT)
 
 

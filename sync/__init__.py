@@ -1,1 +1,2 @@
-"""Dataverse enrichment sync: plan batches, enrich records, write them back within the limits."""
+"""Dataverse enrichment sync: plan messages of records, enrich them, write them back within
+the limits."""

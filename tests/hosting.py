@@ -1,4 +1,4 @@
-"""Being the Functions host in a test: take visible batch messages, run the worker, delete them."""
+"""Being the Functions host in a test: take visible messages, run the worker, delete them."""
 
 from __future__ import annotations
 

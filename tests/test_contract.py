@@ -1,4 +1,4 @@
-"""The batch message contract: what is accepted, what is refused and why, and the size limit."""
+"""The message contract: what is accepted, what is refused and why, and the size limit."""
 
 from __future__ import annotations
 

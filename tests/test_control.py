@@ -33,8 +33,8 @@ from sync.plan import planner
 from sync.safety import canary, flags
 from sync.safety.flags import CONTROL_CACHE_S, ControlCache
 from sync.services import Services
-from sync.state import ledger, runs
-from sync.state.ledger import PlanManifest
+from sync.state import ledger, manifests, runs
+from sync.state.manifests import PlanManifest
 from sync.state.storage import ensure_resources, table_client
 from sync.telemetry import names
 from sync.work import worker
@@ -94,7 +94,7 @@ async def enriched(services: Services) -> int:
 
 async def planned_run(services: Services) -> PlanManifest:
     await planner.plan(services, NOW)
-    (manifest,) = await ledger.plans(services.storage.ledger)
+    (manifest,) = await manifests.plans(services.storage.ledger)
     assert manifest.complete
     return manifest
 
@@ -133,7 +133,7 @@ async def test_pause_keeps_every_remaining_message_queued_and_resume_finishes_th
                        for m in taken) == manifest.records - 20
         assert await queued(queue) == remaining
         assert await planner.plan(services, NOW) is None  # a paused definition plans nothing
-        assert len(await ledger.plans(services.storage.ledger)) == 1
+        assert len(await manifests.plans(services.storage.ledger)) == 1
         shown = await read_status(services.settings.storage, None, clock.wall_s())
         assert status_dict(shown)["control"]["definition"]["state"] == "paused"
         assert "definition flag  paused since " in render(shown)
@@ -204,7 +204,8 @@ async def canary_run(services: Services, ghosts: int) -> list[Message]:
     hold ``ghosts`` records that do not exist (dead letters)."""
     run_id = planner.new_run_id(NOW)
     await runs.start_plan(services.storage.ledger, run_id, NOW.timestamp())
-    await ledger.record_plan(services.storage.ledger, PlanManifest(run_id, 20, 4, 1, complete=True))
+    await manifests.record_plan(services.storage.ledger,
+                                PlanManifest(run_id, 20, 4, 1, complete=True))
     good = await refs(services, 20 - ghosts)
     lost = [RecordRef(GHOST[:-1] + str(n), "https://www.ghost.example") for n in range(ghosts)]
     records = lost + good

@@ -7,8 +7,8 @@ from collections import Counter
 from sync.config.settings import StorageSettings
 from sync.config.storage_names import LEDGER_TABLE
 from sync.message.counts import MessageCounts
-from sync.state import ledger
-from sync.state.ledger import PlanManifest
+from sync.state import ledger, manifests
+from sync.state.manifests import PlanManifest
 from sync.state.storage import table_client
 
 
@@ -31,13 +31,13 @@ async def test_plan_manifests_round_trip(storage: StorageSettings) -> None:
     first = PlanManifest("run-1", records=0, batches=0, pages=0, complete=False)
     done = PlanManifest("run-1", records=12_000, batches=120, pages=3, complete=True)
     async with table_client(storage, LEDGER_TABLE, None) as table:
-        await ledger.record_plan(table, first)
-        assert await ledger.plans(table) == [first]
-        await ledger.record_plan(table, done)
-        assert await ledger.plans(table) == [done]
+        await manifests.record_plan(table, first)
+        assert await manifests.plans(table) == [first]
+        await manifests.record_plan(table, done)
+        assert await manifests.plans(table) == [done]
 
 
 async def test_every_test_gets_an_empty_account(storage: StorageSettings) -> None:
     async with table_client(storage, LEDGER_TABLE, None) as table:
-        assert await ledger.plans(table) == []
+        assert await manifests.plans(table) == []
         assert (await ledger.message_totals(table)).written == 0

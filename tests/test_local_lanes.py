@@ -27,7 +27,7 @@ from sync.local.lanes import (
 )
 from sync.local.progress import added_up
 from sync.message.counts import MessageCounts
-from sync.state.ledger import PLAN_KIND
+from sync.state.ledger_rows import PLAN_KIND
 from sync.state.runs import RunRow, RunTotals
 
 URLS = {"env1": "http://127.0.0.1:5001", "env2": "http://127.0.0.1:5002"}

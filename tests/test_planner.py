@@ -21,7 +21,7 @@ from sync.message.contract import decode_message
 from sync.plan import planner
 from sync.plan.plan_state import Checkpoint, load_checkpoint, plan_state_from, save_checkpoint
 from sync.services import Services
-from sync.state import ledger
+from sync.state import manifests
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 Make = Callable[..., Any]
@@ -213,7 +213,7 @@ async def plan_until_complete_from(services: Services, limit_s: float = 60.0) ->
     """Carry out continuations as they become visible (a plan that could not read waits on
     the queue) until the manifest says the plan is complete; bounded by ``limit_s``."""
     deadline_s = asyncio.get_running_loop().time() + limit_s
-    while not all(m.complete for m in await ledger.plans(services.storage.ledger)):
+    while not all(m.complete for m in await manifests.plans(services.storage.ledger)):
         assert asyncio.get_running_loop().time() < deadline_s, "the plan never completed"
         for body in await drain(services, PLAN_QUEUE):
             await planner.continue_plan(services, plan_state_from(body))
@@ -252,14 +252,14 @@ async def test_the_plans_requests_are_counted_across_its_invocations(make_servic
     services = await make_services(SYNC_PAGE_SIZE="100", SYNC_PLAN_BUDGET_S="0")
     _, continuations = await run_plan(services)
     assert continuations >= 2
-    first = (await ledger.plans(services.storage.ledger))[0]
+    first = (await manifests.plans(services.storage.ledger))[0]
     assert first.requests.reads >= 4  # a page per 100 records
     assert first.requests.total == await emulator_requests(services)
     await change(services, [str(r["accountid"]) for r in await rows(services)][:5],
                  local_token())
     before = await emulator_requests(services)
     await run_plan(services, NOW + timedelta(days=1))
-    plans = await ledger.plans(services.storage.ledger)
+    plans = await manifests.plans(services.storage.ledger)
     second = next(m for m in plans if m.run_id != first.run_id)
     assert second.requests.total == await emulator_requests(services) - before
     assert second.requests.reads >= 2  # WhoAmI, then the delta page

@@ -136,8 +136,8 @@ async def test_a_run_written_before_packs_and_after_reads_back_whole(
     table = services.storage.before_images
     old = Image("run-1", "r100", "accounts", {"revenue": 1}, {"revenue": 2}, 100.0)
     await table.upsert_entity(entity_of(old))
-    for entity in before_images.pack_entities("run-1", "b|0000", some_images(3,
-    expires_at_s=100.0)):
+    for entity in before_images.pack_entities("run-1", "b|0000",
+                                              some_images(3, expires_at_s=100.0)):
         await table.upsert_entity(entity)
     again = some_images(3, expires_at_s=200.0)[2:]  # the same record written again, later
     for entity in before_images.pack_entities("run-1", "b.1|0000", again):

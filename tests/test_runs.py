@@ -23,8 +23,8 @@ from sync.message.counts import MessageCounts, RequestUsage
 from sync.message.ids import is_planned, run_id_of
 from sync.plan import planner
 from sync.services import open_services
-from sync.state import ledger, runs
-from sync.state.ledger import PlanManifest
+from sync.state import ledger, manifests, runs
+from sync.state.manifests import PlanManifest
 from sync.state.runs import RunRow, is_complete
 from sync.state.storage import table_client
 from sync.telemetry import names
@@ -75,7 +75,7 @@ def events(caplog: pytest.LogCaptureFixture) -> Iterator[Callable[[str], list[An
 
 async def plan_run(table: TableClient, run_id: str, records: int, started_s: float) -> None:
     await runs.start_plan(table, run_id, started_s)
-    await ledger.record_plan(table, PlanManifest(run_id, records, 2, 1, complete=True))
+    await manifests.record_plan(table, PlanManifest(run_id, records, 2, 1, complete=True))
 
 
 async def test_a_run_completes_once_with_its_counts_and_duration(
@@ -125,7 +125,7 @@ async def test_a_plan_that_starts_beside_an_incomplete_run_overlaps_it(
     async with table_client(storage, LEDGER_TABLE, None) as table:
         await plan_run(table, "run-old", 5, START_S)
         assert await runs.start_plan(table, "run-new", START_S + 86_400) == "run-old"
-        await ledger.record_plan(table, PlanManifest("run-new", 0, 0, 1, complete=True))
+        await manifests.record_plan(table, PlanManifest("run-new", 0, 0, 1, complete=True))
         assert await runs.complete_if_done(table, "run-new", START_S + 86_401)
         old, new = await runs.read_run(table, "run-old"), await runs.read_run(table, "run-new")
         assert await runs.latest_run_id(table) == "run-new"

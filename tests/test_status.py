@@ -43,8 +43,8 @@ from sync.ops.run_status import (
     read_status,
 )
 from sync.ops.status_view import status_dict
-from sync.state import ledger, runs
-from sync.state.ledger import PlanManifest
+from sync.state import ledger, manifests, runs
+from sync.state.manifests import PlanManifest
 from sync.state.runs import RunRow, RunTotals
 from sync.state.storage import queue_client, table_client
 
@@ -85,9 +85,9 @@ async def seed_run(storage: StorageSettings) -> None:
     async with (table_client(storage, LEDGER_TABLE, None) as table,
                 table_client(storage, STATE_TABLE, None) as state):
         await runs.start_plan(table, "run-old", START_S - 86_400)
-        await ledger.record_plan(table, PlanManifest("run-old", 10, 1, 1, complete=True))
+        await manifests.record_plan(table, PlanManifest("run-old", 10, 1, 1, complete=True))
         await runs.start_plan(table, "run-new", START_S)
-        await ledger.record_plan(table, PlanManifest("run-new", 1000, 10, 1, complete=True))
+        await manifests.record_plan(table, PlanManifest("run-new", 1000, 10, 1, complete=True))
         await ledger.record_message(table, "run-new-p000000-000", 0, MessageCounts(
             written=380, dead_lettered=20, reenqueued=100,
             dead_lettered_by_reason=Counter({"record_missing": 15, "value_refused": 5}),
@@ -191,7 +191,7 @@ async def test_unchanged_records_complete_a_run_and_its_requests_are_summed(
         storage: StorageSettings) -> None:
     async with table_client(storage, LEDGER_TABLE, None) as table:
         await runs.start_plan(table, "run-rerun", START_S)
-        await ledger.record_plan(table, PlanManifest(
+        await manifests.record_plan(table, PlanManifest(
             "run-rerun", 100, 1, 2, complete=True, requests=RequestUsage(reads=3, retries=1)))
         await ledger.record_message(table, "run-rerun-p000000-000", 0, MessageCounts(
             written=10, unchanged=90, requests=RequestUsage(reads=1, writes=2, retries=2)))

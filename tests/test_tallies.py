@@ -12,9 +12,11 @@ from azure.data.tables.aio import TableClient
 from sync.config.settings import StorageSettings
 from sync.config.storage_names import LEDGER_TABLE
 from sync.message.counts import MessageCounts
-from sync.state import ledger, runs
-from sync.state.ledger import PlanManifest, Tallies, run_partition
+from sync.state import ledger, ledger_rows, manifests, runs
+from sync.state.ledger_rows import run_partition
+from sync.state.manifests import PlanManifest
 from sync.state.storage import table_client
+from sync.state.tallies import Tallies
 
 START_S = 1_795_000_000.0
 
@@ -39,7 +41,7 @@ class CountingTable:
 
 async def plan_run(table: TableClient, run_id: str, records: int) -> None:
     await runs.start_plan(table, run_id, START_S)
-    await ledger.record_plan(table, PlanManifest(run_id, records, records // 10, 1,
+    await manifests.record_plan(table, PlanManifest(run_id, records, records // 10, 1,
                                                  complete=True))
 
 
@@ -130,8 +132,8 @@ async def test_a_forgotten_run_starts_a_new_tally_and_the_sum_holds(
 async def test_a_run_started_before_tallies_is_summed_exactly(
         storage: StorageSettings) -> None:
     async with table_client(storage, LEDGER_TABLE, None) as table:
-        await ledger.record_plan(table, PlanManifest("run-old", 20, 2, 1, complete=True))
-        await table.upsert_entity(ledger.message_entity(batch("run-old", 0), 0,
+        await manifests.record_plan(table, PlanManifest("run-old", 20, 2, 1, complete=True))
+        await table.upsert_entity(ledger_rows.message_entity(batch("run-old", 0), 0,
                                                         MessageCounts(written=20)))
         totals = await runs.read_totals(table, "run-old")
         assert await runs.complete_if_done(table, "run-old", START_S + 1)
@@ -154,7 +156,7 @@ async def test_a_run_the_tallies_missed_is_completed_by_the_next_plan(
     async with table_client(storage, LEDGER_TABLE, None) as table:
         await plan_run(table, "run-missed", 20)
         # an instance that keeps no tally (an older version, mid-deployment) wrote the rows
-        await table.upsert_entity(ledger.message_entity(batch("run-missed", 0), 0,
+        await table.upsert_entity(ledger_rows.message_entity(batch("run-missed", 0), 0,
                                                         MessageCounts(written=20)))
         assert not await runs.complete_if_done(table, "run-missed", START_S + 5)
         overlapped = await runs.start_plan(table, "run-next", START_S + 86_400)

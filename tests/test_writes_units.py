@@ -17,7 +17,8 @@ from sync.local.emulators.webapi.store import accounts
 from sync.local.verify import expected_columns
 from sync.message.contract import RecordRef
 from sync.message.counts import MessageCounts, RequestUsage
-from sync.state.ledger import PlanManifest, counts_from, manifest_from, message_entity, plan_entity
+from sync.state.ledger_rows import counts_from, message_entity
+from sync.state.manifests import PlanManifest, manifest_from, plan_entity
 from sync.work.conflicts import edited_columns, input_now, to_write
 from sync.work.writes import fields_of, if_match
 

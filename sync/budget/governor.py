@@ -3,12 +3,12 @@
 One governor serves every invocation a worker process runs at once:
 
 - at most ``min(limit, share)`` requests in flight. ``share`` is the number of request slots
-  this instance holds from the cluster-wide pool (sync.budget.slots, set by sync.budget.cluster),
-  and may be
-  zero: then nothing enters; a waiter gives up after ``max_wait_s`` and raises Throttled
-  (``retry_after_s = no_slot_retry_s``) so its work goes back on the queue. A share is valid
-  for a time (``valid_for_s``): unless renewed by then it falls to zero, so an instance that
-  cannot reach the shared state stops sending before its slots lapse;
+  this instance holds from the cluster-wide pool (sync.budget.slots, set by
+  sync.budget.cluster), and may be zero: then nothing enters; a waiter gives up after
+  ``max_wait_s`` and raises Throttled (``retry_after_s = no_slot_retry_s``) so its work goes
+  back on the queue. A share is valid for a time (``valid_for_s``): unless renewed by then it
+  falls to zero, so an instance that cannot reach the shared state stops sending before its
+  slots lapse;
 - the concurrency error (0x80072326) halves ``limit`` (once per cool-down), and every ``limit``
   successes add one back, up to ``share``: additive increase, multiplicative decrease;
 - any 429 closes the gate until now + Retry-After; entering while the gate is closed waits for

@@ -36,7 +36,7 @@ def headroom_from(requests_left: str | None, time_left: str | None,
     service writes them (see sync.clients.ratelimit_headers); None when neither is there or
     readable."""
     return ratelimit_headers.headroom(ratelimit_headers.requests_left(requests_left),
-                              ratelimit_headers.time_left_s(time_left), latency_ms)
+                                      ratelimit_headers.time_left_s(time_left), latency_ms)
 
 
 @dataclass(frozen=True, slots=True)

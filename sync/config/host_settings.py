@@ -1,8 +1,8 @@
 """App settings that only the Azure Functions host reads, never the code in ``sync/``.
 
 The Bicep template sets exactly ``AZURE_SETTING_NAMES`` (what the code reads,
-sync/config/settings.py)
-plus these; tests/infra checks both directions, so a setting cannot be forgotten or left over.
+sync/config/settings.py) plus these; tests/infra checks both directions, so a setting cannot be
+forgotten or left over.
 The identity-based ``AzureWebJobsStorage__queueServiceUri``, ``__tableServiceUri`` and
 ``__clientId`` are not here: the code reads them too, so they are declared in
 sync/config/settings.py.

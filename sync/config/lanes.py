@@ -40,7 +40,7 @@ class LaneKey:
 
     @property
     def wire(self) -> tuple[str, str]:
-        """As a batch message names it: (environment, identity)."""
+        """As a message names it: (environment, identity)."""
         return (self.environment, self.identity)
 
     @property

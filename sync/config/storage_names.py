@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 BATCH_QUEUE: Final = "sync-batches"
-"""Batches of records to enrich and write; fed by the planner and by upstream producers."""
+"""Messages of records to enrich and write; fed by the planner and by upstream producers."""
 
 POISON_QUEUE: Final = f"{BATCH_QUEUE}-poison"
 """Where the Functions host (and the worker, for contract violations) puts unusable messages."""

@@ -11,7 +11,7 @@
 Times are wall-clock seconds (``clock.wall_s``) so that instances can share them. ``failed``
 answers whether it opened the circuit and ``succeeded`` whether it closed it: the caller
 (``sync.budget.dependency``) logs and publishes each change for the cluster (see
-sync.budget.cluster).
+``sync.budget.cluster``).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ class ConfigError(SyncError):
 
 
 class ContractError(SyncError):
-    """A queue message breaks the batch message contract; ``reason`` says how."""
+    """A queue message breaks the message contract; ``reason`` says how."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

@@ -17,7 +17,7 @@ from azure.data.tables.aio import TableClient
 from sync.config.table_definition import parse_definition
 from sync.safety import dry_run
 from sync.state import runs
-from sync.state.ledger import PLAN_KIND
+from sync.state.ledger_rows import PLAN_KIND
 
 
 def dry_run_definition(environ: Mapping[str, str]) -> str:

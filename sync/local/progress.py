@@ -16,7 +16,7 @@ from sync.budget.cluster import read_circuits
 from sync.failures.circuit import CircuitView
 from sync.message.counts import MessageCounts, RequestUsage
 from sync.state import runs
-from sync.state.ledger import PLAN_KIND
+from sync.state.ledger_rows import PLAN_KIND
 
 POLL_S: Final = 0.5
 ServiceCount = Callable[[], Awaitable[int]]

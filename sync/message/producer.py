@@ -1,4 +1,4 @@
-"""For upstream producers: validate records, chunk them into batch messages, send them.
+"""For upstream producers: validate records, chunk them into messages, send them.
 
 A producer that cannot use this module sends the same JSON (see ``schemas/batch-message.v4.json``)
 base64-encoded, e.g. with azure-storage-queue's ``TextBase64EncodePolicy``.

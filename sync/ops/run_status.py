@@ -1,9 +1,9 @@
 """What ``sync status`` reads: a run's totals, the queues, and the cluster's shared state.
 
-The numbers are the ledger's (``sync.state.runs.read_run``), the queues' approximate counts, and the
-rows ``sync.budget.cluster`` and ``sync.budget.slots`` keep in the state table: the gate, the
-circuits, the
-DOP hint, the slot leases and the instance leases. The local stack's summary reads the same.
+The numbers are the ledger's (``sync.state.runs.read_run``), the queues' approximate counts, and
+the rows ``sync.budget.cluster`` and ``sync.budget.slots`` keep in the state table: the gate,
+the circuits, the DOP hint, the slot leases and the instance leases. The local stack's summary
+reads the same.
 """
 
 from __future__ import annotations

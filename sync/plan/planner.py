@@ -1,4 +1,4 @@
-"""plan_sync and continue_plan: page through the table into batch messages, a bit at a time.
+"""plan_sync and continue_plan: page through the table into messages, a bit at a time.
 
 - With change tracking: the saved delta link gives only what changed since the last plan;
   the first plan, or one whose token is refused (expired), is a full scan that ends with a new
@@ -50,8 +50,8 @@ from sync.message.contract import (
 from sync.message.counts import RequestUsage
 from sync.plan.plan_state import Checkpoint, Mode, PlanState, load_checkpoint, save_checkpoint
 from sync.safety.flags import definition_scope, read_flag
-from sync.state import ledger, runs
-from sync.state.ledger import PlanManifest
+from sync.state import manifests, runs
+from sync.state.manifests import PlanManifest
 from sync.telemetry.tracing import describe_plan
 from sync.work.context import Work, WorkSource
 
@@ -320,6 +320,6 @@ async def _finish(services: Work, state: PlanState, delta_link: str | None) -> N
 
 
 async def _manifest(services: Work, state: PlanState, *, complete: bool) -> None:
-    await ledger.record_plan(services.storage.ledger, PlanManifest(
+    await manifests.record_plan(services.storage.ledger, PlanManifest(
         state.run_id, state.records, state.batches, state.page, complete=complete,
         requests=RequestUsage(reads=state.requests_read, retries=state.requests_retried)))

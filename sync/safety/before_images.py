@@ -1,15 +1,13 @@
 """Before-images: what each written record held in the columns a run changed, for a rollback.
 
 After a message's writes, the worker keeps the images of the records it wrote in
-``sync.config.storage_names.BEFORE_IMAGE_TABLE``, partition ``<run id>``: for each record its id,
-the values
-read before (``before``, from the planner's read: ``sync.message.changes.before_values``) and the
-values
-written (``after``: only the columns that changed), so ``sync rollback`` can tell whether a
-person changed them since. A record written without a read (a producer's record: no
-``current``) gets an image marked not restorable. Images expire
-``SYNC_ROLLBACK_RETENTION_DAYS`` after the write (``ExpiresAt``, epoch seconds): expired ones
-are never restored.
+``sync.config.storage_names.BEFORE_IMAGE_TABLE``, partition ``<run id>``: for each record its
+id, the values read before (``before``, from the planner's read:
+``sync.message.changes.before_values``) and the values written (``after``: only the columns that
+changed), so ``sync rollback`` can tell whether a person changed them since. A record written
+without a read (a producer's record: no ``current``) gets an image marked not restorable. Images
+expire ``SYNC_ROLLBACK_RETENTION_DAYS`` after the write (``ExpiresAt``, epoch seconds): expired
+ones are never restored.
 
 A message's images go in one row (a **pack**, ``pack:<batch id>|<attempt>|<n>``: a message
 processed twice replaces its own pack), or a few when they exceed ``MAX_PACK_CHARS``: one

@@ -18,7 +18,7 @@ from azure.data.tables import TransactionOperation, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from sync.safety.before_images import DAY_S, EXPIRED_ROW, transaction_groups
-from sync.state.ledger import MESSAGE_KIND, PLAN_KIND
+from sync.state.ledger_rows import MESSAGE_KIND, PLAN_KIND
 from sync.state.runs import INDEX_PREFIX, index_key
 
 logger = logging.getLogger(__name__)

@@ -2,12 +2,11 @@
 a later run) changed it since.
 
 For each before-image of the run (``sync.safety.before_images``) that has not expired: read the
-record's
-written columns and ETag; if they still hold the values the run wrote
-(``sync.message.changes.same_value``
-column by column), PATCH the previous values with ``If-Match: <etag>``, so an edit made between
-the read and the PATCH answers 412 and is never undone; on a 412 the record is read and judged
-once more. A record whose columns hold anything else is left as it is (``changed_since``).
+record's written columns and ETag; if they still hold the values the run wrote
+(``sync.message.changes.same_value`` column by column), PATCH the previous values with
+``If-Match: <etag>``, so an edit made between the read and the PATCH answers 412 and is never
+undone; on a 412 the record is read and judged once more. A record whose columns hold anything
+else is left as it is (``changed_since``).
 
 Outcomes per record: ``restored``, ``changed_since``, ``not_restorable`` (written without a read:
 no previous values), ``missing`` (the record is gone), ``failed`` (a service or record error

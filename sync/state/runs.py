@@ -2,8 +2,7 @@
 
 - A **run** is one planner run (``run-<time>-<hex>``), or one producer's message, which is its
   own run (``sync.message.ids.run_id_of``). Its row and its messages' rows share one
-  partition
-  of the ledger (``sync.state.ledger``), so its totals are one partition query.
+  partition of the ledger (``sync.state.ledger``), so its totals are one partition query.
 - The planner records what it planned; a producer's run plans the records of its first
   delivery (attempt 0). ``run_planned`` is emitted when the plan is complete.
 - A run **completes** when its plan is complete and written + dead-lettered + unchanged +
@@ -35,18 +34,16 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from sync.message.counts import MessageCounts, RequestUsage
-from sync.state.ledger import (
+from sync.state.ledger_rows import (
     MESSAGE_KIND,
     PLAN_KIND,
     RUN_ROW,
-    TALLY_END,
-    TALLY_PREFIX,
     counts_from,
     is_message_row,
-    is_tally_row,
-    plan_usage_from,
     run_partition,
 )
+from sync.state.manifests import plan_usage_from
+from sync.state.tallies import TALLY_END, TALLY_PREFIX, is_tally_row
 from sync.telemetry import names
 from sync.telemetry.events import emit
 

@@ -44,9 +44,9 @@ JITTER_MAX_S: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
-class Admission:
-    """What to process now (None: nothing, the message was held or cancelled), and the counts
-    of what admission itself did (records held or cancelled)."""
+class HoldCheck:
+    """What the holds let through now (None: nothing, the message was held or cancelled), and
+    the counts of what they held or cancelled."""
 
     message: Message | None
     counts: MessageCounts = field(default_factory=MessageCounts)
@@ -57,28 +57,28 @@ def hold_delay_s(pause_delay_s: float, rand: float) -> int:
     return max(1, int(pause_delay_s + rand * JITTER_MAX_S + 0.999))
 
 
-async def admit(work: Work, message: Message) -> Admission:
+async def check_holds(work: Work, message: Message) -> HoldCheck:
     """Apply the flags and the canary to ``message``; see the module."""
     run_id = run_id_of(message.batch_id)
     flag = await work.control.stopping(work.storage.state, message.definition, run_id)
     if flag is not None and flag.state == flags.CANCELLED:
         return await _cancel(work, message, run_id, flag.reason)
     if flag is not None:
-        return Admission(None, await hold(work, message, message.records, reason="paused"))
+        return HoldCheck(None, await hold(work, message, message.records, reason="paused"))
     policy = work.definition.canary
     if policy is None or not is_planned(message.batch_id) or \
             run_id in work.control.released_runs:
-        return Admission(message)
+        return HoldCheck(message)
     return await _canary(work, message, run_id, policy)
 
 
 async def _canary(work: Work, message: Message, run_id: str,
-                  policy: CanaryPolicy) -> Admission:
+                  policy: CanaryPolicy) -> HoldCheck:
     totals = await runs.read_totals(work.storage.ledger, run_id)  # only the run's row counts
     planned = totals.run.planned if totals is not None and totals.run.plan_complete else None
     limit = policy.limit(planned)
     if limit is None:  # a percentage of a plan still paging
-        return Admission(None, await hold(work, message, message.records, reason="canary"))
+        return HoldCheck(None, await hold(work, message, message.records, reason="canary"))
     ids = [r.id for r in message.records]
     go, row = await canary.claim(work.storage.state, run_id, ids, limit)
     if not row.released and len(go) < len(ids):
@@ -87,14 +87,14 @@ async def _canary(work: Work, message: Message, run_id: str,
                                  now_s=work.control.clock.wall_s())
     if row.released:
         work.control.released_runs.add(run_id)
-        return Admission(message)
+        return HoldCheck(message)
     waiting = tuple(r for r in message.records if r.id not in go)
     if not waiting:
-        return Admission(message)
+        return HoldCheck(message)
     if not go:
-        return Admission(None, await hold(work, message, waiting, reason="canary"))
+        return HoldCheck(None, await hold(work, message, waiting, reason="canary"))
     await hold(work, message, waiting, reason="canary", batch_id=_held_id(message))
-    return Admission(dataclasses.replace(
+    return HoldCheck(dataclasses.replace(
         message, records=tuple(r for r in message.records if r.id in go)))
 
 
@@ -112,7 +112,7 @@ async def hold(work: Work, message: Message, records: Sequence[RecordRef], *,
                                records=tuple(records))
     await work.storage.batches.send_message(held.to_json(), visibility_timeout=delay_s,
                                         time_to_live=NEVER_EXPIRE)
-    logger.info("batch %s: %d records held (%s) for %d s", held.batch_id, len(records), reason,
+    logger.info("message %s: %d records held (%s) for %d s", held.batch_id, len(records), reason,
                 delay_s, extra={"event": "batch_held", "batch_id": held.batch_id,
                                 "reason": reason})
     return MessageCounts(reenqueued=len(records), requeue_delay_s=delay_s,
@@ -120,13 +120,13 @@ async def hold(work: Work, message: Message, records: Sequence[RecordRef], *,
 
 
 async def _cancel(work: Work, message: Message, run_id: str,
-                  reason: str) -> Admission:
+                  reason: str) -> HoldCheck:
     counts = MessageCounts(cancelled=len(message.records))
     await ledger.record_message(work.storage.ledger, message.batch_id, message.attempt, counts)
-    logger.info("batch %s: %d records cancelled (%s)", message.batch_id, len(message.records),
+    logger.info("message %s: %d records cancelled (%s)", message.batch_id, len(message.records),
                 reason or "-", extra={"event": "batch_cancelled", "batch_id": message.batch_id})
     await runs.complete_if_done(work.storage.ledger, run_id, work.control.clock.wall_s())
-    return Admission(None, counts)
+    return HoldCheck(None, counts)
 
 
 @contextlib.asynccontextmanager

@@ -45,7 +45,7 @@ from sync.state.dead_letters import Origin, message_envelope, reason_of, record_
 from sync.state.storage import Stores
 from sync.telemetry.tracing import describe_message
 from sync.work.context import Work, WorkSource
-from sync.work.holds import admit, watching
+from sync.work.holds import check_holds, watching
 from sync.work.message_run import MessageRun, now_iso
 from sync.work.settle import judge_alone, service_delay_s
 from sync.work.writes import Enriched, Writer
@@ -53,7 +53,7 @@ from sync.work.writes import Enriched, Writer
 logger = logging.getLogger(__name__)
 
 REQUEUE_JITTER_MAX_S: Final = 2.0
-"""Spread added to the delay so re-enqueued batches do not all return in the same second."""
+"""Spread added to the delay so re-enqueued messages do not all return in the same second."""
 
 
 def decode_queue_body(body: bytes) -> bytes:
@@ -76,7 +76,7 @@ async def process_queue_message(services: WorkSource, raw: bytes) -> MessageCoun
 
 
 async def process_message(services: WorkSource, body: bytes) -> MessageCounts:
-    """Carry out one batch message (its body already base64-decoded) with the work context of
+    """Carry out one message (its body already base64-decoded) with the work context of
     its definition and lane."""
     try:
         message = decode_message(body)
@@ -113,25 +113,25 @@ async def process_work(work: Work, message: Message) -> MessageCounts:
     if message.attempt == 0 and not is_planned(message.batch_id):
         await runs.start_message_run(work.storage.ledger, run_id, len(message.records),
                                      clock.wall_s(), definition=work.named.name)
-    admission = await admit(work, message)  # paused, cancelled, or waiting for a canary
-    if admission.message is None:
-        admission.counts.definition = work.named.name
-        return admission.counts
-    run = MessageRun(admission.message,
+    checked = await check_holds(work, message)  # paused, cancelled, or waiting for a canary
+    if checked.message is None:
+        checked.counts.definition = work.named.name
+        return checked.counts
+    run = MessageRun(checked.message,
                      preview=dry_run.Preview() if work.definition.dry_run else None)
     run.counts.definition = work.named.name
     try:
         async with watching(work, run):
             await _carry_out(work, run)
     except Exception:
-        logger.exception("batch %s stopped by an unexpected error; its unfinished records go "
+        logger.exception("message %s stopped by an unexpected error; its unfinished records go "
                          "back on the queue", message.batch_id,
                          extra={"event": "batch_error", "batch_id": message.batch_id})
         run.wait(service_delay_s(run, work.circuit_policy))
     await _requeue_unfinished(work, run)
     await ledger.record_message(work.storage.ledger, message.batch_id, message.attempt,
                               run.counts)
-    logger.info("batch %s attempt %d (%s): %d written, %d unchanged, %d dead-lettered, "
+    logger.info("message %s attempt %d (%s): %d written, %d unchanged, %d dead-lettered, "
                 "%d re-enqueued, %d Dataverse requests", message.batch_id, message.attempt,
                 work.lane.key, run.counts.written, run.counts.unchanged,
                 run.counts.dead_lettered, run.counts.reenqueued, run.counts.requests.total,
@@ -166,7 +166,7 @@ async def _carry_out(work: Work, run: MessageRun) -> None:
 
 async def _reject(storage: Stores, settings: Settings, body: bytes,
                   reason: str) -> MessageCounts:
-    logger.warning("batch message rejected: %s", reason,
+    logger.warning("message rejected: %s", reason,
                    extra={"event": "message_rejected", "reason": reason})
     envelope = message_envelope(body, reason, now_iso())
     sent = await storage.poison.send_message(envelope, time_to_live=_retention_s(settings))
@@ -287,13 +287,13 @@ async def _requeue_unfinished(work: Work, run: MessageRun) -> None:
         await work.storage.batches.send_message(message.to_json(), visibility_timeout=delay_s,
                                                 time_to_live=NEVER_EXPIRE)
     if lane is None:
-        logger.info("batch %s: %d records routed away from lane %s to any open lane",
+        logger.info("message %s: %d records routed away from lane %s to any open lane",
                     run.message.batch_id, len(remaining), work.lane.key,
                     extra={"event": "lane_routed", "from_lane": str(work.lane.key)})
     reasons = Counter(run.reason_unfinished(record.id) for record in remaining)
     run.counts.reenqueued_by_reason.update(reasons)
     run.counts.reenqueued += len(remaining)
     run.counts.requeue_delay_s += delay_s
-    logger.info("batch %s: %d records back on the queue in %d s (%s)", run.message.batch_id,
+    logger.info("message %s: %d records back on the queue in %d s (%s)", run.message.batch_id,
                 len(remaining), delay_s, dict(reasons),
                 extra={"event": "batch_requeued", "reasons": dict(reasons)})

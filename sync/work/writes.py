@@ -1,8 +1,7 @@
 """Writing enriched records to Dataverse, in the configured mode, along one path for all modes.
 
-A record whose enriched values equal the values read (``sync.message.changes``) is not written: it
-is
-counted unchanged. The others are written with their changed columns only.
+A record whose enriched values equal the values read (``sync.message.changes``) is not
+written: it is counted unchanged. The others are written with their changed columns only.
 
 A write group is what one request carries: one record (``single``: a PATCH), up to
 ``SYNC_BATCH_OPERATIONS`` (``batch``: a ``$batch`` with continue-on-error) or up to

@@ -1,8 +1,7 @@
 """The function app's settings against the code: the same names, the same defaults, no secrets.
 
-The names come from the code (sync/config/settings.py, sync/config/host_settings.py), never from a
-copy here, so
-a setting added to the code fails these tests until the template sets it too.
+The names come from the code (sync/config/settings.py, sync/config/host_settings.py), never
+from a copy here, so a setting added to the code fails these tests until the template sets it too.
 """
 
 from __future__ import annotations

@@ -1,0 +1,92 @@
+"""The run ledger's rows: partitions and keys, and the columns that hold counts and request
+usage (the layout sync.state.ledger, sync.state.tallies and sync.state.manifests
+share)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Final
+
+from sync.message.counts import MessageCounts, RequestUsage
+from sync.message.ids import run_id_of
+
+RUN_PREFIX: Final = "run:"
+
+
+RUN_ROW: Final = "run"
+
+
+MESSAGE_PREFIX: Final = "msg:"
+
+
+MESSAGE_END: Final = "msg;"
+"""The first key after every ``msg:`` key (``;`` follows ``:``)."""
+
+
+PLAN_KIND: Final = "plan"
+
+
+MESSAGE_KIND: Final = "message"
+
+
+def usage_fields(usage: RequestUsage) -> dict[str, int]:
+    """A ledger row's request-usage columns."""
+    return {"RequestsRead": usage.reads, "RequestsWritten": usage.writes,
+            "RequestsRetried": usage.retries}
+
+
+def usage_from(entity: Mapping[str, Any]) -> RequestUsage:
+    return RequestUsage(reads=int(entity.get("RequestsRead", 0)),
+                        writes=int(entity.get("RequestsWritten", 0)),
+                        retries=int(entity.get("RequestsRetried", 0)))
+
+
+def run_partition(run_id: str) -> str:
+    """The partition that holds a run's row and its messages' rows."""
+    return f"{RUN_PREFIX}{run_id}"
+
+
+def is_message_row(entity: Mapping[str, Any]) -> bool:
+    return str(entity["RowKey"]).startswith(MESSAGE_PREFIX)
+
+
+def message_entity(batch_id: str, attempt: int, counts: MessageCounts) -> dict[str, Any]:
+    """The ledger row of one processed message, in its run's partition."""
+    return {"PartitionKey": run_partition(run_id_of(batch_id)),
+            "RowKey": f"{MESSAGE_PREFIX}{batch_id}|{attempt:04d}", **counts_fields(counts)}
+
+
+def counts_fields(counts: MessageCounts) -> dict[str, Any]:
+    """The columns that hold counts (a message's row, a process's tally of a run)."""
+    return {"Written": counts.written, "DeadLettered": counts.dead_lettered,
+            "Unchanged": counts.unchanged, **usage_fields(counts.requests),
+            "Reenqueued": counts.reenqueued, "Cancelled": counts.cancelled,
+            "RejectedMessages": counts.rejected_messages,
+            "TransientRetries": counts.transient_retries, "Previewed": counts.previewed,
+            "RequeueDelayS": float(counts.requeue_delay_s),
+            "ThrottledByCode": json.dumps(dict(counts.throttled_by_code)),
+            "DeadLetteredByReason": json.dumps(dict(counts.dead_lettered_by_reason)),
+            "ReenqueuedByReason": json.dumps(dict(counts.reenqueued_by_reason))}
+
+
+def counts_from(entity: Mapping[str, Any]) -> MessageCounts:
+    """The counts a ledger row holds."""
+    return MessageCounts(written=int(entity.get("Written", 0)),
+                       dead_lettered=int(entity.get("DeadLettered", 0)),
+                       unchanged=int(entity.get("Unchanged", 0)),
+                       requests=usage_from(entity),
+                       reenqueued=int(entity.get("Reenqueued", 0)),
+                       cancelled=int(entity.get("Cancelled", 0)),
+                       rejected_messages=int(entity.get("RejectedMessages", 0)),
+                       transient_retries=int(entity.get("TransientRetries", 0)),
+                       previewed=int(entity.get("Previewed", 0)),
+                       requeue_delay_s=float(entity.get("RequeueDelayS", 0.0)),
+                       throttled_by_code=_counter(entity, "ThrottledByCode"),
+                       dead_lettered_by_reason=_counter(entity, "DeadLetteredByReason"),
+                       reenqueued_by_reason=_counter(entity, "ReenqueuedByReason"))
+
+
+def _counter(entity: Mapping[str, Any], name: str) -> Counter[str]:
+    return Counter(json.loads(entity.get(name) or "{}"))
