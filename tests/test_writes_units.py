@@ -20,7 +20,7 @@ from sync.message.counts import MessageCounts, RequestUsage
 from sync.state.ledger_rows import counts_from, message_entity
 from sync.state.manifests import PlanManifest, manifest_from, plan_entity
 from sync.work.conflicts import edited_columns, input_now, to_write
-from sync.work.writes import fields_of, if_match
+from sync.work.write_requests import fields_of, if_match
 
 READ = {"numberofemployees": 10, "address1_country": "France", "description": "old"}
 NEW = {"numberofemployees": 120, "address1_country": "Spain", "description": "new"}

@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import Any, Final
 
 from sync.clients.dataverse import Version
+from sync.config.table_definition import SyncDefinition
 from sync.message.changes import same_value
 from sync.message.contract import RecordRef, Scalar
 
@@ -56,3 +57,13 @@ def reread(record: RecordRef, version: Version, mapped: tuple[str, ...],
     """The record as read again: its new ETag, input and mapped columns' values."""
     current: dict[str, Scalar] = {column: version.values.get(column) for column in mapped}
     return replace(record, input=input_value, etag=version.etag, current=current)
+
+
+def mapped_columns(table: SyncDefinition) -> tuple[str, ...]:
+    """The columns the mapping writes, the key and the input aside."""
+    return tuple(c for c in table.mapping if c not in (table.key, table.input_column))
+
+
+def read_columns(table: SyncDefinition) -> tuple[str, ...]:
+    """What a record is read again for: its input and its mapped columns."""
+    return (table.input_column, *mapped_columns(table))

@@ -4,11 +4,11 @@ and how long records left by a service fault wait before they come back."""
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from sync.budget.dependency import Dependency
 from sync.failures.circuit import CircuitPolicy
-from sync.failures.errors import AmbiguousFault, RecordFault
+from sync.failures.errors import AmbiguousFault, RecordFault, ServiceFault
 from sync.failures.scope import is_record_fault
 from sync.message.contract import RecordRef
 from sync.state.dead_letters import SUSPECTED
@@ -22,6 +22,15 @@ def service_delay_s(run: MessageRun, policy: CircuitPolicy,
     """How long records left by a service fault wait: longer with every delivery, jittered, up
     to the circuit's cap."""
     return policy.open_for_s(run.message.attempt + 1, rand())
+
+
+def wait_for_service(run: MessageRun, records: Iterable[RecordRef], fault: ServiceFault,
+                     policy: CircuitPolicy) -> None:
+    """Records a service fault left unfinished: each remembers the fault, and they wait on the
+    queue for the service's back-off (``service_delay_s``)."""
+    for record in records:
+        run.failed(record, fault, reason="service_fault")
+    run.wait(service_delay_s(run, policy))
 
 
 async def judge_alone(run: MessageRun, record: RecordRef, fault: AmbiguousFault, *,

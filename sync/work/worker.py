@@ -48,7 +48,8 @@ from sync.work.context import Work, WorkSource
 from sync.work.holds import check_holds, watching
 from sync.work.message_run import MessageRun, now_iso
 from sync.work.settle import judge_alone, service_delay_s
-from sync.work.writes import Enriched, Writer
+from sync.work.write_requests import Enriched
+from sync.work.writes import Writer
 
 logger = logging.getLogger(__name__)
 

@@ -19,9 +19,10 @@ is settled the same way whatever the mode:
 - an ambiguous fault: a group is split; a record alone is the record's fault when its siblings
   succeeded since it first failed (after ``SYNC_RECORD_PROBES`` deliveries), else the service's;
 - a service fault (after the retries): the records wait on the queue, never dead-lettered;
-- changed since the read (a 412, or a moved ETag in a bulk group): the record is read again and
-  written alone under the definition's edit policy (``sync.work.conflicts``), at most
-  ``MAX_CONFLICT_READS`` times, then it waits on the queue (a race is never its fault).
+- changed since the read (a 412, or a moved ETag in a bulk group): ``sync.work.rereads``.
+
+The request of each mode is ``sync.work.write_requests``; a bulk group's ETag check
+``sync.work.bulk_check``.
 """
 
 from __future__ import annotations
@@ -29,42 +30,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
-from sync.budget.dependency import Dependency
-from sync.clients.dataverse import SERVICE as DATAVERSE
-from sync.clients.dataverse import Version, record_path
-from sync.clients.odata_batch import Operation, OperationResult
 from sync.failures.errors import (
     AmbiguousFault,
     Deferred,
     RecordFault,
     ServiceFault,
-    SyncError,
     Throttled,
 )
-from sync.failures.triage import classify_answer
-from sync.message.changes import changed_columns
-from sync.message.contract import RecordRef
-from sync.work import conflicts
+from sync.work.bulk_check import BulkCheck
 from sync.work.chunks import chunk
 from sync.work.context import Work
 from sync.work.message_run import MessageRun
-from sync.work.settle import DeadLetter, has_evidence, judge_alone, service_delay_s
+from sync.work.rereads import Rereads
+from sync.work.settle import DeadLetter, has_evidence, judge_alone, wait_for_service
+from sync.work.write_requests import Enriched, Part, fields_of, is_conflict, send
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 NOT_FAILED: Final = float("inf")
-Enriched = tuple[RecordRef, dict[str, Any]]
-MAX_CONFLICT_READS: Final = 3
-"""Times one delivery reads a record again after it changed since the read; then it waits."""
-CONFLICT_DELAY_S: Final = 5.0
-"""How long a record whose ETag kept moving waits on the queue before it is tried again."""
-CHECK_IDS_PER_READ: Final = 100
-"""Records per ETag read of a bulk group's pre-write check (keeps the URL under 8 KB)."""
 _ALLOWED: Final = re.compile(r"(\d[\d,]*)\D{0,3}\s*operations|MaxBatchSize\D{0,3}(\d+)", re.I)
 
 
@@ -88,28 +75,15 @@ def group_size(work: Work) -> int:
             "bulk": settings.bulk_targets}[settings.write_mode]
 
 
-def fields_of(item: Enriched) -> dict[str, Any]:
-    """The columns a write sets: those whose enriched value differs from the value read."""
-    record, columns = item
-    return changed_columns(record.current, columns)
-
-
-def if_match(record: RecordRef) -> str:
-    """The record's ETag from the read; ``*`` (exists, any version) when it was not read."""
-    return record.etag or "*"
-
-
 class Writer:
     """Writes one message's enriched records; settles every outcome in one place."""
 
-    __slots__ = ("_checked", "_conflicts", "_dead_letter", "_run", "_work")
+    __slots__ = ("_bulk_check", "_dead_letter", "_rereads", "_run", "_work")
 
     def __init__(self, work: Work, run: MessageRun, dead_letter: DeadLetter) -> None:
         self._work, self._run, self._dead_letter = work, run, dead_letter
-        self._conflicts: Counter[str] = Counter()
-        """Records read again after a change since the read, with the times."""
-        self._checked: set[str] = set()
-        """Records whose ETag a bulk pre-write check has confirmed."""
+        self._rereads = Rereads(work, run, dead_letter, self._write_alone)
+        self._bulk_check = BulkCheck(work, run, self._rereads)
 
     async def write_all(self, items: Sequence[Enriched]) -> None:
         """Write every changed item in groups of the configured size, concurrently."""
@@ -122,6 +96,9 @@ class Writer:
         self._run.unchanged(item[0].id)
         return True
 
+    async def _write_alone(self, item: Enriched) -> None:
+        await self._group([item])
+
     async def _each(self, groups: Sequence[Sequence[Enriched]],
                     failed_since_s: float = NOT_FAILED) -> None:
         """Each group as one request; ``failed_since_s``: when the request they were split
@@ -129,15 +106,16 @@ class Writer:
         await asyncio.gather(*(self._group(list(group), failed_since_s) for group in groups))
 
     async def _group(self, items: list[Enriched], failed_since_s: float = NOT_FAILED) -> None:
-        if self._needs_check(items):
-            items = await self._check(items)
+        if self._bulk_check.needed(items):
+            items = await self._bulk_check.check(items)
             if not items:
                 return
         first_failure = _FirstFailure(self._work.dataverse_dep.clock.monotonic_s,
                                       failed_since_s)
+        alone = len(items) == 1 and self._rereads.is_reread(items[0][0].id)
         try:
             results = await self._work.dataverse_dep.call(
-                first_failure.wrap(lambda: self._send(items)), self._run,
+                first_failure.wrap(lambda: send(self._work, items, alone=alone)), self._run,
                 split_ambiguous=len(items) > 1)
         except Deferred as error:
             await self._deferred_after(items, first_failure)
@@ -150,160 +128,6 @@ class Writer:
             self._wait(items, fault)
         else:
             await self._settle(items, results, first_failure.last_sent_s)
-
-    async def _send(self, items: list[Enriched]) -> list[Part] | None:
-        """One request for the group in the configured mode; per-part outcomes for $batch. A
-        record written again after a change since the read goes alone, as a PATCH."""
-        work = self._work
-        table = work.definition
-        headers = table.write_headers
-        mode = work.settings.write_mode
-        if len(items) == 1 and (mode == "single" or items[0][0].id in self._conflicts):
-            record = items[0][0]
-            await work.dataverse.update(table.entity_set, record.id, fields_of(items[0]),
-                                            if_match=if_match(record), headers=headers)
-            return None
-        if mode == "batch":
-            operations = [Operation("PATCH", record_path(table.entity_set, item[0].id),
-                                    {**headers, "If-Match": if_match(item[0])}, fields_of(item))
-                          for item in items]
-            return parts_of(await work.dataverse.execute_batch(operations),
-                            f"PATCH {table.entity_set} in $batch")
-        await work.dataverse.update_multiple(
-            table.entity_set, table.logical_name, table.key,
-            [(item[0].id, fields_of(item)) for item in items], headers=headers)
-        return None
-
-    def _needs_check(self, items: list[Enriched]) -> bool:
-        """A bulk group whose records carry ETags not yet confirmed (UpdateMultiple cannot
-        carry them), when the definition asks for the check."""
-        work = self._work
-        return (work.settings.write_mode == "bulk"
-                and work.definition.bulk_etag_check
-                and not (len(items) == 1 and items[0][0].id in self._conflicts)
-                and any(r.etag and r.id not in self._checked for r, _ in items))
-
-    async def _check(self, items: list[Enriched]) -> list[Enriched]:
-        """The pre-write check of a bulk group: its ETags read now (a read per
-        ``CHECK_IDS_PER_READ`` records); the records whose ETag moved go the conflict path,
-        the rest are answered to be written. A record changed between this read and the
-        write is overwritten: the window the fallback accepts."""
-        ids = [record.id for record, _ in items if record.etag]
-        try:
-            found = await asyncio.gather(*(self._versions(list(part))
-                                           for part in chunk(ids, CHECK_IDS_PER_READ)))
-        except (Deferred, ServiceFault, RecordFault) as error:
-            self._not_checked(items, error)
-            return []
-        versions = {key: value for part in found for key, value in part.items()}
-        self._checked.update(ids)
-        moved = [(item, versions[item[0].id]) for item in items
-                 if item[0].id in versions and versions[item[0].id].etag != item[0].etag]
-        await asyncio.gather(*(self._conflicted(item, None, version) for item, version in moved))
-        moved_ids = {item[0].id for item, _ in moved}
-        return [item for item in items if item[0].id not in moved_ids]
-
-    async def _versions(self, ids: list[str]) -> dict[str, Version]:
-        """One governed read of the ETags (and values) of ``ids``."""
-        work = self._work
-        table = work.definition
-        return await work.dataverse_dep.call(
-            lambda: work.dataverse.read_versions(table.entity_set, table.key, ids,
-                                                     self._select()),
-            self._run, kind="read", closes_circuit=False)
-
-    def _not_checked(self, items: list[Enriched], error: SyncError) -> None:
-        """The check could not read: the group waits (a throttle or an open circuit defers
-        it; any other fault is the service's here, never the records')."""
-        if isinstance(error, Deferred):
-            self._run.deferred(error)
-            return
-        fault = error if isinstance(error, ServiceFault) else ServiceFault(DATAVERSE, str(error))
-        self._wait(items, fault)
-
-    def _select(self) -> tuple[str, ...]:
-        """What a record is read again for: its input and its mapped columns."""
-        table = self._work.definition
-        return (table.input_column, *self._mapped())
-
-    def _mapped(self) -> tuple[str, ...]:
-        table = self._work.definition
-        return tuple(c for c in table.mapping if c not in (table.key, table.input_column))
-
-    async def _conflicted(self, item: Enriched, fault: SyncError | None,
-                          version: Version | None = None) -> None:
-        """The record changed since it was read: read it again (unless ``version`` is that
-        read), re-enrich it if its input changed, and write it alone under the edit policy.
-        A record sent back keeps the planner's read (its ETag and values): the next delivery
-        meets the 412 again and tells the person's edits from that read, so ``keep`` holds
-        across deliveries."""
-        record = item[0]
-        self._conflicts[record.id] += 1
-        if self._conflicts[record.id] > MAX_CONFLICT_READS:
-            logger.info("record %s kept changing; back on the queue", record.id,
-                        extra={"event": "record_conflict_requeued"})
-            self._run.failed(record, fault or ServiceFault(DATAVERSE, "changed since read"),
-                             reason=conflicts.CHANGED_SINCE_READ)
-            self._run.wait(CONFLICT_DELAY_S)
-            return
-        version = version or await self._read_again(record)
-        if version is None:
-            return
-        again = await self._refreshed(item, version)
-        if again is not None and not self._unchanged(again):
-            await self._group([again])
-
-    async def _read_again(self, record: RecordRef) -> Version | None:
-        """One GET of the record through the governed call; None when it failed (settled)."""
-        work = self._work
-        table = work.definition
-        return await self._for_record(
-            record, work.dataverse_dep,
-            lambda: work.dataverse.read_record(table.entity_set, record.id, self._select()),
-            kind="read", closes_circuit=False)
-
-    async def _refreshed(self, item: Enriched, version: Version) -> Enriched | None:
-        """The record as read again, with what the edit policy lets it write; None when it
-        has nothing to write or waits."""
-        record, columns = item
-        table = self._work.definition
-        value = conflicts.input_now(version, table.input_column)
-        if value is None:
-            logger.info("record %s: its input was cleared since the read; nothing written",
-                        record.id, extra={"event": "record_input_cleared"})
-            self._run.unchanged(record.id)
-            return None
-        if value != record.input:
-            enriched = await self._enrich_again(record, value)
-            if enriched is None:
-                return None
-            columns = enriched
-        now = conflicts.reread(record, version, self._mapped(), value)
-        return now, conflicts.to_write(record.current, version.values, columns,
-                                       table.edit_policy)
-
-    async def _enrich_again(self, record: RecordRef, value: str) -> dict[str, Any] | None:
-        """The enrichment of the record's new input; None when it failed (the record waits,
-        or is dead-lettered for a fault of its own)."""
-        work = self._work
-        mapping = work.definition.mapping
-        return await self._for_record(
-            record, work.enrichment_dep,
-            lambda: work.enrichment.columns_for(value, mapping))
-
-    async def _for_record(self, record: RecordRef, dependency: Dependency,
-                          send: Callable[[], Awaitable[T]], **options: Any) -> T | None:
-        """One governed call made for ``record`` alone; None when it failed, the record then
-        settled: deferred, dead-lettered for a fault of its own, or waiting on the service."""
-        try:
-            return await dependency.call(send, self._run, **options)
-        except Deferred as error:
-            self._run.deferred(error)
-        except RecordFault as fault:
-            await self._dead_letter(record, fault)
-        except ServiceFault as fault:
-            self._wait([(record, {})], fault)
-        return None
 
     async def _settle(self, items: list[Enriched], parts: list[Part] | None,
                       sent_s: float) -> None:
@@ -330,7 +154,7 @@ class Writer:
                 await self._dead_letter(item[0], fault)
             else:
                 again.append(item)
-        await asyncio.gather(*(self._conflicted(item, fault) for item, fault in moved))
+        await asyncio.gather(*(self._rereads.changed(item, fault) for item, fault in moved))
         if again:
             await self._again(again, sent_s)
 
@@ -342,7 +166,7 @@ class Writer:
 
     async def _refused(self, items: list[Enriched], fault: RecordFault) -> None:
         if len(items) == 1 and is_conflict(fault):
-            await self._conflicted(items[0], fault)
+            await self._rereads.changed(items[0], fault)
             return
         if len(items) == 1:
             await self._dead_letter(items[0][0], fault)
@@ -375,29 +199,8 @@ class Writer:
             await self._ambiguous(items, fault, first_failure.sent_s)
 
     def _wait(self, items: list[Enriched], fault: ServiceFault) -> None:
-        for record, _ in items:
-            self._run.failed(record, fault, reason="service_fault")
-        self._run.wait(service_delay_s(self._run, self._work.circuit_policy))
-
-
-def is_conflict(fault: RecordFault) -> bool:
-    """A 412 on a write: the record changed since the ETag sent was read."""
-    return fault.status == 412 and fault.reason == conflicts.CHANGED_SINCE_READ
-
-
-Part = SyncError | None
-"""One $batch part's outcome: None when it succeeded, else the error the triage names."""
-
-
-def parts_of(results: Sequence[OperationResult], where: str) -> list[Part]:
-    """Each part judged; when every part failed for the service's reasons the whole request
-    raises the first of them, so the governed call retries it and the circuit counts it."""
-    parts = [classify_answer(DATAVERSE, r.status, r.headers, r.body, where=where)
-             for r in results]
-    service = [part for part in parts if isinstance(part, ServiceFault)]
-    if service and len(service) == len(parts):
-        raise service[0]
-    return parts
+        wait_for_service(self._run, [record for record, _ in items], fault,
+                         self._work.circuit_policy)
 
 
 class _FirstFailure:
