@@ -93,6 +93,19 @@ param throttledPerMinuteThreshold int = 30
 @allowed([5, 10, 15, 30, 45, 60])
 param throttledWindowMinutes int = 15
 
+@description('Nothing-ran alert: fires when no run was planned for this many hours (the timer or the planner is dead). Keep it above the time between two runs, with an hour or two to spare.')
+@minValue(2)
+@maxValue(48)
+param noRunHours int = 26
+
+@description('Failed invocations alert: fires when more than this many function invocations failed in 15 minutes.')
+@minValue(0)
+param failedInvocationsThreshold int = 0
+
+@description('Exceptions alert: fires when the app logged more than this many exceptions of one type in 15 minutes.')
+@minValue(0)
+param exceptionsThreshold int = 0
+
 // Networking and resilience. README.md, "Deploying to Azure", says what each costs.
 
 @description('Private networking: a virtual network the app sends all its outbound traffic through, private endpoints and DNS zones for storage (blob, queue, table) and Key Vault, their public network access off. true suits production; false leaves them public (Entra ID only) for trials.')
@@ -316,6 +329,9 @@ module runAlerts 'modules/runalerts.bicep' = if (alertsEnabled) {
     circuitOpenMinutes: circuitOpenMinutes
     throttledPerMinuteThreshold: throttledPerMinuteThreshold
     throttledWindowMinutes: throttledWindowMinutes
+    noRunHours: noRunHours
+    failedInvocationsThreshold: failedInvocationsThreshold
+    exceptionsThreshold: exceptionsThreshold
   }
 }
 
