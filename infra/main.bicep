@@ -35,10 +35,10 @@ param dataverseUrl string
 // the app syncs one environment as its own identity, DATAVERSE_URL and DATAVERSE_CLIENT_ID, as
 // before, and SYNC_ENVIRONMENTS stays empty; otherwise SYNC_ENVIRONMENTS names every lane.
 
-@description('Names of the identities that sign in to Dataverse, one user-assigned managed identity each, each its own application user in every environment (names: ^[A-Za-z][A-Za-z0-9_-]{0,31}$). Empty: the app\'s own identity, named default.')
+@description('Names of the identities that sign in to Dataverse, one user-assigned managed identity each, each its own application user in every environment (names: ^[a-z][a-z0-9-]{0,31}$, the app\'s rule: lanenames.json). Empty: the app\'s own identity, named default.')
 param dataverseIdentityNames array = []
 
-@description('The Dataverse environments to sync, [{name, url}] (names: ^[A-Za-z][A-Za-z0-9_-]{0,31}$); every identity is a user of each. Empty: one environment, default, at dataverseUrl.')
+@description('The Dataverse environments to sync, [{name, url}] (names: ^[a-z][a-z0-9-]{0,31}$, the app\'s rule: lanenames.json); every identity is a user of each. Empty: one environment, default, at dataverseUrl.')
 param dataverseEnvironments array = []
 
 @description('dop_scope of every environment in SYNC_ENVIRONMENTS: environment (the DOP hint is one budget shared by the environment\'s identities, an assumption) or identity (each identity gets the whole hint).')
@@ -249,7 +249,13 @@ var environments = empty(dataverseEnvironments) ? [
   }
 ] : dataverseEnvironments
 var identitiesPlaceholder = '<identities>'
-var environmentMembers = [for environment in environments: '"${environment.name}": {"url": "${environment.url}", "identities": ${identitiesPlaceholder}, "dop_scope": "${dataverseDopScope}"}']
+// Environment names the app would refuse fail the deployment before anything is created, as the
+// identity names do in modules/dataverseidentities.bicep (lanenames.json says how).
+var laneNameRule = loadJsonContent('lanenames.json')
+var environmentNameValid = [for environment in environments: (length(environment.name) >= 1) && (length(environment.name) <= laneNameRule.maxLength) && contains(laneNameRule.firstChars, first(environment.name)) && empty(join(split(environment.name, laneNameRule.chars), ''))]
+var checkedEnvironments = [for (environment, i) in environments: environmentNameValid[i] ? environment : int('Dataverse environment name "${environment.name}" does not match ${laneNameRule.pattern}')]
+var identitiesPlaceholder = '<identities>'
+var environmentMembers = [for environment in checkedEnvironments: '"${environment.name}": {"url": "${environment.url}", "identities": ${identitiesPlaceholder}, "dop_scope": "${dataverseDopScope}"}']
 var lanesConfigured = !(empty(dataverseIdentityNames) && empty(dataverseEnvironments))
 var identityMembers = empty(dataverseIdentityNames) ? [
   '"default": "${identity.properties.clientId}"'
