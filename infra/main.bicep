@@ -4,7 +4,8 @@
 // names identities of its own (one lane per identity and environment). No shared keys, no
 // connection strings.
 // With privateNetworking (the default), storage and Key Vault answer only on private endpoints
-// in a virtual network the app sends all its outbound traffic through.
+// in a virtual network the app is integrated with; the site itself admits no caller but the
+// operators' addresses (the app has no HTTP trigger).
 // Alert rules on runs and a workbook of a run read the app's telemetry in Application Insights.
 // How to deploy: README.md, "Deploying to Azure"; how to operate it: docs/operations.md. Checked offline by tests/infra and by
 // checkov (`make scan`); each check skipped inside a resource says why there.
@@ -35,10 +36,10 @@ param dataverseUrl string
 // the app syncs one environment as its own identity, DATAVERSE_URL and DATAVERSE_CLIENT_ID, as
 // before, and SYNC_ENVIRONMENTS stays empty; otherwise SYNC_ENVIRONMENTS names every lane.
 
-@description('Names of the identities that sign in to Dataverse, one user-assigned managed identity each, each its own application user in every environment (names: ^[A-Za-z][A-Za-z0-9_-]{0,31}$). Empty: the app\'s own identity, named default.')
+@description('Names of the identities that sign in to Dataverse, one user-assigned managed identity each, each its own application user in every environment (names: ^[a-z][a-z0-9-]{0,31}$, the app\'s rule: lanenames.json). Empty: the app\'s own identity, named default.')
 param dataverseIdentityNames array = []
 
-@description('The Dataverse environments to sync, [{name, url}] (names: ^[A-Za-z][A-Za-z0-9_-]{0,31}$); every identity is a user of each. Empty: one environment, default, at dataverseUrl.')
+@description('The Dataverse environments to sync, [{name, url}] (names: ^[a-z][a-z0-9-]{0,31}$, the app\'s rule: lanenames.json); every identity is a user of each. Empty: one environment, default, at dataverseUrl.')
 param dataverseEnvironments array = []
 
 @description('dop_scope of every environment in SYNC_ENVIRONMENTS: environment (the DOP hint is one budget shared by the environment\'s identities, an assumption) or identity (each identity gets the whole hint).')
@@ -93,13 +94,42 @@ param throttledPerMinuteThreshold int = 30
 @allowed([5, 10, 15, 30, 45, 60])
 param throttledWindowMinutes int = 15
 
+@description('Nothing-ran alert: fires when no run was planned for this many hours (the timer or the planner is dead). Keep it above the time between two runs, with an hour or two to spare.')
+@minValue(2)
+@maxValue(48)
+param noRunHours int = 26
+
+@description('Failed invocations alert: fires when more than this many function invocations failed in 15 minutes.')
+@minValue(0)
+param failedInvocationsThreshold int = 0
+
+@description('Exceptions alert: fires when the app logged more than this many exceptions of one type in 15 minutes.')
+@minValue(0)
+param exceptionsThreshold int = 0
+
 // Networking and resilience. README.md, "Deploying to Azure", says what each costs.
 
-@description('Private networking: a virtual network the app sends all its outbound traffic through, private endpoints and DNS zones for storage (blob, queue, table) and Key Vault, their public network access off. true suits production; false leaves them public (Entra ID only) for trials.')
+@description('Private networking: a virtual network the app is integrated with (its outbound traffic, Key Vault references and the deployment package included), private endpoints and DNS zones for storage (blob, queue, table) and Key Vault, their public network access off. true suits production; false leaves them public (Entra ID only) for trials.')
 param privateNetworking bool = true
 
-@description('With privateNetworking: operators\' public IPv4 addresses or CIDR ranges admitted through the storage and Key Vault firewalls, for `sync status`, the repair commands and key rotation from outside the network. Empty: both stay closed to the internet.')
+@description('Operators\' public IPv4 addresses or CIDR ranges. The function app\'s endpoints (the site and its scm/deployment endpoint) admit them alone, in every networking mode. With privateNetworking, the storage and Key Vault firewalls admit them too where operatorStorageAccess and operatorKeyVaultAccess say so. Empty: nothing is open to the internet, and code is deployed from inside the network.')
 param operatorIpAddresses array = []
+
+@description('With privateNetworking and operatorIpAddresses: the storage account admits the operators\' addresses (sync status, the repair commands).')
+param operatorStorageAccess bool = true
+
+@description('With privateNetworking and operatorIpAddresses: the Key Vault admits the operators\' addresses (az keyvault commands; the runbook\'s key rotation goes through the resource manager and needs no opening).')
+param operatorKeyVaultAccess bool = false
+
+@description('Principal ids (object ids) of the operators who run sync status and the repair commands: each gets Storage Queue Data Contributor and Storage Table Data Contributor on the storage account, nothing else.')
+param operatorPrincipalIds array = []
+
+@description('What operatorPrincipalIds are: users, groups or service principals (one kind per deployment).')
+@allowed(['User', 'Group', 'ServicePrincipal'])
+param operatorPrincipalType string = 'User'
+
+@description('With privateNetworking: resource ids of existing private DNS zones to register the private endpoints in, {blob, queue, table, vault} (an enterprise landing zone\'s central zones). A sub-resource left out gets a zone of its own in this resource group, linked to the network.')
+param privateDnsZoneIds object = {}
 
 @description('With privateNetworking: a NAT gateway with one static public IP on the integration subnet, the app\'s only egress address (output egressIpAddress), for Dataverse\'s IP firewall and the enrichment API\'s allow-list.')
 param staticEgressIp bool = false
@@ -115,6 +145,14 @@ param privateEndpointSubnetPrefix string = '10.42.1.0/27'
 
 @description('Zone redundancy, where the region offers it: the plan spreads instances over availability zones and the storage account is zone-redundant (ZRS).')
 param zoneRedundant bool = false
+
+@description('Days a deleted Key Vault (and a deleted secret version) stays recoverable. Key Vault fixes it when the vault is created: an existing vault keeps its own (7 for vaults this template created before it took this parameter; pass that value to redeploy them).')
+@minValue(7)
+@maxValue(90)
+param keyVaultSoftDeleteRetentionDays int = 90
+
+@description('Storage read logs (StorageRead of the queues and tables) in Log Analytics besides writes and deletes: every poll and state read of every instance, so a cost to choose.')
+param storageReadLogs bool = false
 
 // Tunable app settings. Their defaults are the code's (sync/settings.py); tests/infra checks it.
 // They are strings because app settings are: the app validates them at start-up.
@@ -200,11 +238,22 @@ var tags = {
 }
 var deploymentContainerName = 'app-package'
 var enrichmentKeySecretName = 'enrichment-api-key'
-// Operator addresses mean something only with the firewalls that private networking closes.
-var operatorIps = privateNetworking ? operatorIpAddresses : []
-// Storage and Key Vault alike: private endpoints only, unless operators need the public endpoint
-// (within the firewall), or private networking is off.
-var publicNetworkAccess = (privateNetworking && empty(operatorIps)) ? 'Disabled' : 'Enabled'
+// Operator addresses open a firewall only with private networking (without it, storage and Key
+// Vault are public), and each resource only when its switch says so.
+var storageOperatorIps = (privateNetworking && operatorStorageAccess) ? operatorIpAddresses : []
+var keyVaultOperatorIps = (privateNetworking && operatorKeyVaultAccess) ? operatorIpAddresses : []
+// Private endpoints only, unless operators need the public endpoint (within the firewall), or
+// private networking is off.
+var storagePublicNetworkAccess = (privateNetworking && empty(storageOperatorIps)) ? 'Disabled' : 'Enabled'
+var keyVaultPublicNetworkAccess = (privateNetworking && empty(keyVaultOperatorIps)) ? 'Disabled' : 'Enabled'
+// The site's access restrictions: operators' addresses allowed, everyone else denied (the default
+// action). A restriction takes CIDR notation, so a plain address becomes a /32.
+var siteOperatorRules = [for (address, i) in operatorIpAddresses: {
+  name: 'operator-${i}'
+  action: 'Allow'
+  priority: 100 + i
+  ipAddress: contains(address, '/') ? address : '${address}/32'
+}]
 
 // The app's identity: storage, Key Vault, App Insights, and Dataverse when dataverseIdentityNames
 // is empty.
@@ -235,8 +284,13 @@ var environments = empty(dataverseEnvironments) ? [
     url: dataverseUrl
   }
 ] : dataverseEnvironments
+// Environment names the app would refuse fail the deployment before anything is created, as the
+// identity names do in modules/dataverseidentities.bicep (lanenames.json says how).
+var laneNameRule = loadJsonContent('lanenames.json')
+var environmentNameValid = [for environment in environments: (length(environment.name) >= 1) && (length(environment.name) <= laneNameRule.maxLength) && contains(laneNameRule.firstChars, first(environment.name)) && empty(join(split(environment.name, laneNameRule.chars), ''))]
+var checkedEnvironments = [for (environment, i) in environments: environmentNameValid[i] ? environment : int('Dataverse environment name "${environment.name}" does not match ${laneNameRule.pattern}')]
 var identitiesPlaceholder = '<identities>'
-var environmentMembers = [for environment in environments: '"${environment.name}": {"url": "${environment.url}", "identities": ${identitiesPlaceholder}, "dop_scope": "${dataverseDopScope}"}']
+var environmentMembers = [for environment in checkedEnvironments: '"${environment.name}": {"url": "${environment.url}", "identities": ${identitiesPlaceholder}, "dop_scope": "${dataverseDopScope}"}']
 var lanesConfigured = !(empty(dataverseIdentityNames) && empty(dataverseEnvironments))
 var identityMembers = empty(dataverseIdentityNames) ? [
   '"default": "${identity.properties.clientId}"'
@@ -252,9 +306,13 @@ module storage 'modules/storage.bicep' = {
     deploymentContainerName: deploymentContainerName
     skuName: zoneRedundant ? 'Standard_ZRS' : 'Standard_LRS'
     privateNetworking: privateNetworking
-    publicNetworkAccess: publicNetworkAccess
-    operatorIpAddresses: operatorIps
+    publicNetworkAccess: storagePublicNetworkAccess
+    operatorIpAddresses: storageOperatorIps
     principalId: identity.properties.principalId
+    operatorPrincipalIds: operatorPrincipalIds
+    operatorPrincipalType: operatorPrincipalType
+    workspaceId: monitoring.outputs.workspaceId
+    readLogs: storageReadLogs
   }
 }
 
@@ -280,6 +338,7 @@ module privateEndpoints 'modules/privateendpoints.bicep' = if (privateNetworking
     subnetId: network.outputs.privateEndpointSubnetId
     storageAccountId: storage.outputs.id
     keyVaultId: keyVault.outputs.id
+    existingZoneIds: privateDnsZoneIds
   }
 }
 
@@ -316,6 +375,9 @@ module runAlerts 'modules/runalerts.bicep' = if (alertsEnabled) {
     circuitOpenMinutes: circuitOpenMinutes
     throttledPerMinuteThreshold: throttledPerMinuteThreshold
     throttledWindowMinutes: throttledWindowMinutes
+    noRunHours: noRunHours
+    failedInvocationsThreshold: failedInvocationsThreshold
+    exceptionsThreshold: exceptionsThreshold
   }
 }
 
@@ -337,10 +399,12 @@ module keyVault 'modules/keyvault.bicep' = {
     tags: tags
     secretName: enrichmentKeySecretName
     privateNetworking: privateNetworking
-    publicNetworkAccess: publicNetworkAccess
-    operatorIpAddresses: operatorIps
+    publicNetworkAccess: keyVaultPublicNetworkAccess
+    operatorIpAddresses: keyVaultOperatorIps
+    softDeleteRetentionDays: keyVaultSoftDeleteRetentionDays
     actionGroupId: alerts.outputs.id
     principalId: identity.properties.principalId
+    workspaceId: monitoring.outputs.workspaceId
   }
 }
 
@@ -372,11 +436,22 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
+// The network: Flex Consumption integrates with the subnet delegated to Microsoft.App/environments
+// and takes no routing property (vnetRouteAllEnabled, vnetContentShareEnabled and the
+// WEBSITE_VNET_ROUTE_ALL and WEBSITE_CONTENTOVERVNET settings are not used for networking in Flex
+// Consumption). What keeps the traffic in the network is the integration itself with the DNS of
+// the network: the privatelink zones resolve storage and Key Vault to their private endpoints,
+// whose public access is off, so the host, the deployment package and the app's queues and tables
+// are reached there, and the platform resolves the Key Vault reference through the integration
+// when the vault refuses the public route.
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17: no HTTP triggers (function_app.py has a timer and a queue trigger): no inbound requests to ask a client certificate of
-  // checkov:skip=CKV_AZURE_222: the functions take no HTTP requests; the site's public endpoint serves only deployments (Entra ID only: basic publishing credentials are off below) and the host's admin API (master key). Closing it needs a private endpoint for the site and a deployment agent inside the network
+  // checkov:skip=CKV_AZURE_222: public network access stays on so operators can deploy code and call the admin API from their addresses; the access restrictions deny every other caller by default, tests/infra/test_hardening.py::test_the_site_admits_only_operator_addresses checks it
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero on the queue's length; always-ready instances would bill all day for a nightly batch, and the messages of a lost instance become visible on the queue again for another
   // checkov:skip=CKV_AZURE_213: a health check probes an HTTP path and the app serves none (no HTTP triggers); an instance that fails leaves its queue messages to reappear and be retried
+  // checkov:skip=CKV_AZURE_78: ftpsState is refused on Flex Consumption (FTPS is not supported there); FTP publishing is off through the ftp credentials policy below, tests/infra/test_hardening.py::test_basic_publishing_credentials_are_off checks it
+  // checkov:skip=CKV_AZURE_18: no HTTP triggers, so no HTTP version to raise; http20Enabled is left out as no setting of Flex Consumption's, tests/infra/test_hardening.py::test_https_only_tls_1_2_and_no_setting_flex_consumption_refuses checks it
+  // checkov:skip=CKV_AZURE_67: the same check for function apps: no HTTP triggers and no http20Enabled on Flex Consumption, tests/infra/test_hardening.py::test_https_only_tls_1_2_and_no_setting_flex_consumption_refuses checks it
   name: 'func-${environmentName}-${token}'
   location: location
   tags: {
@@ -384,6 +459,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     'azd-service-name': 'sync'
   }
   kind: 'functionapp,linux'
+  // The private endpoints and their DNS records exist before the first start (the network
+  // section above): no instance tries storage or the vault on a public endpoint that is off.
+  dependsOn: [
+    privateEndpoints
+  ]
   identity: {
     type: 'UserAssigned'
     // The app's identity and each Dataverse identity.
@@ -395,14 +475,17 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     keyVaultReferenceIdentity: identity.id
-    // Flex Consumption integrates with the subnet delegated to Microsoft.App/environments; route
-    // all keeps every outbound connection, Key Vault references included, in the network.
+    // Flex Consumption's network integration; no routing property (the network section above).
     virtualNetworkSubnetId: privateNetworking ? network.outputs.integrationSubnetId : null
-    vnetRouteAllEnabled: privateNetworking
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      http20Enabled: true
+      // No HTTP trigger: the site and its scm (deployment) endpoint admit the operators' addresses
+      // and deny everyone else.
+      ipSecurityRestrictionsDefaultAction: 'Deny'
+      ipSecurityRestrictions: siteOperatorRules
+      scmIpSecurityRestrictionsDefaultAction: 'Deny'
+      scmIpSecurityRestrictionsUseMain: false
+      scmIpSecurityRestrictions: siteOperatorRules
     }
     functionAppConfig: {
       deployment: {
@@ -458,9 +541,11 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222: app settings have no public network access of their own; the site's is on functionApp
   parent: functionApp
   name: 'appsettings'
-  // A first deployment writes the key before the app resolves its reference.
+  // The key is written, and the private endpoints and their records exist, before the app
+  // restarts on its settings and resolves the reference.
   dependsOn: [
     enrichmentKey
+    privateEndpoints
   ]
   properties: {
     AzureWebJobsStorage__blobServiceUri: storage.outputs.blobEndpoint

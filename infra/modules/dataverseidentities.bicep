@@ -8,7 +8,7 @@
 @description('Start of every identity\'s name; the identity name follows it after a hyphen.')
 param namePrefix string
 
-@description('Names of the identities, as SYNC_ENVIRONMENTS names them (^[A-Za-z][A-Za-z0-9_-]{0,31}$).')
+@description('Names of the identities, as SYNC_ENVIRONMENTS names them (^[a-z][a-z0-9-]{0,31}$, the app\'s rule: ../lanenames.json).')
 param names array
 
 @description('Region of the identities.')
@@ -17,7 +17,15 @@ param location string
 @description('Tags of the identities.')
 param tags object
 
-resource identities 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = [for name in names: {
+// The names the app accepts (../lanenames.json). Bicep has no regular expressions: a name is
+// valid when its length is 1 to maxLength, it starts with one of firstChars, and splitting it at every
+// character of chars leaves nothing. A name the app would refuse fails the deployment before
+// anything is created: int() of the sentence below cannot convert it, and ARM's error quotes it.
+var nameRule = loadJsonContent('../lanenames.json')
+var valid = [for name in names: (length(name) >= 1) && (length(name) <= nameRule.maxLength) && contains(nameRule.firstChars, first(name)) && empty(join(split(name, nameRule.chars), ''))]
+var checkedNames = [for (name, i) in names: valid[i] ? name : int('Dataverse identity name "${name}" does not match ${nameRule.pattern}')]
+
+resource identities 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = [for name in checkedNames: {
   name: '${namePrefix}-${name}'
   location: location
   tags: tags

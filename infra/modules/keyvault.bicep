@@ -5,6 +5,8 @@
 // Grid subscription turns that into an Azure Monitor alert. An expired secret still resolves
 // (Key Vault's get works outside the nbf/exp window), so the expiry warns and never stops the app
 // from loading.
+// Every read of the secret (the platform resolving the reference, an operator) is in the vault's
+// audit log (AuditEvent), sent to the Log Analytics workspace.
 
 @description('Name of the vault (3 to 24 letters, digits and hyphens).')
 param name string
@@ -28,8 +30,16 @@ param operatorIpAddresses array = []
 @allowed(['Enabled', 'Disabled'])
 param publicNetworkAccess string
 
+@description('Days a deleted vault or secret version stays recoverable (7 to 90); fixed when the vault is created.')
+@minValue(7)
+@maxValue(90)
+param softDeleteRetentionDays int = 90
+
 @description('Resource id of the action group the expiry alerts notify.')
 param actionGroupId string
+
+@description('Resource id of the Log Analytics workspace the audit log goes to.')
+param workspaceId string
 
 @description('Principal id of the app\'s user-assigned managed identity.')
 param principalId string
@@ -43,7 +53,7 @@ var ipRules = [for address in operatorIpAddresses: {
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: defaultAction is Deny with the privateNetworking parameter (main.bicep, on by default) and Allow without it, a condition checkov does not evaluate; tests/infra/test_networking.py::test_storage_and_key_vault_firewalls checks both settings
-  // checkov:skip=CKV_AZURE_189: publicNetworkAccess is a parameter, which main.bicep sets to Disabled with privateNetworking and no operatorIpAddresses (checkov does not evaluate it); tests/infra/test_networking.py::test_storage_and_key_vault_firewalls checks every combination
+  // checkov:skip=CKV_AZURE_189: publicNetworkAccess is a parameter, Disabled with privateNetworking unless operatorKeyVaultAccess opens it to operatorIpAddresses (main.bicep), a condition checkov cannot read; tests/infra/test_networking.py::test_storage_and_key_vault_firewalls checks every combination
   name: name
   location: location
   tags: tags
@@ -55,7 +65,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     }
     enableRbacAuthorization: true
     enableSoftDelete: true
-    softDeleteRetentionInDays: 7
+    softDeleteRetentionInDays: softDeleteRetentionDays
     enablePurgeProtection: true
     publicNetworkAccess: publicNetworkAccess
     networkAcls: {
@@ -76,6 +86,21 @@ resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '4633458b-17de-408a-b874-0445c86b69e6')
     principalId: principalId
     principalType: 'ServicePrincipal'
+  }
+}
+
+// The audit log: who read, wrote or listed what, with the caller's identity and address.
+resource auditLog 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'audit-to-log-analytics'
+  scope: vault
+  properties: {
+    workspaceId: workspaceId
+    logs: [
+      {
+        category: 'AuditEvent'
+        enabled: true
+      }
+    ]
   }
 }
 

@@ -1,7 +1,8 @@
 // Private endpoints of the private-networking option: the storage account's blob, queue and table
 // services (the host, the deployment package, the app's queues and tables) and the Key Vault
-// (the enrichment key's reference). Each gets the private DNS zone its public name resolves
-// through (privatelink.*), linked to the network, so the app reaches the usual host names
+// (the enrichment key's reference). Each endpoint registers its address in the private DNS zone
+// its public name resolves through (privatelink.*): a zone of its own, linked to the network
+// (privatednszone.bicep), or an existing central one, so the app reaches the usual host names
 // (st....blob.core.windows.net) at private addresses and nothing in its settings changes.
 
 @description('Region of the private endpoints (the network\'s).')
@@ -10,7 +11,7 @@ param location string
 @description('Tags of every resource.')
 param tags object
 
-@description('Resource id of the virtual network the DNS zones are linked to.')
+@description('Resource id of the virtual network the created DNS zones are linked to.')
 param vnetId string
 
 @description('Resource id of the subnet the private endpoints take their addresses from.')
@@ -22,47 +23,47 @@ param storageAccountId string
 @description('Resource id of the Key Vault.')
 param keyVaultId string
 
-// Azure public cloud zone names (MicrosoftDocs azure-docs, private-link/
-// private-endpoint-dns.md); groupId is the sub-resource each endpoint connects to.
+@description('Existing private DNS zones by sub-resource, {blob, queue, table, vault}: resource ids; a sub-resource left out gets a zone of its own.')
+param existingZoneIds object = {}
+
+// Zone names from the cloud the deployment runs in (MicrosoftDocs azure-docs, private-link/
+// private-endpoint-dns.md): privatelink.<service>.<storage suffix> for storage, and for Key Vault
+// privatelink.vaultcore.<the domain after vault. in the vault DNS suffix>, e.g. azure.net in
+// Azure's public cloud, azure.cn in Azure China, usgovcloudapi.net in Azure Government.
+// groupId is the sub-resource each endpoint connects to.
+var storageSuffix = environment().suffixes.storage
+var vaultDomain = skip(environment().suffixes.keyvaultDns, length('.vault.'))
 var targets = [
   {
     groupId: 'blob'
-    zone: 'privatelink.blob.core.windows.net'
+    zone: 'privatelink.blob.${storageSuffix}'
     resourceId: storageAccountId
   }
   {
     groupId: 'queue'
-    zone: 'privatelink.queue.core.windows.net'
+    zone: 'privatelink.queue.${storageSuffix}'
     resourceId: storageAccountId
   }
   {
     groupId: 'table'
-    zone: 'privatelink.table.core.windows.net'
+    zone: 'privatelink.table.${storageSuffix}'
     resourceId: storageAccountId
   }
   {
     groupId: 'vault'
-    zone: 'privatelink.vaultcore.azure.net'
+    zone: 'privatelink.vaultcore.${vaultDomain}'
     resourceId: keyVaultId
   }
 ]
 
-resource zones 'Microsoft.Network/privateDnsZones@2024-06-01' = [for target in targets: {
-  name: target.zone
-  location: 'global'
-  tags: tags
-}]
-
-resource zoneLinks 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2024-06-01' = [for (target, i) in targets: {
-  parent: zones[i]
-  name: 'link-${target.groupId}'
-  location: 'global'
-  tags: tags
-  properties: {
-    registrationEnabled: false
-    virtualNetwork: {
-      id: vnetId
-    }
+module zones 'privatednszone.bicep' = [for target in targets: {
+  name: 'private-dns-${target.groupId}'
+  params: {
+    name: target.zone
+    existingZoneId: contains(existingZoneIds, target.groupId) ? existingZoneIds[target.groupId] : ''
+    vnetId: vnetId
+    linkName: 'link-${target.groupId}'
+    tags: tags
   }
 }]
 
@@ -97,7 +98,7 @@ resource zoneGroups 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@202
       {
         name: target.groupId
         properties: {
-          privateDnsZoneId: zones[i].id
+          privateDnsZoneId: zones[i].outputs.id
         }
       }
     ]

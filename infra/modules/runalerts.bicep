@@ -1,6 +1,8 @@
 // Alerts on a run, as log search alerts over the app's own telemetry in Application Insights:
 // the metric and event names are the contract in sync/telemetry/names.py (metrics land in
-// customMetrics, events in customEvents, their attributes in customDimensions). Every number a
+// customMetrics, events in customEvents, their attributes in customDimensions); the failed
+// invocations and exceptions alerts read what the Functions host and the logging exporter write
+// (requests, exceptions). Every number a
 // rule compares against is a parameter (main.bicep passes its own); the queries hold none, and
 // tests/infra/test_alerts.py checks both, and that the queries name only contract names.
 // What each alert means and what to do: docs/operations.md, "Alerts".
@@ -30,7 +32,7 @@ param deadLettersThreshold int
 @maxValue(23)
 param runDeadlineHours int
 
-@description('Circuit open: the alert fires when a circuit stays open for this many minutes.')
+@description('Circuit open: the alert fires when a circuit has not closed for this many minutes.')
 @allowed([5, 10, 15, 30, 45, 60])
 param circuitOpenMinutes int
 
@@ -42,9 +44,22 @@ param throttledPerMinuteThreshold int
 @allowed([5, 10, 15, 30, 45, 60])
 param throttledWindowMinutes int
 
+@description('Nothing ran: the alert fires when no run was planned for this many hours.')
+@minValue(2)
+@maxValue(48)
+param noRunHours int
+
+@description('Failed invocations: the alert fires when more than this many invocations of one function failed in 15 minutes.')
+@minValue(0)
+param failedInvocationsThreshold int
+
+@description('Exceptions: the alert fires when more than this many exceptions of one type were logged in 15 minutes.')
+@minValue(0)
+param exceptionsThreshold int
+
 // sync/telemetry/names.py: CIRCUIT_STATE is 0 closed, 1 half-open, 2 open. A contract value,
 // not a threshold.
-var circuitOpenState = 2
+var circuitClosedState = 0
 
 // The poison queue's depth, as the app reports it per queue (QUEUE_DEPTH, attribute QUEUE).
 var poisonQuery = '''
@@ -75,13 +90,42 @@ planned
 | join kind=leftanti completed on runId
 '''
 
-// Services whose circuit every instance reported open for the whole window.
+// Services whose circuit has not closed for circuitOpenMinutes: the latest reported state is not
+// closed (open, or half-open while it probes), and every report since the last closed one (or
+// since the window's start) spans at least that long. Reports stop when no instance runs; the
+// last ones still count.
 var circuitQuery = '''
-customMetrics
+let states = customMetrics
 | where name == "sync.circuit.state"
-| extend service = tostring(customDimensions["sync.service"])
-| summarize timestamp = max(timestamp), samples = count(), open = countif(value >= {0}) by service
-| where samples == open
+| project timestamp, service = tostring(customDimensions["sync.service"]), state = value;
+let lastClosed = states
+| where state == {0}
+| summarize closedAt = max(timestamp) by service;
+states
+| join kind=leftouter lastClosed on service
+| where isnull(closedAt) or timestamp > closedAt
+| summarize openSince = min(timestamp), timestamp = max(timestamp) by service
+| where openSince <= ago({1}m)
+'''
+
+// The planner's runs over the window: none means the timer or the planner is dead.
+var plannedQuery = '''
+customEvents
+| where name == "run_planned"
+| project timestamp, runId = tostring(customDimensions["sync.run_id"])
+'''
+
+// Invocations the Functions host reports failed (an exception left the function), per function.
+var failedInvocationsQuery = '''
+requests
+| where success == false
+| project timestamp, functionName = operation_Name
+'''
+
+// Exceptions the host and the app's loggers reported, per exception type.
+var exceptionsQuery = '''
+exceptions
+| project timestamp, exceptionType = type
 '''
 
 // Dataverse 429s (DATAVERSE_THROTTLED, a counter), all facets together.
@@ -227,19 +271,22 @@ resource circuitOpen 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   kind: 'LogAlert'
   properties: {
     displayName: 'Circuit open for long'
-    description: 'A dependency\'s circuit stayed open for circuitOpenMinutes: the service keeps failing. docs/operations.md, "Circuit open for long".'
+    description: 'A dependency\'s circuit has not closed for circuitOpenMinutes: the service keeps failing. docs/operations.md, "Circuit open for long".'
     severity: 2
     enabled: true
     scopes: [
       appInsightsId
     ]
     evaluationFrequency: 'PT5M'
-    windowSize: 'PT${circuitOpenMinutes}M'
+    // How far back the query looks for the last closed state: longer than any
+    // circuitOpenMinutes. A circuit still open when the last instance stopped keeps firing until
+    // its last report is this old; the nothing-ran and deadline alerts take over from there.
+    windowSize: 'PT6H'
     autoMitigate: true
     criteria: {
       allOf: [
         {
-          query: format(circuitQuery, circuitOpenState)
+          query: format(circuitQuery, circuitClosedState, circuitOpenMinutes)
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0
@@ -287,6 +334,127 @@ resource throttling 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
           metricMeasureColumn: 'throttled'
           operator: 'GreaterThan'
           threshold: throttledPerMinuteThreshold * throttledWindowMinutes
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: actions
+  }
+}
+
+resource noRun 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'no-run'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'No run planned'
+    description: 'No run was planned for noRunHours: the timer or the planner is dead, or the app is stopped. docs/operations.md, "No run planned".'
+    severity: 1
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'PT${noRunHours}H'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          // No row at all is a count of 0.
+          query: plannedQuery
+          timeAggregation: 'Count'
+          operator: 'LessThanOrEqual'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: actions
+  }
+}
+
+resource failedInvocations 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'failed-invocations'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Failed invocations'
+    description: 'Function invocations failed: an exception left the function, and the host retries the message until it is poisoned. docs/operations.md, "Failed invocations".'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: failedInvocationsQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: failedInvocationsThreshold
+          dimensions: [
+            {
+              name: 'functionName'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: actions
+  }
+}
+
+resource exceptions 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'exceptions'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Exceptions logged'
+    description: 'The app or the host logged exceptions: an unexpected error the app caught and logged, or one that failed an invocation. docs/operations.md, "Exceptions logged".'
+    severity: 3
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: exceptionsQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: exceptionsThreshold
+          dimensions: [
+            {
+              name: 'exceptionType'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
           failingPeriods: {
             numberOfEvaluationPeriods: 1
             minFailingPeriodsToAlert: 1

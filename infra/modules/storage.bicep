@@ -1,6 +1,8 @@
 // The storage account of the host and of the app: shared keys off, Entra ID only.
-// Holds the deployment package container, the app's queues and tables, and the three data roles
-// of the app's managed identity, scoped to this account and nothing wider.
+// Holds the deployment package container, the app's queues and tables, the three data roles
+// of the app's managed identity and the two of each operator, scoped to this account and nothing
+// wider. Writes and deletes on the queues and tables (and reads, with readLogs) are logged to
+// the Log Analytics workspace.
 
 @description('Name of the storage account (3 to 24 lowercase letters and digits).')
 param name string
@@ -16,6 +18,19 @@ param deploymentContainerName string
 
 @description('Principal id of the app\'s user-assigned managed identity.')
 param principalId string
+
+@description('Principal ids of the operators: Storage Queue Data Contributor and Storage Table Data Contributor each, for sync status and the repair commands.')
+param operatorPrincipalIds array = []
+
+@description('What operatorPrincipalIds are.')
+@allowed(['User', 'Group', 'ServicePrincipal'])
+param operatorPrincipalType string = 'User'
+
+@description('Resource id of the Log Analytics workspace the queue and table logs go to.')
+param workspaceId string
+
+@description('Log reads (StorageRead) too, not only writes and deletes.')
+param readLogs bool = false
 
 @description('Replication of the account: ZRS keeps three copies in three availability zones, where the region has them.')
 @allowed(['Standard_LRS', 'Standard_ZRS'])
@@ -37,6 +52,17 @@ param publicNetworkAccess string
 var ipRules = [for address in operatorIpAddresses: {
   value: address
   action: 'Allow'
+}]
+
+// Built-in roles (MicrosoftDocs azure-docs, role-based-access-control/built-in-roles.md).
+var queueDataContributorRole = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+var tableDataContributorRole = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+
+// The log categories of a queue or table service sent to the workspace.
+var logCategories = readLogs ? ['StorageRead', 'StorageWrite', 'StorageDelete'] : ['StorageWrite', 'StorageDelete']
+var logs = [for category in logCategories: {
+  category: category
+  enabled: true
 }]
 
 // The same names as sync/names.py (QUEUES and TABLES); tests/infra checks that they agree.
@@ -118,10 +144,10 @@ resource blobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 // Storage Queue Data Contributor: the queue trigger, the planner, re-enqueues and dead letters.
 resource queueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(account.id, principalId, '974c5e8b-45b9-4653-ba55-5f855dd0fb88')
+  name: guid(account.id, principalId, queueDataContributorRole)
   scope: account
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '974c5e8b-45b9-4653-ba55-5f855dd0fb88')
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', queueDataContributorRole)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }
@@ -129,12 +155,53 @@ resource queueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-0
 
 // Storage Table Data Contributor: the run ledger and the shared state (DOP hint, gate, leases).
 resource tableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(account.id, principalId, '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3')
+  name: guid(account.id, principalId, tableDataContributorRole)
   scope: account
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3')
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', tableDataContributorRole)
     principalId: principalId
     principalType: 'ServicePrincipal'
+  }
+}
+
+// The operators: the queue and table roles the runbook's commands need, and no blob role (the
+// commands read no blob; the host's blobs stay the app's).
+resource operatorQueueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for operator in operatorPrincipalIds: {
+  name: guid(account.id, operator, queueDataContributorRole)
+  scope: account
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', queueDataContributorRole)
+    principalId: operator
+    principalType: operatorPrincipalType
+  }
+}]
+
+resource operatorTableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for operator in operatorPrincipalIds: {
+  name: guid(account.id, operator, tableDataContributorRole)
+  scope: account
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', tableDataContributorRole)
+    principalId: operator
+    principalType: operatorPrincipalType
+  }
+}]
+
+// Who wrote or deleted which message or entity (a purge, a replay, the app), per service.
+resource queueLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'queue-logs-to-log-analytics'
+  scope: queueService
+  properties: {
+    workspaceId: workspaceId
+    logs: logs
+  }
+}
+
+resource tableLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'table-logs-to-log-analytics'
+  scope: tableService
+  properties: {
+    workspaceId: workspaceId
+    logs: logs
   }
 }
 

@@ -2,18 +2,22 @@
 
 A small evaluator over pycep's expression tree, enough of Bicep for the template's switches:
 literals, parameters, variables (``for`` loops included), ``cond ? a : b``, ``&&``, ``||``,
-``!``, ``empty()``, ``union()``, ``join()``, ``replace()``, ``json()``, string interpolation,
-object properties, and module outputs (evaluated in the module's own deployment, so
-``network.outputs.id`` becomes the network's ``vnet.id``). What only Azure knows (resource ids,
-endpoints, ``utcNow()``) stays a ``Ref`` holding the expression's text, and inside an
-interpolated string it stays ``${text}``; a condition that comes down to a ``Ref`` is an error,
-not a guess.
+``!``, comparisons, ``+``, the string, array and object functions the templates call
+(``empty()``, ``union()``, ``join()``, ``split()``, ``contains()``, ...), ``environment()`` of a
+chosen cloud, ``loadJsonContent()``, string interpolation, object properties, and module
+outputs (evaluated in the module's own deployment, so ``network.outputs.id`` becomes the
+network's ``vnet.id``; a module in a ``for`` loop is one deployment per item). What only Azure
+knows (resource ids, endpoints, ``utcNow()``) stays a ``Ref`` holding the expression's text, and
+inside an interpolated string it stays ``${text}``; a condition that comes down to a ``Ref`` is
+an error, not a guess. ``int()`` of a text that is no number fails the deployment, as in ARM
+(``DeploymentFailed``): the templates use it to refuse a parameter with a message.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +35,16 @@ REQUIRED = {
 }
 
 
+# environment() in three clouds, the members the templates read (az cloud show).
+PUBLIC_CLOUD = {"name": "AzureCloud", "suffixes": {"storage": "core.windows.net",
+                                                   "keyvaultDns": ".vault.azure.net"}}
+CHINA_CLOUD = {"name": "AzureChinaCloud", "suffixes": {"storage": "core.chinacloudapi.cn",
+                                                       "keyvaultDns": ".vault.azure.cn"}}
+US_GOVERNMENT_CLOUD = {"name": "AzureUSGovernment",
+                       "suffixes": {"storage": "core.usgovcloudapi.net",
+                                    "keyvaultDns": ".vault.usgovcloudapi.net"}}
+
+
 @dataclass(frozen=True)
 class Ref:
     """A value Azure decides at deployment: the expression's text, e.g. ``vnet.id``."""
@@ -38,14 +52,20 @@ class Ref:
     text: str
 
 
+class DeploymentFailed(Exception):
+    """What ARM would refuse the deployment for, e.g. ``int()`` of a sentence."""
+
+
 class Deployment:
     """One Bicep file deployed with parameter values: its scope, resources, modules and outputs."""
 
-    def __init__(self, path: Path, given: Mapping[str, Any]) -> None:
+    def __init__(self, path: Path, given: Mapping[str, Any],
+                 cloud: Mapping[str, Any] = PUBLIC_CLOUD) -> None:
         declared = params(path)
         unknown = set(given) - set(declared)
         assert not unknown, f"{path.name} has no parameters {sorted(unknown)}"
         self.path = path
+        self.cloud = cloud
         self.tree = parse(path)
         self.scope: dict[str, Any] = dict(given)
         for name, param in declared.items():
@@ -69,19 +89,37 @@ class Deployment:
         return [self.evaluate(resource.body, local) for local in self._loop_scopes(resource.loop)]
 
     def modules(self) -> dict[str, Deployment]:
-        """The modules this deployment deploys, by symbolic name."""
-        return {name: module for name in self.tree.get("modules", {})
-                if (module := self.module(name)) is not None}
+        """The modules this deployment deploys, by symbolic name (``name[i]`` in a loop)."""
+        found: dict[str, Deployment] = {}
+        for name, declared in self.tree.get("modules", {}).items():
+            if "loop_type" in declared["config"]:
+                found.update({f"{name}[{i}]": item
+                              for i, item in enumerate(self.module_items(name))})
+            elif (module := self.module(name)) is not None:
+                found[name] = module
+        return found
 
     def module(self, name: str) -> Deployment | None:
         """The deployment of one module, None when its ``if`` does not hold."""
         declared = self.tree["modules"][name]
         config = declared["config"]
+        assert "loop_type" not in config, f"{name} is a loop: module_items()"
         if "condition" in config and not self.holds(config["condition"]):
             return None
         body = config["config"] if "condition" in config else config
-        values = {key: self.evaluate(value) for key, value in body.get("params", {}).items()}
-        return Deployment(INFRA / declared["detail"]["path"], values)
+        return self._module_deployment(declared, body, {})
+
+    def module_items(self, name: str) -> list[Deployment]:
+        """One deployment per item of a module's ``for`` loop."""
+        declared = self.tree["modules"][name]
+        config = declared["config"]
+        return [self._module_deployment(declared, config["config"], local)
+                for local in self._loop_scopes(config["loop_type"])]
+
+    def _module_deployment(self, declared: dict[str, Any], body: dict[str, Any],
+                           local: Mapping[str, Any]) -> Deployment:
+        values = {key: self.evaluate(value, local) for key, value in body.get("params", {}).items()}
+        return Deployment(self.path.parent / declared["detail"]["path"], values, self.cloud)
 
     def everything(self) -> list[tuple[Deployment, Resource]]:
         """Every resource created by this deployment and the modules under it."""
@@ -154,10 +192,18 @@ class Deployment:
             return self._logical(kind, operands, local)
         if kind == "property_accessor":
             return self._property(operands["operand_1"], operands["operand_2"], local)
-        if kind == "index_accessor":
-            base = self.evaluate(operands["operand_1"], local)
-            return _index(base, self.evaluate(operands["operand_2"], local))
+        if kind == "index_accessor" or kind in _BINARY:
+            return self._binary(kind, operands, local)
         return Ref(repr(operator))
+
+    def _binary(self, kind: str, operands: dict[str, Any], local: Mapping[str, Any]) -> Any:
+        """``a[b]``, ``a == b``, ``a + b``, ...; a comparison with a ``Ref`` stays a ``Ref``."""
+        first, second = (self.evaluate(operands[key], local) for key in ("operand_1", "operand_2"))
+        if kind == "index_accessor":
+            return _index(first, second)
+        if isinstance(first, Ref) or isinstance(second, Ref):
+            return Ref(f"{kind}(...)")
+        return _BINARY[kind](first, second)
 
     def _logical(self, kind: str, operands: dict[str, Any], local: Mapping[str, Any]) -> bool:
         """``!a``, ``a && b``, ``a || b``, short-circuited as Bicep does."""
@@ -181,15 +227,34 @@ class Deployment:
             module = self.module(owner)
             assert module is not None, f"{self}: reads {owner}.outputs but does not deploy {owner}"
             return _walk(module.output(chain[1]), chain[2:])
+        item = self._module_item(owner, local)
+        if item is not None and chain[0] == "outputs":
+            return _walk(item.output(chain[1]), chain[2:])
         return _walk(self.evaluate(owner, local), chain)
+
+    def _module_item(self, owner: Any, local: Mapping[str, Any]) -> Deployment | None:
+        """The deployment ``name[i]`` names when ``owner`` indexes a module loop."""
+        operator = owner.get("operator", {}) if isinstance(owner, dict) else {}
+        if operator.get("type") != "index_accessor":
+            return None
+        name = operator["operands"]["operand_1"]
+        if not (isinstance(name, str) and name in self.tree.get("modules", {})):
+            return None
+        index = self.evaluate(operator["operands"]["operand_2"], local)
+        return self.module_items(name)[index]
 
     def _function(self, function: dict[str, Any], local: Mapping[str, Any]) -> Any:
         if function["type"] == "empty":
             value = self.evaluate(function["parameters"]["item_to_test"], local)
             assert not isinstance(value, Ref), f"{self}: cannot tell whether {value} is empty"
             return len(value) == 0
+        if function["type"] == "environment":
+            return self.cloud
+        if function["type"] == "load_json_content":
+            loaded = self.path.parent / function["parameters"]["file_path"]
+            return json.loads(loaded.read_text(encoding="utf-8"))
         known = _FUNCTIONS.get(function["type"])
-        arguments = [self.evaluate(a, local) for a in function["parameters"].values()]
+        arguments = [self.evaluate(a, local) for a in function.get("parameters", {}).values()]
         if known is None or any(isinstance(a, Ref) for a in arguments):
             return Ref(f"{function['type']}(...)")
         return known(*arguments)
@@ -215,11 +280,43 @@ def _union(*values: Any) -> Any:
     return {key: value for v in values for key, value in v.items()}
 
 
+def _split(text: str, delimiters: str | list[str]) -> list[str]:
+    """``split()``: at any one of the delimiters when given an array."""
+    pattern = "|".join(re.escape(d) for d in ([delimiters] if isinstance(delimiters, str)
+                                               else delimiters))
+    return re.split(pattern, text)
+
+
+def _int(value: Any) -> int:
+    """``int()``: ARM fails the deployment on a text that is no integer."""
+    try:
+        return int(value)
+    except ValueError:
+        raise DeploymentFailed(f"int() cannot convert {value!r}") from None
+
+
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "union": _union,
     "join": lambda items, delimiter: delimiter.join(items),
     "replace": lambda text, old, new: text.replace(old, new),
     "json": json.loads,
+    "length": len,
+    "contains": lambda container, item: item in container,
+    "first": lambda value: value[0] if value else "",
+    "last": lambda value: value[-1] if value else "",
+    "split": _split,
+    "skip": lambda value, count: value[count:],
+    "int": _int,
+}
+
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "equals": lambda a, b: a == b,
+    "not_equals": lambda a, b: a != b,
+    "greater_than": lambda a, b: a > b,
+    "greater_than_or_equals": lambda a, b: a >= b,
+    "less_than": lambda a, b: a < b,
+    "less_than_or_equals": lambda a, b: a <= b,
+    "add": lambda a, b: a + b,
 }
 
 
@@ -283,6 +380,8 @@ def _step(value: Any, member: Any) -> Any:
 def _index(base: Any, index: Any) -> Any:
     if isinstance(base, list) and isinstance(index, int):
         return base[index]
+    if isinstance(base, dict) and isinstance(index, str) and index in base:
+        return base[index]
     return Ref(f"{_text(base)}[{_text(index)}]")
 
 
@@ -292,9 +391,9 @@ def _text(value: Any) -> str:
 
 # --- main.bicep, deployed
 
-def deploy(**given: Any) -> Deployment:
-    """main.bicep with the required parameters and the given ones."""
-    return Deployment(MAIN, {**REQUIRED, **given})
+def deploy(cloud: Mapping[str, Any] = PUBLIC_CLOUD, **given: Any) -> Deployment:
+    """main.bicep, in a cloud, with the required parameters and the given ones."""
+    return Deployment(MAIN, {**REQUIRED, **given}, cloud)
 
 
 def created(deployment: Deployment) -> dict[str, list[dict[str, Any]]]:

@@ -4,7 +4,8 @@ The contract is sync/telemetry/names.py, parsed (not imported): its constants gr
 section comment above them (``# Attributes.``, ``# Metrics...``, ``# Spans.``, ``# Events...``).
 The reader finds, in a query, the event or metric names it filters on (``name == "..."``,
 ``name in (...)``), the attributes it reads (``customDimensions["..."]``), every string literal,
-and the numbers outside string literals.
+and the numbers outside string literals. Besides the contract's two tables, a query may be allowed
+the Functions host's own (``requests``: an invocation and its ``success``; ``exceptions``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ PLACEHOLDER = re.compile(r"\{\d+\}")
 NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?[a-z]*\b")
 # Literals shaped like a telemetry name: dotted (sync.records.written) or snake (run_planned).
 NAME_SHAPED = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+$|^[a-z]+(?:_[a-z0-9]+)+$")
+# What the Functions host itself writes: one row per invocation, one per exception.
+HOST_TABLES = frozenset({"requests", "exceptions"})
 # Every table of an Application Insights component but the two the contract lands in.
 OTHER_TABLES = ("requests", "dependencies", "traces", "exceptions", "pageViews",
                 "availabilityResults", "browserTimings", "performanceCounters", "AppMetrics",
@@ -94,14 +97,21 @@ def tables(query: str) -> set[str]:
     return {table for table in TABLES if re.search(rf"\b{table}\b", query)}
 
 
+def reads_table(query: str, table: str) -> bool:
+    """Whether a query reads a table: its name alone before a pipe or at a line's end."""
+    return re.search(rf"(^|[\s(=]){table}\s*(\||$)", query, re.MULTILINE) is not None
+
+
 def numbers(query: str) -> list[str]:
     """Numeric literals outside string literals and ``{0}`` placeholders (``6h``, ``2``)."""
     code = PLACEHOLDER.sub("", STRING.sub('""', query))
     return NUMBER.findall(code)
 
 
-def problems(query: str) -> list[str]:
-    """What in a query is not the contract: unknown names, attributes, tables."""
+def problems(query: str, host_tables: frozenset[str] = frozenset()) -> list[str]:
+    """What in a query is not the contract: unknown names, attributes, tables. ``host_tables``
+    are the tables of HOST_TABLES this query may read instead of the contract's."""
+    assert host_tables <= HOST_TABLES, host_tables
     known = contract()
     found = []
     for name in sorted(filtered_names(query)):
@@ -120,7 +130,7 @@ def problems(query: str) -> list[str]:
               for literal in literals(query)
               if literal.startswith("sync-") and literal not in QUEUES]
     found += [f"reads table {table}" for table in OTHER_TABLES
-              if re.search(rf"(^|[\s(=]){table}\s*(\||$)", query, re.MULTILINE)]
-    if not tables(query):
+              if table not in host_tables and reads_table(query, table)]
+    if not tables(query) and not any(reads_table(query, table) for table in host_tables):
         found.append("reads neither customMetrics nor customEvents")
     return found

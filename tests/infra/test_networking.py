@@ -10,8 +10,18 @@ from typing import Any
 
 import pytest
 
-from tests.infra.bicep import MAIN, params
-from tests.infra.evaluate import REQUIRED, Deployment, Ref, created, deploy, only
+from tests.infra.bicep import MAIN, params, parse
+from tests.infra.evaluate import (
+    CHINA_CLOUD,
+    PUBLIC_CLOUD,
+    REQUIRED,
+    US_GOVERNMENT_CLOUD,
+    Deployment,
+    Ref,
+    created,
+    deploy,
+    only,
+)
 
 OPERATOR_IP = "203.0.113.7"
 
@@ -26,14 +36,28 @@ NETWORK_TYPES = {VNET, "Microsoft.Network/networkSecurityGroups", PRIVATE_ENDPOI
                  ZONE_LINK, ZONE_GROUP}
 EGRESS_TYPES = {NAT_GATEWAY, PUBLIC_IP}
 
-# The private DNS zone of each sub-resource in Azure's public cloud (MicrosoftDocs azure-docs,
-# private-link/private-endpoint-dns.md).
+# The private DNS zone of each sub-resource in Azure's public cloud, Azure China and Azure
+# Government (MicrosoftDocs azure-docs, private-link/private-endpoint-dns.md).
 ZONES = {
     "blob": "privatelink.blob.core.windows.net",
     "queue": "privatelink.queue.core.windows.net",
     "table": "privatelink.table.core.windows.net",
     "vault": "privatelink.vaultcore.azure.net",
 }
+CHINA_ZONES = {
+    "blob": "privatelink.blob.core.chinacloudapi.cn",
+    "queue": "privatelink.queue.core.chinacloudapi.cn",
+    "table": "privatelink.table.core.chinacloudapi.cn",
+    "vault": "privatelink.vaultcore.azure.cn",
+}
+US_GOVERNMENT_ZONES = {
+    "blob": "privatelink.blob.core.usgovcloudapi.net",
+    "queue": "privatelink.queue.core.usgovcloudapi.net",
+    "table": "privatelink.table.core.usgovcloudapi.net",
+    "vault": "privatelink.vaultcore.usgovcloudapi.net",
+}
+CENTRAL_ZONE = ("/subscriptions/0000/resourceGroups/rg-dns/providers/"
+                "Microsoft.Network/privateDnsZones/privatelink.queue.core.windows.net")
 
 NETWORKING = pytest.mark.parametrize("private", [True, False],
                                      ids=["private networking", "public endpoints"])
@@ -61,30 +85,52 @@ def test_private_networking_is_the_default() -> None:
     assert set(created(deploy())) >= NETWORK_TYPES
 
 
+CLOSED = ("Disabled", "Deny", [])
+OPERATORS_ONLY = ("Enabled", "Deny", [OPERATOR_IP])
+PUBLIC = ("Enabled", "Allow", [])
+
 FIREWALLS = [
-    # private, operator addresses, publicNetworkAccess, defaultAction, admitted addresses
-    (True, [], "Disabled", "Deny", []),
-    (True, [OPERATOR_IP], "Enabled", "Deny", [OPERATOR_IP]),
-    (False, [], "Enabled", "Allow", []),
-    (False, [OPERATOR_IP], "Enabled", "Allow", []),
+    # private, operator addresses, (operatorStorageAccess, operatorKeyVaultAccess),
+    # storage and Key Vault as (publicNetworkAccess, defaultAction, admitted addresses)
+    (True, [], (True, True), CLOSED, CLOSED),
+    (True, [OPERATOR_IP], (True, False), OPERATORS_ONLY, CLOSED),
+    (True, [OPERATOR_IP], (False, True), CLOSED, OPERATORS_ONLY),
+    (True, [OPERATOR_IP], (True, True), OPERATORS_ONLY, OPERATORS_ONLY),
+    (True, [OPERATOR_IP], (False, False), CLOSED, CLOSED),
+    (False, [], (True, True), PUBLIC, PUBLIC),
+    (False, [OPERATOR_IP], (True, True), PUBLIC, PUBLIC),
 ]
 
 
 @pytest.mark.parametrize(
-    ("private", "operators", "access", "default_action", "admitted"), FIREWALLS,
+    ("private", "operators", "opened", "storage", "vault"), FIREWALLS,
     ids=["private: public endpoints off",
-         "private with operator addresses: the public endpoint admits them alone",
+         "private, operators on storage: storage admits them alone, Key Vault stays closed",
+         "private, operators on Key Vault: Key Vault admits them alone, storage stays closed",
+         "private, operators on both",
+         "private, addresses given but neither opened",
          "public: open to Entra ID callers",
          "public: operator addresses ignored"])
-def test_storage_and_key_vault_firewalls(private: bool, operators: list[str], access: str,
-                                         default_action: str, admitted: list[str]) -> None:
-    deployment = deploy(privateNetworking=private, operatorIpAddresses=operators)
+def test_storage_and_key_vault_firewalls(private: bool, operators: list[str],
+                                         opened: tuple[bool, bool],
+                                         storage: tuple[str, str, list[str]],
+                                         vault: tuple[str, str, list[str]]) -> None:
+    deployment = deploy(privateNetworking=private, operatorIpAddresses=operators,
+                        operatorStorageAccess=opened[0], operatorKeyVaultAccess=opened[1])
+    expected = {"storage": storage, "key vault": vault}
     for name, properties in firewalled(deployment).items():
         acls = properties["networkAcls"]
+        access, default_action, admitted = expected[name]
         assert properties["publicNetworkAccess"] == access, name
         assert acls["defaultAction"] == default_action, name
         assert [rule["value"] for rule in acls["ipRules"]] == admitted, name
         assert acls["virtualNetworkRules"] == [], name
+
+
+def test_operators_open_storage_and_not_key_vault_by_default() -> None:
+    declared = params(MAIN)
+    assert declared["operatorStorageAccess"]["default"] is True
+    assert declared["operatorKeyVaultAccess"]["default"] is False, "rotation needs no opening"
 
 
 @NETWORKING
@@ -93,26 +139,89 @@ def test_storage_bypasses_nothing_when_private(private: bool) -> None:
     assert storage["networkAcls"]["bypass"] == ("None" if private else "AzureServices")
 
 
-def test_every_private_endpoint_has_its_dns_zone_linked_to_the_network() -> None:
-    module = deploy(privateNetworking=True).modules()["privateEndpoints"]
+def endpoint_zones(deployment: Deployment) -> dict[str, Any]:
+    """The zone each private endpoint's zone group registers in, by sub-resource."""
+    module = deployment.modules()["privateEndpoints"]
     by_type = {r.type: r for r in module.resources()}
     endpoints = module.bodies(by_type[PRIVATE_ENDPOINT])
-    zones = module.bodies(by_type[ZONE])
-    links = module.bodies(by_type[ZONE_LINK])
     groups = module.bodies(by_type[ZONE_GROUP])
-    group_ids = [endpoint["properties"]["privateLinkServiceConnections"][0]["properties"]
-                 ["groupIds"] for endpoint in endpoints]
-    assert sorted(g for [g] in group_ids) == sorted(ZONES)
-    for i, [group_id] in enumerate(group_ids):
-        assert zones[i]["name"] == ZONES[group_id]
-        assert links[i]["parent"] == Ref(f"zones[{i}]")
-        assert links[i]["properties"] == {"registrationEnabled": False,
-                                          "virtualNetwork": {"id": Ref("vnet.id")}}
+    found = {}
+    for i, endpoint in enumerate(endpoints):
+        [connection] = endpoint["properties"]["privateLinkServiceConnections"]
+        [group_id] = connection["properties"]["groupIds"]
         assert groups[i]["parent"] == Ref(f"endpoints[{i}]")
         [config] = groups[i]["properties"]["privateDnsZoneConfigs"]
-        assert config["properties"]["privateDnsZoneId"] == Ref(f"zones[{i}].id")
-        subnet = endpoints[i]["properties"]["subnet"]["id"]
+        found[group_id] = config["properties"]["privateDnsZoneId"]
+    return found
+
+
+def zone_modules(deployment: Deployment) -> dict[str, Deployment]:
+    """The zone module of each sub-resource (modules/privatednszone.bicep), by sub-resource."""
+    module = deployment.modules()["privateEndpoints"]
+    return {item.scope["linkName"].removeprefix("link-"): item
+            for item in module.module_items("zones")}
+
+
+def test_every_private_endpoint_has_its_dns_zone_linked_to_the_network() -> None:
+    deployment = deploy(privateNetworking=True)
+    assert endpoint_zones(deployment) == {group: Ref("zone.id") for group in ZONES}
+    for group_id, zone_module in zone_modules(deployment).items():
+        [zone] = created(zone_module)[ZONE]
+        [link] = created(zone_module)[ZONE_LINK]
+        assert zone["name"] == ZONES[group_id]
+        assert link["parent"] == "zone"
+        assert link["properties"] == {"registrationEnabled": False,
+                                      "virtualNetwork": {"id": Ref("vnet.id")}}
+    module = deployment.modules()["privateEndpoints"]
+    for endpoint in created(module)[PRIVATE_ENDPOINT]:
+        subnet = endpoint["properties"]["subnet"]["id"]
         assert subnet == Ref("vnet.properties.subnets[1].id"), "the private endpoints' subnet"
+
+
+@pytest.mark.parametrize(("cloud", "zones"), [(PUBLIC_CLOUD, ZONES), (CHINA_CLOUD, CHINA_ZONES),
+                                              (US_GOVERNMENT_CLOUD, US_GOVERNMENT_ZONES)],
+                         ids=["Azure", "Azure China", "Azure Government"])
+def test_zone_names_are_the_clouds(cloud: dict[str, Any], zones: dict[str, str]) -> None:
+    deployment = deploy(cloud=cloud, privateNetworking=True)
+    names = {group_id: only(module, ZONE)["name"]
+             for group_id, module in zone_modules(deployment).items()}
+    assert names == zones
+
+
+def test_no_zone_name_is_written_for_one_cloud() -> None:
+    for path in (MAIN.parent / "modules").glob("private*.bicep"):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        code = [line for line in lines if not line.lstrip().startswith("//")]
+        assert not [line for line in code if "windows.net" in line or "azure.net" in line]
+
+
+def test_an_existing_zone_is_used_and_not_created() -> None:
+    deployment = deploy(privateNetworking=True, privateDnsZoneIds={"queue": CENTRAL_ZONE})
+    assert endpoint_zones(deployment) == {"blob": Ref("zone.id"), "queue": CENTRAL_ZONE,
+                                          "table": Ref("zone.id"), "vault": Ref("zone.id")}
+    made = {group_id: set(created(module)) for group_id, module in zone_modules(deployment).items()}
+    assert made == {"blob": {ZONE, ZONE_LINK}, "queue": set(), "table": {ZONE, ZONE_LINK},
+                    "vault": {ZONE, ZONE_LINK}}, "no local zone, no link to a central one"
+
+
+def test_all_zones_existing_creates_no_zone() -> None:
+    central = {group_id: f"/zones/{zone}" for group_id, zone in ZONES.items()}
+    deployment = deploy(privateNetworking=True, privateDnsZoneIds=central)
+    assert endpoint_zones(deployment) == central
+    assert not {ZONE, ZONE_LINK} & set(created(deployment))
+
+
+@pytest.mark.parametrize("symbol", ["functionApp", "appSettings"])
+def test_the_app_starts_after_the_private_endpoints_and_their_records(symbol: str) -> None:
+    resource = parse(MAIN)["resources"][symbol]["config"]
+    assert "privateEndpoints" in resource["dependsOn"]
+    module = deploy(privateNetworking=True).modules()["privateEndpoints"]
+    types = {r.type for r in module.resources()}
+    assert {PRIVATE_ENDPOINT, ZONE_GROUP} <= types, "the records are the module's own"
+    zone_group = next(r for r in module.resources() if r.type == ZONE_GROUP)
+    body = module.bodies(zone_group)[0]
+    zone_id = body["properties"]["privateDnsZoneConfigs"][0]["properties"]["privateDnsZoneId"]
+    assert zone_id == Ref("zone.id"), "read from the zone module: it waits for the zone and link"
 
 
 def test_private_endpoints_connect_storage_and_key_vault() -> None:
@@ -125,12 +234,22 @@ def test_private_endpoints_connect_storage_and_key_vault() -> None:
                        "table": Ref("account.id"), "vault": Ref("vault.id")}
 
 
+# Site properties Flex Consumption does not use for networking (MicrosoftDocs azure-docs,
+# azure-functions/functions-app-settings.md, "Flex Consumption plan deprecations").
+NOT_FLEX = ("vnetRouteAllEnabled", "vnetContentShareEnabled", "vnetImagePullEnabled",
+            "vnetBackupRestoreEnabled", "outboundVnetRouting")
+
+
 @NETWORKING
-def test_app_sends_all_outbound_traffic_through_the_integration_subnet(private: bool) -> None:
+def test_app_is_integrated_with_the_network_by_its_subnet_alone(private: bool) -> None:
     site = only(deploy(privateNetworking=private), "Microsoft.Web/sites")["properties"]
     expected = Ref("vnet.properties.subnets[0].id") if private else None
     assert site["virtualNetworkSubnetId"] == expected
-    assert site["vnetRouteAllEnabled"] is private
+    config = site["siteConfig"]
+    assert not [name for name in NOT_FLEX if name in site or name in config]
+    settings = only(deploy(privateNetworking=private), "Microsoft.Web/sites/config")
+    assert not {"WEBSITE_VNET_ROUTE_ALL", "WEBSITE_CONTENTOVERVNET",
+                "WEBSITE_DNS_SERVER"} & set(settings["properties"])
 
 
 def test_integration_subnet_is_delegated_for_flex_consumption() -> None:
