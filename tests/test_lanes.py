@@ -61,6 +61,7 @@ def test_environments_and_definitions_are_read_with_their_defaults() -> None:
 
 @pytest.mark.parametrize(("environments", "definitions", "message"), [
     ({"Prod": {"url": "https://x", "identities": {"a": None}}}, None, "names are 1-32"),
+    ({"prod\n": {"url": "https://x", "identities": {"a": None}}}, None, "names are 1-32"),
     ({"prod": {"url": "ftp://x", "identities": {"a": None}}}, None, "http\\(s\\) URL"),
     ({"prod": {"url": "https://x", "identities": {"a": "not-a-guid"}}}, None, "GUID"),
     ({"prod": {"url": "https://x", "identities": {}}}, None, "identities must map"),

@@ -135,6 +135,6 @@ def _identities(value: Any, where: str) -> tuple[Identity, ...]:
 
 def check_name(name: Any, where: str) -> None:
     """ConfigError unless ``name`` is a lane or definition name."""
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ConfigError(f"{where}: names are 1-32 characters of a-z 0-9 -, starting with a "
                           "letter")

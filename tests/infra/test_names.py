@@ -1,4 +1,4 @@
-"""One name rule for lanes and identities: the app's (sync/lanes/config.py, NAME) is the Bicep's.
+"""One name rule for lanes and identities: the app's (sync/config/lanes.py, NAME) is the Bicep's.
 
 Bicep has no regular expressions, so infra/lanenames.json states the rule as data the templates
 check with string functions (length, first character, characters). These tests hold its pattern
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sync.lanes.config import NAME
+from sync.config.lanes import NAME
 from tests.infra.bicep import INFRA, MAIN, decorators, params
 from tests.infra.evaluate import DeploymentFailed, created, deploy
 
