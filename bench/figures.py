@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
+from bench.ceiling import RowLimits, row_limits
+
 FACETS: Final = {"0x80072322": "requests", "0x80072321": "exec-time",
                  "0x80072326": "concurrency", "enrichment-429": "enrichment"}
 """Dataverse's service protection error codes (shared/dataverse-facts.md) and the enrichment
@@ -41,40 +43,69 @@ def busy_until_s(timeline: list[tuple[float, int]]) -> float:
     return next((t for t, done in timeline if done == final), 0.0)
 
 
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A row's steady window: from ``start_s`` (its first sample once the first window has
+    passed) for ``windows`` whole windows of ``window_s``; ``done`` counts the records of its
+    first sample and of its last one within it, ``samples`` how many samples it holds."""
+
+    start_s: float
+    window_s: float
+    windows: int
+    done: tuple[int, int]
+    samples: int
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.windows * self.window_s
+
+    @property
+    def length_s(self) -> float:
+        return self.windows * self.window_s
+
+    @property
+    def rate_per_s(self) -> float:
+        """Records/s over the span: what its samples saw, over its whole windows."""
+        return (self.done[1] - self.done[0]) / self.length_s
+
+
+def steady_span(timeline: list[tuple[float, int]], window_s: float, *,
+                ran_out: bool = True) -> Span | None:
+    """The whole windows after the first in which the row was busy, from its first sample at
+    or after the first window's end; None when not one whole window fits (the row ran out of
+    records, or stopped, too early: it has no steady rate).
+
+    The records counted are those between its first sample and its last sample within the
+    span (so a rate may read up to one sample interval low, never high), never more than the
+    span's whole windows hold: a client that pushes into every limit
+    gets a burst each time the sliding window frees its budget, once per window, and a span a
+    little longer than whole windows could count two (rows read above a proven ceiling that
+    way). A row that did not run out of records (``ran_out`` False: some were left, it stalled
+    or its time ended) was busy until its last sample: windows without progress are its rate
+    too."""
+    first = next((sample for sample in timeline if sample[0] >= window_s), None)
+    if window_s <= 0 or first is None:
+        return None
+    until_s = busy_until_s(timeline) if ran_out else timeline[-1][0]
+    windows = math.floor((until_s - first[0]) / window_s + 1e-9)
+    if windows < 1:
+        return None
+    inside = [s for s in timeline if first[0] <= s[0] <= first[0] + windows * window_s + 1e-9]
+    return Span(first[0], window_s, windows, (first[1], inside[-1][1]), len(inside))
+
+
 def steady_windows(timeline: list[tuple[float, int]], window_s: float, *,
                    ran_out: bool = True) -> int:
-    """How many whole windows after the first the row was busy for (0: no steady rate). A row
-    that did not run out of records (``ran_out`` False: some were left, it stalled or its time
-    ended) was busy until its last sample: windows without progress are its rate too."""
-    if window_s <= 0 or not timeline:
-        return 0
-    until_s = busy_until_s(timeline) if ran_out else timeline[-1][0]
-    return max(0, math.floor(until_s / window_s) - 1)
+    """How many whole windows the steady span holds (0: no steady rate)."""
+    span = steady_span(timeline, window_s, ran_out=ran_out)
+    return span.windows if span else 0
 
 
 def whole_windows_rate_per_s(timeline: list[tuple[float, int]], window_s: float, *,
                              ran_out: bool = True) -> float:
-    """Records/s over the whole windows after the first in which the row was busy, from
-    (seconds, done) samples: what was done between the last sample by the end of the first window
-    and the last sample by the end of the last such window, over those windows' length. 0.0 when
-    the row ran out of records (or stopped) before a second whole window ended: it has no steady
-    rate (``steady_windows`` says so).
-
-    Why whole windows: a client that pushes into every limit gets a burst each time the sliding
-    window frees its budget, once per window, starting as a window ends, and the first window
-    lets any client burst; a span that is not whole windows (a row running out of records early
-    in its second window) would count a burst over less than its window and overstate the rate
-    (baselines read above 100% of a proven ceiling that way)."""
-    windows = steady_windows(timeline, window_s, ran_out=ran_out)
-    if windows < 1:
-        return 0.0
-    start = _last_by(timeline, window_s)
-    end = _last_by(timeline, (windows + 1) * window_s)
-    return (end[1] - start[1]) / (windows * window_s)
-
-
-def _last_by(timeline: list[tuple[float, int]], t_s: float) -> tuple[float, int]:
-    return [sample for sample in timeline if sample[0] <= t_s][-1]
+    """Records/s over the steady span (``steady_span``); 0.0 when the row has none."""
+    span = steady_span(timeline, window_s, ran_out=ran_out)
+    return span.rate_per_s if span else 0.0
 
 
 @dataclass
@@ -142,19 +173,41 @@ class Result:
         return self.kind == "probe" or self.written + self.failed >= self.seeded
 
     @property
+    def steady_span(self) -> Span | None:
+        """The row's steady window (``steady_span``): None when it had none."""
+        return steady_span(self.timeline, self.window_s, ran_out=self.ran_out)
+
+    @property
     def steady_windows(self) -> int:
         """Whole windows after the first over which ``steady_rate_per_s`` is measured."""
-        return steady_windows(self.timeline, self.window_s, ran_out=self.ran_out)
+        span = self.steady_span
+        return span.windows if span else 0
 
     @property
     def steady_rate_per_s(self) -> float:
         """Records/s over the whole windows after the first in which the row was busy; 0.0
         when it had none (``steady_windows`` 0: too few records or too short a run)."""
-        return whole_windows_rate_per_s(self.timeline, self.window_s, ran_out=self.ran_out)
+        span = self.steady_span
+        return span.rate_per_s if span else 0.0
+
+    @property
+    def limits(self) -> RowLimits:
+        """What bounds the row's records (``bench.ceiling.row_limits``)."""
+        return row_limits(self.scenario, self.ceiling_per_s)
+
+    @property
+    def span_ceiling_per_s(self) -> float:
+        """The row's ceiling over its steady window: the most records/s any client could have
+        written over it (the enrichment API's burst included); its steady ceiling when it had
+        no steady window."""
+        span = self.steady_span
+        return self.limits.per_s(span.length_s if span else math.inf)
 
     @property
     def share_of_ceiling(self) -> float:
-        return self.steady_rate_per_s / self.ceiling_per_s if self.ceiling_per_s > 0 else 0.0
+        """The steady rate over the row's ceiling for its steady window."""
+        ceiling = self.span_ceiling_per_s
+        return self.steady_rate_per_s / ceiling if ceiling > 0 else 0.0
 
     @property
     def share_of_bound(self) -> float:
@@ -181,9 +234,13 @@ class Result:
         return by_facet(self.throttled_by_code)
 
     def as_dict(self) -> dict[str, Any]:
+        span = self.steady_span
         return {**asdict(self), "rate_per_s": self.rate_per_s,
                 "steady_rate_per_s": self.steady_rate_per_s,
                 "steady_windows": self.steady_windows,
+                "steady_window_s": [span.start_s, span.end_s] if span else None,
+                "steady_samples": span.samples if span else 0,
+                "span_ceiling_per_s": self.span_ceiling_per_s,
                 "share_of_ceiling": self.share_of_ceiling,
                 "cpu_ms_per_record": self.cpu_ms_per_record,
                 "time_ms_per_record": self.time_ms_per_record,

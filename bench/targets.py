@@ -8,8 +8,10 @@
 3. the product's own processes spend <= 0.3 ms of CPU per record (the verdict names the HTTP
    client floor, ``bench/floor.py``: what one enrichment call per record costs at least);
 4. their peak RSS stays within 10% from the smallest growth size to the largest;
-5. the ceiling is proven: no probe client (greedy, oracle; of Dataverse and of the enrichment
-   API) exceeds the steady ceiling, nor the bound for its run's length, by more than 5%;
+5. the ceiling is a bound for every row: no row (client, product, baseline or probe) reads
+   above its ceiling over its steady window (``Result.span_ceiling_per_s``: the enrichment
+   API's burst counted) by more than 5%, nor a probe above the bound for its run's length; a
+   row that does fails the report (``report_fails``);
 6. the governor reading the service's x-ms-ratelimit-* formats is as fast as without them
    (within 5%, in each mode measured both ways);
 7. (issue 13, ``--lanes``) in the user-bound scenario N identities reach >= 0.9 x N x one
@@ -33,7 +35,7 @@ from bench.scenarios import MILLION, NO_HEADERS
 SHARE_OF_CEILING: Final = 0.90
 CPU_MS_PER_RECORD: Final = 0.3
 RSS_GROWTH: Final = 0.10
-PROBE_TOLERANCE: Final = 1.05
+CEILING_TOLERANCE: Final = 1.05
 OURS: Final = ("product", "nightly", "growth", "lanes")
 
 
@@ -57,8 +59,17 @@ def evaluate(results: list[Result], floor: Floor | None = None) -> list[Verdict]
     steady = [r for r in ran if r.steady_windows]
     verdicts = [_best_mode(steady, scenario, instances) for scenario in
                 ("dataverse-bound", "enrichment-bound") for instances in (1, 3)]
-    return [*verdicts, _nothing_lost(ran), _cpu(ran, floor), _rss(ran), _probes(steady),
+    return [*verdicts, _nothing_lost(ran), _cpu(ran, floor), _rss(ran), _honest(steady),
             _headers(steady), _lanes(results)]
+
+
+HONEST: Final = "no row above its ceiling (or a probe above its run's bound) by more than 5%"
+
+
+def report_fails(verdicts: list[Verdict]) -> Verdict | None:
+    """The verdict that fails the whole report: a row above its ceiling means the ceiling, and
+    so every share in the report, is not a bound."""
+    return next((v for v in verdicts if v.target == HONEST and v.passed is False), None)
 
 
 def _lanes(results: list[Result]) -> Verdict:
@@ -157,16 +168,16 @@ def _rss(results: list[Result]) -> Verdict:
                    f"{large.peak_rss_mib:.0f} MiB at {large.seeded:,} ({change:+.1%}){partial}")
 
 
-def _probes(results: list[Result]) -> Verdict:
-    target = (f"no probe beats the ceiling or its run's bound by more than "
-              f"{PROBE_TOLERANCE - 1:.0%}")
-    probes = [r for r in results if r.kind == "probe"]
-    if not probes:
-        return Verdict(target, None, "not run")
-    over = [f"{r.name} {r.share_of_ceiling:.0%} of the ceiling, {r.share_of_bound:.0%} of "
-            "its run's bound" for r in probes
-            if max(r.share_of_ceiling, r.share_of_bound) > PROBE_TOLERANCE]
-    highest = max(probes, key=lambda r: r.share_of_ceiling)
-    return Verdict(target, not over, "; ".join(over) or
-                   f"highest {highest.name} {highest.share_of_ceiling:.0%} of the ceiling, "
-                   f"{highest.share_of_bound:.0%} of its run's bound")
+def _honest(results: list[Result]) -> Verdict:
+    """Every row with a steady rate against its ceiling over its steady window; the probes
+    also against the bound for their run's length."""
+    if not results:
+        return Verdict(HONEST, None, "not run")
+    over = [f"{r.name} {r.share_of_ceiling:.0%} of its ceiling" for r in results
+            if r.share_of_ceiling > CEILING_TOLERANCE]
+    over += [f"{r.name} {r.share_of_bound:.0%} of its run's bound" for r in results
+             if r.kind == "probe" and r.share_of_bound > CEILING_TOLERANCE]
+    highest = max(results, key=lambda r: r.share_of_ceiling)
+    return Verdict(HONEST, not over, "; ".join(over) or
+                   f"{len(results)} rows; highest {highest.name} "
+                   f"{highest.share_of_ceiling:.0%} of its ceiling")

@@ -7,12 +7,13 @@ API's ceiling is the one its emulator states, started with the bench's options."
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 import aiohttp
 import pytest
 
-from bench.ceiling import ceiling_of, enrichment_ceiling
+from bench.ceiling import ceiling_of, enrichment_ceiling, row_limits
 from bench.scenarios import DEFAULT_SCALE, GROWTH, MODES, QUICK_SCALE, SCENARIOS, Scale, Scenario
 from sync.local.emulators.enrichment import start_enrichment
 from sync.local.emulators.enrichment.cli import config_from as enrichment_config_from
@@ -87,3 +88,22 @@ async def test_the_bench_reads_the_enrichment_emulators_ceiling(scenario: Scenar
     assert enrichment_ceiling(stats) == scenario.enrichment_rate_per_s
     assert stats["limit"]["burst"] == scenario.enrichment_burst == max(
         1, int(scenario.enrichment_rate_per_s))  # a one-second bucket
+
+
+@pytest.mark.parametrize(("scenario", "steady_per_s", "span_s", "expected"), [
+    ("dataverse-bound", 800.0, 10.0, 800.0),
+    ("enrichment-bound", 100.0, 10.0, 110.0),
+    ("enrichment-bound", 100.0, 20.0, 105.0),
+    ("enrichment-bound", 100.0, math.inf, 100.0),
+    ("enrichment-bound", 60.0, 10.0, 60.0),
+    ("growth", 20_000.0, 50.0, 20_400.0),
+    ("no such scenario", 50.0, 10.0, 50.0),
+], ids=["Dataverse binds: its ceiling bounds every whole window",
+        "the enrichment API binds: a one-second bucket over one 10 s window is 10% more",
+        "over two windows, 5% more", "the steady ceiling: the burst spread over forever",
+        "a mode Dataverse binds below the enrichment API's rate: no burst",
+        "the growth scenario's enrichment API binds bulk",
+        "a row of no known scenario: its steady ceiling"])
+def test_a_row_s_ceiling_over_its_steady_window_counts_the_enrichment_burst(
+        scenario: str, steady_per_s: float, span_s: float, expected: float) -> None:
+    assert row_limits(scenario, steady_per_s).per_s(span_s) == pytest.approx(expected)

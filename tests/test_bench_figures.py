@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from bench.ceiling import Ceiling, ceiling_of
+from bench.chart import layout, results_of, share_points, trailing_rates
+from bench.chart import main as chart_main
 from bench.figures import (
     Result,
+    Span,
     by_facet,
     from_first_write,
+    steady_span,
     steady_windows,
     whole_windows_rate_per_s,
 )
-from bench.report import growth_line, markdown, rate_series, table_line
+from bench.report import growth_line, markdown, table_line
 from bench.runbaseline import merge_timelines
 from bench.runproduct import row_timeline
 from bench.targets import Verdict
@@ -101,12 +108,32 @@ def test_a_row_without_a_whole_window_after_the_first_shows_no_steady_rate() -> 
 
 
 def test_a_row_that_stalls_with_records_left_counts_its_idle_windows() -> None:
-    timeline = [(0.0, 0), (9.0, 400), (12.0, 500), (31.0, 500)]
-    assert whole_windows_rate_per_s(timeline, 10.0) == 0.0  # as if it had run out at 12 s
-    assert whole_windows_rate_per_s(timeline, 10.0, ran_out=False) == pytest.approx(5.0)
+    timeline = [(0.0, 0), (9.0, 400), (10.5, 450), (20.0, 500), (31.0, 500)]
+    assert whole_windows_rate_per_s(timeline, 10.0) == 0.0  # as if it had run out at 20 s
+    assert whole_windows_rate_per_s(timeline, 10.0, ran_out=False) == pytest.approx(2.5)
     stalled = _result(seeded=2000, written=500, unfinished=1500, timeline=timeline)
     assert (stalled.ran_out, stalled.steady_windows) == (False, 2)
-    assert stalled.steady_rate_per_s == pytest.approx(5.0)
+    assert stalled.steady_rate_per_s == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize(("timeline", "span"), [
+    ([(0.0, 0), (10.0, 500), (20.0, 700), (30.0, 900)], Span(10.0, 10.0, 2, (500, 900), 3)),
+    ([(0.0, 0), (9.9, 800), (10.1, 900), (19.9, 900), (20.1, 1000), (20.4, 1100)],
+     Span(10.1, 10.0, 1, (900, 1000), 3)),
+    ([(0.0, 0), (9.5, 100), (10.6, 200), (20.5, 300), (20.7, 400), (21.0, 400)],
+     Span(10.6, 10.0, 1, (200, 300), 2)),
+    ([(0.0, 0), (5.0, 100)], None),
+], ids=["whole windows from the first sample after the first window",
+        "a sample a little past whole windows is left out: it could hold a second burst",
+        "the span ends at its last sample within it (a rate may read low, never high)",
+        "no sample after the first window"])
+def test_the_steady_window_states_its_start_end_and_samples(
+        timeline: list[tuple[float, int]], span: Span | None) -> None:
+    found = steady_span(timeline, 10.0)
+    assert found == span
+    if found is not None:
+        assert (found.end_s, found.length_s) == (found.start_s + found.length_s,
+                                                 10.0 * found.windows)
 
 
 def test_a_row_that_wrote_nothing_has_no_per_record_figures() -> None:
@@ -127,9 +154,44 @@ def test_timelines_of_processes_side_by_side_add_up() -> None:
     assert merged == [(0.0, 0), (0.5, 5), (1.0, 15), (2.0, 27)]
 
 
-def test_the_plot_draws_the_rate_between_every_fourth_sample() -> None:
-    timeline = [(float(t), 10 * t) for t in range(9)]
-    assert rate_series(timeline) == [(4.0, 10.0), (8.0, 10.0)]
+@pytest.mark.parametrize(("timeline", "points"), [
+    ([(0.0, 0), (5.0, 50), (10.0, 100), (15.0, 150), (20.0, 200)],
+     [(10.0, 10.0), (15.0, 10.0), (20.0, 10.0)]),
+    ([(0.0, 0), (0.5, 800), (10.0, 800), (10.5, 1600), (20.0, 1600), (20.5, 2400)],
+     [(10.0, 80.0), (10.5, 80.0), (20.0, 80.0), (20.5, 80.0)]),
+    ([(0.0, 0), (4.0, 0), (10.0, 600), (14.0, 600), (20.0, 600)],
+     [(10.0, 60.0), (14.0, 60.0), (20.0, 0.0)]),
+], ids=["a steady pace", "a burst each window reads once a window, never as a spike",
+        "a pause shows where it was"])
+def test_the_chart_smooths_each_row_over_the_service_window(
+        timeline: list[tuple[float, int]], points: list[tuple[float, float]]) -> None:
+    assert trailing_rates(timeline, 10.0, 10.0, 20.5) == points
+
+
+def test_the_chart_draws_a_row_as_a_share_of_its_ceiling_over_its_steady_window() -> None:
+    row = _result(timeline=[(0.0, 0), (5.0, 250), (10.0, 500), (15.0, 750), (20.0, 1000),
+                            (25.0, 1000)])
+    assert share_points(row) == [(10.0, 100.0), (15.0, 100.0), (20.0, 100.0)]
+    assert share_points(_result(timeline=[(0.0, 0), (5.0, 1000)])) == []
+
+
+def test_the_chart_has_a_panel_per_scenario_and_mode_in_the_table_s_order() -> None:
+    rows = [_result(name=f"{scenario}/x/{mode}", scenario=scenario, mode=mode)
+            for scenario, mode in (("b", "bulk"), ("a", "single"), ("b", "single"),
+                                   ("a", "calls"))]
+    rows.append(_result(name="c/x/bulk", scenario="c", status="could not run"))
+    assert layout(rows) == [("b", ["single", "bulk"]), ("a", ["single", "calls"])]
+
+
+def test_a_stored_report_can_be_charted_again(tmp_path: Path) -> None:
+    report = {"rows": [{**_result().as_dict(), "timeline": [[0.0, 0], [10.0, 500]]}],
+              "machine": {"cores": 2, "memory_mib": 2048, "cpu": "x", "python": "3.11"}}
+    rows = results_of(report)
+    assert rows[0].timeline == [(0.0, 0), (10.0, 500)]
+    source, out = tmp_path / "bench.json", tmp_path / "bench.png"
+    source.write_text(json.dumps(report))
+    assert chart_main([str(source), str(out)]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
 
 
 def test_a_table_line_shows_facets_and_a_row_that_could_not_run_says_why() -> None:

@@ -27,7 +27,7 @@ from bench.scenarios import (
     Scale,
     plan_rows,
 )
-from bench.targets import PROBE_TOLERANCE
+from bench.targets import CEILING_TOLERANCE
 from sync.local.emulators.enrichment import EnrichmentConfig, start_enrichment
 from sync.local.emulators.enrichment.probes import EnrichmentProbe
 from sync.local.emulators.webapi import start_emulator
@@ -83,10 +83,10 @@ async def test_the_greedy_probe_row_stays_within_5_percent_of_the_proven_ceiling
                                {**tally, "cpu_s": 0.0, "peak_rss_mib": 0.0}, stats)
     assert stats["throttled"] > 0  # it pushed into the limits
     assert tally["timeline"][-1][1] == row.written == tally["records"] > 0
-    assert row.written <= row.bound_records * PROBE_TOLERANCE
+    assert row.written <= row.bound_records * CEILING_TOLERANCE
     # the bound is the claim; how much it reaches after the first window depends on the
     # machine's load, so only the upper side is asserted
-    assert row.steady_rate_per_s <= row.ceiling_per_s * PROBE_TOLERANCE
+    assert row.steady_rate_per_s <= row.ceiling_per_s * CEILING_TOLERANCE
     assert row.note.startswith("probe: all in flight")
 
 
@@ -123,9 +123,9 @@ async def test_the_enrichment_probe_rows_stay_within_5_percent_of_the_enrichment
     for row, tally in ((greedy, greedy_tally), (oracle, oracle_tally)):
         assert row.ceiling_per_s == ENRICHMENT_BOUND.enrichment_rate_per_s
         assert tally["timeline"][-1][1] == row.written == tally["accepted"] > 0
-        assert row.written <= row.bound_records * PROBE_TOLERANCE
+        assert row.written <= row.bound_records * CEILING_TOLERANCE
         assert row.steady_windows >= 1
-        assert row.steady_rate_per_s <= row.ceiling_per_s * PROBE_TOLERANCE
+        assert row.steady_rate_per_s <= row.ceiling_per_s * CEILING_TOLERANCE
         assert row.note.startswith("probe of the enrichment API")
     assert greedy.facets["enrichment"] > 0  # it pushed into the limit
     assert oracle.facets == {}  # it knows the limit

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.figures import Result
-from bench.targets import Verdict, evaluate
+from bench.targets import HONEST, Verdict, evaluate, report_fails
 
 
 def _row(name: str, kind: str, mode: str, rate_per_s: float, **changes: object) -> Result:
@@ -109,28 +111,36 @@ def test_rows_that_could_not_run_are_left_out() -> None:
     assert all(v.passed is None for v in verdicts)
 
 
-PROBES = "no probe beats the ceiling or its run's bound by more than 5%"
-
-
-def test_a_probe_within_5_percent_of_the_ceiling_and_its_bound_passes() -> None:
-    verdict = _by_target([
-        _row("dataverse-bound/greedy-probe/single", "probe", "single", 104.0,
-             bound_records=1000.0),
-        _row("dataverse-bound/oracle-probe/single", "probe", "single", 95.0,
-             bound_records=1100.0)])[PROBES]
-    assert verdict.passed is True
-    assert "highest dataverse-bound/greedy-probe/single 104%" in verdict.detail
-
-
-def test_a_probe_over_the_ceiling_or_over_its_runs_bound_fails() -> None:
-    name = PROBES
-    fast = _by_target([_row("d/greedy-probe/bulk", "probe", "bulk", 106.0,
-                            bound_records=2000.0)])[name]
-    burst = _by_target([_row("d/greedy-probe/bulk", "probe", "bulk", 90.0,
-                             bound_records=900.0)])[name]
-    assert (fast.passed, burst.passed) == (False, False)
-    assert "111% of its run's bound" in burst.detail
-    assert _by_target([])[name].passed is None
+@pytest.mark.parametrize(("rows", "passed", "detail"), [
+    ([_row("dataverse-bound/greedy-probe/single", "probe", "single", 104.0,
+           bound_records=1000.0),
+      _row("dataverse-bound/oracle-probe/single", "probe", "single", 95.0,
+           bound_records=1100.0)],
+     True, "2 rows; highest dataverse-bound/greedy-probe/single 104% of its ceiling"),
+    ([_row("dataverse-bound/product-x1/bulk", "product", "bulk", 106.0)], False,
+     "dataverse-bound/product-x1/bulk 106% of its ceiling"),
+    ([_row("d/greedy-probe/bulk", "probe", "bulk", 90.0, bound_records=900.0)], False,
+     "d/greedy-probe/bulk 111% of its run's bound"),
+    ([_row("enrichment-bound/fixed-52/batch", "baseline", "batch", 110.0)], True,
+     "1 rows; highest enrichment-bound/fixed-52/batch 73% of its ceiling"),
+    ([_row("enrichment-bound/fixed-52/batch", "baseline", "batch", 150.0,
+           timeline=[(0.0, 0), (10.0, 100), (20.0, 1600)], window_s=10.0)], False,
+     "enrichment-bound/fixed-52/batch 136% of its ceiling"),
+    ([], None, "not run"),
+], ids=["probes within 5% of the ceiling and their runs' bound",
+        "a product row 6% above its ceiling fails the report",
+        "a probe above its run's bound",
+        "110/s over two 1 s windows: the enrichment API's burst lets 150/s in",
+        "over one 10 s window a one-second burst is 10% more, not 50%",
+        "no row: not run"])
+def test_every_row_is_held_to_its_ceiling_over_its_steady_window(
+        rows: list[Result], passed: bool | None, detail: str) -> None:
+    for row in rows:
+        if row.scenario == "enrichment-bound":
+            row.ceiling_per_s = 100.0  # the enrichment API's rate (a one-second bucket)
+    verdict = _by_target(rows)[HONEST]
+    assert (verdict.passed, verdict.detail) == (passed, detail)
+    assert (report_fails(evaluate(rows)) is not None) == (passed is False)
 
 
 def test_a_row_without_a_steady_rate_is_not_compared() -> None:

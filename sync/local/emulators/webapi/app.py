@@ -90,8 +90,9 @@ async def _api(request: web.Request) -> web.StreamResponse:
     try:
         updated = emulator.world.counters.updated
         served = _serve(emulator, request, raw, user)
-        emulator.stats.wrote(user, emulator.world.counters.updated - updated)
-        limits.charge(bucket, clock.monotonic_s(), served.cost_ms)
+        emulator.stats.wrote(user, emulator.world.counters.updated - updated,
+                             clock.monotonic_s(), config.window_s)
+        limits.charge(bucket, clock.monotonic_s(), served.cost_ms, served.injected_ms)
         emulator.stats.executed_ms += served.cost_ms
         await clock.sleep(served.cost_ms / 1000)
         response = served.response if served.drop is None else \
@@ -112,6 +113,8 @@ class Served:
     response: web.StreamResponse | None
     cost_ms: float
     drop: Rule | None = None
+    injected_ms: float = 0.0
+    """The part of ``cost_ms`` an injected slowness added."""
 
 
 def _serve(emulator: Emulator, request: web.Request, body: bytes, user: str) -> Served:
@@ -137,16 +140,16 @@ def _serve(emulator: Emulator, request: web.Request, body: bytes, user: str) -> 
                            user=user)
     except ODataError as error:
         answer = Answer(error.status, error.body(), cost_ms=error_cost_ms(error))
-    cost_ms = answer.cost_ms + config.request_overhead_ms
+    slow_ms = config.slow_ms if fault == "slow" else 0.0
     if fault == "slow":
         emulator.stats.faults["slow"] += 1
-        cost_ms += config.slow_ms
         answer.headers[injection.FAULT_HEADER] = "slow"
+    cost_ms = answer.cost_ms + config.request_overhead_ms + slow_ms
     if rule is not None and rule.kind in injection.MALFORMED:
         answer = _malformed(emulator, rule, answer)
-    if rule is not None and rule.kind == "commit_then_drop" and answer.status < 400:
-        return Served(_response(answer), cost_ms, drop=rule)
-    return Served(_response(answer), cost_ms)
+    drop = rule if rule is not None and rule.kind == "commit_then_drop" \
+        and answer.status < 400 else None
+    return Served(_response(answer), cost_ms, drop=drop, injected_ms=slow_ms)
 
 
 def _refuse(emulator: Emulator, rule: Rule, request: web.Request) -> web.Response | None:
@@ -268,11 +271,11 @@ def _batch(emulator: Emulator, headers: Mapping[str, str], raw: bytes, user: str
     added up; without continue-on-error it answers with the status of its first failure."""
     config = emulator.config
     items = parse_batch(headers.get("Content-Type", ""), raw)
-    if count_operations(items) > config.max_batch_operations:
+    limit = config.operations_limit(config.batch_op_ms)
+    if count_operations(items) > limit:
         raise ODataError(400, "0x8004800d", "The number of operations in the batch exceeded "
-                                            f"the limit. A maximum number of "
-                                            f"'{config.max_batch_operations}' operations are "
-                                            "allowed in a change set.")
+                                            f"the limit. A maximum number of '{limit}' "
+                                            "operations are allowed in a change set.")
     prefer = Prefer.parse(headers.get("Prefer", ""))
 
     def execute(request: Request) -> Answer:

@@ -59,10 +59,10 @@ def bulk(world: World, user: str, entity_set: str, message: str,
     targets = body.get("Targets")
     if not isinstance(targets, list) or not targets:
         raise ODataError(400, "0x80040203", "Targets must be a non-empty collection.")
-    if len(targets) > world.config.max_batch_operations:
+    limit = world.config.operations_limit(world.config.bulk_target_ms)
+    if len(targets) > limit:
         raise ODataError(400, "0x8004800d", f"The number of targets exceeds the maximum of "
-                                            f"{world.config.max_batch_operations}. A maximum "
-                                            f"number of '{world.config.max_batch_operations}' "
+                                            f"{limit}. A maximum number of '{limit}' "
                                             "operations are allowed.")
     check_types(table, targets)
     ran: list[int] = [0]

@@ -4,6 +4,7 @@ assumptions (the service does not document them) and can be changed."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -54,6 +55,8 @@ class EmulatorConfig:
     the bound either way)."""
     change_token_ttl_s: float = 7 * 24 * 3600.0
     max_batch_operations: int = 1000
+    """Operations per $batch and targets per bulk message (documented); on a time scale fewer
+    when that many would take more than a window's execution budget (``operations_limit``)."""
     max_page_size: int = 5000
     # Faults on demand, each a share of admitted requests.
     fault_500_rate: float = 0.0
@@ -122,6 +125,18 @@ class EmulatorConfig:
     @property
     def dop_hint_header(self) -> int:
         return min(1024, self.dop_hint * self.servers)
+
+    def operations_limit(self, op_ms: float) -> int:
+        """Operations a $batch or bulk message may hold when each costs ``op_ms``: at most
+        ``max_batch_operations``, and only as many as fit in a window's execution budget
+        (at least one). At the documented scale the largest request takes a twelfth of the
+        budget; on a time scale the budget shrinks and the costs do not, and a request larger
+        than the whole budget would run alone and put all its records in one window, so it is
+        refused as the service refuses an oversized batch (the client shrinks and resends)."""
+        if op_ms <= 0:
+            return self.max_batch_operations
+        fits = math.floor((self.max_exec_ms - self.request_overhead_ms) / op_ms + 1e-9)
+        return max(1, min(self.max_batch_operations, fits))
 
     def write_ms_mean(self) -> float:
         return (self.write_ms_min + self.write_ms_max) / 2

@@ -9,12 +9,17 @@ The model (the service documents the facets and codes, not its algorithm):
 - execution time: each admitted request runs from its start for its cost, and its time is
   charged to the window in which it is **spent** (a long request accrues while it runs, part of
   it in one window and the rest in the next). A request is admitted only while the time spent
-  in the window plus the time the requests in flight are still to spend (``committed_ms``) is
-  under ``max_exec_ms``; otherwise 0x80072321 until enough of it leaves the window. This is
-  stricter than "the facet can be exceeded for a while" (an assumption,
-  ``exec_in_flight_share`` = 1): the time charged to any window is at most ``max_exec_ms``
-  plus one request's cost, so ``stats.run_bound`` is an upper bound (with a share under 1,
-  the in-flight time counts in part and the facet bites late, as the service says it may);
+  in the window plus the time the requests in flight are still to spend (``committed_ms``)
+  leaves room for the largest request this user has run on this server (``largest_s``, the
+  time an injected slowness adds left out), or while nothing is committed at all (a request
+  larger than the whole budget runs alone); otherwise 0x80072321 until enough of it leaves
+  the window. This is stricter than "the facet can be exceeded for a while" (an assumption,
+  ``exec_in_flight_share`` = 1): the time the requests started in any window run is at most
+  ``max_exec_ms``, save the first request of a new largest size (its cost is not known before
+  it runs: it can cross the budget by what it adds to the largest, once), so
+  ``stats.ceiling`` bounds every whole window and ``stats.run_bound`` every run (with a share
+  under 1, the in-flight time counts in part and the facet bites late, as the service says it
+  may; both bounds count what that lets in);
 - a client that sends while it is throttled is refused again (Retry-After: what is left of the
   episode, rounded up to ``retry_after_resolution_s``; the rounding does not lengthen the
   episode), and the first such send of a throttling episode lengthens it by ``penalty_s``
@@ -61,6 +66,9 @@ class Bucket:
     spans: deque[tuple[float, float]] = field(default_factory=deque)
     spans_s: float = 0.0
     longest_s: float = 0.0
+    largest_s: float = 0.0
+    """The largest cost of a request admitted here, an injected slowness left out: what the
+    execution-time facet keeps room for."""
     in_flight: int = 0
     throttled_until_s: float = 0.0
     last_denial: Denial | None = None
@@ -126,7 +134,7 @@ def admit(bucket: Bucket, config: EmulatorConfig, now_s: float) -> Denial | None
     if len(bucket.arrivals_s) >= config.max_requests:
         wait_s = bucket.arrivals_s[0] + config.window_s - now_s
         return _deny(bucket, config, REQUESTS[0], wait_s, now_s)
-    if used_s(bucket, config, now_s) * 1000 >= config.max_exec_ms:
+    if not has_room(used_s(bucket, config, now_s), bucket.largest_s, config):
         return _deny(bucket, config, EXEC_TIME[0], exec_wait_s(bucket, config, now_s), now_s)
     bucket.arrivals_s.append(now_s)
     bucket.in_flight += 1
@@ -143,13 +151,24 @@ def used_s(bucket: Bucket, config: EmulatorConfig, now_s: float) -> float:
     return spent_s + config.exec_in_flight_share * ahead_s
 
 
+def has_room(used_s: float, largest_s: float, config: EmulatorConfig) -> bool:
+    """Whether the execution-time budget admits a request: the time used leaves room for the
+    largest request seen (at most the whole budget; counted by ``exec_in_flight_share``, as
+    the time in flight is), or nothing is used at all."""
+    budget_s = config.max_exec_ms / 1000
+    reserve_s = config.exec_in_flight_share * min(largest_s, budget_s)
+    return used_s <= 0.0 or (used_s < budget_s and used_s + reserve_s <= budget_s + 1e-9)
+
+
 def exec_wait_s(bucket: Bucket, config: EmulatorConfig, now_s: float) -> float:
-    """How long until what is committed falls under the budget, if nothing else starts: the
-    earliest such moment, found by bisection (committed time only falls as time passes)."""
+    """How long until what is committed leaves room again (``has_room``), if nothing else
+    starts: the earliest such moment, found by bisection (committed time only falls as time
+    passes)."""
     low_s, high_s = 0.0, config.window_s + bucket.longest_s
     for _ in range(_SEARCH_STEPS):
         middle_s = (low_s + high_s) / 2
-        if _committed_at_s(bucket, now_s + middle_s, config.window_s) * 1000 < config.max_exec_ms:
+        if has_room(_committed_at_s(bucket, now_s + middle_s, config.window_s),
+                    bucket.largest_s, config):
             high_s = middle_s
         else:
             low_s = middle_s
@@ -174,15 +193,17 @@ def _deny(bucket: Bucket, config: EmulatorConfig, code: str, wait_s: float,
     return bucket.last_denial
 
 
-def charge(bucket: Bucket, start_s: float, cost_ms: float) -> None:
+def charge(bucket: Bucket, start_s: float, cost_ms: float, injected_ms: float = 0.0) -> None:
     """An admitted request runs from ``start_s`` for ``cost_ms`` of server time: its time is
-    charged as it is spent, to whichever windows that span falls in."""
+    charged as it is spent, to whichever windows that span falls in. ``injected_ms`` of it is
+    an injected slowness (a fault): charged, but not a size the facet keeps room for."""
     if cost_ms <= 0:
         return
     duration_s = cost_ms / 1000
     bucket.spans.append((start_s, start_s + duration_s))
     bucket.spans_s += duration_s
     bucket.longest_s = max(bucket.longest_s, duration_s)
+    bucket.largest_s = max(bucket.largest_s, (cost_ms - injected_ms) / 1000)
 
 
 def finish(bucket: Bucket, config: EmulatorConfig, now_s: float) -> None:

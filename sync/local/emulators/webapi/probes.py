@@ -1,15 +1,20 @@
-"""Two clients that probe the emulator's limits: a greedy one and an oracle.
+"""Clients that probe the emulator's limits: a greedy one, two that honour Retry-After as
+users' loops do, and an oracle.
 
 - ``greedy``: as many requests in flight as the servers could ever take and more
   (``workers``), no cookies (so it reaches every server), ignores ``x-ms-dop-hint``,
   ``x-ms-ratelimit-*`` and ``Retry-After``: a refused request is sent again after ``pause_s``
   (20 ms, only so a refusal loop does not spin the CPU);
+- ``gated``: ``workers`` loops (52: the ServiceClient's default) behind one shared gate: a 429
+  closes it for every loop until its Retry-After has passed;
+- ``patient``: ``workers`` loops (the DOP hint: Microsoft's recommended loop), each waiting
+  out its own request's Retry-After, nobody else slowing down;
 - ``oracle``: knows the configuration, pins one stream per server (the affinity cookie) and
   sends each at ``margin`` times the steady rate the binding facet allows
-  (``stats.facet_requests``), never two closer than that interval, at most
+  (``oracle_interval_s``), never two closer than that interval, at most
   ``max_concurrent`` in flight per server; honours Retry-After if it ever gets one.
 
-Both write existing records (``single``: PATCH with ``If-Match: *``; ``bulk``: UpdateMultiple
+All write existing records (``single``: PATCH with ``If-Match: *``; ``bulk``: UpdateMultiple
 of ``targets`` distinct records), stop at ``run_s`` on their clock or after ``max_sends``, and
 answer what they saw. The emulator's own counts (``/_emulator/stats``) are the measure; these
 counts are the clients' side. Used by ``tests/webapi/test_ceiling.py``; the benchmark can
@@ -19,6 +24,7 @@ import them.
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +36,7 @@ from sync.clock import SYSTEM_CLOCK, Clock
 from sync.local.emulators.webapi.config import EmulatorConfig
 from sync.local.emulators.webapi.ops import API
 from sync.local.emulators.webapi.servers import COOKIE
-from sync.local.emulators.webapi.stats import facet_requests, request_shape
+from sync.local.emulators.webapi.stats import request_shape
 
 ACCOUNT_TYPE: Final = "Microsoft.Dynamics.CRM.account"
 
@@ -124,34 +130,94 @@ async def greedy(probe: Probe, workers: int, *, pause_s: float = 0.02,
     return seen
 
 
-async def greedy_loops(send: Callable[[], Awaitable[tuple[int, float]]], workers: int,
-                       seen: Seen, *, run_s: float, max_sends: int, pause_s: float,
-                       clock: Clock) -> None:
-    """``workers`` loops each calling ``send`` as soon as its last answer came, until
-    ``run_s`` passes or ``seen`` has ``max_sends``; a 429 waits ``pause_s`` (only so a refusal
-    loop does not spin the CPU), never its Retry-After. The greedy client of both emulators."""
-    deadline_s = clock.monotonic_s() + run_s
+async def gated(probe: Probe, workers: int, *, clock: Clock = SYSTEM_CLOCK) -> Seen:
+    """``workers`` loops behind one gate that a 429 closes for its Retry-After."""
+    return await _waiting(probe, workers, RetryAfter.SHARED, clock)
+
+
+async def patient(probe: Probe, workers: int, *, clock: Clock = SYSTEM_CLOCK) -> Seen:
+    """``workers`` loops, each waiting out its own request's Retry-After."""
+    return await _waiting(probe, workers, RetryAfter.OWN, clock)
+
+
+async def _waiting(probe: Probe, workers: int, wait: RetryAfter, clock: Clock) -> Seen:
+    seen = Seen()
+    async with _session(workers) as session:
+        sender = _Sender(probe, session, seen)
+        await retry_loops(sender.send, workers, seen, Loops(probe.run_s, probe.max_sends, wait),
+                          clock=clock)
+    return seen
+
+
+class RetryAfter(enum.Enum):
+    """What a loop does with a 429: ignore Retry-After (a short pause only), wait its own, or
+    close one gate for every loop of the client."""
+
+    IGNORED = "ignored"
+    OWN = "own"
+    SHARED = "shared"
+
+
+@dataclass(frozen=True, slots=True)
+class Loops:
+    """How long the loops run, how many requests they send at most, and how they wait."""
+
+    run_s: float
+    max_sends: int
+    wait: RetryAfter = RetryAfter.IGNORED
+    pause_s: float = 0.02
+    """After a 429 whose Retry-After is ignored: only so a refusal loop does not spin."""
+
+
+async def retry_loops(send: Callable[[], Awaitable[tuple[int, float]]], workers: int,
+                      seen: Seen, loops: Loops, *, clock: Clock) -> None:
+    """``workers`` loops each calling ``send`` as soon as its last answer came (and the gate,
+    if shared, is open), until ``run_s`` passes or ``seen`` has ``max_sends``; a 429 waits as
+    ``loops.wait`` says."""
+    deadline_s = clock.monotonic_s() + loops.run_s
+    gate_until_s = [0.0]
+
+    def going() -> bool:
+        return clock.monotonic_s() < deadline_s and seen.sent < loops.max_sends
 
     async def loop() -> None:
-        while clock.monotonic_s() < deadline_s and seen.sent < max_sends:
-            status, _ = await send()
-            if status == 429:
-                await clock.sleep(pause_s)
+        while going():
+            await clock.sleep(gate_until_s[0] - clock.monotonic_s())
+            if not going():
+                return
+            status, retry_after_s = await send()
+            if status != 429:
+                continue
+            if loops.wait is RetryAfter.SHARED:
+                gate_until_s[0] = max(gate_until_s[0], clock.monotonic_s() + retry_after_s)
+            else:
+                await clock.sleep(retry_after_s if loops.wait is RetryAfter.OWN
+                                  else loops.pause_s)
 
     await asyncio.gather(*(loop() for _ in range(workers)))
 
 
+async def greedy_loops(send: Callable[[], Awaitable[tuple[int, float]]], workers: int,
+                       seen: Seen, *, run_s: float, max_sends: int, pause_s: float,
+                       clock: Clock) -> None:
+    """``retry_loops`` that ignore Retry-After: the greedy client of both emulators."""
+    await retry_loops(send, workers, seen, Loops(run_s, max_sends, pause_s=pause_s),
+                      clock=clock)
+
+
 def oracle_interval_s(config: EmulatorConfig, mode: str, margin: float) -> float:
     """Seconds between two requests to one server at ``margin`` of the most the limits admit
-    in a steady state: the request and concurrency facets' rates, and execution time as
-    ``limits`` counts it (a request's whole cost is committed when it starts, so a window's
-    budget holds the requests started in it plus what those before it still run: about
-    ``max_exec / (cost * (window + cost))`` per second)."""
+    in a steady state: the request facet's ``max_requests / window``, the concurrency facet's
+    ``max_concurrent / cost``, and execution time as ``limits`` counts it (a request's whole
+    cost is committed when it starts, so a window's budget holds the requests started in it
+    plus what those before it still run: about ``max_exec / (cost * (window + cost))`` per
+    second)."""
     _, cost_s = request_shape(config, mode)
-    rates = facet_requests(config, mode, 1.0, burst=False)
+    rates = [config.max_requests / config.window_s]
     if cost_s > 0:
-        rates["execution"] = config.max_exec_ms / 1000 / (cost_s * (config.window_s + cost_s))
-    return 1.0 / (min(rates.values()) * margin)
+        rates += [config.max_concurrent / cost_s,
+                  config.max_exec_ms / 1000 / (cost_s * (config.window_s + cost_s))]
+    return 1.0 / (min(rates) * margin)
 
 
 async def oracle(probe: Probe, config: EmulatorConfig, *, margin: float = 0.95,
