@@ -23,7 +23,7 @@ from bench.runpeer import run_peer_row
 from bench.runprobe import run_probe_row
 from bench.runproduct import run_product_row
 from bench.scenarios import RowSpec, Scale, Scenario
-from bench.targets import Verdict, evaluate
+from bench.targets import Verdict, evaluate, report_fails
 from sync.local.azurite import ROOT
 from sync.local.processes import Children
 
@@ -77,6 +77,10 @@ def run_all(plan: Plan) -> int:
     meta = {"machine": described, "scale": asdict(plan.scale), "ceilings": ceiling_data,
             "floor": floor.as_dict() if floor else None}
     _write(plan, results, report, meta, verdicts, summary)
+    failing = report_fails(verdicts)
+    if failing is not None:
+        print(f"The report fails: {failing.detail}", flush=True)
+        return 1
     return 0
 
 
