@@ -14,7 +14,7 @@ from sync.local.functions_index import QueueOptions, resolve, timespan_s
 from sync.message.contract import RecordRef
 from sync.plan.planner import batch_id, read_filter
 from sync.work.chunks import chunk
-from sync.work.worker import requeue_delay_s
+from sync.work.requeue import requeue_delay_s
 from sync.work.writes import allowed_size, smaller
 
 ROOT = Path(__file__).parents[1]

@@ -23,6 +23,7 @@ from sync.message.contract import Message, RecordRef, decode_message
 from sync.plan import due, planner
 from sync.services import Services
 from sync.work import worker
+from sync.work.requeue import REQUEUE_JITTER_MAX_S
 from tests.test_worker import refs
 
 Make = Callable[..., Any]
@@ -190,8 +191,8 @@ async def test_a_throttled_lane_hands_its_records_to_an_open_lane_at_once(
     message = Message("b-1", records, definition="accounts", lane=("prod", "a"))
     counts = await worker.process_message(services, message.to_json().encode())
     assert (counts.written, counts.reenqueued) == (0, 5)
-    assert counts.requeue_delay_s <= 1 + worker.REQUEUE_JITTER_MAX_S  # not the 120 s
-    moved = await first_visible(services, within_s=1 + worker.REQUEUE_JITTER_MAX_S + 2)
+    assert counts.requeue_delay_s <= 1 + REQUEUE_JITTER_MAX_S  # not the 120 s
+    moved = await first_visible(services, within_s=1 + REQUEUE_JITTER_MAX_S + 2)
     assert moved.lane is None  # taken by whichever lane is open then (b, not a)
     assert routing.pick([a, b]) is b
     b.governor.close_gate(120.0)  # now both are throttled: the records wait on their lane

@@ -19,42 +19,27 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import logging
-import math
-import random
-import time
-from collections import Counter
-from typing import Any, Final
-
-from azure.data.tables.aio import TableClient
 
 from sync.budget import routing
-from sync.budget.lane import Lane
-from sync.clients.dataverse import SERVICE as DATAVERSE
-from sync.clients.enrichment import domain_of
 from sync.config.lanes import LaneKey
-from sync.config.settings import Settings
-from sync.failures.errors import AmbiguousFault, ContractError, Deferred, RecordFault, ServiceFault
-from sync.message.contract import NEVER_EXPIRE, Message, RecordRef, decode_message, fitting_groups
+from sync.failures.errors import AmbiguousFault, ContractError, RecordFault
+from sync.message.contract import Message, RecordRef, decode_message
 from sync.message.counts import MessageCounts
 from sync.message.ids import is_planned, run_id_of
 from sync.safety import before_images, dry_run
-from sync.state import ledger, letter_index, runs
-from sync.state.dead_letters import Origin, message_envelope, reason_of, record_envelope
-from sync.state.storage import Stores
+from sync.state import ledger, runs
 from sync.telemetry.tracing import describe_message
 from sync.work.context import Work, WorkSource
+from sync.work.enrich import enrich
+from sync.work.filing import dead_letter, reject
 from sync.work.holds import check_holds, watching
-from sync.work.message_run import MessageRun, now_iso
-from sync.work.settle import judge_alone, service_delay_s
-from sync.work.write_requests import Enriched
+from sync.work.message_run import MessageRun
+from sync.work.requeue import requeue_unfinished
+from sync.work.settle import service_delay_s
 from sync.work.writes import Writer
 
 logger = logging.getLogger(__name__)
-
-REQUEUE_JITTER_MAX_S: Final = 2.0
-"""Spread added to the delay so re-enqueued messages do not all return in the same second."""
 
 
 def decode_queue_body(body: bytes) -> bytes:
@@ -72,7 +57,7 @@ async def process_queue_message(services: WorkSource, raw: bytes) -> MessageCoun
     try:
         body = decode_queue_body(raw)
     except ContractError as error:
-        return await _reject(services.storage, services.settings, raw, error.reason)
+        return await reject(services.storage, services.settings, raw, error.reason)
     return await process_message(services, body)
 
 
@@ -83,7 +68,7 @@ async def process_message(services: WorkSource, body: bytes) -> MessageCounts:
         message = decode_message(body)
         work = _work_for(services, message)
     except ContractError as error:
-        return await _reject(services.storage, services.settings, body, error.reason)
+        return await reject(services.storage, services.settings, body, error.reason)
     return await process_work(work, message)
 
 
@@ -129,7 +114,7 @@ async def process_work(work: Work, message: Message) -> MessageCounts:
                          "back on the queue", message.batch_id,
                          extra={"event": "batch_error", "batch_id": message.batch_id})
         run.wait(service_delay_s(run, work.circuit_policy))
-    await _requeue_unfinished(work, run)
+    await requeue_unfinished(work, run)
     await ledger.record_message(work.storage.ledger, message.batch_id, message.attempt,
                               run.counts)
     logger.info("message %s attempt %d (%s): %d written, %d unchanged, %d dead-lettered, "
@@ -144,11 +129,11 @@ async def process_work(work: Work, message: Message) -> MessageCounts:
 
 
 async def _carry_out(work: Work, run: MessageRun) -> None:
-    async def dead_letter(record: RecordRef, fault: RecordFault | AmbiguousFault) -> None:
-        await _dead_letter(work, run, record, fault)
+    async def file(record: RecordRef, fault: RecordFault | AmbiguousFault) -> None:
+        await dead_letter(work, run, record, fault)
 
     async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(_enrich(work, run, r)) for r in run.message.records]
+        tasks = [group.create_task(enrich(work, run, r)) for r in run.message.records]
     enriched = [item for task in tasks if (item := task.result()) is not None]
     if run.preview is not None:  # a dry run: compare and report, write nothing
         for record_id in await dry_run.settle(work.storage.reports, run.message, run.preview,
@@ -156,7 +141,7 @@ async def _carry_out(work: Work, run: MessageRun) -> None:
             run.previewed(record_id)
     elif enriched:
         try:
-            await Writer(work, run, dead_letter).write_all(enriched)
+            await Writer(work, run, file).write_all(enriched)
         finally:  # what was written keeps its before-image, even if the writer stopped
             await before_images.keep(work.storage.before_images, run.message, run.written_ids,
                                      enriched,
@@ -165,136 +150,3 @@ async def _carry_out(work: Work, run: MessageRun) -> None:
                                      now_s=work.dataverse_dep.clock.wall_s())
 
 
-async def _reject(storage: Stores, settings: Settings, body: bytes,
-                  reason: str) -> MessageCounts:
-    logger.warning("message rejected: %s", reason,
-                   extra={"event": "message_rejected", "reason": reason})
-    envelope = message_envelope(body, reason, now_iso())
-    sent = await storage.poison.send_message(envelope, time_to_live=_retention_s(settings))
-    echo = json.loads(envelope)
-    await _index(storage.poison_index, letter_index.poison_entity(
-        echo["message"], reason=reason, source="worker", message_id=sent.id, at=echo["at"],
-        expires_at_s=_expiry_s(settings), truncated=echo["truncated"]))
-    return MessageCounts(rejected_messages=1)
-
-
-def _retention_s(settings: Settings) -> int:
-    return letter_index.retention_s(settings.deadletter_retention_days)
-
-
-def _expiry_s(settings: Settings) -> float:
-    return time.time() + _retention_s(settings)
-
-
-async def _index(table: TableClient, entity: dict[str, Any]) -> None:
-    """Index a dead letter or poison message; the queue message is kept if this fails (a
-    `sync poison list` and `sync deadletters list --scan` index it from the queue)."""
-    try:
-        await letter_index.put(table, entity)
-    except Exception:
-        logger.exception("%s not indexed in %s", entity["RowKey"], table.table_name,
-                         extra={"event": "index_failed", "table": table.table_name})
-
-
-async def _enrich(work: Work, run: MessageRun, record: RecordRef) -> Enriched | None:
-    """The record with its enriched columns; None when it is dead-lettered or waits."""
-    dependency = work.enrichment_dep
-    if run.stopped(dependency.name):
-        return None
-    try:
-        domain_of(record.input)
-    except RecordFault as fault:
-        await _dead_letter(work, run, record, fault)
-        return None
-    first_failure_s = dependency.clock.monotonic_s()
-    mapping = work.definition.mapping
-    try:
-        columns = await dependency.call(
-            lambda: work.enrichment.columns_for(record.input, mapping), run)
-    except Deferred as error:
-        run.deferred(error)
-    except RecordFault as fault:
-        await _dead_letter(work, run, record, fault)
-    except AmbiguousFault as fault:
-        await judge_alone(run, record, fault, first_failure_s=first_failure_s,
-                          dependency=dependency, probes=work.settings.record_probes,
-                          policy=work.circuit_policy,
-                          dead_letter=lambda r, f: _dead_letter(work, run, r, f))
-    except ServiceFault as fault:
-        run.failed(record, fault, reason="service_fault")
-        run.wait(service_delay_s(run, work.circuit_policy))
-    else:
-        return record, columns
-    return None
-
-
-async def _dead_letter(work: Work, run: MessageRun, record: RecordRef,
-                       fault: RecordFault | AmbiguousFault) -> None:
-    """Put one record on the dead-letter queue; if that fails it stays unfinished. A dry run
-    counts it as failed instead (a replayed dead letter would be written)."""
-    reason = reason_of(fault)
-    if run.preview is not None:
-        run.preview.fail(record.id, reason)
-        return
-    batch_id = run.message.batch_id
-    origin = Origin(work.definition.entity_set, run_id_of(batch_id), batch_id, work.named.name)
-    logger.warning("record %s dead-lettered (%s): %s", record.id, reason, fault,
-                   extra={"event": "record_dead_lettered", "batch_id": batch_id,
-                          "reason": reason})
-    history = run.history_of(record)
-    envelope = record_envelope(origin, record, fault, history, now_iso())
-    try:
-        sent = await work.storage.dead_letters.send_message(envelope,
-                                                        time_to_live=_retention_s(work.settings))
-    except Exception:
-        logger.exception("dead letter for record %s not saved; it stays unfinished", record.id,
-                         extra={"event": "dead_letter_failed"})
-        run.wait(service_delay_s(run, work.circuit_policy))
-        return
-    await _index(work.storage.dead_letter_index, letter_index.dead_letter_entity(
-        json.loads(envelope), sent.id, _expiry_s(work.settings)))
-    run.dead_lettered(record.id, reason)
-
-
-def next_lane(work: Work, run: MessageRun) -> tuple[Lane | None, float]:
-    """Where the unfinished records go, and after how long: when only this lane stopped the
-    message (its throttle or its circuit) and another lane of the definition is open, to
-    whichever lane is open when a worker takes them (None: not pinned), at once; otherwise
-    back to this lane after the delay the faults asked for. Unpinned, the work spreads over
-    the lanes open at the time instead of piling onto the one open now."""
-    if (set(run.stopped_services) == {DATAVERSE} and not run.reasons
-            and routing.away_from(work.lane, work.lanes) is not None):
-        return None, 0.0
-    return work.lane, run.delay_s
-
-
-def requeue_delay_s(delay_s: float, rand: float) -> int:
-    """Visibility delay of re-enqueued work: the delay plus jitter, in whole seconds."""
-    return max(1, math.ceil(delay_s + rand * REQUEUE_JITTER_MAX_S))
-
-
-async def _requeue_unfinished(work: Work, run: MessageRun) -> None:
-    remaining = run.unfinished()
-    if not remaining:
-        return
-    lane, wait_s = next_lane(work, run)
-    delay_s = requeue_delay_s(wait_s, random.random())  # noqa: S311 (jitter)
-    attempt = run.message.attempt + 1
-    for number, group in enumerate(fitting_groups(remaining, len(remaining))):
-        batch_id = run.message.batch_id if number == 0 else f"{run.message.batch_id}.{number}"
-        message = Message(batch_id=batch_id[:128], records=group, attempt=attempt,
-                               definition=run.message.definition,
-                               lane=lane.key.wire if lane is not None else None)
-        await work.storage.batches.send_message(message.to_json(), visibility_timeout=delay_s,
-                                                time_to_live=NEVER_EXPIRE)
-    if lane is None:
-        logger.info("message %s: %d records routed away from lane %s to any open lane",
-                    run.message.batch_id, len(remaining), work.lane.key,
-                    extra={"event": "lane_routed", "from_lane": str(work.lane.key)})
-    reasons = Counter(run.reason_unfinished(record.id) for record in remaining)
-    run.counts.reenqueued_by_reason.update(reasons)
-    run.counts.reenqueued += len(remaining)
-    run.counts.requeue_delay_s += delay_s
-    logger.info("message %s: %d records back on the queue in %d s (%s)", run.message.batch_id,
-                len(remaining), delay_s, dict(reasons),
-                extra={"event": "batch_requeued", "reasons": dict(reasons)})

@@ -1,0 +1,68 @@
+"""What goes back on the queue when a message cannot finish now: its unfinished records, each
+with its history, in fresh messages, to this lane after the delay the faults asked for or to
+whichever lane of the definition is open."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections import Counter
+from typing import Final
+
+from sync.budget import routing
+from sync.budget.lane import Lane
+from sync.clients.dataverse import SERVICE as DATAVERSE
+from sync.message.contract import NEVER_EXPIRE, Message, fitting_groups
+from sync.work.context import Work
+from sync.work.message_run import MessageRun
+
+logger = logging.getLogger(__name__)
+
+
+REQUEUE_JITTER_MAX_S: Final = 2.0
+"""Spread added to the delay so re-enqueued messages do not all return in the same second."""
+
+
+def next_lane(work: Work, run: MessageRun) -> tuple[Lane | None, float]:
+    """Where the unfinished records go, and after how long: when only this lane stopped the
+    message (its throttle or its circuit) and another lane of the definition is open, to
+    whichever lane is open when a worker takes them (None: not pinned), at once; otherwise
+    back to this lane after the delay the faults asked for. Unpinned, the work spreads over
+    the lanes open at the time instead of piling onto the one open now."""
+    if (set(run.stopped_services) == {DATAVERSE} and not run.reasons
+            and routing.away_from(work.lane, work.lanes) is not None):
+        return None, 0.0
+    return work.lane, run.delay_s
+
+
+def requeue_delay_s(delay_s: float, rand: float) -> int:
+    """Visibility delay of re-enqueued work: the delay plus jitter, in whole seconds."""
+    return max(1, math.ceil(delay_s + rand * REQUEUE_JITTER_MAX_S))
+
+
+async def requeue_unfinished(work: Work, run: MessageRun) -> None:
+    remaining = run.unfinished()
+    if not remaining:
+        return
+    lane, wait_s = next_lane(work, run)
+    delay_s = requeue_delay_s(wait_s, random.random())  # noqa: S311 (jitter)
+    attempt = run.message.attempt + 1
+    for number, group in enumerate(fitting_groups(remaining, len(remaining))):
+        batch_id = run.message.batch_id if number == 0 else f"{run.message.batch_id}.{number}"
+        message = Message(batch_id=batch_id[:128], records=group, attempt=attempt,
+                               definition=run.message.definition,
+                               lane=lane.key.wire if lane is not None else None)
+        await work.storage.batches.send_message(message.to_json(), visibility_timeout=delay_s,
+                                                time_to_live=NEVER_EXPIRE)
+    if lane is None:
+        logger.info("message %s: %d records routed away from lane %s to any open lane",
+                    run.message.batch_id, len(remaining), work.lane.key,
+                    extra={"event": "lane_routed", "from_lane": str(work.lane.key)})
+    reasons = Counter(run.reason_unfinished(record.id) for record in remaining)
+    run.counts.reenqueued_by_reason.update(reasons)
+    run.counts.reenqueued += len(remaining)
+    run.counts.requeue_delay_s += delay_s
+    logger.info("message %s: %d records back on the queue in %d s (%s)", run.message.batch_id,
+                len(remaining), delay_s, dict(reasons),
+                extra={"event": "batch_requeued", "reasons": dict(reasons)})
