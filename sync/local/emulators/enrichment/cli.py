@@ -4,28 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 
-from sync.local.emulators import until_signalled
+from sync.local.emulators import add_serving_options, until_signalled
 from sync.local.emulators.enrichment.app import EnrichmentConfig, start_enrichment
 from sync.local.emulators.enrichment.faults import ENRICHMENT
-from sync.local.emulators.webapi.fault_parsing import RuleError, parse_rule
-from sync.local.emulators.webapi.faults import Rule
+from sync.local.emulators.webapi.fault_parsing import fault_rule_of
 
-
-def fault_rule(text: str) -> Rule:
-    """A ``--fault`` value: one rule as JSON."""
-    try:
-        return parse_rule(json.loads(text), ENRICHMENT)
-    except (ValueError, RuleError) as error:
-        raise argparse.ArgumentTypeError(f"not a fault rule: {error}") from None
+fault_rule = fault_rule_of(ENRICHMENT)
+"""A ``--fault`` value: one rule as JSON."""
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m sync emulator enrichment``."""
     defaults = EnrichmentConfig()
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one")
+    add_serving_options(parser, fault_rule=fault_rule,
+                        fault_example='{"preset": "down", "window_s": 120}')
     parser.add_argument("--rate-per-s", type=float, default=defaults.rate_per_s,
                         help=f"requests per second before 429 ({defaults.rate_per_s:g})")
     parser.add_argument("--burst", type=int, default=defaults.burst,
@@ -36,10 +29,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="key clients must send in x-api-key")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help=f"seed of the fault rules' rates ({defaults.seed})")
-    parser.add_argument("--fault", action="append", type=fault_rule, default=[],
-                        dest="fault_rules", metavar="JSON",
-                        help="a fault rule in force from the start, as JSON; repeatable "
-                             "(none). E.g. '{\"preset\": \"down\", \"window_s\": 120}'")
 
 
 def config_from(args: argparse.Namespace) -> EnrichmentConfig:

@@ -25,7 +25,7 @@ import aiohttp
 
 from sync.clock import SYSTEM_CLOCK, Clock
 from sync.local.emulators.enrichment.app import API_KEY_HEADER, EnrichmentConfig
-from sync.local.emulators.webapi.probes import Seen, greedy_loops
+from sync.local.emulators.webapi.probes import Seen, greedy_with
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +63,9 @@ def _session(connections: int) -> aiohttp.ClientSession:
 async def greedy(probe: EnrichmentProbe, workers: int, *, pause_s: float = 0.02,
                  clock: Clock = SYSTEM_CLOCK) -> Seen:
     """``workers`` loops calling as fast as answers come, until ``run_s`` or ``max_sends``."""
-    seen = Seen()
-    async with _session(workers) as session:
-        caller = _Caller(probe, session, seen)
-        await greedy_loops(caller.call, workers, seen, run_s=probe.run_s,
-                           max_sends=probe.max_sends, pause_s=pause_s, clock=clock)
-    return seen
+    return await greedy_with(lambda session, seen: _Caller(probe, session, seen).call,
+                             _session(workers), workers, run_s=probe.run_s,
+                             max_sends=probe.max_sends, pause_s=pause_s, clock=clock)
 
 
 def oracle_send_at_s(paced_from_s: float, n: int, rate_per_s: float, margin: float) -> float:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from dataclasses import fields
 from typing import Any, Final
 
-from sync.local.emulators import until_signalled
+from sync.local.emulators import add_serving_options, until_signalled
 from sync.local.emulators.webapi import EmulatorConfig, start_emulator
-from sync.local.emulators.webapi.fault_parsing import RuleError, parse_rule
-from sync.local.emulators.webapi.faults import DATAVERSE, Rule
+from sync.local.emulators.webapi.fault_parsing import fault_rule_of
+from sync.local.emulators.webapi.faults import DATAVERSE
 
 _HELP: Final = {
     "enriched_share": "share of the seeded accounts that already hold their enriched values "
@@ -55,15 +54,15 @@ _HELP: Final = {
 }
 
 
+fault_rule = fault_rule_of(DATAVERSE)
+"""A ``--fault`` value: one rule as JSON."""
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """One option per EmulatorConfig field, plus where to listen."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one")
-    parser.add_argument("--fault", action="append", type=fault_rule, default=None,
-                        dest="fault_rules", metavar="JSON",
-                        help="a fault rule in force from the start, as JSON; repeatable "
-                             "(none). E.g. '{\"preset\": \"403-privilege\", \"hits\": "
-                             "\"writes\", \"window_s\": 15}'")
+    add_serving_options(parser, fault_rule=fault_rule,
+                        fault_example='{"preset": "403-privilege", "hits": "writes", '
+                                      '"window_s": 15}')
     parser.add_argument("--https", action="store_true",
                         help="serve https with a throwaway certificate authority made now; "
                              "clients trust it through REQUESTS_CA_BUNDLE (its path is printed)")
@@ -78,14 +77,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         kind = int if item.type in ("int", int) else float
         parser.add_argument(f"--{item.name.replace('_', '-')}", type=kind, default=None,
                             dest=item.name, help=_HELP.get(item.name, item.name))
-
-
-def fault_rule(text: str) -> Rule:
-    """A ``--fault`` value: one rule as JSON."""
-    try:
-        return parse_rule(json.loads(text), DATAVERSE)
-    except (ValueError, RuleError) as error:
-        raise argparse.ArgumentTypeError(f"not a fault rule: {error}") from None
 
 
 def config_from(args: argparse.Namespace) -> EmulatorConfig:

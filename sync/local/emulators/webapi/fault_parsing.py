@@ -3,7 +3,9 @@ wrong), presets filled in, the defaults that depend on the kind, and a stable na
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import argparse
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -108,3 +110,16 @@ def _window(data: Mapping[str, Any]) -> float | None:
     if isinstance(window_s, bool) or not isinstance(window_s, int | float) or window_s <= 0:
         raise RuleError("window_s must be a number of seconds > 0 (or null: until cleared)")
     return float(window_s)
+
+
+def fault_rule_of(dialect: Dialect) -> Callable[[str], Rule]:
+    """The parser of one ``--fault`` value of an emulator's command line: a rule as JSON, for
+    that dialect's faults; a bad one is an argparse error that says why."""
+
+    def parsed(text: str) -> Rule:
+        try:
+            return parse_rule(json.loads(text), dialect)
+        except (ValueError, RuleError) as error:
+            raise argparse.ArgumentTypeError(f"not a fault rule: {error}") from None
+
+    return parsed

@@ -122,12 +122,9 @@ def _session(connections: int) -> aiohttp.ClientSession:
 async def greedy(probe: Probe, workers: int, *, pause_s: float = 0.02,
                  clock: Clock = SYSTEM_CLOCK) -> Seen:
     """``workers`` loops sending as fast as answers come, until ``run_s`` or ``max_sends``."""
-    seen = Seen()
-    async with _session(workers) as session:
-        sender = _Sender(probe, session, seen)
-        await greedy_loops(sender.send, workers, seen, run_s=probe.run_s,
-                           max_sends=probe.max_sends, pause_s=pause_s, clock=clock)
-    return seen
+    return await greedy_with(lambda session, seen: _Sender(probe, session, seen).send,
+                             _session(workers), workers, run_s=probe.run_s,
+                             max_sends=probe.max_sends, pause_s=pause_s, clock=clock)
 
 
 async def gated(probe: Probe, workers: int, *, clock: Clock = SYSTEM_CLOCK) -> Seen:
@@ -197,12 +194,20 @@ async def retry_loops(send: Callable[[], Awaitable[tuple[int, float]]], workers:
     await asyncio.gather(*(loop() for _ in range(workers)))
 
 
-async def greedy_loops(send: Callable[[], Awaitable[tuple[int, float]]], workers: int,
-                       seen: Seen, *, run_s: float, max_sends: int, pause_s: float,
-                       clock: Clock) -> None:
-    """``retry_loops`` that ignore Retry-After: the greedy client of both emulators."""
-    await retry_loops(send, workers, seen, Loops(run_s, max_sends, pause_s=pause_s),
-                      clock=clock)
+Send = Callable[[], Awaitable[tuple[int, float]]]
+"""One request of a probe: its status and Retry-After (0 when none)."""
+
+
+async def greedy_with(sender: Callable[[aiohttp.ClientSession, Seen], Send],
+                      session: aiohttp.ClientSession, workers: int, *, run_s: float,
+                      max_sends: int, pause_s: float, clock: Clock) -> Seen:
+    """The greedy client of both emulators: ``retry_loops`` that ignore Retry-After, sending
+    through ``session`` what ``sender`` builds for it."""
+    seen = Seen()
+    async with session:
+        await retry_loops(sender(session, seen), workers, seen,
+                          Loops(run_s, max_sends, pause_s=pause_s), clock=clock)
+    return seen
 
 
 def oracle_interval_s(config: EmulatorConfig, mode: str, margin: float) -> float:
