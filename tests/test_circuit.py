@@ -18,6 +18,16 @@ def circuit(clock: ManualClock) -> Circuit:
     return Circuit("dataverse", POLICY, clock=clock, rand=lambda: 0.5)
 
 
+def half_open(clock: ManualClock) -> Circuit:
+    """A circuit opened by three faults whose first open period has passed: the next caller
+    is its probe."""
+    breaker = circuit(clock)
+    for _ in range(3):
+        breaker.failed(FAULT)
+    clock.advance(10)
+    return breaker
+
+
 @pytest.mark.parametrize(("trips", "rand", "expected_s"), [
     (1, 0.5, 10.0), (1, 0.0, 7.5), (1, 1.0, 12.5), (2, 0.5, 20.0), (3, 0.5, 40.0),
     (4, 0.5, 60.0), (9, 1.0, 60.0),
@@ -70,10 +80,7 @@ def test_a_configuration_fault_opens_it_at_once_with_its_hint() -> None:
 
 def test_half_open_lets_one_probe_through_and_its_success_closes() -> None:
     clock = ManualClock()
-    breaker = circuit(clock)
-    for _ in range(3):
-        breaker.failed(FAULT)
-    clock.advance(10)
+    breaker = half_open(clock)
     assert breaker.state == "half-open"
     breaker.admit()
     with pytest.raises(CircuitOpen):
@@ -87,10 +94,7 @@ def test_half_open_lets_one_probe_through_and_its_success_closes() -> None:
 
 def test_a_failed_probe_opens_it_again_for_longer() -> None:
     clock = ManualClock()
-    breaker = circuit(clock)
-    for _ in range(3):
-        breaker.failed(FAULT)
-    clock.advance(10)
+    breaker = half_open(clock)
     breaker.admit()
     assert breaker.failed(FAULT)
     assert breaker.state == "open"
@@ -100,10 +104,7 @@ def test_a_failed_probe_opens_it_again_for_longer() -> None:
 
 def test_a_throttled_probe_frees_the_probe_slot() -> None:
     clock = ManualClock()
-    breaker = circuit(clock)
-    for _ in range(3):
-        breaker.failed(FAULT)
-    clock.advance(10)
+    breaker = half_open(clock)
     breaker.admit()
     breaker.released()
     breaker.admit()

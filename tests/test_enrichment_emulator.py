@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import re
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from sync.local.emulators.enrichment import (
 )
 from sync.local.emulators.enrichment.cli import fault_rule
 from sync.local.emulators.enrichment.faults import FAULT_HEADER, NOT_JSON_BODY
+from tests.emulator_command import emulator_serving
 
 ROOT = Path(__file__).parents[1]
 KEY = EnrichmentConfig().api_key
@@ -211,22 +210,10 @@ def test_the_fault_option_parses_a_rule_or_says_why_not() -> None:
 
 
 async def test_the_fault_option_puts_rules_in_force_from_the_start() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sync", "emulator", "enrichment", "--fault",
-        '{"preset": "422-unknown-company", "domains": ["nope.example"]}', cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE)
-    try:
-        assert process.stdout is not None
-        first = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
-        found = re.search(r"http://127\.0\.0\.1:\d+", first)
-        assert found, first
-        async with aiohttp.ClientSession() as session:
-            for domain, status in (("nope.example", 422), ("fine.example", 200)):
-                async with session.get(f"{found.group(0)}/v1/companies",
-                                       params={"domain": domain},
-                                       headers={API_KEY_HEADER: KEY}) as answer:
-                    assert answer.status == status
-    finally:
-        process.terminate()
-        code = await asyncio.wait_for(process.wait(), timeout=30)
-    assert code == 0
+    rule = '{"preset": "422-unknown-company", "domains": ["nope.example"]}'
+    async with emulator_serving("enrichment", "--fault", rule) as url, \
+            aiohttp.ClientSession() as session:
+        for domain, status in (("nope.example", 422), ("fine.example", 200)):
+            async with session.get(f"{url}/v1/companies", params={"domain": domain},
+                                   headers={API_KEY_HEADER: KEY}) as answer:
+                assert answer.status == status

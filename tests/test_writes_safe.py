@@ -65,6 +65,16 @@ def definition(**fields: Any) -> str:
     return json.dumps(fields)
 
 
+async def holding_all_but_employees(services: Services) -> tuple[RecordRef, dict[str, Any]]:
+    """A record that already holds its enriched country and description (not its employee
+    count), as the planner reads it, and the columns its enrichment maps."""
+    record = (await planned_refs(services, 1))[0]
+    expected = expected_columns(record.input, services.settings.definitions.first.table) or {}
+    await edit(services, [{"accountid": record.id, "address1_country": expected[
+        "address1_country"], "description": expected["description"]}])
+    return (await planned_refs(services, 1))[0], expected
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.emulator(records=40, **FAST)
 async def test_records_holding_their_values_are_not_written_and_the_run_completes(
@@ -99,16 +109,12 @@ async def test_a_rerun_with_nothing_to_change_sends_nothing(make_services: Make)
 @pytest.mark.emulator(records=20, **FAST)
 async def test_only_the_changed_columns_are_written(make_services: Make) -> None:
     services = await make_services(SYNC_WRITE_MODE="single")
-    record = (await planned_refs(services, 1))[0]
-    expected = expected_columns(record.input, services.settings.definitions.first.table) or {}
-    await edit(services, [{"accountid": record.id, "address1_country": expected[
-        "address1_country"], "description": expected["description"]}])
-    read = (await planned_refs(services, 1))[0]
+    read, expected = await holding_all_but_employees(services)
     unversioned = replace(read, etag=None)  # If-Match: *, so the edit below is no conflict
-    await edit(services, [{"accountid": record.id, "description": "typed by a person"}])
+    await edit(services, [{"accountid": read.id, "description": "typed by a person"}])
     counts = await process(services, "partial", [unversioned])
     assert (counts.written, counts.requests.reads, counts.requests.writes) == (1, 0, 1)
-    row = (await by_id(services))[record.id]
+    row = (await by_id(services))[read.id]
     assert row["description"] == "typed by a person"  # not in the write: only employees was
     assert row["numberofemployees"] == expected["numberofemployees"]
 
@@ -117,15 +123,11 @@ async def test_only_the_changed_columns_are_written(make_services: Make) -> None
 async def test_a_column_a_person_changed_is_kept_while_the_others_are_written(
         make_services: Make) -> None:
     services = await make_services(SYNC_WRITE_MODE="single")
-    record = (await planned_refs(services, 1))[0]
-    expected = expected_columns(record.input, services.settings.definitions.first.table) or {}
-    await edit(services, [{"accountid": record.id, "address1_country": expected[
-        "address1_country"], "description": expected["description"]}])
-    read = (await planned_refs(services, 1))[0]
-    await edit(services, [{"accountid": record.id, "address1_country": "Elsewhere"}])
+    read, expected = await holding_all_but_employees(services)
+    await edit(services, [{"accountid": read.id, "address1_country": "Elsewhere"}])
     counts = await process(services, "kept", [read])
     assert (counts.written, counts.requests.reads, counts.requests.writes) == (1, 1, 2)
-    row = (await by_id(services))[record.id]
+    row = (await by_id(services))[read.id]
     assert row["address1_country"] == "Elsewhere"
     assert row["numberofemployees"] == expected["numberofemployees"]
 

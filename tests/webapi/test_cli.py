@@ -4,7 +4,6 @@ and a real run prints its URL on the first line and answers Web API requests."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 
 from sync.local.emulators.webapi import EmulatorConfig
 from sync.local.emulators.webapi.cli import config_from, configure_parser
+from tests.emulator_command import emulator_serving
 from tests.webapi.conftest import API, token_for
 
 ROOT = Path(__file__).parents[2]
@@ -56,23 +56,12 @@ def test_options_make_the_configuration(argv: list[str], expected: EmulatorConfi
 
 
 async def test_a_run_prints_its_url_first_and_answers_requests() -> None:
-    process = await asyncio.create_subprocess_exec(
-        *COMMAND, "--records", "4", "--servers", "3", "--window-s", "30", cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE)
-    try:
-        assert process.stdout is not None
-        first = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
-        found = re.search(r"http://127\.0\.0\.1:\d+", first)
-        assert found, first
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{found.group(0)}{API}accounts?$select=name", headers={
-                    "Authorization": f"Bearer {token_for('cli')}"}) as answer:
-                body = await answer.json()
-                assert answer.status == 200
-                assert answer.headers["x-ms-dop-hint"] == "30"  # 10 per server, 3 servers
-                assert answer.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] == "599"
-            assert len(body["value"]) == 4
-    finally:
-        process.terminate()
-        code = await asyncio.wait_for(process.wait(), timeout=30)
-    assert code == 0
+    async with emulator_serving("dataverse", "--records", "4", "--servers", "3",
+                                "--window-s", "30") as url, aiohttp.ClientSession() as session:
+        async with session.get(f"{url}{API}accounts?$select=name", headers={
+                "Authorization": f"Bearer {token_for('cli')}"}) as answer:
+            body = await answer.json()
+            assert answer.status == 200
+            assert answer.headers["x-ms-dop-hint"] == "30"  # 10 per server, 3 servers
+            assert answer.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] == "599"
+        assert len(body["value"]) == 4
