@@ -35,7 +35,7 @@ from sync.safety.restore import (
 from sync.services import Services
 from sync.state.runs import index_key
 from sync.work import worker
-from tests.test_dryrun import read_ref
+from tests.test_dry_run import read_ref
 from tests.test_worker import GHOST, emulator, rows
 
 Make = Callable[..., Any]
