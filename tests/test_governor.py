@@ -331,7 +331,7 @@ async def test_headroom_caps_admission_until_it_grows(clock: FakeClock) -> None:
 def test_headroom_from_the_ratelimit_headers(requests_left: str | None,
                                              time_left: str | None, latency_ms: float,
                                              expected: int | None) -> None:
-    """The time left is in seconds, as the service sends it (see tests/test_ratelimit_headers.py)."""
+    """The time left is in seconds, as the service sends it (tests/test_ratelimit_headers.py)."""
     assert headroom_from(requests_left, time_left, latency_ms) == expected
 
 
