@@ -1,4 +1,11 @@
-"""``python -m sync``: the local stack, the emulators and the local host, from one command."""
+"""The Dataverse enrichment sync's command line: run it on this machine, operate a deployment.
+
+On this machine: local (what `make run` runs), host, emulator, enqueue.
+On a deployment: status, init-storage, deadletters, poison, rollback, pause,
+resume, cancel, approve. They reach Azure with --account NAME, a stack left
+running by `local --keep` with --local, or else the AzureWebJobsStorage setting.
+Every command has its own --help.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +19,29 @@ from sync.ops import control, deadletters, initstorage, poison, rollback, status
 
 Main = Callable[[argparse.Namespace], int]
 
+EXIT_CODES = """exit codes:
+  0    done
+  1    local: a record not accounted for, or the run blocked; rollback: a record not
+       restored; status, pause, resume, cancel, approve: no such run or definition
+  2    nothing done: bad options, settings, input or storage (one sentence on stderr)
+  130  stopped by Ctrl-C (local, status --watch, rollback); 143 by SIGTERM (local)
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: ``local``, ``host``, ``enqueue``, ``status``, the repair commands,
     ``pause|resume|cancel|approve``, ``emulator dataverse|enrichment``."""
-    parser = argparse.ArgumentParser(prog="python -m sync", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sync", description=__doc__,
+                                     epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    _add(commands, "local", "run a full sync on Azurite and the emulators, then check it",
+    _add(commands, "local", "one full sync on Azurite and the emulators, checked",
          stack.configure_parser, stack.main)
-    _add(commands, "host", "run function_app.py as one local Functions host instance",
+    _add(commands, "host", "function_app.py as one local Functions host",
          host.configure_parser, host.main)
-    _add(commands, "enqueue", "validate a JSONL file of records and put it on the batches queue",
+    _add(commands, "enqueue", "validate a JSONL file of records and queue them",
          enqueue.configure_parser, enqueue.main)
-    _add(commands, "status", "show how the current or last run is going, or how it ended",
+    _add(commands, "status", "how the current or last run is going, or ended",
          status.configure_parser, status.main)
     _add(commands, "init-storage", "create the app's queues and tables where missing",
          initstorage.configure_parser, initstorage.main)
@@ -32,16 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
          deadletters.configure_parser, deadletters.main)
     _add(commands, "poison", "list, show, replay or purge poison messages",
          poison.configure_parser, poison.main)
-    _add(commands, "rollback", "give a run's written records their previous values back, "
-         "except where someone changed them since", rollback.configure_parser, rollback.main)
+    _add(commands, "rollback", "restore what a run wrote, except where edited since",
+         rollback.configure_parser, rollback.main)
     for action, text in (("pause", "pause a definition or a run across the cluster"),
-                         ("resume", "resume a paused definition or run (approves its canary)"),
+                         ("resume", "resume a definition or run (approves its canary)"),
                          ("cancel", "cancel a definition's or a run's remaining records")):
         _add(commands, action, text, control.configure_parser, control.main)
         commands.choices[action].set_defaults(action=action)
     _add(commands, "approve", "approve a run's canary: the rest of the run goes on",
          control.configure_approve, control.approve_main)
-    emulator = commands.add_parser("emulator", help="serve one emulator until Ctrl-C")
+    emulator = commands.add_parser("emulator", help="serve the dataverse or enrichment emulator")
     kinds = emulator.add_subparsers(dest="kind", required=True)
     _add(kinds, "dataverse", "the Dataverse Web API emulator", dataverse_cli.configure_parser,
          dataverse_cli.main)
