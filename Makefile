@@ -32,7 +32,7 @@ pytest: setup
 # CKV_SKIP_PACKAGE_UPDATE_CHECK off PyPI. Any failed check fails the target, and so does what
 # checkov's exit code lets through (tests/infra/scan.py): a check that could not run, a file it
 # could not parse. The checks that do not apply are skipped inline, inside the resource, with the
-# reason (README, "Deploying to Azure").
+# reason (docs/deploying.md).
 scan: $(CHECKOV_VENV)/.installed
 	@echo "== checkov over infra/ (offline)"
 	BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=TRUE \
@@ -40,7 +40,7 @@ scan: $(CHECKOV_VENV)/.installed
 	  --directory infra --framework bicep \
 	  --skip-download --skip-results-upload --compact --quiet
 
-# The chaos suite (tests/chaos/, README "Failure model and chaos suite"): the local stack with
+# The chaos suite (tests/chaos/, docs/failures.md): the local stack with
 # faults injected and processes killed; plain pytest deselects it. Exit code 5 (no test ran)
 # fails the target like any other failure. CHAOS_RECORDS sets the records per scenario. It runs
 # serially in one process (-n 0): scenarios kill processes and share .local-run/chaos.

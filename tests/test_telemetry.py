@@ -57,7 +57,7 @@ from tests.test_worker import FAST, GHOST, refs
 
 Make = Callable[..., Any]
 Points = dict[str, list[tuple[dict[str, Any], Any]]]
-README = Path(__file__).parents[1] / "README.md"
+TELEMETRY_DOC = Path(__file__).parents[1] / "docs" / "operations.md"
 NAMES_PY = Path(__file__).parents[1] / "sync" / "telemetry" / "names.py"
 DELTA = {kind: AggregationTemporality.DELTA
          for kind in (Counter, UpDownCounter, Histogram, ObservableGauge)}
@@ -185,7 +185,7 @@ def test_a_message_outcome(counts: MessageCounts, outcome: str) -> None:
     assert outcome_of(counts) == outcome
 
 
-# The contract in the README.
+# The contract in docs/operations.md.
 
 def contract_names() -> dict[str, str]:
     """Every name constant of names.py (DEFAULT_DEFINITION is a value, not a name)."""
@@ -193,15 +193,15 @@ def contract_names() -> dict[str, str]:
     return {constant: value for constant, value in pairs if constant != "DEFAULT_DEFINITION"}
 
 
-def readme_telemetry_rows() -> dict[str, list[str]]:
-    section = README.read_text().split("\n### Telemetry\n", 1)[1].split("\n#", 1)[0]
+def documented_telemetry_rows() -> dict[str, list[str]]:
+    section = TELEMETRY_DOC.read_text().split("\n## Telemetry names\n", 1)[1].split("\n#", 1)[0]
     rows = re.findall(r"^\| `([^`]+)` \|(.*)\|$", section, re.MULTILINE)
     return {name: [cell.strip() for cell in rest.split("|")] for name, rest in rows}
 
 
-def test_every_telemetry_name_is_in_the_readme_table() -> None:
+def test_every_telemetry_name_is_in_the_documented_table() -> None:
     assert len(contract_names()) > 30
-    rows = readme_telemetry_rows()
+    rows = documented_telemetry_rows()
     assert sorted(set(contract_names().values()) - set(rows)) == []
     assert sorted(set(rows) - set(contract_names().values())) == [], "not in names.py"
     for name, (kind, _unit, _attributes, meaning) in rows.items():

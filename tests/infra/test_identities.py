@@ -166,13 +166,13 @@ def example_parameters() -> dict[str, Any]:
     return {name: given["value"] for name, given in parameters.items()}
 
 
-def test_the_two_identity_example_yields_the_lanes_the_readme_shows() -> None:
+def test_the_two_identity_example_yields_the_lanes_deploying_md_shows() -> None:
     lanes = sync_environments(Deployment(MAIN, example_parameters()))
     assert lanes == {"default": {
         "url": "https://contoso.crm.dynamics.com",
         "identities": {"sync1": client_id(0), "sync2": client_id(1)},
         "dop_scope": "environment"}}
-    readme = (INFRA.parent / "README.md").read_text(encoding="utf-8")
-    assert "infra/examples/two-identities.parameters.json" in readme
+    doc = (INFRA.parent / "docs" / "deploying.md").read_text(encoding="utf-8")
+    assert "infra/examples/two-identities.parameters.json" in doc
     shown = '"identities": {"sync1": "<clientId of sync1>", "sync2": "<clientId of sync2>"}'
-    assert shown in readme
+    assert shown in doc
