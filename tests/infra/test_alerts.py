@@ -41,11 +41,6 @@ SIGNALS = {
 # Each rule on what the Functions host writes, and the table it reads (kql.HOST_TABLES).
 HOST_RULES = {"failedInvocations": "requests", "exceptions": "exceptions"}
 
-# Runbook sections of alerts added with the sections themselves pending in the documentation
-# being reorganised: the text is ready for docs/operations.md. Once the runbook has a heading,
-# test_pending_runbook_sections_are_still_pending fails until it is taken out of this set.
-PENDING_RUNBOOK = {"No run planned", "Failed invocations", "Exceptions logged"}
-
 # Each threshold parameter: a value to deploy with, the rule it reaches, and where.
 THRESHOLDS = [
     ("poisonMessagesThreshold", 7, "poisonMessages", "threshold"),
@@ -334,14 +329,8 @@ def test_the_runbook_explains_every_alert() -> None:
     runbook = (INFRA.parent / "docs" / "operations.md").read_text(encoding="utf-8")
     for rule in rules():
         section = runbook_section(rule)
-        assert section in PENDING_RUNBOOK or f"### {section}" in runbook, section
+        assert f"### {section}" in runbook, section
         assert rule.body["properties"]["displayName"] == section, "the alert bears its name"
-
-
-def test_pending_runbook_sections_are_still_pending() -> None:
-    runbook = (INFRA.parent / "docs" / "operations.md").read_text(encoding="utf-8")
-    assert {runbook_section(rule) for rule in rules()} >= PENDING_RUNBOOK
-    assert not [section for section in PENDING_RUNBOOK if f"### {section}" in runbook]
 
 
 # --- the workbook
@@ -416,4 +405,3 @@ def test_the_run_picker_spans_what_the_panels_span() -> None:
     durations = time_contexts(workbook())
     assert len(durations) > 2
     assert set(durations) == {48 * 3600 * 1000}, "a run picked is one the panels can show"
-
