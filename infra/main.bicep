@@ -7,7 +7,7 @@
 // in a virtual network the app is integrated with; the site itself admits no caller but the
 // operators' addresses (the app has no HTTP trigger).
 // Alert rules on runs and a workbook of a run read the app's telemetry in Application Insights.
-// How to deploy: README.md, "Deploying to Azure"; how to operate it: docs/operations.md. Checked offline by tests/infra and by
+// How to deploy: docs/deploying.md; how to operate it: docs/operations.md. Checked offline by tests/infra and by
 // checkov (`make scan`); each check skipped inside a resource says why there.
 
 targetScope = 'resourceGroup'
@@ -20,7 +20,7 @@ param environmentName string
 @description('Region of every resource; it must offer the Flex Consumption plan.')
 param location string = resourceGroup().location
 
-@description('Most instances each function scales out to (the queue worker, in practice): a cost and cold-start choice; the Dataverse DOP hint holds for any count (README.md, "Choosing maximumInstanceCount").')
+@description('Most instances each function scales out to (the queue worker, in practice): a cost and cold-start choice; the Dataverse DOP hint holds for any count (docs/deploying.md, "Choosing maximumInstanceCount").')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 4
@@ -32,7 +32,7 @@ param instanceMemoryMB int = 2048
 @description('Dataverse environment URL, e.g. https://contoso.crm.dynamics.com: environment default when dataverseEnvironments is empty.')
 param dataverseUrl string
 
-// Lanes: README.md, "Several identities and environments". With both arrays empty (the default)
+// Lanes: docs/deploying.md, "Several identities and environments". With both arrays empty (the default)
 // the app syncs one environment as its own identity, DATAVERSE_URL and DATAVERSE_CLIENT_ID, as
 // before, and SYNC_ENVIRONMENTS stays empty; otherwise SYNC_ENVIRONMENTS names every lane.
 
@@ -107,7 +107,7 @@ param failedInvocationsThreshold int = 0
 @minValue(0)
 param exceptionsThreshold int = 0
 
-// Networking and resilience. README.md, "Deploying to Azure", says what each costs.
+// Networking and resilience. docs/deploying.md says what each costs.
 
 @description('Private networking: a virtual network the app is integrated with (its outbound traffic, Key Vault references and the deployment package included), private endpoints and DNS zones for storage (blob, queue, table) and Key Vault, their public network access off. true suits production; false leaves them public (Entra ID only) for trials.')
 param privateNetworking bool = true
@@ -154,7 +154,7 @@ param keyVaultSoftDeleteRetentionDays int = 90
 @description('Storage read logs (StorageRead of the queues and tables) in Log Analytics besides writes and deletes: every poll and state read of every instance, so a cost to choose.')
 param storageReadLogs bool = false
 
-// Tunable app settings. Their defaults are the code's (sync/settings.py); tests/infra checks it.
+// Tunable app settings. Their defaults are the code's (sync/config/settings.py); tests/infra checks it.
 // They are strings because app settings are: the app validates them at start-up.
 
 @description('SYNC_SCHEDULE: six-field NCRONTAB schedule of the planner, in UTC.')
@@ -172,7 +172,7 @@ param dataverseKeepAffinity string = 'false'
 @description('ENRICHMENT_TIMEOUT_S: timeout of one enrichment call, in seconds.')
 param enrichmentTimeoutS string = '10'
 
-@description('SYNC_DEFINITION: what to sync, as JSON or @path to a JSON file in the app; empty for the default (sync/settings.py).')
+@description('SYNC_DEFINITION: what to sync, as JSON or @path to a JSON file in the app; empty for the default (sync/config/settings.py).')
 param syncDefinition string = ''
 
 @description('SYNC_DEFINITIONS: named sync definitions, as JSON or @path to a JSON file in the app; empty for one definition, default, from SYNC_DEFINITION (set one of the two).')
@@ -527,8 +527,8 @@ resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@
   }
 }
 
-// Every setting the code reads in Azure (sync/settings.py AZURE_SETTING_NAMES) and every setting
-// the host reads (sync/hostsettings.py HOST_SETTING_NAMES), and nothing else: tests/infra checks
+// Every setting the code reads in Azure (sync/config/settings.py AZURE_SETTING_NAMES) and every setting
+// the host reads (sync/config/host_settings.py HOST_SETTING_NAMES), and nothing else: tests/infra checks
 // both directions. The module outputs used here make these settings wait for the role assignments.
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   // These checks read the site's web, logs and auth configuration; this resource is its app settings.
@@ -593,7 +593,7 @@ output functionAppName string = functionApp.name
 output identityClientId string = identity.properties.clientId
 output identityPrincipalId string = identity.properties.principalId
 // Every identity that signs in to Dataverse, [{name, clientId, principalId}]: create one
-// application user of each in every environment (README.md, "Several identities and environments").
+// application user of each in every environment (docs/deploying.md, "Several identities and environments").
 output dataverseIdentities array = empty(dataverseIdentityNames) ? [
   {
     name: 'default'

@@ -137,7 +137,7 @@ def test_loading_without_a_connection_string_configures_no_telemetry(
 
 def test_host_logs_successful_invocations_in_its_application_insights_mode() -> None:
     """The host's OpenTelemetry mode covers HTTP, Service Bus and Event Hubs triggers only
-    (README, Telemetry): the host stays in its Application Insights mode."""
+    (docs/deploying.md, Telemetry): the host stays in its Application Insights mode."""
     host = json.loads((APP_PATH.parent / "host.json").read_text())
     assert "telemetryMode" not in host
     levels = host["logging"]["logLevel"]

@@ -1,5 +1,5 @@
 // The identities that sign in to Dataverse, one user-assigned managed identity per name. Each is
-// its own Dataverse user (an application user in every environment, README.md, "Several
+// its own Dataverse user (an application user in every environment, docs/deploying.md, "Several
 // identities and environments"), so each brings its own service protection budget: one lane per
 // identity and environment. They get no Azure role: Dataverse authorises them by their application
 // users' security roles, and storage, Key Vault and telemetry stay with the app's own identity.

@@ -2,7 +2,7 @@
 // is given a key (the first deployment, or a deliberate replacement), so other deployments leave
 // the stored key, and any version set since, as they are. Deployed on its own it rotates the key
 // through the resource manager, with no redeployment and no access to the vault's (private)
-// endpoint: README.md, "Rotating the enrichment key".
+// endpoint: docs/deploying.md, "Rotating the enrichment key".
 // The version expires after validityDays; keyvault.bicep alerts 30 days before that.
 
 @description('Name of the vault (keyvault.bicep).')

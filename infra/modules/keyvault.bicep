@@ -134,7 +134,7 @@ resource expiryAlert 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-0
       endpointType: 'MonitorAlert'
       properties: {
         severity: 'Sev2'
-        description: 'The enrichment API key in ${name} expires within 30 days (or has expired): set a new version with an expiry (README, "Rotating the enrichment key").'
+        description: 'The enrichment API key in ${name} expires within 30 days (or has expired): set a new version with an expiry (docs/deploying.md, "Rotating the enrichment key").'
         actionGroups: [
           actionGroupId
         ]

@@ -65,7 +65,7 @@ var logs = [for category in logCategories: {
   enabled: true
 }]
 
-// The same names as sync/names.py (QUEUES and TABLES); tests/infra checks that they agree.
+// The same names as sync/config/storage_names.py (QUEUES and TABLES); tests/infra checks that they agree.
 var queueNames = ['sync-batches', 'sync-batches-poison', 'sync-deadletter', 'sync-plan']
 var tableNames = ['SyncLedger', 'SyncState', 'SyncDeadLetters', 'SyncPoison', 'SyncReports', 'SyncBeforeImages']
 

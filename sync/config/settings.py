@@ -1,7 +1,8 @@
 """The app's settings: one frozen object, parsed once from the environment at start-up.
 
-Every name the code reads is declared in ``SETTINGS`` below. The README's settings table and the
-Bicep template are checked against that one list, so a setting cannot drift out of either.
+Every name the code reads is declared in ``SETTINGS`` below. The settings table in
+docs/settings.md and the Bicep template are checked against that one list, so a setting cannot
+drift out of either.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Planned, written, dead-lettered and re-enqueued by reason, what is still open, every queue's
 approximate count (poison included), the throttle gate, each service's circuit, the DOP hint
 and the slot leases, rate and ETA, and any overlapping run. ``--json`` for scripts (the keys
-are in the README), ``--watch [SECONDS]`` to refresh in place until Ctrl-C (exit 130).
+are in docs/operations.md), ``--watch [SECONDS]`` to refresh in place until Ctrl-C (exit 130).
 
 Exit codes: 0 shown; 1 no such run (or none yet); 2 the storage cannot be used (the message
 names what to do, the role needed included); 130 Ctrl-C.

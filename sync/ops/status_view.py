@@ -1,5 +1,5 @@
 """``sync status`` as text for people and as JSON for scripts (the keys are documented in the
-README and held by tests: renaming one is a breaking change)."""
+docs/operations.md and held by tests: renaming one is a breaking change)."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ def log_dir(request: pytest.FixtureRequest) -> Path:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write the scenario table (for the README) once the suite ends."""
+    """Write the scenario table (for docs/failures.md) once the suite ends."""
     if RESULTS:
         RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
         RESULTS_PATH.write_text(results_table())

@@ -74,7 +74,7 @@ def record_id(index: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """One scenario's row of the README table."""
+    """One scenario's row of the chaos table (docs/failures.md)."""
 
     scenario: str
     fault: str

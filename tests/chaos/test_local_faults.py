@@ -99,7 +99,7 @@ def _assert_fault_was_met(case: Case, figures: dict[str, Any], explain: str) -> 
 
 
 def _name_of(rule: dict[str, Any]) -> str:
-    """The name the emulator counts a rule's faults under (README, "Fault injection")."""
+    """The name the emulator counts a rule's faults under (docs/failures.md, "Fault injection")."""
     if "preset" in rule:
         return str(rule["preset"])
     if rule["kind"] == "error":
