@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 
 from sync.config.definitions import KEY_SETTING, Definitions, parse_definitions, single
 from sync.config.lanes import Environment, default_environment, parse_environments
+from sync.config.schedule import parse_schedule
 from sync.config.storage_names import STORAGE_CONNECTION
 from sync.config.table_definition import SyncDefinition, parse_definition
 from sync.failures.errors import ConfigError
@@ -337,19 +337,14 @@ def _refuse_static_token_off_loopback(settings: Settings) -> None:
                           "(the local emulators); in Azure use a managed identity")
 
 
-_SCHEDULE_FIELD: Final = re.compile(r"^[0-9A-Za-z*/,?-]+$")
-
-
 def _check_schedule_setting(reader: _Reader, name: str) -> None:
     reader.guarded(lambda: _check_schedule(name, reader.text(name)), None)
 
 
 def _check_schedule(name: str, schedule: str) -> None:
-    """A timer's schedule: six NCRONTAB fields (the host refuses anything else at start)."""
-    fields_ = schedule.split()
-    if len(fields_) != 6 or not all(_SCHEDULE_FIELD.match(f) for f in fields_):
-        raise ConfigError(f"{name} must be six NCRONTAB fields (second minute hour day "
-                          f"month weekday), e.g. '0 0 2 * * *', got {schedule[:60]!r}")
+    """A timer's schedule, read as the host reads it (sync.config.schedule): a value the host
+    would refuse, or a schedule that never occurs, fails the app at load."""
+    parse_schedule(schedule, name)
 
 
 def _storage(reader: _Reader) -> StorageSettings:
