@@ -28,6 +28,7 @@ from sync.config.settings import Settings
 from sync.failures.circuit import Circuit, CircuitPolicy, CircuitView
 from sync.failures.retry import RetryPolicy
 from sync.safety.flags import ControlCache
+from sync.state import deployment
 from sync.state.storage import Stores, open_stores
 from sync.telemetry import metrics
 from sync.work.context import Enricher, Work
@@ -82,11 +83,17 @@ class Services:
 
     async def start(self) -> None:
         """Read the shared state once per lane (a cold instance starts at the cached hint),
-        then keep it fresh in the background."""
+        publish the definitions this host runs (``sync.state.deployment``), then keep the
+        state and the control flags fresh in the background."""
         for cluster in self.clusters:
             await cluster.refresh()
+        await deployment.publish_quietly(self.storage.state, deployment.published_of(
+            self.settings.definitions, self.settings.lanes_environments,
+            host=self.control.host, now_s=self.clock.wall_s()))
         self._refreshers = [asyncio.create_task(cluster.run(self._stop))
                             for cluster in self.clusters]
+        self._refreshers.append(asyncio.create_task(
+            self.control.watch(self.storage.state, self._stop)))
 
     async def close(self) -> None:
         """Stop the refreshers and close every client; the process is ending."""
@@ -138,7 +145,7 @@ def open_services(settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
                                        policy=policy, shared=circuits)
     first = next(iter(lanes))
     return Services(settings, storage, lanes, enrichers, policy, clock,
-                    control=ControlCache(clock), _session=session)
+                    control=ControlCache(clock, host=deployment.host_name()), _session=session)
 
 
 def _key_of(read_key: Callable[[str], str], setting: str) -> Callable[[], str]:

@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -321,17 +322,125 @@ async def _flag(storage: StorageSettings) -> flags.Flag:
 def test_the_commands_set_the_flag_and_refuse_what_does_not_exist(
         app_env: dict[str, str], storage: StorageSettings,
         capsys: pytest.CaptureFixture[str]) -> None:
+    """No host has published yet: the shell's settings (one definition) are the names."""
     asyncio.run(ensure_resources(storage))
-    assert cli.main(["pause", "--reason", "checking descriptions"]) == 0
+    assert cli.main(["pause", "--reason", "checking descriptions", "--wait", "0"]) == 0
     assert "definition default paused" in capsys.readouterr().out
     paused = asyncio.run(_flag(storage))
     assert (paused.state, paused.reason) == ("paused", "checking descriptions")
     assert cli.main(["approve", "run-20261122T020000Z-000000"]) == 1
-    assert "no run 'run-20261122T020000Z-000000'" in capsys.readouterr().err
-    assert cli.main(["cancel", "--definition", "contacts"]) == 1
-    assert "this deployment defines: default" in capsys.readouterr().err
-    assert cli.main(["resume"]) == 0
+    assert "sync: error: no run 'run-20261122T020000Z-000000'" in capsys.readouterr().err
+    assert cli.main(["cancel", "--definition", "contacts", "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert "no definition 'contacts'; the deployment runs: default" in err
+    assert "taken from this shell's settings" in err
+    assert cli.main(["resume", "--wait", "0"]) == 0
     assert asyncio.run(_flag(storage)).state == "running"
+
+
+DEPLOYMENT_SETTINGS = ("DATAVERSE_URL", "DATAVERSE_STATIC_TOKEN", "ENRICHMENT_URL",
+                       "ENRICHMENT_API_KEY", "SYNC_DEFINITIONS", "SYNC_ENVIRONMENTS")
+
+
+def two_definitions(url: str) -> dict[str, str]:
+    """Two environments on the one emulator, a definition each (as the local stack with
+    ``--environments 2``)."""
+    environments = {name: {"url": url, "identities": {"default": None}}
+                    for name in ("env1", "env2")}
+    definitions = {name: {"environment": name} for name in ("env1", "env2")}
+    return {"SYNC_ENVIRONMENTS": json.dumps(environments),
+            "SYNC_DEFINITIONS": json.dumps(definitions)}
+
+
+def laptop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, storage: StorageSettings) -> None:
+    """A shell with none of the deployment's settings: only where the storage is."""
+    for name in DEPLOYMENT_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AzureWebJobsStorage", str(storage.connection_string))
+    monkeypatch.chdir(tmp_path)  # no local.settings.json here
+
+
+async def sync_command(*argv: str) -> int:
+    """``sync ARGV`` beside the running hosts (their loop goes on while it waits)."""
+    return await asyncio.to_thread(cli.main, list(argv))
+
+
+@pytest.mark.timeout(90)
+async def test_pause_names_come_from_the_hosts_and_a_worker_acknowledges(
+        make_services: Make, app_env: dict[str, str], storage: StorageSettings,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    services = await make_services(**two_definitions(app_env["DATAVERSE_URL"]))
+    laptop(monkeypatch, tmp_path, storage)
+    assert await sync_command("pause", "--definition", "env1", "--reason", "r") == 0
+    out = capsys.readouterr().out
+    assert "definition env1 paused" in out
+    assert f"acknowledged by {services.control.host} (" in out
+    state = services.storage.state
+    assert (await flags.read_flag(state, flags.definition_scope("env1"))).state == "paused"
+    assert (await flags.read_flag(state, flags.definition_scope("env2"))).set_at_s == 0.0
+    assert await sync_command("pause", "--definition", "env3") == 1
+    assert ("sync: error: no definition 'env3'; the deployment runs: env1, env2 (as the "
+            "deployment's hosts published them)") in capsys.readouterr().err
+    assert await sync_command("pause") == 1
+    assert "name the definition with --definition NAME" in capsys.readouterr().err
+    assert await sync_command("pause", "--definition", "Env1") == 2
+    assert "names are 1-32 characters" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+async def test_cancel_asks_first_and_without_a_terminal_needs_yes(
+        make_services: Make, app_env: dict[str, str], storage: StorageSettings,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    services = await make_services(**two_definitions(app_env["DATAVERSE_URL"]))
+    laptop(monkeypatch, tmp_path, storage)
+    assert await sync_command("cancel", "--definition", "env2", "--wait", "0") == 3
+    err = capsys.readouterr().err
+    assert "This cancels definition env2" in err
+    assert "sync: error: no terminal to ask for a confirmation: add --yes" in err
+    scope = flags.definition_scope("env2")
+    assert (await flags.read_flag(services.storage.state, scope)).set_at_s == 0.0
+    assert await sync_command("cancel", "--definition", "env2", "--wait", "0", "--yes") == 0
+    assert (await flags.read_flag(services.storage.state, scope)).state == "cancelled"
+
+
+async def test_hosts_acknowledge_each_version_once_and_a_new_version_starts_afresh(
+        storage: StorageSettings) -> None:
+    async with table_client(storage, STATE_TABLE, None) as state:
+        scope = flags.definition_scope("env1")
+        await flags.set_flag(state, scope, flags.PAUSED, "a", 100.0)
+        hosts = [ControlCache(ManualClock(wall_start_s=100.0 + n), host=f"h{n}")
+                 for n in range(3)]
+        for cache in hosts:
+            await cache.read_all(state)
+        read = await flags.read_flag(state, scope)
+        assert (read.acked_by, read.first_ack_s) == (("h0", "h1", "h2"), 100.0)
+        await hosts[0].read_all(state)
+        assert (await flags.read_flag(state, scope)).acked_by == ("h0", "h1", "h2")
+        await flags.set_flag(state, scope, flags.RUNNING, "", 200.0)
+        assert (await flags.read_flag(state, scope)).acked_by == ()
+        await hosts[2].read_all(state)
+        assert (await flags.read_flag(state, scope)).acked_by == ("h2",)
+
+
+async def test_acknowledgements_stop_at_a_few_hosts(storage: StorageSettings) -> None:
+    async with table_client(storage, STATE_TABLE, None) as state:
+        scope = flags.run_scope("run-1")
+        await flags.set_flag(state, scope, flags.PAUSED, "", 1.0)
+        for n in range(flags.ACK_HOSTS + 3):
+            await ControlCache(host=f"host{n}").read_all(state)
+        assert len((await flags.read_flag(state, scope)).acked_by) == flags.ACK_HOSTS
+
+
+async def test_a_stale_read_acknowledges_nothing(storage: StorageSettings) -> None:
+    async with table_client(storage, STATE_TABLE, None) as state:
+        scope = flags.definition_scope("env1")
+        await flags.set_flag(state, scope, flags.PAUSED, "", 1.0)
+        stale = await flags.read_flag(state, scope)
+        await flags.set_flag(state, scope, flags.CANCELLED, "", 2.0)
+        assert not await flags.acknowledge(state, stale, "late", 3.0)
+        assert (await flags.read_flag(state, scope)).acked_by == ()
 
 
 @pytest.mark.parametrize(("stored", "state"), [

@@ -182,7 +182,10 @@ async def test_purge_dry_run_changes_nothing_then_purge_deletes_rows_and_message
     assert (code, text.strip()) == (0, "would delete 1 dead letters (dry run: nothing changed)")
     assert len(await listed("deadletters", "list")) == 2
     assert len(await bodies(services.settings.storage, DEAD_LETTER_QUEUE)) == 2
-    code, text = await run("deadletters", "purge", "--id", ghost(1).id)
+    assert await run("deadletters", "purge", "--id", ghost(1).id) == (3, ""), \
+        "no terminal to ask, no --yes: nothing is deleted"
+    assert len(await listed("deadletters", "list")) == 2
+    code, text = await run("deadletters", "purge", "--id", ghost(1).id, "--yes")
     assert text.strip() == ("deleted 1 dead letters from the index and 1 messages from "
                             "sync-deadletter")
     assert [r["RecordId"] for r in await listed("deadletters", "list")] == [ghost(2).id]

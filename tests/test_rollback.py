@@ -350,16 +350,16 @@ async def test_the_command_prints_the_counts_and_exits_by_them(
     assert code == 0
     assert "dry run" in out
     assert " 4  their previous values" in out
-    code, out, _ = await command(app_env, "wet-5")
-    assert code == 0
+    code, _, err = await command(app_env, "wet-5")
+    assert code == 3, "it writes to Dataverse: without a terminal it asks for --yes"
+    assert f"This writes to Dataverse, environment default at {app_env['DATAVERSE_URL']}" in err
+    code, out, _ = await command({**app_env, "DATAVERSE_URL": ""}, "wet-5", "--yes")
+    assert code == 0, "the environment comes from the run's definition, as published"
     now = by_id(await rows(services))
     assert all(mapped(services, now[str(r["accountid"])]) == mapped(services, r) for r in before)
     code, _, err = await command(app_env, "run-unknown")
-    assert code == 2
-    assert "no run 'run-unknown'" in err
-    code, _, err = await command({**app_env, "DATAVERSE_URL": ""}, "wet-5")
-    assert code == 2
-    assert "DATAVERSE_URL" in err
+    assert code == 1
+    assert "sync: error: no run 'run-unknown'" in err
 
 
 def test_a_static_token_is_refused_off_loopback() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 
 from azure.core.exceptions import AzureError
 
@@ -17,7 +16,6 @@ from sync.config.storage_names import QUEUES, TABLES
 from sync.ops.target import (
     QUEUE_ROLE,
     TABLE_ROLE,
-    TargetError,
     add_target_arguments,
     explain,
     storage_for,
@@ -34,14 +32,10 @@ def main(args: argparse.Namespace) -> int:
     """Create what is missing; say what the account now holds."""
     try:
         asyncio.run(ensure_resources(storage_for(args)))
-    except TargetError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except AzureError as error:
         url = str(getattr(getattr(getattr(error, "response", None), "request", None), "url",
                           ""))
         role = TABLE_ROLE if ".table." in url or "Tables" in url else QUEUE_ROLE
-        print(f"error: {explain(error, 'the storage account', role)}", file=sys.stderr)
-        return 2
+        raise explain(error, "the storage account", role) from None
     print(f"queues {', '.join(QUEUES)} and tables {', '.join(TABLES)} are in place")
     return 0

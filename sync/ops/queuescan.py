@@ -57,9 +57,11 @@ def body_text(content: str) -> str:
 
 
 async def scan(queue: QueueClient, delete: Callable[[Found], bool],
-               limit: int = MAX_SCANNED) -> list[Found]:
+               limit: int = MAX_SCANNED,
+               on_seen: Callable[[int], None] | None = None) -> list[Found]:
     """Every visible message (up to ``limit``); those ``delete`` picks are deleted, the rest
-    released. Returns what was seen, deleted ones included."""
+    released. Returns what was seen, deleted ones included; ``on_seen`` hears the count after
+    each page."""
     seen: list[Found] = []
     kept: list[Found] = []
     ids: set[str] = set()
@@ -80,6 +82,8 @@ async def scan(queue: QueueClient, delete: Callable[[Found], bool],
                     await _delete(queue, found)
                 else:
                     kept.append(found)
+            if on_seen is not None:
+                on_seen(len(seen))
     finally:
         await release(queue, kept)
     return seen

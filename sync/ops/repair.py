@@ -18,7 +18,7 @@ worker, which rewrites its row as ``dead``; step 3 then finds the ETag changed a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -129,11 +129,12 @@ async def select(store: Store, selection: Selection, now_s: float) -> list[Row]:
             if float(row.get("ExpiresAt", 0.0)) >= now_s]
 
 
-async def index_queue(store: Store, kind: Kind, expires_at_s: float) -> int:
+async def index_queue(store: Store, kind: Kind, expires_at_s: float,
+                      on_seen: Callable[[int], None] | None = None) -> int:
     """Index what is on the queue but not in the index (the host's own poison messages, a
     row whose write failed); existing rows keep their state. How many were added."""
     added = 0
-    for found in await scan(store.queue, lambda _: False):
+    for found in await scan(store.queue, lambda _: False, on_seen=on_seen):
         entity = kind.entity_for(found, expires_at_s)
         if entity is None:
             continue
@@ -172,13 +173,16 @@ def replayable(rows: Sequence[Row], now_s: float, tally: Tally) -> list[Row]:
 
 
 async def replay(store: Store, kind: Kind, rows: Sequence[Row], *, token: str,
-                 now_s: float) -> Tally:
-    """Replay the rows (see the module's docstring for the order and the crash windows)."""
+                 now_s: float, on_message: Callable[[int, int], None] | None = None) -> Tally:
+    """Replay the rows (see the module's docstring for the order and the crash windows);
+    ``on_message`` hears (messages done, messages planned) as it goes."""
     tally = Tally()
     plan = kind.plan(replayable(rows, now_s, tally), token)
     tally.stays = [(str(row["RowKey"]), why) for row, why in plan.stays]
     sent_ids: set[str] = set()
-    for outgoing in plan.messages:
+    for done, outgoing in enumerate(plan.messages):
+        if on_message is not None:
+            on_message(done, len(plan.messages))
         claimed = [row for row in outgoing.rows
                    if await _claim(store.index, row, outgoing.batch_id, now_s)]
         tally.lost_race += len(outgoing.rows) - len(claimed)

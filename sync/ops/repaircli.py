@@ -2,6 +2,10 @@
 
 Every action first deletes the expired index rows. Output: a line per item (``--json``: the
 rows), then a count of what was done; errors an operator can act on go to stderr, exit 2.
+``purge`` says what it will delete and asks first (``--yes`` answers; exit 3 when not
+confirmed). ``replay`` does not ask: it puts the records back on the queue for the workers to
+carry out as they were meant to, and a replayed record whose values were changed meanwhile
+is kept as it is (ETags). ``replay`` and ``--scan`` show their progress on a terminal.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from azure.core.exceptions import AzureError, HttpResponseError
 from sync.clock import SYSTEM_CLOCK, Clock
 from sync.config.settings import SETTINGS
 from sync.ops import repair
+from sync.ops.confirm import add_yes_argument, confirm
+from sync.ops.outcome import CommandError, error_line
+from sync.ops.progress import ProgressLine
 from sync.ops.repair import Kind, Row, Store, Tally
 from sync.ops.selection import SelectionError, add_selection_arguments, selection_from
 from sync.ops.target import QUEUE_ROLE, TABLE_ROLE, TargetError, explain, storage_for
@@ -47,6 +54,8 @@ def configure(parser: argparse.ArgumentParser, kind: Kind, *, id_help: str,
         else:
             sub.add_argument("--dry-run", action="store_true",
                              help="say what would be done, change nothing")
+        if action == "purge":
+            add_yes_argument(sub)
         if scan_flag:
             sub.add_argument("--scan", action="store_true",
                              help="first index what is on the queue but not in the index")
@@ -72,14 +81,17 @@ async def execute(args: argparse.Namespace, kind: Kind, *, always_scan: bool,
         async with repair.open_store(storage, kind) as store:
             now_s = clock.wall_s()
             if always_scan or getattr(args, "scan", False):
-                await repair.index_queue(store, kind, now_s + retention_s(args.retention_days))
+                await _index(store, kind, now_s + retention_s(args.retention_days))
             rows = await repair.select(store, selection, now_s)
             lines = await _act(args, kind, store, rows, now_s)
-    except (TargetError, SelectionError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except SelectionError as error:
+        print(error_line(str(error)), file=sys.stderr)
         return 2
+    except CommandError as error:
+        print(error_line(error), file=sys.stderr)
+        return error.exit_code
     except AzureError as error:
-        print(f"error: {explain_storage_error(error, kind)}", file=sys.stderr)
+        print(error_line(explain_storage_error(error, kind)), file=sys.stderr)
         return 2
     write.write("".join(f"{line}\n" for line in lines))
     return 0
@@ -95,13 +107,40 @@ async def _act(args: argparse.Namespace, kind: Kind, store: Store, rows: list[Ro
     if args.action == "purge":
         if args.dry_run:
             return [f"would delete {len(rows)} {kind.noun} (dry run: nothing changed)"]
+        confirm(purge_plan(kind, len(rows), selection_text(args)), yes=args.yes)
         deleted, messages = await repair.purge(store, rows)
         return [f"deleted {deleted} {kind.noun} from the index and {messages} messages from "
                 f"{kind.queue}"]
     if args.dry_run:
         return dry_replay(kind, rows, now_s)
-    tally = await repair.replay(store, kind, rows, token=secrets.token_hex(4), now_s=now_s)
+    line = ProgressLine(f"replaying {kind.noun}: messages sent")
+    try:
+        tally = await repair.replay(store, kind, rows, token=secrets.token_hex(4), now_s=now_s,
+                                    on_message=lambda done, total: _show(line, done, total))
+    finally:
+        line.close()
     return replay_report(kind, tally)
+
+
+def _show(line: ProgressLine, done: int, total: int) -> None:
+    line.total = total
+    line.update(done)
+
+
+async def _index(store: Store, kind: Kind, expires_at_s: float) -> int:
+    """Index the queue, with a count of the messages read on a terminal."""
+    line = ProgressLine(f"reading {kind.queue}: messages")
+    try:
+        return await repair.index_queue(store, kind, expires_at_s, on_seen=line.update)
+    finally:
+        line.close()
+
+
+def purge_plan(kind: Kind, count: int, selection: str) -> str:
+    """What ``purge`` will delete, said before it asks."""
+    which = f" ({selection})" if selection else " (every one: no filter was given)"
+    return (f"This deletes {count} {kind.noun}{which} from the index and their messages from "
+            f"{kind.queue}; they cannot be replayed afterwards.")
 
 
 def show(kind: Kind, rows: Sequence[Row], *, full: bool, as_json: bool) -> list[str]:

@@ -7,20 +7,23 @@ the identity (``DATAVERSE_CLIENT_ID`` names a managed identity; unset, ``Default
 ``az login``) or, for the local stack, ``DATAVERSE_STATIC_TOKEN`` (loopback only); ``--local``
 takes both from the running local stack.
 
+The environment is the one the run's definition writes to, as the deployment's hosts
+published it (``sync.state.deployment``), through the definition's first identity;
+``--environment`` names another. The command says what it will write and asks first
+(``--yes`` answers); ``--dry-run`` writes nothing and asks nothing.
+
 Exit codes: 0 every record restored or left for a reason (changed since, not restorable,
-missing); 1 some record failed (running the command again is safe: a record already restored
-holds its previous values, not the run's, so it is left alone as changed since); 2 nothing done
-(no such run, images expired, settings or storage unusable); 130 Ctrl-C.
+missing); 1 no such run, or some record failed (running the command again is safe: a record
+already restored holds its previous values, not the run's, so it is left alone as changed
+since); 2 nothing done (images expired, settings or storage unusable); 3 not confirmed;
+130 Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import os
-import sys
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, TypeVar
 from urllib.parse import urlsplit
@@ -30,19 +33,25 @@ from azure.core.exceptions import AzureError
 from sync.clients.auth import TokenSource, url_token_source
 from sync.clients.http import new_session
 from sync.clients.record_client import RecordClient
-from sync.config.lanes import identity_token, parse_environments
+from sync.config.lanes import DEFAULT, identity_token, parse_environments
 from sync.config.settings import StorageSettings, is_loopback_url
-from sync.config.storage_names import BEFORE_IMAGE_TABLE, LEDGER_TABLE
+from sync.config.storage_names import BEFORE_IMAGE_TABLE, LEDGER_TABLE, STATE_TABLE
 from sync.failures.errors import ConfigError
+from sync.ops.confirm import add_yes_argument, confirm
+from sync.ops.known import PUBLISHED, Known, check_definition_name, known_definitions
+from sync.ops.outcome import CommandError, NotFound
+from sync.ops.progress import ProgressLine
 from sync.ops.target import (
     TABLE_ROLE,
     TargetError,
     add_target_arguments,
+    app_settings,
     explain,
     local_dataverse,
     storage_for,
 )
 from sync.safety.restore import DEFAULT_CONCURRENCY, RollbackError, RollbackReport, roll_back
+from sync.state import runs
 from sync.state.storage import storage_credential, table_client
 
 T = TypeVar("T")
@@ -124,37 +133,104 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="read and judge every record, write nothing")
     parser.add_argument("--environment", metavar="NAME", default=None,
-                        help="the environment of SYNC_ENVIRONMENTS the run wrote to (its first "
-                             "identity restores); default: DATAVERSE_URL, or the only one")
+                        help="restore in this environment of SYNC_ENVIRONMENTS (its first "
+                             "identity) instead of the one the run's definition writes to")
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N",
                         help=f"records restored at once ({DEFAULT_CONCURRENCY})")
     add_target_arguments(parser)
+    add_yes_argument(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     """Roll the run back; see the module's exit codes."""
     if args.concurrency < 1:
-        print("--concurrency must be at least 1", file=sys.stderr)
-        return 2
-    logging.getLogger("azure").setLevel(logging.CRITICAL)
+        raise CommandError("--concurrency must be at least 1")
+    if args.environment is not None:
+        check_definition_name(args.environment, "--environment")
+    storage = storage_for(args)
+    environ = local_dataverse() if args.local else app_settings()
     try:
-        storage = storage_for(args)
-        access = dataverse_access(local_dataverse() if args.local else os.environ,
-                                  args.environment)
-        report = asyncio.run(run(storage, access, args.run, dry_run=args.dry_run,
-                                 concurrency=args.concurrency))
-    except (TargetError, RollbackError) as error:
-        print(f"sync rollback: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("", file=sys.stderr)
-        return 130
+        return asyncio.run(_main(storage, environ, args))
+    except RollbackError as error:
+        raise CommandError(str(error)) from None
+
+
+async def _main(storage: StorageSettings, environ: Mapping[str, str],
+                args: argparse.Namespace) -> int:
+    target = await find_target(storage, args.run, environ, args.environment)
+    if not args.dry_run:
+        confirm(rollback_plan(args.run, target), yes=args.yes)
+    line = ProgressLine("rolling back: records")
+    try:
+        report = await run(storage, target.access, args.run, dry_run=args.dry_run,
+                           concurrency=args.concurrency,
+                           on_progress=lambda done, total: _show(line, done, total))
+    finally:
+        line.close()
     print(render(report))
     return 1 if report.failed else 0
 
 
+def _show(line: ProgressLine, done: int, total: int) -> None:
+    line.total = total
+    line.update(done)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a run is rolled back: its definition, the environment and how to reach it."""
+
+    definition: str
+    environment: str
+    access: DataverseAccess
+
+
+async def find_target(storage: StorageSettings, run_id: str, environ: Mapping[str, str],
+                      environment: str | None = None) -> Target:
+    """The run's definition (from the ledger) and the environment it writes to (as the hosts
+    published it); ``--environment`` names another one of SYNC_ENVIRONMENTS."""
+    credential = storage_credential(storage)
+    try:
+        async with (table_client(storage, LEDGER_TABLE, credential) as ledger,
+                    table_client(storage, STATE_TABLE, credential) as state):
+            totals = await _guard(runs.read_run(ledger, run_id))
+            if totals is None:
+                raise NotFound(f"no run {run_id!r} in the ledger (run ids look like "
+                               "run-20261122T020000Z-1a2b3c, or a producer's batch id)")
+            definition = totals.run.definition
+            if environment is not None:
+                return Target(definition, environment, dataverse_access(environ, environment))
+            known = await _guard(known_definitions(state, environ))
+    finally:
+        if credential is not None:
+            await credential.close()
+    return _published_target(known, definition, environ)
+
+
+def _published_target(known: Known, definition: str, environ: Mapping[str, str]) -> Target:
+    """The published definition's environment; the shell's settings when none is published."""
+    if known.source != PUBLISHED:
+        return Target(definition, "", dataverse_access(environ))
+    found = known.get(definition)
+    identity = found.lanes[0].partition("/")[2] if found.lanes else DEFAULT
+    settings = {**environ, "DATAVERSE_URL": found.environment_url, "SYNC_ENVIRONMENTS": ""}
+    token = (environ.get("DATAVERSE_STATIC_TOKEN") or "").strip()
+    if token:
+        settings["DATAVERSE_STATIC_TOKEN"] = identity_token(token, identity)
+    return Target(definition, found.environment, dataverse_access(settings))
+
+
+def rollback_plan(run_id: str, target: Target) -> str:
+    """What ``rollback`` will write, said before it asks."""
+    where = f"environment {target.environment} " if target.environment else ""
+    return (f"This writes to Dataverse, {where}at {target.access.url}: every record run "
+            f"{run_id} (definition {target.definition}) changed gets its previous values "
+            "back, except those someone changed since. `--dry-run` counts them first.")
+
+
 async def run(storage: StorageSettings, access: DataverseAccess, run_id: str, *,
-              dry_run: bool, concurrency: int = DEFAULT_CONCURRENCY) -> RollbackReport:
+              dry_run: bool, concurrency: int = DEFAULT_CONCURRENCY,
+              on_progress: Callable[[int, int], None] | None = None) -> RollbackReport:
     """Roll ``run_id`` back with the storage and Dataverse given."""
     credential = storage_credential(storage)
     tokens = access.tokens()
@@ -164,7 +240,7 @@ async def run(storage: StorageSettings, access: DataverseAccess, run_id: str, *,
                     new_session(concurrency) as session):
             client = RecordClient(session, access.url, tokens, access.timeout_s)
             return await _guard(roll_back(client, images, ledger, run_id, dry_run=dry_run,
-                                          concurrency=concurrency))
+                                          concurrency=concurrency, on_progress=on_progress))
     finally:
         await tokens.close()
         if credential is not None:
@@ -175,8 +251,8 @@ async def _guard(step: Awaitable[T]) -> T:
     try:
         return await step
     except AzureError as error:
-        raise explain(error, f"table {BEFORE_IMAGE_TABLE} or {LEDGER_TABLE}", TABLE_ROLE) \
-            from None
+        raise explain(error, f"table {BEFORE_IMAGE_TABLE}, {LEDGER_TABLE} or {STATE_TABLE}",
+                      TABLE_ROLE) from None
 
 
 def render(report: RollbackReport) -> str:

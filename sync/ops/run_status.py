@@ -32,6 +32,8 @@ from sync.config.storage_names import (
 )
 from sync.failures.circuit import CircuitView
 from sync.message.contract import DEFAULT_DEFINITION
+from sync.ops.known import check_published
+from sync.ops.outcome import NotFound
 from sync.ops.target import QUEUE_ROLE, TABLE_ROLE, explain
 from sync.safety import canary, dry_run, flags
 from sync.safety.canary import CanaryRow
@@ -46,7 +48,7 @@ SERVICES: Final = (DATAVERSE, ENRICHMENT)
 """Every service with a circuit: shown closed until its circuit first opens."""
 
 
-class NoRun(Exception):
+class NoRun(NotFound):
     """There is no run to show (none yet, or not the one asked for); the message says so."""
 
 
@@ -138,6 +140,9 @@ async def read_status(storage: StorageSettings, run_id: str | None, now_s: float
         async with (table_client(storage, LEDGER_TABLE, credential) as ledger,
                     table_client(storage, STATE_TABLE, credential) as state,
                     table_client(storage, REPORT_TABLE, credential) as reports):
+            if definition is not None:
+                await _guard(check_published(state, definition), f"table {STATE_TABLE}",
+                             TABLE_ROLE)
             totals = await _guard(_find_run(ledger, run_id, definition), f"table {LEDGER_TABLE}",
                                   TABLE_ROLE)
             others = await _guard(_overlapping(ledger, totals), f"table {LEDGER_TABLE}",

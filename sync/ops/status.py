@@ -5,8 +5,8 @@ approximate count (poison included), the throttle gate, each service's circuit, 
 and the slot leases, rate and ETA, and any overlapping run. ``--json`` for scripts (the keys
 are in docs/operations.md), ``--watch [SECONDS]`` to refresh in place until Ctrl-C (exit 130).
 
-Exit codes: 0 shown; 1 no such run (or none yet); 2 the storage cannot be used (the message
-names what to do, the role needed included); 130 Ctrl-C.
+Exit codes: 0 shown; 1 no such run or definition (or no run yet); 2 the storage cannot be
+used (the message names what to do, the role needed included); 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from typing import Final, TextIO
 
 from sync.clock import SYSTEM_CLOCK, Clock
 from sync.config.settings import StorageSettings
+from sync.ops.outcome import CommandError, error_line
 from sync.ops.run_status import NoRun, read_status
 from sync.ops.status_view import render, status_dict
 from sync.ops.target import TargetError, add_target_arguments, storage_for
@@ -51,24 +51,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Show the run; see the module's exit codes."""
     if args.watch is not None and args.watch < MIN_WATCH_S:
-        print(f"--watch must be at least {MIN_WATCH_S:g} seconds", file=sys.stderr)
-        return 2
+        raise CommandError(f"--watch must be at least {MIN_WATCH_S:g} seconds")
     if args.times is not None and args.times < 1:
-        print("--times must be at least 1", file=sys.stderr)
-        return 2
-    # the SDK's own warnings (every credential DefaultAzureCredential tried) would bury the
-    # one sentence this command prints for the same failure
-    logging.getLogger("azure").setLevel(logging.CRITICAL)
-    try:
-        storage = storage_for(args)
-        return asyncio.run(show(storage, args.run, as_json=args.json, watch_s=args.watch,
-                                times=args.times, definition=args.definition))
-    except TargetError as error:
-        print(f"sync status: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("", file=sys.stderr)
-        return 130
+        raise CommandError("--times must be at least 1")
+    storage = storage_for(args)
+    return asyncio.run(show(storage, args.run, as_json=args.json, watch_s=args.watch,
+                            times=args.times, definition=args.definition))
 
 
 async def show(storage: StorageSettings, run_id: str | None, *, as_json: bool,
@@ -84,7 +72,7 @@ async def show(storage: StorageSettings, run_id: str | None, *, as_json: bool,
             code = 0
         except NoRun as missing:
             if watch_s is None:
-                print(f"sync status: {missing}", file=sys.stderr)
+                print(error_line(missing), file=sys.stderr)
                 return 1
             text = json.dumps({"error": str(missing)}) if as_json else str(missing)
             code = 1

@@ -97,10 +97,13 @@ def cluster_dict(cluster: ClusterState, now_s: float) -> dict[str, Any]:
 
 
 def flag_dict(flag: Flag | None) -> dict[str, Any]:
-    """A pause or cancel flag: running, paused or cancelled, why and since when."""
+    """A pause or cancel flag: running, paused or cancelled, why, since when, and which hosts
+    have read it since (``read_by``, empty while none has)."""
     if flag is None:
-        return {"state": "running", "reason": None, "since": None}
-    return {"state": flag.state, "reason": flag.reason or None, "since": iso(flag.set_at_s)}
+        return {"state": "running", "reason": None, "since": None, "read_by": [],
+                "first_read_at": None}
+    return {"state": flag.state, "reason": flag.reason or None, "since": iso(flag.set_at_s),
+            "read_by": list(flag.acked_by), "first_read_at": iso(flag.first_ack_s)}
 
 
 def canary_dict(row: CanaryRow | None) -> dict[str, Any] | None:
@@ -186,6 +189,9 @@ def _control_lines(data: dict[str, Any]) -> list[str]:
         flag = data[scope]
         detail = f" since {flag['since']}" if flag["since"] else ""
         detail += f": {flag['reason']}" if flag["reason"] else ""
+        if flag["since"]:
+            detail += (f" (read by {', '.join(flag['read_by'])})" if flag["read_by"]
+                       else " (no worker has read it yet)")
         lines.append(f"  {scope + ' flag':<16} {flag['state']}{detail}")
     found = data["canary"]
     if found is not None:

@@ -2,8 +2,12 @@
 
 Three ways, in this order: ``--account NAME`` (Azure, signed in with ``DefaultAzureCredential``:
 ``az login``, a managed identity, or environment credentials), ``--local`` (the stack that
-``python -m sync local --keep`` left running), or the ``AzureWebJobsStorage`` settings of the
-environment (a connection string or its identity-based form), as the app itself reads them.
+``python -m sync local --keep`` left running), or the ``AzureWebJobsStorage`` settings (a
+connection string or its identity-based form), as the app itself reads them.
+
+Settings are read the way Azure Functions Core Tools reads them (``app_settings``): the
+``Values`` of ``local.settings.json`` in the current directory, each unless the environment
+already sets it to something not empty.
 """
 
 from __future__ import annotations
@@ -25,20 +29,58 @@ from azure.core.exceptions import (
 
 from sync.config.settings import StorageSettings
 from sync.failures.errors import ConfigError
+from sync.ops.outcome import CommandError
 
-LOCAL_RUN_DIR: Final = Path(os.environ.get("SYNC_LOCAL_RUN_DIR")
-                           or Path(__file__).resolve().parents[2] / ".local-run")
+CHECKOUT: Final = Path(__file__).resolve().parents[2]
+
+
+def _local_run_dir() -> Path:
+    if os.environ.get("SYNC_LOCAL_RUN_DIR"):
+        return Path(os.environ["SYNC_LOCAL_RUN_DIR"])
+    root = CHECKOUT if (CHECKOUT / "pyproject.toml").is_file() else Path.cwd()
+    return root / ".local-run"
+
+
+LOCAL_RUN_DIR: Final = _local_run_dir()
 """Where ``python -m sync local`` keeps its logs and its storage file: ``.local-run/`` in the
-checkout, or ``SYNC_LOCAL_RUN_DIR`` (the tests give each stack its own, to run side by side)."""
+checkout (in the current directory for an installed ``sync``), or ``SYNC_LOCAL_RUN_DIR`` (the
+tests give each stack its own, to run side by side)."""
 LOCAL_TARGET_FILE: Final = LOCAL_RUN_DIR / "storage.json"
 """Where a running local stack leaves its storage connection for operator commands."""
 ACCOUNT_NAME: Final = re.compile(r"[a-z0-9]{3,24}")
 QUEUE_ROLE: Final = "Storage Queue Data Contributor"
 TABLE_ROLE: Final = "Storage Table Data Contributor"
+LOCAL_SETTINGS: Final = "local.settings.json"
 
 
-class TargetError(Exception):
+class TargetError(CommandError):
     """The command cannot reach or use the storage account; the message says what to do."""
+
+
+def app_settings(environ: Mapping[str, str] | None = None,
+                 directory: Path | None = None) -> dict[str, str]:
+    """The settings a command reads: the environment over ``local.settings.json``'s ``Values``
+    (a value the environment leaves empty is taken from the file, as Core Tools does)."""
+    environ = dict(os.environ if environ is None else environ)
+    found = local_settings((directory or Path.cwd()) / LOCAL_SETTINGS)
+    return {**found, **{name: value for name, value in environ.items()
+                        if value or name not in found}}
+
+
+def local_settings(path: Path) -> dict[str, str]:
+    """The ``Values`` of a ``local.settings.json`` (none when there is no file)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        raise TargetError(f"{path} is not readable JSON ({type(error).__name__})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("Values", {}), dict):
+        raise TargetError(f"{path} must be an object with a Values object")
+    if data.get("IsEncrypted"):
+        raise TargetError(f"{path} is encrypted: decrypt it with `func settings decrypt`, or "
+                          "export the settings instead")
+    return {str(k): str(v) for k, v in data.get("Values", {}).items() if v is not None}
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +100,7 @@ def storage_for(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     if args.local:
         return local_storage(local_file)
     try:
-        return StorageSettings.from_env(os.environ if environ is None else environ)
+        return StorageSettings.from_env(app_settings() if environ is None else environ)
     except ConfigError as error:
         raise TargetError(f"{error}; or name the account with --account NAME, or use --local "
                           "with a local stack started by `python -m sync local --keep`") from None
@@ -142,3 +184,15 @@ def explain(error: Exception, resource: str, role: str) -> TargetError:
                            "machine allowed through the account's network rules?")
     return TargetError(f"{resource} answered {type(error).__name__}: "
                        f"{getattr(error, 'reason', None) or 'see the service status'}")
+
+
+def saved_secrets(local_file: Path = LOCAL_TARGET_FILE) -> dict[str, str]:
+    """The secrets a running local stack left for operator commands (its connection string,
+    its static token), by names that say so, for ``--debug`` to redact."""
+    try:
+        saved = json.loads(local_file.read_text(encoding="utf-8"))
+        return {"LOCAL_STACK_CONNECTION": str(saved["connection_string"]),
+                "LOCAL_STACK_TOKEN": str(saved.get("dataverse", {})
+                                         .get("DATAVERSE_STATIC_TOKEN", ""))}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}

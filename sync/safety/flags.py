@@ -8,11 +8,20 @@ creation), so two writers never lose one another's change silently.
 
 Workers read the flags of a message's definition and run before taking its records, through a
 cache that keeps each flag ``CONTROL_CACHE_S`` on the injected clock (a pause reaches every
-instance within that time, and a busy instance reads the row at most that often).
+instance within that time, and a busy instance reads the row at most that often). Each host
+also reads the whole partition every ``CONTROL_CACHE_S`` (``ControlCache.watch``), busy or idle.
+
+A host that reads a version of a flag acknowledges it in the flag's own row (``AckedBy``: the
+first ``ACK_HOSTS`` hosts, ``FirstAckAt``), with a write conditional on the ETag it read, so an
+acknowledgement is always of the version it names. Setting the flag again replaces the row and
+so clears them: ``sync pause`` reports which hosts have read the flag since it was set, or that
+none has yet. The acknowledgements live and die with the row; they add no row of their own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +29,7 @@ from typing import Any, Final, Literal
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
+    AzureError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -39,6 +49,9 @@ CONTROL_PARTITION: Final = "control"
 CONTROL_CACHE_S: Final = 5.0
 """How long a worker trusts a flag it read: the longest a pause takes to reach it."""
 WRITE_ATTEMPTS: Final = 5
+ACK_HOSTS: Final = 8
+"""Hosts named in a flag's acknowledgements; later readers need not write (one is enough to
+know the flag is read), so a version costs at most this many writes however many hosts run."""
 
 
 class ControlConflict(Exception):
@@ -54,6 +67,10 @@ class Flag:
     reason: str = ""
     set_at_s: float = 0.0
     etag: str = ""
+    acked_by: tuple[str, ...] = ()
+    """The hosts that read this version of the flag (the first ``ACK_HOSTS``)."""
+    first_ack_s: float = 0.0
+    """When the first of them did; 0 while none has."""
 
     @property
     def stops(self) -> bool:
@@ -77,9 +94,41 @@ def state_of(value: object) -> State:
 
 
 def flag_from(scope: str, entity: Mapping[str, Any], etag: str = "") -> Flag:
+    acked = tuple(h for h in str(entity.get("AckedBy") or "").split(",") if h)
     return Flag(scope=scope, state=state_of(entity.get("State", RUNNING)),
                 reason=str(entity.get("Reason", "")), set_at_s=float(entity.get("SetAt", 0.0)),
-                etag=etag)
+                etag=etag, acked_by=acked, first_ack_s=float(entity.get("FirstAckAt") or 0.0))
+
+
+def needs_ack(flag: Flag, host: str) -> bool:
+    """Whether ``host`` should acknowledge ``flag``: a stored flag it is not named in yet,
+    while fewer than ``ACK_HOSTS`` are."""
+    return bool(host and flag.etag and host not in flag.acked_by
+                and len(flag.acked_by) < ACK_HOSTS)
+
+
+async def acknowledge(table: TableClient, flag: Flag, host: str, now_s: float) -> bool:
+    """Name ``host`` in the row of the flag version it read; False when the row changed since
+    (set again, or another host acknowledged first: the next read tries again)."""
+    if not needs_ack(flag, host):
+        return False
+    fields = {"PartitionKey": CONTROL_PARTITION, "RowKey": flag.scope,
+              "AckedBy": ",".join((*flag.acked_by, host)),
+              "FirstAckAt": flag.first_ack_s or now_s}
+    try:
+        await table.update_entity(fields, mode=UpdateMode.MERGE, etag=flag.etag,
+                                  match_condition=MatchConditions.IfNotModified)
+    except (ResourceModifiedError, ResourceNotFoundError):
+        return False
+    return True
+
+
+async def read_flags(table: TableClient) -> list[Flag]:
+    """Every stored flag, in one query of the partition."""
+    rows = table.query_entities("PartitionKey eq @partition",
+                                parameters={"partition": CONTROL_PARTITION})
+    return [flag_from(str(row["RowKey"]), row, row.metadata.get("etag") or "")
+            async for row in rows]
 
 
 async def read_flag(table: TableClient, scope: str) -> Flag:
@@ -114,18 +163,22 @@ async def set_flag(table: TableClient, scope: str, state: State, reason: str,
 
 
 class ControlCache:
-    """Flags as this process last read them, each trusted for ``ttl_s`` on ``clock``."""
+    """Flags as this process last read them, each trusted for ``ttl_s`` on ``clock``; each
+    version read is acknowledged as ``host`` (none when empty)."""
 
-    __slots__ = ("_clock", "_flags", "released_runs", "ttl_s")
+    __slots__ = ("_acked", "_clock", "_flags", "host", "released_runs", "ttl_s")
 
-    def __init__(self, clock: Clock = SYSTEM_CLOCK, ttl_s: float = CONTROL_CACHE_S) -> None:
-        self._clock, self.ttl_s = clock, ttl_s
+    def __init__(self, clock: Clock = SYSTEM_CLOCK, ttl_s: float = CONTROL_CACHE_S,
+                 host: str = "") -> None:
+        self._clock, self.ttl_s, self.host = clock, ttl_s, host
         self._flags: dict[str, tuple[Flag, float]] = {}
+        self._acked: set[tuple[str, float]] = set()
         self.released_runs: set[str] = set()
         """Runs whose canary released them (for good: no need to read it again)."""
 
     def __repr__(self) -> str:
-        return f"ControlCache(ttl_s={self.ttl_s:g}, flags={len(self._flags)})"
+        return (f"ControlCache(ttl_s={self.ttl_s:g}, flags={len(self._flags)}, "
+                f"host={self.host!r})")
 
     @property
     def clock(self) -> Clock:
@@ -138,8 +191,36 @@ class ControlCache:
         if cached is not None and now_s - cached[1] < self.ttl_s:
             return cached[0]
         found = await read_flag(table, scope)
-        self._flags[scope] = (found, now_s)
+        await self._remember(table, found, now_s)
         return found
+
+    async def _remember(self, table: TableClient, found: Flag, now_s: float) -> None:
+        """Cache a flag as read at ``now_s`` and acknowledge its version once."""
+        self._flags[found.scope] = (found, now_s)
+        version = (found.scope, found.set_at_s)
+        if not self.host or not found.etag or version in self._acked:
+            return
+        if not needs_ack(found, self.host) or await acknowledge(
+                table, found, self.host, self._clock.wall_s()):
+            self._acked.add(version)
+
+    async def read_all(self, table: TableClient) -> None:
+        """Read every stored flag at once (fresh in the cache, acknowledged)."""
+        now_s = self._clock.monotonic_s()
+        for found in await read_flags(table):
+            await self._remember(table, found, now_s)
+
+    async def watch(self, table: TableClient, stop: asyncio.Event) -> None:
+        """Read every flag each ``ttl_s`` until ``stop``: an idle host sees (and acknowledges)
+        a pause as soon as a busy one would."""
+        while not stop.is_set():
+            try:
+                await self.read_all(table)
+            except AzureError as error:
+                logger.warning("the control flags could not be read: %s", type(error).__name__,
+                               extra={"event": "control_read_failed"})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.ttl_s)
 
     async def stopping(self, table: TableClient, definition: str, run_id: str) -> Flag | None:
         """The flag that stops this message (cancelled before paused), or None."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -148,8 +148,10 @@ async def live_images(images_table: TableClient, ledger: TableClient, run_id: st
 
 async def roll_back(client: RecordClient, images_table: TableClient, ledger: TableClient,
                     run_id: str, *, dry_run: bool, concurrency: int = DEFAULT_CONCURRENCY,
-                    clock: Clock = SYSTEM_CLOCK) -> RollbackReport:
-    """Restore a run's records (see the module)."""
+                    clock: Clock = SYSTEM_CLOCK,
+                    on_progress: Callable[[int, int], None] | None = None) -> RollbackReport:
+    """Restore a run's records (see the module); ``on_progress`` hears (records done, records
+    to do) after each one."""
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     images, expired = await live_images(images_table, ledger, run_id, clock.wall_s())
@@ -159,6 +161,8 @@ async def roll_back(client: RecordClient, images_table: TableClient, ledger: Tab
     async def one(image: Image) -> None:
         async with gate:
             report.outcomes[await attempt(client, image, dry_run=dry_run, clock=clock)] += 1
+            if on_progress is not None:
+                on_progress(report.outcomes.total(), len(images))
 
     async with asyncio.TaskGroup() as group:
         for image in images:
