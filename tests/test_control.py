@@ -352,12 +352,16 @@ def two_definitions(url: str) -> dict[str, str]:
             "SYNC_DEFINITIONS": json.dumps(definitions)}
 
 
-def laptop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, storage: StorageSettings) -> None:
-    """A shell with none of the deployment's settings: only where the storage is."""
+@pytest.fixture
+def laptop(app_env: dict[str, str], storage: StorageSettings, monkeypatch: pytest.MonkeyPatch,
+           tmp_path: Path) -> dict[str, str]:
+    """A shell with none of the deployment's settings, only where the storage is (the hosts
+    the test starts keep the whole ``app_env``, returned)."""
     for name in DEPLOYMENT_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AzureWebJobsStorage", str(storage.connection_string))
     monkeypatch.chdir(tmp_path)  # no local.settings.json here
+    return app_env
 
 
 async def sync_command(*argv: str) -> int:
@@ -367,11 +371,9 @@ async def sync_command(*argv: str) -> int:
 
 @pytest.mark.timeout(90)
 async def test_pause_names_come_from_the_hosts_and_a_worker_acknowledges(
-        make_services: Make, app_env: dict[str, str], storage: StorageSettings,
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        make_services: Make, laptop: dict[str, str],
         capsys: pytest.CaptureFixture[str]) -> None:
-    services = await make_services(**two_definitions(app_env["DATAVERSE_URL"]))
-    laptop(monkeypatch, tmp_path, storage)
+    services = await make_services(**two_definitions(laptop["DATAVERSE_URL"]))
     assert await sync_command("pause", "--definition", "env1", "--reason", "r") == 0
     out = capsys.readouterr().out
     assert "definition env1 paused" in out
@@ -390,11 +392,9 @@ async def test_pause_names_come_from_the_hosts_and_a_worker_acknowledges(
 
 @pytest.mark.timeout(60)
 async def test_cancel_asks_first_and_without_a_terminal_needs_yes(
-        make_services: Make, app_env: dict[str, str], storage: StorageSettings,
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        make_services: Make, laptop: dict[str, str],
         capsys: pytest.CaptureFixture[str]) -> None:
-    services = await make_services(**two_definitions(app_env["DATAVERSE_URL"]))
-    laptop(monkeypatch, tmp_path, storage)
+    services = await make_services(**two_definitions(laptop["DATAVERSE_URL"]))
     assert await sync_command("cancel", "--definition", "env2", "--wait", "0") == 3
     err = capsys.readouterr().err
     assert "This cancels definition env2" in err

@@ -34,16 +34,19 @@ from sync.failures.circuit import CircuitView
 from sync.local.azurite import StorageAccount
 from sync.message.counts import MessageCounts, RequestUsage
 from sync.ops import status
+from sync.ops.outcome import NotFound
 from sync.ops.run_status import (
     ClusterState,
+    ControlState,
     RunStatus,
     circuit_state,
     eta_s,
     rate_per_s,
     read_status,
 )
-from sync.ops.status_view import status_dict
-from sync.state import ledger, manifests, runs
+from sync.ops.status_view import render, status_dict
+from sync.safety.flags import Flag
+from sync.state import deployment, ledger, manifests, runs
 from sync.state.manifests import PlanManifest
 from sync.state.runs import RunRow, RunTotals
 from sync.state.storage import queue_client, table_client
@@ -322,3 +325,30 @@ async def test_the_latest_run_of_a_definition(storage: StorageSettings) -> None:
     missing = await status.show(storage, None, as_json=True, watch_s=None, out=io.StringIO(),
                                 definition="leads")
     assert missing == 1
+
+
+@pytest.mark.parametrize(("flag", "line"), [
+    pytest.param(Flag("definition:d", "paused", "why", START_S, acked_by=("h1:7", "h2:9"),
+                      first_ack_s=START_S + 2), "definition flag  paused since "
+                 "2026-11-18T11:06:40Z: why (read by h1:7, h2:9)", id="read-by-two-hosts"),
+    pytest.param(Flag("definition:d", "paused", "", START_S),
+                 "definition flag  paused since 2026-11-18T11:06:40Z (no worker has read it "
+                 "yet)", id="read-by-none"),
+    pytest.param(Flag("definition:d"), "definition flag  running", id="never-set"),
+])
+def test_a_flag_shows_which_workers_read_it(flag: Flag, line: str) -> None:
+    shown = RunStatus(START_S, totals(10, 5), {}, ClusterState(),
+                      control=ControlState(definition=flag))
+    assert f"  {line}" in render(shown).splitlines()
+    data = status_dict(shown)["control"]["definition"]
+    assert data["read_by"] == list(flag.acked_by)
+
+
+async def test_a_definition_the_hosts_do_not_run_is_refused_with_theirs(
+        storage: StorageSettings) -> None:
+    async with table_client(storage, STATE_TABLE, None) as state:
+        await deployment.publish(state, [deployment.Published("accounts", "prod", "https://x",
+                                                              ("prod/default",))])
+    with pytest.raises(NotFound, match=r"no definition 'contacts'; the deployment runs: "
+                                       r"accounts \(as the deployment's hosts published"):
+        await read_status(storage, None, START_S, definition="contacts")

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from sync.config.lanes import NAME
 from sync.failures.errors import ContractError
 
 CONTRACT_VERSION: Final = 4
@@ -51,7 +52,9 @@ _GUID: Final = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-F
                           r"[0-9A-Fa-f]{12}")
 """A record id, as schemas/batch-message.v2.json spells it (matched whole)."""
 _DEFINITION_NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-_LANE_NAME: Final = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+"""As schemas/batch-message.v3.json and v4 publish it (63 characters: wider than the settings'
+``NAME``, so a message may name a definition the deployment cannot have: the worker refuses
+it as unknown)."""
 _COLUMN_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 _MESSAGE_KEYS: Final = {1: frozenset({"version", "batch_id", "attempt", "records"}),
                         2: frozenset({"version", "batch_id", "attempt", "records"}),
@@ -190,7 +193,7 @@ def _message(data: Any) -> Message:
     if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
         raise ContractError("attempt must be a non-negative integer")
     definition = data.get("definition", DEFAULT_DEFINITION)
-    if not isinstance(definition, str) or not _DEFINITION_NAME.match(definition):
+    if not isinstance(definition, str) or not _DEFINITION_NAME.fullmatch(definition):
         raise ContractError("definition must be 1-63 characters of a-z 0-9 -, starting with a "
                             "letter")
     return Message(batch_id=batch_id, records=_records(data.get("records"), version),
@@ -203,7 +206,7 @@ def _lane(value: Any) -> tuple[str, str] | None:
     if not isinstance(value, dict) or set(value) != {"environment", "identity"}:
         raise ContractError("lane must be an object with environment and identity")
     names = (value["environment"], value["identity"])
-    if not all(isinstance(name, str) and _LANE_NAME.match(name) for name in names):
+    if not all(isinstance(name, str) and NAME.fullmatch(name) for name in names):
         raise ContractError("lane.environment and lane.identity must be 1-32 characters of "
                             "a-z 0-9 -, starting with a letter")
     return names
