@@ -60,6 +60,11 @@ class ProgressLine:
         self._out.flush()
         self.shown = True
 
+    def count(self, done: int, total: int) -> None:
+        """``update`` when the total is learnt as the work goes (a hook's two numbers)."""
+        self.total = total
+        self.update(done)
+
     def close(self) -> None:
         """Erase the line (the command's result follows on a clean line)."""
         if self.shown:

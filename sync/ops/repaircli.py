@@ -116,15 +116,10 @@ async def _act(args: argparse.Namespace, kind: Kind, store: Store, rows: list[Ro
     line = ProgressLine(f"replaying {kind.noun}: messages sent")
     try:
         tally = await repair.replay(store, kind, rows, token=secrets.token_hex(4), now_s=now_s,
-                                    on_message=lambda done, total: _show(line, done, total))
+                                    on_message=line.count)
     finally:
         line.close()
     return replay_report(kind, tally)
-
-
-def _show(line: ProgressLine, done: int, total: int) -> None:
-    line.total = total
-    line.update(done)
 
 
 async def _index(store: Store, kind: Kind, expires_at_s: float) -> int:

@@ -164,16 +164,11 @@ async def _main(storage: StorageSettings, environ: Mapping[str, str],
     try:
         report = await run(storage, target.access, args.run, dry_run=args.dry_run,
                            concurrency=args.concurrency,
-                           on_progress=lambda done, total: _show(line, done, total))
+                           on_progress=line.count)
     finally:
         line.close()
     print(render(report))
     return 1 if report.failed else 0
-
-
-def _show(line: ProgressLine, done: int, total: int) -> None:
-    line.total = total
-    line.update(done)
 
 
 @dataclass(frozen=True, slots=True)
