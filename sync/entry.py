@@ -20,6 +20,7 @@ from sync.plan import due, planner
 from sync.plan.plan_state import PlanState, plan_state_from
 from sync.safety import image_sweep
 from sync.services import Services, open_services, unwatch_services, watch_services
+from sync.state import enrichment_cache
 from sync.state.storage import QueueProbe
 from sync.telemetry import names
 from sync.telemetry.queues import QueueSample
@@ -95,8 +96,9 @@ async def close_services() -> None:
 
 
 async def plan_sync(now: datetime | None = None) -> dict[str, PlanState | None]:
-    """The timer's tick: plan every definition that is due, then sweep expired before-images;
-    answers each planned definition's state handed on (None when complete)."""
+    """The timer's tick: plan every definition that is due, then sweep expired before-images
+    and enrichment answers; answers each planned definition's state handed on (None when
+    complete)."""
     found = await services()
     at = now or datetime.now(UTC)
     planned: dict[str, PlanState | None] = {}
@@ -109,6 +111,9 @@ async def plan_sync(now: datetime | None = None) -> dict[str, PlanState | None]:
     await image_sweep.sweep_quietly(found.storage.before_images, found.storage.ledger,
                                    clock.wall_s(), found.settings.rollback_retention_days,
                                    monotonic_s=clock.monotonic_s)
+    if found.storage.enrichment_cache is not None:
+        await enrichment_cache.sweep_quietly(found.storage.enrichment_cache, clock.wall_s(),
+                                             monotonic_s=clock.monotonic_s)
     return planned
 
 

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import aiohttp
+from azure.identity.aio import ManagedIdentityCredential
 
 from sync.budget.cluster import Cluster
 from sync.budget.dependency import Dependency
 from sync.budget.governor import Governor
 from sync.budget.lane import Lane, open_lane
+from sync.clients.auth import CredentialToken
 from sync.clients.enrichment import SERVICE as ENRICHMENT
 from sync.clients.enrichment import EnrichmentClient
 from sync.clients.http import new_session
@@ -29,6 +31,7 @@ from sync.failures.circuit import Circuit, CircuitPolicy, CircuitView
 from sync.failures.retry import RetryPolicy
 from sync.safety.flags import ControlCache
 from sync.state import deployment
+from sync.state.enrichment_cache import EnrichmentCache
 from sync.state.storage import Stores, open_stores
 from sync.telemetry import metrics
 from sync.work.context import Enricher, Work
@@ -103,6 +106,8 @@ class Services:
         for lane in self.lanes.values():
             await lane.close()
         await self.storage.close()
+        for enricher in self.enrichers.values():
+            await enricher.client.close()
         if self._session is not None:
             await self._session.close()
 
@@ -126,16 +131,17 @@ def open_services(settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
     for definition in settings.definitions:
         name = _enrichment_circuit(definition)
         circuit = circuits.setdefault(name, Circuit(name, policy, clock=clock))
-        setting = definition.enrichment_key_setting
-        client = EnrichmentClient(session, definition.enrichment_url or settings.enrichment_url,
-                                  _key_of(read_key, setting), settings.enrichment_timeout_s)
         governor = Governor(ENRICHMENT_CONCURRENCY, service=name, max_wait_s=settings.max_wait_s)
+        client = enrichment_client(session, settings, definition, _key_of(
+            read_key, definition.enrichment_key_setting), clock=clock,
+            on_spent=governor.close_gate)
 
         async def publish(view: CircuitView, name: str = name) -> None:
             await lanes[first].cluster.publish_circuit(name, view)
 
         enrichers[definition.name] = Enricher(
-            client, Dependency(name, governor, circuit, retry, clock=clock, publish=publish))
+            client, Dependency(name, governor, circuit, retry, clock=clock, publish=publish),
+            enrichment_cache_of(storage, definition))
     lanes: dict[LaneKey, Lane] = {}
     used = {key for definition in settings.definitions for key in definition.lanes}
     for environment in settings.lanes_environments:  # only lanes some definition writes through
@@ -146,6 +152,33 @@ def open_services(settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
     first = next(iter(lanes))
     return Services(settings, storage, lanes, enrichers, policy, clock,
                     control=ControlCache(clock, host=deployment.host_name()), _session=session)
+
+
+def enrichment_client(session: aiohttp.ClientSession, settings: Settings,
+                      definition: Definition, read_key: Callable[[], str], *,
+                      clock: Clock = SYSTEM_CLOCK,
+                      on_spent: Callable[[float], None] | None = None) -> EnrichmentClient:
+    """A definition's enrichment client, as its spec says: its URL, its key or its managed
+    identity's tokens for the spec's scope (azure-identity), its mapping."""
+    spec = definition.table.enrichment_spec
+    tokens = None
+    if spec.auth.type == "managed_identity":
+        credential = ManagedIdentityCredential(client_id=spec.auth.client_id) \
+            if spec.auth.client_id else ManagedIdentityCredential()
+        tokens = CredentialToken(credential, spec.auth.scope, clock=clock,
+                                 scope=spec.auth.scope, service="the enrichment API")
+    return EnrichmentClient(session, definition.enrichment_url or settings.enrichment_url,
+                            read_key, settings.enrichment_timeout_s, spec=spec,
+                            mapping=definition.table.mapping, tokens=tokens, clock=clock,
+                            on_spent=on_spent)
+
+
+def enrichment_cache_of(storage: Stores, definition: Definition) -> EnrichmentCache | None:
+    """The definition's enrichment cache, when its spec keeps one."""
+    ttl_s = definition.table.enrichment_spec.cache_ttl_s
+    if ttl_s is None or storage.enrichment_cache is None:
+        return None
+    return EnrichmentCache(storage.enrichment_cache, definition.name, ttl_s)
 
 
 def _key_of(read_key: Callable[[str], str], setting: str) -> Callable[[], str]:

@@ -67,7 +67,7 @@ var logs = [for category in logCategories: {
 
 // The same names as sync/config/storage_names.py (QUEUES and TABLES); tests/infra checks that they agree.
 var queueNames = ['sync-batches', 'sync-batches-poison', 'sync-deadletter', 'sync-plan']
-var tableNames = ['SyncLedger', 'SyncState', 'SyncDeadLetters', 'SyncPoison', 'SyncReports', 'SyncBeforeImages']
+var tableNames = ['SyncLedger', 'SyncState', 'SyncDeadLetters', 'SyncPoison', 'SyncReports', 'SyncBeforeImages', 'SyncEnrichmentCache']
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: defaultAction is Deny with the privateNetworking parameter (main.bicep, on by default) and Allow without it, a condition checkov does not evaluate; tests/infra/test_networking.py::test_storage_and_key_vault_firewalls checks both settings

@@ -51,13 +51,17 @@ class StaticToken:
 class CredentialToken:
     """Tokens from an azure-identity credential, cached until shortly before expiry."""
 
-    __slots__ = ("_cached", "_clock", "_credential", "_expires_on_s", "_scope")
+    __slots__ = ("_cached", "_clock", "_credential", "_expires_on_s", "_scope", "_service")
 
     def __init__(self, credential: AsyncTokenCredential, dataverse_url: str, *,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, scope: str | None = None,
+                 service: str = "Dataverse") -> None:
+        """Tokens for ``dataverse_url``'s ``.default`` scope, or for ``scope`` when given (an
+        enrichment API's); ``service`` names whom they are for in errors."""
         self._credential = credential
         self._clock = clock
-        self._scope = f"{dataverse_url.rstrip('/')}/.default"
+        self._scope = scope or f"{dataverse_url.rstrip('/')}/.default"
+        self._service = service
         self._cached = ""
         self._expires_on_s = 0.0
 
@@ -69,8 +73,9 @@ class CredentialToken:
             try:
                 access = await self._credential.get_token(self._scope)
             except Exception as error:
-                raise ServiceFault("token", f"no token for Dataverse: {type(error).__name__} "
-                                            "(check the managed identity)") from None
+                raise ServiceFault("token", f"no token for {self._service}: "
+                                            f"{type(error).__name__} (check the managed "
+                                            "identity)") from None
             self._cached, self._expires_on_s = access.token, float(access.expires_on)
         return self._cached
 

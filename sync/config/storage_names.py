@@ -35,9 +35,13 @@ BEFORE_IMAGE_TABLE: Final = "SyncBeforeImages"
 """The values each written record held before (partition: the run, row: the record), kept for
 ``sync rollback`` until they expire."""
 
+ENRICHMENT_CACHE_TABLE: Final = "SyncEnrichmentCache"
+"""Enrichment answers by request (partition: definition and key shard, row: the key), kept
+for the definition's cache TTL and swept after it (``sync.state.enrichment_cache``)."""
+
 QUEUES: Final = (BATCH_QUEUE, POISON_QUEUE, DEAD_LETTER_QUEUE, PLAN_QUEUE)
 TABLES: Final = (LEDGER_TABLE, STATE_TABLE, DEAD_LETTER_TABLE, POISON_TABLE, REPORT_TABLE,
-                 BEFORE_IMAGE_TABLE)
+                 BEFORE_IMAGE_TABLE, ENRICHMENT_CACHE_TABLE)
 
 STORAGE_CONNECTION: Final = "AzureWebJobsStorage"
 """The connection setting the triggers bind to, and the prefix of its identity-based form."""

@@ -7,11 +7,15 @@ start-up: an error names the field at fault.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sync.config.canary_policy import CanaryPolicy, parse_canary
+from sync.config.enrichment_paths import parse_path
+from sync.config.enrichment_spec import EnrichmentSpec, default_enrichment, parse_enrichment
 from sync.config.json_setting import read_json_setting
 from sync.failures.errors import ConfigError
 
@@ -40,6 +44,7 @@ DEFAULT_DEFINITION: Final[dict[str, Any]] = {
     "bypass_business_logic": [],
     "suppress_duplicate_detection": False,
     "bulk_etag_check": True,
+    "enrichment": None,
 }
 _FIELDS: Final = frozenset(DEFAULT_DEFINITION)
 
@@ -69,6 +74,26 @@ class SyncDefinition:
     bulk_etag_check: bool = True
     """Bulk writes (UpdateMultiple carries no ETag per target) first read the group's ETags and
     hand records that moved to the conflict path."""
+    enrichment: dict[str, Any] | None = None
+    """The enrichment spec as given (``sync.config.enrichment_spec``); None: today's API."""
+
+    @property
+    def enrichment_spec(self) -> EnrichmentSpec:
+        """The parsed enrichment spec (checked when the definition was loaded)."""
+        return _spec(json.dumps(self.enrichment, sort_keys=True) if self.enrichment else "",
+                     self.input_column)
+
+    @property
+    def extra_inputs(self) -> tuple[str, ...]:
+        """Columns the enrichment reads besides the input column: read by the planner and
+        carried with each record (in its ``current`` values)."""
+        return tuple(c for c in self.enrichment_spec.columns
+                     if c not in (self.key, self.input_column))
+
+    @property
+    def carried_columns(self) -> tuple[str, ...]:
+        """The columns a record carries as read: the mapped ones, then the extra inputs."""
+        return tuple(dict.fromkeys([*self.mapping, *self.extra_inputs]))
 
     @property
     def write_headers(self) -> dict[str, str]:
@@ -85,7 +110,7 @@ class SyncDefinition:
         """The columns the planner selects: only what the workers need (the mapped columns too,
         so a worker can tell an unchanged record and keep the values it replaces)."""
         own = ("_modifiedby_value",) if self.skip_own_changes else ()
-        mapped = tuple(c for c in self.mapping if c not in (self.key, self.input_column))
+        mapped = tuple(c for c in self.carried_columns if c not in (self.key, self.input_column))
         return (self.key, self.input_column, *own, *mapped)
 
 
@@ -116,9 +141,13 @@ def definition_from(data: dict[str, Any], where: str = "SYNC_DEFINITION") -> Syn
     if data["change_tracking"] and data["filter"]:
         raise ConfigError(f"{where}: change tracking rejects $filter; set "
                           "change_tracking to false to use a filter (modifiedon watermark)")
+    enrichment = data.get("enrichment")
+    if enrichment is not None:
+        parse_enrichment(enrichment, f"{where}.enrichment", data["input_column"])
     return SyncDefinition(entity_set=data["entity_set"], logical_name=data["logical_name"],
                           key=data["key"], input_column=data["input_column"],
-                          filter=data["filter"], mapping=_mapping(data["mapping"], where),
+                          filter=data["filter"],
+                          mapping=_mapping(data["mapping"], where, paths=enrichment is not None),
                           change_tracking=data["change_tracking"],
                           skip_own_changes=data["skip_own_changes"],
                           dry_run=data["dry_run"],
@@ -127,7 +156,7 @@ def definition_from(data: dict[str, Any], where: str = "SYNC_DEFINITION") -> Syn
                           edit_policy=_edit_policy(data["edit_policy"], where),
                           bypass_business_logic=_bypass(data["bypass_business_logic"], where),
                           suppress_duplicate_detection=data["suppress_duplicate_detection"],
-                          bulk_etag_check=data["bulk_etag_check"])
+                          bulk_etag_check=data["bulk_etag_check"], enrichment=enrichment)
 
 
 def _edit_policy(value: Any, where: str) -> str:
@@ -146,14 +175,25 @@ def _bypass(value: Any, where: str) -> tuple[str, ...]:
     return tuple(item for item in BYPASS_LOGIC if item in value)
 
 
-def _mapping(value: Any, where: str) -> dict[str, str]:
+def _mapping(value: Any, where: str, *, paths: bool = False) -> dict[str, str]:
+    """Columns to the enrichment fields of today's API, or (``paths``: the definition has an
+    enrichment spec) to paths into its answer."""
     if not isinstance(value, dict) or not value:
         raise ConfigError(f"{where}.mapping must map Dataverse columns to enrichment "
                           "fields")
     for column, source in value.items():
         if not _IDENTIFIER.match(column):
             raise ConfigError(f"{where}.mapping: {column!r} is not a column name")
-        if source not in _ENRICHMENT_FIELDS:
+        if paths:
+            parse_path(source, f"{where}.mapping.{column}")
+        elif source not in _ENRICHMENT_FIELDS:
             raise ConfigError(f"{where}.mapping.{column}: {source!r} is not an "
                               f"enrichment field ({', '.join(sorted(_ENRICHMENT_FIELDS))})")
     return dict(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _spec(text: str, input_column: str) -> EnrichmentSpec:
+    """A spec parsed once per text (the definitions of a process are few and fixed)."""
+    data = json.loads(text) if text else default_enrichment(input_column)
+    return parse_enrichment(data, "enrichment", input_column)

@@ -70,7 +70,7 @@ MAX_CURRENT_TEXT_CHARS: Final = 4000
 Scalar = str | int | float | bool | None
 """A column value as the Web API reads and writes it."""
 _HISTORY_KEYS: Final = frozenset({"strikes", "attempts", "first_seen", "last_seen",
-                                  "last_fault"})
+                                  "last_fault", "laters"})
 MAX_FAULT_CHARS: Final = 300
 
 
@@ -85,11 +85,17 @@ class RecordHistory:
     first_seen: str = ""
     last_seen: str = ""
     last_fault: str = ""
+    laters: int = 0
+    """Times the enrichment API answered "later" (202, 201): not failures; bounded by the
+    spec's ``max_laters``."""
 
     def to_wire(self) -> dict[str, Any]:
-        return {"strikes": self.strikes, "attempts": self.attempts,
-                "first_seen": self.first_seen, "last_seen": self.last_seen,
-                "last_fault": self.last_fault[:MAX_FAULT_CHARS]}
+        wire: dict[str, Any] = {"strikes": self.strikes, "attempts": self.attempts,
+                                "first_seen": self.first_seen, "last_seen": self.last_seen,
+                                "last_fault": self.last_fault[:MAX_FAULT_CHARS]}
+        if self.laters:
+            wire["laters"] = self.laters
+        return wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +280,7 @@ def _history(item: Any, where: str) -> RecordHistory:
     if not isinstance(item, dict):
         raise ContractError(f"{where} must be an object")
     _no_unknown_keys(item, _HISTORY_KEYS, where)
-    counts = {name: item.get(name, 0) for name in ("strikes", "attempts")}
+    counts = {name: item.get(name, 0) for name in ("strikes", "attempts", "laters")}
     for name, value in counts.items():
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1_000_000:
             raise ContractError(f"{where}.{name} must be a non-negative integer")
@@ -283,7 +289,8 @@ def _history(item: Any, where: str) -> RecordHistory:
         if not isinstance(text, str) or len(text) > MAX_FAULT_CHARS:
             raise ContractError(f"{where}.{name} must be a string of at most "
                                 f"{MAX_FAULT_CHARS} characters")
-    return RecordHistory(strikes=counts["strikes"], attempts=counts["attempts"], **texts)
+    return RecordHistory(strikes=counts["strikes"], attempts=counts["attempts"],
+                         laters=counts["laters"], **texts)
 
 
 def _no_unknown_keys(data: dict[str, Any], allowed: frozenset[str], where: str) -> None:

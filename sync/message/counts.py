@@ -37,6 +37,27 @@ class RequestUsage:
 
 
 @dataclass(slots=True)
+class EnrichmentUsage:
+    """The enrichment API's side (what its provider bills): calls sent (every send, a retry
+    included), the records they carried (a bulk call carries several), records answered from
+    the enrichment cache (hits) or asked of the API (misses; both 0 without a cache), and
+    "later" answers (the record waits on the queue and is asked again)."""
+
+    calls: int = 0
+    inputs: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    laters: int = 0
+
+    def add(self, other: EnrichmentUsage) -> None:
+        self.calls += other.calls
+        self.inputs += other.inputs
+        self.cache_hits += other.cache_hits
+        self.cache_misses += other.cache_misses
+        self.laters += other.laters
+
+
+@dataclass(slots=True)
 class MessageCounts:
     """What one processing of one message did."""
 
@@ -60,6 +81,8 @@ class MessageCounts:
     changed_since_read."""
     requests: RequestUsage = field(default_factory=RequestUsage)
     """The Dataverse requests this processing sent."""
+    enrichment: EnrichmentUsage = field(default_factory=EnrichmentUsage)
+    """The enrichment calls this processing sent, and its cache's hits and misses."""
     definition: str = ""
     """The message's definition, for its telemetry (not stored: the run's row names it)."""
 
@@ -69,6 +92,7 @@ class MessageCounts:
         self.dead_lettered += other.dead_lettered
         self.unchanged += other.unchanged
         self.requests.add(other.requests)
+        self.enrichment.add(other.enrichment)
         self.reenqueued += other.reenqueued
         self.cancelled += other.cancelled
         self.rejected_messages += other.rejected_messages

@@ -128,7 +128,7 @@ def refs_from(rows: Iterable[dict[str, Any]], table: SyncDefinition,
         value = row.get(table.input_column)
         if isinstance(value, str) and value.strip() and row.get(table.key):
             yield RecordRef(id=str(row[table.key]), input=value.strip(), etag=_etag(row),
-                            current=current_values(row, table.mapping))
+                            current=current_values(row, table.carried_columns))
 
 
 def current_values(row: Mapping[str, Any], columns: Iterable[str]) -> dict[str, Scalar] | None:

@@ -19,7 +19,7 @@ MAX_ECHOED_CHARS: Final = 40_000
 SUSPECTED: Final = "suspected_record_fault"
 RECORD_REASONS: Final = frozenset({"unusable_input", "not_enrichable", "input_refused",
                                    "record_missing", "changed_since_read", "conflict",
-                                   "value_refused", "refused", SUSPECTED})
+                                   "value_refused", "refused", "never_ready", SUSPECTED})
 """Every reason a record may be dead-lettered for: its own faults, and nothing else."""
 
 

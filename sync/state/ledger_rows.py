@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
 
-from sync.message.counts import MessageCounts, RequestUsage
+from sync.message.counts import EnrichmentUsage, MessageCounts, RequestUsage
 from sync.message.ids import run_id_of
 
 RUN_PREFIX: Final = "run:"
@@ -43,6 +43,21 @@ def usage_from(entity: Mapping[str, Any]) -> RequestUsage:
                         retries=int(entity.get("RequestsRetried", 0)))
 
 
+def enrichment_fields(usage: EnrichmentUsage) -> dict[str, int]:
+    """A ledger row's enrichment columns."""
+    return {"EnrichmentCalls": usage.calls, "EnrichmentInputs": usage.inputs,
+            "EnrichmentCacheHits": usage.cache_hits,
+            "EnrichmentCacheMisses": usage.cache_misses, "EnrichmentLaters": usage.laters}
+
+
+def enrichment_from(entity: Mapping[str, Any]) -> EnrichmentUsage:
+    return EnrichmentUsage(calls=int(entity.get("EnrichmentCalls", 0)),
+                           inputs=int(entity.get("EnrichmentInputs", 0)),
+                           cache_hits=int(entity.get("EnrichmentCacheHits", 0)),
+                           cache_misses=int(entity.get("EnrichmentCacheMisses", 0)),
+                           laters=int(entity.get("EnrichmentLaters", 0)))
+
+
 def run_partition(run_id: str) -> str:
     """The partition that holds a run's row and its messages' rows."""
     return f"{RUN_PREFIX}{run_id}"
@@ -62,6 +77,7 @@ def counts_fields(counts: MessageCounts) -> dict[str, Any]:
     """The columns that hold counts (a message's row, a process's tally of a run)."""
     return {"Written": counts.written, "DeadLettered": counts.dead_lettered,
             "Unchanged": counts.unchanged, **usage_fields(counts.requests),
+            **enrichment_fields(counts.enrichment),
             "Reenqueued": counts.reenqueued, "Cancelled": counts.cancelled,
             "RejectedMessages": counts.rejected_messages,
             "TransientRetries": counts.transient_retries, "Previewed": counts.previewed,
@@ -76,7 +92,7 @@ def counts_from(entity: Mapping[str, Any]) -> MessageCounts:
     return MessageCounts(written=int(entity.get("Written", 0)),
                        dead_lettered=int(entity.get("DeadLettered", 0)),
                        unchanged=int(entity.get("Unchanged", 0)),
-                       requests=usage_from(entity),
+                       requests=usage_from(entity), enrichment=enrichment_from(entity),
                        reenqueued=int(entity.get("Reenqueued", 0)),
                        cancelled=int(entity.get("Cancelled", 0)),
                        rejected_messages=int(entity.get("RejectedMessages", 0)),

@@ -27,6 +27,7 @@ from sync.config.storage_names import (
     BEFORE_IMAGE_TABLE,
     DEAD_LETTER_QUEUE,
     DEAD_LETTER_TABLE,
+    ENRICHMENT_CACHE_TABLE,
     LEDGER_TABLE,
     PLAN_QUEUE,
     POISON_QUEUE,
@@ -102,6 +103,8 @@ class Stores:
     """A dry run's findings per message (sync.safety.dry_run)."""
     before_images: TableClient
     """The values written records held before, for a rollback (sync.safety.before_images)."""
+    enrichment_cache: TableClient | None = None
+    """Enrichment answers by request (sync.state.enrichment_cache); None: not opened."""
 
     async def close(self) -> None:
         for client in (self.batches, self.plans, self.poison, self.dead_letters):
@@ -109,6 +112,8 @@ class Stores:
         for table in (self.ledger, self.state, self.dead_letter_index, self.poison_index,
                       self.reports, self.before_images):
             await table.close()
+        if self.enrichment_cache is not None:
+            await self.enrichment_cache.close()
         if self.credential is not None:
             await self.credential.close()
 
@@ -128,7 +133,8 @@ def open_stores(storage: StorageSettings) -> Stores:
         poison=queue(POISON_QUEUE), dead_letters=queue(DEAD_LETTER_QUEUE),
         ledger=table(LEDGER_TABLE), state=table(STATE_TABLE),
         dead_letter_index=table(DEAD_LETTER_TABLE), poison_index=table(POISON_TABLE),
-        reports=table(REPORT_TABLE), before_images=table(BEFORE_IMAGE_TABLE))
+        reports=table(REPORT_TABLE), before_images=table(BEFORE_IMAGE_TABLE),
+        enrichment_cache=table(ENRICHMENT_CACHE_TABLE))
 
 
 class QueueProbe:

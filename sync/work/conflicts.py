@@ -64,6 +64,12 @@ def mapped_columns(table: SyncDefinition) -> tuple[str, ...]:
     return tuple(c for c in table.mapping if c not in (table.key, table.input_column))
 
 
+def carried_columns(table: SyncDefinition) -> tuple[str, ...]:
+    """What a record carries as read: its mapped columns and the enrichment's other inputs."""
+    return tuple(c for c in table.carried_columns if c not in (table.key, table.input_column))
+
+
 def read_columns(table: SyncDefinition) -> tuple[str, ...]:
-    """What a record is read again for: its input and its mapped columns."""
-    return (table.input_column, *mapped_columns(table))
+    """What a record is read again for: its input, its mapped columns and the enrichment's
+    other inputs."""
+    return (table.input_column, *carried_columns(table))

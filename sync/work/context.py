@@ -16,15 +16,18 @@ from sync.config.settings import Settings
 from sync.config.table_definition import SyncDefinition
 from sync.failures.circuit import CircuitPolicy
 from sync.safety.flags import ControlCache
+from sync.state.enrichment_cache import EnrichmentCache
 from sync.state.storage import Stores
 
 
 @dataclass(slots=True)
 class Enricher:
-    """One enrichment endpoint: its client and its governed call (governor, circuit)."""
+    """One enrichment endpoint: its client, its governed call (governor, circuit) and its
+    cache (None: the definition keeps no cache)."""
 
     client: EnrichmentClient
     dependency: Dependency
+    cache: EnrichmentCache | None = None
 
 
 @dataclass(frozen=True, slots=True)

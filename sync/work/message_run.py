@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import Final
 
 from sync.budget.governor import GATE_CODE
 from sync.clients.dataverse import SERVICE as DATAVERSE
@@ -17,6 +18,9 @@ from sync.failures.errors import CircuitOpen, Deferred, ServiceFault, SyncError,
 from sync.message.contract import Message, RecordHistory, RecordRef
 from sync.message.counts import MessageCounts
 from sync.safety.dry_run import Preview
+
+LATER: Final = "enrichment_later"
+"""Why a record the enrichment API will answer later goes back on the queue."""
 
 
 def now_iso() -> str:
@@ -86,6 +90,17 @@ class MessageRun:
         self.histories[record.id] = replace(
             before, attempts=before.attempts + 1, strikes=before.strikes + int(strike),
             first_seen=before.first_seen or seen, last_seen=seen, last_fault=str(fault))
+
+    def later(self, record: RecordRef, delay_s: float) -> None:
+        """The enrichment API will answer later: the record waits ``delay_s`` on the queue
+        (not a failure: its history counts the laters, nothing else)."""
+        self.reasons[record.id] = LATER
+        before = self.histories.get(record.id) or record.history or RecordHistory()
+        seen = now_iso()
+        self.histories[record.id] = replace(before, laters=before.laters + 1,
+                                            first_seen=before.first_seen or seen, last_seen=seen)
+        self.counts.enrichment.laters += 1
+        self.delay_s = max(self.delay_s, delay_s)
 
     def history_of(self, record: RecordRef) -> RecordHistory:
         return self.histories.get(record.id) or record.history or RecordHistory()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Final, TypeVar
 
 from sync.budget.dependency import Dependency
@@ -18,6 +19,7 @@ from sync.failures.errors import Deferred, RecordFault, ServiceFault, SyncError
 from sync.message.contract import RecordRef
 from sync.work import conflicts
 from sync.work.context import Work
+from sync.work.enrich import enrich_one
 from sync.work.message_run import MessageRun
 from sync.work.settle import DeadLetter, wait_for_service
 from sync.work.write_requests import Enriched, fields_of
@@ -100,18 +102,14 @@ class Rereads:
             if enriched is None:
                 return None
             columns = enriched
-        now = conflicts.reread(record, version, conflicts.mapped_columns(table), value)
+        now = conflicts.reread(record, version, conflicts.carried_columns(table), value)
         return now, conflicts.to_write(record.current, version.values, columns,
                                        table.edit_policy)
 
     async def _enrich_again(self, record: RecordRef, value: str) -> dict[str, Any] | None:
         """The enrichment of the record's new input; None when it failed (the record waits,
         or is dead-lettered for a fault of its own)."""
-        work = self._work
-        mapping = work.definition.mapping
-        return await self._for_record(
-            record, work.enrichment_dep,
-            lambda: work.enrichment.columns_for(value, mapping))
+        return await enrich_one(self._work, self._run, replace(record, input=value))
 
     async def _for_record(self, record: RecordRef, dependency: Dependency,
                           send: Callable[[], Awaitable[T]], **options: Any) -> T | None:

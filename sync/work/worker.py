@@ -16,7 +16,6 @@ written, dead-lettered, unchanged or cancelled; a producer's message starts its 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import logging
@@ -31,7 +30,7 @@ from sync.safety import before_images, dry_run
 from sync.state import ledger, runs
 from sync.telemetry.tracing import describe_message
 from sync.work.context import Work, WorkSource
-from sync.work.enrich import enrich
+from sync.work.enrich import enrich_all
 from sync.work.filing import dead_letter, reject
 from sync.work.holds import check_holds, watching
 from sync.work.message_run import MessageRun
@@ -132,9 +131,7 @@ async def _carry_out(work: Work, run: MessageRun) -> None:
     async def file(record: RecordRef, fault: RecordFault | AmbiguousFault) -> None:
         await dead_letter(work, run, record, fault)
 
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(enrich(work, run, r)) for r in run.message.records]
-    enriched = [item for task in tasks if (item := task.result()) is not None]
+    enriched = await enrich_all(work, run, run.message.records)
     if run.preview is not None:  # a dry run: compare and report, write nothing
         for record_id in await dry_run.settle(work.storage.reports, run.message, run.preview,
                                               enriched):
