@@ -107,13 +107,15 @@ class Checked:
 
 
 async def check_environments(urls: Mapping[str, str], definition: SyncDefinition,
-                             dead_letters: set[str], *, verify_records: bool) -> list[Checked]:
-    """Each environment's stats and (``verify_records``) its records: every one enriched or
-    dead-lettered, none created."""
+                             dead_letters: set[str], *, verify_records: bool,
+                             shape: str = "today") -> list[Checked]:
+    """Each environment's stats and (``verify_records``) its records: every one enriched (as
+    the enrichment emulator's ``shape`` answers) or dead-lettered, none created."""
     found = []
     for name, url in urls.items():
         stats = await emulator_stats(url)
-        check = await verify(url, definition, dead_letters, stats) if verify_records else None
+        check = (await verify(url, definition, dead_letters, stats, shape) if verify_records
+                 else None)
         found.append(Checked(name, stats, check))
     return found
 

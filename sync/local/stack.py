@@ -34,7 +34,15 @@ from sync.config.table_definition import parse_definition
 from sync.failures.errors import ConfigError
 from sync.local.azurite import Azurite, start_azurite
 from sync.local.dryrunlocal import latest_report, writes_seen
-from sync.local.emulators.enrichment import EnrichmentConfig
+from sync.local.emulators.enrichment import SHAPES, EnrichmentConfig
+from sync.local.enrichment_shapes import (
+    cache_rows,
+    identity_endpoint,
+    read_cache_file,
+    restore_cache,
+    shape_setup,
+    write_cache_file,
+)
 from sync.local.environments import (
     URL_WAIT_S,
     Checked,
@@ -63,6 +71,7 @@ from sync.local.processes import (
 )
 from sync.local.progress import ProgressPrinter, Snapshot, watch
 from sync.local.verify import Verification, dead_lettered_ids, updated_count
+from sync.message.counts import MessageCounts
 from sync.ops.queuescan import raw_queue
 from sync.ops.run_status import read_queue_counts
 from sync.ops.status_view import dry_run_lines
@@ -92,6 +101,10 @@ class LocalOptions:
     """Dataverse environments, each its own emulator (``env1..envM``; 1: ``default``)."""
     identities: int = 1
     """Identities syncing each environment (``id1..idN``; 1 with 1 environment: ``default``)."""
+    enrichment_shape: str = "today"
+    """The enrichment API's shape and its definition (``sync.local.enrichment_shapes``)."""
+    enrichment_cache: Path | None = None
+    """Where the enrichment cache is kept between runs; None: each run starts without one."""
 
     @property
     def layout(self) -> Layout:
@@ -126,6 +139,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--environments", type=int, default=1, metavar="M",
                         help="Dataverse environments env1..envM, an emulator each seeded with "
                              "--records, a sync definition each (1: today's single environment)")
+    parser.add_argument("--enrichment-shape", default="today", choices=sorted(SHAPES),
+                        help="the enrichment API's shape: the emulator speaks it and the hosts "
+                             "use its definition, examples/enrichment/NAME.json (today)")
+    parser.add_argument("--enrichment-cache", type=Path, default=None, metavar="FILE",
+                        help="load the enrichment cache from FILE before the run and save it "
+                             "after, as one storage account keeps it between nights (none)")
     parser.add_argument("--identities", type=int, default=1, metavar="N",
                         help="identities id1..idN syncing every environment, each its own user "
                              "with its own limits (1)")
@@ -152,7 +171,9 @@ def main(args: argparse.Namespace) -> int:
                            emulator_args=tuple(args.emulator_arg),
                            enrichment_args=tuple(args.enrichment_arg), json_out=args.json_out,
                            keep=args.keep, dry_run=args.dry_run,
-                           environments=args.environments, identities=args.identities)
+                           environments=args.environments, identities=args.identities,
+                           enrichment_shape=args.enrichment_shape,
+                           enrichment_cache=args.enrichment_cache)
     return run(options)
 
 
@@ -254,15 +275,21 @@ def _start_services(children: Children, azurite: Azurite,
     given = options.dataverse_url
     urls = ({name: given for name in layout.environment_names} if given is not None else
             start_dataverse(children, layout, options.records, options.emulator_args))
+    shape_args, shape_env = shape_setup(options.enrichment_shape)
     _, enrichment_url = children.start("enrichment-emulator",
-                                       ["emulator", "enrichment", *options.enrichment_args],
+                                       ["emulator", "enrichment", *shape_args,
+                                        *options.enrichment_args],
                                        wait_for_url_s=URL_WAIT_S)
     base = {**os.environ, "AzureWebJobsStorage": azurite.accounts[0].connection_string,
             "ENRICHMENT_URL": enrichment_url,
             "ENRICHMENT_API_KEY": enrichment.api_key, "SYNC_SCHEDULE": "0 0 2 * * *",
-            "SYNC_QUEUE_METRICS_SCHEDULE": "0 * * * * *", "PYTHONUNBUFFERED": "1"}
+            "SYNC_QUEUE_METRICS_SCHEDULE": "0 * * * * *", "PYTHONUNBUFFERED": "1",
+            **shape_env, **identity_endpoint(shape_env, enrichment_url)}
     env = host_environment(base, layout, urls, options.dry_run)
-    asyncio.run(ensure_resources(StorageSettings(connection_string=env["AzureWebJobsStorage"])))
+    storage = StorageSettings(connection_string=env["AzureWebJobsStorage"])
+    asyncio.run(ensure_resources(storage))
+    if options.enrichment_cache is not None:
+        asyncio.run(restore_cache(storage, read_cache_file(options.enrichment_cache)))
     return env, urls
 
 
@@ -328,11 +355,14 @@ async def _watch_and_verify(env: dict[str, str], urls: dict[str, str], options: 
         dead_ids = await dead_lettered_ids(dead)
         poisoned = (await read_queue_counts(storage))[POISON_QUEUE]
         report = await latest_report(table, reports) if options.dry_run else None
+    if options.enrichment_cache is not None:
+        write_cache_file(options.enrichment_cache, await cache_rows(storage))
     checks: list[Checked] = []
     if options.dataverse_url is None:
         definition = parse_definition(json.dumps(base_definition(env, dry_run=False)))
         checks = await check_environments(urls, definition, dead_ids,
-                                          verify_records=not options.dry_run)
+                                          verify_records=not options.dry_run,
+                                          shape=options.enrichment_shape)
     users = ({} if layout.single else
              users_of_identities(layout, env["DATAVERSE_STATIC_TOKEN"]))
     return Outcome(final, combined(checks), poisoned, frozenset(dead_ids), timeline,
@@ -365,6 +395,7 @@ def report(outcome: Outcome, elapsed_s: float) -> int:
         f"  requests         {snap.requests.total:>10,}  (Dataverse: reads "
         f"{snap.requests.reads:,}, writes {snap.requests.writes:,}, retries "
         f"{snap.requests.retries:,})",
+        f"  enrichment calls {counts.enrichment.calls:>10,}  {enrichment_line(counts)}",
         f"  poisoned msgs    {outcome.poisoned:>10,}",
         f"  elapsed          {elapsed_s:>10.1f} s",
         f"  throughput       {snap.done / max(elapsed_s, 1e-9):>10.1f} records/s",
@@ -419,6 +450,13 @@ def _exit_code(outcome: Outcome) -> int:
     return 1 if problems else 0
 
 
+def enrichment_line(counts: MessageCounts) -> str:
+    """``(3,000 records; cache hits 2,000, misses 1,000; laters 0)``"""
+    usage = counts.enrichment
+    return (f"({usage.inputs:,} records; cache hits {usage.cache_hits:,}, misses "
+            f"{usage.cache_misses:,}; laters {usage.laters:,})")
+
+
 def _by(counter: Counter[str]) -> str:
     return ", ".join(f"{reason} {n:,}" for reason, n in counter.most_common()) or ""
 
@@ -449,6 +487,7 @@ def write_json(path: Path, outcome: Outcome, elapsed_s: float,
             "lanes": [lane.as_dict() for found in outcome.lanes(elapsed_s)
                       for lane in found.lanes],
             "previewed": counts.previewed, "dry_run": outcome.dry_run,
+            "enrichment": asdict(counts.enrichment),
             "hosts": [asdict(u) for u in usage]}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1))

@@ -1,4 +1,8 @@
-"""After a local run: every seeded record enriched or dead-lettered, and none created."""
+"""After a local run: every seeded record enriched or dead-lettered, and none created.
+
+A record is enriched when it holds what the enrichment emulator answers for its website in the
+run's shape (``shapes.answer_for``), read at the definition's mapping paths; a website the
+shape knows no company for must be dead-lettered."""
 
 from __future__ import annotations
 
@@ -9,10 +13,10 @@ from typing import Any
 import aiohttp
 from azure.storage.queue.aio import QueueClient
 
-from sync.clients.enrichment import columns_from, domain_of
+from sync.clients.enrichment import columns_of, domain_of
 from sync.config.table_definition import SyncDefinition
-from sync.failures.errors import RecordFault
-from sync.local.emulators.enrichment import profile_for
+from sync.failures.errors import RecordFault, ServiceFault
+from sync.local.emulators.enrichment import SHAPES, answer_for, is_no_match
 from sync.ops.queuescan import scan
 
 
@@ -31,19 +35,30 @@ class Verification:
         return not self.unaccounted and self.created == 0
 
 
-def expected_columns(website: str | None, definition: SyncDefinition) -> dict[str, Any] | None:
-    """The columns the enrichment should have written for ``website``; None if it cannot."""
+def expected_columns(website: str | None, definition: SyncDefinition,
+                     shape: str = "today") -> dict[str, Any] | None:
+    """The columns the enrichment should have written for ``website`` when the emulator
+    speaks ``shape``; None if it cannot (no domain, or no company)."""
     if not website:
         return None
+    found = SHAPES[shape]
     try:
-        return columns_from(profile_for(domain_of(website)), definition.mapping)
+        domain = domain_of(website).lower()
     except RecordFault:
+        return None
+    if is_no_match(domain, found.no_match_share):
+        return None
+    try:
+        return columns_of(answer_for(found, domain), definition.mapping,
+                          missing_is_null=definition.enrichment_spec.missing_is_null,
+                          where="verify")
+    except ServiceFault:
         return None
 
 
-def is_enriched(row: dict[str, Any], definition: SyncDefinition) -> bool:
+def is_enriched(row: dict[str, Any], definition: SyncDefinition, shape: str = "today") -> bool:
     """True when the row holds exactly what the enrichment API says for its input."""
-    expected = expected_columns(row.get(definition.input_column), definition)
+    expected = expected_columns(row.get(definition.input_column), definition, shape)
     return expected is not None and all(row.get(k) == v for k, v in expected.items())
 
 
@@ -73,7 +88,7 @@ def created_count(stats: dict[str, Any]) -> int:
 
 
 async def verify(dataverse_url: str, definition: SyncDefinition, dead_letters: set[str],
-                 stats: dict[str, Any]) -> Verification:
+                 stats: dict[str, Any], shape: str = "today") -> Verification:
     """Compare the emulator's rows and counters with what the run should have done."""
     async with aiohttp.ClientSession() as session:
         rows = await _get(session, f"{dataverse_url}/_emulator/records",
@@ -82,7 +97,7 @@ async def verify(dataverse_url: str, definition: SyncDefinition, dead_letters: s
     for row in rows.get("value", rows) if isinstance(rows, dict) else rows:
         result.records += 1
         record_id = str(row[definition.key])
-        if is_enriched(row, definition):
+        if is_enriched(row, definition, shape):
             result.enriched += 1
         elif record_id in dead_letters:
             result.dead_lettered += 1

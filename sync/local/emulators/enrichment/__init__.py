@@ -1,7 +1,9 @@
 """An enrichment API emulator: deterministic company profiles per domain, its own rate limit,
 and faults on demand.
 
-``GET /v1/companies?domain=contoso.com`` with header ``x-api-key`` answers::
+In its default shape (``--shape``: ``shapes.py`` lists the others: People Data Labs, its bulk
+endpoint, Clearbit-like, an Entra-protected in-house API), ``GET /v1/companies?domain=contoso.com``
+with header ``x-api-key`` answers::
 
     {"domain": "contoso.com", "employees": 1234, "country": "Norway",
      "description": "Contoso: software company ..."}
@@ -28,6 +30,8 @@ from sync.local.emulators.enrichment.app import (
 from sync.local.emulators.enrichment.bound import TokenBucket, run_bound_calls
 from sync.local.emulators.enrichment.cli import configure_parser, main
 from sync.local.emulators.enrichment.profiles import profile_for
+from sync.local.emulators.enrichment.shapes import SHAPES, Shape, answer_for, is_no_match
 
-__all__ = ["API_KEY_HEADER", "EnrichmentConfig", "TokenBucket", "configure_parser",
-           "create_app", "main", "profile_for", "run_bound_calls", "start_enrichment"]
+__all__ = ["API_KEY_HEADER", "SHAPES", "EnrichmentConfig", "Shape", "TokenBucket",
+           "answer_for", "configure_parser", "create_app", "is_no_match", "main", "profile_for",
+           "run_bound_calls", "start_enrichment"]

@@ -32,6 +32,11 @@ class TokenBucket:
         return (f"TokenBucket(rate_per_s={self._rate_per_s:g}, burst={self._burst}, "
                 f"tokens={self._tokens:.2f})")
 
+    def tokens(self, now_s: float) -> float:
+        """Tokens the bucket holds at ``now_s`` (nothing taken)."""
+        elapsed_s = max(0.0, now_s - self._stamp_s)
+        return min(self._burst, self._tokens + elapsed_s * self._rate_per_s)
+
     def take(self, now_s: float) -> float:
         """Take a token at ``now_s`` (0.0), or answer the seconds until one is there."""
         elapsed_s = max(0.0, now_s - self._stamp_s)
