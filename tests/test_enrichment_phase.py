@@ -88,9 +88,11 @@ async def test_a_later_answer_waits_on_the_queue_and_is_asked_again(shaped: Shap
     assert {run.reason_unfinished(r.id) for r in records} == {LATER}
     again = run.unfinished()
     assert {r.history.laters for r in again if r.history} == {1}
-    assert run.counts.enrichment.laters == 10 and run.counts.dead_lettered == 0
+    assert run.counts.enrichment.laters == 10
+    assert run.counts.dead_lettered == 0
     second, enriched = await phase(services, list(again))
-    assert len(enriched) == 10 and second.reasons == {}
+    assert len(enriched) == 10
+    assert second.reasons == {}
     assert second.counts.enrichment.calls == 10
 
 
@@ -102,7 +104,8 @@ async def test_later_at_most_max_laters_times_then_the_record_is_dead_lettered(
                   if not is_no_match(r.input.removeprefix("https://www."), 0.02))
     tired = RecordRef(record.id, record.input, history=RecordHistory(laters=10))
     run, enriched = await phase(services, [tired])
-    assert enriched == [] and run.unfinished() == ()
+    assert enriched == []
+    assert run.unfinished() == ()
     assert dict(run.counts.dead_lettered_by_reason) == {"never_ready": 1}
     letter = (await dead_letters(services))[0]
     assert "answered 202 (later) 10 times" in json.dumps(letter)
@@ -115,7 +118,8 @@ async def test_a_no_match_is_dead_lettered_once_and_answered_by_the_cache_after(
     records = await records_of(services, 60, no_match=True)
     first = await process(services, records)
     assert dict(first.dead_lettered_by_reason) == {"not_enrichable": 1}
-    assert first.written == 59 and first.reenqueued == 0
+    assert first.written == 59
+    assert first.reenqueued == 0
     assert (first.enrichment.calls, first.enrichment.cache_misses) == (60, 60)
     reread = {r.id: r for r in await records_of(services, 60, no_match=True)}
     second = await process(services, [reread[r.id] for r in records], "t-000002")
@@ -165,7 +169,8 @@ async def test_a_code_hook_enriches_in_place_of_a_request(shaped: Shaped) -> Non
                        "columns": ["websiteurl", "name"]}})
     records = await records_of(services, 10)
     counts = await process(services, records)
-    assert counts.written == 10 and counts.enrichment.calls == 10
+    assert counts.written == 10
+    assert counts.enrichment.calls == 10
     current = {str(r["accountid"]): r for r in await rows(services)}
     assert {current[r.id]["description"] for r in records} == {
         f"{current[r.id]['name']} at {r.input}" for r in records}
