@@ -24,6 +24,7 @@ from bench.scenarios import (
     NO_HEADERS,
     RowSpec,
     Scale,
+    shape_of,
 )
 from sync.local.azurite import ROOT
 
@@ -64,7 +65,8 @@ def run_product_row(spec: RowSpec, scale: Scale, ceiling: Ceiling) -> Result:
                 *(["--emulator-arg=--ratelimit-headers=0"] if spec.pattern == NO_HEADERS
                   else []),
                 *([f"--emulator-arg=--enriched-share={ENRICHED_SHARE[spec.pattern]:g}"]
-                  if spec.pattern in ENRICHED_SHARE else [])]
+                  if spec.pattern in ENRICHED_SHARE else []),
+                *(["--enrichment-shape", shape] if (shape := shape_of(spec.pattern)) else [])]
         env = {**os.environ, "SYNC_WRITE_MODE": spec.mode}
         if spec.pattern in DEFINITION_OVERRIDES:
             env["SYNC_DEFINITION"] = DEFINITION_OVERRIDES[spec.pattern]

@@ -228,16 +228,24 @@ class RowSpec:
         if self.kind == "probe":
             notes = ENRICHMENT_PROBE_NOTES if self.mode == ENRICHMENT_CALLS else PROBE_NOTES
             return notes[self.pattern]
-        if self.kind == "product" and self.pattern == NO_HEADERS:
-            return "the emulator sends no x-ms-ratelimit-* headers: the governor without them"
-        if self.kind == "product" and self.pattern == UNCHANGED_90:
-            return "90% of the records already hold their values (a re-run): not written"
-        if self.kind == "product" and self.pattern == NO_ETAG_CHECK:
-            return "bulk without the pre-write ETag check"
+        if self.kind == "product" and self.pattern:
+            return product_note(self.pattern)
         return {"peer": "Microsoft's Python client 1.1.0, 8 threads, no retry",
                 "lanes": f"{self.identities} identities, each its own user and budget",
                 "nightly": "the blog's nightly job", "growth": "bulk, everything fast"}.get(
                     self.kind, "")
+
+
+def product_note(pattern: str) -> str:
+    """What a product row's pattern changes."""
+    shape = shape_of(pattern)
+    if shape is not None:
+        return f"the enrichment API in the {shape} shape (its example definition)"
+    return {NO_HEADERS: "the emulator sends no x-ms-ratelimit-* headers: the governor "
+                        "without them",
+            UNCHANGED_90: "90% of the records already hold their values (a re-run): not "
+                          "written",
+            NO_ETAG_CHECK: "bulk without the pre-write ETag check"}.get(pattern, "")
 
 
 UNCHANGED_90: Final = "unchanged-90"
@@ -246,6 +254,18 @@ re-run): those are read, compared and not written."""
 NO_ETAG_CHECK: Final = "no-etag-check"
 """A bulk product row without the pre-write ETag check (``bulk_etag_check: false``): the
 check's cost is the difference with the plain bulk row."""
+ENRICHMENT_SHAPES: Final = ("pdl", "pdl-bulk", "clearbit", "inhouse")
+"""The enrichment API's shapes a product row runs against besides today's (``python -m sync
+local --enrichment-shape``): each shipped example definition, in the enrichment-bound
+scenario, where the enrichment API decides the pace."""
+SHAPE_PREFIX: Final = "shape-"
+
+
+def shape_of(pattern: str) -> str | None:
+    """The enrichment shape a product row's pattern names (``shape-pdl``); None for today's."""
+    return pattern.removeprefix(SHAPE_PREFIX) if pattern.startswith(SHAPE_PREFIX) else None
+
+
 ENRICHED_SHARE: Final = {UNCHANGED_90: 0.9}
 DEFINITION_OVERRIDES: Final = {NO_ETAG_CHECK: '{"bulk_etag_check": false}'}
 
@@ -260,9 +280,11 @@ ENRICHMENT_PROBE_NOTES: Final = {
     "oracle": "probe of the enrichment API: knows rate and burst, spends the burst, paces"}
 
 
-def plan_rows(scale: Scale, *, million: bool = False, lanes: bool = False) -> list[RowSpec]:
+def plan_rows(scale: Scale, *, million: bool = False, lanes: bool = False,
+              shapes: bool = False) -> list[RowSpec]:
     """Every row of a bench run, in order; ``lanes`` adds the scaling row (1, 2 and 4
-    identities in the user-bound scenario: about three minutes, so opt-in)."""
+    identities in the user-bound scenario: about three minutes, so opt-in), ``shapes`` a
+    product row per shipped enrichment shape."""
     rows: list[RowSpec] = []
     for scenario in SCENARIOS:
         rows += [RowSpec("baseline", scenario, mode, pattern,
@@ -282,7 +304,15 @@ def plan_rows(scale: Scale, *, million: bool = False, lanes: bool = False) -> li
     rows += [RowSpec("growth", GROWTH, "bulk", records=size) for size in sizes]
     if lanes:
         rows += lane_rows()
+    if shapes:
+        rows += shape_rows()
     return rows
+
+
+def shape_rows() -> list[RowSpec]:
+    """The product against each shipped enrichment shape (``--shapes``)."""
+    return [RowSpec("product", ENRICHMENT_BOUND, "bulk", f"{SHAPE_PREFIX}{shape}")
+            for shape in ENRICHMENT_SHAPES]
 
 
 def lane_rows() -> list[RowSpec]:

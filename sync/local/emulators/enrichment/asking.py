@@ -2,7 +2,7 @@
 
 In order: request-wide fault rules, the credential (401), the rate limit (429 with the shape's
 headers), the input (400), the credits (402 once ``out_of_credits_after`` companies were
-served), the latency, per-domain fault rules, no match, "later" (202 for the shape's first
+asked), the latency, per-domain fault rules, no match, "later" (202 for the shape's first
 asks of a domain), malformed answers, then the company in the shape's nesting.
 """
 
@@ -126,7 +126,7 @@ async def ask_bulk(request: web.Request) -> web.StreamResponse:
     if not isinstance(asked, list) or not 0 < len(asked) <= state.shape.bulk_max:
         return _counted(state, 400, {"error": f"requests must hold 1-{state.shape.bulk_max} "
                                               "items"})
-    if state.out_of_credits():
+    if state.out_of_credits(len(asked)):
         return _counted(state, 402, {"error": "you are out of credits"})
     await asyncio.sleep(state.config.latency_ms / 1000)
     answers = [_bulk_item(state, item) for item in asked]

@@ -34,7 +34,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="how the API is asked and answers (sync/local/emulators/"
                              f"enrichment/shapes.py; {defaults.shape})")
     parser.add_argument("--out-of-credits-after", type=int, default=None, metavar="N",
-                        help="answer 402 to every call once N companies were served (never)")
+                        help="answer 402 to every call once N companies were asked (never)")
     parser.add_argument("--identity-header", default=None,
                         help="what callers of its managed identity endpoint (/msi/token) send "
                              "in X-IDENTITY-HEADER (random)")

@@ -35,7 +35,7 @@ class EnrichmentConfig:
     shape: str = "today"
     """How it is asked and answers (``shapes.SHAPES``)."""
     out_of_credits_after: int | None = None
-    """Answer 402 to every call once this many companies were served; None: never."""
+    """Answer 402 to every call once this many companies were asked; None: never."""
     identity_header: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
     """What callers of the managed identity endpoint send in ``X-IDENTITY-HEADER``."""
 
@@ -89,9 +89,16 @@ class Enrichment:
                 f"{family}-Remaining": str(math.floor(tokens)),
                 f"{family}-Reset": str(max(1, math.ceil(reset_s)))}
 
-    def out_of_credits(self) -> bool:
+    def out_of_credits(self, inputs: int = 1) -> bool:
+        """Whether a call of ``inputs`` companies finds the credits spent; if not, it spends
+        them now (before its answer: calls in flight cannot overrun the credits)."""
         most = self.config.out_of_credits_after
-        return most is not None and self.counts["200"] + self.counts["bulk-200"] >= most
+        if most is None:
+            return False
+        if self.counts["credits"] + inputs > most:
+            return True
+        self.counts["credits"] += inputs
+        return False
 
     def stats_json(self) -> dict[str, Any]:
         """The answers by status, the faults, what was served (the 200s), the calls and the
