@@ -54,6 +54,11 @@ _reenqueued = METER.create_counter(names.RECORDS_REENQUEUED, unit="{record}",
 _unchanged = METER.create_counter(names.RECORDS_UNCHANGED, unit="{record}",
                                   description="Records not written: already holding their "
                                               "enriched values")
+_enrichment_calls = METER.create_counter(names.ENRICHMENT_CALLS, unit="{call}",
+                                         description="Enrichment API calls sent (what its "
+                                                     "provider bills)")
+_enrichment_cache = METER.create_counter(names.ENRICHMENT_CACHE, unit="{record}",
+                                         description="Enrichment cache lookups: hit or miss")
 _poisoned = METER.create_counter(names.MESSAGES_POISONED, unit="{message}",
                                  description="Messages the worker put on the poison queue")
 _throttled = METER.create_counter(names.DATAVERSE_THROTTLED, unit="{response}",
@@ -112,6 +117,16 @@ def message_done(counts: MessageCounts, *, definition: str, mode: str) -> None:
         _reenqueued.add(count, {names.DEFINITION: definition, names.REASON: reason})
     if counts.rejected_messages:
         _poisoned.add(counts.rejected_messages, {names.REASON: POISON_REASON})
+    _enrichment_done(counts, definition)
+
+
+def _enrichment_done(counts: MessageCounts, definition: str) -> None:
+    usage = counts.enrichment
+    if usage.calls:
+        _enrichment_calls.add(usage.calls, {names.DEFINITION: definition})
+    for outcome, count in (("hit", usage.cache_hits), ("miss", usage.cache_misses)):
+        if count:
+            _enrichment_cache.add(count, {names.DEFINITION: definition, names.OUTCOME: outcome})
 
 
 def throttled(service: str, code: str, lane: str = "") -> None:

@@ -47,6 +47,8 @@ CIRCUIT_STATE: Final = "sync.circuit.state"                # gauge 0 closed 1 ha
 QUEUE_DEPTH: Final = "sync.queue.depth"                    # gauge; QUEUE
 QUEUE_OLDEST_AGE: Final = "sync.queue.oldest_age"          # gauge, s; QUEUE
 ENRICHMENT_LATENCY: Final = "sync.enrichment.latency"      # histogram, ms
+ENRICHMENT_CALLS: Final = "sync.enrichment.calls"          # counter; DEFINITION
+ENRICHMENT_CACHE: Final = "sync.enrichment.cache"          # counter; DEFINITION, OUTCOME
 
 # Spans.
 PROCESS_BATCH: Final = "sync.process_batch"
