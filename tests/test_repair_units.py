@@ -144,3 +144,15 @@ def test_a_dead_letter_is_replayed_under_its_definition() -> None:
     replayed = decode_message(DeadLetters().message_text([row], "run-1:replay-x").encode())
     assert replayed.definition == "contacts-nightly"
     assert replayed.lane is None  # the worker picks the open lane of that definition
+
+
+def test_a_dead_letter_keeps_the_other_columns_its_enrichment_reads_for_the_replay() -> None:
+    origin = Origin("accounts", "run-1", "run-1-p000000-000")
+    record = RecordRef("5b1c2a3e-0000-4000-8000-000000000002", "Contoso",
+                       current={"name": "Contoso", "address1_city": "Lyon", "revenue": 5})
+    envelope = json.loads(record_envelope(origin, record, RecordFault(
+        "enrichment", 404, "", "no match", reason="not_enrichable"), RecordHistory(),
+        "2026-12-01T02:00:00Z", inputs={"address1_city": "Lyon"}))
+    row = dead_letter_entity(envelope, "m-2", 0.0)
+    replayed = decode_message(DeadLetters().message_text([row], "run-1:replay-y").encode())
+    assert replayed.records[0].current == {"address1_city": "Lyon"}  # the read values stay out

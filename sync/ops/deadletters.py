@@ -83,8 +83,10 @@ def record_of(row: Row) -> RecordRef:
         "strikes": int(row.get("Strikes", 0)), "attempts": int(row.get("Attempts", 0)),
         "first_seen": str(row.get("FirstSeen", "")), "last_seen": str(row.get("LastSeen", "")),
         "last_fault": " ".join(fault.split())[:MAX_FAULT_CHARS]}
+    inputs = json.loads(str(row["Inputs"])) if row.get("Inputs") else None
     return record_from({"id": row.get("RecordId"), "input": row.get("Input"),
-                        "history": history}, f"dead letter {row.get('RowKey')}")
+                        "history": history, **({"current": inputs} if inputs else {})},
+                       f"dead letter {row.get('RowKey')}")
 
 
 def _messages(refs: list[tuple[Row, RecordRef]], token: str) -> list[Outgoing]:

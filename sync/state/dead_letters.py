@@ -8,11 +8,12 @@ how many attempts it took and when it was first and last seen failing.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from sync.failures.errors import AmbiguousFault, RecordFault, SyncError
-from sync.message.contract import RecordHistory, RecordRef
+from sync.message.contract import RecordHistory, RecordRef, Scalar
 
 MAX_ECHOED_CHARS: Final = 40_000
 """A rejected message is echoed up to this length, so the envelope fits a queue message."""
@@ -43,13 +44,16 @@ def reason_of(fault: SyncError) -> str:
 
 
 def record_envelope(origin: Origin, record: RecordRef, fault: SyncError,
-                    history: RecordHistory, now_iso: str) -> str:
-    """A dead letter for one record that failed for a fault of its own."""
+                    history: RecordHistory, now_iso: str, *,
+                    inputs: Mapping[str, Scalar] | None = None) -> str:
+    """A dead letter for one record that failed for a fault of its own; ``inputs``: the other
+    columns its definition's enrichment reads (``extra_inputs``), so a replay can ask again."""
     status = getattr(fault, "status", None)
+    kept = {"id": record.id, "input": record.input, **({"inputs": dict(inputs)} if inputs else {})}
     return json.dumps({
         "kind": "record", "reason": reason_of(fault), "table": origin.table,
         "definition": origin.definition, "run_id": origin.run_id, "batch_id": origin.batch_id,
-        "record": {"id": record.id, "input": record.input},
+        "record": kept,
         "service": getattr(fault, "service", ""), "status": status,
         "code": getattr(fault, "code", ""), "message": getattr(fault, "message", "") or str(fault),
         "detail": str(fault), "attempts": history.attempts, "strikes": history.strikes,

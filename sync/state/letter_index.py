@@ -55,7 +55,8 @@ def dead_letter_entity(envelope: Mapping[str, Any], message_id: str,
             "Attempts": int(envelope["attempts"]), "Strikes": int(envelope["strikes"]),
             "FirstSeen": str(envelope["first_seen"]), "LastSeen": str(envelope["last_seen"]),
             "At": str(envelope["at"]), "ExpiresAt": float(expires_at_s), "State": DEAD,
-            "MessageId": message_id}
+            "MessageId": message_id,
+            **({"Inputs": json.dumps(record["inputs"])} if record.get("inputs") else {})}
 
 
 def body_key(body: str) -> str:

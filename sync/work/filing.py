@@ -71,7 +71,9 @@ async def dead_letter(work: Work, run: MessageRun, record: RecordRef,
                    extra={"event": "record_dead_lettered", "batch_id": batch_id,
                           "reason": reason})
     history = run.history_of(record)
-    envelope = record_envelope(origin, record, fault, history, now_iso())
+    inputs = {column: record.current.get(column) for column in work.definition.extra_inputs
+              } if record.current is not None else None
+    envelope = record_envelope(origin, record, fault, history, now_iso(), inputs=inputs)
     try:
         sent = await work.storage.dead_letters.send_message(envelope,
                                                         time_to_live=_retention_s(work.settings))
