@@ -19,7 +19,7 @@ from sync.message.contract import RecordRef
 from sync.message.counts import MessageCounts, RequestUsage
 from sync.state.ledger_rows import counts_from, message_entity
 from sync.state.manifests import PlanManifest, manifest_from, plan_entity
-from sync.work.conflicts import edited_columns, input_now, to_write
+from sync.work.conflicts import edited_columns, input_now, inputs_changed, to_write
 from sync.work.write_requests import fields_of, if_match
 
 READ = {"numberofemployees": 10, "address1_country": "France", "description": "old"}
@@ -49,6 +49,23 @@ def test_a_record_read_without_values_has_no_edits_to_tell() -> None:
     (" https://a.example ", "https://a.example"), ("", None), (None, None), (3, None)])
 def test_the_input_read_again(value: Any, expected: str | None) -> None:
     assert input_now(Version('W/"1"', {"websiteurl": value}), "websiteurl") == expected
+
+
+ID = "00000000-0000-4000-8000-000000000009"
+
+
+@pytest.mark.parametrize(("before", "now", "changed"), [
+    (RecordRef(ID, "Contoso", current={"city": "Lyon"}),
+     RecordRef(ID, "Contoso", current={"city": "Lyon"}), False),
+    (RecordRef(ID, "Contoso", current={"city": "Lyon"}),
+     RecordRef(ID, "Contoso", current={"city": "Nice"}), True),  # another input the API reads
+    (RecordRef(ID, "Contoso", current={"city": "Lyon"}),
+     RecordRef(ID, "Fabrikam", current={"city": "Lyon"}), True),
+    (RecordRef(ID, "Contoso"), RecordRef(ID, "Contoso", current={"city": "Nice"}), False),
+], ids=["nothing", "another input", "the input", "not read before"])
+def test_a_record_read_again_is_enriched_again_when_an_input_changed(
+        before: RecordRef, now: RecordRef, changed: bool) -> None:
+    assert inputs_changed(before, now, ("city",)) is changed
 
 
 def test_a_write_sets_only_what_changed_and_carries_the_read_etag() -> None:

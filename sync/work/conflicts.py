@@ -59,6 +59,17 @@ def reread(record: RecordRef, version: Version, mapped: tuple[str, ...],
     return replace(record, input=input_value, etag=version.etag, current=current)
 
 
+def inputs_changed(before: RecordRef, now: RecordRef, extra_inputs: tuple[str, ...]) -> bool:
+    """Whether what the enrichment reads changed between two reads: the input, or another
+    column the enrichment reads (known only when the first read carried it)."""
+    if before.input != now.input:
+        return True
+    if before.current is None or now.current is None:
+        return False
+    return any(not same_value(before.current.get(c), now.current.get(c)) for c in extra_inputs
+               if c in before.current)
+
+
 def mapped_columns(table: SyncDefinition) -> tuple[str, ...]:
     """The columns the mapping writes, the key and the input aside."""
     return tuple(c for c in table.mapping if c not in (table.key, table.input_column))

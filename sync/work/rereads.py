@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any, Final, TypeVar
 
 from sync.budget.dependency import Dependency
@@ -97,19 +96,14 @@ class Rereads:
                         record.id, extra={"event": "record_input_cleared"})
             self._run.unchanged(record.id)
             return None
-        if value != record.input:
-            enriched = await self._enrich_again(record, value)
-            if enriched is None:
+        now = conflicts.reread(record, version, conflicts.carried_columns(table), value)
+        if conflicts.inputs_changed(record, now, table.extra_inputs):
+            enriched = await enrich_one(self._work, self._run, now)
+            if enriched is None:  # it waits, or is dead-lettered for a fault of its own
                 return None
             columns = enriched
-        now = conflicts.reread(record, version, conflicts.carried_columns(table), value)
         return now, conflicts.to_write(record.current, version.values, columns,
                                        table.edit_policy)
-
-    async def _enrich_again(self, record: RecordRef, value: str) -> dict[str, Any] | None:
-        """The enrichment of the record's new input; None when it failed (the record waits,
-        or is dead-lettered for a fault of its own)."""
-        return await enrich_one(self._work, self._run, replace(record, input=value))
 
     async def _for_record(self, record: RecordRef, dependency: Dependency,
                           send: Callable[[], Awaitable[T]], **options: Any) -> T | None:
