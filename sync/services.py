@@ -131,7 +131,8 @@ def open_services(settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
     for definition in settings.definitions:
         name = _enrichment_circuit(definition)
         circuit = circuits.setdefault(name, Circuit(name, policy, clock=clock))
-        governor = Governor(ENRICHMENT_CONCURRENCY, service=name, max_wait_s=settings.max_wait_s)
+        governor = Governor(ENRICHMENT_CONCURRENCY, service=name, max_wait_s=settings.max_wait_s,
+                            clock=clock)
         client = enrichment_client(session, settings, definition, _key_of(
             read_key, definition.enrichment_key_setting), clock=clock,
             on_spent=governor.close_gate)

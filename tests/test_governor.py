@@ -25,27 +25,20 @@ from sync.failures.retry import RetryPolicy
 
 
 class FakeClock:
-    """Replaces the loop's clock; ``advance`` moves it and lets due callbacks run."""
+    """The governor's injected clock; ``advance`` moves it and lets the woken waiters run."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.now_s = 1000.0
-        self._loop = loop
-
-    def time(self) -> float:
-        return self.now_s
+    def __init__(self) -> None:
+        self.manual = ManualClock(1000.0)
 
     async def advance(self, seconds: float) -> None:
-        self.now_s += seconds
+        self.manual.advance(seconds)
         for _ in range(5):
             await asyncio.sleep(0)
 
 
 @pytest.fixture
-async def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    loop = asyncio.get_running_loop()
-    fake = FakeClock(loop)
-    monkeypatch.setattr(loop, "time", fake.time)
-    return fake
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 async def settle() -> None:
@@ -91,7 +84,7 @@ async def hold(governor: Governor, release: asyncio.Event, entered: list[int], n
 
 
 async def test_at_most_limit_in_flight(clock: FakeClock) -> None:
-    governor = Governor(3)
+    governor = Governor(3, clock=clock.manual)
     release, entered = asyncio.Event(), list[int]()
     tasks = [asyncio.create_task(hold(governor, release, entered, n)) for n in range(8)]
     await settle()
@@ -104,7 +97,7 @@ async def test_at_most_limit_in_flight(clock: FakeClock) -> None:
 
 
 async def test_concurrency_error_halves_once_per_cooldown(clock: FakeClock) -> None:
-    governor = Governor(16)
+    governor = Governor(16, clock=clock.manual)
     error = Throttled("dataverse", 0.0, CONCURRENCY_CODE)
     governor.throttled(error)
     governor.throttled(error)  # the same burst answering: ignored
@@ -115,14 +108,14 @@ async def test_concurrency_error_halves_once_per_cooldown(clock: FakeClock) -> N
 
 
 async def test_other_429s_close_the_gate_without_halving(clock: FakeClock) -> None:
-    governor = Governor(16)
+    governor = Governor(16, clock=clock.manual)
     governor.throttled(Throttled("dataverse", 1.0, "0x80072322"))
     assert governor.limit == 16
     assert governor.gate_remaining_s() == pytest.approx(1.0)
 
 
 async def test_successes_grow_the_limit_back_to_the_share(clock: FakeClock) -> None:
-    governor = Governor(4)
+    governor = Governor(4, clock=clock.manual)
     governor.throttled(Throttled("dataverse", 0.0, CONCURRENCY_CODE))
     assert governor.limit == 2
     for _ in range(2):
@@ -134,7 +127,7 @@ async def test_successes_grow_the_limit_back_to_the_share(clock: FakeClock) -> N
 
 
 async def test_a_smaller_share_lowers_the_limit_at_once(clock: FakeClock) -> None:
-    governor = Governor(10)
+    governor = Governor(10, clock=clock.manual)
     governor.set_share(4)
     assert (governor.limit, governor.share) == (4, 4)
     governor.set_share(8)
@@ -151,14 +144,14 @@ def test_a_new_share_lowers_the_limit(limit: int, share: int, expected: int) -> 
 
 
 async def test_the_first_share_sets_a_ceilinged_limit(clock: FakeClock) -> None:
-    governor = Governor(0, ceiling=52)
+    governor = Governor(0, ceiling=52, clock=clock.manual)
     assert (governor.limit, governor.share) == (52, 0)
     governor.set_share(20)
     assert (governor.limit, governor.share) == (20, 20)  # the whole share at once
 
 
 async def test_no_slot_admits_nothing_and_gives_up_after_max_wait(clock: FakeClock) -> None:
-    governor = Governor(0, ceiling=4, max_wait_s=2.0, no_slot_retry_s=3.0)
+    governor = Governor(0, ceiling=4, max_wait_s=2.0, no_slot_retry_s=3.0, clock=clock.manual)
     release, entered = asyncio.Event(), list[int]()
     task = asyncio.create_task(hold(governor, release, entered, 1))
     await settle()
@@ -173,7 +166,7 @@ async def test_no_slot_admits_nothing_and_gives_up_after_max_wait(clock: FakeClo
 
 
 async def test_a_slot_granted_while_waiting_admits_the_waiter(clock: FakeClock) -> None:
-    governor = Governor(0, ceiling=4, max_wait_s=2.0)
+    governor = Governor(0, ceiling=4, max_wait_s=2.0, clock=clock.manual)
     release, entered = asyncio.Event(), list[int]()
     task = asyncio.create_task(hold(governor, release, entered, 1))
     await settle()
@@ -186,7 +179,7 @@ async def test_a_slot_granted_while_waiting_admits_the_waiter(clock: FakeClock) 
 
 
 async def test_a_share_falls_to_zero_when_not_renewed(clock: FakeClock) -> None:
-    governor = Governor(0, ceiling=4, max_wait_s=0.0)
+    governor = Governor(0, ceiling=4, max_wait_s=0.0, clock=clock.manual)
     governor.set_share(2, valid_for_s=5.0)
     await clock.advance(4.0)
     assert governor.share == 2
@@ -201,7 +194,7 @@ async def test_a_share_falls_to_zero_when_not_renewed(clock: FakeClock) -> None:
 
 
 async def test_a_refused_request_still_shows_demand(clock: FakeClock) -> None:
-    governor = Governor(0, ceiling=4, max_wait_s=0.0)
+    governor = Governor(0, ceiling=4, max_wait_s=0.0, clock=clock.manual)
     assert governor.idle_s() == float("inf")
     with pytest.raises(Throttled):
         async with governor:
@@ -211,7 +204,7 @@ async def test_a_refused_request_still_shows_demand(clock: FakeClock) -> None:
 
 
 async def test_losing_the_share_sends_waiters_back_to_the_queue(clock: FakeClock) -> None:
-    governor = Governor(1, max_wait_s=1.0)
+    governor = Governor(1, max_wait_s=1.0, clock=clock.manual)
     release, entered = asyncio.Event(), list[int]()
     first = asyncio.create_task(hold(governor, release, entered, 1))
     second = asyncio.create_task(hold(governor, release, entered, 2))
@@ -226,8 +219,8 @@ async def test_losing_the_share_sends_waiters_back_to_the_queue(clock: FakeClock
     assert entered == [1]
 
 
-async def test_short_gate_is_waited_for_on_the_loop_clock(clock: FakeClock) -> None:
-    governor = Governor(4, max_wait_s=2.0)
+async def test_short_gate_is_waited_for_on_the_injected_clock(clock: FakeClock) -> None:
+    governor = Governor(4, max_wait_s=2.0, clock=clock.manual)
     governor.close_gate(1.5)
     release, entered = asyncio.Event(), list[int]()
     task = asyncio.create_task(hold(governor, release, entered, 1))
@@ -242,7 +235,7 @@ async def test_short_gate_is_waited_for_on_the_loop_clock(clock: FakeClock) -> N
 
 
 async def test_long_gate_raises_throttled_at_once(clock: FakeClock) -> None:
-    governor = Governor(4, service="enrichment", max_wait_s=2.0)
+    governor = Governor(4, service="enrichment", max_wait_s=2.0, clock=clock.manual)
     governor.close_gate(30.0)
     with pytest.raises(Throttled) as caught:
         async with governor:
@@ -252,7 +245,7 @@ async def test_long_gate_raises_throttled_at_once(clock: FakeClock) -> None:
 
 
 async def test_waiters_give_up_when_the_gate_closes_for_long(clock: FakeClock) -> None:
-    governor = Governor(1, max_wait_s=2.0)
+    governor = Governor(1, max_wait_s=2.0, clock=clock.manual)
     release, entered = asyncio.Event(), list[int]()
     first = asyncio.create_task(hold(governor, release, entered, 1))
     second = asyncio.create_task(hold(governor, release, entered, 2))
@@ -267,14 +260,14 @@ async def test_waiters_give_up_when_the_gate_closes_for_long(clock: FakeClock) -
 
 
 async def test_a_later_gate_wins_an_earlier_one_does_not_shorten(clock: FakeClock) -> None:
-    governor = Governor(1)
+    governor = Governor(1, clock=clock.manual)
     governor.close_gate(5.0)
     governor.close_gate(1.0)
     assert governor.gate_remaining_s() == pytest.approx(5.0)
 
 
 async def test_repr_shows_live_state(clock: FakeClock) -> None:
-    governor = Governor(6)
+    governor = Governor(6, clock=clock.manual)
     governor.close_gate(1.0)
     assert repr(governor) == ("Governor(limit=6, share=6, in_flight=0, headroom=None, "
                               "waiting=0, gate_closed_for_s=1.0)")
@@ -306,7 +299,7 @@ def test_pacing_counts_the_requests_the_window_already_holds(limit: int, headroo
 
 
 async def test_headroom_caps_admission_until_it_grows(clock: FakeClock) -> None:
-    governor = Governor(6)
+    governor = Governor(6, clock=clock.manual)
     governor.note_headroom(2)
     release, entered = asyncio.Event(), list[int]()
     tasks = [asyncio.create_task(hold(governor, release, entered, n)) for n in range(6)]
@@ -359,7 +352,7 @@ async def test_the_service_header_formats_pace_like_no_headers_until_the_window_
     spent = headroom_from("5990", "0.40", BULK_LATENCY_MS)
     back = headroom_from("5988", "2.60", BULK_LATENCY_MS)
     assert paced(8, fresh, 1) == paced(8, headroom_from(None, None, BULK_LATENCY_MS), 1) == 8
-    governor, said, entered = Governor(8), [fresh], list[int]()
+    governor, said, entered = Governor(8, clock=clock.manual), [fresh], list[int]()
     answers = [asyncio.Event() for _ in range(12)]
     tasks = [asyncio.create_task(answered_with(governor, answers[n], said, entered, n))
              for n in range(12)]
@@ -392,7 +385,7 @@ async def test_a_call_that_asked_first_enters_first_whenever_it_asks_again(
         clock: FakeClock) -> None:
     """A retry brings back its first ticket: it goes before the requests that asked after it,
     though it joins the line after them."""
-    governor = Governor(1)
+    governor = Governor(1, clock=clock.manual)
     early = governor.ticket()
     release, entered = asyncio.Event(), list[str]()
     holder = asyncio.create_task(take(governor, governor.ticket(), release, entered, "holder"))
@@ -409,7 +402,7 @@ async def test_a_call_that_asked_first_enters_first_whenever_it_asks_again(
 
 async def test_nobody_enters_ahead_of_an_older_waiter(clock: FakeClock) -> None:
     """A slot freed while a waiter is woken but has not run yet is not taken by a newcomer."""
-    governor = Governor(1)
+    governor = Governor(1, clock=clock.manual)
     release, entered = asyncio.Event(), list[str]()
     holder = asyncio.create_task(take(governor, governor.ticket(), release, entered, "holder"))
     waiter = asyncio.create_task(take(governor, governor.ticket(), release, entered, "waiter"))
@@ -422,7 +415,7 @@ async def test_nobody_enters_ahead_of_an_older_waiter(clock: FakeClock) -> None:
 
 
 async def test_a_woken_waiter_that_leaves_passes_its_turn_on(clock: FakeClock) -> None:
-    governor = Governor(1)
+    governor = Governor(1, clock=clock.manual)
     await governor.enter(governor.ticket())
     release, entered = asyncio.Event(), list[str]()
     leaving = asyncio.create_task(take(governor, governor.ticket(), release, entered, "leaving"))
@@ -441,7 +434,7 @@ async def test_a_throttled_call_goes_back_to_its_place_after_the_gate(clock: Fak
     """Through the governed call: the first request of a message is refused with a short
     Retry-After; once the gate opens it is sent before every request that asked after it, so
     the message that started first finishes first."""
-    governor = Governor(1, max_wait_s=2.0)
+    governor = Governor(1, max_wait_s=2.0, clock=clock.manual)
     circuit = Circuit("enrichment", CircuitPolicy(), clock=ManualClock())
     dep = Dependency("enrichment", governor, circuit, RetryPolicy(0), clock=ManualClock())
     sent: list[str] = []

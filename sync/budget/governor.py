@@ -15,7 +15,8 @@ One governor serves every invocation a worker process runs at once:
   it when it opens within ``max_wait_s``, and otherwise raises Throttled at once so the caller
   puts its work back on the queue instead of sleeping inside an invocation.
 
-Waiters are futures woken by releases and by ``loop.call_at`` when the gate opens; nothing polls.
+Waiters are futures woken by releases and by a timer on the injected clock (``Clock.call_later``)
+when the gate opens; nothing polls.
 They are admitted oldest ticket first, and nobody enters ahead of an older waiter: a call keeps
 the ticket it took when it first asked (``ticket()``, ``entry(ticket)``) through its retries,
 so a request that was throttled and tries again goes before requests that asked after it. The
@@ -28,10 +29,12 @@ from __future__ import annotations
 import asyncio
 import bisect
 import itertools
+from collections.abc import Callable
 from itertools import islice
 from types import TracebackType
 from typing import Final
 
+from sync.clock import SYSTEM_CLOCK, Clock, Timer
 from sync.failures.errors import Throttled
 
 CONCURRENCY_CODE: Final = "0x80072326"
@@ -78,14 +81,14 @@ def lowered(limit: int, share: int) -> int:
 class Governor:
     """An async context manager admitting requests under the limit and the gate."""
 
-    __slots__ = ("_expiry_handle", "_gate_handle", "_gate_until_s", "_headroom", "_headroom_base",
-                 "_in_flight", "_instances", "_last_asked_s", "_last_decrease_s", "_limit",
-                 "_loop", "_max_wait_s", "_no_slot_retry_s", "_share", "_successes", "_tickets",
-                 "_waiters", "service")
+    __slots__ = ("_clock", "_expiry_handle", "_gate_handle", "_gate_until_s", "_headroom",
+                 "_headroom_base", "_in_flight", "_instances", "_last_asked_s", "_last_decrease_s",
+                 "_limit", "_max_wait_s", "_no_slot_retry_s", "_share", "_successes", "_tickets",
+                 "_waiters", "on_starved", "service")
 
     def __init__(self, share: int, *, service: str = "dataverse", max_wait_s: float = 2.0,
                  ceiling: int | None = None, no_slot_retry_s: float = 2.0,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         """``share`` slots to start with (0: none until the cluster grants some); the limit
         starts at ``ceiling`` (by default the share) and follows the first share down."""
         if share < 0:
@@ -98,14 +101,16 @@ class Governor:
             raise ValueError(f"no_slot_retry_s must be positive, got {no_slot_retry_s}")
         self.service = service
         """The service whose requests this governor admits (named by its gate's Throttled)."""
-        self._loop = loop or asyncio.get_running_loop()
+        self.on_starved: Callable[[], None] = lambda: None
+        """Told when a request has to wait for want of a slot (the cluster may refresh now)."""
+        self._clock = clock
         self._share = share
         self._limit = lowered(max(1, ceiling if ceiling is not None else share), share)
         self._max_wait_s, self._no_slot_retry_s = max_wait_s, no_slot_retry_s
-        self._expiry_handle: asyncio.TimerHandle | None = None
+        self._expiry_handle: Timer | None = None
         self._in_flight = self._successes = 0
         self._gate_until_s = self._last_decrease_s = self._last_asked_s = float("-inf")
-        self._gate_handle: asyncio.TimerHandle | None = None
+        self._gate_handle: Timer | None = None
         self._headroom: int | None = None
         self._headroom_base = 0
         """Requests in flight besides the one answered when the headroom was reported."""
@@ -115,7 +120,7 @@ class Governor:
         """Sorted by ticket (then arrival): who enters next."""
 
     def __repr__(self) -> str:
-        gate_s = max(0.0, self._gate_until_s - self._loop.time())
+        gate_s = max(0.0, self._gate_until_s - self._clock.monotonic_s())
         return (f"Governor(limit={self._limit}, share={self._share}, in_flight={self._in_flight},"
                 f" headroom={self._headroom}, waiting={len(self._waiters)}, "
                 f"gate_closed_for_s={gate_s:.1f})")
@@ -140,11 +145,11 @@ class Governor:
     def idle_s(self) -> float:
         """Seconds since a request last asked to enter (admitted or not): the demand an
         instance holding no slot shows the cluster."""
-        return self._loop.time() - self._last_asked_s
+        return self._clock.monotonic_s() - self._last_asked_s
 
     def gate_remaining_s(self) -> float:
         """Seconds until the gate opens; 0 when open."""
-        return max(0.0, self._gate_until_s - self._loop.time())
+        return max(0.0, self._gate_until_s - self._clock.monotonic_s())
 
     def note_headroom(self, headroom: int | None) -> None:
         """What the last answer said is left of the window (None: the server does not say)."""
@@ -164,8 +169,8 @@ class Governor:
             self._expiry_handle.cancel()
             self._expiry_handle = None
         if valid_for_s is not None and share > 0:
-            self._expiry_handle = self._loop.call_at(self._loop.time() + max(0.0, valid_for_s),
-                                                     self._expire_share)
+            self._expiry_handle = self._clock.call_later(max(0.0, valid_for_s),
+                                                         self._expire_share)
         self._wake()
         if share == 0:
             self._wake_all()  # they learn there is no slot, and wait out max_wait_s for one
@@ -177,20 +182,20 @@ class Governor:
 
     def close_gate(self, retry_after_s: float) -> None:
         """No request enters before now + ``retry_after_s`` (a later closing wins)."""
-        until_s = self._loop.time() + retry_after_s
+        until_s = self._clock.monotonic_s() + retry_after_s
         if until_s <= self._gate_until_s:
             return
         self._gate_until_s = until_s
         if self._gate_handle is not None:
             self._gate_handle.cancel()
-        self._gate_handle = self._loop.call_at(until_s, self._wake)
+        self._gate_handle = self._clock.call_later(retry_after_s, self._wake)
         if retry_after_s > self._max_wait_s:
             self._wake_all()
 
     def throttled(self, error: Throttled) -> None:
         """A 429: close the gate; the concurrency error also halves the limit."""
         self.close_gate(error.retry_after_s)
-        now_s = self._loop.time()
+        now_s = self._clock.monotonic_s()
         if error.code == CONCURRENCY_CODE and now_s - self._last_decrease_s >= DECREASE_COOLDOWN_S:
             self._limit, self._successes = decreased(self._limit), 0
             self._last_decrease_s = now_s
@@ -213,13 +218,15 @@ class Governor:
 
     async def enter(self, ticket: int) -> None:
         """Wait for admission (see ``__aenter__``'s rules) in ``ticket``'s place in line."""
-        self._last_asked_s = self._loop.time()
+        self._last_asked_s = self._clock.monotonic_s()
         give_up_s = self._last_asked_s + self._max_wait_s
+        if self._share == 0:
+            self.on_starved()
         while not self._may_enter(ticket):
             gate_s = self.gate_remaining_s()
             if gate_s > self._max_wait_s:
                 raise Throttled(self.service, gate_s, GATE_CODE)
-            if self._share == 0 and self._loop.time() >= give_up_s:
+            if self._share == 0 and self._clock.monotonic_s() >= give_up_s:
                 raise Throttled(self.service, self._no_slot_retry_s, GATE_CODE)
             await self._wait(ticket, give_up_s if self._share == 0 else None)
         self._in_flight += 1
@@ -228,9 +235,10 @@ class Governor:
         """Until woken (a release, a share, the gate opening) or, holding no slot, until
         ``give_up_s``. A waiter woken that leaves without entering (cancelled, given up, or
         behind an older one) passes the wake on."""
-        waiter = _Waiter(ticket, next(self._tickets), self._loop.create_future())
+        waiter = _Waiter(ticket, next(self._tickets), asyncio.get_running_loop().create_future())
         bisect.insort(self._waiters, waiter)
-        timer = None if give_up_s is None else self._loop.call_at(give_up_s, _wake, waiter)
+        timer = None if give_up_s is None else self._clock.call_later(
+            give_up_s - self._clock.monotonic_s(), lambda: _wake(waiter))
         try:
             await waiter.future
         except BaseException:
@@ -240,7 +248,7 @@ class Governor:
             raise
         self._out_of_line(waiter, timer)
 
-    def _out_of_line(self, waiter: _Waiter, timer: asyncio.TimerHandle | None) -> None:
+    def _out_of_line(self, waiter: _Waiter, timer: Timer | None) -> None:
         if timer is not None:
             timer.cancel()
         self._waiters.remove(waiter)
