@@ -232,6 +232,12 @@ param syncDeadletterRetentionDays string = '30'
 @description('SYNC_ROLLBACK_RETENTION_DAYS: days the values a run replaced (its before-images) are kept for sync rollback.')
 param syncRollbackRetentionDays string = '14'
 
+@description('SYNC_STATE_RETENTION_DAYS: days a run\'s rows (ledger, index, canary, report, flags) are kept after it started.')
+param syncStateRetentionDays string = '30'
+
+@description('SYNC_CLOCK_SKEW_S: how far instances\' clocks may differ, in seconds (expiries compared across instances allow it).')
+param syncClockSkewS string = '5'
+
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = {
   'azd-env-name': environmentName
@@ -586,6 +592,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SYNC_QUEUE_METRICS_SCHEDULE: syncQueueMetricsSchedule
     SYNC_DEADLETTER_RETENTION_DAYS: syncDeadletterRetentionDays
     SYNC_ROLLBACK_RETENTION_DAYS: syncRollbackRetentionDays
+    SYNC_STATE_RETENTION_DAYS: syncStateRetentionDays
+    SYNC_CLOCK_SKEW_S: syncClockSkewS
   }
 }
 

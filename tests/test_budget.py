@@ -4,6 +4,7 @@ Azurite and the Dataverse emulator over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -22,10 +23,12 @@ FAST = {"write_ms_min": 20.0, "write_ms_max": 30.0, "request_overhead_ms": 1.0}
 SETTINGS = {"SYNC_WRITE_MODE": "single", "SYNC_STATE_REFRESH_S": "0.2", "SYNC_LEASE_S": "5"}
 
 
-async def emulator(services: Services, path: str, method: str = "GET") -> Any:
+async def emulator(services: Services, path: str, method: str = "GET",
+                   body: dict[str, Any] | None = None) -> Any:
     async with aiohttp.ClientSession() as session, session.request(
             method, f"{services.settings.dataverse_url}/_emulator/{path}",
-            params={"entityset": "accounts"} if path == "records" else None) as answer:
+            params={"entityset": "accounts"} if path == "records" else None,
+            json=body) as answer:
         return await answer.json()
 
 
@@ -91,3 +94,56 @@ async def test_one_instance_uses_the_whole_hint(make_services: Make) -> None:
     assert (totals.written, totals.dead_lettered, totals.reenqueued) == (120, 0, 0)
     await check_written(alone, ids)
     assert max(stats["peak_concurrency_by_user"].values()) == 6
+
+
+def peak(stats: dict[str, Any]) -> int:
+    return max(stats["peak_concurrency_by_user"].values())
+
+
+@pytest.mark.emulator(records=160, servers=1, dop_hint=2, **FAST)
+@pytest.mark.timeout(LIMIT_S + 60)
+async def test_cold_instances_never_exceed_the_hint_from_the_first_request(
+        make_services: Make) -> None:
+    """A fresh deployment: no hint row, no instance has asked Dataverse yet. Four instances
+    start together and take work at once; their first requests already stay within the hint
+    of 2 (the unknown hint's pool is one slot until an answer tells it)."""
+    instances = [await make_services(**SETTINGS) for _ in range(4)]
+    ids = await enqueue(instances[0], 160, size=10)
+    totals = await run_instances(instances, len(ids))
+    stats = await emulator(instances[0], "stats")
+    assert (totals.written, totals.dead_lettered) == (160, 0)
+    await check_written(instances[0], ids)
+    assert peak(stats) <= 2
+
+
+async def until_every_view_says(instances: list[Services], hint: int) -> None:
+    """Bounded: the background refreshers bring every instance to ``hint``."""
+    for _ in range(200):
+        if all(s.first_lane.cluster.view.hint == hint for s in instances):
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"not every instance learned the hint {hint}")
+
+
+@pytest.mark.emulator(records=400, servers=1, dop_hint=6, **FAST)
+@pytest.mark.timeout(LIMIT_S + 60)
+async def test_a_hint_lowered_mid_run_holds_cluster_wide_and_never_flips_back(
+        make_services: Make) -> None:
+    """The service lowers its hint from 6 to 2 while four instances work: once one of them has
+    seen it, every instance follows within a refresh, and the instances that sent nothing since
+    (whose last sighting is the old 6) never write the old hint back."""
+    instances = [await make_services(**SETTINGS) for _ in range(4)]
+    await learn_hint(instances, 6)
+    ids = await enqueue(instances[0], 400, size=10)
+    await run_instances(instances, 100)  # the first part of the run, under a hint of 6
+    await emulator(instances[0], "config", "PATCH", {"dop_hint": 2})
+    holder = next(s for s in instances if s.first_lane.governor.share > 0)
+    await holder.first_lane.dataverse.who_am_i()  # one instance sees the lowered hint
+    await until_every_view_says(instances, 2)
+    await asyncio.sleep(2 * float(SETTINGS["SYNC_STATE_REFRESH_S"]))  # slots above it go back
+    await emulator(instances[0], "reset-stats", "POST")
+    totals = await run_instances(instances, len(ids))
+    stats = await emulator(instances[0], "stats")
+    assert (totals.written, totals.dead_lettered) == (400, 0)
+    assert peak(stats) <= 2
+    assert all(s.first_lane.cluster.view.hint == 2 for s in instances)

@@ -159,7 +159,7 @@ async def test_a_producers_message_is_its_own_run_recorded_once(
 
 async def test_the_planner_and_the_worker_complete_the_run(
         app_env: dict[str, str], events: Callable[[str], list[Any]]) -> None:
-    clock = ManualClock(wall_start_s=START_S, auto_advance=True)
+    clock = ManualClock(wall_start_s=START_S)
     services = open_services(Settings.from_env({**app_env, "SYNC_BATCH_SIZE": "20"}),
                              clock=clock)
     await services.start()
@@ -187,7 +187,7 @@ async def test_the_planner_and_the_worker_complete_the_run(
 
 async def test_a_producers_message_through_the_worker(
         app_env: dict[str, str], events: Callable[[str], list[Any]]) -> None:
-    clock = ManualClock(wall_start_s=START_S, auto_advance=True)
+    clock = ManualClock(wall_start_s=START_S)
     services = open_services(Settings.from_env(app_env), clock=clock)
     await services.start()
     try:

@@ -154,6 +154,8 @@ async def test_the_gate_pauses_the_second_instance_when_the_first_is_throttled(
         make_services: Make) -> None:
     first, second = (await make_services(SYNC_MAX_WAIT_S="0", SYNC_WRITE_MODE="single"),
                      await make_services(SYNC_MAX_WAIT_S="0", SYNC_WRITE_MODE="single"))
+    await first.first_lane.dataverse.who_am_i()  # the hint is known (as after a plan's read)
+    await first.first_lane.cluster.refresh()
     records = await refs(services=first, count=60)
     counts = await worker.process_message(first, Message(
         "first", tuple(records[:40])).to_json().encode())

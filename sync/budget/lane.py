@@ -10,13 +10,12 @@ environment then share its slots (``StateKeys.budget``).
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
 import aiohttp
 from azure.data.tables.aio import TableClient
 
-from sync.budget.cluster import Cluster, StateKeys
+from sync.budget.cluster import Cluster, StateKeys, Timing
 from sync.budget.dependency import Dependency
 from sync.budget.governor import Governor
 from sync.clients.auth import TokenSource, lane_token_source
@@ -52,15 +51,20 @@ def state_keys(key: LaneKey, dop_scope: str) -> StateKeys:
 
 @dataclass(slots=True)
 class Activity:
-    """When this lane last started an invocation: an idle lane gives up its lease."""
+    """When this lane last started an invocation (on the injected clock): an idle lane gives
+    up its lease."""
 
-    last_start_s: float = field(default_factory=time.monotonic)
+    clock: Clock
+    last_start_s: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.last_start_s = self.clock.monotonic_s()
 
     def touch(self) -> None:
-        self.last_start_s = time.monotonic()
+        self.last_start_s = self.clock.monotonic_s()
 
     def within(self, seconds: float) -> bool:
-        return time.monotonic() - self.last_start_s < seconds
+        return self.clock.monotonic_s() - self.last_start_s < seconds
 
 
 @dataclass(slots=True)
@@ -99,17 +103,20 @@ def open_lane(key: LaneKey, environment: Environment, settings: Settings, state:
     dataverse = DataverseClient(session, environment.url, tokens, settings.dataverse_timeout_s,
                                 clock=clock)
     governor = Governor(0, ceiling=cap, max_wait_s=settings.max_wait_s,  # no slot before start
-                        no_slot_retry_s=no_slot_retry_s(settings.state_refresh_s))
+                        no_slot_retry_s=no_slot_retry_s(settings.state_refresh_s), clock=clock)
     dataverse.on_headroom = governor.note_headroom
-    activity = Activity()
+    activity = Activity(clock)
     circuit = Circuit(DATAVERSE, policy, clock=clock)
-    cluster = Cluster(state, governor, cap=cap, refresh_s=settings.state_refresh_s,
-                      lease_s=settings.lease_s, seen_hint=lambda: dataverse.dop_hint,
+    timing = Timing(settings.state_refresh_s, settings.lease_s, settings.clock_skew_s)
+    cluster = Cluster(state, governor, cap=cap, timing=timing,
+                      seen_hint=lambda: dataverse.hint_seen,
                       busy=lambda: (governor.in_flight > 0 or governor.idle_s() < settings.lease_s
                                     or activity.within(settings.lease_s)),
-                      clock=clock.wall_s, circuits={DATAVERSE: circuit, **shared},
+                      clock=clock, circuits={DATAVERSE: circuit, **shared},
                       keys=state_keys(key, environment.dop_scope),
                       own_circuits=frozenset({DATAVERSE}))
+    dataverse.on_hint = lambda _: cluster.hint_changed()
+    governor.on_starved = cluster.starved
 
     async def publish(view: CircuitView) -> None:
         await cluster.publish_circuit(DATAVERSE, view)

@@ -8,7 +8,10 @@ per slot:
   If-Match when it is free: never held, released, or its lease expired), so two instances never
   hold the same slot, and the cluster never holds more slots than the hint;
 - a held slot is renewed (If-Match) when half its lease has passed; a slot not renewed expires,
-  so a killed instance's slots come back after ``lease_s``;
+  so a killed instance's slots come back after its lease;
+- expiry is written on the holder's clock and judged on the reader's: another instance takes
+  an expired slot only ``skew_s`` after its expiry (clocks that differ by up to ``skew_s``
+  never see one slot held twice), while the holder stops using it before its own expiry;
 - an instance releases the slots above its target, but never below what it has in flight; an
   idle instance's target is zero;
 - the target is the instance's even part of the hint among the busy instances, in the order of
@@ -44,8 +47,14 @@ class Slot:
     etag: str | None = None
     """The row's ETag; None for a slot whose row does not exist yet."""
 
-    def free(self, now_s: float) -> bool:
-        return not self.holder or self.expires_s <= now_s
+    def free(self, now_s: float, skew_s: float = 0.0) -> bool:
+        """Free for anyone: released, or expired ``skew_s`` ago (the holder's clock may be
+        behind this one by that much)."""
+        return not self.holder or self.expires_s + skew_s <= now_s
+
+    def claimable_by(self, instance: str, now_s: float, skew_s: float) -> bool:
+        """Free, or ``instance``'s own slot (its expiry is on ``instance``'s clock)."""
+        return self.holder == instance or self.free(now_s, skew_s)
 
     def held_by(self, instance: str, now_s: float) -> bool:
         return self.holder == instance and self.expires_s > now_s
@@ -76,15 +85,16 @@ def target_slots(hint: int, instance: str, busy: Iterable[str], cap: int) -> int
 
 
 def plan_slots(instance: str, slots: Mapping[int, Slot], *, hint: int, target: int,
-               in_flight: int, now_s: float, lease_s: float) -> SlotPlan:
-    """Claim free slots below the hint up to ``target``; release what is held beyond it (slots
-    at or past the hint first), keeping at least ``in_flight``; renew what is kept and past
-    half its lease."""
+               in_flight: int, now_s: float, lease_s: float, skew_s: float = 0.0) -> SlotPlan:
+    """Claim free slots below the hint up to ``target`` (expired ones ``skew_s`` past their
+    expiry); release what is held beyond it (slots at or past the hint first), keeping at
+    least ``in_flight``; renew what is kept and past half its lease."""
     mine = sorted((i for i, slot in slots.items() if slot.held_by(instance, now_s)),
                   key=lambda i: (i >= hint, i))
     valid = min(target, sum(1 for i in mine if i < hint))
     keep = mine[:max(valid, in_flight)]
-    free = [i for i in range(hint) if i not in slots or slots[i].free(now_s)]
+    free = [i for i in range(hint) if i not in mine and
+            (i not in slots or slots[i].claimable_by(instance, now_s, skew_s))]
     claim = free[:max(0, target - valid)]
     renew = [i for i in keep if slots[i].expires_s - now_s < lease_s / 2]
     return SlotPlan(claim=tuple(claim), renew=tuple(renew), release=tuple(mine[len(keep):]),

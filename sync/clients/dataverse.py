@@ -40,6 +40,15 @@ def headroom_from(requests_left: str | None, time_left: str | None,
 
 
 @dataclass(frozen=True, slots=True)
+class HintSeen:
+    """An ``x-ms-dop-hint`` as an answer carried it, and when (wall clock: instances compare
+    it through the shared hint row)."""
+
+    hint: int
+    seen_at_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """One page of a table read."""
 
@@ -78,7 +87,7 @@ class DataverseClient:
     """Talks to one Dataverse environment; shared by every invocation of a worker process."""
 
     __slots__ = ("_api_url", "_clock", "_latency_ms", "_session", "_timeout", "_tokens",
-                 "dop_hint", "on_headroom")
+                 "hint_seen", "on_headroom", "on_hint")
 
     def __init__(self, session: aiohttp.ClientSession, dataverse_url: str,
                  tokens: TokenSource, timeout_s: float, *, clock: Clock = SYSTEM_CLOCK) -> None:
@@ -87,14 +96,22 @@ class DataverseClient:
         self._api_url = dataverse_url.rstrip("/") + API_PATH
         self._tokens = tokens
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self.dop_hint: int | None = None
-        """The last ``x-ms-dop-hint`` seen: the environment's recommended parallelism."""
+        self.hint_seen: HintSeen | None = None
+        """The last ``x-ms-dop-hint`` seen, and when: the environment's recommended
+        parallelism (every answer of every kind carries it, page reads included)."""
+        self.on_hint: Callable[[int], None] = lambda _: None
+        """Told each time the hint seen differs from the one before (the first one too)."""
         self._latency_ms = 100.0
         self.on_headroom: Callable[[int | None], None] = lambda _: None
         """Told what each answer's x-ms-ratelimit-* headers leave of the window."""
 
     def __repr__(self) -> str:
         return f"DataverseClient(api_url={self._api_url!r}, dop_hint={self.dop_hint})"
+
+    @property
+    def dop_hint(self) -> int | None:
+        """The last hint seen (None before the first answer)."""
+        return None if self.hint_seen is None else self.hint_seen.hint
 
     def collection_url(self, entity_set: str, select: tuple[str, ...], filter_: str) -> str:
         """The first page's URL of a table read."""
@@ -203,10 +220,16 @@ class DataverseClient:
     def _note_headers(self, headers: Mapping[str, str], latency_ms: float) -> None:
         hint = headers.get(DOP_HINT_HEADER)
         if hint and hint.isdigit():
-            self.dop_hint = int(hint)
+            self._note_hint(int(hint))
         self._latency_ms += LATENCY_WEIGHT * (latency_ms - self._latency_ms)
         self.on_headroom(headroom_from(headers.get(REQUESTS_LEFT_HEADER),
                                        headers.get(TIME_LEFT_HEADER), self._latency_ms))
+
+    def _note_hint(self, hint: int) -> None:
+        changed = hint != self.dop_hint
+        self.hint_seen = HintSeen(hint, self._clock.wall_s())
+        if changed:
+            self.on_hint(hint)
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

@@ -145,6 +145,14 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec("SYNC_ROLLBACK_RETENTION_DAYS", "14",
                 "Days the values a run replaced (its before-images, personal data) are kept "
                 "for `sync rollback`; older images have expired and cannot be restored."),
+    SettingSpec("SYNC_STATE_RETENTION_DAYS", "30",
+                "Days a run's rows (its ledger, index, canary, report and flag rows) are kept "
+                "after it started; the planner's timer deletes older ones (never before the "
+                "run's before-images expire)."),
+    SettingSpec("SYNC_CLOCK_SKEW_S", "5",
+                "How far instances' clocks may differ, in seconds: an expiry written by one "
+                "instance (a slot, a lease, the throttle gate) is judged by another with this "
+                "much to spare."),
 )
 
 WRITE_MODES: Final = ("single", "batch", "bulk")
@@ -207,6 +215,8 @@ class Settings:
     pause_delay_s: float = 60.0
     deadletter_retention_days: int = 30
     rollback_retention_days: int = 14
+    state_retention_days: int = 30
+    clock_skew_s: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.definitions.items:  # built in code (tests, tools): the default definition
@@ -246,6 +256,8 @@ class Settings:
             pause_delay_s=reader.number("SYNC_PAUSE_DELAY_S", low=1, high=86400),
             deadletter_retention_days=reader.integer("SYNC_DEADLETTER_RETENTION_DAYS", 1, 3650),
             rollback_retention_days=reader.integer("SYNC_ROLLBACK_RETENTION_DAYS", 1, 365),
+            state_retention_days=reader.integer("SYNC_STATE_RETENTION_DAYS", 1, 3650),
+            clock_skew_s=reader.number("SYNC_CLOCK_SKEW_S", low=0, high=300),
         )
         settings = _with_definitions(settings, reader, environ)
         for schedule in ("SYNC_SCHEDULE", "SYNC_QUEUE_METRICS_SCHEDULE"):
