@@ -3,6 +3,7 @@ before they expire. Azure AD cannot run here, so the credential is the one stand
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -103,3 +104,41 @@ async def test_dataverse_renews_the_token_once_on_a_401_then_it_is_the_services_
         with pytest.raises(ServiceFault, match="401 Unauthorized on GET WhoAmI"):
             await client.who_am_i()
     assert len(credential.scopes) == 2  # the first token, and one renewal after the 401
+
+
+class SlowCredential(CountingCredential):
+    """A managed-identity endpoint that takes a while to answer (a few turns of the loop)."""
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return await super().get_token(*scopes, **kwargs)
+
+
+async def test_requests_in_flight_at_a_cold_start_ask_for_one_token() -> None:
+    credential = SlowCredential(lifetime_s=3600)
+    tokens = CredentialToken(credential, "https://x.crm.dynamics.com")  # type: ignore[arg-type]
+    assert set(await asyncio.gather(*(tokens.token() for _ in range(20)))) == {"token-1"}
+    assert len(credential.scopes) == 1
+
+
+async def test_requests_in_flight_at_an_expiry_ask_for_one_token() -> None:
+    credential = SlowCredential(lifetime_s=REFRESH_MARGIN_S - 1)  # stale as soon as fetched
+    tokens = CredentialToken(credential, "https://x.crm.dynamics.com")  # type: ignore[arg-type]
+    await tokens.token()
+    credential.lifetime_s = 3600
+    assert set(await asyncio.gather(*(tokens.token() for _ in range(20)))) == {"token-2"}
+    assert len(credential.scopes) == 2
+
+
+async def test_a_burst_of_401s_renews_the_token_once() -> None:
+    credential = SlowCredential(lifetime_s=3600)
+    tokens = CredentialToken(credential, "https://x.crm.dynamics.com")  # type: ignore[arg-type]
+    await tokens.token()
+
+    async def refused_then_asks() -> str:
+        await tokens.renew()
+        return await tokens.token()
+
+    assert set(await asyncio.gather(*(refused_then_asks() for _ in range(10)))) == {"token-2"}
+    assert len(credential.scopes) == 2

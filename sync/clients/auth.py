@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final, Protocol
 
 from azure.core.credentials_async import AsyncTokenCredential
@@ -49,9 +50,14 @@ class StaticToken:
 
 
 class CredentialToken:
-    """Tokens from an azure-identity credential, cached until shortly before expiry."""
+    """Tokens from an azure-identity credential, cached until shortly before expiry.
 
-    __slots__ = ("_cached", "_clock", "_credential", "_expires_on_s", "_scope", "_service")
+    One request for a new token at a time (as azure-core's bearer token policy refreshes under
+    a lock): at a cold start or an expiry, the requests in flight wait for the one that asks
+    the identity endpoint instead of each asking it, and a burst of 401s renews once."""
+
+    __slots__ = ("_cached", "_clock", "_credential", "_expires_on_s", "_generation", "_lock",
+                 "_refused", "_scope", "_service")
 
     def __init__(self, credential: AsyncTokenCredential, dataverse_url: str, *,
                  clock: Clock = SYSTEM_CLOCK, scope: str | None = None,
@@ -64,23 +70,41 @@ class CredentialToken:
         self._service = service
         self._cached = ""
         self._expires_on_s = 0.0
+        self._lock = asyncio.Lock()
+        self._generation = 0
+        """How many tokens were fetched: the cached one's number."""
+        self._refused = -1
+        """The number of the last token the service refused."""
 
     def __repr__(self) -> str:
         return f"CredentialToken(scope={self._scope!r}, expires_on_s={self._expires_on_s:.0f})"
 
+    def _stale(self) -> bool:
+        return (self._refused == self._generation
+                or self._clock.wall_s() >= self._expires_on_s - REFRESH_MARGIN_S)
+
     async def token(self) -> str:
-        if self._clock.wall_s() >= self._expires_on_s - REFRESH_MARGIN_S:
-            try:
-                access = await self._credential.get_token(self._scope)
-            except Exception as error:
-                raise ServiceFault("token", f"no token for {self._service}: "
-                                            f"{type(error).__name__} (check the managed "
-                                            "identity)") from None
-            self._cached, self._expires_on_s = access.token, float(access.expires_on)
+        if not self._stale():
+            return self._cached
+        async with self._lock:
+            if self._stale():  # nobody renewed it while this one waited for the lock
+                await self._fetch()
         return self._cached
 
+    async def _fetch(self) -> None:
+        try:
+            access = await self._credential.get_token(self._scope)
+        except Exception as error:
+            raise ServiceFault("token", f"no token for {self._service}: "
+                                        f"{type(error).__name__} (check the managed "
+                                        "identity)") from None
+        self._cached, self._expires_on_s = access.token, float(access.expires_on)
+        self._generation += 1
+
     async def renew(self) -> None:
-        self._expires_on_s = 0.0
+        """The cached token was refused: the next ``token`` fetches another (once, however many
+        requests were refused with it)."""
+        self._refused = self._generation
 
     async def close(self) -> None:
         await self._credential.close()
