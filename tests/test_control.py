@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import math
@@ -13,9 +14,11 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+from azure.data.tables.aio import TableClient
 from azure.storage.queue.aio import QueueClient
 
 from sync import cli
@@ -465,3 +468,61 @@ async def test_a_percentage_canary_takes_its_share_of_the_planned_run(
     row = await canary.read_canary(services.storage.state, manifest.run_id)
     assert row is not None
     assert (row.admitted, row.released) == (math.ceil(manifest.records / 10), False)
+
+
+class FlagsKeepChanging:
+    """The state table, on which every write of a flag row loses its race: the flag keeps
+    changing under the writer (an operator and other instances setting it at once)."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+    async def create_entity(self, entity: dict[str, Any], **kwargs: Any) -> Any:
+        if entity.get("PartitionKey") == flags.CONTROL_PARTITION:
+            raise ResourceExistsError("created by another writer")
+        return await self._table.create_entity(entity, **kwargs)
+
+    async def update_entity(self, entity: dict[str, Any], **kwargs: Any) -> Any:
+        if entity.get("PartitionKey") == flags.CONTROL_PARTITION:
+            raise ResourceModifiedError("changed by another writer")
+        return await self._table.update_entity(entity, **kwargs)
+
+
+@pytest.mark.emulator(records=30, **FAST)
+@pytest.mark.timeout(120)
+async def test_a_failed_canary_whose_pause_keeps_conflicting_holds_its_run_and_raises_nothing(
+        make_services: Make, caplog: pytest.LogCaptureFixture) -> None:
+    auto = '{"canary": {"records": 10, "then": "auto", "max_failure_rate": 0.2}}'
+    services = await make_services(**SMALL, SYNC_DEFINITION=auto)
+    messages = await canary_run(services, ghosts=3)
+    services.storage = dataclasses.replace(
+        services.storage, state=cast(TableClient, FlagsKeepChanging(services.storage.state)))
+    outcomes = [await worker.process_message(services, message.to_json().encode())
+                for message in messages]  # none raises: a raise would count a dequeue
+    assert [dict(c.reenqueued_by_reason) for c in outcomes[2:]] == [{"canary": 5}] * 2
+    assert [r for r in caplog.records if getattr(r, "event", "") == "canary_pause_conflict"]
+
+
+async def test_the_flag_cache_keeps_only_what_is_fresh_and_at_most_its_bound(
+        storage: StorageSettings) -> None:
+    clock = ManualClock()
+    cache = ControlCache(clock, ttl_s=5.0)
+    async with table_client(storage, STATE_TABLE, None) as table:
+        for n in range(flags.CACHED_FLAGS_MAX + 50):  # each producer message is its own run
+            await cache.flag(table, flags.run_scope(f"import-{n}"))
+        assert len(cache) == flags.CACHED_FLAGS_MAX
+        clock.advance(5.0)
+        await cache.flag(table, flags.definition_scope("default"))
+        assert len(cache) == 1  # the others were past their time
+
+
+def test_released_runs_keep_the_latest_only() -> None:
+    cache = ControlCache(ManualClock())
+    for n in range(flags.RELEASED_RUNS_MAX + 10):
+        cache.released_runs.add(f"run-{n}")
+    assert len(cache.released_runs) == flags.RELEASED_RUNS_MAX
+    assert "run-0" not in cache.released_runs
+    assert f"run-{flags.RELEASED_RUNS_MAX + 9}" in cache.released_runs

@@ -16,6 +16,20 @@ first ``ACK_HOSTS`` hosts, ``FirstAckAt``), with a write conditional on the ETag
 acknowledgement is always of the version it names. Setting the flag again replaces the row and
 so clears them: ``sync pause`` reports which hosts have read the flag since it was set, or that
 none has yet. The acknowledgements live and die with the row; they add no row of their own.
+
+Who deletes what:
+
+- a flag row: ``sweep_flags``, called by the planner's timer (``sync.safety.retention``), once
+  it was set more than the retention ago and it no longer stops anything: ``running`` rows (a
+  resume: the same as no row) and a run's ``cancelled`` row (its messages were counted
+  cancelled long since). A paused scope and a cancelled definition stay until an operator
+  resumes them;
+- a cached flag: the cache itself, once it is older than its ``ttl_s`` (it would be read
+  again anyway) and, beyond ``CACHED_FLAGS_MAX`` entries, the oldest first;
+- a released run in ``released_runs``: the oldest once there are ``RELEASED_RUNS_MAX`` (each
+  producer message is its own run); a run forgotten is only read again. A flag version this
+  host acknowledged: the oldest beyond ``CACHED_FLAGS_MAX`` (one forgotten is at most
+  acknowledged again, a write the row already shows).
 """
 
 from __future__ import annotations
@@ -23,7 +37,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -52,6 +67,11 @@ WRITE_ATTEMPTS: Final = 5
 ACK_HOSTS: Final = 8
 """Hosts named in a flag's acknowledgements; later readers need not write (one is enough to
 know the flag is read), so a version costs at most this many writes however many hosts run."""
+CACHED_FLAGS_MAX: Final = 1024
+"""Flags one process keeps at most (the oldest read goes first)."""
+RELEASED_RUNS_MAX: Final = 1024
+"""Runs a process remembers as released at most (the oldest goes first)."""
+DAY_S: Final = 86_400.0
 
 
 class ControlConflict(Exception):
@@ -162,23 +182,55 @@ async def set_flag(table: TableClient, scope: str, state: State, reason: str,
     raise ControlConflict(f"{scope} kept changing while it was being set; try again")
 
 
+class RecentSet:
+    """A set that keeps its ``most`` latest additions (the oldest goes first)."""
+
+    __slots__ = ("_items", "most")
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self._items: OrderedDict[Hashable, None] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"RecentSet(most={self.most}, items={len(self._items)})"
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, item: Hashable) -> None:
+        self._items[item] = None
+        self._items.move_to_end(item)
+        while len(self._items) > self.most:
+            self._items.popitem(last=False)
+
+
 class ControlCache:
     """Flags as this process last read them, each trusted for ``ttl_s`` on ``clock``; each
-    version read is acknowledged as ``host`` (none when empty)."""
+    version read is acknowledged as ``host`` (none when empty). See the module for how long an
+    entry stays."""
 
     __slots__ = ("_acked", "_clock", "_flags", "host", "released_runs", "ttl_s")
 
     def __init__(self, clock: Clock = SYSTEM_CLOCK, ttl_s: float = CONTROL_CACHE_S,
                  host: str = "") -> None:
         self._clock, self.ttl_s, self.host = clock, ttl_s, host
-        self._flags: dict[str, tuple[Flag, float]] = {}
-        self._acked: set[tuple[str, float]] = set()
-        self.released_runs: set[str] = set()
+        self._flags: OrderedDict[str, tuple[Flag, float]] = OrderedDict()
+        """By scope, the oldest read first."""
+        self._acked: RecentSet = RecentSet(CACHED_FLAGS_MAX)
+        """Flag versions (scope and when set) this host has acknowledged."""
+        self.released_runs = RecentSet(RELEASED_RUNS_MAX)
         """Runs whose canary released them (for good: no need to read it again)."""
 
     def __repr__(self) -> str:
         return (f"ControlCache(ttl_s={self.ttl_s:g}, flags={len(self._flags)}, "
                 f"host={self.host!r})")
+
+    def __len__(self) -> int:
+        """Flags cached now."""
+        return len(self._flags)
 
     @property
     def clock(self) -> Clock:
@@ -196,7 +248,7 @@ class ControlCache:
 
     async def _remember(self, table: TableClient, found: Flag, now_s: float) -> None:
         """Cache a flag as read at ``now_s`` and acknowledge its version once."""
-        self._flags[found.scope] = (found, now_s)
+        self._keep(found.scope, found, now_s)
         version = (found.scope, found.set_at_s)
         if not self.host or not found.etag or version in self._acked:
             return
@@ -222,9 +274,45 @@ class ControlCache:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.ttl_s)
 
+    def _keep(self, scope: str, found: Flag, now_s: float) -> None:
+        """Cache ``found``; forget the entries past their time, and the oldest beyond the
+        most kept."""
+        self._flags[scope] = (found, now_s)
+        self._flags.move_to_end(scope)
+        while self._flags:
+            oldest, (_, read_s) = next(iter(self._flags.items()))
+            if now_s - read_s < self.ttl_s and len(self._flags) <= CACHED_FLAGS_MAX:
+                break
+            del self._flags[oldest]
+
     async def stopping(self, table: TableClient, definition: str, run_id: str) -> Flag | None:
         """The flag that stops this message (cancelled before paused), or None."""
         flags = [await self.flag(table, definition_scope(definition)),
                  await self.flag(table, run_scope(run_id))]
         stops = [f for f in flags if f.stops]
         return min(stops, key=lambda f: f.state != CANCELLED, default=None)
+
+
+def retired(flag: Flag, cutoff_s: float) -> bool:
+    """A flag row past its retention that no longer stops anything (see the module)."""
+    if flag.set_at_s >= cutoff_s:
+        return False
+    return flag.state == RUNNING or (flag.state == CANCELLED and flag.scope.startswith("run:"))
+
+
+async def sweep_flags(table: TableClient, now_s: float, retention_days: int) -> int:
+    """Delete the flag rows set more than ``retention_days`` ago that stop nothing (each
+    only if unchanged since read); how many went."""
+    cutoff_s = now_s - retention_days * DAY_S
+    rows = table.query_entities(f"PartitionKey eq '{CONTROL_PARTITION}' and SetAt lt "
+                                f"{float(cutoff_s)!r}")
+    gone = 0
+    async for entity in rows:
+        flag = flag_from(str(entity["RowKey"]), entity, entity.metadata.get("etag") or "")
+        if not retired(flag, cutoff_s):
+            continue
+        with contextlib.suppress(ResourceModifiedError):  # set again meanwhile: it stays
+            await table.delete_entity(CONTROL_PARTITION, flag.scope, etag=flag.etag,
+                                      match_condition=MatchConditions.IfNotModified)
+            gone += 1
+    return gone

@@ -82,9 +82,7 @@ async def _canary(work: Work, message: Message, run_id: str,
     ids = [r.id for r in message.records]
     go, row = await canary.claim(work.storage.state, run_id, ids, limit)
     if not row.released and len(go) < len(ids):
-        row = await canary.judge(work.storage.state, work.storage.ledger, row, limit=limit,
-                                 policy=policy, definition=message.definition,
-                                 now_s=work.control.clock.wall_s())
+        row = await _judged(work, row, limit, policy, message.definition)
     if row.released:
         work.control.released_runs.add(run_id)
         return HoldCheck(message)
@@ -96,6 +94,22 @@ async def _canary(work: Work, message: Message, run_id: str,
     await hold(work, message, waiting, reason="canary", batch_id=_held_id(message))
     return HoldCheck(dataclasses.replace(
         message, records=tuple(r for r in message.records if r.id in go)))
+
+
+async def _judged(work: Work, row: canary.CanaryRow, limit: int, policy: CanaryPolicy,
+                  definition: str) -> canary.CanaryRow:
+    """The canary judged (``canary.judge``). A failed canary whose pause could not be set (the
+    definition's flag kept changing under it: an operator or another instance setting it) is
+    logged, not raised: the run stays held by its failed canary either way, and a raise would
+    count a dequeue against a message that did nothing wrong."""
+    try:
+        return await canary.judge(work.storage.state, work.storage.ledger, row, limit=limit,
+                                  policy=policy, definition=definition,
+                                  now_s=work.control.clock.wall_s())
+    except flags.ControlConflict as conflict:
+        logger.warning("canary of run %s: definition %s not paused: %s", row.run_id, definition,
+                       conflict, extra={"event": "canary_pause_conflict", "run_id": row.run_id})
+        return await canary.read_canary(work.storage.state, row.run_id) or row
 
 
 def _held_id(message: Message) -> str:
