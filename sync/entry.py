@@ -18,7 +18,7 @@ from sync.failures.errors import ConfigError
 from sync.message.counts import MessageCounts
 from sync.plan import due, planner
 from sync.plan.plan_state import PlanState, plan_state_from
-from sync.safety import image_sweep
+from sync.safety import image_sweep, retention
 from sync.services import Services, open_services, unwatch_services, watch_services
 from sync.state import enrichment_cache
 from sync.state.storage import QueueProbe
@@ -97,8 +97,8 @@ async def close_services() -> None:
 
 async def plan_sync(now: datetime | None = None) -> dict[str, PlanState | None]:
     """The timer's tick: plan every definition that is due, then sweep expired before-images
-    and enrichment answers; answers each planned definition's state handed on (None when
-    complete)."""
+    and enrichment answers, and the rows of runs past their retention; answers each planned
+    definition's state handed on (None when complete)."""
     found = await services()
     at = now or datetime.now(UTC)
     planned: dict[str, PlanState | None] = {}
@@ -114,6 +114,10 @@ async def plan_sync(now: datetime | None = None) -> dict[str, PlanState | None]:
     if found.storage.enrichment_cache is not None:
         await enrichment_cache.sweep_quietly(found.storage.enrichment_cache, clock.wall_s(),
                                              monotonic_s=clock.monotonic_s)
+    kept = retention.Retention(found.settings.state_retention_days,
+                               found.settings.rollback_retention_days)
+    await retention.sweep_quietly(found.storage, clock.wall_s(), kept,
+                                  monotonic_s=clock.monotonic_s)
     return planned
 
 

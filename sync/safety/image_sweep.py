@@ -5,7 +5,9 @@ started between ``retention + SWEEP_LOOKBACK_DAYS`` and ``retention`` days ago (
 range, so the sweep does not grow with history), and in each run's partition the rows whose
 ``ExpiresAt`` has passed, deleted in transactions of up to 100. A run swept this way keeps one
 small row, ``EXPIRED_ROW`` (no personal data), so a later ``sync rollback`` of it still says its
-images expired. A sweep stops after ``budget_s``; the next plan's sweep goes on.
+images expired; that tombstone goes with the run's other rows once ``SYNC_STATE_RETENTION_DAYS``
+have passed (``sync.safety.retention``, which never retires a run before this sweep's range
+has passed it). A sweep stops after ``budget_s``; the next plan's sweep goes on.
 """
 
 from __future__ import annotations
