@@ -111,10 +111,10 @@ class Instance:
     between instances; ``offset_s`` this instance's clock ahead of the others')."""
 
     def __init__(self, storage: StorageSettings, clock: ManualClock, busy: bool = True, *,
-                 skew_s: float = 0.0, offset_s: float = 0.0) -> None:
+                 skew_s: float = 0.0, offset_s: float = 0.0, max_wait_s: float = 0.0) -> None:
         self.table = table_client(storage, STATE_TABLE, None)
         self.clock = clock if not offset_s else SkewedClock(clock, offset_s)
-        self.governor = Governor(0, ceiling=52, max_wait_s=0.0, clock=self.clock)
+        self.governor = Governor(0, ceiling=52, max_wait_s=max_wait_s, clock=self.clock)
         self._seen: HintSeen | None = None
         self.busy = busy
         self.cluster = Cluster(self.table, self.governor, cap=52,
@@ -144,12 +144,25 @@ async def pair(storage: StorageSettings) -> AsyncIterator[tuple[Instance, Instan
 Pair = tuple[Instance, Instance, ManualClock]
 
 
-async def test_until_a_hint_is_known_the_pool_is_one_slot(pair: Pair) -> None:
-    """One request at a time before any answer: within any hint the service can send."""
-    first, second, _ = pair
-    await first.cluster.refresh()
-    await second.cluster.refresh()
-    assert first.governor.share + second.governor.share == UNKNOWN_HINT == 1
+async def test_until_a_hint_is_known_one_slot_goes_to_an_instance_with_requests(
+        storage: StorageSettings) -> None:
+    """One request at a time before any answer (within any hint the service can send), held
+    by an instance that has one to send, not by one that merely started first."""
+    clock = ManualClock()
+    started, asking = (Instance(storage, clock, max_wait_s=10.0),
+                       Instance(storage, clock, max_wait_s=10.0))
+    try:
+        await started.cluster.refresh()
+        request = asyncio.create_task(asking.governor.__aenter__())  # waits for a slot
+        await asyncio.sleep(0)
+        await asking.cluster.refresh()
+        await request
+        await started.cluster.refresh()
+        assert (started.governor.share, asking.governor.share) == (0, UNKNOWN_HINT)
+        assert UNKNOWN_HINT == 1
+    finally:
+        await started.table.close()
+        await asking.table.close()
 
 
 async def test_cold_busy_instance_starts_at_the_cached_hint(pair: Pair) -> None:
@@ -478,7 +491,7 @@ async def test_a_new_hint_is_published_at_once_not_at_the_next_period(pair: Pair
     stop = asyncio.Event()
     running = asyncio.create_task(first.cluster.run(stop))
     try:
-        await settle_until(lambda: first.cluster.view.slots == 1)  # the first refresh
+        await settle_until(lambda: first.cluster.entities > 0)  # the first refresh
         first.seen = 7
         first.cluster.hint_changed()
         await settle_until(lambda: first.cluster.view.hint == 7)  # the clock never moved

@@ -252,6 +252,8 @@ async def test_unchanged_records_are_counted_apart_from_written(telemetry: None)
 async def test_429s_count_by_facet_and_the_remainder_by_reason(
         telemetry: None, make_services: Make) -> None:
     services = await make_services(SYNC_MAX_WAIT_S="0", SYNC_WRITE_MODE="single")
+    await services.first_lane.dataverse.who_am_i()  # the hint is known (as after a plan's read)
+    await services.first_lane.cluster.refresh()
     records = await refs(services, 40)
     counts = await traced_message(
         lambda: worker.process_queue_message(

@@ -108,6 +108,8 @@ async def test_each_facet_ends_with_every_record_written(
 @pytest.mark.emulator(records=60, max_requests=10, window_s=4.0, **FAST)
 async def test_requeued_remainder_is_invisible_for_retry_after(make_services: Make) -> None:
     services = await make_services(SYNC_MAX_WAIT_S="0", SYNC_WRITE_MODE="single")
+    await services.first_lane.dataverse.who_am_i()  # the hint is known (as after a plan's read)
+    await services.first_lane.cluster.refresh()
     records = await refs(services, 40)
     message = Message("invisible", tuple(records))
     counts = await worker.process_message(services, message.to_json().encode())

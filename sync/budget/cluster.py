@@ -20,8 +20,9 @@ then, and setting its governor's share to the slots it holds) and publishes a ga
 429; an idle one holding nothing reads and writes nothing. An instance holds no slot until a
 refresh has claimed one: a joining instance takes only free slots, and the others give theirs
 up at their next refresh, never below what they have in flight. Before any hint is known the
-pool is one slot (``UNKNOWN_HINT``), first come, first served; the instance that sees the first
-hint, or a changed one, refreshes at once and publishes it.
+pool is one slot (``UNKNOWN_HINT``) for an instance with requests to send, first come, first
+served; the instance that sees the first hint, or a changed one, refreshes at once and
+publishes it.
 
 The period is ``SYNC_STATE_REFRESH_S`` while the cluster is small, and spreads as it grows:
 each instance measures the entities its refresh read and wrote and waits long enough that all
@@ -201,6 +202,8 @@ class Cluster:
         self._next_reap_s = float("-inf")
         self._pending_gate: tuple[float, str] | None = None
         self._woken = asyncio.Event()
+        self._refreshing = asyncio.Lock()
+        """One refresh at a time (the refresher's, woken early, and a caller's)."""
         self.entities = 0
         """Entities the last refresh read and wrote."""
         self.period_s = timing.refresh_s
@@ -221,14 +224,20 @@ class Cluster:
         self._woken.set()
 
     def starved(self) -> None:
-        """A request waits for a slot: an instance that was idle (no lease, no I/O since)
-        refreshes now rather than at the period; a busy one's period stands (the budget)."""
-        if not self._leased:
+        """A request waits for a slot: an instance that was idle (no lease, no I/O since), or
+        any while no hint is known (the one slot goes to demand), refreshes now rather than at
+        the period; otherwise a busy one's period stands (the budget)."""
+        if not self._leased or self.view.hint is None:
             self._woken.set()
 
     async def refresh(self) -> ClusterView:
         """Renew the lease (when busy), publish a fresh hint, read the state, settle this
-        instance's slots and apply it all; an idle instance holding nothing does no I/O."""
+        instance's slots and apply it all; an idle instance holding nothing does no I/O. One
+        at a time: two at once would race each other for this instance's own slots."""
+        async with self._refreshing:
+            return await self._refresh()
+
+    async def _refresh(self) -> ClusterView:
         now_s = self._clock.wall_s()
         busy = self._busy()
         fresh = self._fresh_sighting()
@@ -255,17 +264,22 @@ class Cluster:
     async def leave(self) -> None:
         """Send nothing more, give back every slot and the lease (the process is ending)."""
         self._governor.set_share(0)
-        now_s = self._clock.wall_s()
-        await self._slots.release_all(await self._slots.read(), now_s)
-        self._held = 0
-        await self._mark_lease(False, now_s)
+        async with self._refreshing:
+            now_s = self._clock.wall_s()
+            await self._slots.release_all(await self._slots.read(), now_s)
+            self._held = 0
+            await self._mark_lease(False, now_s)
 
     def _target(self, hint: int | None, sample: LeaseSample) -> int:
         """This busy instance's part of the hint; before any hint is known, the one slot of
-        the unknown pool to whoever claims it first (it keeps it until the hint is known or it
-        goes idle: the planner's first read, say, is not starved by an instance ranked first)."""
+        the unknown pool to an instance that asked to send within a lease, first come, first
+        served (not to whichever ranks first: the planner's first read is not starved by an
+        instance that has nothing to send)."""
         if hint is None:
-            return UNKNOWN_HINT
+            governor = self._governor
+            demand = (governor.in_flight > 0 or governor.waiting > 0
+                      or governor.idle_s() < self.timing.lease_s)
+            return UNKNOWN_HINT if demand else 0
         return target_slots(hint, self.instance_id, sample.instances, self._cap)
 
     def _fresh_sighting(self) -> HintSeen | None:

@@ -142,6 +142,11 @@ class Governor:
     def in_flight(self) -> int:
         return self._in_flight
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting to enter."""
+        return len(self._waiters)
+
     def idle_s(self) -> float:
         """Seconds since a request last asked to enter (admitted or not): the demand an
         instance holding no slot shows the cluster."""
