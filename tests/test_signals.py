@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from sync.local.processes import COPY_WINDOW_S
+
 ROOT = Path(__file__).parents[1]
 START_WAIT_S = 90.0
 EXIT_WAIT_S = 90.0
@@ -171,6 +173,12 @@ def assert_stopped_gracefully(run: LocalRun, signum: int) -> None:
     assert "Stopped: no process this run started is left." in run.output
     assert len(run.seen) >= STACK_CHILDREN, run.seen
     assert run.left_alive() == []
+    assert_no_keys_left()
+
+
+def assert_no_keys_left() -> None:
+    """The file that holds the stack's storage key and token is gone with the stack."""
+    assert not (Path(os.environ["SYNC_LOCAL_RUN_DIR"]) / "storage.json").exists()
 
 
 @pytest.mark.timeout(START_WAIT_S + EXIT_WAIT_S + 60)
@@ -201,11 +209,13 @@ def test_a_second_sigint_stops_everything_at_once(local_run: Callable[..., Local
     os.kill(host, signal.SIGSTOP)
     run.signal(signal.SIGINT)
     run.wait_for_line("Interrupted by SIGINT")
+    time.sleep(COPY_WINDOW_S + 0.2)  # not a copy of the first: a second stop
     run.signal(signal.SIGINT)
     assert run.wait_for_exit() == 130, run.output
     assert "SIGINT again: killing every child process group now." in run.output
     assert "Stopped: no process" not in run.output
     assert run.left_alive() == []
+    assert_no_keys_left()
 
 
 @pytest.mark.parametrize("children_started", [1, 2, 3],
