@@ -69,12 +69,14 @@ def alive(process: Process) -> bool:
 
 
 class LocalRun:
-    """``python -m sync local`` started with SIGINT at ``sigint``, its descendants watched."""
+    """``python -m sync local`` started with SIGINT at ``sigint`` (under ``wrapper``, e.g.
+    ``timeout -s TERM 20``), its descendants watched."""
 
-    def __init__(self, *args: str, sigint: signal.Handlers = signal.SIG_DFL) -> None:
+    def __init__(self, *args: str, sigint: signal.Handlers = signal.SIG_DFL,
+                 wrapper: tuple[str, ...] = ()) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _LAUNCHER, str(int(sigint)), "local", *args], cwd=ROOT,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [*wrapper, sys.executable, "-c", _LAUNCHER, str(int(sigint)), "local", *args],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self.seen: set[Process] = set()
         self.children: set[Process] = set()
