@@ -234,7 +234,7 @@ async def test_cancel_mid_run(started: list[LocalRun], tmp_path: Path) -> None:
     run_id = await latest_run(storage)
     cancel = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "sync", "cancel", "--local", "--run", run_id,
-                         "--reason", "chaos: cancel mid-run"],
+                         "--reason", "chaos: cancel mid-run", "--yes"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert cancel.returncode == 0, cancel.stderr
     code = await asyncio.to_thread(run.wait_for_exit)
