@@ -27,6 +27,7 @@ from sync.local import host
 from sync.local.functions_index import IndexedFunction, QueueOptions, index, load_app
 from sync.local.hostrunner import QueueListener
 from sync.message.contract import Message, RecordRef
+from tests.test_signals import host_stopped_by
 
 APP_PATH = Path(__file__).parents[1] / "function_app.py"
 FAST = QueueOptions(batch_size=4, new_batch_threshold=2, max_dequeue_count=2,
@@ -282,23 +283,8 @@ def test_binding_expressions_take_the_settings_tables_defaults(
 
 async def test_the_host_runs_without_the_schedules_set(app_env: dict[str, str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_SCHEDULE")}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sync", "host", cwd=APP_PATH.parent,
-        env={**env, "PYTHONUNBUFFERED": "1"}, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
-    assert process.stdout is not None
-    try:
-        line = b""
-        while b"listening to" not in line:
-            line = await asyncio.wait_for(process.stdout.readline(), WAIT_S)
-            assert line, "the host ended before it listened"
-        process.send_signal(signal.SIGTERM)
-        rest = await asyncio.wait_for(process.stdout.read(), WAIT_S)
-        assert await asyncio.wait_for(process.wait(), WAIT_S) == 0, rest.decode()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    code, rest = await host_stopped_by(signal.SIGTERM, env)
+    assert code == 0, rest
 
 
 async def test_a_timer_that_raises_is_logged_and_the_host_goes_on(

@@ -321,3 +321,18 @@ def test_a_host_that_ended_is_reported_and_the_run_judged_by_its_records(
     assert report(outcome_of(planned=300, ended_hosts=watch.summary()), 10.0) == 0
     assert "  hosts            1 of 2 ran to the end; host-1 ended (SIGKILL) after 12 s" in \
         capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("APPLICATIONINSIGHTS_CONNECTION_STRING", "garbage"),
+    ("DATAVERSE_STATIC_TOKEN", "local-token\nwith-a-line-break"),
+])
+def test_a_setting_the_wire_would_refuse_stops_sync_local_before_anything_starts(
+        name: str, value: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "sync", "local", "--records", "10"],
+                          cwd=ROOT, env={**os.environ, name: value}, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "nothing was started" in done.stderr
+    assert f"  - {name} " in done.stderr
+    assert "Starting Azurite" not in done.stdout

@@ -240,9 +240,18 @@ def test_a_signal_during_start_up_leaves_nothing(local_run: Callable[..., LocalR
     ids=["SIGINT", "SIGINT inherited as ignored", "SIGTERM"])
 async def test_the_host_stops_gracefully_on_a_signal(app_env: dict[str, str], signum: int,
                                                      sigint: signal.Handlers) -> None:
+    code, rest = await host_stopped_by(signum, {**os.environ, **app_env}, sigint)
+    assert code == 0, rest
+    assert f"{signal.Signals(signum).name}: no new messages; running ones get up to" in rest
+
+
+async def host_stopped_by(signum: int, env: dict[str, str],
+                          sigint: signal.Handlers = signal.SIG_DFL) -> tuple[int, str]:
+    """``python -m sync host`` with ``env``, sent ``signum`` once it listens: its exit code
+    and what it printed after."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _LAUNCHER, str(int(sigint)), "host", cwd=ROOT,
-        env={**os.environ, **app_env, "PYTHONUNBUFFERED": "1"},
+        env={**env, "PYTHONUNBUFFERED": "1"},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     assert process.stdout is not None
     try:
@@ -257,5 +266,4 @@ async def test_the_host_stops_gracefully_on_a_signal(app_env: dict[str, str], si
         if process.returncode is None:
             process.kill()
             await process.wait()
-    assert code == 0, rest
-    assert f"{signal.Signals(signum).name}: no new messages; running ones get up to" in rest
+    return code, rest
