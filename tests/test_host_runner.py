@@ -7,10 +7,14 @@ import base64
 import gc
 import json
 import logging
+import os
+import re
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -19,9 +23,11 @@ from azure.storage.queue.aio import QueueClient
 
 from sync import entry
 from sync.config.storage_names import BATCH_QUEUE, DEAD_LETTER_QUEUE, POISON_QUEUE
-from sync.local.functions_index import QueueOptions, index, load_app
+from sync.local import host
+from sync.local.functions_index import IndexedFunction, QueueOptions, index, load_app
 from sync.local.hostrunner import QueueListener
 from sync.message.contract import Message, RecordRef
+from tests.test_signals import host_stopped_by
 
 APP_PATH = Path(__file__).parents[1] / "function_app.py"
 FAST = QueueOptions(batch_size=4, new_batch_threshold=2, max_dequeue_count=2,
@@ -173,3 +179,119 @@ async def test_a_jsonl_file_enqueued_by_the_cli_is_carried_out(app_env: dict[str
         return all(current[r["accountid"]]["numberofemployees"] is not None for r in rows)
 
     await eventually(all_written, "the file's records to be enriched")
+
+
+class StorageGate:
+    """A TCP relay to Azurite's queue endpoint that the test can close (every connection reset,
+    new ones refused) and open again on the same port: a storage outage, as the network shows
+    it."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port, self.port = target_port, 0
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.StreamWriter] = set()
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port,
+                                                  reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._pipes):
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._pipes |= {writer, up_writer}
+        await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer),
+                             return_exceptions=True)
+        self._pipes -= {writer, up_writer}
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.transport.abort()
+
+
+def through(connection: str, gate: StorageGate) -> str:
+    """The connection string with its queue endpoint on the gate's port."""
+    return re.sub(r"QueueEndpoint=http://127\.0\.0\.1:\d+/",
+                  f"QueueEndpoint=http://127.0.0.1:{gate.port}/", connection)
+
+
+async def test_the_listener_lives_through_a_storage_outage_and_goes_on_after(
+        app_env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="sync.local.hostrunner")
+    conn = app_env["AzureWebJobsStorage"]
+    gate = StorageGate(int(re.search(r"QueueEndpoint=http://127\.0\.0\.1:(\d+)/",
+                                     conn).group(1)))  # type: ignore[union-attr]
+    await gate.open()
+    functions = {f.name: f for f in index(load_app(APP_PATH), app_env)}
+    no_retries: dict[str, Any] = {"retry_total": 0}  # each failed fetch shows at once
+    queue = QueueClient.from_connection_string(through(conn, gate), BATCH_QUEUE, **no_retries)
+    poison = QueueClient.from_connection_string(through(conn, gate), POISON_QUEUE, **no_retries)
+    stop = asyncio.Event()
+    task = asyncio.create_task(QueueListener(functions["process_batch"], queue, poison,
+                                             FAST).run(stop))
+    try:
+        await gate.close()
+
+        async def said() -> bool:
+            return "storage unreachable since" in caplog.text
+
+        await eventually(said, "the outage to be logged")
+        await asyncio.sleep(2.0)  # several failed fetches meanwhile: the listener keeps trying
+        assert not task.done()
+        await gate.open()
+        row = (await seeded(app_env["DATAVERSE_URL"]))[30]
+        async with producer(app_env, BATCH_QUEUE) as sender:
+            await sender.send_message(Message("after-the-outage", (RecordRef(
+                str(row["accountid"]), str(row["websiteurl"])),)).to_json())
+
+        async def written() -> bool:
+            current = {r["accountid"]: r for r in await seeded(app_env["DATAVERSE_URL"])}
+            return current[row["accountid"]]["numberofemployees"] is not None
+
+        await eventually(written, "the message sent after the outage")
+        assert "storage reachable again after" in caplog.text
+        assert f"{BATCH_QUEUE}: storage unreachable since" in caplog.text
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, WAIT_S)
+        await queue.close()
+        await poison.close()
+        await gate.close()
+        await entry.close_services()
+
+
+def test_binding_expressions_take_the_settings_tables_defaults(
+        app_env: dict[str, str]) -> None:
+    unset = {k: v for k, v in app_env.items() if not k.endswith("_SCHEDULE")}
+    functions = {f.name: f for f in index(load_app(APP_PATH), host.with_defaults(unset))}
+    assert functions["plan_sync"].schedule == "0 0 2 * * *"
+    assert functions["record_queue_metrics"].schedule == "0 * * * * *"
+    given = {**unset, "SYNC_SCHEDULE": "0 30 1 * * *"}
+    assert host.with_defaults(given)["SYNC_SCHEDULE"] == "0 30 1 * * *"
+
+
+async def test_the_host_runs_without_the_schedules_set(app_env: dict[str, str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_SCHEDULE")}
+    code, rest = await host_stopped_by(signal.SIGTERM, env)
+    assert code == 0, rest
+
+
+async def test_a_timer_that_raises_is_logged_and_the_host_goes_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    def plan(timer: object) -> None:
+        raise RuntimeError("the planner met a bug")
+
+    timer = IndexedFunction("plan_sync", "timerTrigger", "timer", plan, schedule="0 0 2 * * *")
+    await host._fire_timers([timer])
+    assert "timer plan_sync failed: RuntimeError: the planner met a bug" in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -16,9 +17,14 @@ from typing import Any
 import pytest
 
 from sync.config.table_definition import parse_definition
+from sync.failures.circuit import CircuitView
 from sync.local.emulators.enrichment import EnrichmentConfig
+from sync.local.hosts import HostWatch
 from sync.local.processes import Children
-from sync.local.verify import is_enriched
+from sync.local.progress import Snapshot
+from sync.local.summary import Outcome, report, still_to_do
+from sync.local.verify import Verification, is_enriched, with_cancelled
+from sync.message.counts import MessageCounts
 from tests.test_signals import (
     EXIT_WAIT_S,
     STACK_CHILDREN,
@@ -233,3 +239,100 @@ def test_a_dry_run_reports_what_would_change_and_writes_nothing() -> None:
     assert summary_count(out, "would change") > 0
     assert "sample (first 20 changes)" in out
     assert "OK: dry run: every planned record was compared; nothing was written." in out
+
+
+def outcome_of(*, planned: int = 2000, written: int = 300, cancelled: int = 0,
+               unaccounted: int = 0, poisoned_records: int = 0, circuits: bool = False,
+               blocked: str = "", ended_hosts: str = "", queued: int = 0) -> Outcome:
+    counts = MessageCounts(written=written, cancelled=cancelled)
+    views = {"enrichment": CircuitView(1e12, 3, "503 Service Unavailable")} if circuits else {}
+    snap = Snapshot(planned=planned, plan_complete=True, counts=counts, queued_messages=queued,
+                    elapsed_s=10.0, circuits=views, blocked=blocked)
+    check = Verification(records=planned, enriched=written,
+                         unaccounted=[f"id-{n}" for n in range(unaccounted)])
+    return Outcome(snap, with_cancelled(check, cancelled), 1 if poisoned_records else 0,
+                   frozenset(), [], None, poisoned_records=poisoned_records,
+                   ended_hosts=ended_hosts)
+
+
+def test_a_cancelled_run_is_reported_cancelled_and_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    assert report(outcome_of(cancelled=1700, unaccounted=1700), 10.0) == 0
+    out, err = capsys.readouterr()
+    assert summary_count(out, "cancelled") == 1700
+    assert "emulator check   300/2,000 enriched, 0 dead-lettered, 1,700 cancelled, " \
+           "0 unaccounted, 0 created" in out
+    assert "OK: the run was cancelled (sync cancel): 1,700 records cancelled" in out
+    assert err == ""
+
+
+def test_more_records_missing_than_cancelled_is_a_failure(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert report(outcome_of(cancelled=10, unaccounted=1700, written=290), 10.0) == 1
+    assert "FAILED: 1700 records unaccounted for, 0 created" in capsys.readouterr().err
+
+
+def test_poisoned_records_are_not_still_to_do(capsys: pytest.CaptureFixture[str]) -> None:
+    outcome = outcome_of(planned=400, written=300, poisoned_records=100)
+    assert still_to_do(outcome) == 0
+    report(outcome, 10.0)
+    out = capsys.readouterr().out
+    assert summary_count(out, "still to do") == 0
+    assert "poisoned msgs             1  (100 records: see `sync poison list`)" in out
+
+
+@pytest.mark.parametrize(("blocked", "circuits", "says"), [
+    pytest.param("enrichment: 503 now", True, "FAILED: blocked: enrichment: 503 now. 1,700",
+                 id="the-watch-s-verdict-names-the-fault-it-judged"),
+    pytest.param("", True, "FAILED: blocked: enrichment: 503 Service Unavailable. 1,700",
+                 id="out-of-time-with-a-circuit-open-names-the-circuit-s-fault-now"),
+    pytest.param("", False, "FAILED: the sync did not finish (timeout, or no host left",
+                 id="out-of-time-without-a-circuit"),
+])
+def test_a_run_that_did_not_finish_says_why(capsys: pytest.CaptureFixture[str], blocked: str,
+                                            circuits: bool, says: str) -> None:
+    assert report(outcome_of(blocked=blocked, circuits=circuits, queued=17), 10.0) == 1
+    assert says in capsys.readouterr().err
+
+
+def test_a_finished_run_does_not_name_a_circuit_as_open(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert report(outcome_of(planned=300, circuits=True), 10.0) == 0
+    assert "circuit open" not in capsys.readouterr().out
+
+
+def test_a_host_that_ended_is_reported_and_the_run_judged_by_its_records(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    children = Children(tmp_path)
+    hosts = [children.start(f"host-{n}", ["emulator", "enrichment"])[0] for n in range(2)]
+    said: list[str] = []
+    clock = iter([0.0, 12.4])
+    watch = HostWatch(hosts, said.append, clock=lambda: next(clock))
+    try:
+        assert watch.any_alive()
+        os.killpg(hosts[1].process.pid, signal.SIGKILL)
+        hosts[1].process.wait()
+        assert watch.any_alive()
+        assert watch.any_alive()  # said once
+    finally:
+        children.stop_all()
+    assert said == ["host-1 ended (SIGKILL) after 12 s; the 1 other host(s) take over its "
+                    "messages when their lease ends (up to 60 s)"]
+    assert watch.summary() == "1 of 2 ran to the end; host-1 ended (SIGKILL) after 12 s"
+    assert report(outcome_of(planned=300, ended_hosts=watch.summary()), 10.0) == 0
+    assert "  hosts            1 of 2 ran to the end; host-1 ended (SIGKILL) after 12 s" in \
+        capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("APPLICATIONINSIGHTS_CONNECTION_STRING", "garbage"),
+    ("DATAVERSE_STATIC_TOKEN", "local-token\nwith-a-line-break"),
+])
+def test_a_setting_the_wire_would_refuse_stops_sync_local_before_anything_starts(
+        name: str, value: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "sync", "local", "--records", "10"],
+                          cwd=ROOT, env={**os.environ, name: value}, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "nothing was started" in done.stderr
+    assert f"  - {name} " in done.stderr
+    assert "Starting Azurite" not in done.stdout

@@ -210,6 +210,23 @@ async def test_a_persons_edit_after_the_run_is_kept(make_services: Make) -> None
         assert mapped(services, now[str(row["accountid"])]) == mapped(services, row)
 
 
+@pytest.mark.emulator(records=20)
+async def test_a_second_rollback_tells_what_it_restored_from_what_a_person_changed(
+        make_services: Make) -> None:
+    services = await make_services(SYNC_WRITE_MODE="single")
+    before = await write_run(services, "wet-12", 6)
+    first = await rolled_back(services, "wet-12")
+    assert first.outcomes["restored"] == 6
+    edited = str(before[0]["accountid"])
+    await person_edits(services, edited, {"description": "typed after the rollback"})
+
+    second = await rolled_back(services, "wet-12")
+    assert (second.outcomes["already_restored"], second.outcomes["changed_since"],
+            second.outcomes["restored"]) == (5, 1, 0)
+    assert "already restored        5  held their previous values already" in \
+        rollback_cli.render(second)
+
+
 @pytest.mark.emulator(records=10)
 async def test_a_dry_rollback_changes_nothing(make_services: Make) -> None:
     services = await make_services(SYNC_WRITE_MODE="single")

@@ -101,3 +101,63 @@ def test_forms_the_host_or_azure_would_refuse_are_refused_at_load(name: str, val
         Settings.from_env(env)
     assert [p for p in caught.value.problems if p.startswith(name)] != []
     assert says in str(caught.value)
+
+
+CONNECTION = ("InstrumentationKey=00000000-0000-4000-8000-000000000001;IngestionEndpoint="
+              "https://westeurope-5.in.applicationinsights.azure.com/;LiveEndpoint="
+              "https://westeurope.livediagnostics.monitor.azure.com/;ApplicationId="
+              "11111111-0000-4000-8000-000000000000")
+"""The form the portal (and the Bicep's ``connectionString`` output) gives."""
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    pytest.param("APPLICATIONINSIGHTS_CONNECTION_STRING", "garbage", "key=value pairs",
+                 id="a-connection-string-that-is-not-one"),
+    pytest.param("APPLICATIONINSIGHTS_CONNECTION_STRING", "IngestionEndpoint=https://x/",
+                 "InstrumentationKey=<a GUID", id="a-connection-string-without-a-key"),
+    pytest.param("APPLICATIONINSIGHTS_CONNECTION_STRING",
+                 "InstrumentationKey=00000000-0000-4000-8000-00000000000A", "lower case",
+                 id="an-instrumentation-key-the-exporter-refuses"),
+    pytest.param("APPLICATIONINSIGHTS_CONNECTION_STRING", CONNECTION + ";", "key=value pairs",
+                 id="a-trailing-separator-the-exporter-cannot-split"),
+    pytest.param("APPLICATIONINSIGHTS_CONNECTION_STRING",
+                 "InstrumentationKey=00000000-0000-4000-8000-000000000001;IngestionEndpoint=x",
+                 "https:// URL", id="an-endpoint-that-is-not-a-url"),
+    pytest.param("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "ClientId=me;Authorization=AAD",
+                 "a GUID", id="an-authentication-string-with-a-bad-client-id"),
+    pytest.param("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "Authorization=ikey",
+                 "Authorization=AAD", id="an-authentication-string-without-entra-id"),
+    pytest.param("DATAVERSE_STATIC_TOKEN", "token\nwith-a-line-break", "a line break at "
+                 "character 6", id="a-token-with-a-line-break"),
+    pytest.param("DATAVERSE_STATIC_TOKEN", "token with-a-space", "a space",
+                 id="a-token-with-a-space"),
+    pytest.param("DATAVERSE_STATIC_TOKEN", "tok\x07en", "a control character",
+                 id="a-token-with-a-control-character"),
+    pytest.param("ENRICHMENT_API_KEY", "kéy", "outside ASCII", id="a-key-outside-ascii"),
+])
+def test_values_that_go_on_the_wire_are_refused_at_load_when_the_wire_would_refuse_them(
+        name: str, value: str, says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**BASE, name: value})
+    (problem,) = caught.value.problems
+    assert problem.startswith(name), problem
+    assert says in problem
+    if name in ("DATAVERSE_STATIC_TOKEN", "ENRICHMENT_API_KEY"):
+        assert value not in str(caught.value)  # a secret is never repeated
+
+
+def test_the_forms_azure_gives_are_accepted() -> None:
+    settings = Settings.from_env({
+        **BASE, "APPLICATIONINSIGHTS_CONNECTION_STRING": CONNECTION,
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING":
+            "ClientId=1b2c3d4e-0000-4000-8000-000000000000;Authorization=AAD"})
+    assert settings.dataverse_static_token == "token-abc"
+    assert Settings.from_env({**BASE, "APPLICATIONINSIGHTS_AUTHENTICATION_STRING":
+                              "Authorization=AAD"})
+
+
+def test_a_definitions_own_enrichment_key_is_checked_too() -> None:
+    definitions = '{"crm": {"enrichment_key_setting": "ENRICHMENT_API_KEY_CRM"}}'
+    with pytest.raises(ConfigError, match="ENRICHMENT_API_KEY_CRM holds a line break"):
+        Settings.from_env({**BASE, "SYNC_DEFINITIONS": definitions,
+                           "ENRICHMENT_API_KEY_CRM": "abc\ndef"})

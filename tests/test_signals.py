@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from sync.local.processes import COPY_WINDOW_S
+
 ROOT = Path(__file__).parents[1]
 START_WAIT_S = 90.0
 EXIT_WAIT_S = 90.0
@@ -67,12 +69,14 @@ def alive(process: Process) -> bool:
 
 
 class LocalRun:
-    """``python -m sync local`` started with SIGINT at ``sigint``, its descendants watched."""
+    """``python -m sync local`` started with SIGINT at ``sigint`` (under ``wrapper``, e.g.
+    ``timeout -s TERM 20``), its descendants watched."""
 
-    def __init__(self, *args: str, sigint: signal.Handlers = signal.SIG_DFL) -> None:
+    def __init__(self, *args: str, sigint: signal.Handlers = signal.SIG_DFL,
+                 wrapper: tuple[str, ...] = ()) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _LAUNCHER, str(int(sigint)), "local", *args], cwd=ROOT,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [*wrapper, sys.executable, "-c", _LAUNCHER, str(int(sigint)), "local", *args],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self.seen: set[Process] = set()
         self.children: set[Process] = set()
@@ -171,6 +175,12 @@ def assert_stopped_gracefully(run: LocalRun, signum: int) -> None:
     assert "Stopped: no process this run started is left." in run.output
     assert len(run.seen) >= STACK_CHILDREN, run.seen
     assert run.left_alive() == []
+    assert_no_keys_left()
+
+
+def assert_no_keys_left() -> None:
+    """The file that holds the stack's storage key and token is gone with the stack."""
+    assert not (Path(os.environ["SYNC_LOCAL_RUN_DIR"]) / "storage.json").exists()
 
 
 @pytest.mark.timeout(START_WAIT_S + EXIT_WAIT_S + 60)
@@ -201,11 +211,13 @@ def test_a_second_sigint_stops_everything_at_once(local_run: Callable[..., Local
     os.kill(host, signal.SIGSTOP)
     run.signal(signal.SIGINT)
     run.wait_for_line("Interrupted by SIGINT")
+    time.sleep(COPY_WINDOW_S + 0.2)  # not a copy of the first: a second stop
     run.signal(signal.SIGINT)
     assert run.wait_for_exit() == 130, run.output
     assert "SIGINT again: killing every child process group now." in run.output
     assert "Stopped: no process" not in run.output
     assert run.left_alive() == []
+    assert_no_keys_left()
 
 
 @pytest.mark.parametrize("children_started", [1, 2, 3],
@@ -228,9 +240,18 @@ def test_a_signal_during_start_up_leaves_nothing(local_run: Callable[..., LocalR
     ids=["SIGINT", "SIGINT inherited as ignored", "SIGTERM"])
 async def test_the_host_stops_gracefully_on_a_signal(app_env: dict[str, str], signum: int,
                                                      sigint: signal.Handlers) -> None:
+    code, rest = await host_stopped_by(signum, {**os.environ, **app_env}, sigint)
+    assert code == 0, rest
+    assert f"{signal.Signals(signum).name}: no new messages; running ones get up to" in rest
+
+
+async def host_stopped_by(signum: int, env: dict[str, str],
+                          sigint: signal.Handlers = signal.SIG_DFL) -> tuple[int, str]:
+    """``python -m sync host`` with ``env``, sent ``signum`` once it listens: its exit code
+    and what it printed after."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _LAUNCHER, str(int(sigint)), "host", cwd=ROOT,
-        env={**os.environ, **app_env, "PYTHONUNBUFFERED": "1"},
+        env={**env, "PYTHONUNBUFFERED": "1"},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     assert process.stdout is not None
     try:
@@ -245,5 +266,4 @@ async def test_the_host_stops_gracefully_on_a_signal(app_env: dict[str, str], si
         if process.returncode is None:
             process.kill()
             await process.wait()
-    assert code == 0, rest
-    assert f"{signal.Signals(signum).name}: no new messages; running ones get up to" in rest
+    return code, rest

@@ -16,6 +16,11 @@ from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 from sync.config.definitions import KEY_SETTING, Definitions, parse_definitions, single
+from sync.config.forms import (
+    authentication_string_problem,
+    connection_string_problem,
+    header_value_problem,
+)
 from sync.config.lanes import Environment, default_environment, parse_environments
 from sync.config.schedule import parse_schedule
 from sync.config.storage_names import STORAGE_CONNECTION
@@ -269,6 +274,7 @@ class Settings:
             reader.problems.append("SYNC_CIRCUIT_MAX_OPEN_S must be at least "
                                    "SYNC_CIRCUIT_OPEN_S")
         reader.guarded(lambda: _refuse_static_token_off_loopback(settings), None)
+        _check_forms(reader, settings)
         if reader.problems:
             raise ConfigError("; ".join(reader.problems), tuple(reader.problems))
         return settings
@@ -329,6 +335,22 @@ def _definitions(settings: Settings, reader: _Reader) -> Definitions:
         raise ConfigError("SYNC_ENVIRONMENTS names several environments: set "
                           "SYNC_DEFINITIONS to say which definition syncs which")
     return single(parse_definition(table), environments[0])
+
+
+_FORMS: Final = (("DATAVERSE_STATIC_TOKEN", header_value_problem),
+                  ("APPLICATIONINSIGHTS_CONNECTION_STRING", connection_string_problem),
+                  ("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", authentication_string_problem))
+"""Settings whose values go on the wire as they are, and the check of each one's form."""
+
+
+def _check_forms(reader: _Reader, settings: Settings) -> None:
+    """Note every setting of the wrong form: those of ``_FORMS`` and every enrichment key
+    (sent in a header), so nothing starts with a value only the wire would refuse."""
+    for name, problem_of in _FORMS:
+        reader.form(name, problem_of)
+    for name, key in settings.enrichment_keys.items():
+        if key:
+            reader.note(header_value_problem(name, key))
 
 
 def is_loopback_url(url: str) -> bool:
@@ -399,6 +421,17 @@ class _Reader:
 
     def optional(self, name: str) -> str | None:
         return self._raw(name) or None
+
+    def note(self, problem: str) -> None:
+        """Keep a problem found by a check ("" is none)."""
+        if problem:
+            self.problems.append(problem)
+
+    def form(self, name: str, problem_of: Callable[[str, str], str]) -> None:
+        """Check an optional setting's form when it is set."""
+        value = self.optional(name)
+        if value is not None:
+            self.note(problem_of(name, value))
 
     def guid(self, name: str) -> str | None:
         """An optional client id: a GUID when set."""

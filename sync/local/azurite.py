@@ -2,6 +2,10 @@
 
 Each run makes up its own storage accounts and keys (``AZURITE_ACCOUNTS``), so no key is ever
 written down, and tests can take a fresh account each for full isolation.
+
+Azurite answers SIGTERM by closing its listeners and then waits for every open client
+connection to end, however long that takes; its data is thrown away with its folder. So a stop
+is SIGTERM, ``SERVICE_STOP_S`` at most, then SIGKILL: it ends at once either way.
 """
 
 from __future__ import annotations
@@ -19,14 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from sync.local.processes import Children, signals_deferred, stop_processes
+from sync.local.processes import SERVICE_STOP_S, Children, signals_deferred, stop_processes
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 AZURITE_BIN: Final = ROOT / "node_modules" / ".bin" / "azurite"
 _LISTENING: Final = re.compile(r"Azurite (Blob|Queue|Table) service is successfully listening at "
                                r"http://127\.0\.0\.1:(\d+)")
 START_TIMEOUT_S: Final = 30.0
-STOP_TIMEOUT_S: Final = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +61,7 @@ class Azurite:
         self.accounts = accounts
 
     def stop(self) -> None:
-        stop_processes([self.process], STOP_TIMEOUT_S)
+        stop_processes([self.process], SERVICE_STOP_S)
         if self.process.stdout is not None:
             self.process.stdout.close()
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -81,15 +84,16 @@ def start_azurite(account_count: int = 1, children: Children | None = None) -> A
             [str(AZURITE_BIN), "--location", str(folder), "--blobHost", "127.0.0.1",
              "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1", "--blobPort", "0",
              "--queuePort", "0", "--tablePort", "0", "--skipApiVersionCheck", "--loose",
-             "--disableProductStyleUrl"],
+             "--disableProductStyleUrl", "--disableTelemetry"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
             start_new_session=True)
         if children is not None:
             children.adopt("azurite", process, folder)
+            children.cleanups.append(lambda: shutil.rmtree(folder, ignore_errors=True))
     try:
         ports = _wait_for_ports(process)
     except BaseException:  # a stop signal too: Azurite is stopped before it is handed out
-        stop_processes([process], STOP_TIMEOUT_S)
+        stop_processes([process], SERVICE_STOP_S)
         shutil.rmtree(folder, ignore_errors=True)
         raise
     accounts = [StorageAccount(name, key, ports) for name, key in names_keys]

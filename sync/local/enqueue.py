@@ -4,6 +4,11 @@ Storage as every operator command finds it (``--account``, ``--local``, or
 ``AzureWebJobsStorage`` from the environment or ``local.settings.json``). The definition and
 the lane are checked against what the deployment's hosts published (``sync.ops.known``), or
 before any host has, against the settings here (the single ``default`` when they name none).
+
+Nothing is sent unless everything is valid: every line, the options (the batch prefix makes
+valid batch ids), and then every message as built, decoded again by the worker's own contract
+(``sync.message.contract``) and measured against the queue's size limit, so no message this
+command sends can end in the poison queue.
 """
 
 from __future__ import annotations
@@ -20,7 +25,13 @@ from azure.data.tables.aio import TableClient
 from sync.config.settings import StorageSettings
 from sync.config.storage_names import BATCH_QUEUE, STATE_TABLE
 from sync.failures.errors import ContractError
-from sync.message.contract import Message, RecordRef
+from sync.message.contract import (
+    MAX_QUEUE_MESSAGE_BYTES,
+    Message,
+    RecordRef,
+    decode_message,
+    encoded_size_bytes,
+)
 from sync.message.producer import messages_for, read_jsonl, send
 from sync.ops.control import command_settings
 from sync.ops.known import NONE_PUBLISHED, Known, known_definitions, shell_definitions
@@ -30,6 +41,11 @@ from sync.state.deployment import Published
 from sync.state.storage import queue_client, storage_credential, table_client
 
 MAX_ERRORS_SHOWN: Final = 20
+BATCH_NUMBER_CHARS: Final = len("-000001")
+MAX_PREFIX_CHARS: Final = 128 - BATCH_NUMBER_CHARS
+"""A batch id is at most 128 characters: the prefix, a dash and six digits."""
+_PREFIX_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                 "0123456789._:-")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +78,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"{args.file}:{line_error.line}: {line_error.reason}", file=sys.stderr)
     if errors:
         raise CommandError(f"{len(errors)} invalid line(s); nothing was sent")
+    try:
+        check_prefix(args.batch_prefix or _safe_prefix(args.file))
+    except ContractError as error:
+        raise CommandError(f"{error}; nothing was sent") from None
     storage = storage_for(args)
     sent = asyncio.run(_enqueue(storage, args, records))
     print(f"sent {len(records)} records in {sent} messages to {BATCH_QUEUE}")
@@ -104,10 +124,35 @@ def _messages(records: list[RecordRef], args: argparse.Namespace,
         lane = (environment, identity)
     prefix = args.batch_prefix or _safe_prefix(args.file)
     try:
-        return messages_for(records, prefix, args.batch_size, definition=definition.name,
-                            lane=lane)
+        messages = messages_for(records, prefix, args.batch_size, definition=definition.name,
+                                lane=lane)
+        check_messages(messages)
     except ContractError as error:
         raise CommandError(f"{error}; nothing was sent") from None
+    return messages
+
+
+def check_prefix(prefix: str) -> None:
+    """ContractError unless ``prefix`` makes valid batch ids (``<prefix>-000001``)."""
+    bad = sorted(set(prefix) - _PREFIX_CHARS)
+    if not prefix or len(prefix) > MAX_PREFIX_CHARS or bad:
+        found = f"; it holds {''.join(bad)!r}" if bad else f"; it has {len(prefix)}"
+        raise ContractError(f"--batch-prefix must be 1-{MAX_PREFIX_CHARS} characters of "
+                            f"A-Z a-z 0-9 . _ : - (batch ids are <prefix>-000001){found}")
+
+
+def check_messages(messages: list[Message]) -> None:
+    """ContractError naming the first message the worker would refuse: decoded as the worker
+    decodes it, and measured as the queue measures it (after base64)."""
+    for message in messages:
+        text = message.to_json()
+        try:
+            decode_message(text.encode("utf-8"))
+        except ContractError as error:
+            raise ContractError(f"message {message.batch_id}: {error.reason}") from None
+        if encoded_size_bytes(text) > MAX_QUEUE_MESSAGE_BYTES:
+            raise ContractError(f"message {message.batch_id} takes {encoded_size_bytes(text):,} "
+                                f"bytes on the queue, over its {MAX_QUEUE_MESSAGE_BYTES:,}")
 
 
 def _safe_prefix(path: Path) -> str:

@@ -136,6 +136,9 @@ def combined(checks: list[Checked]) -> Verification | None:
 
 
 def check_line(check: Verification) -> str:
-    """``2,000/2,000 enriched, 0 dead-lettered, 0 unaccounted, 0 created``"""
+    """``2,000/2,000 enriched, 0 dead-lettered, 0 unaccounted, 0 created`` (and ``N
+    cancelled,`` before the unaccounted when a cancel stopped some)."""
+    cancelled = f"{check.cancelled:,} cancelled, " if check.cancelled else ""
     return (f"{check.enriched:,}/{check.records:,} enriched, {check.dead_lettered:,} "
-            f"dead-lettered, {len(check.unaccounted):,} unaccounted, {check.created:,} created")
+            f"dead-lettered, {cancelled}{len(check.unaccounted):,} unaccounted, "
+            f"{check.created:,} created")

@@ -1,7 +1,10 @@
 """``python -m sync host``: one local host instance running function_app.py until a signal.
 
 The first SIGINT or SIGTERM stops fetching and lets the running messages finish (bounded by
-``DRAIN_S``); a second one exits at once.
+``DRAIN_S``); a second one exits at once (copies of the first within a second, as ``timeout``
+sends them, are the same stop). Binding expressions (``%SYNC_SCHEDULE%``) take the settings
+table's default where the setting is unset, as the deployment's app settings do. A timer
+function that raises is logged and the host goes on, as the Functions host does.
 """
 
 from __future__ import annotations
@@ -11,22 +14,27 @@ import asyncio
 import logging
 import os
 import signal
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
 from azure.storage.queue.aio import QueueClient
 
 from sync import entry
+from sync.config.settings import SETTINGS
 from sync.local.azurite import ROOT
 from sync.local.functions_index import IndexedFunction, QueueOptions, index, load_app
 from sync.local.hostrunner import QueueListener, fire_timer
+from sync.local.processes import HOST_STOP_S, is_copy
 from sync.state.storage import APP_CLIENT_OPTIONS
 
 logger = logging.getLogger(__name__)
 
-DRAIN_S: Final = 15.0
-"""After SIGINT or SIGTERM, how long running messages get to finish (less than the 20 s the
-local stack waits before it kills a host)."""
+DRAIN_S: Final = HOST_STOP_S - 2.0
+"""After SIGINT or SIGTERM, how long running messages get to finish (less than the
+``HOST_STOP_S`` the local stack waits before it kills a host). A message abandoned then comes
+back when its lease ends; its writes are idempotent."""
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -45,18 +53,25 @@ def main(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     for noisy in ("azure", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    functions = index(load_app(args.app), os.environ)
+    functions = index(load_app(args.app), with_defaults(os.environ))
     options = QueueOptions.from_host_json(args.host_json)
     asyncio.run(_serve(functions, options, args.fire_timer))
     return 0
+
+
+def with_defaults(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment with every declared setting's default where it is unset."""
+    defaults = {spec.name: spec.default for spec in SETTINGS if spec.default is not None}
+    return {**defaults, **environ}
 
 
 async def _serve(functions: list[IndexedFunction], options: QueueOptions,
                  fire_timers: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    first: list[tuple[int, float]] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, _on_signal, sig, stop)
+        loop.add_signal_handler(sig, _on_signal, sig, stop, first)
     clients: list[QueueClient] = []
     tasks = [asyncio.create_task(_listen(f, options, stop, clients))
              for f in functions if f.trigger_type == "queueTrigger"]
@@ -68,13 +83,18 @@ async def _serve(functions: list[IndexedFunction], options: QueueOptions,
     await entry.close_services()
 
 
-def _on_signal(signum: int, stop: asyncio.Event) -> None:
-    """First signal: stop fetching and let running messages finish; second: exit at once."""
+def _on_signal(signum: int, stop: asyncio.Event, first: list[tuple[int, float]]) -> None:
+    """First signal: stop fetching and let running messages finish; a copy of it within a
+    second: nothing more; any other: exit at once."""
     name = signal.Signals(signum).name
+    at_s = time.monotonic()
+    if first and is_copy(first[0], signum, at_s):
+        return
     if stop.is_set():
         logger.warning("%s again: exiting at once", name, extra={"event": "host_killed"})
         logging.shutdown()
         os._exit(128 + signum)
+    first.append((signum, at_s))
     logger.info("%s: no new messages; running ones get up to %g s to finish", name, DRAIN_S,
                 extra={"event": "host_stopping"})
     stop.set()
@@ -100,7 +120,11 @@ async def _run_until_drained(work: asyncio.Future[list[None]], stop: asyncio.Eve
 async def _fire_timers(functions: list[IndexedFunction]) -> None:
     for function in functions:
         if function.trigger_type == "timerTrigger":
-            await fire_timer(function)
+            try:
+                await fire_timer(function)
+            except Exception as error:  # the Functions host logs a failed timer and goes on
+                logger.error("timer %s failed: %s: %s", function.name, type(error).__name__,
+                             error, extra={"event": "timer_failed"})
 
 
 async def _listen(function: IndexedFunction, options: QueueOptions, stop: asyncio.Event,

@@ -5,6 +5,11 @@ when the running ones fall to ``newBatchThreshold``, hold a visibility lease whi
 and renew it, decode base64, delete on success, on failure make the message visible again after
 ``visibilityTimeout``, and after ``maxDequeueCount`` failed attempts move it to
 ``<queue>-poison``. Polling backs off up to ``maxPollingInterval`` while the queue is empty.
+
+Like the Functions host, it outlives a storage outage of any length: a failed fetch is logged
+(``storage unreachable since ...``, again every half minute) and tried again with a back-off;
+a message whose delete, release or lease renewal fails comes back when its lease ends (the
+worker's writes are idempotent).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import base64
 import binascii
 import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import Any, Final
 
 import azure.functions as func
@@ -23,6 +29,7 @@ from azure.storage.queue import QueueMessage as StorageMessage
 from azure.storage.queue.aio import QueueClient
 
 from sync.local.functions_index import IndexedFunction, QueueOptions
+from sync.local.outage import STORAGE_ERRORS, Outage
 
 logger = logging.getLogger(__name__)
 
@@ -82,18 +89,29 @@ class QueueListener:
         self._running: set[asyncio.Task[None]] = set()
         self._has_room = asyncio.Event()
         self._has_room.set()
+        self._outage = Outage(self._say)
+
+    def _say(self, line: str) -> None:
+        logger.warning("%s: %s", self._queue.queue_name, line,
+                       extra={"event": "storage_unreachable"})
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set, then let the running messages finish."""
         idle_s = MIN_POLL_S
         while not stop.is_set():
             await self._wait_for_room(stop)
-            fetched = await self._fetch() if not stop.is_set() else 0
-            ceiling_s = self._options.max_polling_interval_s
-            idle_s = MIN_POLL_S if fetched else min(idle_s * 2, ceiling_s)
+            if stop.is_set():
+                break
+            try:
+                fetched = await self._fetch()
+            except STORAGE_ERRORS as error:
+                await _pause(stop, self._outage.failed(error))
+                continue
+            self._outage.succeeded()
+            idle_s = MIN_POLL_S if fetched else min(idle_s * 2,
+                                                    self._options.max_polling_interval_s)
             if not fetched:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), idle_s)
+                await _pause(stop, idle_s)
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
 
@@ -128,12 +146,18 @@ class QueueListener:
             await self._failed(message, error)
         else:
             await _cancel(renewal)
-            await self._queue.delete_message(message)
+            await _settled(self._queue.delete_message(message), message, "delete")
 
     async def _renew(self, message: StorageMessage) -> None:
         while True:
             await asyncio.sleep(LEASE_S / 2)
-            receipt = await self._queue.update_message(message, visibility_timeout=LEASE_S)
+            try:
+                receipt = await self._queue.update_message(message, visibility_timeout=LEASE_S)
+            except STORAGE_ERRORS as error:
+                logger.warning("message %s: lease not renewed (%s); trying again",
+                               message.id, type(error).__name__,
+                               extra={"event": "lease_not_renewed"})
+                continue
             message.pop_receipt = receipt.pop_receipt
 
     async def _failed(self, message: StorageMessage, error: Exception) -> None:
@@ -142,11 +166,32 @@ class QueueListener:
             logger.error("message %s moved to %s after %d attempts: %s", message.id,
                          self._poison.queue_name, message.dequeue_count, reason,
                          extra={"event": "message_poisoned"})
-            await self._poison.send_message(message.content, time_to_live=-1)
-            await self._queue.delete_message(message)
+            await _settled(self._poisoned(message), message, "move to the poison queue")
             return
         logger.warning("message %s failed (attempt %d of %d): %s", message.id,
                        message.dequeue_count, self._options.max_dequeue_count, reason,
                        extra={"event": "invocation_failed"})
-        await self._queue.update_message(
-            message, visibility_timeout=int(self._options.visibility_timeout_s))
+        await _settled(self._queue.update_message(
+            message, visibility_timeout=int(self._options.visibility_timeout_s)),
+            message, "release")
+
+    async def _poisoned(self, message: StorageMessage) -> None:
+        await self._poison.send_message(message.content, time_to_live=-1)
+        await self._queue.delete_message(message)
+
+
+async def _pause(stop: asyncio.Event, delay_s: float) -> None:
+    """Wait ``delay_s``, or less if ``stop`` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay_s)
+
+
+async def _settled(step: Awaitable[Any], message: StorageMessage, action: str) -> None:
+    """Await a storage step of a message's ending; if storage is away, the message comes back
+    when its lease ends, as on the Functions host."""
+    try:
+        await step
+    except STORAGE_ERRORS as error:
+        logger.warning("message %s: could not %s it (%s); it comes back when its lease ends",
+                       message.id, action, type(error).__name__,
+                       extra={"event": "message_not_settled"})

@@ -2,7 +2,13 @@
 
 ``stop_on_signals`` makes SIGINT and SIGTERM stop them whatever disposition this process
 inherited: the first signal raises ``Interrupted`` (the caller stops every child gracefully), a
-second one SIGKILLs every child's process group and exits at once.
+second one SIGKILLs every child's process group and exits at once. Copies of the first signal
+that arrive within ``COPY_WINDOW_S`` are that same stop, not a second one: GNU ``timeout``
+signals its child and then its own process group, so one ``timeout -s TERM`` delivers SIGTERM
+twice.
+
+A graceful stop is bounded: the hosts get ``HOST_STOP_S`` (they stop fetching and finish what
+runs), the emulators and Azurite ``SERVICE_STOP_S``; whatever is left then is SIGKILLed.
 """
 
 from __future__ import annotations
@@ -22,8 +28,16 @@ from types import FrameType
 from typing import Final, NoReturn, TextIO
 
 _URL: Final = re.compile(r"https?://\S+")
-STOP_TIMEOUT_S: Final = 20.0
+HOST_STOP_S: Final = 6.0
+"""How long a host gets after SIGTERM (it drains for ``sync.local.host.DRAIN_S``, less)."""
+SERVICE_STOP_S: Final = 2.0
+"""How long the emulators and Azurite get after SIGTERM: they hold nothing to save (the
+stack's storage is thrown away), and Azurite waits on any open client connection forever."""
+STOP_TIMEOUT_S: Final = HOST_STOP_S + SERVICE_STOP_S
+"""The longest a graceful stop of a whole stack takes (well inside the 10 s promised)."""
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+COPY_WINDOW_S: Final = 1.0
+"""The same signal again within this long after the first is a copy of it (``timeout``)."""
 _POLL_S: Final = 0.05
 
 
@@ -71,11 +85,22 @@ class Child:
 
 
 class Children:
-    """Every child the stack started; ``stop_all`` ends them all, leaving no process behind."""
+    """Every child the stack started; ``stop_all`` ends them all, leaving no process behind.
+
+    ``cleanups`` are what a stop must also remove (Azurite's folder, the file that holds the
+    stack's keys): ``run_cleanups`` runs them, on a graceful stop and on a hard one alike."""
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.started: list[Child] = []
+        self.cleanups: list[Callable[[], None]] = []
+
+    def run_cleanups(self) -> None:
+        """Run every cleanup once, newest first; one that fails does not stop the others."""
+        while self.cleanups:
+            cleanup = self.cleanups.pop()
+            with contextlib.suppress(OSError):
+                cleanup()
 
     def start(self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None,
               wait_for_url_s: float = 0.0, *, stop_first: bool = False) -> tuple[Child, str]:
@@ -103,11 +128,12 @@ class Children:
         self.started.append(child)
         return child
 
-    def stop_all(self, say: Callable[[str], None] | None = None,
-                 timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Stop the ``stop_first`` children together, then all the others together."""
+    def stop_all(self, say: Callable[[str], None] | None = None) -> None:
+        """Stop the ``stop_first`` children (the hosts) together within ``HOST_STOP_S``, then
+        all the others together within ``SERVICE_STOP_S``."""
         first = [c for c in self.started if c.stop_first]
-        for group in (first, [c for c in self.started if not c.stop_first]):
+        rest = [c for c in self.started if not c.stop_first]
+        for group, timeout_s in ((first, HOST_STOP_S), (rest, SERVICE_STOP_S)):
             running = [c for c in group if c.alive]
             if running and say is not None:
                 say(f"Stopping {', '.join(c.name for c in running)} (SIGTERM, up to "
@@ -205,13 +231,25 @@ class Interrupted(KeyboardInterrupt):
 class _SignalState:
     """What a stop signal does; process-wide, as signal dispositions are."""
 
-    __slots__ = ("children", "deferred", "pending", "stopping")
+    __slots__ = ("children", "deferred", "first", "pending", "stopping")
 
     def __init__(self) -> None:
         self.children: Children | None = None
         self.deferred = 0
-        self.pending: list[int] = []
+        self.pending: list[tuple[int, float]] = []
         self.stopping = False
+        self.first: tuple[int, float] | None = None
+        """The signal that started the stop, and when (monotonic seconds)."""
+
+    def is_copy(self, signum: int, at_s: float) -> bool:
+        """The signal that started the stop, again within ``COPY_WINDOW_S``."""
+        return self.first is not None and is_copy(self.first, signum, at_s)
+
+
+def is_copy(first: tuple[int, float], signum: int, at_s: float) -> bool:
+    """Whether ``signum`` at ``at_s`` repeats ``first`` (a signal and its time) within
+    ``COPY_WINDOW_S``: one stop sent twice, not a second stop."""
+    return signum == first[0] and 0 <= at_s - first[1] < COPY_WINDOW_S
 
 
 _STATE: Final = _SignalState()
@@ -220,11 +258,13 @@ _STATE: Final = _SignalState()
 def stop_on_signals(children: Children) -> Callable[[], None]:
     """Own SIGINT and SIGTERM while ``children`` run; answer what gives back the old handlers.
 
-    The first signal raises ``Interrupted`` in the main thread; any signal after that, or after
-    ``stopping()``, SIGKILLs every child's group and exits at once with 128 + its number.
+    The first signal raises ``Interrupted`` in the main thread; any signal after that (but its
+    own copies within ``COPY_WINDOW_S``), or after ``stopping()``, SIGKILLs every child's group
+    and exits at once with 128 + its number.
     """
     previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     _STATE.children, _STATE.stopping, _STATE.pending = children, False, []
+    _STATE.first = None
     for sig in STOP_SIGNALS:
         signal.signal(sig, _on_signal)
 
@@ -250,18 +290,27 @@ def signals_deferred() -> Iterator[None]:
     finally:
         _STATE.deferred -= 1
         if not _STATE.deferred and _STATE.pending:
-            pending, _STATE.pending = _STATE.pending, []
-            if len(pending) > 1 or _STATE.stopping:
-                _hard_stop(pending[-1])
-            _on_signal(pending[0], None)
+            (first, *rest), _STATE.pending = _STATE.pending, []
+            for signum, at_s in rest:
+                if not is_copy(first, signum, at_s):
+                    _hard_stop(signum)
+            _take(*first)
 
 
 def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    at_s = time.monotonic()
     if _STATE.deferred:
-        _STATE.pending.append(signum)
+        _STATE.pending.append((signum, at_s))
+        return
+    _take(signum, at_s)
+
+
+def _take(signum: int, at_s: float) -> None:
+    """The first signal interrupts; its copies are ignored; anything else stops hard."""
+    if _STATE.is_copy(signum, at_s):
         return
     if not _STATE.stopping:
-        _STATE.stopping = True
+        _STATE.stopping, _STATE.first = True, (signum, at_s)
         raise Interrupted(signum)
     _hard_stop(signum)
 
@@ -272,4 +321,5 @@ def _hard_stop(signum: int) -> NoReturn:
                 f"now.\n".encode())
     if _STATE.children is not None:
         _STATE.children.kill_all()
+        _STATE.children.run_cleanups()
     os._exit(128 + signum)

@@ -1,7 +1,14 @@
 """``python -m sync local``: Azurite, the emulators and K host instances, one full sync, a summary.
 
 Every process it starts is stopped on the way out, on errors and on SIGINT or SIGTERM too
-(exit 130 or 143); a second signal kills them all at once.
+(exit 130 or 143, within ``STOP_TIMEOUT_S``); a second signal (not a copy of the first within a
+second) kills them all at once. Either way ``storage.json``, which holds the stack's keys, and
+Azurite's folder are removed.
+
+Exit codes: 0 every record written, unchanged, dead-lettered for a fault of its own, or
+cancelled (``sync cancel``); 1 not so (blocked, not finished in time, records unaccounted for
+or dead-lettered for the service's fault); 2 bad options or settings, nothing started; 130 or
+143 stopped by SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,11 +20,10 @@ import os
 import signal
 import sys
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 
@@ -33,7 +39,7 @@ from sync.config.storage_names import (
 from sync.config.table_definition import parse_definition
 from sync.failures.errors import ConfigError
 from sync.local.azurite import Azurite, start_azurite
-from sync.local.dryrunlocal import latest_report, writes_seen
+from sync.local.dryrunlocal import latest_report
 from sync.local.emulators.enrichment import SHAPES, EnrichmentConfig
 from sync.local.enrichment_shapes import (
     cache_rows,
@@ -48,17 +54,14 @@ from sync.local.environments import (
     Checked,
     base_definition,
     check_environments,
-    check_line,
     combined,
     host_environment,
     local_token,
     start_dataverse,
 )
+from sync.local.hosts import HostWatch
 from sync.local.lanes import (
-    EnvironmentFigures,
     Layout,
-    lane_figures,
-    lane_lines,
     users_of_identities,
 )
 from sync.local.processes import (
@@ -69,14 +72,17 @@ from sync.local.processes import (
     stop_on_signals,
     stopping,
 )
-from sync.local.progress import ProgressPrinter, Snapshot, watch
-from sync.local.verify import Verification, dead_lettered_ids, updated_count
-from sync.message.counts import MessageCounts
+from sync.local.progress import STALL_S, ProgressPrinter, watch
+from sync.local.summary import Outcome, report, write_json
+from sync.local.verify import (
+    dead_lettered_ids,
+    poisoned_records,
+    updated_count,
+    with_cancelled,
+)
 from sync.ops.queuescan import raw_queue
 from sync.ops.run_status import read_queue_counts
-from sync.ops.status_view import dry_run_lines
 from sync.ops.target import LOCAL_RUN_DIR, forget_local_target, save_local_target
-from sync.state.dead_letters import RECORD_REASONS
 from sync.state.storage import ensure_resources, queue_client, table_client
 
 __all__ = ["LocalOptions", "configure_parser", "local_token", "main", "run"]
@@ -105,6 +111,9 @@ class LocalOptions:
     """The enrichment API's shape and its definition (``sync.local.enrichment_shapes``)."""
     enrichment_cache: Path | None = None
     """Where the enrichment cache is kept between runs; None: each run starts without one."""
+    stall_s: float = STALL_S
+    """No progress for this long with a circuit open, and its back-off then come round
+    without progress: blocked (``sync.local.blocked``)."""
 
     @property
     def layout(self) -> Layout:
@@ -148,6 +157,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--identities", type=int, default=1, metavar="N",
                         help="identities id1..idN syncing every environment, each its own user "
                              "with its own limits (1)")
+    parser.add_argument("--blocked-after-s", type=float, default=STALL_S, metavar="S",
+                        help="call the run blocked when no record was done for this long "
+                             "with a circuit open, and the circuit's back-off then came round "
+                             f"without progress ({STALL_S:g})")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -155,6 +168,9 @@ def main(args: argparse.Namespace) -> int:
     if args.records < 0 or min(args.instances, args.environments, args.identities) < 1:
         print("--records must be >= 0; --instances, --environments and --identities >= 1",
               file=sys.stderr)
+        return 2
+    if args.blocked_after_s < 0:
+        print("--blocked-after-s must be >= 0", file=sys.stderr)
         return 2
     if args.dataverse_url is not None and args.environments > 1:
         print("--dataverse-url is one environment: use it without --environments",
@@ -173,7 +189,8 @@ def main(args: argparse.Namespace) -> int:
                            keep=args.keep, dry_run=args.dry_run,
                            environments=args.environments, identities=args.identities,
                            enrichment_shape=args.enrichment_shape,
-                           enrichment_cache=args.enrichment_cache)
+                           enrichment_cache=args.enrichment_cache,
+                           stall_s=args.blocked_after_s)
     return run(options)
 
 
@@ -189,6 +206,7 @@ def run(options: LocalOptions) -> int:
         print(f"Starting Azurite, the emulators and {options.instances} host instance(s); "
               f"logs in {LOG_DIR}", flush=True)
         azurite = start_azurite(children=children)
+        children.cleanups.append(forget_local_target)  # it holds the keys: gone at any stop
         save_local_target(azurite.accounts[0].connection_string)
         env, urls = _start_services(children, azurite, options)
         save_local_target(azurite.accounts[0].connection_string,
@@ -198,8 +216,9 @@ def run(options: LocalOptions) -> int:
             args = ["host", *(["--fire-timer"] if number == 0 else [])]
             children.start(f"host-{number}", args, env, stop_first=True)
         hosts = [c for c in children.started if c.name.startswith("host-")]
-        outcome = asyncio.run(_watch_and_verify(env, urls, options,
-                                                lambda: all(h.alive for h in hosts)))
+        printer = ProgressPrinter()
+        host_watch = HostWatch(hosts, printer.say)
+        outcome = asyncio.run(_watch_and_verify(env, urls, options, printer, host_watch))
         elapsed_s = time.monotonic() - started_s
         usage = [resource_usage(h.process.pid) for h in hosts]
         if options.keep:
@@ -256,11 +275,12 @@ def _say(line: str) -> None:
 
 def _stop_everything(children: Children, azurite: Azurite | None,
                      say: Callable[[str], None] | None = None) -> None:
-    """Hosts first, then the emulators and Azurite; a stop signal from here on stops hard."""
+    """Hosts first, then the emulators and Azurite, then what holds the stack's keys and data;
+    a stop signal from here on (but a copy of the first) stops hard."""
     stopping()
     children.stop_all(say)
+    children.run_cleanups()
     if azurite is not None:
-        forget_local_target()
         azurite.stop()
     if say is not None:
         say("Stopped: no process this run started is left.")
@@ -303,37 +323,8 @@ def _saved_dataverse(env: Mapping[str, str], urls: Mapping[str, str]) -> dict[st
     return saved
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What the watch and the checks found."""
-
-    snapshot: Snapshot
-    verification: Verification | None
-    poisoned: int
-    dead_letter_ids: frozenset[str]
-    timeline: list[tuple[float, int]]
-    emulator_stats: dict[str, Any] | None
-    dry_run: dict[str, Any] | None = None
-    """The run's dry-run report (``sync status --json``'s ``dry_run``); None when it wrote."""
-    environments: list[Checked] = field(default_factory=list)
-    """Each environment's emulator stats and verification (none with --dataverse-url)."""
-    users: dict[str, str] = field(default_factory=dict)
-    """The emulators' user id of each identity's token -> the identity; empty for one lane."""
-    service_timeline: list[tuple[float, int]] = field(default_factory=list)
-    """(seconds, records the emulators saw written plus those found unchanged) at each poll:
-    writes as they land, where ``timeline`` moves only as whole messages finish. Empty with
-    --dataverse-url (no emulator to ask)."""
-
-    def lanes(self, elapsed_s: float) -> list[EnvironmentFigures]:
-        """Per environment, each lane's figures from its emulator (none for one lane)."""
-        if not self.users:
-            return []
-        return [lane_figures(c.environment, c.stats, self.users, elapsed_s)
-                for c in self.environments]
-
-
 async def _watch_and_verify(env: dict[str, str], urls: dict[str, str], options: LocalOptions,
-                            healthy: Callable[[], bool]) -> Outcome:
+                            printer: ProgressPrinter, hosts: HostWatch) -> Outcome:
     storage = StorageSettings(connection_string=env["AzureWebJobsStorage"])
     layout = options.layout
     timeline: list[tuple[float, int]] = []
@@ -343,10 +334,10 @@ async def _watch_and_verify(env: dict[str, str], urls: dict[str, str], options: 
                 table_client(storage, STATE_TABLE, None) as state,
                 table_client(storage, REPORT_TABLE, None) as reports,
                 queue_client(storage, BATCH_QUEUE, None) as batches,
-                raw_queue(storage, DEAD_LETTER_QUEUE, None) as dead):
-        printer = ProgressPrinter()
-        final = await watch(table, batches, options.timeout_s, printer, healthy,
-                            timeline=timeline, state=state,
+                raw_queue(storage, DEAD_LETTER_QUEUE, None) as dead,
+                raw_queue(storage, POISON_QUEUE, None) as poison):
+        final = await watch(table, batches, options.timeout_s, printer, hosts.any_alive,
+                            timeline=timeline, state=state, stall_s=options.stall_s,
                             expected_runs=layout.environments,
                             service_written=None if options.dataverse_url else _written_by(
                                 admin, list(urls.values())),
@@ -354,7 +345,8 @@ async def _watch_and_verify(env: dict[str, str], urls: dict[str, str], options: 
         printer.close()
         dead_ids = await dead_lettered_ids(dead)
         poisoned = (await read_queue_counts(storage))[POISON_QUEUE]
-        report = await latest_report(table, reports) if options.dry_run else None
+        in_poison = await poisoned_records(poison)
+        dry_report = await latest_report(table, reports) if options.dry_run else None
     if options.enrichment_cache is not None:
         write_cache_file(options.enrichment_cache, await cache_rows(storage))
     checks: list[Checked] = []
@@ -365,9 +357,12 @@ async def _watch_and_verify(env: dict[str, str], urls: dict[str, str], options: 
                                           shape=options.enrichment_shape)
     users = ({} if layout.single else
              users_of_identities(layout, env["DATAVERSE_STATIC_TOKEN"]))
-    return Outcome(final, combined(checks), poisoned, frozenset(dead_ids), timeline,
-                   checks[0].stats if checks else None, report, checks, users,
-                   service_timeline)
+    check = combined(checks)
+    if check is not None:
+        check = with_cancelled(check, final.counts.cancelled)
+    return Outcome(final, check, poisoned, frozenset(dead_ids), timeline,
+                   checks[0].stats if checks else None, dry_report, checks, users,
+                   service_timeline, in_poison, hosts.summary())
 
 
 def _written_by(admin: aiohttp.ClientSession, urls: list[str]) -> Callable[[], Awaitable[int]]:
@@ -375,119 +370,3 @@ def _written_by(admin: aiohttp.ClientSession, urls: list[str]) -> Callable[[], A
     async def written() -> int:
         return sum([await updated_count(admin, url) for url in urls])
     return written
-
-
-def report(outcome: Outcome, elapsed_s: float) -> int:
-    """Print the summary; answer the exit code."""
-    snap = outcome.snapshot
-    counts = snap.counts
-    lines = [
-        "", "Summary",
-        f"  planned          {snap.planned:>10,}",
-        f"  written          {counts.written:>10,}",
-        f"  unchanged        {counts.unchanged:>10,}  (already held their values)",
-        f"  dead-lettered    {counts.dead_lettered:>10,}  "
-        f"{_by(counts.dead_lettered_by_reason)}",
-        f"  still to do      {max(0, snap.planned - snap.done):>10,}  (on the queue or in flight)",
-        f"  re-enqueued      {counts.reenqueued:>10,}  {_by(counts.reenqueued_by_reason)}",
-        f"  429 answers      {counts.throttled:>10,}  {dict(counts.throttled_by_code) or ''}",
-        f"  service retries  {counts.transient_retries:>10,}",
-        f"  requests         {snap.requests.total:>10,}  (Dataverse: reads "
-        f"{snap.requests.reads:,}, writes {snap.requests.writes:,}, retries "
-        f"{snap.requests.retries:,})",
-        f"  enrichment calls {counts.enrichment.calls:>10,}  {enrichment_line(counts)}",
-        f"  poisoned msgs    {outcome.poisoned:>10,}",
-        f"  elapsed          {elapsed_s:>10.1f} s",
-        f"  throughput       {snap.done / max(elapsed_s, 1e-9):>10.1f} records/s",
-    ]
-    if snap.circuits:
-        lines += [f"  circuit open     {snap.blocked_by}"]
-    if outcome.dry_run is not None:
-        lines += ["", *dry_run_lines(outcome.dry_run)]
-    lines += _check_lines(outcome)
-    lines += lane_lines(outcome.lanes(elapsed_s))
-    print("\n".join(lines))
-    return _exit_code(outcome)
-
-
-def _check_lines(outcome: Outcome) -> list[str]:
-    """The emulator check: one line, or one per environment when there are several."""
-    check = outcome.verification
-    if check is None:
-        return []
-    if len(outcome.environments) < 2:
-        return [f"  emulator check   {check_line(check)}"]
-    return [f"  emulator check   {c.environment}: {check_line(c.verification)}"
-            for c in outcome.environments if c.verification is not None]
-
-
-def _exit_code(outcome: Outcome) -> int:
-    snap, check = outcome.snapshot, outcome.verification
-    problems = []
-    if snap.circuits and not snap.finished:
-        problems.append(f"blocked: {snap.blocked_by}. {max(0, snap.planned - snap.done):,} "
-                        "records stay on the queue and are written once it is fixed")
-    elif not snap.finished:
-        problems.append("the sync did not finish (timeout or a host stopped; see the logs in "
-                        f"{LOG_DIR})")
-    wrong = {reason: n for reason, n in snap.counts.dead_lettered_by_reason.items()
-             if reason not in RECORD_REASONS}
-    if wrong:
-        problems.append(f"records dead-lettered for no fault of their own: {wrong}")
-    if outcome.dry_run is not None:
-        problems += [f"the dry run wrote: {seen}" for c in outcome.environments
-                     for seen in writes_seen(c.stats)]
-    if check is not None and not check.ok:
-        problems.append(f"{len(check.unaccounted)} records unaccounted for, "
-                        f"{check.created} created")
-    for problem in problems:
-        print(f"FAILED: {problem}", file=sys.stderr)
-    if not problems and outcome.dry_run is not None:
-        print("OK: dry run: every planned record was compared; nothing was written.")
-    elif not problems:
-        print("OK: every record is written, unchanged or dead-lettered for a fault of its own; "
-              "none was created.")
-    return 1 if problems else 0
-
-
-def enrichment_line(counts: MessageCounts) -> str:
-    """``(3,000 records; cache hits 2,000, misses 1,000; laters 0)``"""
-    usage = counts.enrichment
-    return (f"({usage.inputs:,} records; cache hits {usage.cache_hits:,}, misses "
-            f"{usage.cache_misses:,}; laters {usage.laters:,})")
-
-
-def _by(counter: Counter[str]) -> str:
-    return ", ".join(f"{reason} {n:,}" for reason, n in counter.most_common()) or ""
-
-
-def write_json(path: Path, outcome: Outcome, elapsed_s: float,
-               usage: list[ResourceUsage]) -> None:
-    """The run's figures, for the benchmark."""
-    snap, check = outcome.snapshot, outcome.verification
-    counts = snap.counts
-    data = {"elapsed_s": elapsed_s, "planned": snap.planned, "written": counts.written,
-            "unchanged": counts.unchanged,
-            "requests": {"total": snap.requests.total, "reads": snap.requests.reads,
-                         "writes": snap.requests.writes, "retries": snap.requests.retries},
-            "dead_lettered": counts.dead_lettered, "reenqueued": counts.reenqueued,
-            "dead_lettered_by_reason": dict(counts.dead_lettered_by_reason),
-            "reenqueued_by_reason": dict(counts.reenqueued_by_reason),
-            "blocked_by": snap.blocked_by,
-            "throttled_by_code": dict(counts.throttled_by_code),
-            "transient_retries": counts.transient_retries, "poisoned": outcome.poisoned,
-            "requeue_delay_s": counts.requeue_delay_s,
-            "finished": snap.finished, "timeline": outcome.timeline,
-            "service_timeline": outcome.service_timeline,
-            "verification": asdict(check) if check is not None else None,
-            "emulator_stats": outcome.emulator_stats,
-            "environments": {c.environment: {"stats": c.stats, "verification": asdict(
-                c.verification) if c.verification is not None else None}
-                for c in outcome.environments},
-            "lanes": [lane.as_dict() for found in outcome.lanes(elapsed_s)
-                      for lane in found.lanes],
-            "previewed": counts.previewed, "dry_run": outcome.dry_run,
-            "enrichment": asdict(counts.enrichment),
-            "hosts": [asdict(u) for u in usage]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1))

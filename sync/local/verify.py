@@ -1,4 +1,5 @@
-"""After a local run: every seeded record enriched or dead-lettered, and none created.
+"""After a local run: every seeded record enriched, dead-lettered or cancelled, and none
+created; and the records the poison queue holds.
 
 A record is enriched when it holds what the enrichment emulator answers for its website in the
 run's shape (``shapes.answer_for``), read at the definition's mapping paths; a website the
@@ -6,6 +7,7 @@ shape knows no company for must be dead-lettered."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +19,7 @@ from sync.clients.enrichment import columns_of, domain_of
 from sync.config.table_definition import SyncDefinition
 from sync.failures.errors import RecordFault, ServiceFault
 from sync.local.emulators.enrichment import SHAPES, answer_for, is_no_match
-from sync.ops.queuescan import scan
+from sync.ops.queuescan import Found, scan
 
 
 @dataclass(slots=True)
@@ -29,10 +31,25 @@ class Verification:
     dead_lettered: int = 0
     created: int = 0
     unaccounted: list[str] = field(default_factory=list)
+    """Records neither enriched nor dead-lettered (nor covered by the run's cancelled
+    count): lost, or still on the queue."""
+    cancelled: int = 0
+    """Records neither enriched nor dead-lettered that the run counted cancelled."""
 
     @property
     def ok(self) -> bool:
         return not self.unaccounted and self.created == 0
+
+
+def with_cancelled(check: Verification, cancelled: int) -> Verification:
+    """``check`` once the run's ``cancelled`` count is taken into account: the records a
+    cancel stopped are neither enriched nor dead-lettered, and the ledger counts them, not
+    their ids. When they cover every such record, none is unaccounted; when there are more,
+    the ids cannot be told apart and all stay listed."""
+    missing = len(check.unaccounted)
+    if not missing or cancelled <= 0 or missing > cancelled:
+        return check
+    return dataclasses.replace(check, unaccounted=[], cancelled=missing)
 
 
 def expected_columns(website: str | None, definition: SyncDefinition,
@@ -67,6 +84,25 @@ async def dead_lettered_ids(queue: QueueClient) -> set[str]:
     command run next, as with ``--keep``, must find them)."""
     seen = await scan(queue, delete=lambda _: False)
     return {str(json.loads(found.body)["record"]["id"]) for found in seen}
+
+
+async def poisoned_records(queue: QueueClient) -> int:
+    """Records in the messages on the poison queue (a worker's envelope or a raw message),
+    read and left in place visible; a message that is not a message of records counts none."""
+    seen = await scan(queue, delete=lambda _: False)
+    return sum(records_in(found) for found in seen)
+
+
+def records_in(found: Found) -> int:
+    """How many records a poison message carries."""
+    try:
+        data = json.loads(found.body)
+        if isinstance(data, dict) and isinstance(data.get("message"), str):
+            data = json.loads(data["message"])  # the worker's envelope echoes the message
+    except ValueError:
+        return 0
+    records = data.get("records") if isinstance(data, dict) else None
+    return len(records) if isinstance(records, list) else 0
 
 
 async def emulator_stats(dataverse_url: str) -> dict[str, Any]:

@@ -12,11 +12,11 @@ published it (``sync.state.deployment``), through the definition's first identit
 ``--environment`` names another. The command says what it will write and asks first
 (``--yes`` answers); ``--dry-run`` writes nothing and asks nothing.
 
-Exit codes: 0 every record restored or left for a reason (changed since, not restorable,
-missing); 1 no such run, or some record failed (running the command again is safe: a record
-already restored holds its previous values, not the run's, so it is left alone as changed
-since); 2 nothing done (images expired, settings or storage unusable); 3 not confirmed;
-130 Ctrl-C.
+Exit codes: 0 every record restored or left for a reason (already restored, changed since, not
+restorable, missing); 1 no such run, or some record failed (running the command again is safe:
+a record already restored holds its previous values, not the run's, so it is left alone and
+counted already restored); 2 nothing done (images expired, settings or storage unusable); 3 not
+confirmed; 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT_S: Final = 30.0
 _LINES: Final = (
     ("restored", "restored", "their previous values are back"),
+    ("already_restored", "already restored", "held their previous values already (an earlier "
+                                             "rollback): left alone"),
     ("changed_since", "changed since", "someone changed them after the run: kept as they are"),
     ("not_restorable", "not restorable", "written without a read: no previous values"),
     ("missing", "missing", "the record no longer exists"),

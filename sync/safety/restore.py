@@ -6,11 +6,13 @@ record's written columns and ETag; if they still hold the values the run wrote
 (``sync.message.changes.same_value`` column by column), PATCH the previous values with
 ``If-Match: <etag>``, so an edit made between the read and the PATCH answers 412 and is never
 undone; on a 412 the record is read and judged once more. A record whose columns hold anything
-else is left as it is (``changed_since``).
+else is left as it is: ``already_restored`` when they hold the previous values (an earlier
+rollback of the run restored it), else ``changed_since``.
 
-Outcomes per record: ``restored``, ``changed_since``, ``not_restorable`` (written without a read:
-no previous values), ``missing`` (the record is gone), ``failed`` (a service or record error
-after ``MAX_ATTEMPTS``). With ``dry_run`` nothing is written: ``restored`` counts what would be.
+Outcomes per record: ``restored``, ``already_restored``, ``changed_since``, ``not_restorable``
+(written without a read: no previous values), ``missing`` (the record is gone), ``failed`` (a
+service or record error after ``MAX_ATTEMPTS``). With ``dry_run`` nothing is written:
+``restored`` counts what would be.
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ from sync.state import runs
 logger = logging.getLogger(__name__)
 
 RESTORED: Final = "restored"
+ALREADY_RESTORED: Final = "already_restored"
 CHANGED_SINCE: Final = "changed_since"
 NOT_RESTORABLE: Final = "not_restorable"
 MISSING: Final = "missing"
 FAILED: Final = "failed"
-OUTCOMES: Final = (RESTORED, CHANGED_SINCE, NOT_RESTORABLE, MISSING, FAILED)
+OUTCOMES: Final = (RESTORED, ALREADY_RESTORED, CHANGED_SINCE, NOT_RESTORABLE, MISSING, FAILED)
 MAX_ATTEMPTS: Final = 4
 """Tries of one record after a throttle or a service fault (waiting Retry-After or a back-off)."""
 BACKOFF_S: Final = 1.0
@@ -71,9 +74,17 @@ class RollbackReport:
 
 
 def still_written(values: Mapping[str, Any], written: Mapping[str, Any]) -> bool:
-    """Whether every column still holds the value the run wrote."""
+    """Whether every column still holds the value the run wrote (or, given the before-image,
+    the value it replaced)."""
     return all(column in values and same_value(values[column], value)
                for column, value in written.items())
+
+
+def left_as_it_is(values: Mapping[str, Any], image: Image) -> str:
+    """Why a record that no longer holds the run's values is not restored: it holds the
+    previous ones already, or someone changed it."""
+    restored = image.before is not None and still_written(values, image.before)
+    return ALREADY_RESTORED if restored else CHANGED_SINCE
 
 
 async def restore_one(client: RecordClient, image: Image, *, dry_run: bool) -> str:
@@ -85,7 +96,7 @@ async def restore_one(client: RecordClient, image: Image, *, dry_run: bool) -> s
         if read is None:
             return MISSING
         if not still_written(read.values, image.after):
-            return CHANGED_SINCE
+            return left_as_it_is(read.values, image)
         if dry_run or await client.write(image.entity_set, image.record_id, image.before,
                                          read.etag):
             return RESTORED

@@ -24,6 +24,9 @@ from typing import Any, Final
 from azure.core.credentials import TokenCredential
 from azure.identity import ManagedIdentityCredential
 
+from sync.config.forms import connection_string_problem
+from sync.failures.errors import ConfigError
+
 CONNECTION_SETTING: Final = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 AUTHENTICATION_SETTING: Final = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
 LOGGER_NAME: Final = "sync"
@@ -63,11 +66,16 @@ def configure_telemetry(environ: Mapping[str, str], *, configure: Configure | No
                         credential: Callable[[str | None], TokenCredential] = managed_identity
                         ) -> bool:
     """Configure the distro once when a connection string is set; answers whether it did.
+    A connection string the exporter cannot parse raises ConfigError naming the setting (the
+    settings refuse it at load already), never the exporter's ValueError.
 
     ``configure`` is ``configure_azure_monitor`` unless a test passes another."""
     connection_string = environ.get(CONNECTION_SETTING, "").strip()
     if not connection_string or _configured:
         return False
+    problem = connection_string_problem(CONNECTION_SETTING, connection_string)
+    if problem:
+        raise ConfigError(problem)
     if configure is None:
         # Imported only when used: the distro loads its exporters and instrumentations.
         from azure.monitor.opentelemetry import configure_azure_monitor  # noqa: PLC0415
