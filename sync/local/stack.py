@@ -304,6 +304,8 @@ def _start_services(children: Children, azurite: Azurite,
             "ENRICHMENT_URL": enrichment_url,
             "ENRICHMENT_API_KEY": enrichment.api_key, "SYNC_SCHEDULE": "0 0 2 * * *",
             "SYNC_QUEUE_METRICS_SCHEDULE": "0 * * * * *", "PYTHONUNBUFFERED": "1",
+            # every host here reads this machine's one clock: no skew to allow for, unless asked
+            "SYNC_CLOCK_SKEW_S": os.environ.get("SYNC_CLOCK_SKEW_S", "0"),
             **shape_env, **identity_endpoint(shape_env, enrichment_url)}
     env = host_environment(base, layout, urls, options.dry_run)
     storage = StorageSettings(connection_string=env["AzureWebJobsStorage"])
