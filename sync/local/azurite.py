@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -67,6 +68,17 @@ class Azurite:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def azurite_command(folder: Path, ports: Mapping[str, int] | None = None) -> list[str]:
+    """Azurite's command line: its data in ``folder``, on loopback, on ``ports`` by service
+    (``Blob``, ``Queue``, ``Table``; free ones when None), without telemetry."""
+    port = {name: str((ports or {}).get(name, 0)) for name in ("Blob", "Queue", "Table")}
+    return [str(AZURITE_BIN), "--location", str(folder), "--blobHost", "127.0.0.1",
+            "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1", "--blobPort", port["Blob"],
+            "--queuePort", port["Queue"], "--tablePort", port["Table"],
+            "--skipApiVersionCheck", "--loose", "--disableProductStyleUrl",
+            "--disableTelemetry"]
+
+
 def start_azurite(account_count: int = 1, children: Children | None = None) -> Azurite:
     """Start Azurite with ``account_count`` fresh accounts; wait until all three services listen.
 
@@ -81,10 +93,7 @@ def start_azurite(account_count: int = 1, children: Children | None = None) -> A
            "AZURITE_ACCOUNTS": ";".join(f"{name}:{key}" for name, key in names_keys)}
     with signals_deferred():
         process = subprocess.Popen(
-            [str(AZURITE_BIN), "--location", str(folder), "--blobHost", "127.0.0.1",
-             "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1", "--blobPort", "0",
-             "--queuePort", "0", "--tablePort", "0", "--skipApiVersionCheck", "--loose",
-             "--disableProductStyleUrl", "--disableTelemetry"],
+            azurite_command(folder),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
             start_new_session=True)
         if children is not None:

@@ -38,7 +38,7 @@ from sync.config.storage_names import (
     POISON_QUEUE,
     STATE_TABLE,
 )
-from sync.local.azurite import AZURITE_BIN, ROOT, Azurite, StorageAccount
+from sync.local.azurite import ROOT, Azurite, StorageAccount, azurite_command
 from sync.local.azurite import _wait_for_ports as wait_for_ports
 from sync.local.emulators.enrichment import EnrichmentConfig
 from sync.local.emulators.webapi.store import seeded_id
@@ -352,11 +352,7 @@ def relaunch_azurite(old: Azurite) -> Azurite:
     env = {**os.environ,
            "AZURITE_ACCOUNTS": ";".join(f"{a.name}:{a.key}" for a in old.accounts)}
     process = subprocess.Popen(
-        [str(AZURITE_BIN), "--location", str(old.folder), "--blobHost", "127.0.0.1",
-         "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
-         "--blobPort", str(ports["Blob"]), "--queuePort", str(ports["Queue"]),
-         "--tablePort", str(ports["Table"]), "--skipApiVersionCheck", "--loose",
-         "--disableProductStyleUrl"],
+        azurite_command(old.folder, ports),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         start_new_session=True)
     try:
