@@ -1,11 +1,13 @@
 """The planner against the emulator and Azurite: continuations, change tracking, watermarks,
-own writes skipped, expired tokens, and a crash that never skips a record."""
+own writes skipped, expired tokens, a crash that never skips a record; and the guard on every
+record read (property-based over rows of every size up to the limits and past them)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -14,14 +16,26 @@ from typing import Any
 import aiohttp
 import pytest
 from azure.storage.queue.aio import QueueClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from sync.config.storage_names import BATCH_QUEUE, PLAN_QUEUE
+from sync.config.storage_names import BATCH_QUEUE, DEAD_LETTER_QUEUE, PLAN_QUEUE
+from sync.config.table_definition import SyncDefinition
 from sync.local.stack import local_token
-from sync.message.contract import decode_message
+from sync.message.contract import (
+    MAX_INPUT_CHARS,
+    MAX_QUEUE_MESSAGE_BYTES,
+    Message,
+    RecordRef,
+    decode_message,
+    encoded_size_bytes,
+    fitting_groups,
+    input_problem,
+)
 from sync.plan import planner
 from sync.plan.plan_state import Checkpoint, load_checkpoint, plan_state_from, save_checkpoint
 from sync.services import Services
-from sync.state import manifests
+from sync.state import manifests, runs
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 Make = Callable[..., Any]
@@ -263,3 +277,135 @@ async def test_the_plans_requests_are_counted_across_its_invocations(make_servic
     second = next(m for m in plans if m.run_id != first.run_id)
     assert second.requests.total == await emulator_requests(services) - before
     assert second.requests.reads >= 2  # WhoAmI, then the delta page
+
+
+# ------------------------------------------------------------ the guard on every record read
+
+GUARD_ID = "5b1c2a3e-0000-4000-8000-000000000001"
+TABLE = SyncDefinition()
+
+
+def row(value: Any, key: Any = GUARD_ID) -> dict[str, Any]:
+    return {TABLE.key: key, TABLE.input_column: value, "@odata.etag": 'W/"7"',
+            **dict.fromkeys(TABLE.mapping)}
+
+
+@pytest.mark.parametrize(("value", "key", "reason"), [
+    ("x" * 2049, GUARD_ID, "input must be a string of 1-2048 characters; it holds 2049"),
+    ("é" * 16_000, GUARD_ID, "it holds 16000"),
+    (42, GUARD_ID, "input must be text, not a number"),
+    (["a.com"], GUARD_ID, "input must be text, not a list"),
+    ("\ud800.com", GUARD_ID, "a lone surrogate at character 0"),
+    ("contoso.com", "not-a-guid", "id must be a GUID"),
+], ids=["2,049 characters", "16,000 é", "a number", "a list", "a lone surrogate",
+        "a key that is not a GUID"])
+def test_a_record_that_breaks_the_contract_is_set_apart_with_its_reason(
+        value: Any, key: Any, reason: str) -> None:
+    (found,) = planner.refs_from([row(value, key)], TABLE, None)
+    assert isinstance(found, planner.Unusable)
+    assert reason in found.reason
+    assert found.record.id == key
+
+
+@pytest.mark.parametrize("value", [None, "", "   "], ids=["null", "empty", "blank"])
+def test_a_row_without_an_input_is_skipped_as_before(value: Any) -> None:
+    assert list(planner.refs_from([row(value)], TABLE, None)) == []
+
+
+def test_the_longest_input_the_contract_allows_is_planned() -> None:
+    (found,) = planner.refs_from([row(" " + "😀" * MAX_INPUT_CHARS + " ")], TABLE, None)
+    assert isinstance(found, RecordRef)
+    assert found.input == "😀" * MAX_INPUT_CHARS
+
+
+INPUT_CHARS = st.sampled_from(["a", "é", "€", "😀", '"', "\\", "\n", "\u2028"])
+
+
+@st.composite
+def read_rows(draw: st.DrawFn) -> dict[str, Any]:
+    """A row as a page brings it: an input of any length up to 20,000 characters (or not
+    text), an ETag, mapped values of any length up to the contract's and past it."""
+    length = draw(st.one_of(st.integers(1, 40), st.integers(2000, 2100),
+                            st.integers(1, 20_000)))
+    value: Any = draw(st.one_of(
+        st.builds(lambda c, n: c * n, INPUT_CHARS, st.just(length)),
+        st.integers(), st.booleans(), st.floats(allow_nan=False)))
+    cells = st.one_of(st.none(), st.integers(), st.builds(lambda c, n: c * n, INPUT_CHARS,
+                                                          st.integers(0, 4100)))
+    return {TABLE.key: str(uuid.uuid4()), TABLE.input_column: value,
+            "@odata.etag": draw(st.builds(lambda c, n: c * n, INPUT_CHARS, st.integers(1, 130))),
+            **{column: draw(cells) for column in TABLE.mapping}}
+
+
+@given(st.lists(read_rows(), min_size=1, max_size=12), st.integers(1, 1000))
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+def test_every_message_the_planner_makes_fits_the_contract_and_the_queue(
+        read: list[dict[str, Any]], batch_size: int) -> None:
+    """Whatever a page holds, each record is planned in messages the worker accepts whole and
+    the queue takes, or set apart with a reason: none is lost, none poisons a message."""
+    found = list(planner.refs_from(read, TABLE, None))
+    with_input = [r for r in read if not isinstance(r[TABLE.input_column], str)
+                  or r[TABLE.input_column].strip()]
+    assert [item.id if isinstance(item, RecordRef) else item.record.id for item in found] == \
+        [r[TABLE.key] for r in with_input]
+    refs = [item for item in found if isinstance(item, RecordRef)]
+    for item, source in zip(found, with_input, strict=True):
+        value = source[TABLE.input_column]
+        assert isinstance(item, planner.Unusable) is (input_problem(
+            value.strip() if isinstance(value, str) else value) is not None)
+    groups = list(fitting_groups(refs, batch_size))
+    assert [r.id for group in groups for r in group] == [r.id for r in refs]
+    for group in groups:
+        text = Message("b" * 128, group, 999_999, definition="d" * 63,
+                       lane=("e" * 32, "i" * 32)).to_json()
+        assert encoded_size_bytes(text) <= MAX_QUEUE_MESSAGE_BYTES
+        assert len(decode_message(text.encode()).records) == len(group)
+
+
+def test_a_record_too_large_with_its_values_travels_without_them() -> None:
+    wide = {column: "é" * 4000 for column in TABLE.mapping}
+    record = RecordRef(GUARD_ID, "contoso.com", etag='W/"7"', current=wide)
+    (group,) = fitting_groups([record, RecordRef(GUARD_ID.replace("1", "2"), "a.com")], 10)
+    assert group[0].current is None  # the worker writes it without comparing
+    assert group[0].input == "contoso.com"
+
+
+@pytest.mark.emulator(records=120)
+async def test_long_inputs_are_dead_lettered_at_planning_and_the_table_is_planned(
+        make_services: Make) -> None:
+    """Before: one message over 64 KiB failed the plan at every tick, nothing was planned."""
+    services = await make_services(SYNC_PAGE_SIZE="50", SYNC_BATCH_SIZE="100")
+    ids = [str(r["accountid"]) for r in await rows(services)]
+    long_ones = {ids[3]: "x" * 2049, ids[60]: "é" * 16_000, ids[61]: "https://" + "é" * 16_000,
+                 ids[119]: "y" * 3000}
+    await set_websites(services, long_ones)
+    planned, _ = await run_plan(services)
+    assert set(planned) == set(ids) - set(long_ones)
+    letters = {letter["record"]["id"]: letter for letter in await dead_letters(services)}
+    assert set(letters) == set(long_ones)
+    for record_id, letter in letters.items():
+        assert letter["reason"] == "unusable_input"
+        assert f"it holds {len(long_ones[record_id])}" in letter["message"]
+        assert len(letter["record"]["input"]) == MAX_INPUT_CHARS + 1  # shown, still too long
+    (manifest,) = await manifests.plans(services.storage.ledger)
+    assert manifest.records == 120
+    assert manifest.complete
+    totals = await runs.read_totals(services.storage.ledger, manifest.run_id)
+    assert totals is not None
+    assert totals.counts.dead_lettered_by_reason == {"unusable_input": 4}
+
+
+async def set_websites(services: Services, websites: dict[str, str]) -> None:
+    """Give records these websites through the Web API, as another user than the app's."""
+    api = f"{services.settings.dataverse_url}/api/data/v9.2/accounts"
+    headers = {"Authorization": f"Bearer {local_token()}", "If-Match": "*"}
+    async with aiohttp.ClientSession() as session:
+        for record_id, website in websites.items():
+            async with session.patch(f"{api}({record_id})", headers=headers,
+                                     json={"websiteurl": website}) as answer:
+                assert answer.status == 204, await answer.text()
+
+
+async def dead_letters(services: Services) -> list[dict[str, Any]]:
+    return [json.loads(body) for body in await drain(services, DEAD_LETTER_QUEUE)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import aiohttp
 import pytest
 from azure.storage.queue.aio import QueueClient
 
+from sync.cli import build_parser
 from sync.config.settings import Settings, StorageSettings
 from sync.config.storage_names import (
     BATCH_QUEUE,
@@ -28,10 +30,12 @@ from sync.local.processes import Children
 from sync.local.verify import is_enriched
 from sync.message.contract import Message, RecordRef
 from sync.message.counts import MessageCounts
+from sync.ops import poison, repaircli
 from sync.services import Services
-from sync.state import ledger
+from sync.state import ledger, runs
 from sync.state.storage import queue_client, table_client
 from sync.work import worker
+from sync.work.filing import reject
 from tests import hosting
 
 Make = Callable[..., Any]
@@ -324,3 +328,70 @@ async def test_a_message_for_an_unknown_definition_goes_to_poison_with_why(
     envelope = json.loads(base64.b64decode(entry.content))
     assert envelope["reason"] == "unknown definition 'contacts'; this deployment defines: default"
     assert json.loads(envelope["message"])["definition"] == "contacts"
+
+
+async def queue_envelopes(services: Services, name: str) -> list[dict[str, Any]]:
+    async with QueueClient.from_connection_string(
+            str(services.settings.storage.connection_string), name) as queue:
+        return [json.loads(base64.b64decode(m.content))
+                for m in await queue.peek_messages(max_messages=32)]
+
+
+def with_bad_records(records: list[RecordRef]) -> bytes:
+    """A producer's message whose second record's input is too long, fourth's a number, and
+    a last record that names no GUID."""
+    items = [r.to_wire() for r in records]
+    items[1]["input"] = "x" * 2049
+    items[3]["input"] = 42
+    items.append({"id": "not-a-guid", "input": "https://www.contoso.com"})
+    return json.dumps({"version": 4, "batch_id": "producer-7", "attempt": 0,
+                       "records": items}).encode()
+
+
+@pytest.mark.emulator(records=10, **FAST)
+async def test_a_producers_bad_record_is_dead_lettered_alone_and_the_rest_written(
+        make_services: Make) -> None:
+    """Before: one bad record sent its whole message to poison, its siblings unwritten."""
+    services = await make_services()
+    records = await refs(services, 5)
+    counts = await worker.process_message(services, with_bad_records(records))
+    assert (counts.written, counts.dead_lettered, counts.rejected_messages) == (3, 2, 1)
+    letters = {d["record"]["id"]: d for d in await queue_envelopes(services, DEAD_LETTER_QUEUE)}
+    assert set(letters) == {records[1].id, records[3].id}
+    assert {d["reason"] for d in letters.values()} == {"unusable_input"}
+    assert "records[1].input must be a string of 1-2048 characters; it holds 2049" in \
+        letters[records[1].id]["message"]
+    assert "records[3].input must be text, not a number" in letters[records[3].id]["message"]
+    (poisoned,) = await queue_envelopes(services, POISON_QUEUE)
+    assert poisoned["reason"] == "records[5].id must be a GUID"
+    assert json.loads(poisoned["message"])["records"] == [{"id": "not-a-guid",
+                                                            "input": "https://www.contoso.com"}]
+    await check_all_written(services, {records[n].id for n in (0, 2, 4)})
+    async with table_client(services.settings.storage, LEDGER_TABLE, None) as table:
+        totals = await runs.read_totals(table, "producer-7")
+    assert totals is not None
+    assert (totals.run.planned, totals.counts.written, totals.counts.dead_lettered) == (6, 3, 2)
+
+
+@pytest.mark.emulator(records=10, **FAST)
+async def test_a_message_poisoned_for_one_record_before_is_replayed_and_carried_out(
+        make_services: Make) -> None:
+    """A message the worker poisoned whole for one bad record (as it did before it set such
+    records apart): ``poison replay`` sends it back, and its good records are written."""
+    services = await make_services()
+    records = await refs(services, 5)
+    items = [r.to_wire() for r in records]
+    items[2]["input"] = "é" * 3000
+    body = json.dumps({"version": 4, "batch_id": "producer-8", "records": items}).encode()
+    await reject(services.storage, services.settings, body,
+                 "records[2].input must be a string of 1-2048 characters")
+    args = build_parser().parse_args(["poison", "replay"])
+    out = io.StringIO()
+    assert await repaircli.execute(args, poison.Poison(), always_scan=True, out=out) == 0
+    assert out.getvalue().startswith("replayed 1 poison messages"), out.getvalue()
+    async with queue_client(services.settings.storage, BATCH_QUEUE, None) as batches:
+        (replayed,) = [m async for m in batches.receive_messages()]
+        await batches.delete_message(replayed)
+    counts = await worker.process_message(services, str(replayed.content).encode())
+    assert (counts.written, counts.dead_lettered, counts.rejected_messages) == (4, 1, 0)
+    await check_all_written(services, {r.id for n, r in enumerate(records) if n != 2})

@@ -25,6 +25,12 @@ person's later edit, and keep the values it replaces. ``definition`` names the s
 "sync1"}``): the identity and environment to write through, chosen by the planner; left out,
 the worker picks one of the definition's lanes. Versions 1 (no ``history``), 2 (no ``etag``,
 ``current``, ``definition``) and 3 (no ``lane``) are still accepted.
+
+A record that breaks the contract on its own (an input too long or not text, an id that is not
+a GUID, a field of the wrong type) does not condemn its siblings: ``read_message`` sets it apart
+(``Message.refused``, with the reason) and the worker dead-letters it alone as ``unusable_input``
+(or, when it names no record, sends it alone to the poison queue). ``decode_message`` is the
+strict reading the JSON schema states: one such record makes the whole message invalid.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from sync.config.lanes import NAME
@@ -122,6 +128,27 @@ class RecordRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Refused:
+    """A record of a message that breaks the contract on its own, set apart with the reason."""
+
+    where: str
+    """Its place in the message: ``records[3]``."""
+    reason: str
+    id: str | None
+    """Its id (lower case) when it names a GUID; None when it names no record."""
+    item: Any = field(hash=False, compare=False)
+    """The record as the message held it (echoed by its dead letter or poison entry)."""
+
+    @property
+    def input(self) -> str:
+        """Its input as text, for the dead letter ("" when it has none)."""
+        value = self.item.get("input") if isinstance(self.item, dict) else None
+        if value is None:
+            return ""
+        return value if isinstance(value, str) else json.dumps(value)
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """A validated message of records."""
 
@@ -132,6 +159,8 @@ class Message:
     lane: tuple[str, str] | None = None
     """(environment, identity) to write through; None: the worker picks one of the
     definition's lanes."""
+    refused: tuple[Refused, ...] = ()
+    """Records that broke the contract on their own (``read_message``); never on the wire."""
 
     def to_json(self) -> str:
         """The message as compact JSON text (the queue client adds the base64 layer)."""
@@ -150,12 +179,35 @@ RECORDS_BUDGET_BYTES: Final = MAX_QUEUE_MESSAGE_BYTES * 3 // 4 - ENVELOPE_BYTES
 """What the records' JSON may take so that the whole message fits after base64."""
 
 
+def record_size_bytes(record: RecordRef) -> int:
+    """What one record takes in a message's JSON, with the comma after it."""
+    return len(json.dumps(record.to_wire(), separators=(",", ":")).encode("utf-8")) + 1
+
+
+def fitted(record: RecordRef) -> RecordRef:
+    """``record`` as it fits a message alone: as it is, else without the values read
+    (``current``: the worker then writes it without comparing, as a producer's record).
+
+    A record that passes the contract always fits without them (2,048 characters of input at
+    12 bytes each when JSON escapes them, a 128-character ETag and a history of 300-character
+    texts take under 40,000 of the 48,672 bytes); ValueError for one that does not."""
+    if record_size_bytes(record) <= RECORDS_BUDGET_BYTES:
+        return record
+    lighter = replace(record, current=None)
+    size_bytes = record_size_bytes(lighter)
+    if size_bytes > RECORDS_BUDGET_BYTES:
+        raise ValueError(f"record {record.id} takes {size_bytes} bytes without the values read; "
+                         f"a message holds {RECORDS_BUDGET_BYTES} (it breaks the contract)")
+    return lighter
+
+
 def fitting_groups(records: Iterable[RecordRef], max_count: int) -> Iterator[tuple[RecordRef, ...]]:
-    """Consecutive groups of at most ``max_count`` records whose message fits the queue."""
+    """Consecutive groups of at most ``max_count`` records whose message fits the queue; a
+    record too large alone goes without its values read (``fitted``), never over the budget."""
     group: list[RecordRef] = []
     used = 0
-    for record in records:
-        size = len(json.dumps(record.to_wire(), separators=(",", ":")).encode("utf-8")) + 1
+    for record in map(fitted, records):
+        size = record_size_bytes(record)
         if group and (len(group) == max_count or used + size > RECORDS_BUDGET_BYTES):
             yield tuple(group)
             group, used = [], 0
@@ -172,7 +224,18 @@ def encoded_size_bytes(text: str) -> int:
 
 
 def decode_message(body: bytes) -> Message:
-    """Parse and validate a message body (already base64-decoded); ContractError says why not."""
+    """Parse and validate a message body (already base64-decoded) strictly, as the JSON schema
+    does: ContractError says why not, a record that breaks the contract included."""
+    message = read_message(body)
+    if message.refused:
+        raise ContractError(message.refused[0].reason)
+    return message
+
+
+def read_message(body: bytes) -> Message:
+    """Parse and validate a message body (already base64-decoded): ContractError when the
+    message itself breaks the contract; the records that break it alone are set apart in
+    ``Message.refused``."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -202,8 +265,9 @@ def _message(data: Any) -> Message:
     if not isinstance(definition, str) or not _DEFINITION_NAME.fullmatch(definition):
         raise ContractError("definition must be 1-63 characters of a-z 0-9 -, starting with a "
                             "letter")
-    return Message(batch_id=batch_id, records=_records(data.get("records"), version),
-                        attempt=attempt, definition=definition, lane=_lane(data.get("lane")))
+    records, refused = _records(data.get("records"), version)
+    return Message(batch_id=batch_id, records=records, attempt=attempt, definition=definition,
+                   lane=_lane(data.get("lane")), refused=refused)
 
 
 def _lane(value: Any) -> tuple[str, str] | None:
@@ -218,17 +282,51 @@ def _lane(value: Any) -> tuple[str, str] | None:
     return names
 
 
-def _records(items: Any, version: int) -> tuple[RecordRef, ...]:
+def _records(items: Any, version: int) -> tuple[tuple[RecordRef, ...], tuple[Refused, ...]]:
     if not isinstance(items, list) or not items:
         raise ContractError("records must be a non-empty list")
     if len(items) > MAX_RECORDS_PER_MESSAGE:
         raise ContractError(f"records holds {len(items)} items; at most "
                             f"{MAX_RECORDS_PER_MESSAGE} per message")
-    records = tuple(record_from(item, f"records[{index}]", version)
-                    for index, item in enumerate(items))
-    if len({r.id for r in records}) != len(records):
+    records: list[RecordRef] = []
+    refused: list[Refused] = []
+    for index, item in enumerate(items):
+        where = f"records[{index}]"
+        try:
+            records.append(record_from(item, where, version))
+        except ContractError as error:
+            refused.append(Refused(where, error.reason, _id_of(item), item))
+    ids = [r.id for r in records] + [r.id for r in refused if r.id is not None]
+    if len(set(ids)) != len(ids):
         raise ContractError("records must not repeat an id")
-    return records
+    return tuple(records), tuple(refused)
+
+
+def _id_of(item: Any) -> str | None:
+    """The id a record that broke the contract names, when it is a GUID."""
+    record_id = item.get("id") if isinstance(item, dict) else None
+    return record_id.lower() if isinstance(record_id, str) and _is_guid(record_id) else None
+
+
+def input_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a record's input (None when it can): it must be text of 1 to
+    ``MAX_INPUT_CHARS`` characters that UTF-8 can encode (no lone surrogate)."""
+    if not isinstance(value, str):
+        return f"input must be text, not {_json_type(value)}"
+    if not 0 < len(value) <= MAX_INPUT_CHARS:
+        return (f"input must be a string of 1-{MAX_INPUT_CHARS} characters; it holds "
+                f"{len(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"input is not text: a lone surrogate at character {error.start}"
+    return None
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", list: "a list",
+             dict: "an object", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def record_from(item: Any, where: str, version: int = CONTRACT_VERSION) -> RecordRef:
@@ -239,12 +337,17 @@ def record_from(item: Any, where: str, version: int = CONTRACT_VERSION) -> Recor
     record_id, value = item.get("id"), item.get("input")
     if not isinstance(record_id, str) or not _is_guid(record_id):
         raise ContractError(f"{where}.id must be a GUID")
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_INPUT_CHARS:
-        raise ContractError(f"{where}.input must be a string of 1-{MAX_INPUT_CHARS} characters")
     history = _history(item["history"], f"{where}.history") if "history" in item else None
-    return RecordRef(id=record_id.lower(), input=value, history=history,
+    return RecordRef(id=record_id.lower(), input=_input(value, where), history=history,
                      etag=_etag(item.get("etag"), f"{where}.etag"),
                      current=_current(item.get("current"), f"{where}.current"))
+
+
+def _input(value: Any, where: str) -> str:
+    problem = input_problem(value)
+    if problem is not None:
+        raise ContractError(f"{where}.{problem}")
+    return str(value)
 
 
 def _etag(value: Any, where: str) -> str | None:

@@ -23,6 +23,16 @@ def replay_batch_id(run_id: str, token: str) -> str:
     return f"{run_id[:128 - len(REPLAY_MARK) - len(token)]}{REPLAY_MARK}{token}"
 
 
+REFUSED_SUFFIX: Final = ".0"
+"""The ledger row of a message's records that broke the contract alone: a split suffix that no
+remainder takes (the first part of a remainder keeps the message's own id)."""
+
+
+def refused_batch_id(batch_id: str) -> str:
+    """Where the records of ``batch_id`` that the contract refused are counted."""
+    return batch_id[:128 - len(REFUSED_SUFFIX)] + REFUSED_SUFFIX
+
+
 def run_id_of(batch_id: str) -> str:
     """The run a batch belongs to: a planner's batch (``<run>-p<page>-<n>``) its plan's run; a
     replay of a run's dead letters (``<run>:replay-<token>``) that run; a producer's batch its

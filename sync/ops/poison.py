@@ -4,7 +4,9 @@ Two sources put messages on ``sync-batches-poison``: the worker, for a message t
 contract (an envelope with the reason and the message it echoes), and the Functions host, for
 a message whose invocation failed ``maxDequeueCount`` times (the raw message, no envelope).
 The worker indexes its own; every ``poison`` command first reads the queue and indexes the
-host's. A replay re-sends the original message as it was if it passes the contract now;
+host's. A replay re-sends the original message as it was if the worker can carry it out now:
+a message poisoned for records that broke the contract alone (before the worker set such
+records apart) is replayed, and the worker dead-letters those records and writes the rest;
 otherwise the entry stays and the command says why.
 """
 
@@ -17,7 +19,7 @@ from typing import Any, Final
 
 from sync.config.storage_names import POISON_QUEUE, POISON_TABLE
 from sync.failures.errors import ContractError
-from sync.message.contract import decode_message
+from sync.message.contract import read_message
 from sync.ops import repaircli
 from sync.ops.queuescan import Found
 from sync.ops.repair import Outgoing, Plan, Row
@@ -75,9 +77,11 @@ def why_it_stays(row: Row) -> str:
     if row.get("Truncated"):
         return TRUNCATED
     try:
-        decode_message(body_of(row).encode("utf-8", "surrogatepass"))
+        message = read_message(body_of(row).encode("utf-8", "surrogatepass"))
     except ContractError as error:
         return f"it still breaks the contract: {error.reason}"
+    if not message.records and all(refused.id is None for refused in message.refused):
+        return f"it still breaks the contract: {message.refused[0].reason}"
     return ""
 
 

@@ -14,21 +14,30 @@
 - Batch ids are ``<run>-p<page>-<n>``: re-planning a page after a crash sends the same batches
   again (harmless: writes are idempotent), never skips one. The checkpoint moves only when the
   whole plan is enqueued.
+- Every record read is guarded by the contract before it is planned: one whose input is too
+  long or not text (or that breaks the contract otherwise) is dead-lettered alone as
+  ``unusable_input`` with the reason, counted in the run's ledger under
+  ``<run>-p<page>-unusable``, and the plan goes on; every message the planner sends holds records
+  that pass the contract and fits the queue (``fitting_groups``).
 - A paused or cancelled definition (``sync.safety.flags``) starts no new run.
-- Page reads take the one governed call (circuit, governor, retries). When a read is throttled
-  for long, or the service keeps failing past the retries, the plan is handed on at the page it
-  reached, in a continuation message that waits out the delay: a failed read never loses the
-  night's plan.
+- Page reads take the one governed call (circuit, governor, retries); a read that succeeds
+  never closes the Dataverse circuit (reads answer while every write is refused: only a write
+  probes it), so a plan paging through a write outage leaves its back-off growing. When a read
+  is throttled for long, or the service keeps failing past the retries, the plan is handed on
+  at the page it reached, in a continuation message that waits out the delay: a failed read
+  never loses the night's plan.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import math
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -46,6 +55,8 @@ from sync.message.contract import (
     RecordRef,
     Scalar,
     fitting_groups,
+    input_problem,
+    record_from,
 )
 from sync.message.counts import RequestUsage
 from sync.plan.plan_state import Checkpoint, Mode, PlanState, load_checkpoint, save_checkpoint
@@ -54,6 +65,7 @@ from sync.state import manifests, runs
 from sync.state.manifests import PlanManifest
 from sync.telemetry.tracing import describe_plan
 from sync.work.context import Work, WorkSource
+from sync.work.filing import dead_letter_unusable
 
 logger = logging.getLogger(__name__)
 
@@ -118,17 +130,44 @@ def read_filter(table: SyncDefinition, watermark: str | None) -> str:
     return " and ".join(parts)
 
 
+def unusable_batch_id(run_id: str, page: int) -> str:
+    """Where the records of page ``page`` that cannot travel in a message are counted."""
+    return f"{run_id}-p{page:06d}-unusable"
+
+
+@dataclass(frozen=True, slots=True)
+class Unusable:
+    """A record read that breaks the message contract on its own, and why."""
+
+    record: RecordRef
+    reason: str
+
+
 def refs_from(rows: Iterable[dict[str, Any]], table: SyncDefinition,
-              skip_user: str | None) -> Iterator[RecordRef]:
-    """Records to enrich from a page: deleted rows, rows without an input and rows last
-    modified by ``skip_user`` are left out."""
+              skip_user: str | None) -> Iterator[RecordRef | Unusable]:
+    """Records to enrich from a page, each guarded by the contract: deleted rows, rows without
+    an input and rows last modified by ``skip_user`` are left out."""
     for row in rows:
         if is_deleted(row) or (skip_user and row.get(MODIFIED_BY) == skip_user):
             continue
         value = row.get(table.input_column)
-        if isinstance(value, str) and value.strip() and row.get(table.key):
-            yield RecordRef(id=str(row[table.key]), input=value.strip(), etag=_etag(row),
-                            current=current_values(row, table.carried_columns))
+        value = value.strip() if isinstance(value, str) else value
+        if value not in (None, "") and row.get(table.key):
+            yield guarded(row, value, table)
+
+
+def guarded(row: Mapping[str, Any], value: Any, table: SyncDefinition) -> RecordRef | Unusable:
+    """The record to plan, or why the contract refuses it (its input first)."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    record = RecordRef(id=str(row[table.key]), input=text, etag=_etag(row),
+                       current=current_values(row, table.carried_columns))
+    problem = input_problem(value)
+    if problem is None:
+        try:
+            record_from(record.to_wire(), "record")
+        except ContractError as error:
+            problem = error.reason
+    return record if problem is None else Unusable(record, problem)
 
 
 def current_values(row: Mapping[str, Any], columns: Iterable[str]) -> dict[str, Scalar] | None:
@@ -269,7 +308,12 @@ async def _read(services: Work, state: PlanState, checkpoint: Checkpoint,
 async def _enqueue_page(services: Work, state: PlanState, page: Page) -> PlanState:
     settings = services.settings
     skip_user = state.self_id if state.mode != "full" else None
-    refs = list(refs_from(page.rows, services.definition, skip_user))
+    planned = list(refs_from(page.rows, services.definition, skip_user))
+    refs = [item for item in planned if isinstance(item, RecordRef)]
+    unusable = [item for item in planned if isinstance(item, Unusable)]
+    if unusable:
+        await dead_letter_unusable(services, unusable_batch_id(state.run_id, state.page), 0,
+                                   [(item.record, item.reason) for item in unusable])
     lanes = services.named.lanes
     messages = [Message(batch_id(state.run_id, state.page, n), group,
                              definition=services.named.name,
@@ -283,17 +327,17 @@ async def _enqueue_page(services: Work, state: PlanState, page: Page) -> PlanSta
                                                         time_to_live=NEVER_EXPIRE)
 
     await asyncio.gather(*(send(message) for message in messages))
-    return dataclasses.replace(state, page=state.page + 1, records=state.records + len(refs),
+    return dataclasses.replace(state, page=state.page + 1, records=state.records + len(planned),
                                batches=state.batches + len(messages),
-                               skipped=state.skipped + len(page.rows) - len(refs))
+                               skipped=state.skipped + len(page.rows) - len(planned))
 
 
 def _delay_s(services: Work, error: Deferred | ServiceFault) -> float:
     """How long a plan that could not read waits: the throttle's or the circuit's time, else
-    the circuit's first opening time."""
+    the circuit's first opening time or what is left of its opening, whichever is longer."""
     if isinstance(error, Deferred):
         return error.retry_after_s
-    return services.circuit_policy.open_s
+    return max(services.circuit_policy.open_s, services.dataverse_dep.circuit.open_for_s())
 
 
 async def _hand_on(services: Work, state: PlanState, delay_s: float = 0.0) -> None:

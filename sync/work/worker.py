@@ -6,6 +6,11 @@ the unfinished records with their history, invisible for the longest delay a fau
 (Retry-After, an open circuit, a service fault's back-off). The function raises only when it
 could not save unfinished work, so the host retries the message and nothing is lost.
 
+A record that breaks the contract on its own (an input too long or not text, from a producer or
+from a message made before the planner guarded its records) is set apart when the message is
+read and dead-lettered as ``unusable_input`` with the reason (``sync.work.filing``); its
+siblings are carried out.
+
 Before taking the records, ``sync.work.holds`` applies the pause and cancel flags and the
 run's canary (held records go back as a new message; cancelled ones are counted so). A record
 whose enriched values equal what Dataverse holds is not written: it is counted unchanged
@@ -18,12 +23,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import logging
 
 from sync.budget import routing
 from sync.config.lanes import LaneKey
 from sync.failures.errors import AmbiguousFault, ContractError, RecordFault
-from sync.message.contract import Message, RecordRef, decode_message
+from sync.message.contract import Message, RecordRef, read_message
 from sync.message.counts import MessageCounts
 from sync.message.ids import is_planned, run_id_of
 from sync.safety import before_images, dry_run
@@ -31,7 +37,7 @@ from sync.state import ledger, runs
 from sync.telemetry.tracing import describe_message
 from sync.work.context import Work, WorkSource
 from sync.work.enrich import enrich_all
-from sync.work.filing import dead_letter, reject
+from sync.work.filing import dead_letter, file_refused, reject
 from sync.work.holds import check_holds, watching
 from sync.work.message_run import MessageRun
 from sync.work.requeue import requeue_unfinished
@@ -64,7 +70,7 @@ async def process_message(services: WorkSource, body: bytes) -> MessageCounts:
     """Carry out one message (its body already base64-decoded) with the work context of
     its definition and lane."""
     try:
-        message = decode_message(body)
+        message = read_message(body)
         work = _work_for(services, message)
     except ContractError as error:
         return await reject(services.storage, services.settings, body, error.reason)
@@ -90,14 +96,29 @@ def _work_for(services: WorkSource, message: Message) -> Work:
 
 
 async def process_work(work: Work, message: Message) -> MessageCounts:
-    """Carry out a decoded message through its lane."""
+    """Carry out a decoded message through its lane; the records the contract refused alone
+    are filed first."""
     describe_message(message)
     work.lane.activity.touch()
     run_id = run_id_of(message.batch_id)
     clock = work.dataverse_dep.clock
     if message.attempt == 0 and not is_planned(message.batch_id):
-        await runs.start_message_run(work.storage.ledger, run_id, len(message.records),
+        await runs.start_message_run(work.storage.ledger, run_id,
+                                     len(message.records) + len(message.refused),
                                      clock.wall_s(), definition=work.named.name)
+    refused = await file_refused(work, message)
+    if not message.records:
+        await runs.complete_if_done(work.storage.ledger, run_id, clock.wall_s())
+        return refused
+    counts = await _carry_out_records(work, dataclasses.replace(message, refused=()))
+    counts.add(refused)
+    return counts
+
+
+async def _carry_out_records(work: Work, message: Message) -> MessageCounts:
+    """The holds, then the message's records, then its ledger row and its run's check."""
+    run_id = run_id_of(message.batch_id)
+    clock = work.dataverse_dep.clock
     checked = await check_holds(work, message)  # paused, cancelled, or waiting for a canary
     if checked.message is None:
         checked.counts.definition = work.named.name
