@@ -27,7 +27,7 @@ from sync.clock import SYSTEM_CLOCK, Clock
 from sync.config.definitions import KEY_SETTING, Definition
 from sync.config.lanes import LaneKey
 from sync.config.settings import Settings
-from sync.failures.circuit import Circuit, CircuitPolicy, CircuitView
+from sync.failures.circuit import Circuit, CircuitPolicy
 from sync.failures.retry import RetryPolicy
 from sync.safety.flags import ControlCache
 from sync.state import deployment
@@ -125,24 +125,8 @@ def open_services(settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
     session = new_session(ENRICHMENT_CONCURRENCY * len(settings.definitions),
                           keep_affinity=False)
     retry = RetryPolicy(settings.max_retries)
-    circuits: dict[str, Circuit] = {}
-    enrichers: dict[str, Enricher] = {}
-    read_key = read_enrichment_key or settings.enrichment_key
-    for definition in settings.definitions:
-        name = _enrichment_circuit(definition)
-        circuit = circuits.setdefault(name, Circuit(name, policy, clock=clock))
-        governor = Governor(ENRICHMENT_CONCURRENCY, service=name, max_wait_s=settings.max_wait_s,
-                            clock=clock)
-        client = enrichment_client(session, settings, definition, _key_of(
-            read_key, definition.enrichment_key_setting), clock=clock,
-            on_spent=governor.close_gate)
-
-        async def publish(view: CircuitView, name: str = name) -> None:
-            await lanes[first].cluster.publish_circuit(name, view)
-
-        enrichers[definition.name] = Enricher(
-            client, Dependency(name, governor, circuit, retry, clock=clock, publish=publish),
-            enrichment_cache_of(storage, definition))
+    circuits = {name: Circuit(name, policy, clock=clock)
+                for name in map(_enrichment_circuit, settings.definitions)}
     lanes: dict[LaneKey, Lane] = {}
     used = {key for definition in settings.definitions for key in definition.lanes}
     for environment in settings.lanes_environments:  # only lanes some definition writes through
@@ -150,7 +134,20 @@ def open_services(settings: Settings, *, clock: Clock = SYSTEM_CLOCK,
             if key in used:
                 lanes[key] = open_lane(key, environment, settings, storage.state, clock=clock,
                                        policy=policy, shared=circuits)
-    first = next(iter(lanes))
+    cluster = next(iter(lanes.values())).cluster  # shares the enrichment circuits' rows
+    enrichers: dict[str, Enricher] = {}
+    read_key = read_enrichment_key or settings.enrichment_key
+    for definition in settings.definitions:
+        name = _enrichment_circuit(definition)
+        governor = Governor(ENRICHMENT_CONCURRENCY, service=name, max_wait_s=settings.max_wait_s,
+                            clock=clock)
+        client = enrichment_client(session, settings, definition, _key_of(
+            read_key, definition.enrichment_key_setting), clock=clock,
+            on_spent=governor.close_gate)
+        enrichers[definition.name] = Enricher(
+            client, Dependency(name, governor, circuits[name], retry, clock=clock,
+                               shared=cluster.circuit_row(name)),
+            enrichment_cache_of(storage, definition))
     return Services(settings, storage, lanes, enrichers, policy, clock,
                     control=ControlCache(clock, host=deployment.host_name()), _session=session)
 

@@ -1,14 +1,32 @@
-"""The circuit, the retry loop and the scope on virtual time: every transition, no sleeping."""
+"""The circuit, the retry loop and the scope on virtual time: every transition, no sleeping;
+and the circuit's shared row on Azurite: ordered, ETag-guarded, one probe for the cluster."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from collections.abc import AsyncIterator
 
+import pytest
+from azure.data.tables.aio import TableClient
+
+from sync.budget.circuit_row import CIRCUIT_PARTITION, CircuitRow, view_of
+from sync.budget.dependency import Dependency
+from sync.budget.governor import Governor
 from sync.clock import ManualClock
+from sync.config.settings import StorageSettings
+from sync.config.storage_names import STATE_TABLE
 from sync.failures.circuit import Circuit, CircuitPolicy, CircuitView
-from sync.failures.errors import AmbiguousFault, CircuitOpen, ConfigFault, RecordFault, ServiceFault
+from sync.failures.errors import (
+    AmbiguousFault,
+    CircuitOpen,
+    ConfigFault,
+    RecordFault,
+    ServiceFault,
+    Throttled,
+)
 from sync.failures.retry import RetryPolicy, retrying
 from sync.failures.scope import ScopeLog, is_record_fault
+from sync.state.storage import table_client
 
 FAULT = ServiceFault("dataverse", "503 Service Unavailable on PATCH accounts", 503)
 POLICY = CircuitPolicy(threshold=3, open_s=10.0, max_open_s=60.0)
@@ -82,24 +100,86 @@ def test_half_open_lets_one_probe_through_and_its_success_closes() -> None:
     clock = ManualClock()
     breaker = half_open(clock)
     assert breaker.state == "half-open"
-    breaker.admit()
+    assert breaker.admit()  # the probe
     with pytest.raises(CircuitOpen):
         breaker.admit()  # a second caller waits for the probe
     assert breaker.succeeded()  # it closed the circuit
     assert breaker.state == "closed"
     assert breaker.view == CircuitView(0.0, 0, "")
     assert not breaker.succeeded()  # already closed: no change to publish
-    breaker.admit()
+    assert not breaker.admit()
 
 
 def test_a_failed_probe_opens_it_again_for_longer() -> None:
     clock = ManualClock()
     breaker = half_open(clock)
     breaker.admit()
-    assert breaker.failed(FAULT)
+    assert breaker.failed(FAULT, probe=True)
     assert breaker.state == "open"
     assert breaker.view.trips == 2
     assert breaker.open_for_s() == pytest.approx(20.0)
+
+
+def test_an_ambiguous_fault_on_the_probe_fails_it_like_any_other() -> None:
+    """The cause of a permanent 403 that never backed off: a probe released on an ambiguous
+    answer left the circuit half-open, every message probing again every second or two."""
+    clock = ManualClock()
+    breaker = half_open(clock)
+    assert breaker.admit()
+    assert breaker.failed(AmbiguousFault("dataverse", "403 Forbidden on PATCH accounts", 403),
+                          probe=True)
+    assert breaker.state == "open"
+    assert breaker.open_for_s() == pytest.approx(20.0)
+    with pytest.raises(CircuitOpen) as caught:
+        breaker.admit()
+    assert caught.value.retry_after_s == pytest.approx(20.0)
+
+
+def test_each_failed_probe_doubles_the_opening_up_to_the_cap() -> None:
+    clock = ManualClock()
+    breaker = half_open(clock)
+    openings = []
+    for _ in range(5):
+        assert breaker.admit()
+        breaker.failed(FAULT, probe=True)
+        openings.append(breaker.open_for_s())
+        clock.advance(breaker.open_for_s())
+    assert openings == pytest.approx([20.0, 40.0, 60.0, 60.0, 60.0])
+
+
+def test_the_probe_claims_the_next_opening_which_a_failure_keeps() -> None:
+    """What a half-open probe writes to the cluster's row before it goes: the next opening; the
+    circuit that adopts it (the claim won) refuses every other caller for that long."""
+    clock = ManualClock()
+    breaker = half_open(clock)
+    assert breaker.admit()
+    claim = breaker.next_opening()
+    assert (claim.trips, claim.open_until_s) == (2, pytest.approx(clock.wall_s() + 20.0))
+    assert breaker.adopt(CircuitView(claim.open_until_s, claim.trips, claim.reason, 1))
+    with pytest.raises(CircuitOpen):
+        breaker.admit()
+    clock.advance(5)
+    assert breaker.failed(FAULT, probe=True)  # the claimed opening stands, not a longer one
+    assert breaker.view.trips == 2
+    assert breaker.open_for_s() == pytest.approx(15.0)
+
+
+def test_a_read_in_half_open_goes_without_probing_and_closes_nothing() -> None:
+    clock = ManualClock()
+    breaker = half_open(clock)
+    assert not breaker.admit(probe=False)
+    breaker.answered()
+    assert breaker.state == "half-open"
+    assert breaker.admit()  # the probe slot is still free for a write
+
+
+def test_a_read_resets_the_count_of_faults() -> None:
+    breaker = circuit(ManualClock())
+    breaker.failed(FAULT)
+    breaker.failed(FAULT)
+    breaker.answered()
+    assert not breaker.failed(FAULT)
+    assert breaker.state == "closed"
 
 
 def test_a_throttled_probe_frees_the_probe_slot() -> None:
@@ -110,16 +190,20 @@ def test_a_throttled_probe_frees_the_probe_slot() -> None:
     breaker.admit()
 
 
-def test_the_clusters_later_opening_wins_and_its_closing_closes_a_half_open_one() -> None:
+def test_the_cluster_state_is_adopted_only_when_newer() -> None:
     clock = ManualClock()
     breaker = circuit(clock)
-    breaker.apply(CircuitView(clock.wall_s() + 30, 2, "elsewhere: 403"))
+    assert breaker.adopt(CircuitView(clock.wall_s() + 30, 2, "elsewhere: 403", 4))
     assert breaker.state == "open"
     assert breaker.open_for_s() == pytest.approx(30)
-    breaker.apply(CircuitView(clock.wall_s() + 5, 1, "older"))
+    assert breaker.generation == 4
+    assert not breaker.adopt(CircuitView(0.0, 0, "", 3))  # an older closing: ignored
+    assert not breaker.adopt(CircuitView(0.0, 0, "", 4))  # what it already holds
     assert breaker.view.reason == "elsewhere: 403"
-    clock.advance(30)
-    breaker.apply(CircuitView(0.0, 0, ""))
+    assert breaker.adopt(CircuitView(0.0, 0, "", 5))  # a newer closing closes
+    assert breaker.state == "closed"
+    breaker.synced(9)  # its own state written as generation 9
+    assert not breaker.adopt(CircuitView(clock.wall_s() + 30, 1, "late", 8))
     assert breaker.state == "closed"
 
 
@@ -192,3 +276,130 @@ def test_scope_needs_a_success_sent_since_the_first_failure(
                                                             (3, 3, True), (1, 1, True)])
 def test_a_record_fault_needs_its_probes(strikes: int, probes: int, record: bool) -> None:
     assert is_record_fault(strikes, probes) is record
+
+
+# ------------------------------------------------- the cluster's row (Azurite), two processes
+
+class Process:
+    """One instance's view of the ``dataverse`` circuit and its shared row."""
+
+    def __init__(self, table: TableClient, clock: ManualClock, name: str) -> None:
+        self.circuit = circuit(clock)
+        self.row = CircuitRow(table, CIRCUIT_PARTITION, self.circuit, name)
+        self.dependency = Dependency("dataverse", Governor(4), self.circuit, RetryPolicy(2),
+                                     clock=clock, shared=self.row)
+
+
+class Hooks:
+    """What a message run is told about its calls; here only the sends are counted."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def stop_delay(self, service: str) -> float | None:
+        return None
+
+    def count_429(self, error: Throttled) -> None:
+        return None
+
+    def count_retry(self, fault: ServiceFault) -> None:
+        return None
+
+    def count_request(self, service: str, kind: str, *, retry: bool) -> None:
+        self.sent += 1
+
+
+@pytest.fixture
+async def table(storage: StorageSettings) -> AsyncIterator[TableClient]:
+    async with table_client(storage, STATE_TABLE, None) as client:
+        yield client
+
+
+async def shared_row(table: TableClient) -> CircuitView:
+    return view_of(await table.get_entity(CIRCUIT_PARTITION, "dataverse"))
+
+
+async def opened_everywhere(table: TableClient, clock: ManualClock) -> tuple[Process, Process]:
+    """Two processes; the first opens the circuit (three faults) and publishes it, the second
+    adopts it; then its opening passes: both are half-open."""
+    first, second = Process(table, clock, "a"), Process(table, clock, "b")
+    for _ in range(3):
+        await first.dependency.record_failure(FAULT)
+    assert second.circuit.adopt(await shared_row(table))
+    clock.advance(10)
+    assert first.circuit.state == second.circuit.state == "half-open"
+    return first, second
+
+
+async def test_a_late_closing_never_overwrites_a_newer_opening(table: TableClient) -> None:
+    """Before: rows were upserted without an ETag and closings published fire-and-forget, so a
+    closing that reached the table after another instance's newer opening undid it."""
+    clock = ManualClock()
+    first, second = await opened_everywhere(table, clock)
+    assert first.circuit.admit()  # the first's probe succeeds: it closes, published later...
+    assert first.circuit.succeeded()
+    for _ in range(3):  # ...meanwhile the second opens it again and publishes at once
+        await second.dependency.record_failure(FAULT)
+    opened = await shared_row(table)
+    assert opened.trips == 2
+    await first.row.publish()  # the late closing
+    assert await shared_row(table) == opened
+    assert first.circuit.state == "open"  # the first adopted the newer opening instead
+    assert first.circuit.view == opened
+
+
+async def test_a_process_publishes_its_changes_in_order(table: TableClient) -> None:
+    clock = ManualClock()
+    first, _ = await opened_everywhere(table, clock)
+    assert first.circuit.admit()
+    first.circuit.succeeded()
+    closing = asyncio.create_task(first.row.publish())  # as a closing is: not awaited
+    first.circuit.failed(ConfigFault("dataverse", "403 Forbidden on PATCH accounts"))
+    await asyncio.gather(closing, first.row.publish())
+    row = await shared_row(table)
+    assert (row.trips, row.reason) == (1, "403 Forbidden on PATCH accounts")
+    assert row.open_until_s > clock.wall_s()
+
+
+async def test_one_probe_per_opening_for_the_whole_cluster(table: TableClient) -> None:
+    """Two half-open instances each try to probe a service that refuses every write (an
+    ambiguous 403): one request reaches it; both then wait the claimed, longer opening."""
+    clock = ManualClock(auto_advance=True)
+    first, second = await opened_everywhere(table, clock)
+    refused = AmbiguousFault("dataverse", "403 Forbidden on PATCH accounts", 403)
+    sends = 0
+
+    async def send() -> None:
+        nonlocal sends
+        sends += 1
+        raise refused
+
+    outcomes = await asyncio.gather(
+        *(process.dependency.call(send, Hooks(), split_ambiguous=True)
+          for process in (first, second, first, second)), return_exceptions=True)
+    assert sends == 1
+    assert sum(isinstance(o, AmbiguousFault) for o in outcomes) == 1
+    assert sum(isinstance(o, CircuitOpen) for o in outcomes) == 3
+    row = await shared_row(table)
+    assert row.trips == 2
+    assert row.open_until_s == pytest.approx(clock.wall_s() + 20.0, abs=0.1)
+    for process in (first, second):
+        assert process.circuit.state == "open"
+        assert process.circuit.open_for_s() == pytest.approx(20.0, abs=0.1)
+
+
+async def test_a_claim_that_loses_to_a_closing_sends_as_usual(table: TableClient) -> None:
+    clock = ManualClock()
+    first, second = await opened_everywhere(table, clock)
+    assert first.circuit.admit()
+    assert first.circuit.succeeded()
+    await first.row.publish()  # closed, for the cluster
+    hooks = Hooks()
+
+    async def send() -> str:
+        return "written"
+
+    assert await second.dependency.call(send, hooks) == "written"  # its claim found the closing
+    assert second.circuit.state == "closed"
+    assert hooks.sent == 1
+    assert (await shared_row(table)).trips == 0

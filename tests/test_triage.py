@@ -42,8 +42,13 @@ ROWS = [
     ("dataverse", 408, "", "", "PATCH accounts", ServiceFault, ""),
     ("dataverse", 500, "0x80040265", "a plug-in threw", "PATCH accounts", AmbiguousFault, ""),
     ("dataverse", 401, "0x80072560", "not a member", "PATCH accounts", ServiceFault, ""),
-    ("dataverse", 403, "0x80040220", "missing prvWriteAccount privilege", "PATCH accounts",
-     AmbiguousFault, ""),
+    ("dataverse", 403, "0x80040220", "Principal user (Id=u, type=8) is missing "
+     "prvWriteAccount privilege (Id=p) on OTC=1", "PATCH accounts", ConfigFault, ""),
+    ("dataverse", 403, "0x80040220", "Principal user (Id=u, type=8) is missing "
+     "prvWriteAccount privilege", "POST accounts/UpdateMultiple", ConfigFault, ""),
+    ("dataverse", 403, "0x80040220", "SecLib::AccessCheckEx failed. ObjectID: x, OwnerId: y, "
+     "AccessRights: WriteAccess", "PATCH accounts", AmbiguousFault, ""),
+    ("dataverse", 403, "0x80040220", "missing privilege", "PATCH accounts", AmbiguousFault, ""),
     ("dataverse", 403, "0x80040220", "Principal user (Id=u, type=8) is missing "
      "prvBypassCustomBusinessLogic privilege", "PATCH accounts", ConfigFault, ""),
     ("dataverse", 403, "0x80040220", "Principal user (Id=u, type=8) is missing "
@@ -99,6 +104,19 @@ def test_a_table_wide_403_names_what_to_check() -> None:
                             where="PATCH accounts")
     assert str(found) == ("dataverse: 403 Forbidden on PATCH accounts (0x80040220): check the "
                           "application user's permissions")
+
+
+def test_a_missing_privilege_names_it_and_how_to_grant_it() -> None:
+    """The caller's roles lack a privilege: no record of the table can be written, so the
+    circuit opens at once and no request is split to find a record at fault."""
+    found = classify_answer("dataverse", 403, {}, body(
+        "0x80040220", "Principal user (Id=u, type=8, roleCount=1), is missing prvWriteAccount "
+        "privilege (Id=p) on OTC=1 for entity 'account'."), where="PATCH accounts")
+    assert isinstance(found, ConfigFault)
+    assert str(found) == ("dataverse: 403 Forbidden on PATCH accounts (0x80040220): the "
+                          "application user is missing prvWriteAccount; check the application "
+                          "user's permissions")
+    assert found.hint == "grant the application user a security role with prvWriteAccount"
 
 
 def test_a_configuration_fault_carries_a_hint() -> None:

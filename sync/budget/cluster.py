@@ -12,8 +12,11 @@ Each row, and who deletes it:
 - ``slot/<n>``: the hint as a pool of request slots; an instance sends only on the slots it
   has claimed (sync.budget.slots), so the cluster never holds more than the hint, with 1 or 100
   instances. Released in place, never deleted: at most the largest hint seen (<= 1,024 rows).
-- ``circuit/<service>``: the circuit of each dependency (open until, openings, the reason), so
-  a service fault seen by one instance stops them all, and a closing reaches them all.
+- ``circuit/<service>``: the circuit of each dependency (open until, openings, the reason, its
+  generation), so a service fault seen by one instance stops them all, a closing reaches them
+  all, and a half-open circuit sends one probe for the cluster (``sync.budget.circuit_row``:
+  every write conditional on the row's ETag, never an older state over a newer one). One row
+  per dependency, rewritten in place.
 
 Each busy process refreshes its view every period (claiming, renewing and releasing slots
 then, and setting its governor's share to the slots it holds) and publishes a gate at once on a
@@ -50,6 +53,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
+from sync.budget.circuit_row import CIRCUIT_PARTITION, CircuitRow, view_of
 from sync.budget.governor import Governor
 from sync.budget.hint import HintRow
 from sync.budget.leases import REAP_BATCH, LeaseSample, LeaseTable, sample_size
@@ -67,7 +71,6 @@ publishes it at once, and every instance's pool is the hint from its next refres
 HINT_KEY: Final = ("dop", "hint")
 GATE_KEY: Final = ("gate", "dataverse")
 LEASE_PARTITION: Final = "lease"
-CIRCUIT_PARTITION: Final = "circuit"
 CLUSTER_BUDGET_PER_S: Final = 1000.0
 """Entities per second the refreshes of all instances may read and write together: half of
 one Table partition's scalability target (2,000 entities/s), leaving the rest to gate
@@ -150,9 +153,7 @@ async def read_circuits(table: TableClient,
                         partition: str = CIRCUIT_PARTITION) -> dict[str, CircuitView]:
     """Every dependency's circuit as the cluster shares it (one lane's, or the shared ones)."""
     rows = table.query_entities(f"PartitionKey eq '{partition}'")
-    return {str(row["RowKey"]): CircuitView(float(row.get("OpenUntil", 0.0)),
-                                            int(row.get("Trips", 0)), str(row.get("Reason", "")))
-            async for row in rows}
+    return {str(row["RowKey"]): view_of(row) async for row in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,22 +357,27 @@ class Cluster:
             logger.info("%d dead instances' leases deleted", gone,
                         extra={"event": "leases_reaped", "leases": gone})
 
-    async def publish_circuit(self, service: str, view: CircuitView) -> None:
-        """Share a circuit's opening or closing with every instance."""
-        await self._upsert(self._circuit_partition(service), service,
-                           OpenUntil=view.open_until_s,
-                           Trips=view.trips, Reason=view.reason[:1000], SetBy=self.instance_id)
+    def circuit_row(self, service: str) -> CircuitRow:
+        """The shared row of the circuit named ``service``, for this instance to write."""
+        return CircuitRow(self._table, self._circuit_partition(service),
+                          self._circuits[service], self.instance_id)
+
+    async def publish_circuit(self, service: str) -> None:
+        """Share a circuit's current state (an opening, a closing) with every instance."""
+        await self.circuit_row(service).publish()
 
     def _circuit_partition(self, service: str) -> str:
         return self.keys.circuits if service in self._own_circuits else CIRCUIT_PARTITION
 
     async def _read_circuits(self) -> None:
+        """Adopt each circuit's shared state where it is newer than this process's."""
         partitions = {self._circuit_partition(name) for name in self._circuits}
         for partition in sorted(partitions):
             for service, view in (await read_circuits(self._table, partition)).items():
                 circuit = self._circuits.get(service)
                 if circuit is not None and self._circuit_partition(service) == partition:
-                    circuit.apply(view)
+                    async with circuit.lock:
+                        circuit.adopt(view)
 
     async def publish_gate(self, retry_after_s: float, code: str) -> bool:
         """Close the gate for every instance until now + ``retry_after_s`` (later wins);

@@ -3,11 +3,15 @@ enrichment API takes, for every write mode, the planner's reads and the enrichme
 
 In order: the message may have stopped sending to this dependency (a throttle or an open
 circuit met earlier: the call is deferred at once); the circuit admits it (or raises
-CircuitOpen); the governor admits it (limit, gate); the answer is judged by the triage and
-booked: a 429 closes the gate (and is published to the cluster) and is waited out in-process
-when short, a service fault counts toward the circuit (an opening is published), a success
-resets it and is evidence for the scope of ambiguous faults. Service faults are retried by the
-one retry loop; what is left is raised for the caller to defer or dead-letter.
+CircuitOpen; a half-open circuit's probe first claims the next opening on the cluster's row, so
+one probe goes per back-off period cluster-wide); the governor admits it (limit, gate); the
+answer is judged by the triage and booked: a 429 closes the gate (and is published to the
+cluster) and is waited out in-process when short, a service fault counts toward the circuit (an
+opening is published), a failed probe keeps it open for longer, whatever the fault (an ambiguous
+one included: one request cannot tell, and the circuit opened because the service kept
+failing), a success resets it and is evidence for the scope of ambiguous faults. Service faults
+are retried by the one retry loop; what is left is raised for the caller to defer or
+dead-letter.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Final, Protocol, TypeVar
 
 from sync.budget.governor import GATE_CODE, Governor
 from sync.clock import SYSTEM_CLOCK, Clock
-from sync.failures.circuit import Circuit, CircuitView
+from sync.failures.circuit import Circuit
 from sync.failures.errors import AmbiguousFault, RecordFault, ServiceFault, Throttled
 from sync.failures.retry import RetryPolicy, retrying
 from sync.failures.scope import ScopeLog
@@ -31,8 +35,17 @@ T = TypeVar("T")
 SHORT_WAIT_RETRIES: Final = 3
 """Short throttles waited out in-process for one call before it is deferred to the queue."""
 
-Publish = Callable[[CircuitView], Awaitable[None]]
 PublishGate = Callable[[Throttled], Awaitable[None]]
+
+
+class SharedCircuit(Protocol):
+    """The cluster's row of a circuit (sync.budget.circuit_row.CircuitRow)."""
+
+    async def publish(self) -> None:
+        """Share the circuit's current state, unless the row holds a newer one."""
+
+    async def claim_probe(self) -> bool:
+        """Claim the half-open probe for this instance; False when another instance did."""
 
 
 class CallHooks(Protocol):
@@ -52,20 +65,20 @@ class CallHooks(Protocol):
 class Dependency:
     """A service we call, with its governor, circuit and scope log."""
 
-    __slots__ = ("_publish", "_publish_gate", "circuit", "clock", "governor", "lane", "name",
-                 "policy",
-                 "scope")
+    __slots__ = ("_publish_gate", "_shared", "circuit", "clock", "governor", "lane", "name",
+                 "policy", "scope")
 
     def __init__(self, name: str, governor: Governor, circuit: Circuit, policy: RetryPolicy,
-                 *, clock: Clock = SYSTEM_CLOCK, publish: Publish | None = None,
+                 *, clock: Clock = SYSTEM_CLOCK, shared: SharedCircuit | None = None,
                  publish_gate: PublishGate | None = None, lane: str = "") -> None:
-        """``lane``: the lane a Dataverse dependency writes through (``prod/sync1``), for the
-        telemetry of its 429s; empty for the enrichment API's."""
+        """``shared``: the circuit's row in the cluster (None: this process alone); ``lane``:
+        the lane a Dataverse dependency writes through (``prod/sync1``), for the telemetry of
+        its 429s; empty for the enrichment API's."""
         self.name, self.governor, self.circuit, self.policy = name, governor, circuit, policy
         self.lane = lane
         self.clock = clock
         self.scope = ScopeLog()
-        self._publish, self._publish_gate = publish, publish_gate
+        self._shared, self._publish_gate = shared, publish_gate
 
     def __repr__(self) -> str:
         return f"Dependency({self.name!r}, {self.governor!r}, {self.circuit!r})"
@@ -77,9 +90,10 @@ class Dependency:
         raised at once (the caller splits its request) instead of retried. An ambiguous fault
         does not count toward the circuit here: the scope decides whose it is, and counts it
         (``record_failure``) when it is the service's. Every send is counted with ``hooks``
-        (request usage): the first as ``kind``, the others as retries. A call with
-        ``closes_circuit`` False (a writer's own read: an ETag check, a re-read after a 412) that
-        succeeds does not close or reset the circuit: it answers while every write is refused."""
+        (request usage): the first as ``kind``, the others as retries. Only a write can be a
+        half-open circuit's probe and close it; a read that succeeds resets the count of faults,
+        and one with ``closes_circuit`` False (a writer's own read: an ETag check, a re-read
+        after a 412) not even that: it answers while every write is refused."""
         sends = 0
         ticket = self.governor.ticket()  # kept by every retry: its place in line
 
@@ -114,30 +128,58 @@ class Dependency:
         async with self.governor.entry(ticket):
             metrics.admission_waited(self.name, self.clock.monotonic_s() - asked_s)
             self._refuse_if_stopped(hooks)
-            self.circuit.admit()
+            closes = closes_circuit and kind == "write"
+            probe = await self._admit(probe=closes)
             sent_s = self.clock.monotonic_s()
             try:
                 result = await send()
             except Throttled as error:
+                self._release(probe)
                 await self.on_throttled(error, hooks)
                 raise
             except RecordFault:
-                self._answered(sent_s, accepted=False)
+                self._answered(sent_s, closes=closes, accepted=False, counts=closes_circuit)
                 raise
-            except AmbiguousFault:
-                self.circuit.released()
+            except AmbiguousFault as fault:  # the scope decides, unless it was the probe
+                if probe:
+                    await self.record_failure(fault, probe=True)
                 raise
             except ServiceFault as fault:
-                await self.record_failure(fault)
+                await self.record_failure(fault, probe=probe)
+                raise
+            except BaseException:
+                self._release(probe)
                 raise
         # Only a write that succeeded is evidence that a record's failed write was its own: a read
         # (a page, an ETag check, a re-read after a 412) succeeds while every write is refused.
-        if closes_circuit:
-            self._answered(sent_s, accepted=kind == "write")
-        else:
-            self.circuit.released()
+        self._answered(sent_s, closes=closes, accepted=kind == "write", counts=closes_circuit)
         metrics.answered(self.name, self.clock.monotonic_s() - sent_s)
         return result
+
+    async def _admit(self, *, probe: bool) -> bool:
+        """The circuit's admission (CircuitOpen when it holds the call back); answers whether
+        the call is its half-open probe, claimed for the cluster first. A claim another instance
+        won leaves this one waiting its opening; a claim that cannot be written (storage
+        unreachable) lets the probe go for this process alone."""
+        if not self.circuit.admit(probe=probe):
+            return False
+        if self._shared is None:
+            return True
+        try:
+            if await self._shared.claim_probe():
+                return True
+        except Exception:
+            logger.exception("%s probe not claimed for the cluster; probing alone", self.name,
+                             extra={"event": "circuit_claim_failed", "service": self.name})
+            return True
+        self.circuit.released()
+        if self.circuit.state == "closed":
+            return False
+        raise self.circuit.refusal()
+
+    def _release(self, probe: bool) -> None:
+        if probe:
+            self.circuit.released()
 
     def _refuse_if_stopped(self, hooks: CallHooks) -> None:
         delay_s = hooks.stop_delay(self.name)
@@ -147,7 +189,6 @@ class Dependency:
     async def on_throttled(self, error: Throttled, hooks: CallHooks) -> None:
         """A 429 (answered directly or inside a $batch part): close the gate here and for the
         cluster, count it."""
-        self.circuit.released()
         self.governor.throttled(error)
         hooks.count_429(error)
         metrics.throttled(self.name, error.code, self.lane)
@@ -158,19 +199,26 @@ class Dependency:
                 logger.exception("gate not published; this instance still waits",
                                  extra={"event": "gate_publish_failed"})
 
-    def _answered(self, sent_s: float, *, accepted: bool) -> None:
-        closed = self.circuit.succeeded()
+    def _answered(self, sent_s: float, *, closes: bool, accepted: bool, counts: bool) -> None:
+        """The service answered: a write may close the circuit, a read resets its count (one
+        that does not ``counts``, a writer's own read, not even that); an ``accepted`` write is
+        the scope's evidence."""
         self.governor.succeeded()
         if accepted:
             self.scope.succeeded(sent_s)
-        if closed:
+        if not closes:
+            if counts:
+                self.circuit.answered()
+            return
+        if self.circuit.succeeded():
             logger.info("%s circuit closed", self.name,
                         extra={"event": "circuit_closed", "service": self.name})
             self._schedule_publish()
 
-    async def record_failure(self, fault: ServiceFault) -> None:
-        """A service fault counts toward the circuit; an opening is logged and published."""
-        if not self.circuit.failed(fault):
+    async def record_failure(self, fault: ServiceFault, *, probe: bool = False) -> None:
+        """A service fault counts toward the circuit (``probe``: the half-open probe failed);
+        an opening is logged and published."""
+        if not self.circuit.failed(fault, probe=probe):
             return
         logger.warning("%s circuit open for %.0f s: %s", self.name, self.circuit.open_for_s(),
                        self.circuit.view.reason,
@@ -178,17 +226,18 @@ class Dependency:
         await self._publish_view()
 
     def _schedule_publish(self) -> None:
-        """Publish a closing without holding up the call that closed it (tracked, never lost)."""
-        if self._publish is not None:
+        """Publish a closing without holding up the call that closed it (tracked, never lost;
+        the row's generation keeps it from undoing a newer opening)."""
+        if self._shared is not None:
             task = asyncio.get_running_loop().create_task(self._publish_view())
             _PUBLISHING.add(task)
             task.add_done_callback(_PUBLISHING.discard)
 
     async def _publish_view(self) -> None:
-        if self._publish is None:
+        if self._shared is None:
             return
         try:
-            await self._publish(self.circuit.view)
+            await self._shared.publish()
         except Exception:
             logger.exception("circuit state not published",
                              extra={"event": "circuit_publish_failed"})

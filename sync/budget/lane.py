@@ -25,7 +25,7 @@ from sync.clients.http import new_session
 from sync.clock import Clock
 from sync.config.lanes import Environment, LaneKey
 from sync.config.settings import Settings
-from sync.failures.circuit import Circuit, CircuitPolicy, CircuitView
+from sync.failures.circuit import Circuit, CircuitPolicy
 from sync.failures.errors import Throttled
 from sync.failures.retry import RetryPolicy
 
@@ -118,13 +118,11 @@ def open_lane(key: LaneKey, environment: Environment, settings: Settings, state:
     dataverse.on_hint = lambda _: cluster.hint_changed()
     governor.on_starved = cluster.starved
 
-    async def publish(view: CircuitView) -> None:
-        await cluster.publish_circuit(DATAVERSE, view)
-
     async def publish_gate(error: Throttled) -> None:
         await cluster.publish_gate(error.retry_after_s, error.code)
 
     dependency = Dependency(DATAVERSE, governor, circuit, RetryPolicy(settings.max_retries),
-                            clock=clock, publish=publish, publish_gate=publish_gate,
+                            clock=clock, shared=cluster.circuit_row(DATAVERSE),
+                            publish_gate=publish_gate,
                             lane=str(key))
     return Lane(key, session, tokens, dataverse, governor, cluster, dependency, activity)

@@ -5,17 +5,24 @@
   nothing is sent until ``open_until``; callers get CircuitOpen with the time left and defer
   their work to the queue. Each opening lasts longer than the last (exponential, jittered, up to
   ``max_open_s``);
-- half-open: once the time has passed, one request at a time goes as a probe; a success closes
-  the circuit, a failure opens it again for longer.
+- half-open: once the time has passed, one request goes as a probe: one that can prove the
+  service back (a write; never a read, which answers while every write is refused). Before it
+  goes, the probe claims the next, longer opening for the cluster (``next_opening``, written on
+  the shared row under its ETag by ``sync.budget.circuit_row``), so every other request of every
+  instance waits that opening out and the cluster sends one probe per back-off period. A
+  success closes the circuit; a failure, ambiguous ones included, leaves it open for the
+  claimed, longer time.
 
 Times are wall-clock seconds (``clock.wall_s``) so that instances can share them. ``failed``
-answers whether it opened the circuit and ``succeeded`` whether it closed it: the caller
-(``sync.budget.dependency``) logs and publishes each change for the cluster (see
-``sync.budget.cluster``).
+answers whether it opened the circuit (or kept it open longer) and ``succeeded`` whether it
+closed it: the caller (``sync.budget.dependency``) logs and publishes each change. Each state the
+cluster shares has a ``generation``; a process adopts the shared state only when it is newer than
+what it last saw or wrote, so an older state never replaces a newer one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +33,7 @@ from sync.failures.errors import CircuitOpen, ConfigFault, ServiceFault
 
 State = Literal["closed", "open", "half-open"]
 PROBE_WAIT_S: Final = 1.0
-"""What a caller that finds a probe already under way is told to wait."""
+"""What a caller that finds a probe already under way is told to wait (at least)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,26 +61,33 @@ class CircuitView:
     open_until_s: float = 0.0
     trips: int = 0
     reason: str = ""
+    generation: int = 0
+    """The version of the shared row that holds this state (0: never shared); each change
+    written takes the next number."""
 
 
 class Circuit:
     """One dependency's breaker in this process."""
 
-    __slots__ = ("_clock", "_failures", "_open_until_s", "_policy", "_probing", "_rand",
-                 "_reason", "_trips", "service")
+    __slots__ = ("_clock", "_failures", "_generation", "_open_until_s", "_policy", "_probing",
+                 "_rand", "_reason", "_trips", "lock", "service")
 
     def __init__(self, service: str, policy: CircuitPolicy, *, clock: Clock = SYSTEM_CLOCK,
                  rand: Callable[[], float] = random.random) -> None:
         self.service = service
         self._policy, self._clock, self._rand = policy, clock, rand
-        self._failures = self._trips = 0
+        self._failures = self._trips = self._generation = 0
         self._open_until_s = 0.0
         self._reason = ""
         self._probing = False
+        self.lock = asyncio.Lock()
+        """Held while this process exchanges the circuit's state with the cluster's row, so its
+        own changes reach the row in the order they were made."""
 
     def __repr__(self) -> str:
         return (f"Circuit({self.service!r}, state={self.state!r}, failures={self._failures}, "
-                f"trips={self._trips}, open_for_s={self.open_for_s():.1f})")
+                f"trips={self._trips}, open_for_s={self.open_for_s():.1f}, "
+                f"generation={self._generation})")
 
     @property
     def state(self) -> State:
@@ -83,25 +97,45 @@ class Circuit:
 
     @property
     def view(self) -> CircuitView:
-        return CircuitView(self._open_until_s, self._trips, self._reason)
+        return CircuitView(self._open_until_s, self._trips, self._reason, self._generation)
+
+    @property
+    def generation(self) -> int:
+        """The generation of the shared state this process last saw or wrote."""
+        return self._generation
 
     def open_for_s(self) -> float:
         """Seconds until the circuit lets a probe through; 0 when closed or half-open."""
         return max(0.0, self._open_until_s - self._clock.wall_s())
 
-    def admit(self) -> None:
-        """Let a request go, or raise CircuitOpen; in half-open, one probe at a time."""
+    def admit(self, *, probe: bool = True) -> bool:
+        """Let a request go, or raise CircuitOpen; answers whether it is the half-open probe.
+        In half-open one request at a time may probe, and only one that can prove the service
+        back (``probe``); the others (reads) go without being one."""
         state = self.state
         if state == "open":
-            raise CircuitOpen(self.service, self.open_for_s(), self._reason)
-        if state == "half-open":
-            if self._probing:
-                raise CircuitOpen(self.service, PROBE_WAIT_S, self._reason)
-            self._probing = True
+            raise self.refusal()
+        if state == "closed" or not probe:
+            return False
+        if self._probing:
+            raise self.refusal()
+        self._probing = True
+        return True
+
+    def refusal(self) -> CircuitOpen:
+        """What a request the circuit holds back is told: the time left, at least a probe's."""
+        return CircuitOpen(self.service, max(PROBE_WAIT_S, self.open_for_s()), self._reason)
+
+    def next_opening(self) -> CircuitView:
+        """The opening a half-open probe claims before it goes: the next, longer one from now
+        (what a failed probe would open), so the cluster waits it out while the probe is sent."""
+        trips = self._trips + 1
+        until_s = self._clock.wall_s() + self._policy.open_for_s(trips, self._rand())
+        return CircuitView(until_s, trips, self._reason, self._generation)
 
     def succeeded(self) -> bool:
-        """A request answered: the count starts again; a successful probe closes the circuit.
-        Answers whether it closed the circuit."""
+        """A request answered: the count starts again; a successful probe (or any answer while
+        open) closes the circuit. Answers whether it closed the circuit."""
         self._failures = 0
         self._probing = False
         if not self._trips:
@@ -109,30 +143,48 @@ class Circuit:
         self._trips, self._open_until_s, self._reason = 0, 0.0, ""
         return True
 
-    def failed(self, fault: ServiceFault) -> bool:
-        """A service fault; answers whether the circuit opened because of it."""
+    def answered(self) -> None:
+        """A read answered: the count of consecutive faults starts again; nothing closes (a read
+        answers while every write is refused)."""
+        self._failures = 0
+
+    def failed(self, fault: ServiceFault, *, probe: bool = False) -> bool:
+        """A service fault (``probe``: the half-open probe's, whatever its kind); answers
+        whether the circuit opened, or stays open for longer: a change to publish."""
         self._failures += 1
-        probe_failed = self._probing
-        self._probing = False
+        if probe:
+            self._probing = False
+            if self.open_for_s() > 0:  # the probe claimed its opening: it stands
+                self._reason = _reason(fault)
+            else:
+                self._open(fault)
+            return True
         if self.state == "open":
             return False
-        if isinstance(fault, ConfigFault) or probe_failed or \
-                self._failures >= self._policy.threshold:
+        if isinstance(fault, ConfigFault) or self._failures >= self._policy.threshold:
             self._open(fault)
             return True
         return False
 
     def released(self) -> None:
-        """A probe ended without an answer (e.g. a throttle): another may go."""
+        """A probe ended without an answer (a throttle, a claim another instance won): another
+        may go once the circuit lets one."""
         self._probing = False
 
-    def apply(self, shared: CircuitView) -> None:
-        """What the cluster says: a later opening elsewhere wins; a closing elsewhere closes."""
-        if shared.open_until_s > self._open_until_s:
-            self._open_until_s, self._reason = shared.open_until_s, shared.reason
-            self._trips = max(self._trips, shared.trips, 1)
-        elif shared.trips == 0 and self._trips and self.state == "half-open":
-            self._trips, self._open_until_s, self._reason = 0, 0.0, ""
+    def adopt(self, shared: CircuitView) -> bool:
+        """Take the cluster's state when it is newer than what this process last saw or wrote
+        (its generation is higher); answers whether it did."""
+        if shared.generation <= self._generation:
+            return False
+        self._generation = shared.generation
+        self._trips = shared.trips
+        self._open_until_s, self._reason = ((shared.open_until_s, shared.reason) if shared.trips
+                                            else (0.0, ""))
+        return True
+
+    def synced(self, generation: int) -> None:
+        """This process's state is now the shared row's, as ``generation``."""
+        self._generation = generation
 
     def _open(self, fault: ServiceFault) -> None:
         self._trips += 1

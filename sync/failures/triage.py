@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -43,9 +44,13 @@ CONFIG_MESSAGES: Final = ("could not find a property named", "resource not found
 """Phrases of the service's answers that say a configured table or column does not exist."""
 
 BYPASS_PRIVILEGES: Final = ("prvBypassCustomBusinessLogic", "prvBypassCustomPlugins")
-"""The privileges the bulk-job option ``MSCRM.BypassBusinessLogicExecution`` needs. A 403 that
-names one (``... is missing prvBypassCustomBusinessLogic privilege ...``) is configuration: no
-record can succeed without it. Other 403s stay ambiguous (they can follow one record)."""
+"""The privileges the bulk-job option ``MSCRM.BypassBusinessLogicExecution`` needs."""
+MISSING_PRIVILEGE: Final = re.compile(r"is missing (prv\w+) privilege")
+"""How the service says the calling user's roles lack a privilege (``Principal user (Id=...)
+is missing prvWriteAccount privilege (Id=...) on OTC=1``): configuration, since no record of
+the table can succeed without it (the emulator's ``403-privilege``). A 403 about one record's
+access (``SecLib::AccessCheckEx failed``: a record owned where the user may not write) and any
+other 403 stay ambiguous: they can follow one record, and the scope decides."""
 
 WRITE_METHODS: Final = frozenset({"PATCH", "POST", "PUT", "DELETE"})
 CHANGE_TOKEN_REFUSED: Final = "0x80044352"  # noqa: S105 (an error code, not a secret)
@@ -101,18 +106,30 @@ def _client_error(service: str, status: int, code: str, message: str, *, where: 
     if status == 401:
         return ServiceFault(service, f"{detail}: the credential was refused", status, code,
                             message)
-    if status == 403 and any(privilege in message for privilege in BYPASS_PRIVILEGES):
-        return ConfigFault(service, f"{detail}: the {_who(service)} lacks the privilege to "
-                           "bypass custom business logic", status, code, message,
-                           hint="grant the application user a role with "
-                                "prvBypassCustomBusinessLogic, or set bypass_business_logic to "
-                                "false in SYNC_DEFINITION")
+    missing = MISSING_PRIVILEGE.search(message) if status == 403 else None
+    if missing is not None:
+        return _missing_privilege(service, missing.group(1), status, code, message,
+                                  detail=detail)
     if status == 403:
         return AmbiguousFault(service, f"{detail}: check the {_who(service)}'s permissions",
                               status, code, message)
     if not _is_write(where):
         return _refused_read(service, status, code, message, detail, where=where)
     return RecordFault(service, status, code, message, reason=_record_reason(status))
+
+
+def _missing_privilege(service: str, privilege: str, status: int, code: str, message: str,
+                       *, detail: str) -> ConfigFault:
+    """A 403 that names a privilege the calling user lacks: configuration."""
+    if privilege in BYPASS_PRIVILEGES:
+        return ConfigFault(service, f"{detail}: the {_who(service)} lacks the privilege to "
+                           "bypass custom business logic", status, code, message,
+                           hint="grant the application user a role with "
+                                "prvBypassCustomBusinessLogic, or set bypass_business_logic to "
+                                "false in SYNC_DEFINITION")
+    return ConfigFault(service, f"{detail}: the {_who(service)} is missing {privilege}; check "
+                       f"the {_who(service)}'s permissions", status, code, message,
+                       hint=f"grant the application user a security role with {privilege}")
 
 
 def _refused_read(service: str, status: int, code: str, message: str,

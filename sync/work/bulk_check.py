@@ -78,4 +78,5 @@ class BulkCheck:
             return
         fault = error if isinstance(error, ServiceFault) else ServiceFault(DATAVERSE, str(error))
         wait_for_service(self._run, [record for record, _ in items], fault,
-                         self._work.circuit_policy)
+                         self._work.circuit_policy,
+                         open_for_s=self._work.dataverse_dep.circuit.open_for_s())

@@ -25,12 +25,13 @@ def service_delay_s(run: MessageRun, policy: CircuitPolicy,
 
 
 def wait_for_service(run: MessageRun, records: Iterable[RecordRef], fault: ServiceFault,
-                     policy: CircuitPolicy) -> None:
+                     policy: CircuitPolicy, *, open_for_s: float = 0.0) -> None:
     """Records a service fault left unfinished: each remembers the fault, and they wait on the
-    queue for the service's back-off (``service_delay_s``)."""
+    queue for the service's back-off (``service_delay_s``), and at least what is left of the
+    circuit's opening (``open_for_s``)."""
     for record in records:
         run.failed(record, fault, reason="service_fault")
-    run.wait(service_delay_s(run, policy))
+    run.wait(max(service_delay_s(run, policy), open_for_s))
 
 
 async def judge_alone(run: MessageRun, record: RecordRef, fault: AmbiguousFault, *,
@@ -49,7 +50,7 @@ async def judge_alone(run: MessageRun, record: RecordRef, fault: AmbiguousFault,
     elif is_record_fault(run.history_of(record).strikes, probes):
         await dead_letter(record, fault)
         return
-    run.wait(service_delay_s(run, policy))
+    run.wait(max(service_delay_s(run, policy), dependency.circuit.open_for_s()))
 
 
 def has_evidence(run: MessageRun, record: RecordRef, first_failure_s: float,

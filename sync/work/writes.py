@@ -16,9 +16,13 @@ is settled the same way whatever the mode:
 - deferred (a throttle, an open circuit): the records wait on the queue;
 - a record fault: alone, the record is dead-lettered; in a group, the group is split (to the
   size a "too many operations" answer names, else in halves) until the record at fault is alone;
-- an ambiguous fault: a group is split; a record alone is the record's fault when its siblings
-  succeeded since it first failed (after ``SYNC_RECORD_PROBES`` deliveries), else the service's;
-- a service fault (after the retries): the records wait on the queue, never dead-lettered;
+- an ambiguous fault: a group is split (while the circuit lets requests go: once it opens, the
+  parts wait); a record alone is the record's fault when its siblings succeeded since it first
+  failed (after ``SYNC_RECORD_PROBES`` deliveries), else the service's;
+- a service or configuration fault (a 401, a missing privilege, an outage; after the retries):
+  the records wait on the queue, at least what is left of the circuit's opening, never split
+  and never dead-lettered; in a ``$batch``, parts that failed so wait too (the fault counts
+  toward the circuit once), and only the ambiguous ones are sent again one by one;
 - changed since the read (a 412, or a moved ETag in a bulk group): ``sync.work.rereads``.
 
 The request of each mode is ``sync.work.write_requests``; a bulk group's ETag check
@@ -142,6 +146,7 @@ class Writer:
         """A $batch answered: each part is an outcome of its own, judged by the same triage."""
         again: list[Enriched] = []
         moved: list[tuple[Enriched, RecordFault]] = []
+        waiting: list[tuple[Enriched, ServiceFault]] = []
         for item, fault in zip(items, parts, strict=True):
             if fault is None:
                 self._run.written(item[0].id)
@@ -152,11 +157,22 @@ class Writer:
                 moved.append((item, fault))
             elif isinstance(fault, RecordFault):
                 await self._dead_letter(item[0], fault)
+            elif isinstance(fault, ServiceFault) and not isinstance(fault, AmbiguousFault):
+                waiting.append((item, fault))
             else:
                 again.append(item)
         await asyncio.gather(*(self._rereads.changed(item, fault) for item, fault in moved))
+        if waiting:
+            await self._service_parts(waiting)
         if again:
             await self._again(again, sent_s)
+
+    async def _service_parts(self, waiting: list[tuple[Enriched, ServiceFault]]) -> None:
+        """Parts the service failed for reasons of its own (or of the configuration): not sent
+        again one by one; the fault counts toward the circuit once and the records wait."""
+        fault = waiting[0][1]
+        await self._work.dataverse_dep.record_failure(fault)
+        self._wait([item for item, _ in waiting], fault)
 
     async def _again(self, items: list[Enriched], failed_since_s: float) -> None:
         """Parts that failed for the service's reasons (or ambiguously) go one by one, so
@@ -200,7 +216,8 @@ class Writer:
 
     def _wait(self, items: list[Enriched], fault: ServiceFault) -> None:
         wait_for_service(self._run, [record for record, _ in items], fault,
-                         self._work.circuit_policy)
+                         self._work.circuit_policy,
+                         open_for_s=self._work.dataverse_dep.circuit.open_for_s())
 
 
 class _FirstFailure:
