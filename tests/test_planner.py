@@ -78,15 +78,19 @@ async def rows(services: Services) -> list[dict[str, Any]]:
     return data["value"] if isinstance(data, dict) else data
 
 
-async def change(services: Services, ids: list[str], token: str, method: str = "PATCH") -> None:
-    """Change (or delete) records through the Web API as the user ``token`` names."""
+async def change(services: Services, ids: list[str], token: str, method: str = "PATCH",
+                 websites: dict[str, str] | None = None) -> None:
+    """Change (or delete) records through the Web API as the user ``token`` names; their
+    websites are ``websites``' where it names them."""
     api = f"{services.settings.dataverse_url}/api/data/v9.2/accounts"
     headers = {"Authorization": f"Bearer {token}", "If-Match": "*"}
     async with aiohttp.ClientSession() as session:
         for record_id in ids:
-            body = {"websiteurl": f"https://www.changed-{record_id[:8]}.example"}
+            website = (websites or {}).get(record_id, f"https://www.changed-{record_id[:8]}"
+                                                      ".example")
             async with session.request(method, f"{api}({record_id})", headers=headers,
-                                       json=body if method == "PATCH" else None) as answer:
+                                       json={"websiteurl": website} if method == "PATCH"
+                                       else None) as answer:
                 assert answer.status == 204, await answer.text()
 
 
@@ -379,7 +383,7 @@ async def test_long_inputs_are_dead_lettered_at_planning_and_the_table_is_planne
     ids = [str(r["accountid"]) for r in await rows(services)]
     long_ones = {ids[3]: "x" * 2049, ids[60]: "é" * 16_000, ids[61]: "https://" + "é" * 16_000,
                  ids[119]: "y" * 3000}
-    await set_websites(services, long_ones)
+    await change(services, list(long_ones), local_token(), websites=long_ones)
     planned, _ = await run_plan(services)
     assert set(planned) == set(ids) - set(long_ones)
     letters = {letter["record"]["id"]: letter for letter in await dead_letters(services)}
@@ -394,17 +398,6 @@ async def test_long_inputs_are_dead_lettered_at_planning_and_the_table_is_planne
     totals = await runs.read_totals(services.storage.ledger, manifest.run_id)
     assert totals is not None
     assert totals.counts.dead_lettered_by_reason == {"unusable_input": 4}
-
-
-async def set_websites(services: Services, websites: dict[str, str]) -> None:
-    """Give records these websites through the Web API, as another user than the app's."""
-    api = f"{services.settings.dataverse_url}/api/data/v9.2/accounts"
-    headers = {"Authorization": f"Bearer {local_token()}", "If-Match": "*"}
-    async with aiohttp.ClientSession() as session:
-        for record_id, website in websites.items():
-            async with session.patch(f"{api}({record_id})", headers=headers,
-                                     json={"websiteurl": website}) as answer:
-                assert answer.status == 204, await answer.text()
 
 
 async def dead_letters(services: Services) -> list[dict[str, Any]]:

@@ -338,7 +338,12 @@ async def current(stack: Stack) -> Snapshot:
 async def patch_record(stack: Stack, record: str, columns: dict[str, Any]) -> int:
     """Change a record through the Web API as another user (so the planner does not skip it as
     the sync's own write); answers the status."""
-    url = f"{stack.dataverse_url}/api/data/v9.2/accounts({record})"
+    return await patch_record_at(stack.dataverse_url, record, columns)
+
+
+async def patch_record_at(dataverse_url: str, record: str, columns: dict[str, Any]) -> int:
+    """``patch_record`` on any emulator, by its URL (one started for ``sync local``)."""
+    url = f"{dataverse_url}/api/data/v9.2/accounts({record})"
     headers = {"Authorization": f"Bearer {local_token()}"}
     async with aiohttp.ClientSession() as session, \
             session.patch(url, json=columns, headers=headers) as response:
