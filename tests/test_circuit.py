@@ -403,3 +403,22 @@ async def test_a_claim_that_loses_to_a_closing_sends_as_usual(table: TableClient
     assert second.circuit.state == "closed"
     assert hooks.sent == 1
     assert (await shared_row(table)).trips == 0
+
+
+async def test_a_claim_moves_the_time_and_only_a_failed_probe_the_count(
+        table: TableClient) -> None:
+    """While the probe is in flight the row says "wait" (open until the next opening's end) but
+    not "opened again": a watcher of the row (sync local's blocked judge) sees the circuit
+    reopen only once the probe has failed."""
+    clock = ManualClock()
+    first, second = await opened_everywhere(table, clock)
+    assert first.circuit.admit()
+    assert await first.row.claim_probe()
+    claimed = await shared_row(table)
+    assert claimed.trips == 1
+    assert claimed.open_until_s == pytest.approx(clock.wall_s() + 20.0)
+    assert second.circuit.adopt(claimed)
+    assert second.circuit.open_for_s() == pytest.approx(20.0)
+    await first.dependency.record_failure(FAULT, probe=True)
+    failed = await shared_row(table)
+    assert (failed.trips, failed.open_until_s) == (2, claimed.open_until_s)

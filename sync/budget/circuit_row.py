@@ -14,7 +14,10 @@ adopts it instead. The writes are:
   probe's reason); this process's writes go one at a time, in order (``Circuit.lock``);
 - ``claim_probe``: a half-open circuit's probe claims the next, longer opening before it is
   sent; only one instance's claim can succeed on one version of the row, so the cluster sends one
-  probe per back-off period, and every other instance waits that opening out.
+  probe per back-off period, and every other instance waits that opening out. The claim moves
+  the row's time, not its count of openings: the prober publishes that once the probe's answer
+  is in (one more opening when it failed, a closing when it succeeded), so a watcher of the row
+  (``sync local``'s blocked judge) sees the circuit open again only after a probe failed.
 """
 
 from __future__ import annotations
@@ -74,12 +77,14 @@ class CircuitRow:
                 shared = view_of(row)
                 if circuit.adopt(shared) or same_state(circuit.view, shared):
                     return
+                generation = max(shared.generation, circuit.generation) + 1
                 try:
-                    await self._write(row, circuit.view, max(shared.generation,
-                                                             circuit.generation) + 1)
-                    return
+                    await self._write(row, dataclasses.replace(circuit.view,
+                                                               generation=generation))
                 except (ResourceModifiedError, ResourceExistsError):
                     continue  # another instance wrote first: read theirs and judge again
+                circuit.synced(generation)
+                return
 
     async def claim_probe(self) -> bool:
         """Claim the half-open probe: the row takes the circuit's next opening. False when the
@@ -92,11 +97,14 @@ class CircuitRow:
             if circuit.adopt(shared):
                 return False
             generation = max(shared.generation, circuit.generation) + 1
+            claim = dataclasses.replace(circuit.next_opening(), generation=generation)
             try:
-                await self._write(row, circuit.next_opening(), generation, probe=True)
+                await self._write(row, dataclasses.replace(claim, trips=circuit.view.trips),
+                                  probe=True)
             except (ResourceModifiedError, ResourceExistsError):
                 circuit.adopt(view_of(await self._get()))
                 return False
+            circuit.adopt(claim)  # this process counts the opening its probe would fail into
             return True
 
     async def _get(self) -> Any:
@@ -105,13 +113,11 @@ class CircuitRow:
         except ResourceNotFoundError:
             return None
 
-    async def _write(self, row: Any, view: CircuitView, generation: int, *,
-                     probe: bool = False) -> None:
-        """Write ``view`` as ``generation`` where ``row`` (None: no row) still is; the circuit
-        then holds what was written."""
+    async def _write(self, row: Any, view: CircuitView, *, probe: bool = False) -> None:
+        """Write ``view`` (as its generation) where ``row`` (None: no row) still is."""
         entity = {"PartitionKey": self._partition, "RowKey": self._circuit.service,
                   "OpenUntil": view.open_until_s, "Trips": view.trips,
-                  "Reason": view.reason[:MAX_REASON_CHARS], "Generation": generation,
+                  "Reason": view.reason[:MAX_REASON_CHARS], "Generation": view.generation,
                   "SetBy": self._instance, "Probe": probe}
         if row is None:
             await self._table.create_entity(entity)
@@ -119,7 +125,3 @@ class CircuitRow:
             await self._table.update_entity(entity, mode=UpdateMode.REPLACE,
                                             etag=row.metadata["etag"],
                                             match_condition=MatchConditions.IfNotModified)
-        if probe:
-            self._circuit.adopt(dataclasses.replace(view, generation=generation))
-        else:
-            self._circuit.synced(generation)
