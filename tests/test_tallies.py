@@ -167,3 +167,37 @@ async def test_a_run_the_tallies_missed_is_completed_by_the_next_plan(
     assert missed.run.completed
     assert following is not None
     assert following.run.previous_run_id == ""
+
+
+async def test_a_message_counted_twice_sends_one_check_to_the_exact_sum_not_every_one(
+        storage: StorageSettings) -> None:
+    """A redelivered message makes the tallies count 10 records twice: they say 100 of 100
+    while 10 are still on the queue. The exact sum is read once, says 90, and is noted; the
+    checks after each of the next messages read the run's row and tallies alone until the
+    tallies have grown by the 10 missing records."""
+    async with table_client(storage, LEDGER_TABLE, None) as table:
+        counting = CountingTable(table)
+        check: Any = counting
+        await plan_run(table, "run-twice", 100)
+        for number in range(9):
+            await ledger.record_message(table, batch("run-twice", number), 0,
+                                        MessageCounts(written=10))
+        await ledger.record_message(table, batch("run-twice", 4), 0, MessageCounts(unchanged=10))
+        counting.rows_read = 0
+        assert not await runs.complete_if_done(check, "run-twice", START_S + 1)
+        assert counting.rows_read == 2 + (1 + 1 + 9)  # the tallies, then the exact sum once
+        reads = []
+        for number in range(9):  # the last 10 records come one a message
+            await ledger.record_message(table, batch("run-twice", 10 + number), 0,
+                                        MessageCounts(written=1))
+            counting.rows_read = 0
+            assert not await runs.complete_if_done(check, "run-twice", START_S + 2)
+            reads.append(counting.rows_read)
+        await ledger.record_message(table, batch("run-twice", 19), 0, MessageCounts(written=1))
+        counting.rows_read = 0
+        assert await runs.complete_if_done(check, "run-twice", START_S + 3)
+        totals = await runs.read_run(table, "run-twice")
+    assert reads == [2] * 9
+    assert counting.rows_read == 2 + (1 + 1 + 19)
+    assert totals is not None
+    assert (totals.run.completed, totals.counts.written, totals.counts.unchanged) == (True, 90, 10)

@@ -79,6 +79,11 @@ class RunRow:
     """The planner's Dataverse requests (its page reads and their retries)."""
     definition: str = names.DEFAULT_DEFINITION
     """The sync definition the run belongs to."""
+    checked_tally: int = 0
+    """What the tallies said was done when the exact sum last found the run incomplete
+    (``checked_done`` then): 0 when it never did."""
+    checked_done: int = 0
+    """What the exact sum found done at that check."""
 
     @property
     def overlapped(self) -> bool:
@@ -120,6 +125,17 @@ def is_complete(run: RunRow, counts: MessageCounts) -> bool:
     return run.plan_complete and counts.done >= run.planned
 
 
+def may_be_complete(totals: RunTotals) -> bool:
+    """Whether a run may be complete as its tallies say: complete by them, and, once an exact
+    sum found it incomplete, the tallies grown since by at least the records that sum found
+    missing (tallies count what was done since, or more: a message counted twice; never
+    less), so one message counted twice does not send every later check to the exact sum."""
+    run, done = totals.run, totals.counts.done
+    if not is_complete(run, totals.counts):
+        return False
+    return done - run.checked_tally >= run.planned - run.checked_done
+
+
 def index_key(started_s: float, run_id: str) -> str:
     """The index row key: the latest start sorts first."""
     return f"{_INDEX_TOP_S - int(started_s):010d}|{run_id}"
@@ -136,7 +152,9 @@ def run_row_from(entity: Mapping[str, Any], etag: str = "") -> RunRow:
                   previous_run_id=str(entity.get("PreviousRunId", "")),
                   overlapped_by=str(entity.get("OverlappedBy", "")), etag=etag,
                   plan_requests=plan_usage_from(entity),
-                  definition=str(entity.get("Definition", names.DEFAULT_DEFINITION)))
+                  definition=str(entity.get("Definition", names.DEFAULT_DEFINITION)),
+                  checked_tally=int(entity.get("CheckedTally", 0)),
+                  checked_done=int(entity.get("CheckedDone", 0)))
 
 
 async def read_run(table: TableClient, run_id: str) -> RunTotals | None:
@@ -174,11 +192,12 @@ async def read_totals(table: TableClient, run_id: str) -> RunTotals | None:
 async def read_current(table: TableClient, run_id: str, *,
                        exact: bool = False) -> RunTotals | None:
     """A run's totals read as cheaply as they can be trusted: the tallies while they say it is
-    incomplete, the exact sum once they say it may be complete (or with ``exact``)."""
+    incomplete (``may_be_complete``), the exact sum once they say it may be complete (or with
+    ``exact``)."""
     if exact:
         return await read_run(table, run_id)
     totals = await read_totals(table, run_id)
-    if totals is not None and not totals.exact and is_complete(totals.run, totals.counts):
+    if totals is not None and not totals.exact and may_be_complete(totals):
         return await read_run(table, run_id)
     return totals
 
@@ -256,8 +275,9 @@ async def complete_if_done(table: TableClient, run_id: str, now_s: float, *,
     """Claim the run's completion if it is complete and nobody has; answer whether this call
     claimed it (and emitted ``run_completed``). The tallies rule out an incomplete run at the
     cost of one short query; only a run they say may be complete (or, with ``exact``, every
-    run) is summed exactly."""
-    totals = await read_current(table, run_id, exact=exact)
+    run) is summed exactly, and a sum that finds it incomplete is noted on the run's row
+    (``may_be_complete``), so the next checks go back to the tallies alone."""
+    totals = await read_run(table, run_id) if exact else await _checked_exactly(table, run_id)
     for _ in range(CLAIM_ATTEMPTS):
         if totals is None or totals.run.completed or not is_complete(totals.run, totals.counts):
             return False
@@ -279,6 +299,36 @@ async def complete_if_done(table: TableClient, run_id: str, now_s: float, *,
     logger.warning("run %s: completion not claimed after %d attempts", run_id, CLAIM_ATTEMPTS,
                    extra={"event": "run_claim_gave_up", "run_id": run_id})
     return False
+
+
+async def _checked_exactly(table: TableClient, run_id: str) -> RunTotals | None:
+    """The exact sum of a run its tallies say may be complete; None when they say it is not.
+    A sum that finds it incomplete is noted on the run's row."""
+    totals = await read_totals(table, run_id)
+    if totals is None or totals.run.completed or not may_be_complete(totals):
+        return None
+    if totals.exact:
+        return totals
+    tallied = totals.counts.done
+    exact = await read_run(table, run_id)
+    if exact is not None and not exact.run.completed and not is_complete(exact.run,
+                                                                         exact.counts):
+        await _note_check(table, run_id, tallied, exact.counts.done)
+    return exact
+
+
+async def _note_check(table: TableClient, run_id: str, tallied: int, done: int) -> None:
+    """Note on the run's row what the tallies and the exact sum said (never creates the row:
+    a run deleted meanwhile stays deleted)."""
+    try:
+        await table.update_entity({"PartitionKey": run_partition(run_id), "RowKey": RUN_ROW,
+                                   "CheckedTally": tallied, "CheckedDone": done},
+                                  mode=UpdateMode.MERGE)
+    except ResourceNotFoundError:
+        return
+    logger.info("run %s: the tallies say %d done, the exact sum %d; the next checks wait "
+                "for the missing records", run_id, tallied, done,
+                extra={"event": "run_tallies_over", "run_id": run_id})
 
 
 def _completed(totals: RunTotals, now_s: float) -> None:

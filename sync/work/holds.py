@@ -30,7 +30,7 @@ from sync.clients.enrichment import SERVICE as ENRICHMENT
 from sync.config.canary_policy import CanaryPolicy
 from sync.message.contract import NEVER_EXPIRE, Message, RecordRef
 from sync.message.counts import MessageCounts
-from sync.message.ids import is_planned, run_id_of
+from sync.message.ids import HELD, is_planned, part_id, run_id_of
 from sync.safety import canary, flags
 from sync.state import ledger, runs
 from sync.work.context import Work
@@ -38,8 +38,6 @@ from sync.work.message_run import MessageRun
 
 logger = logging.getLogger(__name__)
 
-HELD_SUFFIX: Final = ".w"
-"""Appended to the batch id of the records a canary left waiting (their ledger row differs)."""
 JITTER_MAX_S: Final = 2.0
 
 
@@ -91,7 +89,7 @@ async def _canary(work: Work, message: Message, run_id: str,
         return HoldCheck(message)
     if not go:
         return HoldCheck(None, await hold(work, message, waiting, reason="canary"))
-    await hold(work, message, waiting, reason="canary", batch_id=_held_id(message))
+    await hold(work, message, waiting, reason="canary", batch_id=_held_id(message, waiting))
     return HoldCheck(dataclasses.replace(
         message, records=tuple(r for r in message.records if r.id in go)))
 
@@ -112,8 +110,10 @@ async def _judged(work: Work, row: canary.CanaryRow, limit: int, policy: CanaryP
         return await canary.read_canary(work.storage.state, row.run_id) or row
 
 
-def _held_id(message: Message) -> str:
-    return (message.batch_id[:128 - len(HELD_SUFFIX)]) + HELD_SUFFIX
+def _held_id(message: Message, records: Sequence[RecordRef]) -> str:
+    """The id of the records a canary left waiting: a part of its own (its ledger row is not
+    the message's, which counts the records the canary let through)."""
+    return part_id(message.batch_id, message.attempt, HELD, (r.id for r in records))
 
 
 async def hold(work: Work, message: Message, records: Sequence[RecordRef], *,

@@ -1,6 +1,7 @@
 """What goes back on the queue when a message cannot finish now: its unfinished records, each
 with its history, in fresh messages, to this lane after the delay the faults asked for or to
-whichever lane of the definition is open."""
+whichever lane of the definition is open. Each message sent back is a part with an id of its own
+(``sync.message.ids.part_id``), so its ledger row is its own."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sync.budget import routing
 from sync.budget.lane import Lane
 from sync.clients.dataverse import SERVICE as DATAVERSE
 from sync.message.contract import NEVER_EXPIRE, Message, fitting_groups
+from sync.message.ids import REMAINDER, part_id
 from sync.work.context import Work
 from sync.work.message_run import MessageRun
 
@@ -48,11 +50,12 @@ async def requeue_unfinished(work: Work, run: MessageRun) -> None:
     lane, wait_s = next_lane(work, run)
     delay_s = requeue_delay_s(wait_s, random.random())  # noqa: S311 (jitter)
     attempt = run.message.attempt + 1
-    for number, group in enumerate(fitting_groups(remaining, len(remaining))):
-        batch_id = run.message.batch_id if number == 0 else f"{run.message.batch_id}.{number}"
-        message = Message(batch_id=batch_id[:128], records=group, attempt=attempt,
-                               definition=run.message.definition,
-                               lane=lane.key.wire if lane is not None else None)
+    parent = run.message
+    for group in fitting_groups(remaining, len(remaining)):
+        batch_id = part_id(parent.batch_id, parent.attempt, REMAINDER, (r.id for r in group))
+        message = Message(batch_id=batch_id, records=group, attempt=attempt,
+                          definition=parent.definition,
+                          lane=lane.key.wire if lane is not None else None)
         await work.storage.batches.send_message(message.to_json(), visibility_timeout=delay_s,
                                                 time_to_live=NEVER_EXPIRE)
     if lane is None:
