@@ -238,6 +238,21 @@ param syncStateRetentionDays string = '30'
 @description('SYNC_CLOCK_SKEW_S: how far instances\' clocks may differ, in seconds (expiries compared across instances allow it).')
 param syncClockSkewS string = '5'
 
+@description('SYNC_MESSAGE_DEADLINE_S: how long one message may run before its unfinished records go back on the queue (below functionTimeout less DATAVERSE_TIMEOUT_S).')
+param syncMessageDeadlineS string = '480'
+
+@description('SYNC_BUG_ATTEMPTS: deliveries an unexpected error may stop a message\'s records before they go to the poison queue.')
+param syncBugAttempts string = '3'
+
+@description('SYNC_SYSTEMATIC_RECORDS: records of a definition refused the same way that are at most dead-lettered before its circuit opens.')
+param syncSystematicRecords string = '25'
+
+@description('SYNC_SYSTEMATIC_SHARE: the share of a definition\'s records tried that the same refusal must reach to open its circuit.')
+param syncSystematicShare string = '0.2'
+
+@description('SYNC_SYSTEMATIC_WINDOW_S: the window over which refusals of one definition are counted, in seconds.')
+param syncSystematicWindowS string = '600'
+
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = {
   'azd-env-name': environmentName
@@ -594,6 +609,11 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     SYNC_ROLLBACK_RETENTION_DAYS: syncRollbackRetentionDays
     SYNC_STATE_RETENTION_DAYS: syncStateRetentionDays
     SYNC_CLOCK_SKEW_S: syncClockSkewS
+    SYNC_MESSAGE_DEADLINE_S: syncMessageDeadlineS
+    SYNC_BUG_ATTEMPTS: syncBugAttempts
+    SYNC_SYSTEMATIC_RECORDS: syncSystematicRecords
+    SYNC_SYSTEMATIC_SHARE: syncSystematicShare
+    SYNC_SYSTEMATIC_WINDOW_S: syncSystematicWindowS
   }
 }
 

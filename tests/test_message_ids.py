@@ -10,7 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from azure.storage.queue.aio import QueueClient
 
 from sync.failures.errors import ServiceFault, Throttled
 from sync.message.contract import Message, RecordRef, decode_message
@@ -28,6 +27,7 @@ from sync.services import Services
 from sync.state import ledger, runs
 from sync.work.message_run import MessageRun
 from sync.work.requeue import requeue_unfinished
+from tests.hosting import SentBack
 
 Make = Callable[..., Any]
 PLANNED = "run-20261122T020000Z-1a2b3c-p000003-007"
@@ -74,23 +74,11 @@ def big_records(count: int) -> tuple[RecordRef, ...]:
                  for n in range(count))
 
 
-class Sent:
-    """The batches queue (Azurite's), keeping the text of what is sent through it."""
-
-    def __init__(self, queue: QueueClient) -> None:
-        self._queue = queue
-        self.texts: list[str] = []
-
-    async def send_message(self, content: str, **options: Any) -> Any:
-        self.texts.append(content)
-        return await self._queue.send_message(content, **options)
-
-
 async def sent_back(services: Services, message: Message) -> list[Message]:
     """Put every record of ``message`` back on the queue (a long throttle), as the worker does;
     answer the messages it sent."""
     work = services.first_work()
-    queue = Sent(work.storage.batches)
+    queue = SentBack(work.storage.batches)
     work = dataclasses.replace(work, storage=dataclasses.replace(work.storage, batches=queue))
     run = MessageRun(message)
     fault = ServiceFault("dataverse", "503 " + "u" * (40 + 250 * message.attempt))

@@ -76,6 +76,13 @@ SAMPLES = [
       "records": [RECORD]}, False),
     ({"version": 3, "batch_id": "b-1", "lane": {"environment": "prod", "identity": "a"},
       "records": [RECORD]}, False),
+    ({"version": 4, "batch_id": "b-1", "records": [
+        {**RECORD, "enriched": {"numberofemployees": 120, "description": None},
+         "history": {"errors": 2}}]}, True),
+    ({"version": 4, "batch_id": "b-1", "records": [{**RECORD, "enriched": {"x": [1]}}]}, False),
+    ({"version": 4, "batch_id": "b-1", "records": [{**RECORD, "history": {"errors": -1}}]},
+     False),
+    ({"version": 3, "batch_id": "b-1", "records": [{**RECORD, "enriched": {"x": 1}}]}, False),
     ({"batch_id": "b-1", "records": [RECORD]}, False),
     ({"version": 1, "batch_id": "b/1", "records": [RECORD]}, False),
     ({"version": 1, "batch_id": "b-1", "records": []}, False),

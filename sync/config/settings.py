@@ -154,6 +154,26 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
                 "Days a run's rows (its ledger, index, canary, report and flag rows) are kept "
                 "after it started; the planner's timer deletes older ones (never before the "
                 "run's before-images expire)."),
+    SettingSpec("SYNC_MESSAGE_DEADLINE_S", "480",
+                "How long one message may run, in seconds; then no new request starts, the "
+                "requests in flight finish and the unfinished records go back on the queue "
+                "(reason deadline). Keep it below host.json's functionTimeout (600 s) less "
+                "DATAVERSE_TIMEOUT_S, so the invocation ends before the host stops it."),
+    SettingSpec("SYNC_BUG_ATTEMPTS", "3",
+                "Deliveries an unexpected error (a bug) may stop a message's records before "
+                "they go to the poison queue with the error's type and a hash of its trace "
+                "(counted in each record's history, not by the host's dequeue count)."),
+    SettingSpec("SYNC_SYSTEMATIC_RECORDS", "25",
+                "Records of one definition refused with the same 4xx code and message within "
+                "SYNC_SYSTEMATIC_WINDOW_S (across the cluster) at most dead-lettered before "
+                "the definition's circuit opens with that reason, when they are also at least "
+                "SYNC_SYSTEMATIC_SHARE of its records tried."),
+    SettingSpec("SYNC_SYSTEMATIC_SHARE", "0.2",
+                "The share of a definition's records tried (by one instance, within the "
+                "window) that the same refusal must reach to be the definition's fault (a "
+                "mapping the table refuses), not each record's."),
+    SettingSpec("SYNC_SYSTEMATIC_WINDOW_S", "600",
+                "The window, in seconds, over which refusals of one definition are counted."),
     SettingSpec("SYNC_CLOCK_SKEW_S", "5",
                 "How far instances' clocks may differ, in seconds: an expiry written by one "
                 "instance (a slot, a lease, the throttle gate) is judged by another with this "
@@ -222,6 +242,11 @@ class Settings:
     rollback_retention_days: int = 14
     state_retention_days: int = 30
     clock_skew_s: float = 5.0
+    message_deadline_s: float = 480.0
+    bug_attempts: int = 3
+    systematic_records: int = 25
+    systematic_share: float = 0.2
+    systematic_window_s: float = 600.0
 
     def __post_init__(self) -> None:
         if not self.definitions.items:  # built in code (tests, tools): the default definition
@@ -263,6 +288,11 @@ class Settings:
             rollback_retention_days=reader.integer("SYNC_ROLLBACK_RETENTION_DAYS", 1, 365),
             state_retention_days=reader.integer("SYNC_STATE_RETENTION_DAYS", 1, 3650),
             clock_skew_s=reader.number("SYNC_CLOCK_SKEW_S", low=0, high=300),
+            message_deadline_s=reader.number("SYNC_MESSAGE_DEADLINE_S", low=1, high=3600),
+            bug_attempts=reader.integer("SYNC_BUG_ATTEMPTS", 1, 100),
+            systematic_records=reader.integer("SYNC_SYSTEMATIC_RECORDS", 1, 100_000),
+            systematic_share=reader.number("SYNC_SYSTEMATIC_SHARE", low=0.01, high=1),
+            systematic_window_s=reader.number("SYNC_SYSTEMATIC_WINDOW_S", low=1, high=86_400),
         )
         settings = _with_definitions(settings, reader, environ)
         for schedule in ("SYNC_SCHEDULE", "SYNC_QUEUE_METRICS_SCHEDULE"):

@@ -69,14 +69,14 @@ _MESSAGE_KEYS: Final = {1: frozenset({"version", "batch_id", "attempt", "records
                                       "lane"})}
 _RECORD_KEYS: Final = {1: frozenset({"id", "input"}), 2: frozenset({"id", "input", "history"}),
                        3: frozenset({"id", "input", "history", "etag", "current"}),
-                       4: frozenset({"id", "input", "history", "etag", "current"})}
+                       4: frozenset({"id", "input", "history", "etag", "current", "enriched"})}
 MAX_ETAG_CHARS: Final = 128
 MAX_CURRENT_COLUMNS: Final = 50
 MAX_CURRENT_TEXT_CHARS: Final = 4000
 Scalar = str | int | float | bool | None
 """A column value as the Web API reads and writes it."""
 _HISTORY_KEYS: Final = frozenset({"strikes", "attempts", "first_seen", "last_seen",
-                                  "last_fault", "laters"})
+                                  "last_fault", "laters", "errors"})
 MAX_FAULT_CHARS: Final = 300
 
 
@@ -94,6 +94,9 @@ class RecordHistory:
     laters: int = 0
     """Times the enrichment API answered "later" (202, 201): not failures; bounded by the
     spec's ``max_laters``."""
+    errors: int = 0
+    """Deliveries an unexpected error (a bug) stopped while carrying it; bounded by
+    ``SYNC_BUG_ATTEMPTS``, then the record goes to the poison queue."""
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"strikes": self.strikes, "attempts": self.attempts,
@@ -101,6 +104,8 @@ class RecordHistory:
                                 "last_fault": self.last_fault[:MAX_FAULT_CHARS]}
         if self.laters:
             wire["laters"] = self.laters
+        if self.errors:
+            wire["errors"] = self.errors
         return wire
 
 
@@ -115,6 +120,10 @@ class RecordRef:
     """The record's version when it was read (``@odata.etag``); None when not read."""
     current: Mapping[str, Scalar] | None = field(default=None, hash=False)
     """The mapped columns' values when it was read; None when not read."""
+    enriched: Mapping[str, Scalar] | None = field(default=None, hash=False)
+    """The mapped columns' values its enrichment answered in this run (the worker sends them
+    with a record it puts back on the queue, so the next delivery does not pay for them
+    again); None when not enriched yet."""
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"id": self.id, "input": self.input}
@@ -124,6 +133,8 @@ class RecordRef:
             wire["etag"] = self.etag
         if self.current is not None:
             wire["current"] = dict(self.current)
+        if self.enriched is not None:
+            wire["enriched"] = dict(self.enriched)
         return wire
 
 
@@ -340,7 +351,8 @@ def record_from(item: Any, where: str, version: int = CONTRACT_VERSION) -> Recor
     history = _history(item["history"], f"{where}.history") if "history" in item else None
     return RecordRef(id=record_id.lower(), input=_input(value, where), history=history,
                      etag=_etag(item.get("etag"), f"{where}.etag"),
-                     current=_current(item.get("current"), f"{where}.current"))
+                     current=_current(item.get("current"), f"{where}.current"),
+                     enriched=_current(item.get("enriched"), f"{where}.enriched"))
 
 
 def _input(value: Any, where: str) -> str:
@@ -373,6 +385,16 @@ def _current(value: Any, where: str) -> dict[str, Scalar] | None:
     return value
 
 
+def columns_problem(values: Mapping[str, Any]) -> str | None:
+    """Why ``values`` cannot travel as a record's ``current`` or ``enriched`` (None when they
+    can): at most 50 columns, each a column name with a scalar."""
+    try:
+        _current(dict(values), "values")
+    except ContractError as error:
+        return error.reason
+    return None
+
+
 def _is_scalar(cell: Any) -> bool:
     if isinstance(cell, str):
         return len(cell) <= MAX_CURRENT_TEXT_CHARS
@@ -383,7 +405,7 @@ def _history(item: Any, where: str) -> RecordHistory:
     if not isinstance(item, dict):
         raise ContractError(f"{where} must be an object")
     _no_unknown_keys(item, _HISTORY_KEYS, where)
-    counts = {name: item.get(name, 0) for name in ("strikes", "attempts", "laters")}
+    counts = {name: item.get(name, 0) for name in ("strikes", "attempts", "laters", "errors")}
     for name, value in counts.items():
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1_000_000:
             raise ContractError(f"{where}.{name} must be a non-negative integer")
@@ -393,7 +415,7 @@ def _history(item: Any, where: str) -> RecordHistory:
             raise ContractError(f"{where}.{name} must be a string of at most "
                                 f"{MAX_FAULT_CHARS} characters")
     return RecordHistory(strikes=counts["strikes"], attempts=counts["attempts"],
-                         laters=counts["laters"], **texts)
+                         laters=counts["laters"], errors=counts["errors"], **texts)
 
 
 def _no_unknown_keys(data: dict[str, Any], allowed: frozenset[str], where: str) -> None:

@@ -40,14 +40,16 @@ class RequestUsage:
 class EnrichmentUsage:
     """The enrichment API's side (what its provider bills): calls sent (every send, a retry
     included), the records they carried (a bulk call carries several), records answered from
-    the enrichment cache (hits) or asked of the API (misses; both 0 without a cache), and
-    "later" answers (the record waits on the queue and is asked again)."""
+    the enrichment cache (hits) or asked of the API (misses; both 0 without a cache), "later"
+    answers (the record waits on the queue and is asked again), and records whose values an
+    earlier delivery of the run obtained and the message carried (``carried``: not asked)."""
 
     calls: int = 0
     inputs: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
     laters: int = 0
+    carried: int = 0
 
     def add(self, other: EnrichmentUsage) -> None:
         self.calls += other.calls
@@ -55,6 +57,7 @@ class EnrichmentUsage:
         self.cache_hits += other.cache_hits
         self.cache_misses += other.cache_misses
         self.laters += other.laters
+        self.carried += other.carried
 
 
 @dataclass(slots=True)
@@ -72,6 +75,9 @@ class MessageCounts:
     transient_retries: int = 0
     previewed: int = 0
     """Records a dry run settled (would change, unchanged or failed); none was written."""
+    poisoned: int = 0
+    """Records an unexpected error (a bug) stopped too often: on the poison queue with the
+    error's type and trace hash, done until a person replays them (``sync poison replay``)."""
     requeue_delay_s: float = 0.0
     """Seconds re-enqueued work was held invisible (Retry-After plus jitter), summed."""
     throttled_by_code: Counter[str] = field(default_factory=Counter)
@@ -98,6 +104,7 @@ class MessageCounts:
         self.rejected_messages += other.rejected_messages
         self.transient_retries += other.transient_retries
         self.previewed += other.previewed
+        self.poisoned += other.poisoned
         self.requeue_delay_s += other.requeue_delay_s
         self.throttled_by_code.update(other.throttled_by_code)
         self.dead_lettered_by_reason.update(other.dead_lettered_by_reason)
@@ -110,7 +117,7 @@ class MessageCounts:
 
     @property
     def done(self) -> int:
-        """Records finished: written, dead-lettered, unchanged, cancelled, or settled by a dry
-        run."""
+        """Records finished: written, dead-lettered, unchanged, cancelled, poisoned by a bug,
+        or settled by a dry run."""
         return (self.written + self.dead_lettered + self.unchanged + self.cancelled
-                + self.previewed)
+                + self.previewed + self.poisoned)

@@ -47,7 +47,8 @@ def enrichment_fields(usage: EnrichmentUsage) -> dict[str, int]:
     """A ledger row's enrichment columns."""
     return {"EnrichmentCalls": usage.calls, "EnrichmentInputs": usage.inputs,
             "EnrichmentCacheHits": usage.cache_hits,
-            "EnrichmentCacheMisses": usage.cache_misses, "EnrichmentLaters": usage.laters}
+            "EnrichmentCacheMisses": usage.cache_misses, "EnrichmentLaters": usage.laters,
+            "EnrichmentCarried": usage.carried}
 
 
 def enrichment_from(entity: Mapping[str, Any]) -> EnrichmentUsage:
@@ -55,7 +56,8 @@ def enrichment_from(entity: Mapping[str, Any]) -> EnrichmentUsage:
                            inputs=int(entity.get("EnrichmentInputs", 0)),
                            cache_hits=int(entity.get("EnrichmentCacheHits", 0)),
                            cache_misses=int(entity.get("EnrichmentCacheMisses", 0)),
-                           laters=int(entity.get("EnrichmentLaters", 0)))
+                           laters=int(entity.get("EnrichmentLaters", 0)),
+                           carried=int(entity.get("EnrichmentCarried", 0)))
 
 
 def run_partition(run_id: str) -> str:
@@ -81,6 +83,7 @@ def counts_fields(counts: MessageCounts) -> dict[str, Any]:
             "Reenqueued": counts.reenqueued, "Cancelled": counts.cancelled,
             "RejectedMessages": counts.rejected_messages,
             "TransientRetries": counts.transient_retries, "Previewed": counts.previewed,
+            "Poisoned": counts.poisoned,
             "RequeueDelayS": float(counts.requeue_delay_s),
             "ThrottledByCode": json.dumps(dict(counts.throttled_by_code)),
             "DeadLetteredByReason": json.dumps(dict(counts.dead_lettered_by_reason)),
@@ -98,6 +101,7 @@ def counts_from(entity: Mapping[str, Any]) -> MessageCounts:
                        rejected_messages=int(entity.get("RejectedMessages", 0)),
                        transient_retries=int(entity.get("TransientRetries", 0)),
                        previewed=int(entity.get("Previewed", 0)),
+                       poisoned=int(entity.get("Poisoned", 0)),
                        requeue_delay_s=float(entity.get("RequeueDelayS", 0.0)),
                        throttled_by_code=_counter(entity, "ThrottledByCode"),
                        dead_lettered_by_reason=_counter(entity, "DeadLetteredByReason"),

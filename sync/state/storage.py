@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.data.tables.aio import TableClient, TableServiceClient
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
@@ -38,6 +38,10 @@ from sync.config.storage_names import (
     TABLES,
 )
 from sync.telemetry.queues import QueueSample, record_queues
+
+STORAGE_ERRORS: Final = (AzureError, OSError)
+"""What a storage call raises when the service is away or refuses: the SDK's errors, and the
+socket's (a timeout is an ``OSError`` too). A service fault, never a bug."""
 
 C = TypeVar("C", QueueClient, TableClient, QueueServiceClient, TableServiceClient)
 

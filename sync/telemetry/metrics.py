@@ -35,8 +35,10 @@ CIRCUIT_CODES: Final = {"closed": 0, "half-open": 1, "open": 2}
 """CIRCUIT_STATE's values: the alerts query ``== 2`` for open."""
 
 POISON_REASON: Final = "contract_violation"
-"""The one reason the worker poisons a message (the poison envelope holds the detail; the
-host's own poisoning after maxDequeueCount shows in the poison queue's depth)."""
+"""Why the worker poisons a message that breaks the contract (the poison envelope holds the
+detail; the host's own poisoning after maxDequeueCount shows in the poison queue's depth)."""
+BUG_REASON: Final = "unexpected_error"
+"""Why the worker poisons the records an unexpected error (a bug) kept stopping."""
 
 ENRICHMENT_SERVICE: Final = "enrichment"
 """The dependency whose call latency ENRICHMENT_LATENCY records."""
@@ -61,6 +63,13 @@ _enrichment_cache = METER.create_counter(names.ENRICHMENT_CACHE, unit="{record}"
                                          description="Enrichment cache lookups: hit or miss")
 _poisoned = METER.create_counter(names.MESSAGES_POISONED, unit="{message}",
                                  description="Messages the worker put on the poison queue")
+_unexpected = METER.create_counter(names.UNEXPECTED_ERRORS, unit="{error}",
+                                   description="Unexpected errors (bugs) that stopped a "
+                                               "message, by type and trace hash; outcome "
+                                               "retried or poisoned")
+_systematic = METER.create_counter(names.SYSTEMATIC_FAULTS, unit="{opening}",
+                                   description="A definition's circuit opened by a refusal "
+                                               "most of its records met (a systematic fault)")
 _throttled = METER.create_counter(names.DATAVERSE_THROTTLED, unit="{response}",
                                   description="Dataverse 429 answers, by facet")
 _gate_wait = METER.create_histogram(names.GATE_WAIT, unit="s",
@@ -118,6 +127,23 @@ def message_done(counts: MessageCounts, *, definition: str, mode: str) -> None:
     if counts.rejected_messages:
         _poisoned.add(counts.rejected_messages, {names.REASON: POISON_REASON})
     _enrichment_done(counts, definition)
+
+
+def unexpected_error(definition: str, error_type: str, trace_hash: str, *,
+                     poisoned: bool) -> None:
+    """An unexpected error stopped a message (never its text: only its type and a hash of
+    its trace); ``poisoned``: its records went to the poison queue (also counted as a poisoned
+    message, reason ``unexpected_error``)."""
+    outcome = "poisoned" if poisoned else "retried"
+    _unexpected.add(1, {names.DEFINITION: definition, names.ERROR_TYPE: error_type,
+                        names.TRACE_HASH: trace_hash, names.OUTCOME: outcome})
+    if poisoned:
+        _poisoned.add(1, {names.REASON: BUG_REASON})
+
+
+def systematic_fault(definition: str, reason: str) -> None:
+    """A definition's circuit opened for a systematic record fault."""
+    _systematic.add(1, {names.DEFINITION: definition, names.REASON: reason})
 
 
 def _enrichment_done(counts: MessageCounts, definition: str) -> None:

@@ -27,6 +27,8 @@ REQUESTS: Final = "sync.requests"
 DURATION_S: Final = "sync.duration_s"
 OVERLAPPED: Final = "sync.overlapped"
 PREVIOUS_RUN_ID: Final = "sync.previous_run_id"
+ERROR_TYPE: Final = "sync.error_type"
+TRACE_HASH: Final = "sync.trace_hash"
 
 DEFAULT_DEFINITION: Final = "default"
 MESSAGE_DEFINITION: Final = DEFAULT_DEFINITION
@@ -49,6 +51,9 @@ QUEUE_OLDEST_AGE: Final = "sync.queue.oldest_age"          # gauge, s; QUEUE
 ENRICHMENT_LATENCY: Final = "sync.enrichment.latency"      # histogram, ms
 ENRICHMENT_CALLS: Final = "sync.enrichment.calls"          # counter; DEFINITION
 ENRICHMENT_CACHE: Final = "sync.enrichment.cache"          # counter; DEFINITION, OUTCOME
+UNEXPECTED_ERRORS: Final = "sync.unexpected_errors"        # counter; DEFINITION, ERROR_TYPE,
+                                                           # TRACE_HASH, OUTCOME
+SYSTEMATIC_FAULTS: Final = "sync.systematic_faults"        # counter; DEFINITION, REASON
 
 # Spans.
 PROCESS_BATCH: Final = "sync.process_batch"

@@ -6,11 +6,18 @@ at most ``max_laters`` times, then is dead-lettered as ``never_ready``.
 
 Each call is counted with the records it carried (``EnrichmentUsage``: what the provider
 bills), each cache lookup as a hit or a miss.
+
+A paid call is made once (DESIGN invariant 10): a record whose enrichment answered on an
+earlier delivery of the run comes back carrying the values (``RecordRef.enriched``, sent by
+``sync.work.requeue``) and is settled from them without a call or a cache lookup (counted
+``carried``). A record read again with a new input (``enrich_one``) is asked again: what it
+carries answered the old input.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,13 +53,27 @@ def columns_of_record(table: SyncDefinition, record: RecordRef) -> dict[str, Any
             table.input_column: record.input}
 
 
-async def enrich_all(work: Work, run: MessageRun,
-                     records: Sequence[RecordRef]) -> list[Enriched]:
+async def enrich_all(work: Work, run: MessageRun, records: Sequence[RecordRef], *,
+                     keep: bool = True) -> list[Enriched]:
     """The records with their enriched columns, in order; the others are settled (dead-lettered
-    or waiting)."""
+    or waiting). With ``keep`` the run keeps what was found (``MessageRun.keep_enriched``),
+    even when the phase stops on an error, to send back with any record that goes back."""
     found: dict[str, dict[str, Any]] = {}
-    asked = [item for record in records if (item := await _checked(work, run, record))]
-    asked = await _from_cache(work, run, asked, found)
+    try:
+        to_ask = _carried(run, records, found)
+        asked = [item for record in to_ask if (item := await _checked(work, run, record))]
+        asked = await _from_cache(work, run, asked, found)
+        await _ask_all(work, run, asked, found)
+    finally:
+        if keep:
+            run.keep_enriched((record, found[record.id]) for record in records
+                              if record.id in found)
+    return [(record, found[record.id]) for record in records if record.id in found]
+
+
+async def _ask_all(work: Work, run: MessageRun, asked: list[Asked],
+                   found: dict[str, dict[str, Any]]) -> None:
+    """Ask the enrichment API for every record in ``asked``: one call each, or bulk calls."""
     size = work.enrichment.bulk_size
     async with asyncio.TaskGroup() as group:
         if size > 1:
@@ -61,13 +82,27 @@ async def enrich_all(work: Work, run: MessageRun,
         else:
             for item in asked:
                 group.create_task(_ask_one(work, run, item, found))
-    return [(record, found[record.id]) for record in records if record.id in found]
+
+
+def _carried(run: MessageRun, records: Sequence[RecordRef],
+             found: dict[str, dict[str, Any]]) -> list[RecordRef]:
+    """Settle the records that carry their enriched values; answer the others, to ask."""
+    rest = []
+    for record in records:
+        if record.enriched is None:
+            rest.append(record)
+        else:
+            found[record.id] = dict(record.enriched)
+    run.counts.enrichment.carried += len(records) - len(rest)
+    return rest
 
 
 async def enrich_one(work: Work, run: MessageRun, record: RecordRef) -> dict[str, Any] | None:
-    """One record's enriched columns (a record read again with a new input); None when it was
-    settled otherwise (dead-lettered, waiting, or asked later)."""
-    found = await enrich_all(work, run, [record])
+    """One record's enriched columns (a record read again with a new input: what it carries
+    answered the old one); None when it was settled otherwise (dead-lettered, waiting, or
+    asked later)."""
+    found = await enrich_all(work, run, [dataclasses.replace(record, enriched=None)],
+                             keep=False)
     return found[0][1] if found else None
 
 

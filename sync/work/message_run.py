@@ -9,13 +9,14 @@ learnt about each record that failed (its history) so nothing depends on dequeue
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Final
+from typing import Any, Final
 
 from sync.budget.governor import GATE_CODE
 from sync.clients.dataverse import SERVICE as DATAVERSE
 from sync.failures.errors import CircuitOpen, Deferred, ServiceFault, SyncError, Throttled
-from sync.message.contract import Message, RecordHistory, RecordRef
+from sync.message.contract import Message, RecordHistory, RecordRef, Scalar, columns_problem
 from sync.message.counts import MessageCounts
 from sync.safety.dry_run import Preview
 
@@ -46,6 +47,11 @@ class MessageRun:
     """A dry run's findings for this message; None when the definition writes."""
     written_ids: list[str] = field(default_factory=list)
     """The records written, in order (their before-images are kept for a rollback)."""
+    halved: bool = False
+    """The unfinished records go back in two messages (an unexpected error stopped them)."""
+    enriched: dict[str, Mapping[str, Scalar]] = field(default_factory=dict)
+    """What the enrichment answered for each record of the message (or what it carried):
+    sent back with a record that goes back on the queue, so it is not paid for twice."""
 
     # What the governed calls are told (sync.budget.dependency.CallHooks).
 
@@ -102,6 +108,27 @@ class MessageRun:
         self.counts.enrichment.laters += 1
         self.delay_s = max(self.delay_s, delay_s)
 
+    def history_after_bug(self, record: RecordRef, summary: str) -> RecordHistory:
+        """The record's history with one more delivery an unexpected error stopped."""
+        before = self.history_of(record)
+        seen = now_iso()
+        return replace(before, errors=before.errors + 1, first_seen=before.first_seen or seen,
+                       last_seen=seen, last_fault=summary)
+
+    def failed_by_bug(self, record: RecordRef, summary: str) -> None:
+        """An unexpected error stopped the record (``sync.work.bugs``): its history counts it."""
+        self.histories[record.id] = self.history_after_bug(record, summary)
+        self.reasons[record.id] = "unexpected_error"
+
+    def halve(self) -> None:
+        """Send the unfinished records back in two messages, not one."""
+        self.halved = True
+
+    def poisoned(self, record_id: str) -> None:
+        """The record went to the poison queue (``sync.work.bugs``): done until replayed."""
+        self.counts.poisoned += 1
+        self.finished.add(record_id)
+
     def history_of(self, record: RecordRef) -> RecordHistory:
         return self.histories.get(record.id) or record.history or RecordHistory()
 
@@ -131,7 +158,15 @@ class MessageRun:
             return self.reasons[record_id]
         return next(iter(self.stopped_services.values()), "service_fault")
 
+    def keep_enriched(self, items: Iterable[tuple[RecordRef, Mapping[str, Any]]]) -> None:
+        """Remember the enriched values of the message's records, to send back with any that
+        go back on the queue; values that could not travel in a message are not kept."""
+        for record, values in items:
+            if columns_problem(values) is None:
+                self.enriched[record.id] = dict(values)
+
     def unfinished(self) -> tuple[RecordRef, ...]:
-        """The records still to do, each with its history."""
-        return tuple(replace(r, history=self.histories.get(r.id, r.history))
+        """The records still to do, each with its history and its enriched values."""
+        return tuple(replace(r, history=self.histories.get(r.id, r.history),
+                             enriched=self.enriched.get(r.id, r.enriched))
                      for r in self.message.records if r.id not in self.finished)

@@ -5,6 +5,8 @@ whichever lane of the definition is open. Each message sent back is a part with 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
 import random
@@ -14,7 +16,14 @@ from typing import Final
 from sync.budget import routing
 from sync.budget.lane import Lane
 from sync.clients.dataverse import SERVICE as DATAVERSE
-from sync.message.contract import NEVER_EXPIRE, Message, fitting_groups
+from sync.message.contract import (
+    NEVER_EXPIRE,
+    RECORDS_BUDGET_BYTES,
+    Message,
+    RecordRef,
+    fitting_groups,
+)
+from sync.message.counts import MessageCounts
 from sync.message.ids import REMAINDER, part_id
 from sync.work.context import Work
 from sync.work.message_run import MessageRun
@@ -22,6 +31,8 @@ from sync.work.message_run import MessageRun
 logger = logging.getLogger(__name__)
 
 
+STORAGE_UNAVAILABLE: Final = "storage_unavailable"
+"""Why a message storage refused goes back whole."""
 REQUEUE_JITTER_MAX_S: Final = 2.0
 """Spread added to the delay so re-enqueued messages do not all return in the same second."""
 
@@ -43,6 +54,24 @@ def requeue_delay_s(delay_s: float, rand: float) -> int:
     return max(1, math.ceil(delay_s + rand * REQUEUE_JITTER_MAX_S))
 
 
+def group_size(run: MessageRun, records: int) -> int:
+    """Records per message sent back: all in one (split only to fit the queue), or half of
+    them each when an unexpected error stopped the message (``sync.work.bugs``)."""
+    return max(1, math.ceil(records / 2)) if run.halved else records
+
+
+def travelling(record: RecordRef) -> RecordRef:
+    """The record as it goes back: with its enriched values while it fits a message alone,
+    else without them (they are asked again rather than lose the record)."""
+    if record.enriched is None or record_bytes(record) <= RECORDS_BUDGET_BYTES:
+        return record
+    return dataclasses.replace(record, enriched=None)
+
+
+def record_bytes(record: RecordRef) -> int:
+    return len(json.dumps(record.to_wire(), separators=(",", ":")).encode("utf-8")) + 1
+
+
 async def requeue_unfinished(work: Work, run: MessageRun) -> None:
     remaining = run.unfinished()
     if not remaining:
@@ -51,7 +80,7 @@ async def requeue_unfinished(work: Work, run: MessageRun) -> None:
     delay_s = requeue_delay_s(wait_s, random.random())  # noqa: S311 (jitter)
     attempt = run.message.attempt + 1
     parent = run.message
-    for group in fitting_groups(remaining, len(remaining)):
+    for group in fitting_groups(map(travelling, remaining), group_size(run, len(remaining))):
         batch_id = part_id(parent.batch_id, parent.attempt, REMAINDER, (r.id for r in group))
         message = Message(batch_id=batch_id, records=group, attempt=attempt,
                           definition=parent.definition,
@@ -69,3 +98,22 @@ async def requeue_unfinished(work: Work, run: MessageRun) -> None:
     logger.info("message %s: %d records back on the queue in %d s (%s)", run.message.batch_id,
                 len(remaining), delay_s, dict(reasons),
                 extra={"event": "batch_requeued", "reasons": dict(reasons)})
+
+
+async def send_back_whole(work: Work, message: Message, error: BaseException) -> MessageCounts:
+    """A message whose storage calls failed before its records were taken (or whose ledger row
+    could not be written after): sent back as it is (the same id and attempt, so its ledger row
+    and parts are the same when it is done), invisible for a service fault's back-off. The
+    host deletes the delivery, so an outage counts no dequeue against it; if the queue refuses
+    too, the error is raised and the host delivers the message again."""
+    delay_s = requeue_delay_s(work.circuit_policy.open_for_s(message.attempt + 1,
+                                                              random.random()),  # noqa: S311
+                              random.random())  # noqa: S311 (jitter)
+    logger.warning("message %s: storage unavailable (%s); sent back whole for %d s",
+                   message.batch_id, type(error).__name__, delay_s,
+                   extra={"event": "batch_storage_unavailable", "batch_id": message.batch_id})
+    await work.storage.batches.send_message(message.to_json(), visibility_timeout=delay_s,
+                                            time_to_live=NEVER_EXPIRE)
+    return MessageCounts(reenqueued=len(message.records), requeue_delay_s=delay_s,
+                         reenqueued_by_reason=Counter({STORAGE_UNAVAILABLE:
+                                                       len(message.records)}))

@@ -34,14 +34,17 @@ from sync.message.counts import MessageCounts
 from sync.message.ids import is_planned, run_id_of
 from sync.safety import before_images, dry_run
 from sync.state import ledger, runs
+from sync.state.storage import STORAGE_ERRORS
 from sync.telemetry.tracing import describe_message
+from sync.work.bugs import settle_bug
 from sync.work.context import Work, WorkSource
 from sync.work.enrich import enrich_all
 from sync.work.filing import dead_letter, file_refused, reject
 from sync.work.holds import check_holds, watching
 from sync.work.message_run import MessageRun
-from sync.work.requeue import requeue_unfinished
+from sync.work.requeue import requeue_unfinished, send_back_whole
 from sync.work.settle import service_delay_s
+from sync.work.stops import deadline, held_back
 from sync.work.writes import Writer
 
 logger = logging.getLogger(__name__)
@@ -97,61 +100,96 @@ def _work_for(services: WorkSource, message: Message) -> Work:
 
 async def process_work(work: Work, message: Message) -> MessageCounts:
     """Carry out a decoded message through its lane; the records the contract refused alone
-    are filed first."""
+    are filed first. A storage call that fails before the records are taken (the run's start,
+    the holds) sends the message back whole by visibility, so an outage never counts a dequeue
+    against it."""
     describe_message(message)
     work.lane.activity.touch()
-    run_id = run_id_of(message.batch_id)
-    clock = work.dataverse_dep.clock
-    if message.attempt == 0 and not is_planned(message.batch_id):
-        await runs.start_message_run(work.storage.ledger, run_id,
-                                     len(message.records) + len(message.refused),
-                                     clock.wall_s(), definition=work.named.name)
-    refused = await file_refused(work, message)
+    try:
+        refused = await _started(work, message)
+    except STORAGE_ERRORS as error:
+        if message.refused:  # they travel only in the body the host delivers again
+            raise
+        return await send_back_whole(work, message, error)
     if not message.records:
-        await runs.complete_if_done(work.storage.ledger, run_id, clock.wall_s())
+        await runs.complete_if_done(work.storage.ledger, run_id_of(message.batch_id),
+                                    work.dataverse_dep.clock.wall_s())
         return refused
     counts = await _carry_out_records(work, dataclasses.replace(message, refused=()))
     counts.add(refused)
     return counts
 
 
+async def _started(work: Work, message: Message) -> MessageCounts:
+    """A producer's first delivery starts its run; the records the contract refused alone are
+    dead-lettered (``sync.work.filing``)."""
+    if message.attempt == 0 and not is_planned(message.batch_id):
+        await runs.start_message_run(work.storage.ledger, run_id_of(message.batch_id),
+                                     len(message.records) + len(message.refused),
+                                     work.dataverse_dep.clock.wall_s(),
+                                     definition=work.named.name)
+    return await file_refused(work, message)
+
+
 async def _carry_out_records(work: Work, message: Message) -> MessageCounts:
     """The holds, then the message's records, then its ledger row and its run's check."""
-    run_id = run_id_of(message.batch_id)
-    clock = work.dataverse_dep.clock
-    checked = await check_holds(work, message)  # paused, cancelled, or waiting for a canary
+    try:
+        checked = await check_holds(work, message)  # paused, cancelled, or waiting for a canary
+    except STORAGE_ERRORS as error:
+        return await send_back_whole(work, message, error)
     if checked.message is None:
         checked.counts.definition = work.named.name
         return checked.counts
     run = MessageRun(checked.message,
                      preview=dry_run.Preview() if work.definition.dry_run else None)
     run.counts.definition = work.named.name
-    try:
-        async with watching(work, run):
-            await _carry_out(work, run)
-    except Exception:
-        logger.exception("message %s stopped by an unexpected error; its unfinished records go "
-                         "back on the queue", message.batch_id,
-                         extra={"event": "batch_error", "batch_id": message.batch_id})
-        run.wait(service_delay_s(run, work.circuit_policy))
+    await _carried_out(work, run)
     await requeue_unfinished(work, run)
-    await ledger.record_message(work.storage.ledger, message.batch_id, message.attempt,
-                              run.counts)
     logger.info("message %s attempt %d (%s): %d written, %d unchanged, %d dead-lettered, "
                 "%d re-enqueued, %d Dataverse requests", message.batch_id, message.attempt,
                 work.lane.key, run.counts.written, run.counts.unchanged,
                 run.counts.dead_lettered, run.counts.reenqueued, run.counts.requests.total,
                 extra={"event": "batch_done", "batch_id": message.batch_id,
                        "lane": str(work.lane.key)})
-    if not run.counts.reenqueued:  # records sent back are open: the run cannot be complete
-        await runs.complete_if_done(work.storage.ledger, run_id, clock.wall_s())
+    try:
+        await _booked(work, message, run.counts)
+    except STORAGE_ERRORS as error:
+        await send_back_whole(work, message, error)
     return run.counts
+
+
+async def _carried_out(work: Work, run: MessageRun) -> None:
+    """The records carried out under the pause watch and the deadline. A storage outage
+    leaves the unfinished records waiting for the service; any other exception is a bug
+    (``sync.work.bugs``)."""
+    try:
+        async with watching(work, run), deadline(work, run, work.control.clock):
+            await _carry_out(work, run)
+    except STORAGE_ERRORS:
+        logger.exception("message %s stopped by a storage error; its unfinished records go "
+                         "back on the queue", run.message.batch_id,
+                         extra={"event": "batch_error", "batch_id": run.message.batch_id})
+        run.wait(service_delay_s(run, work.circuit_policy))
+    except Exception as error:  # a bug: counted, alerted, poisoned when due
+        await settle_bug(work, run, error)
+
+
+async def _booked(work: Work, message: Message, counts: MessageCounts) -> None:
+    """The message's ledger row, then its run completed if done (not while records of it are
+    back on the queue)."""
+    await ledger.record_message(work.storage.ledger, message.batch_id, message.attempt,
+                                counts)
+    if not counts.reenqueued:
+        await runs.complete_if_done(work.storage.ledger, run_id_of(message.batch_id),
+                                    work.dataverse_dep.clock.wall_s())
 
 
 async def _carry_out(work: Work, run: MessageRun) -> None:
     async def file(record: RecordRef, fault: RecordFault | AmbiguousFault) -> None:
         await dead_letter(work, run, record, fault)
 
+    if held_back(work, run):  # the lane refuses every write for now: pay for nothing
+        return
     enriched = await enrich_all(work, run, run.message.records)
     if run.preview is not None:  # a dry run: compare and report, write nothing
         for record_id in await dry_run.settle(work.storage.reports, run.message, run.preview,

@@ -47,6 +47,7 @@ from sync.config.enrichment_spec import (
 from sync.config.enrichment_templates import SERVICE
 from sync.config.table_definition import DEFAULT_DEFINITION
 from sync.failures.errors import ServiceFault, SyncError
+from sync.failures.triage import TRANSPORT_ERRORS, classify_exception
 
 Build = Callable[[Mapping[str, str], Sequence[tuple[str, str]]], Request]
 OnSpent = Callable[[float], None]
@@ -139,9 +140,9 @@ class EnrichmentClient:
             found = await hook(dict(columns), self._session)
         except SyncError:
             raise
-        except Exception as error:
-            raise ServiceFault(SERVICE, f"hook {self.spec.hook} raised "
-                                        f"{type(error).__name__}") from None
+        except TRANSPORT_ERRORS as error:  # the hook's own calls failed: the service's fault
+            raise classify_exception(SERVICE, error, where=f"hook {self.spec.hook}") from None
+        # anything else the hook raises is a bug in it: it surfaces (sync.work.bugs)
         if isinstance(found, Later):
             return found
         if not isinstance(found, Mapping):
