@@ -107,6 +107,10 @@ param failedInvocationsThreshold int = 0
 @minValue(0)
 param exceptionsThreshold int = 0
 
+@description('Unexpected errors alert: fires when more than this many unexpected errors (bugs) of one type and trace stopped messages in 15 minutes.')
+@minValue(0)
+param unexpectedErrorsThreshold int = 0
+
 // Networking and resilience. docs/deploying.md says what each costs.
 
 @description('Private networking: a virtual network the app is integrated with (its outbound traffic, Key Vault references and the deployment package included), private endpoints and DNS zones for storage (blob, queue, table) and Key Vault, their public network access off. true suits production; false leaves them public (Entra ID only) for trials.')
@@ -399,6 +403,7 @@ module runAlerts 'modules/runalerts.bicep' = if (alertsEnabled) {
     noRunHours: noRunHours
     failedInvocationsThreshold: failedInvocationsThreshold
     exceptionsThreshold: exceptionsThreshold
+    unexpectedErrorsThreshold: unexpectedErrorsThreshold
   }
 }
 

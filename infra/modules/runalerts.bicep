@@ -57,6 +57,10 @@ param failedInvocationsThreshold int
 @minValue(0)
 param exceptionsThreshold int
 
+@description('Unexpected errors: the alert fires when more than this many unexpected errors (bugs) of one type and trace stopped messages in 15 minutes.')
+@minValue(0)
+param unexpectedErrorsThreshold int
+
 // sync/telemetry/names.py: CIRCUIT_STATE is 0 closed, 1 half-open, 2 open. A contract value,
 // not a threshold.
 var circuitClosedState = 0
@@ -133,6 +137,16 @@ var throttledQuery = '''
 customMetrics
 | where name == "sync.dataverse.throttled"
 | project timestamp, throttled = value
+'''
+
+// Unexpected errors (UNEXPECTED_ERRORS, a counter) per type and trace hash (ERROR_TYPE,
+// TRACE_HASH): a bug stopped a message (sync/work/bugs.py).
+var unexpectedErrorsQuery = '''
+customMetrics
+| where name == "sync.unexpected_errors"
+| project timestamp, errors = value,
+    errorType = tostring(customDimensions["sync.error_type"]),
+    traceHash = tostring(customDimensions["sync.trace_hash"])
 '''
 
 var actions = {
@@ -449,6 +463,57 @@ resource exceptions 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
           dimensions: [
             {
               name: 'exceptionType'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: actions
+  }
+}
+
+resource unexpectedErrors 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'unexpected-errors'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Unexpected errors'
+    description: 'An unexpected exception (a bug) stopped messages: its records go back in halves and the one that raises ends on the poison queue with the type and trace hash. docs/operations.md, "Unexpected errors".'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: unexpectedErrorsQuery
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'errors'
+          operator: 'GreaterThan'
+          threshold: unexpectedErrorsThreshold
+          dimensions: [
+            {
+              name: 'errorType'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+            {
+              name: 'traceHash'
               operator: 'Include'
               values: [
                 '*'

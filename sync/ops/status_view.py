@@ -21,6 +21,7 @@ from sync.ops.run_status import (
 from sync.safety.canary import CanaryRow
 from sync.safety.flags import Flag
 from sync.state.runs import RunTotals
+from sync.state.systematic_row import PREFIX as DEFINITION_CIRCUIT
 
 
 def iso(epoch_s: float) -> str | None:
@@ -44,7 +45,8 @@ def run_dict(totals: RunTotals, now_s: float) -> dict[str, Any]:
         "dead_lettered": counts.dead_lettered, "previewed": counts.previewed,
         "requests": _usage(totals),
         "dead_lettered_by_reason": dict(counts.dead_lettered_by_reason),
-        "cancelled": counts.cancelled,
+        "cancelled": counts.cancelled, "poisoned": counts.poisoned,
+        "enrichment": _enrichment(totals),
         "reenqueued": counts.reenqueued, "reenqueued_by_reason": dict(counts.reenqueued_by_reason),
         "open": totals.open, "throttled_by_code": dict(counts.throttled_by_code),
         "elapsed_s": round(elapsed_s(totals, now_s), 3),
@@ -53,6 +55,25 @@ def run_dict(totals: RunTotals, now_s: float) -> dict[str, Any]:
         "previous_run_id": run.previous_run_id or None,
         "overlapped_by": run.overlapped_by or None,
     }
+
+
+def _enrichment(totals: RunTotals) -> dict[str, Any]:
+    """The enrichment API's side of the run: calls, the records they carried, and those per
+    record planned (1 when each record was asked once; a record sent back carries its
+    values)."""
+    usage = totals.counts.enrichment
+    return {"calls": usage.calls, "records_asked": usage.inputs, "carried": usage.carried,
+            "cache_hits": usage.cache_hits,
+            "per_record": round(usage.inputs / max(1, totals.run.planned), 3)}
+
+
+def blocked_by(status: RunStatus) -> str | None:
+    """The reason of the run's definition's circuit while a systematic fault holds it
+    (``sync.work.refusals``); None when nothing does."""
+    view = status.cluster.circuits.get(f"{DEFINITION_CIRCUIT}{status.run.run.definition}")
+    if view is None or circuit_state(view, status.now_s) == "closed":
+        return None
+    return view.reason or None
 
 
 def _usage(totals: RunTotals) -> dict[str, int]:
@@ -69,6 +90,7 @@ def status_dict(status: RunStatus) -> dict[str, Any]:
     return {
         "read_at": iso(now_s),
         "run": run_dict(status.run, now_s),
+        "blocked": blocked_by(status),
         "dead_letters_by_state": dict(sorted(status.dead_letters_by_state.items())),
         "overlapping": [run_dict(other, now_s) for other in status.overlapping],
         "control": control_dict(status.control),
@@ -124,6 +146,8 @@ def render(status: RunStatus) -> str:
     """The text a person reads."""
     data = status_dict(status)
     lines = _run_lines(data["run"]) + _control_lines(data["control"])
+    if data["blocked"]:
+        lines.append(f"  blocked          {data['blocked']}")
     if data["dead_letters_by_state"]:
         lines.append(f"  dead letters now {'':>10}  {by_reason(data['dead_letters_by_state'])}"
                      "  (replayed ones count as written once written)")
@@ -152,6 +176,11 @@ def _run_lines(run: dict[str, Any]) -> list[str]:
              f"  dead-lettered    {run['dead_lettered']:>10,}  "
              f"{by_reason(run['dead_lettered_by_reason'])}",
              f"  cancelled        {run['cancelled']:>10,}",
+             f"  poisoned         {run['poisoned']:>10,}  (an unexpected error: see `sync "
+             "poison list`)",
+             f"  enrichment       {run['enrichment']['records_asked']:>10,}  records asked in "
+             f"{run['enrichment']['calls']:,} calls, {run['enrichment']['per_record']:.2f} a "
+             f"record planned (carried back {run['enrichment']['carried']:,})",
              f"  re-enqueued      {run['reenqueued']:>10,}  "
              f"{by_reason(run['reenqueued_by_reason'])}",
              f"  open             {run['open']:>10,}  (on a queue or in flight)",

@@ -6,8 +6,8 @@ planned, when it started, whether it completed) and one row per processed messag
 - row ``run``: the run's row (``sync.state.runs`` writes its lifecycle fields; the planner its
   manifest);
 - rows ``msg:<batch id>|<attempt>``: what one processing of one message did. A message processed
-  twice overwrites its own row instead of counting twice; the attempts of a batch cover disjoint
-  sets of records.
+  twice overwrites its own row instead of counting twice; every message the product makes has
+  an id of its own (``sync.message.ids.part_id``), so no two messages share a row.
 - rows ``tally:<token>``: one process's running totals of a planned run (a **tally**).
 
 Summing the message rows after every message would read the whole run's partition per message,

@@ -36,6 +36,7 @@ from sync.safety import before_images, dry_run
 from sync.state import ledger, runs
 from sync.state.storage import STORAGE_ERRORS
 from sync.telemetry.tracing import describe_message
+from sync.work import refusals
 from sync.work.bugs import settle_bug
 from sync.work.context import Work, WorkSource
 from sync.work.enrich import enrich_all
@@ -186,9 +187,11 @@ async def _booked(work: Work, message: Message, counts: MessageCounts) -> None:
 
 async def _carry_out(work: Work, run: MessageRun) -> None:
     async def file(record: RecordRef, fault: RecordFault | AmbiguousFault) -> None:
+        if isinstance(fault, RecordFault) and await refusals.refused(work, run, record, fault):
+            return  # most records meet it: the definition's fault, not this record's
         await dead_letter(work, run, record, fault)
 
-    if held_back(work, run):  # the lane refuses every write for now: pay for nothing
+    if held_back(work, run) or await refusals.stopped(work, run):  # pay for nothing
         return
     enriched = await enrich_all(work, run, run.message.records)
     if run.preview is not None:  # a dry run: compare and report, write nothing
@@ -198,6 +201,7 @@ async def _carry_out(work: Work, run: MessageRun) -> None:
     elif enriched:
         try:
             await Writer(work, run, file).write_all(enriched)
+            await refusals.settled(work, run)
         finally:  # what was written keeps its before-image, even if the writer stopped
             await before_images.keep(work.storage.before_images, run.message, run.written_ids,
                                      enriched,

@@ -37,6 +37,7 @@ SIGNALS = {
     "circuitOpen": {names.CIRCUIT_STATE, names.SERVICE},
     "throttling": {names.DATAVERSE_THROTTLED},
     "noRun": {names.RUN_PLANNED},
+    "unexpectedErrors": {names.UNEXPECTED_ERRORS, names.ERROR_TYPE, names.TRACE_HASH},
 }
 # Each rule on what the Functions host writes, and the table it reads (kql.HOST_TABLES).
 HOST_RULES = {"failedInvocations": "requests", "exceptions": "exceptions"}
@@ -52,6 +53,7 @@ THRESHOLDS = [
     ("noRunHours", 30, "noRun", "windowSize"),
     ("failedInvocationsThreshold", 3, "failedInvocations", "threshold"),
     ("exceptionsThreshold", 5, "exceptions", "threshold"),
+    ("unexpectedErrorsThreshold", 2, "unexpectedErrors", "threshold"),
 ]
 
 
@@ -143,7 +145,7 @@ def test_the_reader_catches_what_is_not_the_contract(query: str, problem: str) -
 
 # --- the rules
 
-def test_the_eight_rules_exist() -> None:
+def test_the_nine_rules_exist() -> None:
     assert sorted(rule.symbol for rule in rules()) == sorted([*SIGNALS, *HOST_RULES])
 
 
@@ -289,14 +291,16 @@ def test_the_default_thresholds() -> None:
     assert (module.scope["throttledPerMinuteThreshold"], module.scope["throttledWindowMinutes"]) \
         == (30, 15)
     assert module.scope["noRunHours"] == 26
-    assert (module.scope["failedInvocationsThreshold"], module.scope["exceptionsThreshold"]) == \
-        (0, 0), "an invocation that fails, an exception logged: a bug (DESIGN.md, invariant 5)"
+    assert (module.scope["failedInvocationsThreshold"], module.scope["exceptionsThreshold"],
+            module.scope["unexpectedErrorsThreshold"]) == (0, 0, 0), \
+        "an invocation that fails, an exception logged, an unexpected error: a bug (DESIGN.md, " \
+        "invariant 5)"
 
 
 @pytest.mark.parametrize("enabled", [True, False], ids=["alerts on", "alerts off"])
 def test_one_parameter_switches_the_rules(enabled: bool) -> None:
     types = created(deploy(alertsEnabled=enabled))
-    assert len(types.get(RULE, [])) == (8 if enabled else 0)
+    assert len(types.get(RULE, [])) == (9 if enabled else 0)
     assert len(types["Microsoft.Insights/actionGroups"]) == 1, "the group stays"
     assert len(types[WORKBOOK]) == 1, "the workbook stays"
 

@@ -105,6 +105,13 @@ DATAVERSE: Final = Dialect(keys_field="record_ids", presets={
         "exception from plug-in (Execute): Contoso.Plugins.AccountValidation: "
         "System.NullReferenceException: Object reference not set to an instance of an "
         "object."),
+    "400-type": Preset(
+        400, "0x80048d19",
+        "Error identified in Payload provided by the user for Entity :'accounts', For more "
+        "information on this error please follow this help link "
+        "https://go.microsoft.com/fwlink/?linkid=2195293  ---->  InnerException : "
+        "Microsoft.OData.ODataException: Cannot convert the literal 'Contoso' to the expected "
+        "type 'Edm.Int32'. (property numberofemployees)"),
     "503": Preset(503, "0x80040216", "The service is temporarily unavailable. Try again "
                                      "later."),
     "429-requests": Preset(429, "0x80072322", "Number of requests exceeded the limit of 6000 "
@@ -117,7 +124,10 @@ DATAVERSE: Final = Dialect(keys_field="record_ids", presets={
     "429-concurrency": Preset(429, "0x80072326", "Number of concurrent requests exceeded the "
                                                  "limit of 52.", 1.0),
 })
-"""The Web API's rules. The 503 code and message are an assumption (not documented)."""
+"""The Web API's rules. The 503 code and message are an assumption (not documented).
+``400-type`` is the refusal of a mapped column whose type the value does not fit
+(``numberofemployees``, a whole number, given text): a rule with ``hits: writes`` refuses it
+on every write, as a mapping the table refuses does."""
 
 
 @dataclass(frozen=True, slots=True)
