@@ -6,7 +6,6 @@ whichever lane of the definition is open. Each message sent back is a part with 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import random
@@ -22,6 +21,7 @@ from sync.message.contract import (
     Message,
     RecordRef,
     fitting_groups,
+    record_size_bytes,
 )
 from sync.message.counts import MessageCounts
 from sync.message.ids import REMAINDER, part_id
@@ -63,13 +63,9 @@ def group_size(run: MessageRun, records: int) -> int:
 def travelling(record: RecordRef) -> RecordRef:
     """The record as it goes back: with its enriched values while it fits a message alone,
     else without them (they are asked again rather than lose the record)."""
-    if record.enriched is None or record_bytes(record) <= RECORDS_BUDGET_BYTES:
+    if record.enriched is None or record_size_bytes(record) <= RECORDS_BUDGET_BYTES:
         return record
     return dataclasses.replace(record, enriched=None)
-
-
-def record_bytes(record: RecordRef) -> int:
-    return len(json.dumps(record.to_wire(), separators=(",", ":")).encode("utf-8")) + 1
 
 
 async def requeue_unfinished(work: Work, run: MessageRun) -> None:
