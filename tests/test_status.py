@@ -33,6 +33,7 @@ from sync.config.storage_names import (
 from sync.failures.circuit import CircuitView
 from sync.local.azurite import StorageAccount
 from sync.message.counts import MessageCounts, RequestUsage
+from sync.message.ids import compact_run_id
 from sync.ops import status
 from sync.ops.outcome import NotFound
 from sync.ops.run_status import (
@@ -223,6 +224,16 @@ async def test_another_run_by_id_and_a_completed_one(storage: StorageSettings) -
     assert json.loads(out)["queues"] == {name: 0 for name in json.loads(out)["queues"]}
     _, text = await shown(storage, as_json=False, run_id="upstream-1")
     assert "every queue is empty" in text
+
+
+async def test_a_producers_long_run_id_is_found_as_the_ledger_keeps_it(
+        storage: StorageSettings) -> None:
+    long_id = "upstream-" + "x" * 110  # a producer's own id, longer than a run id is kept
+    async with table_client(storage, LEDGER_TABLE, None) as table:
+        await runs.start_message_run(table, compact_run_id(long_id), 2, START_S)
+    code, out = await shown(storage, run_id=long_id)
+    assert code == 0
+    assert json.loads(out)["run"]["id"] == compact_run_id(long_id)
 
 
 async def test_no_runs_yet_and_no_such_run(storage: StorageSettings,

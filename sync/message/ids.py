@@ -54,8 +54,9 @@ _COMPACT_MARK: Final = ".l"
 
 def replay_batch_id(run_id: str, token: str) -> str:
     """The batch id of a message that replays dead letters of ``run_id``: ``run_id_of`` maps
-    it back to the run (a run id too long to fit beside the mark is cut)."""
-    return f"{run_id[:128 - len(REPLAY_MARK) - len(token)]}{REPLAY_MARK}{token}"
+    it back to the run as the ledger keeps it (``compact_run_id``)."""
+    head = compact_run_id(run_id)
+    return f"{head[:128 - len(REPLAY_MARK) - len(token)]}{REPLAY_MARK}{token}"
 
 
 def part_id(batch_id: str, attempt: int, kind: str, record_ids: Iterable[str]) -> str:

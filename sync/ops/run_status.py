@@ -32,6 +32,7 @@ from sync.config.storage_names import (
 )
 from sync.failures.circuit import CircuitView
 from sync.message.contract import DEFAULT_DEFINITION
+from sync.message.ids import compact_run_id
 from sync.ops.known import check_published
 from sync.ops.outcome import NotFound
 from sync.ops.target import QUEUE_ROLE, TABLE_ROLE, explain
@@ -193,7 +194,7 @@ async def _find_run(ledger: TableClient, run_id: str | None,
         if chosen is None:
             raise NoRun(f"no plan of definition {definition!r} in the ledger yet")
     else:
-        chosen = run_id or await runs.latest_run_id(ledger)
+        chosen = compact_run_id(run_id) if run_id else await runs.latest_run_id(ledger)
     if chosen is None:
         raise NoRun("no runs yet: the ledger holds no plan and no producer's message (the "
                     "first plan runs on the SYNC_SCHEDULE timer)")
