@@ -25,8 +25,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from sync.clients.dataverse import SERVICE as DATAVERSE
-from sync.clients.enrichment import SERVICE as ENRICHMENT
 from sync.config.canary_policy import CanaryPolicy
 from sync.message.contract import NEVER_EXPIRE, Message, RecordRef
 from sync.message.counts import MessageCounts
@@ -168,13 +166,17 @@ async def _watch(work: Work, run: MessageRun) -> None:
                              extra={"event": "control_read_failed"})
             continue
         if flag is not None:
-            stop_sending(run, flag.state, work.settings.pause_delay_s)
+            stop_sending(run, flag.state, work.settings.pause_delay_s,
+                         services=(work.dataverse_dep.name, work.enrichment_dep.name))
             return
 
 
-def stop_sending(run: MessageRun, state: str, pause_delay_s: float) -> None:
-    """No new request for this message; its unfinished records go back after the delay."""
+def stop_sending(run: MessageRun, state: str, pause_delay_s: float, *,
+                 services: tuple[str, ...]) -> None:
+    """No new request for this message to ``services`` (the names its governed calls go by:
+    a definition's own enrichment endpoint has its own); its unfinished records go back after
+    the delay."""
     reason = "cancelled" if state == flags.CANCELLED else "paused"
-    for service in (DATAVERSE, ENRICHMENT):
+    for service in services:
         run.stopped_services[service] = reason
     run.wait(0.0 if reason == "cancelled" else pause_delay_s)
