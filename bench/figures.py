@@ -134,6 +134,9 @@ class Result:
     peak_rss_mib: float = 0.0
     beside_cpu_s: dict[str, float] = field(default_factory=dict)
     """CPU of the emulators and Azurite during the row: reported, not counted."""
+    beside_peak_rss_mib: dict[str, float] = field(default_factory=dict)
+    """Peak RSS by role of what runs beside the client (``bench.proctree`` roles: the
+    launcher, the emulators, Azurite): reported, not counted."""
     ceiling_per_s: float = 0.0
     """The row's mode's ceiling within the enrichment API's limit."""
     overall_ceiling_per_s: float = 0.0

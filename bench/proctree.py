@@ -1,8 +1,11 @@
 """CPU and peak memory of every process under one run, by role, read from /proc while it runs.
 
 The product's figures come from ``python -m sync local --json-out`` (its hosts, measured just
-before they stop); this sampler adds what runs beside them: the emulators and Azurite. A process
-is sampled every ``every_s``; the CPU it spends between its last sample and its exit is missed.
+before they stop); this sampler adds what runs beside them: the emulators, Azurite and the
+launcher itself (the root process: ``python -m sync local``, which watches and verifies). A
+process is sampled every ``every_s``; the CPU it spends between its last sample and its exit is
+missed. Its peak RSS is the kernel's high-water mark (``VmHWM``), so a peak between two samples
+is not: only what the process allocates after its last sample is.
 """
 
 from __future__ import annotations
@@ -41,6 +44,15 @@ def sum_by_role(usage: dict[int, tuple[str, ResourceUsage]]) -> dict[str, float]
     return {role: round(cpu_s, 3) for role, cpu_s in sorted(totals.items())}
 
 
+def peak_by_role(usage: dict[int, tuple[str, ResourceUsage]]) -> dict[str, float]:
+    """The largest peak RSS (MiB) of any one process per role: a role of several processes
+    (the hosts) shows its biggest, as the hosts' own figure does."""
+    peaks: dict[str, float] = {}
+    for role, used in usage.values():
+        peaks[role] = max(peaks.get(role, 0.0), used.peak_rss_mib)
+    return {role: round(mib, 1) for role, mib in sorted(peaks.items())}
+
+
 class TreeSampler:
     """Samples the descendants of ``root_pid`` in a thread until ``stop``."""
 
@@ -61,12 +73,15 @@ class TreeSampler:
     def cpu_by_role(self) -> dict[str, float]:
         return sum_by_role(self.last)
 
+    def peak_rss_by_role(self) -> dict[str, float]:
+        return peak_by_role(self.last)
+
     def _run(self) -> None:
         while not self._stopped.wait(self.every_s):
             self.sample()
 
     def sample(self) -> None:
-        for pid in descendants(self.root_pid):
+        for pid in [self.root_pid, *descendants(self.root_pid)]:
             used = resource_usage(pid)
             if used.cpu_s or used.peak_rss_mib:
                 self.last[pid] = (role_of(_argv(pid)), used)

@@ -20,9 +20,15 @@ RULE: Final = "|---|---:|---:|---:|---|---:|---:|---:|---|---:|---:|---:|---:|--
 NO_STEADY_RATE: Final = "- (no whole window after the first)"
 """A row that ran out of records, or stopped, before its second window ended has no steady
 rate."""
+BESIDE_ROLES: Final = {"launcher": "launcher", "dataverse-emulator": "Dataverse emulator",
+                       "enrichment-emulator": "enrichment emulator", "azurite": "Azurite"}
+"""The processes beside the hosts whose peak RSS a growth row shows (``bench.proctree``
+roles), in column order."""
 GROWTH_HEADER: Final = ("| growth row | records | time ms/record | CPU ms/record | "
-                        "peak RSS MiB | planner s | planner us/record |")
-GROWTH_RULE: Final = "|---|---:|---:|---:|---:|---:|---:|"
+                        "peak RSS MiB | planner s | planner us/record | " +
+                        " | ".join(f"{name} peak RSS MiB" for name in BESIDE_ROLES.values()) +
+                        " |")
+GROWTH_RULE: Final = "|---|" + "---:|" * (6 + len(BESIDE_ROLES))
 
 
 def table_line(result: Result) -> str:
@@ -44,12 +50,18 @@ def table_line(result: Result) -> str:
 
 
 def growth_line(result: Result) -> str:
-    """Cost per record as the data grows: time, CPU, memory, the planner."""
+    """Cost per record as the data grows: time, CPU, the hosts' memory, the planner; and the
+    peak memory of what runs beside them: the launcher (``python -m sync local``, which
+    watches and verifies), the Dataverse emulator (it holds the records), the enrichment
+    emulator and Azurite."""
     planner = result.planner_us_per_record
+    beside = result.beside_peak_rss_mib
+    memory = " | ".join(f"{beside[role]:.0f}" if role in beside else "-"
+                        for role in BESIDE_ROLES)
     return (f"| {result.name} | {result.written:,} | {result.time_ms_per_record:.3f} | "
             f"{result.cpu_ms_per_record:.3f} | {result.peak_rss_mib:.0f} | "
             f"{result.planner_s if result.planner_s is not None else '-'} | "
-            f"{f'{planner:.1f}' if planner is not None else '-'} |")
+            f"{f'{planner:.1f}' if planner is not None else '-'} | {memory} |")
 
 
 def markdown(results: list[Result], verdicts: list[Verdict], machine: str,

@@ -33,6 +33,9 @@ PLANNER_LOG: Final = ROOT / ".local-run" / "host-0.log"
 _STAMP: Final = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 PLAN_DONE: Final = "sync.plan.planner: plan "
 BESIDE: Final = ("dataverse-emulator", "enrichment-emulator", "azurite")
+BESIDE_MEMORY: Final = ("launcher", *BESIDE)
+"""Roles whose peak RSS a product row reports: ``python -m sync local`` itself (it watches
+and verifies), the emulators and Azurite."""
 
 
 def planner_seconds(lines: list[str]) -> float | None:
@@ -79,6 +82,8 @@ def run_product_row(spec: RowSpec, scale: Scale, ceiling: Ceiling) -> Result:
     beside = {role: cpu_s for role, cpu_s in sampler.cpu_by_role().items() if role in BESIDE}
     result = product_result(spec, scale, ceiling, records, data, beside, _planner_s())
     result.cpu_headroom = headroom
+    result.beside_peak_rss_mib = {role: mib for role, mib in sampler.peak_rss_by_role().items()
+                                  if role in BESIDE_MEMORY}
     return result
 
 

@@ -218,6 +218,12 @@ def test_growth_rows_get_their_own_table_of_costs_per_record() -> None:
     row = _result(name="growth/bulk/10000", kind="growth", written=10_000, elapsed_s=25.0,
                   cpu_s=2.0, planner_s=1.5)
     assert row.planner_us_per_record == pytest.approx(150.0)
-    assert growth_line(row) == "| growth/bulk/10000 | 10,000 | 2.500 | 0.200 | 80 | 1.5 | 150.0 |"
+    assert growth_line(row) == \
+        "| growth/bulk/10000 | 10,000 | 2.500 | 0.200 | 80 | 1.5 | 150.0 | - | - | - | - |"
+    row.beside_peak_rss_mib = {"launcher": 61.4, "dataverse-emulator": 402.6, "azurite": 90.0}
+    assert growth_line(row).endswith("| 150.0 | 61 | 403 | - | 90 |")
+    text = markdown([row], [], "m", {})
+    assert "| launcher peak RSS MiB | Dataverse emulator peak RSS MiB |" in text
+    assert text.count("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n") == 1
     assert "| growth/bulk/10000 | 10,000 |" in markdown([row], [], "m", {})
     assert _result(planner_s=None).planner_us_per_record is None

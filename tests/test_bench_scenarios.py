@@ -4,11 +4,14 @@ the processes and logs of a run."""
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 
 import pytest
 
 from bench.machine import _meminfo_kib, summary
-from bench.proctree import role_of, sum_by_role
+from bench.proctree import TreeSampler, peak_by_role, role_of, sum_by_role
 from bench.runproduct import planner_seconds
 from bench.scenarios import (
     DATAVERSE_BOUND,
@@ -141,6 +144,23 @@ def test_cpu_is_summed_per_role() -> None:
     usage = {1: ("host", ResourceUsage(1.5, 80.0)), 2: ("host", ResourceUsage(0.5, 70.0)),
              3: ("azurite", ResourceUsage(2.0, 90.0))}
     assert sum_by_role(usage) == {"azurite": 2.0, "host": 2.0}
+
+
+def test_peak_memory_is_the_largest_process_per_role() -> None:
+    usage = {1: ("host", ResourceUsage(1.5, 80.0)), 2: ("host", ResourceUsage(0.5, 70.0)),
+             3: ("launcher", ResourceUsage(2.0, 61.0))}
+    assert peak_by_role(usage) == {"host": 80.0, "launcher": 61.0}
+
+
+def test_the_sampler_counts_the_root_process_with_its_children() -> None:
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as child:
+        try:
+            sampler = TreeSampler(os.getpid())
+            sampler.sample()
+        finally:
+            child.kill()
+    assert {os.getpid(), child.pid} <= set(sampler.last)
+    assert sampler.peak_rss_by_role()["other"] > 0
 
 
 def test_planner_cost_is_read_from_the_planning_hosts_log() -> None:
