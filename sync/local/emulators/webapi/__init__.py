@@ -20,7 +20,9 @@ Admin endpoints (no auth, never throttled, never counted):
   ``servers.user_of``) requests admitted, records written, 429s by facet (``requests``,
   ``execution``, ``concurrency``) and peak concurrency; ``limits``: each user's limits per
   server and the servers;
-- ``GET /_emulator/records?entityset=accounts``: ``{"value": [every row]}``;
+- ``GET /_emulator/records?entityset=accounts``: ``{"value": [every row]}``, streamed; with
+  ``&top=N`` (at most 5,000) and ``&after=KEY``, a page of rows in key order and, when more
+  follow, ``"after"``: the key to ask the next page after (``rows_view.py``);
 - ``PATCH /_emulator/config``: change ``dop_hint``, the fault rates, costs or limits at run time;
 - ``POST /_emulator/reset-stats``: every counter back to zero (records included);
 - ``POST|GET|DELETE /_emulator/faults``: add, list, clear fault rules (``faults.py``).

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from sync.local.emulators.fault_admin import add_fault_routes
 from sync.local.emulators.webapi.ops import Counters
+from sync.local.emulators.webapi.rows_view import PageError, page_query, stream_rows
 from sync.local.emulators.webapi.servers import EMULATOR
 
 CHANGEABLE: Final = frozenset({
@@ -34,12 +35,18 @@ async def _stats(request: web.Request) -> web.Response:
     return web.json_response(emulator.stats.as_json(emulator.config, emulator.world.counters))
 
 
-async def _records(request: web.Request) -> web.Response:
+async def _records(request: web.Request) -> web.StreamResponse:
+    """The rows in key order, streamed: a page with ``top`` (and ``after``), else every row
+    (``rows_view``)."""
     emulator = request.app[EMULATOR]
     table = emulator.world.tables.get(request.query.get("entityset", "accounts"))
     if table is None:
         return web.json_response({"error": "unknown entity set"}, status=404)
-    return web.json_response({"value": [table.rows[i] for i in table.sorted_ids]})
+    try:
+        paged = page_query(request.query)
+    except PageError as error:
+        return web.json_response({"error": str(error)}, status=400)
+    return await stream_rows(request, table, *(paged or (None, None)))
 
 
 async def _edit_records(request: web.Request) -> web.Response:
