@@ -105,7 +105,8 @@ def product_result(spec: RowSpec, scale: Scale, ceiling: Ceiling, records: int,
     written, failed = int(data["written"]), int(data["dead_lettered"])
     unchanged = int(data.get("unchanged", 0))
     check = data.get("verification") or {}
-    lost = (len(check.get("unaccounted", [])) if data.get("finished")
+    unaccounted = int(check.get("unaccounted_count", len(check.get("unaccounted", []))))
+    lost = (unaccounted if data.get("finished")
             else max(0, records - written - unchanged - failed)) + int(check.get("created", 0))
     hosts = data.get("hosts", [])
     return Result(name=spec.name, kind=spec.kind, scenario=spec.scenario.name, mode=spec.mode,

@@ -127,11 +127,7 @@ def combined(checks: list[Checked]) -> Verification | None:
         return None
     total = Verification()
     for each in verified:
-        total.records += each.records
-        total.enriched += each.enriched
-        total.dead_lettered += each.dead_lettered
-        total.created += each.created
-        total.unaccounted += each.unaccounted
+        total.add(each)
     return total
 
 
@@ -140,5 +136,5 @@ def check_line(check: Verification) -> str:
     cancelled,`` before the unaccounted when a cancel stopped some)."""
     cancelled = f"{check.cancelled:,} cancelled, " if check.cancelled else ""
     return (f"{check.enriched:,}/{check.records:,} enriched, {check.dead_lettered:,} "
-            f"dead-lettered, {cancelled}{len(check.unaccounted):,} unaccounted, "
+            f"dead-lettered, {cancelled}{check.unaccounted_count:,} unaccounted, "
             f"{check.created:,} created")

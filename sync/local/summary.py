@@ -150,7 +150,7 @@ def _problems(outcome: Outcome) -> list[str]:
         problems += [f"the dry run wrote: {seen}" for c in outcome.environments
                      for seen in writes_seen(c.stats)]
     if check is not None and not check.ok:
-        problems.append(f"{len(check.unaccounted)} records unaccounted for, "
+        problems.append(f"{check.unaccounted_count} records unaccounted for, "
                         f"{check.created} created")
     return problems
 

@@ -3,14 +3,19 @@ created; and the records the poison queue holds.
 
 A record is enriched when it holds what the enrichment emulator answers for its website in the
 run's shape (``shapes.answer_for``), read at the definition's mapping paths; a website the
-shape knows no company for must be dead-lettered."""
+shape knows no company for must be dead-lettered.
+
+The emulator's rows are read a page at a time (``/_emulator/records?top=...&after=...``) and
+only counts are kept, with the first ``UNACCOUNTED_IDS_KEPT`` ids of the unaccounted records:
+a check of a million records holds one page of them."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 from azure.storage.queue.aio import QueueClient
@@ -20,6 +25,12 @@ from sync.config.table_definition import SyncDefinition
 from sync.failures.errors import RecordFault, ServiceFault
 from sync.local.emulators.enrichment import SHAPES, answer_for, is_no_match
 from sync.ops.queuescan import Found, scan
+
+VERIFY_PAGE_ROWS: Final = 1000
+"""Rows a verification reads at a time: a page costs the emulator a few times its JSON text
+while it answers (about 3 MB at this size), and this process about 1 kB a row."""
+UNACCOUNTED_IDS_KEPT: Final = 1000
+"""Ids of unaccounted records a verification keeps to name them (their count is exact)."""
 
 
 @dataclass(slots=True)
@@ -31,14 +42,34 @@ class Verification:
     dead_lettered: int = 0
     created: int = 0
     unaccounted: list[str] = field(default_factory=list)
-    """Records neither enriched nor dead-lettered (nor covered by the run's cancelled
-    count): lost, or still on the queue."""
+    """The first ``UNACCOUNTED_IDS_KEPT`` records neither enriched nor dead-lettered (nor
+    covered by the run's cancelled count): lost, or still on the queue."""
     cancelled: int = 0
     """Records neither enriched nor dead-lettered that the run counted cancelled."""
+    unaccounted_count: int = 0
+    """How many records are unaccounted for (``unaccounted`` names the first of them)."""
+
+    def __post_init__(self) -> None:
+        self.unaccounted_count = max(self.unaccounted_count, len(self.unaccounted))
 
     @property
     def ok(self) -> bool:
-        return not self.unaccounted and self.created == 0
+        return not self.unaccounted_count and self.created == 0
+
+    def add_unaccounted(self, record_ids: list[str], count: int) -> None:
+        """Count ``count`` more unaccounted records, keeping the ids while there is room."""
+        self.unaccounted_count += count
+        room = UNACCOUNTED_IDS_KEPT - len(self.unaccounted)
+        self.unaccounted += record_ids[:max(0, room)]
+
+    def add(self, other: Verification) -> None:
+        """Add ``other``'s counts (another environment's check) to these."""
+        self.records += other.records
+        self.enriched += other.enriched
+        self.dead_lettered += other.dead_lettered
+        self.created += other.created
+        self.cancelled += other.cancelled
+        self.add_unaccounted(other.unaccounted, other.unaccounted_count)
 
 
 def with_cancelled(check: Verification, cancelled: int) -> Verification:
@@ -46,10 +77,10 @@ def with_cancelled(check: Verification, cancelled: int) -> Verification:
     cancel stopped are neither enriched nor dead-lettered, and the ledger counts them, not
     their ids. When they cover every such record, none is unaccounted; when there are more,
     the ids cannot be told apart and all stay listed."""
-    missing = len(check.unaccounted)
+    missing = check.unaccounted_count
     if not missing or cancelled <= 0 or missing > cancelled:
         return check
-    return dataclasses.replace(check, unaccounted=[], cancelled=missing)
+    return dataclasses.replace(check, unaccounted=[], unaccounted_count=0, cancelled=missing)
 
 
 def expected_columns(website: str | None, definition: SyncDefinition,
@@ -124,22 +155,44 @@ def created_count(stats: dict[str, Any]) -> int:
 
 
 async def verify(dataverse_url: str, definition: SyncDefinition, dead_letters: set[str],
-                 stats: dict[str, Any], shape: str = "today") -> Verification:
-    """Compare the emulator's rows and counters with what the run should have done."""
-    async with aiohttp.ClientSession() as session:
-        rows = await _get(session, f"{dataverse_url}/_emulator/records",
-                          {"entityset": definition.entity_set})
+                 stats: dict[str, Any], shape: str = "today", *,
+                 page_rows: int = VERIFY_PAGE_ROWS) -> Verification:
+    """Compare the emulator's rows, read ``page_rows`` at a time, and its counters with what
+    the run should have done."""
     result = Verification(created=created_count(stats))
-    for row in rows.get("value", rows) if isinstance(rows, dict) else rows:
-        result.records += 1
-        record_id = str(row[definition.key])
-        if is_enriched(row, definition, shape):
-            result.enriched += 1
-        elif record_id in dead_letters:
-            result.dead_lettered += 1
-        else:
-            result.unaccounted.append(record_id)
+    async with aiohttp.ClientSession() as session:
+        async for page in pages_of(session, dataverse_url, definition.entity_set, page_rows):
+            for row in page:
+                tally(result, row, definition, dead_letters, shape)
     return result
+
+
+def tally(result: Verification, row: dict[str, Any], definition: SyncDefinition,
+          dead_letters: set[str], shape: str) -> None:
+    """Count one emulator row: enriched, dead-lettered, or unaccounted for."""
+    result.records += 1
+    record_id = str(row[definition.key])
+    if is_enriched(row, definition, shape):
+        result.enriched += 1
+    elif record_id in dead_letters:
+        result.dead_lettered += 1
+    else:
+        result.add_unaccounted([record_id], 1)
+
+
+async def pages_of(session: aiohttp.ClientSession, dataverse_url: str, entity_set: str,
+                   page_rows: int = VERIFY_PAGE_ROWS) -> AsyncIterator[list[dict[str, Any]]]:
+    """The emulator's rows of ``entity_set``, a page at a time in key order: each page asks
+    for the rows after the last key of the one before, until the emulator names no next."""
+    after: str | None = None
+    while True:
+        query = {"entityset": entity_set, "top": str(page_rows),
+                 **({"after": after} if after is not None else {})}
+        page = await _get(session, f"{dataverse_url}/_emulator/records", query)
+        yield list(page["value"])
+        after = page.get("after")
+        if not after:
+            return
 
 
 async def _get(session: aiohttp.ClientSession, url: str, query: dict[str, str]) -> Any:
