@@ -29,7 +29,7 @@ from sync.local.emulators.webapi.odata import (
 from sync.local.emulators.webapi.ops import World
 from sync.local.emulators.webapi.reads import Prefer, read_collection
 from sync.local.emulators.webapi.stats import ceiling, run_bound
-from sync.local.emulators.webapi.store import Table, accounts
+from sync.local.emulators.webapi.store import Table, accounts, iso_now
 
 # ---- the limits on a fake clock ------------------------------------------------------------
 
@@ -446,10 +446,39 @@ def test_changed_since_answers_each_record_once_by_its_last_change() -> None:
     table.delete(ids[6])
     table.put({**table.rows[ids[7]], "description": "gone soon"}, "user")
     table.delete(ids[7])
-    changed = sorted(table.changed_since(token, table.version))
-    assert changed == sorted([(ids[0], False), (ids[5], False), (ids[6], True), (ids[7], True)])
+    found = list(table.changed_since(token, table.version))
+    assert [version for version, _, _ in found] == sorted({v for v, _, _ in found})
+    assert sorted((i, gone) for _, i, gone in found) == sorted(
+        [(ids[0], False), (ids[5], False), (ids[6], True), (ids[7], True)])
     # up to the token: ids[0]'s last change came after it, so the next delta answers it
-    assert sorted(table.changed_since(0, token)) == [(i, False) for i in sorted(ids[1:4])]
+    assert sorted(i for _, i, _ in table.changed_since(0, token)) == sorted(ids[1:4])
+
+
+def test_a_delta_page_reads_the_change_log_from_where_the_last_page_ended() -> None:
+    table = accounts(3000, seed=5)
+    world = World(EmulatorConfig(), {"accounts": table})
+    tracked = Prefer(max_page_size=5000, track_changes=True)
+    full = read_collection(world, "accounts", {"$select": "name"}, tracked)
+    for record_id in list(table.sorted_ids):
+        table.put({**table.rows[record_id], "description": "x"}, "user")
+    looked_up: list[str] = []
+    original = table.rows
+
+    class Watched(dict[str, Any]):
+        def get(self, key: str, default: Any = None) -> Any:
+            looked_up.append(key)
+            return original.get(key, default)
+
+    table.rows = Watched(original)
+    link = full.body["@odata.deltaLink"]
+    pages: list[list[str]] = []
+    for _ in range(2):
+        query = dict(parse_qsl(urlsplit(link).query))
+        answer = read_collection(world, "accounts", query, Prefer(max_page_size=100))
+        pages.append([row["accountid"] for row in answer.body["value"]])
+        link = answer.body["@odata.nextLink"]
+    assert pages == [table.sorted_ids[:100], table.sorted_ids[100:200]]  # written in key order
+    assert len(looked_up) <= 2 * 101  # each page and the one change after it: not the log
 
 
 # ---- reads of records by id: a lookup, as the service's index does --------------------------
@@ -496,3 +525,9 @@ def test_a_read_by_ids_tests_only_those_rows_and_pages_as_a_scan_would() -> None
     assert ids == wanted
     assert "@odata.nextLink" not in second.body
     assert sorted(set(tested)) == sorted(wanted)
+
+
+def test_rows_stamped_in_one_second_share_one_string() -> None:
+    assert iso_now(1_700_000_000.2) == "2023-11-14T22:13:20Z"
+    assert iso_now(1_700_000_000.9) is iso_now(1_700_000_000.2)
+    assert iso_now(1_700_000_001.0) == "2023-11-14T22:13:21Z"

@@ -7,7 +7,6 @@ import base64
 import dataclasses
 import json
 import random
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from sync.local.emulators.webapi.odata import (
     parse_select,
     unknown_column,
 )
-from sync.local.emulators.webapi.store import READ_ONLY, Row, Table
+from sync.local.emulators.webapi.store import READ_ONLY, Row, Table, iso_now
 
 API: Final = "/api/data/v9.2/"
 
@@ -188,7 +187,7 @@ def _new_row(table: Table, record_id: str, user: str, values: Mapping[str, Any],
     row[table.key] = record_id
     if key and key[0] == table.alternate_key:
         row[table.alternate_key] = key[1]
-    row["createdon"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    row["createdon"] = iso_now()
     row["_createdby_value"] = user
     return row
 

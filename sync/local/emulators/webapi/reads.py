@@ -1,11 +1,13 @@
 """Reading collections: $select, $filter, $top, paging with $skiptoken, change tracking with
-delta links (only what changed since the token, deleted rows as ``$deletedEntity``)."""
+delta links (only what changed since the token, deleted rows as ``$deletedEntity``, in the
+order of the changes: a page of a delta reads the change log from where the last page ended)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -112,16 +114,16 @@ def _delta(world: World, table: Table, query: Mapping[str, str],
            select: tuple[str, ...] | None, page_size: int) -> Answer:
     since = _valid_token(world, query["$deltatoken"])
     state = _state(query, {"v": table.version})
-    after = _after(state)
-    pending = sorted(item for item in table.changed_since(since, int(state["v"]))
-                     if after is None or item[0] > after)
-    page = pending[:page_size]
+    after_v = state.get("after_v", since)
+    pending = table.changed_since(max(since, after_v), int(state["v"]))
+    page = list(islice(pending, page_size + 1))
     values = [_deleted(world, table, record_id) if gone else
-              shape(table, table.rows[record_id], select) for record_id, gone in page]
+              shape(table, table.rows[record_id], select) for _, record_id, gone in
+              page[:page_size]]
     body: dict[str, Any] = {"@odata.context": _context(world, table), "value": values}
-    if len(pending) > page_size:
-        body["@odata.nextLink"] = _link(world, table, query, "$skiptoken",
-                                        encode_token({**state, "after": page[-1][0]}))
+    if len(page) > page_size:
+        body["@odata.nextLink"] = _link(world, table, query, "$skiptoken", encode_token(
+            {**state, "after_v": page[page_size - 1][0]}))
     else:
         body["@odata.deltaLink"] = _delta_link(world, table, query, int(state["v"]))
     return Answer(200, body, {"Preference-Applied": "odata.track-changes"},
@@ -134,7 +136,8 @@ def _state(query: Mapping[str, str], first: dict[str, Any]) -> dict[str, Any]:
         return first
     state = decode_token(query["$skiptoken"])
     if not (isinstance(state.get("v"), int) and isinstance(state.get("after", ""), str)
-            and isinstance(state.get("left", 0), int | None)):
+            and isinstance(state.get("left", 0), int | None)
+            and isinstance(state.get("after_v", 0), int)):
         raise ODataError(400, "0x80060888", "The $skiptoken is not valid.")
     return state
 

@@ -4,6 +4,7 @@ tracking, and an undo journal for the operations that must succeed or fail toget
 from __future__ import annotations
 
 import bisect
+import heapq
 import random
 import time
 import uuid
@@ -25,9 +26,18 @@ READ_ONLY: Final = frozenset({"createdon", "modifiedon", "versionnumber", "_modi
 Row = dict[str, Any]
 
 
-def iso_now() -> str:
-    """Now as Dataverse writes datetimes."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+_STAMP: Final[list[tuple[int, str]]] = [(-1, "")]
+"""The last second stamped and its text (``iso_now``)."""
+
+
+def iso_now(now_s: float | None = None) -> str:
+    """Now (or ``now_s``) as Dataverse writes datetimes: the same string all through a second,
+    so the rows seeded or written in it share one (a million rows hold a few hundred, not two
+    million)."""
+    second = int(time.time() if now_s is None else now_s)
+    if _STAMP[0][0] != second:
+        _STAMP[0] = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+    return _STAMP[0][1]
 
 
 def seeded_id(index: int, seed: int) -> str:
@@ -104,18 +114,22 @@ class Table:
         """Where paging resumes in ``sorted_ids``: the first id after ``after``."""
         return bisect.bisect_right(self.sorted_ids, after) if after else 0
 
-    def changed_since(self, since: int, until: int) -> Iterator[tuple[str, bool]]:
-        """(id, deleted) of every record whose last change has a version in (since, until]:
-        O(changes in that range), not O(rows)."""
-        start = bisect.bisect_right(self.changes, (since, "\uffff"))
-        for version, record_id in self.changes[start:]:
+    def changed_since(self, since: int, until: int) -> Iterator[tuple[int, str, bool]]:
+        """(version, id, deleted) of every record whose last change has a version in
+        (since, until], in version order, read lazily: a page of them costs O(the page and
+        the older versions of its records), never O(rows) nor a copy of the logs."""
+        return heapq.merge(self._written(since, until), self._deleted(since, until))
+
+    def _written(self, since: int, until: int) -> Iterator[tuple[int, str, bool]]:
+        for version, record_id in _in_range(self.changes, since, until):
             row = self.rows.get(record_id)
-            if version <= until and row is not None and row["versionnumber"] == version:
-                yield record_id, False
-        start = bisect.bisect_right(self.deleted, (since, "\uffff"))
-        for version, record_id in self.deleted[start:]:
-            if version <= until and record_id not in self.rows:
-                yield record_id, True
+            if row is not None and row["versionnumber"] == version:
+                yield version, record_id, False
+
+    def _deleted(self, since: int, until: int) -> Iterator[tuple[int, str, bool]]:
+        for version, record_id in _in_range(self.deleted, since, until):
+            if record_id not in self.rows:
+                yield version, record_id, True
 
     def begin(self) -> Mark:
         """Start an atomic operation: answers the mark to roll back to."""
@@ -161,6 +175,16 @@ class Table:
         alternate = row.get(self.alternate_key)
         if alternate is not None and self.by_alternate.get(str(alternate)) == row[self.key]:
             del self.by_alternate[str(alternate)]
+
+
+def _in_range(log: list[tuple[int, str]], since: int,
+              until: int) -> Iterator[tuple[int, str]]:
+    """The entries of a version-ordered log with a version in (since, until], by position (the
+    log may grow while it is read)."""
+    index = bisect.bisect_right(log, (since, "\uffff"))
+    while index < len(log) and log[index][0] <= until:
+        yield log[index]
+        index += 1
 
 
 def accounts(records: int, seed: int) -> Table:
