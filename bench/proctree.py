@@ -84,7 +84,20 @@ class TreeSampler:
         for pid in [self.root_pid, *descendants(self.root_pid)]:
             used = resource_usage(pid)
             if used.cpu_s or used.peak_rss_mib:
-                self.last[pid] = (role_of(_argv(pid)), used)
+                self.last[pid] = merged(self.last.get(pid), role_of(_argv(pid)), used)
+
+
+def merged(last: tuple[str, ResourceUsage] | None, role: str,
+           used: ResourceUsage) -> tuple[str, ResourceUsage]:
+    """A process's new sample over its ``last``: the role stays the last one known when the
+    new one is ``other`` (a process that is exiting shows no command line), and its CPU and
+    peak RSS never go down (an exiting one shows no memory); a new role is a new program
+    (the child of a fork sampled before its exec showed its parent's), counted afresh."""
+    if last is None or role not in ("other", last[0]):
+        return role, used
+    known, before = last
+    return known, ResourceUsage(max(before.cpu_s, used.cpu_s),
+                                max(before.peak_rss_mib, used.peak_rss_mib))
 
 
 def descendants(root_pid: int) -> list[int]:

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from bench.machine import _meminfo_kib, summary
-from bench.proctree import TreeSampler, peak_by_role, role_of, sum_by_role
+from bench.proctree import TreeSampler, merged, peak_by_role, role_of, sum_by_role
 from bench.runproduct import planner_seconds
 from bench.scenarios import (
     DATAVERSE_BOUND,
@@ -150,6 +150,15 @@ def test_peak_memory_is_the_largest_process_per_role() -> None:
     usage = {1: ("host", ResourceUsage(1.5, 80.0)), 2: ("host", ResourceUsage(0.5, 70.0)),
              3: ("launcher", ResourceUsage(2.0, 61.0))}
     assert peak_by_role(usage) == {"host": 80.0, "launcher": 61.0}
+
+
+def test_a_process_that_is_exiting_keeps_its_role_and_its_peak() -> None:
+    known = merged(None, "dataverse-emulator", ResourceUsage(3.0, 900.0))
+    assert known == ("dataverse-emulator", ResourceUsage(3.0, 900.0))
+    exiting = merged(known, "other", ResourceUsage(3.5, 0.0))  # a zombie: no argv, no memory
+    assert exiting == ("dataverse-emulator", ResourceUsage(3.5, 900.0))
+    started = merged(("launcher", ResourceUsage(0.1, 60.0)), "host", ResourceUsage(0.2, 30.0))
+    assert started == ("host", ResourceUsage(0.2, 30.0))  # forked, then its own program
 
 
 def test_the_sampler_counts_the_root_process_with_its_children() -> None:
