@@ -384,7 +384,8 @@ async def test_a_message_poisoned_for_one_record_before_is_replayed_and_carried_
     items[2]["input"] = "é" * 3000
     body = json.dumps({"version": 4, "batch_id": "producer-8", "records": items}).encode()
     await reject(services.storage, services.settings, body,
-                 "records[2].input must be a string of 1-2048 characters")
+                 "records[2].input must be a string of 1-2048 characters",
+                 now_s=services.clock.wall_s())
     args = build_parser().parse_args(["poison", "replay"])
     out = io.StringIO()
     assert await repaircli.execute(args, poison.Poison(), always_scan=True, out=out) == 0

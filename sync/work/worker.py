@@ -66,7 +66,8 @@ async def process_queue_message(services: WorkSource, raw: bytes) -> MessageCoun
     try:
         body = decode_queue_body(raw)
     except ContractError as error:
-        return await reject(services.storage, services.settings, raw, error.reason)
+        return await reject(services.storage, services.settings, raw, error.reason,
+                            now_s=services.clock.wall_s())
     return await process_message(services, body)
 
 
@@ -77,7 +78,8 @@ async def process_message(services: WorkSource, body: bytes) -> MessageCounts:
         message = read_message(body)
         work = _work_for(services, message)
     except ContractError as error:
-        return await reject(services.storage, services.settings, body, error.reason)
+        return await reject(services.storage, services.settings, body, error.reason,
+                            now_s=services.clock.wall_s())
     return await process_work(work, message)
 
 
