@@ -19,7 +19,8 @@ Admin endpoints (no auth, never throttled, never counted):
   (``single``, ``batch``, ``bulk``) and ``overall``; ``users``: per user (the token's subject,
   ``servers.user_of``) requests admitted, records written, 429s by facet (``requests``,
   ``execution``, ``concurrency``) and peak concurrency; ``limits``: each user's limits per
-  server and the servers;
+  server and the servers; ``in_flight_vs_hint``: the requests in flight each admission found,
+  per server and per user, against the hint in force then (``hint_watch.py``);
 - ``GET /_emulator/records?entityset=accounts``: ``{"value": [every row]}``;
 - ``PATCH /_emulator/config``: change ``dop_hint``, the fault rates, costs or limits at run time;
 - ``POST /_emulator/reset-stats``: every counter back to zero (records included);
