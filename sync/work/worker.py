@@ -135,8 +135,16 @@ async def _started(work: Work, message: Message) -> MessageCounts:
 
 
 async def _carry_out_records(work: Work, message: Message) -> MessageCounts:
-    """The holds, then the message's records, then its ledger row and its run's check."""
+    """The holds, then the message's records, then its ledger row and its run's check. A
+    delivery that already has its row was carried out: the host that did it died before the
+    queue forgot it. Its records are not taken again (its remainder is already on the queue:
+    taking them again would write and count them twice)."""
     try:
+        if await ledger.recorded(work.storage.ledger, message.batch_id, message.attempt):
+            logger.info("message %s attempt %d was carried out already; settled",
+                        message.batch_id, message.attempt,
+                        extra={"event": "message_redelivered", "batch_id": message.batch_id})
+            return MessageCounts(definition=work.named.name)
         checked = await check_holds(work, message)  # paused, cancelled, or waiting for a canary
     except STORAGE_ERRORS as error:
         return await send_back_whole(work, message, error)
