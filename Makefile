@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 ARGS ?=
 
-.PHONY: run test lint types pytest scan bench setup clean chaos lock
+.PHONY: run test lint types pytest scan bench setup clean chaos soak lock
 
 run: setup
 	$(PY) -m sync local $(ARGS)
@@ -47,6 +47,14 @@ scan: $(CHECKOV_VENV)/.installed
 chaos: setup
 	@echo "== chaos suite"
 	$(VENV)/bin/pytest -m chaos tests/chaos -p no:cacheprovider -n 0 $(PYTEST_ARGS)
+
+# The soak (tests/soak/, docs/failures.md "The soak"): thirty nights of one definition on the
+# local stack, compressed (the hosts' injected clocks move a day a night), with producers,
+# instances started and killed, skewed clocks, a lowered hint, a bug and a refused mapping; it
+# prints its table. Serial in one process (-n 0), like the chaos suite; SOAK_NIGHTS shortens it.
+soak: setup
+	@echo "== soak"
+	$(VENV)/bin/pytest -m soak tests/soak -p no:cacheprovider -n 0 $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m bench $(ARGS)

@@ -69,8 +69,16 @@ class Span:
         return (self.done[1] - self.done[0]) / self.length_s
 
 
+def supplied_until_s(timeline: list[tuple[float, int]], seeded: int,
+                     drain_records: int) -> float | None:
+    """The last sample at which at least ``drain_records`` records were still to do: after it
+    the client drains (its last messages in flight, nothing behind them), a stretch a client
+    with records to spare never has; None when no sample had that many left."""
+    return next((t for t, done in reversed(timeline) if seeded - done >= drain_records), None)
+
+
 def steady_span(timeline: list[tuple[float, int]], window_s: float, *,
-                ran_out: bool = True) -> Span | None:
+                ran_out: bool = True, supplied_until: float | None = None) -> Span | None:
     """The whole windows after the first in which the row was busy, from its first sample at
     or after the first window's end; None when not one whole window fits (the row ran out of
     records, or stopped, too early: it has no steady rate).
@@ -82,11 +90,14 @@ def steady_span(timeline: list[tuple[float, int]], window_s: float, *,
     little longer than whole windows could count two (rows read above a proven ceiling that
     way). A row that did not run out of records (``ran_out`` False: some were left, it stalled
     or its time ended) was busy until its last sample: windows without progress are its rate
-    too."""
+    too. ``supplied_until``: where a row that ran out began to drain (``supplied_until_s``);
+    the span ends there."""
     first = next((sample for sample in timeline if sample[0] >= window_s), None)
     if window_s <= 0 or first is None:
         return None
     until_s = busy_until_s(timeline) if ran_out else timeline[-1][0]
+    if ran_out and supplied_until is not None:
+        until_s = min(until_s, supplied_until)
     windows = math.floor((until_s - first[0]) / window_s + 1e-9)
     if windows < 1:
         return None
@@ -156,6 +167,9 @@ class Result:
     lanes: list[dict[str, Any]] = field(default_factory=list)
     """Per lane (environment, identity): records written, 429s by facet, peak concurrency, as
     ``python -m sync local --json-out`` reports them (empty for one lane)."""
+    drain_records: int = 0
+    """The records the product's hosts hold at once (messages in flight): once fewer are left
+    the row drains, and its steady span ends (``supplied_until_s``); 0 for other rows."""
     cpu_headroom: float | None = None
     """The machine's idle share of its CPU time while the row ran (every core, every process
     on it: others' too); None when not measured."""
@@ -178,7 +192,10 @@ class Result:
     @property
     def steady_span(self) -> Span | None:
         """The row's steady window (``steady_span``): None when it had none."""
-        return steady_span(self.timeline, self.window_s, ran_out=self.ran_out)
+        supplied = (supplied_until_s(self.timeline, self.seeded, self.drain_records)
+                    if self.drain_records else None)
+        return steady_span(self.timeline, self.window_s, ran_out=self.ran_out,
+                           supplied_until=supplied)
 
     @property
     def steady_windows(self) -> int:

@@ -26,6 +26,7 @@ from bench.scenarios import (
     Scale,
     shape_of,
 )
+from sync.config.settings import SETTINGS
 from sync.local.azurite import ROOT
 
 PLANNER_LOG: Final = ROOT / ".local-run" / "host-0.log"
@@ -52,10 +53,21 @@ def _parse(stamp: str) -> datetime:
     return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
 
 
+def held_records(processes: int) -> int:
+    """The records the product's hosts hold at once: host.json's ``batchSize`` messages of
+    ``SYNC_BATCH_SIZE`` records (its default) per host. Once fewer than these are left a run
+    drains, and its steady span ends (``bench.figures.supplied_until_s``)."""
+    queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
+    batch_size = next(int(spec.default or 0) for spec in SETTINGS
+                      if spec.name == "SYNC_BATCH_SIZE")
+    return int(queues["batchSize"]) * batch_size * processes
+
+
 def run_product_row(spec: RowSpec, scale: Scale, ceiling: Ceiling) -> Result:
     rate_per_s = min(ceiling.mode_per_s(spec.mode) * spec.identities, ceiling.enrichment_per_s)
+    drain = held_records(spec.processes)
     records = spec.records or (round(rate_per_s * scale.window_s) * LANE_ROUNDS
-                               if spec.kind == "lanes" else scale.records_for(rate_per_s))
+                               if spec.kind == "lanes" else scale.records_for(rate_per_s) + drain)
     scenario = spec.scenario
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "run.json"
@@ -84,6 +96,7 @@ def run_product_row(spec: RowSpec, scale: Scale, ceiling: Ceiling) -> Result:
     result.cpu_headroom = headroom
     result.beside_peak_rss_mib = {role: mib for role, mib in sampler.peak_rss_by_role().items()
                                   if role in BESIDE_MEMORY}
+    result.drain_records = 0 if spec.records or spec.kind == "lanes" else drain
     return result
 
 

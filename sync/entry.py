@@ -13,6 +13,7 @@ import gc
 import os
 from datetime import UTC, datetime
 
+from sync.clock import SYSTEM_CLOCK, Clock
 from sync.config.settings import Settings, StorageSettings
 from sync.failures.errors import ConfigError
 from sync.message.counts import MessageCounts
@@ -20,7 +21,7 @@ from sync.plan import due, planner
 from sync.plan.plan_state import PlanState, plan_state_from
 from sync.safety import image_sweep, retention
 from sync.services import Services, open_services, unwatch_services, watch_services
-from sync.state import enrichment_cache
+from sync.state import enrichment_cache, letter_index
 from sync.state.storage import QueueProbe
 from sync.telemetry import names
 from sync.telemetry.queues import QueueSample
@@ -31,6 +32,8 @@ from sync.work import worker
 _services: dict[asyncio.AbstractEventLoop, Services] = {}
 _opening: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 _probes: dict[asyncio.AbstractEventLoop, QueueProbe] = {}
+_clock: list[Clock] = [SYSTEM_CLOCK]
+"""The clock the process's services are built with (``use_clock``)."""
 
 
 class MisconfiguredApp(RuntimeError):
@@ -57,6 +60,12 @@ def read_enrichment_key(setting: str) -> str:
     return os.environ.get(setting, "").strip()
 
 
+def use_clock(clock: Clock) -> None:
+    """Build this process's services on ``clock`` from now on (the local host's offset clock,
+    ``sync.local.host_knobs``; a deployed app keeps the system clock)."""
+    _clock[0] = clock
+
+
 async def services() -> Services:
     """This process's clients for the running event loop, built and started on first use."""
     loop = asyncio.get_running_loop()
@@ -64,7 +73,8 @@ async def services() -> Services:
     async with lock:
         found = _services.get(loop)
         if found is None:
-            found = open_services(check_settings(), read_enrichment_key=read_enrichment_key)
+            found = open_services(check_settings(), clock=_clock[0],
+                                  read_enrichment_key=read_enrichment_key)
             await found.start()
             _services[loop] = found
             watch_services(found)
@@ -96,11 +106,12 @@ async def close_services() -> None:
 
 
 async def plan_sync(now: datetime | None = None) -> dict[str, PlanState | None]:
-    """The timer's tick: plan every definition that is due, then sweep expired before-images
-    and enrichment answers, and the rows of runs past their retention; answers each planned
+    """The timer's tick (at ``now``, else the services' clock): plan every definition that is
+    due, then sweep expired before-images and enrichment answers, the rows of runs past their
+    retention and the expired dead-letter and poison index rows; answers each planned
     definition's state handed on (None when complete)."""
     found = await services()
-    at = now or datetime.now(UTC)
+    at = now or datetime.fromtimestamp(found.clock.wall_s(), UTC)
     planned: dict[str, PlanState | None] = {}
     for definition in found.settings.definitions:
         if await due.claim(found.storage.state, definition, at):
@@ -118,6 +129,9 @@ async def plan_sync(now: datetime | None = None) -> dict[str, PlanState | None]:
                                found.settings.rollback_retention_days)
     await retention.sweep_quietly(found.storage, clock.wall_s(), kept,
                                   monotonic_s=clock.monotonic_s)
+    await letter_index.sweep_quietly(
+        (found.storage.dead_letter_index, found.storage.poison_index), clock.wall_s(),
+        monotonic_s=clock.monotonic_s)
     return planned
 
 

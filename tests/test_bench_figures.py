@@ -17,6 +17,7 @@ from bench.figures import (
     from_first_write,
     steady_span,
     steady_windows,
+    supplied_until_s,
     whole_windows_rate_per_s,
 )
 from bench.report import growth_line, markdown, table_line
@@ -227,3 +228,27 @@ def test_growth_rows_get_their_own_table_of_costs_per_record() -> None:
     assert text.count("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n") == 1
     assert "| growth/bulk/10000 | 10,000 |" in markdown([row], [], "m", {})
     assert _result(planner_s=None).planner_us_per_record is None
+
+
+@pytest.mark.parametrize(("seeded", "drain", "expected"), [
+    (1000, 300, 6.0),    # 300 left at t=6 (done 700): the last sample with the hosts' fill
+    (1000, 100, 8.0),
+    (1000, 0, 10.0),
+    (1000, 2000, None),  # never that many left
+], ids=["drain of 300", "drain of 100", "no drain", "never enough"])
+def test_a_run_that_ran_out_is_supplied_until_fewer_than_its_hosts_hold_are_left(
+        seeded: int, drain: int, expected: float | None) -> None:
+    timeline = [(0.0, 0), (2.0, 200), (4.0, 450), (6.0, 700), (8.0, 900), (10.0, 1000)]
+    assert supplied_until_s(timeline, seeded, drain) == expected
+
+
+def test_the_drain_at_the_end_of_a_run_is_not_its_steady_rate() -> None:
+    """Steady at 100/s until 1,000 of 1,100 are done at t=10, then 100 more in 5 s (the last
+    messages, nothing behind them): the span ends where the hosts' fill was last all there."""
+    timeline = [(float(t), 100 * t) for t in range(11)] + [(15.0, 1100)]
+    drained = steady_span(timeline, 2.0, supplied_until=supplied_until_s(timeline, 1100, 100))
+    whole = steady_span(timeline, 2.0)
+    assert drained is not None
+    assert whole is not None
+    assert drained.rate_per_s == pytest.approx(100.0)
+    assert whole.rate_per_s < 90.0

@@ -5,9 +5,11 @@ back by visibility, never by the host's dequeue count."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
+from collections import Counter
 from typing import Any
 
 import aiohttp
@@ -17,6 +19,7 @@ from azure.storage.queue.aio import QueueClient
 from sync.config.storage_names import LEDGER_TABLE, POISON_QUEUE
 from sync.message.contract import Message, RecordRef, decode_message
 from sync.message.ids import run_id_of
+from sync.services import Services
 from sync.state import runs
 from sync.state.storage import table_client
 from sync.work import worker
@@ -29,6 +32,11 @@ BROKEN: dict[str, str] = {"url": ""}
 """The website whose record makes the hook raise (set by the test)."""
 DEFINITION = {"mapping": {"description": "description"},
               "enrichment": {"hook": "tests.test_bugs:hook", "columns": ["websiteurl", "name"]}}
+ASKED: Counter[str] = Counter()
+"""Calls ``paid_hook`` made per website: what an API billed per call would charge."""
+PAID_DEFINITION = {"mapping": {"description": "description"},
+                   "enrichment": {"hook": "tests.test_bugs:paid_hook",
+                                  "columns": ["websiteurl", "name"]}}
 
 
 async def hook(columns: dict[str, Any], session: aiohttp.ClientSession) -> dict[str, Any]:
@@ -36,6 +44,29 @@ async def hook(columns: dict[str, Any], session: aiohttp.ClientSession) -> dict[
     if columns["websiteurl"] == BROKEN["url"]:
         return {"description": len(columns["name"]) + SECRET}  # type: ignore[operator]
     return {"description": f"enriched {columns['name']}"}
+
+
+async def paid_hook(columns: dict[str, Any],
+                    session: aiohttp.ClientSession) -> dict[str, Any]:
+    """A hook whose calls take a moment and are paid for; the broken record's raises at once,
+    while its siblings' calls are still in flight."""
+    if columns["websiteurl"] == BROKEN["url"]:
+        return {"description": len(columns["name"]) + SECRET}  # type: ignore[operator]
+    ASKED[columns["websiteurl"]] += 1
+    await asyncio.sleep(0.2)
+    return {"description": f"enriched {columns['name']}"}
+
+
+async def four_records(make_services: Make,
+                       definition: dict[str, Any]) -> tuple[Services, list[RecordRef]]:
+    """Services of ``definition`` (three bug attempts, single writes) and four of the
+    emulator's accounts as records with the columns the hook reads."""
+    services = await make_services(SYNC_DEFINITION=json.dumps(definition),
+                                   SYNC_BUG_ATTEMPTS="3", SYNC_WRITE_MODE="single")
+    found = await rows(services)
+    return services, [RecordRef(str(r["accountid"]), str(r["websiteurl"]),
+                                current={"description": r.get("description"),
+                                         "name": r["name"]}) for r in found[:4]]
 
 
 def test_the_bug_of_an_exception_is_its_type_and_a_stable_hash_of_its_frames() -> None:
@@ -67,12 +98,7 @@ def test_when_records_go_to_poison(errors: int, alone: bool, due: bool) -> None:
 @pytest.mark.emulator(records=10, **FAST)
 async def test_a_record_that_makes_the_code_raise_is_poisoned_alone_and_the_rest_written(
         make_services: Make, caplog: pytest.LogCaptureFixture) -> None:
-    services = await make_services(SYNC_DEFINITION=json.dumps(DEFINITION),
-                                   SYNC_BUG_ATTEMPTS="3", SYNC_WRITE_MODE="single")
-    found = await rows(services)
-    records = [RecordRef(str(r["accountid"]), str(r["websiteurl"]),
-                         current={"description": r.get("description"), "name": r["name"]})
-               for r in found[:4]]
+    services, records = await four_records(make_services, DEFINITION)
     BROKEN["url"] = records[2].input
     with caplog.at_level(logging.INFO):
         deliveries = await deliver_all(services, Message("upstream-bug", tuple(records))
@@ -100,6 +126,20 @@ async def test_a_record_that_makes_the_code_raise_is_poisoned_alone_and_the_rest
     totals = await runs.read_run(services.storage.ledger, run_id_of("upstream-bug"))
     assert totals is not None
     assert (totals.run.completed, totals.counts.poisoned, totals.done) == (True, 1, 4)
+
+
+@pytest.mark.emulator(records=10, **FAST)
+async def test_a_bug_on_one_record_does_not_throw_away_its_siblings_paid_answers(
+        make_services: Make) -> None:
+    """The broken record raises while its siblings' calls are in flight: they finish, their
+    answers go back with them, and no sibling is asked twice (DESIGN invariant 10)."""
+    services, records = await four_records(make_services, PAID_DEFINITION)
+    BROKEN["url"] = records[1].input
+    ASKED.clear()
+    deliveries = await deliver_all(services, Message("upstream-paid", tuple(records)).to_json())
+    assert sum(c.written for c in deliveries) == 3
+    assert sum(c.poisoned for c in deliveries) == 1
+    assert {r.input: 1 for r in records if r.input != BROKEN["url"]} == ASKED
 
 
 @pytest.mark.emulator(records=10, **FAST)

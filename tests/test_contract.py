@@ -80,19 +80,23 @@ def test_too_many_records_is_refused() -> None:
         decode_message(body(records=records))
 
 
+READ_AT = 1_796_400_000.123
+
+
 @pytest.mark.parametrize("input_chars", [20, 200, MAX_INPUT_CHARS])
 def test_the_largest_allowed_batch_fits_a_queue_message(input_chars: int) -> None:
     """1,000 records (the most SYNC_BATCH_SIZE allows) of the longest inputs, the longest
-    batch id, a six-digit attempt: every message the grouping makes fits after base64."""
+    batch id, a six-digit attempt, a read time: every message the grouping makes fits after
+    base64."""
     records = [RecordRef(str(uuid.uuid4()), "x" * input_chars) for _ in range(1000)]
     groups = list(fitting_groups(records, MAX_RECORDS_PER_MESSAGE))
     assert [r for g in groups for r in g] == records
     for group in groups:
-        text = Message("b" * 128, group, 999_999).to_json()
+        text = Message("b" * 128, group, 999_999, read_at=READ_AT).to_json()
         assert encoded_size_bytes(text) <= MAX_QUEUE_MESSAGE_BYTES
     first, rest = groups[0], records[len(groups[0]):]
     if rest:  # the first group took as many as fit: one more would not
-        fuller = Message("b" * 128, (*first, rest[0]), 999_999).to_json()
+        fuller = Message("b" * 128, (*first, rest[0]), 999_999, read_at=READ_AT).to_json()
         assert encoded_size_bytes(fuller) > MAX_QUEUE_MESSAGE_BYTES - 4 * 256 // 3
 
 
@@ -192,3 +196,18 @@ def test_any_records_of_the_contract_go_in_messages_the_queue_takes(
     for record, sent in zip(records, (r for g in groups for r in g), strict=True):
         assert sent == (record if record_size_bytes(record) <= RECORDS_BUDGET_BYTES
                         else dataclasses.replace(record, current=None))
+
+
+@pytest.mark.parametrize(("read_at", "fault"), [
+    (1_796_400_000.5, None), (0, None), (-1, "read_at"), (True, "read_at"), ("now", "read_at"),
+    (4e10, "read_at")])
+def test_the_planners_read_time_travels_with_its_message(read_at: object,
+                                                         fault: str | None) -> None:
+    raw = body(version=4, read_at=read_at)
+    if fault is not None:
+        with pytest.raises(ContractError, match=fault):
+            decode_message(raw)
+        return
+    message = decode_message(raw)
+    assert message.read_at == read_at
+    assert decode_message(message.to_json().encode()).read_at == read_at

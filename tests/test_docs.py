@@ -52,7 +52,9 @@ SHELL_BREAKS: Final = frozenset({"|", "||", "&&", ";", "&", ">", ">>", "2>&1"})
 SYNOPSIS: Final = re.compile(r"\[|\\\||\|(?! )|\.\.\.")
 """A synopsis, not a command line: optional parts, alternatives, an ellipsis."""
 
-OTHER_SETTING_NAMES: Final = {"SYNC_LOCAL_RUN_DIR": "sync/ops/target.py"}
+OTHER_SETTING_NAMES: Final = {"SYNC_LOCAL_RUN_DIR": "sync/ops/target.py",
+                               "SYNC_LOCAL_CLOCK_OFFSET_S": "sync/local/host_knobs.py",
+                               "SYNC_LOCAL_MESSAGE_LEASE_S": "sync/local/host_knobs.py"}
 """Environment variables the docs mention beside the app settings, and where each is read."""
 UNSET_PLATFORM_SETTINGS: Final = frozenset({"PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"})
 """Platform settings the docs say the app leaves unset: the Bicep sets only the app's and the

@@ -217,3 +217,13 @@ async def test_the_fault_option_puts_rules_in_force_from_the_start() -> None:
             async with session.get(f"{url}/v1/companies", params={"domain": domain},
                                    headers={API_KEY_HEADER: KEY}) as answer:
                 assert answer.status == status
+
+
+async def test_the_stats_count_the_domains_answered_and_those_asked_again(
+        enrichment: Enrichment) -> None:
+    """``asked_again``: a company asked once more, a paid call made twice."""
+    await enrichment.start()
+    for domain in ("one.example", "two.example", "one.example", "one.example"):
+        assert (await enrichment.company(domain)).status == 200
+    stats = await enrichment.admin("GET", "stats")
+    assert (stats["served"], stats["domains"], stats["asked_again"]) == (4, 2, 2)

@@ -11,7 +11,9 @@ from sync.budget.dependency import Dependency
 from sync.budget.governor import (
     CONCURRENCY_CODE,
     GATE_CODE,
+    NEVER,
     Governor,
+    closes_for_all,
     decreased,
     increased,
     lowered,
@@ -472,3 +474,68 @@ class NoHooks:
 
     def count_request(self, service: str, kind: str, *, retry: bool) -> None:
         return None
+
+
+EXEC_CODE = "0x80072321"
+
+
+@pytest.mark.parametrize(("retry_after_s", "last_until_s", "for_all"), [
+    (1.0, NEVER, False),      # a short 429, the first of its code: the request waits alone
+    (1.0, 100.5, False),      # within the throttle already running (rounded up to a second)
+    (1.0, 99.0, False),       # the last one of its code is over: a new episode
+    (3.0, NEVER, True),       # longer than a request may wait in place: back to the queue
+    (2.0, 100.4, True),       # ends a second or more after the last one said: lengthened
+], ids=["short", "same episode", "episode over", "long", "lengthened"])
+def test_a_429_covers_every_request_only_on_evidence_that_covers_them(
+        retry_after_s: float, last_until_s: float, for_all: bool) -> None:
+    assert closes_for_all(retry_after_s, 2.0, 100.0, last_until_s) is for_all
+
+
+async def test_a_short_429_at_dataverse_leaves_the_gate_open(clock: FakeClock) -> None:
+    governor = Governor(4, clock=clock.manual, waits_in_place=True)
+    assert governor.throttled(Throttled("dataverse", 1.0, EXEC_CODE)) is False
+    assert governor.gate_remaining_s() == 0
+    assert governor.throttled(Throttled("dataverse", 5.0, EXEC_CODE)) is True
+    assert governor.gate_remaining_s() == pytest.approx(5.0)
+
+
+async def test_a_lengthened_throttle_closes_the_gate_for_all(clock: FakeClock) -> None:
+    governor = Governor(4, clock=clock.manual, waits_in_place=True)
+    governor.throttled(Throttled("dataverse", 1.0, EXEC_CODE))
+    await clock.advance(0.5)
+    assert governor.throttled(Throttled("dataverse", 2.0, EXEC_CODE)) is True  # 2.5 > 1.0 + 1
+    assert governor.gate_remaining_s() == pytest.approx(2.0)
+
+
+async def test_an_api_with_one_bucket_closes_the_gate_on_every_429(clock: FakeClock) -> None:
+    governor = Governor(4, clock=clock.manual, service="enrichment")
+    assert governor.throttled(Throttled("enrichment", 1.0, "enrichment-429")) is True
+    assert governor.gate_remaining_s() == pytest.approx(1.0)
+
+
+async def test_a_throttled_dataverse_request_waits_alone_while_the_others_go(
+        clock: FakeClock) -> None:
+    """Through the governed call: the refused request waits out its own Retry-After; the
+    requests behind it are sent meanwhile; then it goes again, first in line."""
+    governor = Governor(1, max_wait_s=2.0, clock=clock.manual, waits_in_place=True)
+    circuit = Circuit("dataverse", CircuitPolicy(), clock=ManualClock())
+    dep = Dependency("dataverse", governor, circuit, RetryPolicy(0), clock=clock.manual)
+    sent: list[str] = []
+    refused = {"a-0"}
+
+    def sender(name: str) -> Callable[[], Awaitable[str]]:
+        async def send() -> str:
+            sent.append(name)
+            if name in refused:
+                refused.discard(name)
+                raise Throttled("dataverse", 1.0, EXEC_CODE)
+            return name
+        return send
+
+    calls = [asyncio.create_task(dep.call(sender(name), NoHooks()))
+             for name in ("a-0", "a-1", "b-0")]
+    await settle()
+    assert sent == ["a-0", "a-1", "b-0"]  # the gate stayed open for the others
+    await clock.advance(1.0)
+    assert await asyncio.gather(*calls) == ["a-0", "a-1", "b-0"]
+    assert sent == ["a-0", "a-1", "b-0", "a-0"]

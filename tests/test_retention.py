@@ -1,22 +1,28 @@
 """A year of nights in little (Azurite): every run leaves rows in several tables, and the
 planner's sweep deletes them once the retention has passed, so the shared state after many
-nights is the size it was after the retention's worth."""
+nights is the size it was after the retention's worth. The timer's tick runs on the services'
+clock, and sweeps the dead-letter and poison indexes too."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 
 import pytest
 from azure.data.tables.aio import TableClient
 
-from sync.config.settings import StorageSettings
+from sync import entry
+from sync.clock import SYSTEM_CLOCK, SkewedClock
+from sync.config.settings import Settings, StorageSettings
 from sync.message.counts import MessageCounts
 from sync.safety import flags, retention
 from sync.safety.before_images import DAY_S, EXPIRED_ROW
 from sync.safety.canary import CANARY_PARTITION, admitted_partition
+from sync.services import open_services
 from sync.state import ledger, runs
 from sync.state.run_retention import first_expired_key
 from sync.state.storage import Stores, open_stores
+from sync.work import worker
 
 START_S = 1_795_000_000.0
 KEEP = retention.Retention(state_days=10, rollback_days=2)  # in force: 10 days
@@ -114,3 +120,60 @@ def test_the_first_expired_key_sorts_after_every_run_started_since() -> None:
     assert runs.index_key(cutoff_s - 1, "run-a") >= first_expired_key(cutoff_s)
     assert runs.index_key(cutoff_s, "run-a") < first_expired_key(cutoff_s)
     assert runs.index_key(cutoff_s + 5000, "run-a") < first_expired_key(cutoff_s)
+
+
+AHEAD_S = 40 * DAY_S
+"""How far ahead of the machine's the clock of the services under test runs."""
+
+
+@pytest.fixture
+def ahead() -> Iterator[SkewedClock]:
+    """This process's services built on a clock ``AHEAD_S`` ahead (as the local host's
+    ``SYNC_LOCAL_CLOCK_OFFSET_S`` builds them), the system clock again after."""
+    clock = SkewedClock(SYSTEM_CLOCK, AHEAD_S)
+    entry.use_clock(clock)
+    yield clock
+    entry.use_clock(SYSTEM_CLOCK)
+
+
+async def index_row(table: TableClient, key: str, expires_at_s: float) -> None:
+    await table.upsert_entity({"PartitionKey": "run-x", "RowKey": key,
+                               "ExpiresAt": expires_at_s})
+
+
+async def test_the_timers_tick_runs_on_the_services_clock_and_sweeps_expired_index_rows(
+        app_env: dict[str, str], ahead: SkewedClock, stores: Stores) -> None:
+    """The tick plans at the services' time (the run's id and start are of that day), and
+    deletes the dead-letter and poison index rows whose expiry that time has passed."""
+    now_s = ahead.wall_s()
+    for table in (stores.dead_letter_index, stores.poison_index):
+        await index_row(table, "expired", now_s - 60.0)
+        await index_row(table, "kept", now_s + DAY_S)
+    try:
+        await entry.plan_sync()
+        run_id = await runs.latest_run_id(stores.ledger, "plan")
+    finally:
+        await entry.close_services()
+    assert run_id is not None
+    assert run_id.startswith(f"run-{datetime.fromtimestamp(now_s, UTC):%Y%m%d}")
+    totals = await runs.read_run(stores.ledger, run_id)
+    assert totals is not None
+    assert abs(totals.run.started_s - now_s) < DAY_S
+    for table in (stores.dead_letter_index, stores.poison_index):
+        left = [str(row["RowKey"]) async for row in table.list_entities()]
+        assert left == ["kept"], table.table_name
+
+
+async def test_a_poison_index_row_expires_the_retention_after_the_workers_clock(
+        app_env: dict[str, str], stores: Stores) -> None:
+    clock = SkewedClock(SYSTEM_CLOCK, AHEAD_S)
+    services = open_services(Settings.from_env({**app_env,
+                                                "SYNC_DEADLETTER_RETENTION_DAYS": "2"}),
+                             clock=clock)
+    try:
+        counts = await worker.process_message(services, b"not a message")
+    finally:
+        await services.close()
+    assert counts.rejected_messages == 1
+    (row,) = [row async for row in stores.poison_index.list_entities()]
+    assert abs(float(row["ExpiresAt"]) - (clock.wall_s() + 2 * DAY_S)) < 600.0

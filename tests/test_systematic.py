@@ -11,7 +11,7 @@ from sync.failures.systematic import SystematicPolicy, Window, is_systematic, si
 from sync.message.contract import Message, RecordRef, decode_message
 from sync.ops.run_status import read_cluster
 from sync.ops.status_view import cluster_dict
-from sync.state.systematic_row import row_key
+from sync.state.systematic_row import SystematicRow, row_key
 from sync.work import worker
 from tests.hosting import sent_back
 from tests.test_worker import FAST, Make, emulator, rows
@@ -112,3 +112,32 @@ async def test_a_refusal_of_a_few_records_dead_letters_each_of_them(make_service
     assert (counts.written, counts.dead_lettered, counts.reenqueued) == (5, 5, 0)
     cluster = await read_cluster(services.storage.state, 0.0)
     assert cluster.circuits[row_key("default")].trips == 0
+
+
+async def _row_kept_moving(*_: object) -> int:
+    """What ``SystematicRow.count`` answers when every write of it lost a race to others."""
+    return 0
+
+
+@pytest.mark.emulator(records=60, **FAST)
+async def test_a_refusal_whose_count_loses_every_race_waits_once_another_opened_the_circuit(
+        make_services: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Instance ``late`` last read the row closed; ``first`` then opens the circuit. The count
+    of ``late``'s next refusal loses every race on the moving row: it reads the row again and
+    its record waits, so no more than the threshold are dead-lettered across the cluster."""
+    settings = {"SYNC_SYSTEMATIC_RECORDS": "10", "SYNC_WRITE_MODE": "single",
+                "SYNC_CIRCUIT_OPEN_S": "60", "SYNC_CIRCUIT_MAX_OPEN_S": "120",
+                "SYNC_STATE_REFRESH_S": "60", "SYNC_LEASE_S": "150"}
+    late = await make_services(**settings)
+    first = await make_services(**settings)
+    await emulator(first, "faults", "POST", TYPE_REFUSAL)
+    records = await refs(first, 52)
+    before = await worker.process_message(late, Message("upstream-b1", (records[0],))
+                                          .to_json().encode())
+    opened = await worker.process_message(first, Message("upstream-a", tuple(records[1:51]))
+                                          .to_json().encode())
+    assert before.dead_lettered + opened.dead_lettered == 10
+    monkeypatch.setattr(SystematicRow, "count", _row_kept_moving)
+    counts = await worker.process_message(late, Message("upstream-b2", (records[51],))
+                                          .to_json().encode())
+    assert (counts.dead_lettered, counts.reenqueued) == (0, 1)

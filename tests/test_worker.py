@@ -373,6 +373,26 @@ async def test_a_producers_bad_record_is_dead_lettered_alone_and_the_rest_writte
     assert (totals.run.planned, totals.counts.written, totals.counts.dead_lettered) == (6, 3, 2)
 
 
+@pytest.mark.emulator(records=60, max_requests=10, window_s=4.0, **FAST)
+async def test_a_delivery_carried_out_before_is_not_carried_out_again(make_services: Make
+                                                                      ) -> None:
+    """A host that wrote a message's row, its remainder sent, and died before the queue forgot
+    the message: the message comes back with the same id and attempt. Its records are not
+    taken again (the remainder on the queue has them): nothing is sent, nothing counted twice."""
+    services = await make_services(SYNC_MAX_WAIT_S="0", SYNC_WRITE_MODE="single")
+    await services.first_lane.dataverse.who_am_i()
+    await services.first_lane.cluster.refresh()
+    body = Message("producer-again", tuple(await refs(services, 40))).to_json().encode()
+    first = await worker.process_message(services, body)
+    assert first.reenqueued > 0  # some records went back on the queue, in a remainder
+    await emulator(services, "reset-stats", "POST")
+    again = await worker.process_message(services, body)
+    assert (again.written, again.unchanged, again.reenqueued, again.dead_lettered) == (0, 0, 0, 0)
+    assert (await emulator(services, "stats"))["requests"] == 0
+    totals = await ledger.message_totals(services.storage.ledger)
+    assert (totals.written, totals.reenqueued) == (first.written, first.reenqueued)
+
+
 @pytest.mark.emulator(records=10, **FAST)
 async def test_a_message_poisoned_for_one_record_before_is_replayed_and_carried_out(
         make_services: Make) -> None:
@@ -384,7 +404,8 @@ async def test_a_message_poisoned_for_one_record_before_is_replayed_and_carried_
     items[2]["input"] = "é" * 3000
     body = json.dumps({"version": 4, "batch_id": "producer-8", "records": items}).encode()
     await reject(services.storage, services.settings, body,
-                 "records[2].input must be a string of 1-2048 characters")
+                 "records[2].input must be a string of 1-2048 characters",
+                 now_s=services.clock.wall_s())
     args = build_parser().parse_args(["poison", "replay"])
     out = io.StringIO()
     assert await repaircli.execute(args, poison.Poison(), always_scan=True, out=out) == 0

@@ -155,6 +155,24 @@ async def test_an_edit_between_read_and_write_follows_the_edit_policy(
     assert counts.requests.total == (await emulator(services, "stats"))["requests"]
 
 
+@pytest.mark.parametrize(("read_age_s", "check_reads"), [(5.0, 0), (60.0, 1)],
+                         ids=["a fresh read is its own check", "an older one is read again"])
+@pytest.mark.emulator(records=20, **FAST)
+async def test_a_bulk_group_is_checked_again_only_once_the_planners_read_is_old(
+        make_services: Make, read_age_s: float, check_reads: int) -> None:
+    """``bulk_etag_check_after_s`` (30 s by default; no clock skew between these instances):
+    the planner's read of the group is the check while it is younger; then the group's ETags
+    are read again before UpdateMultiple, which cannot carry them."""
+    services = await make_services(SYNC_WRITE_MODE="bulk", SYNC_CLOCK_SKEW_S="0")
+    records = await planned_refs(services, 10)
+    await emulator(services, "reset-stats", "POST")
+    read_at = services.clock.wall_s() - read_age_s
+    counts = await worker.process_message(services, Message(
+        f"fresh-{read_age_s:g}", tuple(records), read_at=read_at).to_json().encode())
+    assert counts.written == 10
+    assert (counts.requests.reads, counts.requests.writes) == (check_reads, 1)
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.emulator(records=20, **FAST)
 async def test_a_record_that_keeps_changing_is_read_again_a_bounded_number_of_times_then_waits(

@@ -97,8 +97,8 @@ def test_the_bulk_job_options_become_headers(fields: dict[str, Any],
 def test_the_defaults_keep_todays_behaviour_with_the_safe_policy() -> None:
     definition = parse_definition("")
     assert (definition.edit_policy, definition.bypass_business_logic,
-            definition.suppress_duplicate_detection, definition.bulk_etag_check) == (
-        "keep", (), False, True)
+            definition.suppress_duplicate_detection, definition.bulk_etag_check,
+            definition.bulk_etag_check_after_s) == ("keep", (), False, True, 30.0)
 
 
 @pytest.mark.parametrize(("fields", "named"), [
@@ -107,6 +107,9 @@ def test_the_defaults_keep_todays_behaviour_with_the_safe_policy() -> None:
     ({"bypass_business_logic": "CustomSync"}, "bypass_business_logic"),
     ({"suppress_duplicate_detection": "yes"}, "suppress_duplicate_detection"),
     ({"bulk_etag_check": 1}, "bulk_etag_check"),
+    ({"bulk_etag_check_after_s": -1}, "bulk_etag_check_after_s"),
+    ({"bulk_etag_check_after_s": "30"}, "bulk_etag_check_after_s"),
+    ({"bulk_etag_check_after_s": 7200}, "bulk_etag_check_after_s"),
 ])
 def test_a_bad_write_switch_is_refused_by_name(fields: dict[str, Any], named: str) -> None:
     with pytest.raises(ConfigError, match=named):

@@ -119,6 +119,8 @@ class Dependency:
                 if error.code == GATE_CODE or error.retry_after_s > self.governor.max_wait_s \
                         or attempt == SHORT_WAIT_RETRIES:
                     raise
+                if self.governor.gate_remaining_s() == 0:  # it covered this request alone
+                    await self.clock.sleep(error.retry_after_s)
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
     async def _once(self, send: Callable[[], Awaitable[T]], hooks: CallHooks, kind: str,
@@ -187,12 +189,13 @@ class Dependency:
             raise Throttled(self.name, delay_s, GATE_CODE)
 
     async def on_throttled(self, error: Throttled, hooks: CallHooks) -> None:
-        """A 429 (answered directly or inside a $batch part): close the gate here and for the
-        cluster, count it."""
-        self.governor.throttled(error)
+        """A 429 (answered directly or inside a $batch part), counted: when its evidence covers
+        every request (``sync.budget.governor.closes_for_all``) the gate closes here and for the
+        cluster; else the request that met it waits its own Retry-After."""
+        for_all = self.governor.throttled(error)
         hooks.count_429(error)
         metrics.throttled(self.name, error.code, self.lane)
-        if self._publish_gate is not None:
+        if for_all and self._publish_gate is not None:
             try:
                 await self._publish_gate(error)
             except Exception:

@@ -11,9 +11,17 @@ One governor serves every invocation a worker process runs at once:
   slots lapse;
 - the concurrency error (0x80072326) halves ``limit`` (once per cool-down), and every ``limit``
   successes add one back, up to ``share``: additive increase, multiplicative decrease;
-- any 429 closes the gate until now + Retry-After; entering while the gate is closed waits for
-  it when it opens within ``max_wait_s``, and otherwise raises Throttled at once so the caller
-  puts its work back on the queue instead of sleeping inside an invocation.
+- a 429 speaks for what its evidence covers. Dataverse's limits are per web server over sliding
+  windows that free as they slide (``waits_in_place``): a short 429 (Retry-After within
+  ``max_wait_s``) covers the request that met it, which waits its own Retry-After in place and
+  goes again (``sync.budget.dependency``) while the others keep the pipeline full, as
+  Microsoft's guidance asks of a client ("let Retry-After pace you"). A 429 that asks for longer
+  than a request may wait in place, or that ends later than the last one of its code said (the
+  service lengthens throttles for clients that keep pushing: ``LENGTHENED_S``), closes the gate
+  for every request until then; so does every 429 of an API with one bucket (the enrichment
+  API's), where a request sent before the bucket refills is refused too; entering while the gate
+  is closed waits for it when it opens within ``max_wait_s``, and otherwise raises Throttled at
+  once so the caller puts its work back on the queue instead of sleeping inside an invocation.
 
 Waiters are futures woken by releases and by a timer on the injected clock (``Clock.call_later``)
 when the gate opens; nothing polls.
@@ -38,11 +46,25 @@ from sync.clock import SYSTEM_CLOCK, Clock, Timer
 from sync.failures.errors import Throttled
 
 CONCURRENCY_CODE: Final = "0x80072326"
+NEVER: Final = float("-inf")
 GATE_CODE: Final = "gate"
 """Code of the Throttled raised by a closed gate or for want of a slot: no request was sent,
 nothing was answered."""
+LENGTHENED_S: Final = 1.0
+"""A 429 whose Retry-After ends this much later than the last one of its code said (while that
+one still ran) shows the service lengthening the throttle: the gate closes for all."""
 DECREASE_COOLDOWN_S: Final = 1.0
 """After a decrease, further concurrency errors within this time are answers to the same burst."""
+
+
+def closes_for_all(retry_after_s: float, max_wait_s: float, now_s: float, last_until_s: float,
+                   ) -> bool:
+    """Whether a 429 closes the gate for every request: it asks for longer than a request may
+    wait in place, or it ends ``LENGTHENED_S`` or more after the last 429 of its code said while
+    that one still ran. Otherwise it covers only the request that met it."""
+    if retry_after_s > max_wait_s:
+        return True
+    return last_until_s > now_s and now_s + retry_after_s >= last_until_s + LENGTHENED_S
 
 
 def decreased(limit: int) -> int:
@@ -83,14 +105,19 @@ class Governor:
 
     __slots__ = ("_clock", "_expiry_handle", "_gate_handle", "_gate_until_s", "_headroom",
                  "_headroom_base", "_in_flight", "_instances", "_last_asked_s", "_last_decrease_s",
-                 "_limit", "_max_wait_s", "_no_slot_retry_s", "_share", "_successes", "_tickets",
-                 "_waiters", "on_starved", "service")
+                 "_limit", "_max_wait_s", "_no_slot_retry_s", "_share", "_successes",
+                 "_throttled_until_s", "_tickets", "_waiters", "_waits_in_place", "on_starved",
+                 "service")
 
     def __init__(self, share: int, *, service: str = "dataverse", max_wait_s: float = 2.0,
                  ceiling: int | None = None, no_slot_retry_s: float = 2.0,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, waits_in_place: bool = False) -> None:
         """``share`` slots to start with (0: none until the cluster grants some); the limit
-        starts at ``ceiling`` (by default the share) and follows the first share down."""
+        starts at ``ceiling`` (by default the share) and follows the first share down.
+        ``waits_in_place``: a short 429 covers only the request that met it (Dataverse: limits
+        per web server over sliding windows, which free as they slide); else every 429 covers
+        every request (an API with one bucket, like the enrichment API's, where any request
+        sent before the bucket refills is refused too)."""
         if share < 0:
             raise ValueError(f"share must not be negative, got {share}")
         if ceiling is not None and ceiling < 1:
@@ -115,6 +142,9 @@ class Governor:
         self._headroom_base = 0
         """Requests in flight besides the one answered when the headroom was reported."""
         self._instances = 1
+        self._waits_in_place = waits_in_place
+        self._throttled_until_s: dict[str, float] = {}
+        """By 429 code: when the last throttle of that code said to wait until."""
         self._tickets = itertools.count()
         self._waiters: list[_Waiter] = []
         """Sorted by ticket (then arrival): who enters next."""
@@ -197,13 +227,21 @@ class Governor:
         if retry_after_s > self._max_wait_s:
             self._wake_all()
 
-    def throttled(self, error: Throttled) -> None:
-        """A 429: close the gate; the concurrency error also halves the limit."""
-        self.close_gate(error.retry_after_s)
+    def throttled(self, error: Throttled) -> bool:
+        """A 429: the gate closes for all when its evidence covers all (``closes_for_all``),
+        else only the request that met it waits; the concurrency error also halves the limit.
+        Answers whether the gate closed for all."""
         now_s = self._clock.monotonic_s()
+        last_until_s = self._throttled_until_s.get(error.code, NEVER)
+        self._throttled_until_s[error.code] = max(last_until_s, now_s + error.retry_after_s)
+        for_all = not self._waits_in_place or closes_for_all(
+            error.retry_after_s, self._max_wait_s, now_s, last_until_s)
+        if for_all:
+            self.close_gate(error.retry_after_s)
         if error.code == CONCURRENCY_CODE and now_s - self._last_decrease_s >= DECREASE_COOLDOWN_S:
             self._limit, self._successes = decreased(self._limit), 0
             self._last_decrease_s = now_s
+        return for_all
 
     def succeeded(self) -> None:
         """A request answered without throttling."""

@@ -103,6 +103,7 @@ def open_lane(key: LaneKey, environment: Environment, settings: Settings, state:
     dataverse = DataverseClient(session, environment.url, tokens, settings.dataverse_timeout_s,
                                 clock=clock)
     governor = Governor(0, ceiling=cap, max_wait_s=settings.max_wait_s,  # no slot before start
+                        waits_in_place=True,
                         no_slot_retry_s=no_slot_retry_s(settings.state_refresh_s), clock=clock)
     dataverse.on_headroom = governor.note_headroom
     activity = Activity(clock)

@@ -77,6 +77,11 @@ class Reference:
         return text
 
 
+TEMPLATE_CACHE_SIZE: Final = 256
+"""Templates (and their references) kept parsed: a spec's few, each asked once per record."""
+
+
+@functools.lru_cache(maxsize=TEMPLATE_CACHE_SIZE)
 def reference_of(text: str, where: str) -> Reference:
     """``websiteurl|domain`` as a Reference; ConfigError naming ``where`` when it is not one."""
     column, *transforms = (part.strip() for part in text.split("|"))
@@ -90,6 +95,7 @@ def reference_of(text: str, where: str) -> Reference:
     return Reference(column, tuple(transforms))
 
 
+@functools.lru_cache(maxsize=TEMPLATE_CACHE_SIZE)
 def references(template: str, where: str) -> tuple[Reference, ...]:
     """Every reference of a text template, checked; ConfigError for stray braces."""
     found = tuple(reference_of(match.group(1), where) for match in _REFERENCE.finditer(template))

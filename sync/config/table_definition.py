@@ -44,6 +44,7 @@ DEFAULT_DEFINITION: Final[dict[str, Any]] = {
     "bypass_business_logic": [],
     "suppress_duplicate_detection": False,
     "bulk_etag_check": True,
+    "bulk_etag_check_after_s": 30.0,
     "enrichment": None,
 }
 _FIELDS: Final = frozenset(DEFAULT_DEFINITION)
@@ -74,6 +75,10 @@ class SyncDefinition:
     bulk_etag_check: bool = True
     """Bulk writes (UpdateMultiple carries no ETag per target) first read the group's ETags and
     hand records that moved to the conflict path."""
+    bulk_etag_check_after_s: float = 30.0
+    """How old the planner's read of a bulk group may be before the group is read again: a
+    younger read is its own check (its ETags are the check's), and an edit made since is
+    overwritten, as one made between a check and its write is. 0: every group is read again."""
     enrichment: dict[str, Any] | None = None
     """The enrichment spec as given (``sync.config.enrichment_spec``); None: today's API."""
 
@@ -156,7 +161,16 @@ def definition_from(data: dict[str, Any], where: str = "SYNC_DEFINITION") -> Syn
                           edit_policy=_edit_policy(data["edit_policy"], where),
                           bypass_business_logic=_bypass(data["bypass_business_logic"], where),
                           suppress_duplicate_detection=data["suppress_duplicate_detection"],
-                          bulk_etag_check=data["bulk_etag_check"], enrichment=enrichment)
+                          bulk_etag_check=data["bulk_etag_check"],
+                          bulk_etag_check_after_s=_seconds(data["bulk_etag_check_after_s"],
+                                                           f"{where}.bulk_etag_check_after_s"),
+                          enrichment=enrichment)
+
+
+def _seconds(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 3600:
+        raise ConfigError(f"{where} must be a number of seconds from 0 to 3600")
+    return float(value)
 
 
 def _edit_policy(value: Any, where: str) -> str:

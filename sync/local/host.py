@@ -4,7 +4,8 @@ The first SIGINT or SIGTERM stops fetching and lets the running messages finish 
 ``DRAIN_S``); a second one exits at once (copies of the first within a second, as ``timeout``
 sends them, are the same stop). Binding expressions (``%SYNC_SCHEDULE%``) take the settings
 table's default where the setting is unset, as the deployment's app settings do. A timer
-function that raises is logged and the host goes on, as the Functions host does.
+function that raises is logged and the host goes on, as the Functions host does. Local-only
+knobs (a clock offset, the message lease) come from ``sync.local.host_knobs``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sync import entry
 from sync.config.settings import SETTINGS
 from sync.local.azurite import ROOT
 from sync.local.functions_index import IndexedFunction, QueueOptions, index, load_app
+from sync.local.host_knobs import clock_of, message_lease_s
 from sync.local.hostrunner import QueueListener, fire_timer
 from sync.local.processes import HOST_STOP_S, is_copy
 from sync.state.storage import APP_CLIENT_OPTIONS
@@ -53,9 +55,11 @@ def main(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     for noisy in ("azure", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    entry.use_clock(clock_of(os.environ))
+    lease_s = message_lease_s(os.environ)
     functions = index(load_app(args.app), with_defaults(os.environ))
     options = QueueOptions.from_host_json(args.host_json)
-    asyncio.run(_serve(functions, options, args.fire_timer))
+    asyncio.run(_serve(functions, options, args.fire_timer, lease_s))
     return 0
 
 
@@ -66,14 +70,14 @@ def with_defaults(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 async def _serve(functions: list[IndexedFunction], options: QueueOptions,
-                 fire_timers: bool) -> None:
+                 fire_timers: bool, lease_s: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     first: list[tuple[int, float]] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, _on_signal, sig, stop, first)
     clients: list[QueueClient] = []
-    tasks = [asyncio.create_task(_listen(f, options, stop, clients))
+    tasks = [asyncio.create_task(_listen(f, options, stop, clients, lease_s))
              for f in functions if f.trigger_type == "queueTrigger"]
     if fire_timers:
         tasks.append(asyncio.create_task(_fire_timers(functions)))
@@ -128,7 +132,7 @@ async def _fire_timers(functions: list[IndexedFunction]) -> None:
 
 
 async def _listen(function: IndexedFunction, options: QueueOptions, stop: asyncio.Event,
-                  clients: list[QueueClient]) -> None:
+                  clients: list[QueueClient], lease_s: int) -> None:
     connection = os.environ.get(function.connection)
     if not connection:
         raise RuntimeError(f"{function.name}: the local host needs the connection string "
@@ -139,4 +143,4 @@ async def _listen(function: IndexedFunction, options: QueueOptions, stop: asynci
                                                 **APP_CLIENT_OPTIONS)
     clients += [queue, poison]
     logger.info("listening to %s for %s", function.queue_name, function.name)
-    await QueueListener(function, queue, poison, options).run(stop)
+    await QueueListener(function, queue, poison, options, lease_s=lease_s).run(stop)

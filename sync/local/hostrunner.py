@@ -34,7 +34,8 @@ from sync.local.outage import STORAGE_ERRORS, Outage
 logger = logging.getLogger(__name__)
 
 LEASE_S: Final = 60
-"""Visibility lease while a message runs; renewed at half its length."""
+"""Visibility lease while a message runs; renewed at half its length (a local host may be
+given another: ``sync.local.host_knobs``)."""
 MIN_POLL_S: Final = 0.1
 
 
@@ -83,9 +84,10 @@ class QueueListener:
     """Feeds one queue-triggered function, as one host instance does."""
 
     def __init__(self, function: IndexedFunction, queue: QueueClient, poison: QueueClient,
-                 options: QueueOptions) -> None:
+                 options: QueueOptions, *, lease_s: int = LEASE_S) -> None:
         self._function, self._queue, self._poison = function, queue, poison
         self._options = options
+        self._lease_s = lease_s
         self._running: set[asyncio.Task[None]] = set()
         self._has_room = asyncio.Event()
         self._has_room.set()
@@ -123,7 +125,7 @@ class QueueListener:
     async def _fetch(self) -> int:
         count = 0
         pager = self._queue.receive_messages(messages_per_page=self._options.batch_size,
-                                             visibility_timeout=LEASE_S,
+                                             visibility_timeout=self._lease_s,
                                              max_messages=self._options.batch_size)
         async for message in pager:
             task = asyncio.create_task(self._handle(message))
@@ -150,9 +152,10 @@ class QueueListener:
 
     async def _renew(self, message: StorageMessage) -> None:
         while True:
-            await asyncio.sleep(LEASE_S / 2)
+            await asyncio.sleep(self._lease_s / 2)
             try:
-                receipt = await self._queue.update_message(message, visibility_timeout=LEASE_S)
+                receipt = await self._queue.update_message(message,
+                                                           visibility_timeout=self._lease_s)
             except STORAGE_ERRORS as error:
                 logger.warning("message %s: lease not renewed (%s); trying again",
                                message.id, type(error).__name__,

@@ -66,11 +66,13 @@ _MESSAGE_KEYS: Final = {1: frozenset({"version", "batch_id", "attempt", "records
                         2: frozenset({"version", "batch_id", "attempt", "records"}),
                         3: frozenset({"version", "batch_id", "attempt", "records", "definition"}),
                         4: frozenset({"version", "batch_id", "attempt", "records", "definition",
-                                      "lane"})}
+                                      "lane", "read_at"})}
 _RECORD_KEYS: Final = {1: frozenset({"id", "input"}), 2: frozenset({"id", "input", "history"}),
                        3: frozenset({"id", "input", "history", "etag", "current"}),
                        4: frozenset({"id", "input", "history", "etag", "current", "enriched"})}
 MAX_ETAG_CHARS: Final = 128
+MAX_EPOCH_S: Final = 32_503_680_000
+"""Year 3000: a read time after it is not one."""
 MAX_CURRENT_COLUMNS: Final = 50
 MAX_CURRENT_TEXT_CHARS: Final = 4000
 Scalar = str | int | float | bool | None
@@ -172,6 +174,10 @@ class Message:
     definition's lanes."""
     refused: tuple[Refused, ...] = ()
     """Records that broke the contract on their own (``read_message``); never on the wire."""
+    read_at: float | None = None
+    """When the planner read the records' ETags and values (epoch seconds, its clock); None for
+    a producer's message. A bulk write of a fresh read needs no check of its own
+    (``bulk_etag_check_after_s``)."""
 
     def to_json(self) -> str:
         """The message as compact JSON text (the queue client adds the base64 layer)."""
@@ -179,13 +185,15 @@ class Message:
                                 "attempt": self.attempt, "definition": self.definition}
         if self.lane is not None:
             body["lane"] = {"environment": self.lane[0], "identity": self.lane[1]}
+        if self.read_at is not None:
+            body["read_at"] = round(self.read_at, 3)
         body["records"] = [r.to_wire() for r in self.records]
         return json.dumps(body, separators=(",", ":"))
 
 
-ENVELOPE_BYTES: Final = 480
+ENVELOPE_BYTES: Final = 512
 """More than the JSON around the records can take: version, a 128-character batch id, attempt,
-a 63-character definition name, a lane of two 32-character names."""
+a 63-character definition name, a lane of two 32-character names, the read's time."""
 RECORDS_BUDGET_BYTES: Final = MAX_QUEUE_MESSAGE_BYTES * 3 // 4 - ENVELOPE_BYTES
 """What the records' JSON may take so that the whole message fits after base64."""
 
@@ -278,7 +286,17 @@ def _message(data: Any) -> Message:
                             "letter")
     records, refused = _records(data.get("records"), version)
     return Message(batch_id=batch_id, records=records, attempt=attempt, definition=definition,
-                   lane=_lane(data.get("lane")), refused=refused)
+                   lane=_lane(data.get("lane")), refused=refused,
+                   read_at=_read_at(data.get("read_at")))
+
+
+def _read_at(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not 0 <= value < MAX_EPOCH_S:
+        raise ContractError("read_at must be a time in epoch seconds")
+    return float(value)
 
 
 def _lane(value: Any) -> tuple[str, str] | None:

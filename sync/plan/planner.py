@@ -315,9 +315,10 @@ async def _enqueue_page(services: Work, state: PlanState, page: Page) -> PlanSta
         await dead_letter_unusable(services, unusable_batch_id(state.run_id, state.page), 0,
                                    [(item.record, item.reason) for item in unusable])
     lanes = services.named.lanes
+    read_at = services.dataverse_dep.clock.wall_s()  # the page was read just now
     messages = [Message(batch_id(state.run_id, state.page, n), group,
-                             definition=services.named.name,
-                             lane=lanes[(state.batches + n) % len(lanes)].wire)
+                        definition=services.named.name,
+                        lane=lanes[(state.batches + n) % len(lanes)].wire, read_at=read_at)
                 for n, group in enumerate(fitting_groups(refs, settings.batch_size))]
     slots = asyncio.Semaphore(ENQUEUE_CONCURRENCY)
 

@@ -23,6 +23,7 @@ and counted again. So the tallies say when a run *may* be complete, and
 
 from __future__ import annotations
 
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
@@ -39,6 +40,18 @@ async def record_message(table: TableClient, batch_id: str, attempt: int,
     await table.upsert_entity(message_entity(batch_id, attempt, counts), mode=UpdateMode.REPLACE)
     if tallied(batch_id):
         await tallies_of(table).add(table, run_id_of(batch_id), counts)
+
+
+async def recorded(table: TableClient, batch_id: str, attempt: int) -> bool:
+    """Whether this delivery of a message already has its row: it was carried out (its
+    remainder sent before the row was written), and a host that died before deleting it from
+    the queue handed it over again."""
+    entity = message_entity(batch_id, attempt, MessageCounts())
+    try:
+        await table.get_entity(entity["PartitionKey"], entity["RowKey"], select=["RowKey"])
+    except ResourceNotFoundError:
+        return False
+    return True
 
 
 async def message_totals(table: TableClient) -> MessageCounts:

@@ -8,15 +8,19 @@ poison message also gets a row that can be listed and filtered at any size:
 - ``SyncPoison``: partition = the run when the body names a batch, row = a hash of the body, so
   the same message poisoned again (by the worker, or found again on the queue) is one row.
 
-Both hold personal data: every row carries ``ExpiresAt`` (epoch seconds) and goes when a sweep
-finds it past. The queue messages get the same retention as their time-to-live.
+Both hold personal data: every row carries ``ExpiresAt`` (epoch seconds, on the writer's
+clock: ``SYNC_DEADLETTER_RETENTION_DAYS`` after it was written) and goes when a sweep finds it
+past: the planner's timer sweeps both indexes at every tick (``sweep_quietly``), and the
+``deadletters`` and ``poison`` commands before they list. The queue messages get the same
+retention as their time-to-live.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from azure.data.tables import UpdateMode
@@ -24,7 +28,11 @@ from azure.data.tables.aio import TableClient
 
 from sync.message.ids import run_id_of
 
+logger = logging.getLogger(__name__)
+
 DAY_S: Final = 86_400
+SWEEP_BUDGET_S: Final = 60.0
+"""The longest one index's sweep takes at a tick of the planner's timer."""
 BODY_CHUNK_CHARS: Final = 30_000
 """A table string property holds at most 64 KiB of UTF-16: a message body is split in parts."""
 PREVIEW_CHARS: Final = 200
@@ -102,12 +110,35 @@ async def put(table: TableClient, entity: dict[str, Any]) -> None:
     await table.upsert_entity(entity, mode=UpdateMode.MERGE)
 
 
-async def sweep(table: TableClient, now_s: float) -> int:
-    """Delete the rows past their expiry; how many went."""
+async def sweep(table: TableClient, now_s: float, *,
+                monotonic_s: Callable[[], float] | None = None,
+                budget_s: float = SWEEP_BUDGET_S) -> int:
+    """Delete the rows past their expiry, within ``budget_s`` on ``monotonic_s`` when given
+    (the next sweep goes on); how many went."""
+    deadline_s = None if monotonic_s is None else monotonic_s() + budget_s
     gone = 0
     rows = table.query_entities(f"ExpiresAt lt {float(now_s)!r}",
                                 select=["PartitionKey", "RowKey"])
     async for row in rows:
         await table.delete_entity(row["PartitionKey"], row["RowKey"])
         gone += 1
+        if deadline_s is not None and monotonic_s is not None and monotonic_s() >= deadline_s:
+            break
+    return gone
+
+
+async def sweep_quietly(tables: Sequence[TableClient], now_s: float, *,
+                        monotonic_s: Callable[[], float]) -> int:
+    """The planner's timer: ``sweep`` each index, logging instead of raising (the plan it
+    follows must not fail for it); how many rows went."""
+    gone = 0
+    for table in tables:
+        try:
+            gone += await sweep(table, now_s, monotonic_s=monotonic_s)
+        except Exception:
+            logger.exception("expired %s rows not deleted; the next plan tries again",
+                             table.table_name, extra={"event": "index_sweep_failed"})
+    if gone:
+        logger.info("%d expired dead-letter and poison index rows deleted", gone,
+                    extra={"event": "index_swept", "rows": gone})
     return gone

@@ -109,6 +109,7 @@ async def _poison(work: Work, run: MessageRun, records: tuple[RecordRef, ...], b
                               (r.id for r in records)),
                       carried, attempt=parent.attempt + 1, definition=parent.definition)
     reason = f"{bug.summary} after {errors} deliveries"
-    await reject(work.storage, work.settings, message.to_json().encode("utf-8"), reason)
+    await reject(work.storage, work.settings, message.to_json().encode("utf-8"), reason,
+                 now_s=work.dataverse_dep.clock.wall_s())
     for record in records:
         run.poisoned(record.id)

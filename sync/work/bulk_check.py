@@ -35,12 +35,23 @@ class BulkCheck:
 
     def needed(self, items: list[Enriched]) -> bool:
         """A bulk group whose records carry ETags not yet confirmed, when the definition asks
-        for the check (a record written again alone goes as a PATCH with its ETag)."""
+        for the check and the planner's read is no longer fresh (a record written again alone
+        goes as a PATCH with its ETag)."""
         work = self._work
         return (work.settings.write_mode == "bulk"
                 and work.definition.bulk_etag_check
+                and not self._fresh()
                 and not (len(items) == 1 and self._rereads.is_reread(items[0][0].id))
                 and any(r.etag and r.id not in self._checked for r, _ in items))
+
+    def _fresh(self) -> bool:
+        """Whether the planner read this message's records recently enough to be its check
+        (``bulk_etag_check_after_s``, less the clock skew allowed between instances)."""
+        read_at = self._run.message.read_at
+        if read_at is None:
+            return False
+        age_s = self._work.dataverse_dep.clock.wall_s() - read_at + self._work.settings.clock_skew_s
+        return age_s < self._work.definition.bulk_etag_check_after_s
 
     async def check(self, items: list[Enriched]) -> list[Enriched]:
         """The group's ETags read now; the records whose ETag moved go the conflict path; the

@@ -10,6 +10,7 @@ from sync.budget.dependency import Dependency
 from sync.budget.lane import Lane
 from sync.clients.dataverse import DataverseClient
 from sync.clients.enrichment import EnrichmentClient
+from sync.clock import Clock
 from sync.config.definitions import Definition
 from sync.config.lanes import LaneKey
 from sync.config.settings import Settings
@@ -68,14 +69,17 @@ class Work:
 
 
 class WorkSource(Protocol):
-    """What the worker and the planner need of a process: its settings and storage, and the
-    ``Work`` of a definition through one of its lanes."""
+    """What the worker and the planner need of a process: its settings, storage and clock,
+    and the ``Work`` of a definition through one of its lanes."""
 
     @property
     def settings(self) -> Settings: ...
 
     @property
     def storage(self) -> Stores: ...
+
+    @property
+    def clock(self) -> Clock: ...
 
     def work(self, definition: Definition, lane: LaneKey) -> Work: ...
 

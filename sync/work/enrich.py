@@ -73,15 +73,21 @@ async def enrich_all(work: Work, run: MessageRun, records: Sequence[RecordRef], 
 
 async def _ask_all(work: Work, run: MessageRun, asked: list[Asked],
                    found: dict[str, dict[str, Any]]) -> None:
-    """Ask the enrichment API for every record in ``asked``: one call each, or bulk calls."""
+    """Ask the enrichment API for every record in ``asked``: one call each, or bulk calls.
+
+    Every call runs to its end even when another raises (an unexpected error, a bug: raised
+    after all, as a group): a call in flight is paid for, so its answer is kept and cached,
+    and goes back with the record, rather than being cancelled and paid again."""
     size = work.enrichment.bulk_size
-    async with asyncio.TaskGroup() as group:
-        if size > 1:
-            for start in range(0, len(asked), size):
-                group.create_task(_ask_group(work, run, asked[start:start + size], found))
-        else:
-            for item in asked:
-                group.create_task(_ask_one(work, run, item, found))
+    if size > 1:
+        calls = [_ask_group(work, run, asked[start:start + size], found)
+                 for start in range(0, len(asked), size)]
+    else:
+        calls = [_ask_one(work, run, item, found) for item in asked]
+    errors = [outcome for outcome in await asyncio.gather(*calls, return_exceptions=True)
+              if isinstance(outcome, BaseException)]
+    if errors:
+        raise BaseExceptionGroup("enrichment calls that raised", errors)
 
 
 def _carried(run: MessageRun, records: Sequence[RecordRef],

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -47,7 +46,9 @@ stays too long, so a replay refuses it instead of enriching a cut one."""
 
 
 async def reject(storage: Stores, settings: Settings, body: bytes,
-                  reason: str) -> MessageCounts:
+                  reason: str, *, now_s: float) -> MessageCounts:
+    """Send a message that cannot be carried out to the poison queue, with ``reason``, and
+    index it (its row expires the retention after ``now_s``, the worker's clock)."""
     logger.warning("message rejected: %s", reason,
                    extra={"event": "message_rejected", "reason": reason})
     envelope = message_envelope(body, reason, now_iso())
@@ -55,7 +56,7 @@ async def reject(storage: Stores, settings: Settings, body: bytes,
     echo = json.loads(envelope)
     await _index(storage.poison_index, letter_index.poison_entity(
         echo["message"], reason=reason, source="worker", message_id=sent.id, at=echo["at"],
-        expires_at_s=_expiry_s(settings), truncated=echo["truncated"]))
+        expires_at_s=_expiry_s(settings, now_s), truncated=echo["truncated"]))
     return MessageCounts(rejected_messages=1)
 
 
@@ -63,8 +64,8 @@ def _retention_s(settings: Settings) -> int:
     return letter_index.retention_s(settings.deadletter_retention_days)
 
 
-def _expiry_s(settings: Settings) -> float:
-    return time.time() + _retention_s(settings)
+def _expiry_s(settings: Settings, now_s: float) -> float:
+    return now_s + _retention_s(settings)
 
 
 async def _index(table: TableClient, entity: dict[str, Any]) -> None:
@@ -112,7 +113,8 @@ async def _send_dead_letter(work: Work, origin: Origin, record: RecordRef,
     sent = await work.storage.dead_letters.send_message(envelope,
                                                     time_to_live=_retention_s(work.settings))
     await _index(work.storage.dead_letter_index, letter_index.dead_letter_entity(
-        json.loads(envelope), sent.id, _expiry_s(work.settings)))
+        json.loads(envelope), sent.id,
+        _expiry_s(work.settings, work.dataverse_dep.clock.wall_s())))
 
 
 def unusable(reason: str) -> RecordFault:
@@ -150,7 +152,7 @@ async def file_refused(work: Work, message: Message) -> MessageCounts:
     for refused in message.refused:
         if refused.id is None:
             counts.add(await reject(work.storage, work.settings, alone(message, refused),
-                                    refused.reason))
+                                    refused.reason, now_s=work.dataverse_dep.clock.wall_s()))
     return counts
 
 

@@ -133,8 +133,13 @@ async def _judged(work: Work, run: MessageRun, line: Line, signature: str, fault
     if view.trips and view.signature == digest(signature):  # known: open, or its probe failed
         return view if view.open_for_s(now_s) > 0 else await _trip(work, line, signature,
                                                                  view.reason, now_s)
-    count = await line.row.count(signature, now_s, work.settings.systematic_window_s) or \
-        line.window.count(now_s, signature)  # the row kept moving: this process's own count
+    count = await line.row.count(signature, now_s, work.settings.systematic_window_s)
+    if not count:  # the row kept moving: the others counted, or opened it meanwhile
+        line.seen, line.seen_at_s = await line.row.read(), now_s
+        if line.seen.signature == digest(signature) and line.seen.open_for_s(now_s) > 0:
+            return line.seen
+        count = max(line.seen.counts.get(digest(signature), 0) + 1,
+                    line.window.count(now_s, signature))
     share = line.window.share(now_s, signature, run.counts.written)
     if not is_systematic(count, share, policy_of(work)):
         return None

@@ -80,7 +80,8 @@ async def requeue_unfinished(work: Work, run: MessageRun) -> None:
         batch_id = part_id(parent.batch_id, parent.attempt, REMAINDER, (r.id for r in group))
         message = Message(batch_id=batch_id, records=group, attempt=attempt,
                           definition=parent.definition,
-                          lane=lane.key.wire if lane is not None else None)
+                          lane=lane.key.wire if lane is not None else None,
+                          read_at=parent.read_at)
         await work.storage.batches.send_message(message.to_json(), visibility_timeout=delay_s,
                                                 time_to_live=NEVER_EXPIRE)
     if lane is None:

@@ -66,7 +66,8 @@ async def process_queue_message(services: WorkSource, raw: bytes) -> MessageCoun
     try:
         body = decode_queue_body(raw)
     except ContractError as error:
-        return await reject(services.storage, services.settings, raw, error.reason)
+        return await reject(services.storage, services.settings, raw, error.reason,
+                            now_s=services.clock.wall_s())
     return await process_message(services, body)
 
 
@@ -77,7 +78,8 @@ async def process_message(services: WorkSource, body: bytes) -> MessageCounts:
         message = read_message(body)
         work = _work_for(services, message)
     except ContractError as error:
-        return await reject(services.storage, services.settings, body, error.reason)
+        return await reject(services.storage, services.settings, body, error.reason,
+                            now_s=services.clock.wall_s())
     return await process_work(work, message)
 
 
@@ -133,8 +135,16 @@ async def _started(work: Work, message: Message) -> MessageCounts:
 
 
 async def _carry_out_records(work: Work, message: Message) -> MessageCounts:
-    """The holds, then the message's records, then its ledger row and its run's check."""
+    """The holds, then the message's records, then its ledger row and its run's check. A
+    delivery that already has its row was carried out: the host that did it died before the
+    queue forgot it. Its records are not taken again (its remainder is already on the queue:
+    taking them again would write and count them twice)."""
     try:
+        if await ledger.recorded(work.storage.ledger, message.batch_id, message.attempt):
+            logger.info("message %s attempt %d was carried out already; settled",
+                        message.batch_id, message.attempt,
+                        extra={"event": "message_redelivered", "batch_id": message.batch_id})
+            return MessageCounts(definition=work.named.name)
         checked = await check_holds(work, message)  # paused, cancelled, or waiting for a canary
     except STORAGE_ERRORS as error:
         return await send_back_whole(work, message, error)

@@ -17,7 +17,7 @@ import pytest
 from azure.storage.queue.aio import QueueClient
 
 from sync.config.settings import StorageSettings
-from sync.config.storage_names import BATCH_QUEUE, LEDGER_TABLE, POISON_QUEUE
+from sync.config.storage_names import BATCH_QUEUE, DEAD_LETTER_QUEUE, LEDGER_TABLE, POISON_QUEUE
 from sync.local.azurite import ROOT, StorageAccount
 from sync.local.verify import created_count, emulator_stats, is_enriched
 from sync.message.contract import NEVER_EXPIRE, Message, RecordRef
@@ -58,12 +58,15 @@ def _raw(version: int, batch_id: str, records: list[dict[str, str]]) -> bytes:
 FUZZ: dict[str, tuple[str, str]] = {
     "bad JSON": (encoded(b'{"version": 2, "batch_id": "fuzz-bad-json", "rec'), "JSON"),
     "unknown version": (encoded(_raw(99, "fuzz-v99", [])), "version"),
-    "oversized input": (encoded(_raw(2, "fuzz-oversized", [
-        {"id": record_id(1), "input": "https://" + "a" * 3000 + ".example"}])), "input"),
     "not base64": ("this is not base64: {version: 2} %%%", "base64"),
     "not UTF-8": (encoded(b"\xff\xfe\xfa{\"version\": 2}\xc3\x28"), "UTF-8"),
 }
 """Each broken message (as the queue holds it) and a word its poison reason names."""
+OVERSIZED = encoded(_raw(2, "fuzz-oversized", [
+    {"id": record_id(1), "input": "https://" + "a" * 3000 + ".example"},
+    {"id": record_id(7), "input": "https://www.fine.example"}]))
+"""A message whose one record breaks the contract alone: that record is dead-lettered as
+``unusable_input``, its sibling goes on, the message is not poisoned."""
 
 
 async def _send_raw(account: StorageAccount, texts: list[str]) -> None:
@@ -86,7 +89,7 @@ async def test_fuzzed_messages_reach_poison_with_their_reason(
     rows = await rows_by_id(stack)
     good = _message("fuzz-good", rows, range(5))
     await _send_raw(account, [text for text, _ in FUZZ.values()])
-    await _send_raw(account, [encoded(good.to_json().encode())])
+    await _send_raw(account, [encoded(good.to_json().encode()), OVERSIZED])
     stack.start_host(fire_timer=False)
 
     async def all_poisoned() -> bool:
@@ -101,9 +104,14 @@ async def test_fuzzed_messages_reach_poison_with_their_reason(
     reasons = " | ".join(str(entry["reason"]) for entry in poison)
     for name, (_, word) in FUZZ.items():
         assert any(word.lower() in str(e["reason"]).lower() for e in poison), (name, reasons)
+    letters = await queue_bodies(stack.storage, DEAD_LETTER_QUEUE)
+    assert [(e["record"]["id"], e["reason"]) for e in letters] == [
+        (record_id(1), "unusable_input")]
     assert stack.hosts[0].alive
-    note(Result("fuzzed messages", f"{len(FUZZ)} broken messages and 1 good one", len(ids),
-                len(ids), {"poison (messages)": len(poison)}, time.monotonic() - started_s))
+    note(Result("fuzzed messages", f"{len(FUZZ)} broken messages, 1 with one record too long "
+                "and 1 good one", len(ids), len(ids),
+                {"poison (messages)": len(poison), "unusable_input": len(letters)},
+                time.monotonic() - started_s))
 
 
 async def test_a_message_delivered_twice_ends_as_once(stacks: StartStack,

@@ -12,7 +12,8 @@ The same domain always gets the same profile (``profile_for``), so a run can be 
 under ``.invalid`` answer 404 (a permanent error). Over ``rate_per_s`` (token bucket of ``burst``)
 it answers 429 with ``Retry-After`` in seconds. ``GET /_emulator/stats`` (never limited nor
 counted) counts answers by status (and the injected faults under ``faults``), the calls
-``served`` (200s), the ``limit`` (``rate_per_s``, ``burst``), the steady ``ceiling_per_s``
+``served`` (200s), the ``domains`` answered and the asks ``asked_again`` for a domain already
+asked, the ``limit`` (``rate_per_s``, ``burst``), the steady ``ceiling_per_s``
 and the ``run`` so far: ``elapsed_s`` from the first call to the last admitted one, the calls
 ``admitted`` and ``bound_calls``, the most a bucket admits in that time (``bound.py``);
 ``/_emulator/faults`` adds, lists and clears fault rules (``faults.py``), as does the

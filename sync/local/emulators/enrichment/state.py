@@ -102,9 +102,13 @@ class Enrichment:
 
     def stats_json(self) -> dict[str, Any]:
         """The answers by status, the faults, what was served (the 200s), the calls and the
-        inputs they carried, the limit and the run's bound (``bound.py``)."""
+        inputs they carried, the distinct domains answered and the asks for a domain already
+        asked (``asked_again``: a paid call made twice), the limit and the run's bound
+        (``bound.py``)."""
         rate_per_s, burst = self.config.rate_per_s, self.config.burst
         return {**self.counts, "faults": dict(self.faults), "served": self.counts["200"],
+                "domains": len(self.asks),
+                "asked_again": sum(count - 1 for count in self.asks.values()),
                 "shape": self.config.shape,
                 "limit": {"rate_per_s": rate_per_s, "burst": burst,
                           "buckets": len(self.buckets)},

@@ -19,7 +19,8 @@ Admin endpoints (no auth, never throttled, never counted):
   (``single``, ``batch``, ``bulk``) and ``overall``; ``users``: per user (the token's subject,
   ``servers.user_of``) requests admitted, records written, 429s by facet (``requests``,
   ``execution``, ``concurrency``) and peak concurrency; ``limits``: each user's limits per
-  server and the servers;
+  server and the servers; ``in_flight_vs_hint``: the requests in flight each admission found,
+  per server and per user, against the hint in force then (``hint_watch.py``);
 - ``GET /_emulator/records?entityset=accounts``: ``{"value": [every row]}``, streamed; with
   ``&top=N`` (at most 5,000) and ``&after=KEY``, a page of rows in key order and, when more
   follow, ``"after"``: the key to ask the next page after (``rows_view.py``);

@@ -89,6 +89,9 @@ async def _change_config(request: web.Request) -> web.Response:
         emulator.config = emulator.world.config = emulator.config.replace(**changes)
     except (ValueError, TypeError) as error:
         return web.json_response({"error": str(error)}, status=400)
+    if emulator.stats.hints.hint:  # the hint measured from the first request: a change counts
+        emulator.stats.hints.observe(emulator.config.dop_hint_header,
+                                     emulator.clock.monotonic_s())
     return web.json_response({k: getattr(emulator.config, k) for k in sorted(CHANGEABLE)})
 
 

@@ -86,7 +86,8 @@ async def _api(request: web.Request) -> web.StreamResponse:
         headers = {**emulator.headers(server, bucket, clock.monotonic_s()),
                    "Retry-After": f"{denial.retry_after_s:.3f}".rstrip("0").rstrip(".")}
         return _error(ODataError(429, denial.code, denial.message), headers)
-    emulator.stats.admitted(user, server, late)
+    emulator.stats.admitted(user, server, late, hint=config.dop_hint_header,
+                            now_s=clock.monotonic_s())
     try:
         updated = emulator.world.counters.updated
         served = _serve(emulator, request, raw, user)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sync.local.emulators.webapi.config import EmulatorConfig
+from sync.local.emulators.webapi.hint_watch import HintWatch
 from sync.local.emulators.webapi.limits import CONCURRENCY, EXEC_TIME, REQUESTS
 
 MODES: Final = ("single", "batch", "bulk")
@@ -189,6 +190,8 @@ class Stats:
     """Each user's 429s by facet (``requests``, ``execution``, ``concurrency``)."""
     written_by_window: Counter[int] = field(default_factory=Counter)
     """Records updated in each whole window since the first request (0: the first window)."""
+    hints: HintWatch = field(default_factory=HintWatch)
+    """Requests in flight at each admission against the hint in force (``hint_watch``)."""
 
     def arrived(self, now_s: float, window_s: float) -> bool:
         """Note an arrival; answers whether it is after the first window."""
@@ -197,8 +200,9 @@ class Stats:
         self.last_request_s = now_s
         return now_s - self.first_request_s >= window_s
 
-    def admitted(self, user: str, server: str, late: bool) -> None:
-        """A request starts: peaks are of requests in flight, a user's over every server."""
+    def admitted(self, user: str, server: str, late: bool, *, hint: int, now_s: float) -> None:
+        """A request starts under ``hint``: peaks are of requests in flight, a user's over
+        every server."""
         self.requests_by_server[server] += 1
         self.requests_by_user[user] += 1
         self.in_flight_by_server[server] += 1
@@ -208,6 +212,8 @@ class Stats:
         self.peak_by_server[server] = max(self.peak_by_server.get(server, 0),
                                           self.in_flight_by_server[server])
         self.late_requests += late
+        self.hints.admitted(hint, now_s, {server: self.in_flight_by_server[server],
+                                          f"user:{user}": self.in_flight_by_user[user]})
 
     def finished(self, user: str, server: str) -> None:
         self.in_flight_by_server[server] -= 1
@@ -216,7 +222,8 @@ class Stats:
     def reset(self) -> Stats:
         """Fresh counters that still know the requests in flight."""
         return Stats(in_flight_by_server=Counter(+self.in_flight_by_server),
-                     in_flight_by_user=Counter(+self.in_flight_by_user))
+                     in_flight_by_user=Counter(+self.in_flight_by_user),
+                     hints=self.hints.fresh())
 
     def wrote(self, user: str, records: int, now_s: float, window_s: float) -> None:
         """A request of ``user`` admitted at ``now_s`` updated ``records`` records."""
@@ -250,6 +257,7 @@ class Stats:
                             "deleted": counters.deleted},
                 "ceiling": ceiling(config), "run": self.run_json(config),
                 "dop_hint": config.dop_hint_header, "users": self.users_json(),
+                "in_flight_vs_hint": self.hints.as_json(),
                 "limits": limits_json(config)}
 
     def users_json(self) -> dict[str, dict[str, Any]]:
