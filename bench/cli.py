@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scale = dataclasses.replace(scale, time_scale=args.time_scale or scale.time_scale,
                                 run_s=args.run_s or scale.run_s)
     rows = select(plan_rows(scale, million=args.million, lanes=args.lanes,
-                                  shapes=args.shapes), args.only)
+                            shapes=args.shapes, peer=args.peer), args.only)
     floor = (QUICK_FLOOR if args.quick else DEFAULT_FLOOR) if selected(FLOOR, args.only) \
         else None
     if args.list:
@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="add a product row per shipped enrichment shape (examples/"
                              "enrichment: People Data Labs, its bulk endpoint, Clearbit-like, "
                              "an Entra-protected in-house API) in the enrichment-bound scenario")
+    parser.add_argument("--peer", action="store_true",
+                        help="add the external peer's row: Microsoft's Python client against "
+                             "the emulator over https (opt-in: about three minutes)")
     parser.add_argument("--list", action="store_true", help="print the row names and stop")
     parser.add_argument("--time-scale", type=float, default=None,
                         help="how many times faster the emulator's time runs (at least 1; "

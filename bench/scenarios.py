@@ -35,9 +35,9 @@ ENRICHMENT_CALLS: Final = "calls"
 """The mode of the probes against the enrichment API (one call, one record): they prove the
 enrichment-bound scenario's ceiling (sync/local/emulators/enrichment/probes.py)."""
 PROBE_RECORDS: Final = 1000
-KINDS: Final = ("baseline", "product", "probe", "peer", "nightly", "growth")
-OPT_IN_KINDS: Final = ("lanes",)
-"""Rows only a bench option adds (``--lanes``)."""
+KINDS: Final = ("baseline", "product", "probe", "nightly", "growth")
+OPT_IN_KINDS: Final = ("lanes", "peer")
+"""Rows only a bench option adds (``--lanes``, ``--peer``)."""
 LANE_IDENTITIES: Final = (1, 2, 4)
 """The scaling row: the product with this many identities in one environment."""
 
@@ -281,10 +281,12 @@ ENRICHMENT_PROBE_NOTES: Final = {
 
 
 def plan_rows(scale: Scale, *, million: bool = False, lanes: bool = False,
-              shapes: bool = False) -> list[RowSpec]:
+              shapes: bool = False, peer: bool = False) -> list[RowSpec]:
     """Every row of a bench run, in order; ``lanes`` adds the scaling row (1, 2 and 4
     identities in the user-bound scenario: about three minutes, so opt-in), ``shapes`` a
-    product row per shipped enrichment shape."""
+    product row per shipped enrichment shape, ``peer`` the external peer's row (50,000
+    records and its two-minute time-out: about three minutes, so opt-in, which keeps the
+    default rows within 30 minutes on two cores)."""
     rows: list[RowSpec] = []
     for scenario in SCENARIOS:
         rows += [RowSpec("baseline", scenario, mode, pattern,
@@ -299,7 +301,8 @@ def plan_rows(scale: Scale, *, million: bool = False, lanes: bool = False,
              for probe in PROBES for mode in PROBE_MODES]
     rows += [RowSpec("probe", ENRICHMENT_BOUND, ENRICHMENT_CALLS, probe) for probe in PROBES]
     rows.append(RowSpec("nightly", DATAVERSE_BOUND, "bulk", records=scale.nightly_records))
-    rows.append(RowSpec("peer", DATAVERSE_BOUND, "bulk", records=scale.nightly_records))
+    if peer:
+        rows.append(RowSpec("peer", DATAVERSE_BOUND, "bulk", records=scale.nightly_records))
     sizes = (*scale.growth_records, *((MILLION,) if million else ()))
     rows += [RowSpec("growth", GROWTH, "bulk", records=size) for size in sizes]
     if lanes:

@@ -13,7 +13,7 @@ from bench.scenarios import QUICK_SCALE, plan_rows
 from sync.local.emulators.webapi import EmulatorConfig, start_emulator
 
 CEILING = Ceiling({"single": 40.0, "batch": 80.0, "bulk": 800.0}, 5000.0)
-PEER = next(row for row in plan_rows(QUICK_SCALE) if row.kind == "peer")
+PEER = next(row for row in plan_rows(QUICK_SCALE, peer=True) if row.kind == "peer")
 
 
 async def test_an_http_emulator_is_not_enough_for_microsofts_client(dataverse_url: str) -> None:

@@ -53,7 +53,8 @@ def test_every_row_kind_runs_and_baselines_cover_every_pattern_and_mode_in_both_
 
 
 def test_the_nightly_job_and_the_peer_write_50000_accounts_at_the_documented_limits() -> None:
-    rows = {row.kind: row for row in plan_rows(DEFAULT_SCALE)}
+    assert "peer" not in {row.kind for row in plan_rows(DEFAULT_SCALE)}  # opt-in: --peer
+    rows = {row.kind: row for row in plan_rows(DEFAULT_SCALE, peer=True)}
     for kind in ("nightly", "peer"):
         assert (rows[kind].records, rows[kind].scenario) == (50_000, DATAVERSE_BOUND)
         assert rows[kind].mode == "bulk"
@@ -92,7 +93,7 @@ def test_skipping_unchanged_records_and_the_bulk_etag_check_are_measured() -> No
 
 
 @pytest.mark.parametrize(("only", "names"), [
-    ("", 52),  # 50 and the two probes of the enrichment API
+    ("", 52),  # 50, the two probes of the enrichment API and the peer (with --peer)
     ("nightly", ["nightly/bulk"]),
     ("peer,growth/bulk/300", ["peer/bulk", "growth/bulk/300"]),
     ("enrichment-bound/product-*/bulk", ["enrichment-bound/product-x1/bulk",
@@ -101,7 +102,7 @@ def test_skipping_unchanged_records_and_the_bulk_etag_check_are_measured() -> No
 ], ids=["empty selects all", "a substring", "several, comma-separated", "a shell pattern",
         "no match"])
 def test_only_selects_rows_by_name(only: str, names: int | list[str]) -> None:
-    chosen = [row.name for row in select(plan_rows(QUICK_SCALE), only)]
+    chosen = [row.name for row in select(plan_rows(QUICK_SCALE, peer=True), only)]
     assert (len(chosen) if isinstance(names, int) else chosen) == names
 
 
