@@ -12,7 +12,6 @@ has passed it). A sweep stops after ``budget_s``; the next plan's sweep goes on.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -22,8 +21,7 @@ from azure.data.tables.aio import TableClient
 from sync.safety.before_images import DAY_S, EXPIRED_ROW, transaction_groups
 from sync.state.ledger_rows import MESSAGE_KIND, PLAN_KIND
 from sync.state.runs import INDEX_PREFIX, index_key
-
-logger = logging.getLogger(__name__)
+from sync.state.sweeps import quietly
 
 SWEEP_LOOKBACK_DAYS: Final = 7
 """How far past its retention a run is still looked at: each nightly plan gives it a chance."""
@@ -84,13 +82,5 @@ async def sweep(images: TableClient, ledger: TableClient, now_s: float, retentio
 async def sweep_quietly(images: TableClient, ledger: TableClient, now_s: float,
                         retention_days: int, *, monotonic_s: Callable[[], float]) -> int:
     """``sweep``, logging instead of raising: the plan it follows must not fail for it."""
-    try:
-        gone = await sweep(images, ledger, now_s, retention_days, monotonic_s=monotonic_s)
-    except Exception:
-        logger.exception("expired before-images not swept; the next plan tries again",
-                         extra={"event": "before_images_sweep_failed"})
-        return 0
-    if gone:
-        logger.info("%d expired before-images deleted", gone,
-                    extra={"event": "before_images_swept", "records": gone})
-    return gone
+    return await quietly(sweep(images, ledger, now_s, retention_days, monotonic_s=monotonic_s),
+                         "expired before-images", "before_images", unit="records")

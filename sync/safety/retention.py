@@ -16,7 +16,6 @@ After a year of nights the shared state holds the last retention's worth of runs
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -27,8 +26,7 @@ from sync.safety.canary import CANARY_PARTITION, admitted_partition
 from sync.safety.image_sweep import SWEEP_LOOKBACK_DAYS
 from sync.state.run_retention import ExpiredRun, delete_partition, expired_runs, retire_run
 from sync.state.storage import Stores
-
-logger = logging.getLogger(__name__)
+from sync.state.sweeps import quietly
 
 SWEEP_BUDGET_S: Final = 60.0
 RUNS_PER_STEP: Final = 50
@@ -76,13 +74,5 @@ async def sweep(stores: Stores, now_s: float, retention: Retention, *,
 async def sweep_quietly(stores: Stores, now_s: float, retention: Retention, *,
                         monotonic_s: Callable[[], float]) -> int:
     """``sweep``, logging instead of raising: the plan it follows must not fail for it."""
-    try:
-        gone = await sweep(stores, now_s, retention, monotonic_s=monotonic_s)
-    except Exception:
-        logger.exception("expired runs not deleted; the next plan tries again",
-                         extra={"event": "retention_sweep_failed"})
-        return 0
-    if gone:
-        logger.info("%d rows of runs past their retention deleted", gone,
-                    extra={"event": "retention_swept", "rows": gone})
-    return gone
+    return await quietly(sweep(stores, now_s, retention, monotonic_s=monotonic_s),
+                         "rows of runs past their retention", "retention")

@@ -32,6 +32,8 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TransactionOperation, UpdateMode
 from azure.data.tables.aio import TableClient
 
+from sync.state.sweeps import quietly
+
 logger = logging.getLogger(__name__)
 
 SKEW_S: Final = 300.0
@@ -141,13 +143,5 @@ async def _delete(table: TableClient, partition: str, keys: list[str]) -> int:
 async def sweep_quietly(table: TableClient, now_s: float, *,
                         monotonic_s: Callable[[], float]) -> int:
     """``sweep``, logging instead of raising: the plan it follows must not fail for it."""
-    try:
-        gone = await sweep(table, now_s, monotonic_s=monotonic_s)
-    except Exception:
-        logger.exception("expired enrichment answers not swept; the next plan tries again",
-                         extra={"event": "enrichment_cache_sweep_failed"})
-        return 0
-    if gone:
-        logger.info("%d expired enrichment answers deleted", gone,
-                    extra={"event": "enrichment_cache_swept", "records": gone})
-    return gone
+    return await quietly(sweep(table, now_s, monotonic_s=monotonic_s),
+                         "expired enrichment answers", "enrichment_cache", unit="records")
