@@ -19,6 +19,7 @@ from azure.storage.queue.aio import QueueClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sync.clients.dataverse import Page, served_at_s
 from sync.config.storage_names import BATCH_QUEUE, DEAD_LETTER_QUEUE, PLAN_QUEUE
 from sync.config.table_definition import SyncDefinition
 from sync.local.stack import local_token
@@ -34,6 +35,7 @@ from sync.message.contract import (
 )
 from sync.plan import planner
 from sync.plan.plan_state import Checkpoint, load_checkpoint, plan_state_from, save_checkpoint
+from sync.plan.planner import watermark_after
 from sync.services import Services
 from sync.state import manifests, runs
 
@@ -142,19 +144,51 @@ async def test_refused_delta_token_falls_back_to_a_full_scan(make_services: Make
     assert (await load_checkpoint(services.storage.state, "accounts")).delta_link != broken
 
 
+WATERMARK = {"SYNC_PAGE_SIZE": "100", "SYNC_CLOCK_SKEW_S": "0",
+             "SYNC_DEFINITION": json.dumps({"change_tracking": False})}
+
+
 @pytest.mark.emulator(records=300)
 async def test_watermark_mode_plans_what_changed_since(make_services: Make) -> None:
-    definition = json.dumps({"change_tracking": False})
-    services = await make_services(SYNC_PAGE_SIZE="100", SYNC_DEFINITION=definition)
-    first_plan = datetime.now(UTC) + timedelta(seconds=1)  # after the seeding's second
-    first, _ = await run_plan(services, first_plan)
+    services = await make_services(**WATERMARK)
+    await asyncio.sleep(1.1)  # modifiedon has whole seconds: read after the seeding's second
+    first, _ = await run_plan(services, datetime.now(UTC))
     assert len(first) == 300
     assert (await load_checkpoint(services.storage.state, "accounts")).watermark
     ids = [str(r["accountid"]) for r in await rows(services)]
-    await asyncio.sleep(2.1)  # modifiedon has whole seconds: change after the watermark's
+    await asyncio.sleep(1.1)  # and change after the watermark's
     await change(services, ids[:7], local_token())
     second, _ = await run_plan(services, datetime.now(UTC))
     assert set(second) == set(ids[:7])
+
+
+@pytest.mark.emulator(records=100)
+async def test_a_host_clock_ahead_of_dataverse_skips_no_change(make_services: Make) -> None:
+    """The watermark is Dataverse's time when it answered the first page, not the host's: a
+    host an hour ahead (its timer's time) still plans what changed after its plan."""
+    services = await make_services(**WATERMARK)
+    await asyncio.sleep(1.1)
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    first, _ = await run_plan(services, ahead)
+    assert len(first) == 100
+    mark = (await load_checkpoint(services.storage.state, "accounts")).watermark
+    assert mark is not None
+    assert datetime.fromisoformat(mark) < datetime.now(UTC)
+    ids = [str(r["accountid"]) for r in await rows(services)]
+    await asyncio.sleep(1.1)
+    await change(services, ids[:5], local_token())
+    second, _ = await run_plan(services, ahead + timedelta(seconds=5))
+    assert set(second) == set(ids[:5])
+
+
+def test_the_watermark_is_dataverses_date_less_the_margin_else_the_hosts() -> None:
+    served = served_at_s("Sat, 05 Dec 2026 04:20:07 GMT")
+    assert served == datetime(2026, 12, 5, 4, 20, 7, tzinfo=UTC).timestamp()
+    page = Page(rows=[], next_link=None, delta_link=None, served_at_s=served)
+    assert watermark_after(page, "2026-12-05T05:20:00Z", 5.0) == "2026-12-05T04:20:02Z"
+    bare = Page(rows=[], next_link=None, delta_link=None)
+    assert watermark_after(bare, "2026-12-05T05:20:00Z", 5.0) == "2026-12-05T05:19:55Z"
+    assert [served_at_s(v) for v in (None, "", "yesterday")] == [None, None, None]
 
 
 @pytest.mark.emulator(records=500)

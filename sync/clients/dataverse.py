@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC
 from typing import Any, Final, TypeVar
 
 import aiohttp
@@ -55,6 +57,9 @@ class Page:
     rows: list[dict[str, Any]]
     next_link: str | None
     delta_link: str | None
+    served_at_s: float | None = None
+    """When Dataverse answered, by its own clock (the ``Date`` header), in seconds since the
+    epoch; None when it sent no readable one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +131,10 @@ class DataverseClient:
         if track_changes:
             prefer = f"odata.track-changes,{prefer}"
         where = f"GET {_segment(url)}"
-        body = await self._request("GET", url, where, headers={"Prefer": prefer})
-        return _parsed(where, lambda: _page(body))
+        answer = await self._send(Request("GET", url, where, {"Prefer": prefer}))
+        body = _parsed(where, lambda: _json_object(answer.body)) if answer.body else {}
+        page = _parsed(where, lambda: _page(body))
+        return replace(page, served_at_s=served_at_s(answer.headers.get("Date")))
 
     async def who_am_i(self) -> str:
         """The calling user's id (the application user of the managed identity)."""
@@ -248,6 +255,18 @@ def _page(body: dict[str, Any]) -> Page:
         if link is not None and not isinstance(link, str):
             raise TypeError("a paging link is not a string")
     return Page(rows=rows, next_link=next_link, delta_link=delta_link)
+
+
+def served_at_s(date: str | None) -> float | None:
+    """An HTTP ``Date`` header (``Sat, 05 Dec 2026 04:20:00 GMT``) as seconds since the epoch;
+    None when absent or unreadable."""
+    if not date:
+        return None
+    try:
+        at = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
 
 
 def _segment(url: str) -> str:

@@ -177,7 +177,8 @@ SETTINGS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec("SYNC_CLOCK_SKEW_S", "5",
                 "How far instances' clocks may differ, in seconds: an expiry written by one "
                 "instance (a slot, a lease, the throttle gate) is judged by another with this "
-                "much to spare."),
+                "much to spare; a watermark plan's mark is Dataverse's own time (its Date) "
+                "less this much."),
 )
 
 WRITE_MODES: Final = ("single", "batch", "bulk")

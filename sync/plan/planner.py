@@ -4,6 +4,9 @@
   the first plan, or one whose token is refused (expired), is a full scan that ends with a new
   delta link. Deleted rows are skipped.
 - Without it: ``modifiedon ge <watermark>``, the watermark saved only after a complete plan.
+  The watermark is Dataverse's own time when it answered the plan's first page (its ``Date``),
+  less ``SYNC_CLOCK_SKEW_S``: ``modifiedon`` is written by the service's clock, so a host whose
+  clock runs ahead never skips a change (``watermark_after``).
 - Rows last modified by this app's own user are skipped in incremental plans, so last night's
   writes are not planned again.
 - After ``SYNC_PLAN_BUDGET_S`` an invocation hands the rest (the next link) to a continuation
@@ -128,6 +131,19 @@ def read_filter(table: SyncDefinition, watermark: str | None) -> str:
     if watermark:
         parts.append(f"modifiedon ge {watermark}")
     return " and ".join(parts)
+
+
+def watermark_after(first_page: Page, host_mark: str, margin_s: float) -> str:
+    """Where the next watermark plan starts: when Dataverse answered this plan's first page,
+    by its own clock (``Date``), less ``margin_s`` (its servers' clocks may differ too, and the
+    read saw the table a moment before it answered); the host's mark less the margin when
+    Dataverse sent no readable ``Date``. A record changed after the read has a ``modifiedon``
+    at or after it whatever this host's clock says; one changed within the margin before it is
+    planned again, and found unchanged. Floored to the second, as ``modifiedon`` is written."""
+    at_s = first_page.served_at_s
+    if at_s is None:
+        at_s = datetime.fromisoformat(host_mark).timestamp()
+    return f"{datetime.fromtimestamp(at_s - margin_s, UTC):%Y-%m-%dT%H:%M:%SZ}"
 
 
 def unusable_batch_id(run_id: str, page: int) -> str:
@@ -272,6 +288,9 @@ async def continue_definition(services: Work, state: PlanState,
                            extra={"event": "plan_waits", "run_id": state.run_id})
             await _hand_on(services, state, _delay_s(services, error))
             return state
+        if state.mode == "watermark" and state.page == 0:
+            state = dataclasses.replace(state, watermark_to=watermark_after(
+                page, state.watermark_to, settings.clock_skew_s))
         state = await _enqueue_page(services, hooks.counted(state), page)
         if page.delta_link or not page.next_link:
             await _finish(services, state, page.delta_link)
