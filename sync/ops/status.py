@@ -85,11 +85,12 @@ async def show(storage: StorageSettings, run_id: str | None, *, as_json: bool,
 
 async def _one(storage: StorageSettings, run_id: str | None, as_json: bool,
                clock: Clock, definition: str | None) -> str:
-    """One refresh, as text or JSON."""
+    """One refresh, as text or JSON. ``asyncio.timeout``, not ``wait_for``: Python 3.11's
+    ``wait_for`` drops a cancellation that arrives as the read ends, and Ctrl-C is one (the
+    watch would go on)."""
     try:
-        status = await asyncio.wait_for(
-            read_status(storage, run_id, clock.wall_s(), definition=definition),
-            READ_TIMEOUT_S)
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            status = await read_status(storage, run_id, clock.wall_s(), definition=definition)
     except TimeoutError:
         raise TargetError(f"the storage account did not answer within {READ_TIMEOUT_S:g} s"
                           ) from None
