@@ -302,13 +302,33 @@ async def test_ctrl_c_ends_watch_with_130(storage: StorageSettings) -> None:
         first = await asyncio.wait_for(process.stdout.readline(), 60)
         assert b"Run run-new" in first
         process.send_signal(signal.SIGINT)
-        _, err = await asyncio.wait_for(process.communicate(), 60)
+        try:
+            _, err = await asyncio.wait_for(process.communicate(), 60)
+        except TimeoutError:
+            raise AssertionError(f"one SIGINT did not end the watch: {_signals_of(process.pid)}"
+                                 ) from None
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
     assert process.returncode == 130
     assert b"Traceback" not in err
+
+
+def _signals_of(pid: int) -> str:
+    """The signal masks of ``pid`` and of this process, and whether ``pid`` is still there:
+    what tells an inherited or blocked SIGINT from a watch that ignored it."""
+    found = []
+    for name, path in (("child", Path(f"/proc/{pid}/status")), ("test", Path("/proc/self/status"))):
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            found.append(f"{name}: gone")
+            continue
+        found.append(f"{name}: " + ", ".join(line.replace("\t", " ") for line in lines
+                                             if line.startswith(("State", "SigBlk", "SigIgn",
+                                                                 "SigCgt"))))
+    return "; ".join(found)
 
 
 def test_every_json_key_is_documented_in_operations_md() -> None:
