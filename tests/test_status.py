@@ -35,7 +35,7 @@ from sync.local.azurite import StorageAccount
 from sync.message.counts import MessageCounts, RequestUsage
 from sync.message.ids import compact_run_id
 from sync.ops import status
-from sync.ops.outcome import NotFound
+from sync.ops.outcome import INTERRUPTED, NotFound, until_interrupted
 from sync.ops.run_status import (
     ClusterState,
     ControlState,
@@ -313,6 +313,27 @@ async def test_ctrl_c_ends_watch_with_130(storage: StorageSettings) -> None:
             await process.wait()
     assert process.returncode == 130
     assert b"Traceback" not in err
+
+
+async def test_the_first_ctrl_c_ends_work_that_drops_its_cancellation() -> None:
+    """A watch whose read drops the cancellation Ctrl-C brings (as Python 3.11's wait_for can)
+    still ends with 130 on the first SIGINT."""
+    cancels: list[int] = []
+
+    async def stubborn() -> int:
+        os.kill(os.getpid(), signal.SIGINT)  # the handler is in place before the work starts
+        while True:
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                cancels.append(1)
+                if len(cancels) > 1:
+                    raise
+
+    task = asyncio.ensure_future(until_interrupted(stubborn()))
+    assert await asyncio.wait_for(task, 30) == INTERRUPTED
+    assert cancels == [1]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
 
 
 def _signals_of(pid: int) -> str:

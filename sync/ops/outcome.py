@@ -7,11 +7,13 @@ command line prints it as ``sync: error: <sentence>`` and exits with the error's
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
+import signal
 import sys
 import textwrap
-from collections.abc import Callable
-from typing import ClassVar, Final
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar, Final
 
 INTERRUPTED: Final = 130
 HELP_WIDTH: Final = 79
@@ -73,3 +75,30 @@ def reported(main: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
             print("", file=sys.stderr)
             return INTERRUPTED
     return run
+
+
+STOP_GRACE_S: Final = 2.0
+"""How long an interrupted command's work has to end once cancelled."""
+
+
+async def until_interrupted(work: Coroutine[Any, Any, int]) -> int:
+    """``work``'s exit code, or 130 on the first Ctrl-C (SIGINT). The signal sets an event the
+    work is raced against, so the stop does not rest on a cancellation reaching whatever the
+    work awaits (Python 3.11's ``wait_for`` drops one that arrives as its inner call ends); the
+    work is then cancelled and given ``STOP_GRACE_S`` to end."""
+    loop = asyncio.get_running_loop()
+    interrupted = asyncio.Event()
+    loop.add_signal_handler(signal.SIGINT, interrupted.set)
+    task = asyncio.ensure_future(work)
+    stop = asyncio.ensure_future(interrupted.wait())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.wait({task}, timeout=STOP_GRACE_S)
+        print("", file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        stop.cancel()
+        loop.remove_signal_handler(signal.SIGINT)

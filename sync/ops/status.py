@@ -19,7 +19,7 @@ from typing import Final, TextIO
 
 from sync.clock import SYSTEM_CLOCK, Clock
 from sync.config.settings import StorageSettings
-from sync.ops.outcome import CommandError, error_line
+from sync.ops.outcome import CommandError, error_line, until_interrupted
 from sync.ops.run_status import NoRun, read_status
 from sync.ops.status_view import render, status_dict
 from sync.ops.target import TargetError, add_target_arguments, storage_for
@@ -55,8 +55,9 @@ def main(args: argparse.Namespace) -> int:
     if args.times is not None and args.times < 1:
         raise CommandError("--times must be at least 1")
     storage = storage_for(args)
-    return asyncio.run(show(storage, args.run, as_json=args.json, watch_s=args.watch,
-                            times=args.times, definition=args.definition))
+    shown = show(storage, args.run, as_json=args.json, watch_s=args.watch, times=args.times,
+                 definition=args.definition)
+    return asyncio.run(until_interrupted(shown) if args.watch is not None else shown)
 
 
 async def show(storage: StorageSettings, run_id: str | None, *, as_json: bool,
