@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -157,6 +158,26 @@ async def test_a_producers_message_is_its_own_run_recorded_once(
     assert getattr(completed, names.DURATION_S) == 30
 
 
+@contextlib.asynccontextmanager
+async def time_passing(clock: ManualClock, step_s: float = 1.0) -> AsyncIterator[None]:
+    """While the body runs, the manual clock moves ``step_s`` whenever something sleeps on it,
+    as time would: a wait the worker makes (a slot, a back-off after a slow answer under load)
+    ends instead of hanging the test."""
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(0.02)
+            if clock.sleepers:
+                clock.advance(step_s)
+
+    ticking = asyncio.ensure_future(tick())
+    try:
+        yield
+    finally:
+        ticking.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticking
+
+
 async def test_the_planner_and_the_worker_complete_the_run(
         app_env: dict[str, str], events: Callable[[str], list[Any]]) -> None:
     clock = ManualClock(wall_start_s=START_S)
@@ -170,7 +191,8 @@ async def test_the_planner_and_the_worker_complete_the_run(
         assert getattr(planned, names.PLANNED) == 50
         clock.advance(600)
         async with QueueClient.from_connection_string(
-                str(services.settings.storage.connection_string), BATCH_QUEUE) as queue:
+                str(services.settings.storage.connection_string), BATCH_QUEUE) as queue, \
+                time_passing(clock):
             messages = [m async for m in queue.receive_messages(messages_per_page=32)]
             for message in messages:
                 await worker.process_message(services, base64.b64decode(message.content))
