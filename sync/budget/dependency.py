@@ -144,6 +144,7 @@ class Dependency:
                 raise
             except AmbiguousFault as fault:  # the scope decides, unless it was the probe
                 if probe:
+                    fault.probe = True
                     await self.record_failure(fault, probe=True)
                 raise
             except ServiceFault as fault:

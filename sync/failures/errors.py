@@ -82,6 +82,10 @@ class ServiceFault(SyncError):
 class AmbiguousFault(ServiceFault):
     """A fault that is the record's when its siblings succeed, the service's when they fail."""
 
+    probe: bool = False
+    """Whether it answered the circuit's half-open probe: the circuit it reopened is then not
+    evidence of its own against the record that was the probe."""
+
 
 class ConfigFault(ServiceFault):
     """The service refuses what we are configured to use (a table, a column, a privilege)."""

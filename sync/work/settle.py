@@ -42,7 +42,7 @@ async def judge_alone(run: MessageRun, record: RecordRef, fault: AmbiguousFault,
     service's. A record that met such evidence on an earlier delivery keeps it while the
     service shows no fault of its own (its circuit is not open): once its siblings are written
     it may be the last one left. Nothing is dead-lettered on one delivery's word."""
-    evidence = has_evidence(run, record, first_failure_s, dependency)
+    evidence = has_evidence(run, record, first_failure_s, dependency, fault)
     reason = SUSPECTED if evidence else "service_fault"
     run.failed(record, fault, strike=evidence, reason=reason)
     if not evidence:
@@ -54,8 +54,12 @@ async def judge_alone(run: MessageRun, record: RecordRef, fault: AmbiguousFault,
 
 
 def has_evidence(run: MessageRun, record: RecordRef, first_failure_s: float,
-                 dependency: Dependency) -> bool:
+                 dependency: Dependency, fault: AmbiguousFault | None = None) -> bool:
     """Did work sent since the record first failed succeed, or did the record already meet
-    such evidence on an earlier delivery while the service shows no fault (circuit not open)?"""
+    such evidence on an earlier delivery while the service shows no fault (circuit not open)?
+    A circuit the record's own half-open probe reopened shows nothing new: the last record
+    left is always the probe, and would otherwise never be struck again."""
+    own_opening = fault is not None and fault.probe
     return dependency.scope.siblings_succeeded_since(first_failure_s) or (
-        run.history_of(record).strikes > 0 and dependency.circuit.state != "open")
+        run.history_of(record).strikes > 0
+        and (dependency.circuit.state != "open" or own_opening))

@@ -211,7 +211,7 @@ class Writer:
         if len(items) != 1 or fault is None:
             return
         dependency = self._work.dataverse_dep
-        if has_evidence(self._run, items[0][0], first_failure.sent_s, dependency):
+        if has_evidence(self._run, items[0][0], first_failure.sent_s, dependency, fault):
             await self._ambiguous(items, fault, first_failure.sent_s)
 
     def _wait(self, items: list[Enriched], fault: ServiceFault) -> None:
