@@ -26,11 +26,10 @@ from sync.config.storage_names import (
 )
 from sync.local.azurite import StorageAccount
 from sync.message.contract import Message, RecordRef, decode_message
-from sync.message.counts import MessageCounts
 from sync.ops import deadletters, poison, repaircli
 from sync.ops.repair import STALE_CLAIM_S
 from sync.services import Services
-from sync.state.ledger_rows import message_entity
+from sync.state.ledger_rows import message_key
 from sync.state.letter_index import DAY_S
 from sync.state.storage import queue_client, table_client
 from sync.work import worker
@@ -119,8 +118,7 @@ async def test_a_redelivered_dead_letter_overwrites_its_row(make_services: Make)
     for _ in range(2):
         await process(services, "run-a-p0-1", [ghost(1)])
     assert len(await bodies(services.settings.storage, DEAD_LETTER_QUEUE)) == 1
-    row = message_entity("run-a-p0-1", 0, MessageCounts())
-    await services.storage.ledger.delete_entity(row["PartitionKey"], row["RowKey"])
+    await services.storage.ledger.delete_entity(*message_key("run-a-p0-1", 0))
     await process(services, "run-a-p0-1", [ghost(1)])
     assert len(await bodies(services.settings.storage, DEAD_LETTER_QUEUE)) == 2
     assert len(await listed("deadletters", "list")) == 1

@@ -29,7 +29,13 @@ from azure.data.tables.aio import TableClient
 
 from sync.message.counts import MessageCounts
 from sync.message.ids import run_id_of
-from sync.state.ledger_rows import MESSAGE_END, MESSAGE_PREFIX, counts_from, message_entity
+from sync.state.ledger_rows import (
+    MESSAGE_END,
+    MESSAGE_PREFIX,
+    counts_from,
+    message_entity,
+    message_key,
+)
 from sync.state.tallies import tallied, tallies_of
 
 
@@ -46,9 +52,8 @@ async def recorded(table: TableClient, batch_id: str, attempt: int) -> bool:
     """Whether this delivery of a message already has its row: it was carried out (its
     remainder sent before the row was written), and a host that died before deleting it from
     the queue handed it over again."""
-    entity = message_entity(batch_id, attempt, MessageCounts())
     try:
-        await table.get_entity(entity["PartitionKey"], entity["RowKey"], select=["RowKey"])
+        await table.get_entity(*message_key(batch_id, attempt), select=["RowKey"])
     except ResourceNotFoundError:
         return False
     return True

@@ -69,10 +69,15 @@ def is_message_row(entity: Mapping[str, Any]) -> bool:
     return str(entity["RowKey"]).startswith(MESSAGE_PREFIX)
 
 
+def message_key(batch_id: str, attempt: int) -> tuple[str, str]:
+    """(PartitionKey, RowKey) of one delivery's ledger row: its run's partition."""
+    return run_partition(run_id_of(batch_id)), f"{MESSAGE_PREFIX}{batch_id}|{attempt:04d}"
+
+
 def message_entity(batch_id: str, attempt: int, counts: MessageCounts) -> dict[str, Any]:
     """The ledger row of one processed message, in its run's partition."""
-    return {"PartitionKey": run_partition(run_id_of(batch_id)),
-            "RowKey": f"{MESSAGE_PREFIX}{batch_id}|{attempt:04d}", **counts_fields(counts)}
+    partition, row = message_key(batch_id, attempt)
+    return {"PartitionKey": partition, "RowKey": row, **counts_fields(counts)}
 
 
 def counts_fields(counts: MessageCounts) -> dict[str, Any]:

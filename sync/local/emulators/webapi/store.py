@@ -4,6 +4,7 @@ tracking, and an undo journal for the operations that must succeed or fail toget
 from __future__ import annotations
 
 import bisect
+import functools
 import heapq
 import random
 import time
@@ -26,18 +27,17 @@ READ_ONLY: Final = frozenset({"createdon", "modifiedon", "versionnumber", "_modi
 Row = dict[str, Any]
 
 
-_STAMP: Final[list[tuple[int, str]]] = [(-1, "")]
-"""The last second stamped and its text (``iso_now``)."""
-
-
 def iso_now(now_s: float | None = None) -> str:
     """Now (or ``now_s``) as Dataverse writes datetimes: the same string all through a second,
     so the rows seeded or written in it share one (a million rows hold a few hundred, not two
     million)."""
-    second = int(time.time() if now_s is None else now_s)
-    if _STAMP[0][0] != second:
-        _STAMP[0] = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
-    return _STAMP[0][1]
+    return _stamp(int(time.time() if now_s is None else now_s))
+
+
+@functools.lru_cache(maxsize=1)
+def _stamp(second: int) -> str:
+    """The text of one second: cached, so a second's rows share the string."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
 
 
 def seeded_id(index: int, seed: int) -> str:
