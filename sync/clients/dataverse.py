@@ -132,7 +132,7 @@ class DataverseClient:
             prefer = f"odata.track-changes,{prefer}"
         where = f"GET {_segment(url)}"
         answer = await self._send(Request("GET", url, where, {"Prefer": prefer}))
-        body = _parsed(where, lambda: _json_object(answer.body)) if answer.body else {}
+        body = _body(where, answer)
         page = _parsed(where, lambda: _page(body))
         return replace(page, served_at_s=served_at_s(answer.headers.get("Date")))
 
@@ -200,8 +200,8 @@ class DataverseClient:
 
     async def _request(self, method: str, url: str, where: str, *, headers: Mapping[str, str],
                        json_body: dict[str, Any] | None = None) -> dict[str, Any]:
-        answer = await self._send(Request(method, url, where, headers, json_body=json_body))
-        return _parsed(where, lambda: _json_object(answer.body)) if answer.body else {}
+        return _body(where, await self._send(Request(method, url, where, headers,
+                                                     json_body=json_body)))
 
     async def _send(self, request: Request) -> Answer:
         """Send once; a 401 renews the token and sends once more. Answers a success or raises
@@ -237,6 +237,11 @@ class DataverseClient:
         self.hint_seen = HintSeen(hint, self._clock.wall_s())
         if changed:
             self.on_hint(hint)
+
+
+def _body(where: str, answer: Answer) -> dict[str, Any]:
+    """An answer's JSON object (empty when it has no body)."""
+    return _parsed(where, lambda: _json_object(answer.body)) if answer.body else {}
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
