@@ -10,7 +10,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from azure.data.tables.aio import TableClient
@@ -158,11 +158,17 @@ async def test_a_producers_message_is_its_own_run_recorded_once(
     assert getattr(completed, names.DURATION_S) == 30
 
 
+UNHURRIED: Final = {"SYNC_MESSAGE_DEADLINE_S": "3600"}
+"""The longest message deadline: the manual clock of ``time_passing`` never reaches it."""
+
+
 @contextlib.asynccontextmanager
 async def time_passing(clock: ManualClock, step_s: float = 1.0) -> AsyncIterator[None]:
     """While the body runs, the manual clock moves ``step_s`` whenever something sleeps on it,
     as time would: a wait the worker makes (a slot, a back-off after a slow answer under load)
-    ends instead of hanging the test."""
+    ends instead of hanging the test. Something always sleeps while a message runs (the pause
+    watch), so the clock runs up to 50 times faster than the work: a test using this sets the
+    message deadline high (``UNHURRIED``), or a message slowed by a busy machine stops at it."""
     async def tick() -> None:
         while True:
             await asyncio.sleep(0.02)
@@ -181,8 +187,8 @@ async def time_passing(clock: ManualClock, step_s: float = 1.0) -> AsyncIterator
 async def test_the_planner_and_the_worker_complete_the_run(
         app_env: dict[str, str], events: Callable[[str], list[Any]]) -> None:
     clock = ManualClock(wall_start_s=START_S)
-    services = open_services(Settings.from_env({**app_env, "SYNC_BATCH_SIZE": "20"}),
-                             clock=clock)
+    services = open_services(Settings.from_env({**app_env, "SYNC_BATCH_SIZE": "20",
+                                                **UNHURRIED}), clock=clock)
     await services.start()
     try:
         assert await planner.plan(services, NOW) is None

@@ -10,6 +10,7 @@ checking that none of them is alive afterwards.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -68,12 +69,23 @@ def alive(process: Process) -> bool:
     return fields is not None and fields[19] == process[1] and fields[0] != "Z"
 
 
+def run_timeout_s(args: tuple[str, ...]) -> float:
+    """The ``--timeout-s`` a run was started with (0 without one)."""
+    for flag, value in itertools.pairwise(args):
+        if flag == "--timeout-s":
+            return float(value)
+    return 0.0
+
+
 class LocalRun:
     """``python -m sync local`` started with SIGINT at ``sigint`` (under ``wrapper``, e.g.
     ``timeout -s TERM 20``), its descendants watched."""
 
     def __init__(self, *args: str, sigint: signal.Handlers = signal.SIG_DFL,
                  wrapper: tuple[str, ...] = ()) -> None:
+        self.exit_wait_s = EXIT_WAIT_S + run_timeout_s(args)
+        """How long the run may take to exit: its own ``--timeout-s`` (it ends itself then),
+        plus the time to stop everything."""
         self.process = subprocess.Popen(
             [*wrapper, sys.executable, "-c", _LAUNCHER, str(int(sigint)), "local", *args],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -127,7 +139,7 @@ class LocalRun:
         self.process.send_signal(signum)
 
     def wait_for_exit(self) -> int:
-        code = self.process.wait(timeout=EXIT_WAIT_S)
+        code = self.process.wait(timeout=self.exit_wait_s)
         for thread in self._threads:
             thread.join(timeout=EXIT_WAIT_S)
         return code

@@ -43,7 +43,8 @@ from sync.state.storage import queue_client, table_client
 from tests.chaos.harness import FAST_ENV, RECORDS, Result, add_fault, note, wait_until
 from tests.test_signals import START_WAIT_S, LocalRun, command_line
 
-pytestmark = [pytest.mark.chaos, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
+"""Long enough for a run's own ``--timeout-s`` (300 s at most here) and the exit wait after it."""
 
 SLOW_RUN: Final = ("--emulator-arg=--bulk-target-ms=300",)
 """Writes of about 3 s a message of 10 records: the run is still going when the test acts."""
