@@ -26,7 +26,7 @@ from sync.message.ids import (
 from sync.services import Services
 from sync.state import ledger, runs
 from sync.work.message_run import MessageRun
-from sync.work.requeue import requeue_unfinished
+from sync.work.requeue import remainder, send_parts
 from tests.hosting import SentBack
 
 Make = Callable[..., Any]
@@ -85,7 +85,7 @@ async def sent_back(services: Services, message: Message) -> list[Message]:
     for record in message.records:  # each record's history grows the remainder
         run.failed(record, fault)
     run.deferred(Throttled("dataverse", 30.0, "0x80072322"))
-    await requeue_unfinished(work, run)
+    await send_parts(work, remainder(work, run))
     return [decode_message(text.encode()) for text in queue.texts]
 
 

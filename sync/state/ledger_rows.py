@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from sync.message.counts import EnrichmentUsage, MessageCounts, RequestUsage
 from sync.message.ids import run_id_of
+from sync.message.outgoing import Outgoing
 
 RUN_PREFIX: Final = "run:"
 
@@ -74,10 +75,53 @@ def message_key(batch_id: str, attempt: int) -> tuple[str, str]:
     return run_partition(run_id_of(batch_id)), f"{MESSAGE_PREFIX}{batch_id}|{attempt:04d}"
 
 
-def message_entity(batch_id: str, attempt: int, counts: MessageCounts) -> dict[str, Any]:
-    """The ledger row of one processed message, in its run's partition."""
+def message_entity(batch_id: str, attempt: int, counts: MessageCounts,
+                   parts: tuple[Outgoing, ...] = ()) -> dict[str, Any]:
+    """The ledger row of one processed message, in its run's partition; with the remainder
+    ``parts`` it sends after the row, kept until they are sent (``parts_fields``)."""
     partition, row = message_key(batch_id, attempt)
-    return {"PartitionKey": partition, "RowKey": row, **counts_fields(counts)}
+    return {"PartitionKey": partition, "RowKey": row, **counts_fields(counts),
+            **parts_fields(parts)}
+
+
+PARTS_CHUNK_CHARS: Final = 30_000
+"""Characters a row's column holds of the parts' text (a table string holds 32 K)."""
+PARTS_MAX_CHUNKS: Final = 12
+"""Columns the parts may fill (360,000 characters: a row stays well within a table entity's
+1 MiB); parts that need more are sent before their row (``parts_fit``)."""
+PARTS_SENT: Final = "PartsSent"
+
+
+def parts_fit(parts: tuple[Outgoing, ...]) -> bool:
+    """Whether the parts' text fits a row."""
+    return len(_parts_text(parts)) <= PARTS_CHUNK_CHARS * PARTS_MAX_CHUNKS
+
+
+def parts_fields(parts: tuple[Outgoing, ...]) -> dict[str, Any]:
+    """The columns that keep the parts a row's delivery still has to send (``Parts0`` ...),
+    and whether they are sent (no parts: nothing to send)."""
+    if not parts:
+        return {PARTS_SENT: True}
+    text = _parts_text(parts)
+    chunks = [text[at:at + PARTS_CHUNK_CHARS] for at in range(0, len(text), PARTS_CHUNK_CHARS)]
+    return {PARTS_SENT: False, **{f"Parts{index}": chunk for index, chunk in enumerate(chunks)}}
+
+
+def unsent_parts(entity: Mapping[str, Any]) -> tuple[Outgoing, ...]:
+    """The parts a row keeps that were not marked sent (a row from before parts were kept,
+    without the column, has none)."""
+    if entity.get(PARTS_SENT, True):
+        return ()
+    chunks, index = [], 0
+    while f"Parts{index}" in entity:
+        chunks.append(str(entity[f"Parts{index}"]))
+        index += 1
+    return tuple(Outgoing(body=str(body), visibility_s=int(visibility_s))
+                 for body, visibility_s in json.loads("".join(chunks) or "[]"))
+
+
+def _parts_text(parts: tuple[Outgoing, ...]) -> str:
+    return json.dumps([[part.body, part.visibility_s] for part in parts], separators=(",", ":"))
 
 
 def counts_fields(counts: MessageCounts) -> dict[str, Any]:

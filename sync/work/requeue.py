@@ -25,6 +25,7 @@ from sync.message.contract import (
 )
 from sync.message.counts import MessageCounts
 from sync.message.ids import REMAINDER, part_id
+from sync.message.outgoing import Outgoing
 from sync.work.context import Work
 from sync.work.message_run import MessageRun
 
@@ -68,22 +69,24 @@ def travelling(record: RecordRef) -> RecordRef:
     return dataclasses.replace(record, enriched=None)
 
 
-async def requeue_unfinished(work: Work, run: MessageRun) -> None:
+def remainder(work: Work, run: MessageRun) -> tuple[Outgoing, ...]:
+    """The messages that carry the unfinished records back (none when every record is done),
+    counted as re-enqueued; ``send_parts`` sends them, after the delivery's ledger row keeps
+    them (``sync.work.worker``)."""
     remaining = run.unfinished()
     if not remaining:
-        return
+        return ()
     lane, wait_s = next_lane(work, run)
     delay_s = requeue_delay_s(wait_s, random.random())  # noqa: S311 (jitter)
-    attempt = run.message.attempt + 1
     parent = run.message
-    for group in fitting_groups(map(travelling, remaining), group_size(run, len(remaining))):
-        batch_id = part_id(parent.batch_id, parent.attempt, REMAINDER, (r.id for r in group))
-        message = Message(batch_id=batch_id, records=group, attempt=attempt,
-                          definition=parent.definition,
-                          lane=lane.key.wire if lane is not None else None,
-                          read_at=parent.read_at)
-        await work.storage.batches.send_message(message.to_json(), visibility_timeout=delay_s,
-                                                time_to_live=NEVER_EXPIRE)
+    parts = tuple(
+        Outgoing(Message(batch_id=part_id(parent.batch_id, parent.attempt, REMAINDER,
+                                          (r.id for r in group)),
+                         records=group, attempt=parent.attempt + 1,
+                         definition=parent.definition,
+                         lane=lane.key.wire if lane is not None else None,
+                         read_at=parent.read_at).to_json(), delay_s)
+        for group in fitting_groups(map(travelling, remaining), group_size(run, len(remaining))))
     if lane is None:
         logger.info("message %s: %d records routed away from lane %s to any open lane",
                     run.message.batch_id, len(remaining), work.lane.key,
@@ -95,6 +98,13 @@ async def requeue_unfinished(work: Work, run: MessageRun) -> None:
     logger.info("message %s: %d records back on the queue in %d s (%s)", run.message.batch_id,
                 len(remaining), delay_s, dict(reasons),
                 extra={"event": "batch_requeued", "reasons": dict(reasons)})
+    return parts
+
+
+async def send_parts(work: Work, parts: tuple[Outgoing, ...]) -> None:
+    for part in parts:
+        await work.storage.batches.send_message(part.body, visibility_timeout=part.visibility_s,
+                                                time_to_live=NEVER_EXPIRE)
 
 
 async def send_back_whole(work: Work, message: Message, error: BaseException) -> MessageCounts:

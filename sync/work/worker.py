@@ -25,6 +25,8 @@ import base64
 import binascii
 import dataclasses
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from sync.budget import routing
 from sync.config.lanes import LaneKey
@@ -32,8 +34,10 @@ from sync.failures.errors import AmbiguousFault, ContractError, RecordFault
 from sync.message.contract import Message, RecordRef, read_message
 from sync.message.counts import MessageCounts
 from sync.message.ids import is_planned, run_id_of
+from sync.message.outgoing import Outgoing
 from sync.safety import before_images, dry_run
 from sync.state import ledger, runs
+from sync.state.ledger_rows import parts_fit, unsent_parts
 from sync.state.storage import STORAGE_ERRORS
 from sync.telemetry.tracing import describe_message
 from sync.work import refusals
@@ -43,7 +47,7 @@ from sync.work.enrich import enrich_all
 from sync.work.filing import dead_letter, file_refused, reject
 from sync.work.holds import check_holds, watching
 from sync.work.message_run import MessageRun
-from sync.work.requeue import requeue_unfinished, send_back_whole
+from sync.work.requeue import remainder, send_back_whole, send_parts
 from sync.work.settle import service_delay_s
 from sync.work.stops import deadline, held_back
 from sync.work.writes import Writer
@@ -135,16 +139,14 @@ async def _started(work: Work, message: Message) -> MessageCounts:
 
 
 async def _carry_out_records(work: Work, message: Message) -> MessageCounts:
-    """The holds, then the message's records, then its ledger row and its run's check. A
-    delivery that already has its row was carried out: the host that did it died before the
-    queue forgot it. Its records are not taken again (its remainder is already on the queue:
-    taking them again would write and count them twice)."""
+    """The holds, then the message's records, then its commit (``commit``). A delivery
+    whose row is there already was committed by another delivery of the message (a host that
+    died before deleting it, or one still at work when its lease ran out): its records are not
+    taken again, since taking them again would count them twice (``_settled``)."""
     try:
-        if await ledger.recorded(work.storage.ledger, message.batch_id, message.attempt):
-            logger.info("message %s attempt %d was carried out already; settled",
-                        message.batch_id, message.attempt,
-                        extra={"event": "message_redelivered", "batch_id": message.batch_id})
-            return MessageCounts(definition=work.named.name)
+        row = await ledger.message_row(work.storage.ledger, message.batch_id, message.attempt)
+        if row is not None:
+            return await _settled(work, message, row)
         checked = await check_holds(work, message)  # paused, cancelled, or waiting for a canary
     except STORAGE_ERRORS as error:
         return await send_back_whole(work, message, error)
@@ -155,18 +157,60 @@ async def _carry_out_records(work: Work, message: Message) -> MessageCounts:
                      preview=dry_run.Preview() if work.definition.dry_run else None)
     run.counts.definition = work.named.name
     await _carried_out(work, run)
-    await requeue_unfinished(work, run)
+    parts = remainder(work, run)
     logger.info("message %s attempt %d (%s): %d written, %d unchanged, %d dead-lettered, "
                 "%d re-enqueued, %d Dataverse requests", message.batch_id, message.attempt,
                 work.lane.key, run.counts.written, run.counts.unchanged,
                 run.counts.dead_lettered, run.counts.reenqueued, run.counts.requests.total,
                 extra={"event": "batch_done", "batch_id": message.batch_id,
                        "lane": str(work.lane.key)})
+    return await commit(work, message, run.counts, parts)
+
+
+async def commit(work: Work, message: Message, counts: MessageCounts,
+                     parts: tuple[Outgoing, ...]) -> MessageCounts:
+    """Commit the delivery: its ledger row (keeping the remainder's parts), then the parts,
+    then its run completed if done (not while records of it are back on the queue). Parts too
+    large for a row go first. A storage error before the row sends the message back whole;
+    after it, the error is raised and the next delivery sends what the row keeps."""
+    kept = parts if parts_fit(parts) else ()
     try:
-        await _booked(work, message, run.counts)
+        if not kept:
+            await send_parts(work, parts)
+        row = await ledger.commit_message(work.storage.ledger, message.batch_id,
+                                          message.attempt, counts, kept)
     except STORAGE_ERRORS as error:
-        await send_back_whole(work, message, error)
-    return run.counts
+        return await send_back_whole(work, message, error)
+    if row is not None:  # another delivery committed first: its counts and parts stand
+        logger.info("message %s attempt %d was committed by another delivery; this one's "
+                    "counts and remainder are dropped", message.batch_id, message.attempt,
+                    extra={"event": "message_redelivered", "batch_id": message.batch_id})
+        return await _settled(work, message, row)
+    if kept:
+        await send_parts(work, kept)
+        await ledger.parts_sent(work.storage.ledger, message.batch_id, message.attempt)
+    if not counts.reenqueued:
+        await runs.complete_if_done(work.storage.ledger, run_id_of(message.batch_id),
+                                    work.dataverse_dep.clock.wall_s())
+    return counts
+
+
+async def _settled(work: Work, message: Message, row: Mapping[str, Any]) -> MessageCounts:
+    """A delivery another one committed: the parts its row keeps unsent are sent (the same
+    ids, so whichever delivery of a part commits first counts it), its counts tallied again
+    (the committer may have died before its tally), and its run completed if done."""
+    logger.info("message %s attempt %d was carried out already; settled", message.batch_id,
+                message.attempt,
+                extra={"event": "message_redelivered", "batch_id": message.batch_id})
+    unsent = unsent_parts(row)
+    if unsent:
+        await send_parts(work, unsent)
+        await ledger.parts_sent(work.storage.ledger, message.batch_id, message.attempt)
+    await ledger.tally_again(work.storage.ledger, message.batch_id, row)
+    if not int(row.get("Reenqueued", 0)):
+        await runs.complete_if_done(work.storage.ledger, run_id_of(message.batch_id),
+                                    work.dataverse_dep.clock.wall_s())
+    return MessageCounts(definition=work.named.name)
 
 
 async def _carried_out(work: Work, run: MessageRun) -> None:
@@ -183,16 +227,6 @@ async def _carried_out(work: Work, run: MessageRun) -> None:
         run.wait(service_delay_s(run, work.circuit_policy))
     except Exception as error:  # a bug: counted, alerted, poisoned when due
         await settle_bug(work, run, error)
-
-
-async def _booked(work: Work, message: Message, counts: MessageCounts) -> None:
-    """The message's ledger row, then its run completed if done (not while records of it are
-    back on the queue)."""
-    await ledger.record_message(work.storage.ledger, message.batch_id, message.attempt,
-                                counts)
-    if not counts.reenqueued:
-        await runs.complete_if_done(work.storage.ledger, run_id_of(message.batch_id),
-                                    work.dataverse_dep.clock.wall_s())
 
 
 async def _carry_out(work: Work, run: MessageRun) -> None:
