@@ -158,8 +158,10 @@ async def test_a_producers_message_is_its_own_run_recorded_once(
     assert getattr(completed, names.DURATION_S) == 30
 
 
-UNHURRIED: Final = {"SYNC_MESSAGE_DEADLINE_S": "3600"}
-"""The longest message deadline: the manual clock of ``time_passing`` never reaches it."""
+UNHURRIED: Final = {"SYNC_MESSAGE_DEADLINE_S": "3600", "SYNC_MAX_WAIT_S": "60"}
+"""The longest message deadline and admission wait: a cold instance waiting for its share of
+the cluster (a real Table round trip) is not given up on while the manual clock of
+``time_passing`` runs ahead."""
 
 
 @contextlib.asynccontextmanager
@@ -167,11 +169,12 @@ async def time_passing(clock: ManualClock, step_s: float = 1.0) -> AsyncIterator
     """While the body runs, the manual clock moves ``step_s`` whenever something sleeps on it,
     as time would: a wait the worker makes (a slot, a back-off after a slow answer under load)
     ends instead of hanging the test. Something always sleeps while a message runs (the pause
-    watch), so the clock runs up to 50 times faster than the work: a test using this sets the
-    message deadline high (``UNHURRIED``), or a message slowed by a busy machine stops at it."""
+    watch), so the clock runs up to 10 times faster than the work: a test using this sets the
+    waits it must not give up (``UNHURRIED``), or on a busy machine a message stops at its
+    deadline, or a cold instance's admission gives up before its share arrives."""
     async def tick() -> None:
         while True:
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
             if clock.sleepers:
                 clock.advance(step_s)
 
@@ -200,12 +203,15 @@ async def test_the_planner_and_the_worker_complete_the_run(
                 str(services.settings.storage.connection_string), BATCH_QUEUE) as queue, \
                 time_passing(clock):
             messages = [m async for m in queue.receive_messages(messages_per_page=32)]
-            for message in messages:
-                await worker.process_message(services, base64.b64decode(message.content))
+            counts = [await worker.process_message(services, base64.b64decode(message.content))
+                      for message in messages]
         totals = await runs.read_run(services.storage.ledger, run_id)
     finally:
         await services.close()
     assert len(messages) == 3
+    assert len(events(names.RUN_COMPLETED)) == 1, [
+        (c.written, c.reenqueued, dict(c.reenqueued_by_reason), dict(c.throttled_by_code))
+        for c in counts]
     (completed,) = events(names.RUN_COMPLETED)
     assert getattr(completed, names.WRITTEN) == 50
     assert getattr(completed, names.DURATION_S) >= 600
