@@ -4,6 +4,7 @@ dead-letters anything, and every record is written once it clears."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from azure.storage.queue.aio import QueueClient
 
 from sync.config.storage_names import DEAD_LETTER_QUEUE
-from sync.message.contract import Message, RecordRef
+from sync.message.contract import Message, RecordRef, decode_message
 from sync.services import Services
 from sync.state.dead_letters import RECORD_REASONS
 from sync.work import worker
@@ -57,6 +58,39 @@ async def test_a_window_of_403_on_every_write_dead_letters_nothing(
     assert totals.reenqueued > 0
     assert set(totals.reenqueued_by_reason) <= {"service_fault", "circuit_open"}
     await check_all_written(services, {r.id for r in records})
+
+
+@pytest.mark.emulator(records=20, **FAST)
+async def test_a_403_part_held_back_by_a_circuit_its_batch_opened_keeps_its_strike(
+        make_services: Make) -> None:
+    """A $batch answers one part 403 (ambiguous) and another 503 (the service's, which opens
+    the circuit): the 403 record is held back before it is sent alone. Its siblings in the same
+    $batch were written, so it is struck now: without the strike it came back alone, where
+    nothing ever struck it again, and probed the circuit forever."""
+    services = await make_services(SYNC_WRITE_MODE="batch", **{
+        **FAILURE_SETTINGS, "SYNC_CIRCUIT_THRESHOLD": "1"})
+    records = await refs(services, 10)
+    refused, failing = records[3], records[6]
+    await fault(services, {"preset": "403-record-access", "record_ids": [refused.id]})
+    await fault(services, {"preset": "503", "hits": "writes", "record_ids": [failing.id]})
+    counts = await worker.process_message(services, Message("t-000000", tuple(records))
+                                          .to_json().encode())
+    assert (counts.written, counts.reenqueued) == (8, 2)
+    back = {record.id: record for record in await sent_back(services)}
+    assert set(back) == {refused.id, failing.id}
+    assert (back[refused.id].history.strikes, back[failing.id].history.strikes) == (1, 0)
+
+
+async def sent_back(services: Services, limit_s: float = 30.0) -> list[RecordRef]:
+    """The records of the messages the worker sent back, once they are visible."""
+    deadline_s = asyncio.get_running_loop().time() + limit_s
+    found: list[RecordRef] = []
+    queue = services.storage.batches
+    while not found and asyncio.get_running_loop().time() < deadline_s:
+        async for message in queue.receive_messages(max_messages=32):
+            found.extend(decode_message(message.content.encode()).records)
+        await asyncio.sleep(0.2)
+    return found
 
 
 @pytest.mark.parametrize("mode", ["single", "batch", "bulk"])

@@ -42,6 +42,7 @@ from sync.failures.errors import (
     Deferred,
     RecordFault,
     ServiceFault,
+    SyncError,
     Throttled,
 )
 from sync.work.bulk_check import BulkCheck
@@ -104,18 +105,22 @@ class Writer:
         await self._group([item])
 
     async def _each(self, groups: Sequence[Sequence[Enriched]],
-                    failed_since_s: float = NOT_FAILED) -> None:
+                    failed_since_s: float = NOT_FAILED,
+                    ambiguous: AmbiguousFault | None = None) -> None:
         """Each group as one request; ``failed_since_s``: when the request they were split
-        from first failed (the scope's evidence counts successes sent since then)."""
-        await asyncio.gather(*(self._group(list(group), failed_since_s) for group in groups))
+        from first failed (the scope's evidence counts successes sent since then), and
+        ``ambiguous``: the fault it met, if ambiguous."""
+        await asyncio.gather(*(self._group(list(group), failed_since_s, ambiguous)
+                               for group in groups))
 
-    async def _group(self, items: list[Enriched], failed_since_s: float = NOT_FAILED) -> None:
+    async def _group(self, items: list[Enriched], failed_since_s: float = NOT_FAILED,
+                     ambiguous: AmbiguousFault | None = None) -> None:
         if self._bulk_check.needed(items):
             items = await self._bulk_check.check(items)
             if not items:
                 return
         first_failure = _FirstFailure(self._work.dataverse_dep.clock.monotonic_s,
-                                      failed_since_s)
+                                      failed_since_s, ambiguous)
         alone = len(items) == 1 and self._rereads.is_reread(items[0][0].id)
         try:
             results = await self._work.dataverse_dep.call(
@@ -144,8 +149,8 @@ class Writer:
     async def _settle_parts(self, items: list[Enriched], parts: list[Part],
                             sent_s: float) -> None:
         """A $batch answered: each part is an outcome of its own, judged by the same triage."""
-        again: list[Enriched] = []
         moved: list[tuple[Enriched, RecordFault]] = []
+        again: list[tuple[Enriched, SyncError]] = []
         waiting: list[tuple[Enriched, ServiceFault]] = []
         for item, fault in zip(items, parts, strict=True):
             if fault is None:
@@ -160,7 +165,11 @@ class Writer:
             elif isinstance(fault, ServiceFault) and not isinstance(fault, AmbiguousFault):
                 waiting.append((item, fault))
             else:
-                again.append(item)
+                again.append((item, fault))
+        if any(part is None for part in parts):  # written beside the parts that failed: the
+            # scope's evidence, stamped as the request was sent (the governed call's own
+            # stamp, a moment earlier, is not since the failure)
+            self._work.dataverse_dep.scope.succeeded(sent_s)
         await asyncio.gather(*(self._rereads.changed(item, fault) for item, fault in moved))
         if waiting:
             await self._service_parts(waiting)
@@ -174,11 +183,16 @@ class Writer:
         await self._work.dataverse_dep.record_failure(fault)
         self._wait([item for item, _ in waiting], fault)
 
-    async def _again(self, items: list[Enriched], failed_since_s: float) -> None:
-        """Parts that failed for the service's reasons (or ambiguously) go one by one, so
-        the triage and the scope decide each under the governed call and its retries; their
-        siblings in the same $batch were sent with them (the scope's evidence)."""
-        await self._each([[item] for item in items], failed_since_s)
+    async def _again(self, items: list[tuple[Enriched, SyncError]],
+                     failed_since_s: float) -> None:
+        """Parts that failed ambiguously go one by one, so the triage and the scope decide
+        each under the governed call and its retries; their siblings in the same $batch were
+        sent with them (the scope's evidence). Each keeps its part's fault: one held back
+        before it is sent again (the circuit opened meanwhile) is still judged on it."""
+        await asyncio.gather(*(
+            self._group([item], failed_since_s,
+                        fault if isinstance(fault, AmbiguousFault) else None)
+            for item, fault in items))
 
     async def _refused(self, items: list[Enriched], fault: RecordFault) -> None:
         if len(items) == 1 and is_conflict(fault):
@@ -195,7 +209,8 @@ class Writer:
     async def _ambiguous(self, items: list[Enriched], fault: AmbiguousFault,
                          first_failure_s: float) -> None:
         if len(items) > 1:
-            await self._each(list(chunk(items, smaller(len(items), None))), first_failure_s)
+            await self._each(list(chunk(items, smaller(len(items), None))), first_failure_s,
+                             fault)
             return
         work = self._work
         await judge_alone(self._run, items[0][0], fault, first_failure_s=first_failure_s,
@@ -225,12 +240,13 @@ class _FirstFailure:
 
     __slots__ = ("_now_s", "ambiguous", "last_sent_s", "sent_s")
 
-    def __init__(self, now_s: Callable[[], float], since_s: float = NOT_FAILED) -> None:
+    def __init__(self, now_s: Callable[[], float], since_s: float = NOT_FAILED,
+                 ambiguous: AmbiguousFault | None = None) -> None:
         self._now_s = now_s
         self.sent_s = since_s
         self.last_sent_s = NOT_FAILED
-        self.ambiguous: AmbiguousFault | None = None
-        """The last ambiguous fault the call met, if any."""
+        self.ambiguous = ambiguous
+        """The last ambiguous fault the call met (or the request it was split from), if any."""
 
     def wrap(self, send: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
         async def sent() -> T:
