@@ -168,7 +168,7 @@ async def _carry_out_records(work: Work, message: Message) -> MessageCounts:
 
 
 async def commit(work: Work, message: Message, counts: MessageCounts,
-                     parts: tuple[Outgoing, ...]) -> MessageCounts:
+                 parts: tuple[Outgoing, ...]) -> MessageCounts:
     """Commit the delivery: its ledger row (keeping the remainder's parts), then the parts,
     then its run completed if done (not while records of it are back on the queue). Parts too
     large for a row go first. A storage error before the row sends the message back whole;
