@@ -23,7 +23,7 @@ and stores it in its own row (only that process writes it: no contention), and t
 run's tallies is one short query. A tally can only count too much (a message processed twice),
 never too little: a message's tally is stored before its completion check, and a process that
 dies between its message row and its tally leaves the message on the queue, whose next
-delivery finds the row and tallies it again (``tally_again``). So the tallies say when a run
+delivery finds the row and tallies it again (``tally``). So the tallies say when a run
 *may* be complete, and ``sync.state.runs.complete_if_done`` confirms with the exact sum of the
 message rows.
 """
@@ -56,8 +56,7 @@ async def record_message(table: TableClient, batch_id: str, attempt: int,
     """Write (or overwrite) the row of one processed message; then, for a planned run, store
     this process's tally of it."""
     await table.upsert_entity(message_entity(batch_id, attempt, counts), mode=UpdateMode.REPLACE)
-    if tallied(batch_id):
-        await tallies_of(table).add(table, run_id_of(batch_id), counts)
+    await tally(table, batch_id, counts)
 
 
 async def commit_message(table: TableClient, batch_id: str, attempt: int,
@@ -74,8 +73,7 @@ async def commit_message(table: TableClient, batch_id: str, attempt: int,
         if found is not None:
             return found
         raise  # created and deleted meanwhile (a run's rows swept): not ours to count
-    if tallied(batch_id):
-        await tallies_of(table).add(table, run_id_of(batch_id), counts)
+    await tally(table, batch_id, counts)
     return None
 
 
@@ -96,12 +94,13 @@ async def parts_sent(table: TableClient, batch_id: str, attempt: int) -> None:
                               mode=UpdateMode.MERGE)
 
 
-async def tally_again(table: TableClient, batch_id: str, row: Mapping[str, Any]) -> None:
-    """Add a committed row's counts to this process's tally: a delivery that found the row
-    cannot know whether the committer lived to tally it, and a tally may count too much,
-    never too little."""
+async def tally(table: TableClient, batch_id: str, counts: MessageCounts) -> None:
+    """Add a message's counts to this process's tally of its run, for a planned run. A
+    delivery that finds its row committed tallies the row's counts again: it cannot know
+    whether the committer lived to tally them, and a tally may count too much, never too
+    little."""
     if tallied(batch_id):
-        await tallies_of(table).add(table, run_id_of(batch_id), counts_from(row))
+        await tallies_of(table).add(table, run_id_of(batch_id), counts)
 
 
 async def message_totals(table: TableClient) -> MessageCounts:

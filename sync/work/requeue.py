@@ -119,8 +119,7 @@ async def send_back_whole(work: Work, message: Message, error: BaseException) ->
     logger.warning("message %s: storage unavailable (%s); sent back whole for %d s",
                    message.batch_id, type(error).__name__, delay_s,
                    extra={"event": "batch_storage_unavailable", "batch_id": message.batch_id})
-    await work.storage.batches.send_message(message.to_json(), visibility_timeout=delay_s,
-                                            time_to_live=NEVER_EXPIRE)
+    await send_parts(work, (Outgoing(message.to_json(), delay_s),))
     return MessageCounts(reenqueued=len(message.records), requeue_delay_s=delay_s,
                          reenqueued_by_reason=Counter({STORAGE_UNAVAILABLE:
                                                        len(message.records)}))

@@ -37,7 +37,7 @@ from sync.message.ids import is_planned, run_id_of
 from sync.message.outgoing import Outgoing
 from sync.safety import before_images, dry_run
 from sync.state import ledger, runs
-from sync.state.ledger_rows import parts_fit, unsent_parts
+from sync.state.ledger_rows import counts_from, parts_fit, unsent_parts
 from sync.state.storage import STORAGE_ERRORS
 from sync.telemetry.tracing import describe_message
 from sync.work import refusals
@@ -186,12 +186,8 @@ async def commit(work: Work, message: Message, counts: MessageCounts,
                     "counts and remainder are dropped", message.batch_id, message.attempt,
                     extra={"event": "message_redelivered", "batch_id": message.batch_id})
         return await _settled(work, message, row)
-    if kept:
-        await send_parts(work, kept)
-        await ledger.parts_sent(work.storage.ledger, message.batch_id, message.attempt)
-    if not counts.reenqueued:
-        await runs.complete_if_done(work.storage.ledger, run_id_of(message.batch_id),
-                                    work.dataverse_dep.clock.wall_s())
+    await _send_kept(work, message, kept)
+    await _complete_unless_reenqueued(work, message, counts)
     return counts
 
 
@@ -202,15 +198,27 @@ async def _settled(work: Work, message: Message, row: Mapping[str, Any]) -> Mess
     logger.info("message %s attempt %d was carried out already; settled", message.batch_id,
                 message.attempt,
                 extra={"event": "message_redelivered", "batch_id": message.batch_id})
-    unsent = unsent_parts(row)
-    if unsent:
-        await send_parts(work, unsent)
+    await _send_kept(work, message, unsent_parts(row))
+    counts = counts_from(row)
+    await ledger.tally(work.storage.ledger, message.batch_id, counts)
+    await _complete_unless_reenqueued(work, message, counts)
+    return MessageCounts(definition=work.named.name)
+
+
+async def _send_kept(work: Work, message: Message, parts: tuple[Outgoing, ...]) -> None:
+    """Send the parts a committed row keeps, then mark them sent."""
+    if parts:
+        await send_parts(work, parts)
         await ledger.parts_sent(work.storage.ledger, message.batch_id, message.attempt)
-    await ledger.tally_again(work.storage.ledger, message.batch_id, row)
-    if not int(row.get("Reenqueued", 0)):
+
+
+async def _complete_unless_reenqueued(work: Work, message: Message,
+                                      counts: MessageCounts) -> None:
+    """Complete the message's run if it is done; not while records of it are back on the
+    queue."""
+    if not counts.reenqueued:
         await runs.complete_if_done(work.storage.ledger, run_id_of(message.batch_id),
                                     work.dataverse_dep.clock.wall_s())
-    return MessageCounts(definition=work.named.name)
 
 
 async def _carried_out(work: Work, run: MessageRun) -> None:
