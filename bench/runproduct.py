@@ -4,6 +4,7 @@ the emulators and Azurite sampled beside it."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -63,9 +64,19 @@ def held_records(processes: int) -> int:
     return int(queues["batchSize"]) * batch_size * processes
 
 
+def drain_records(processes: int, rate_per_s: float, window_s: float) -> int:
+    """The records left when a row starts to drain: what its hosts hold at once, or one
+    window's worth at its ceiling when that is fewer. A slow mode (single writes at 40/s) holds
+    minutes of work in its hosts' messages, and a message sends all its records under the
+    governor, so a few messages keep every request slot busy: its steady span runs on to the
+    last window instead of ending minutes earlier. Ending later can only bring a slower tail
+    into the span, never a faster one, so the rate stays a lower bound."""
+    return min(held_records(processes), math.ceil(rate_per_s * window_s))
+
+
 def run_product_row(spec: RowSpec, scale: Scale, ceiling: Ceiling) -> Result:
     rate_per_s = min(ceiling.mode_per_s(spec.mode) * spec.identities, ceiling.enrichment_per_s)
-    drain = held_records(spec.processes)
+    drain = drain_records(spec.processes, rate_per_s, scale.window_s)
     records = spec.records or (round(rate_per_s * scale.window_s) * LANE_ROUNDS
                                if spec.kind == "lanes" else scale.records_for(rate_per_s) + drain)
     scenario = spec.scenario

@@ -22,7 +22,7 @@ from bench.figures import (
 )
 from bench.report import growth_line, markdown, table_line
 from bench.runbaseline import merge_timelines
-from bench.runproduct import row_timeline
+from bench.runproduct import drain_records, held_records, row_timeline
 from bench.targets import Verdict
 
 
@@ -252,3 +252,16 @@ def test_the_drain_at_the_end_of_a_run_is_not_its_steady_rate() -> None:
     assert whole is not None
     assert drained.rate_per_s == pytest.approx(100.0)
     assert whole.rate_per_s < 90.0
+
+
+@pytest.mark.parametrize(("processes", "rate_per_s", "expected"), [
+    (3, 40.0, 400),     # single writes: one window at 40/s, not the 4,800 three hosts hold
+    (1, 80.0, 800),
+    (1, 800.0, None),   # bulk: the hosts' fill comes first
+    (3, 800.0, None),
+])
+def test_a_row_drains_from_its_last_window_or_its_hosts_fill_whichever_is_fewer(
+        processes: int, rate_per_s: float, expected: int | None) -> None:
+    held = held_records(processes)
+    assert held == 1600 * processes  # host.json's batchSize 16 x SYNC_BATCH_SIZE 100
+    assert drain_records(processes, rate_per_s, 10.0) == (held if expected is None else expected)

@@ -14,6 +14,7 @@ import pytest
 from sync.clock import ManualClock
 from sync.message.contract import Message, RecordRef, decode_message
 from sync.services import Services
+from sync.state import ledger
 from sync.work import worker
 from tests.hosting import deliver_all, sent_back
 from tests.test_control import manual_control
@@ -59,17 +60,23 @@ async def test_a_record_sent_back_is_not_enriched_again(make_services: Make) -> 
 
 @pytest.mark.emulator(records=20, **FAST)
 async def test_a_lane_gated_beyond_the_wait_enriches_nothing(make_services: Make) -> None:
+    """The message goes back as it came (the same id and attempt), invisible until the gate
+    opens: nothing is enriched, no ledger row is written."""
     services = await make_services()
     recorder = sent_back(services)
     services.first_lane.dependency.governor.close_gate(60.0)  # a 429 with Retry-After 60
     records = await records_of(services, 5)
-    counts = await worker.process_message(services, Message("upstream-gated", tuple(records))
-                                          .to_json().encode())
+    message = Message("upstream-gated", tuple(records), attempt=2)
+    counts = await worker.process_message(services, message.to_json().encode())
     (back,) = recorder.taken()
     assert dict(counts.reenqueued_by_reason) == {"throttled": 5}
+    assert counts.requeue_delay_s >= 60
     assert counts.enrichment.calls == 0
     assert await enrichment_calls(services) == 0
-    assert [r.id for r in decode_message(back.encode()).records] == [r.id for r in records]
+    again = decode_message(back.encode())
+    assert (again.batch_id, again.attempt) == ("upstream-gated", 2)
+    assert [r.id for r in again.records] == [r.id for r in records]
+    assert await ledger.message_row(services.storage.ledger, "upstream-gated", 2) is None
 
 
 @pytest.mark.emulator(records=40, dop_hint=2, write_ms_min=400.0, write_ms_max=400.0,

@@ -13,10 +13,10 @@ from sync.budget.governor import (
     GATE_CODE,
     NEVER,
     Governor,
+    allowed,
     closes_for_all,
     decreased,
     increased,
-    lowered,
     paced,
 )
 from sync.clients.dataverse import headroom_from
@@ -56,12 +56,13 @@ def test_decrease_halves(limit: int, expected: int) -> None:
 @pytest.mark.parametrize(("limit", "successes", "share", "expected"), [
     (4, 0, 10, (4, 1)),     # counting
     (4, 3, 10, (5, 0)),     # the limit-th success adds one
-    (10, 9, 10, (10, 0)),   # never above the share
-    (12, 0, 10, (10, 1)),   # a lowered share caps at once
+    (9, 8, 10, (10, 0)),    # back at the share (the governor then unbinds it)
+    (10, 9, 10, (10, 0)),   # at the share: not binding, kept
+    (52, 0, 10, (52, 0)),   # above the share: not binding, kept
     (1, 0, 10, (2, 0)),
     (1, 0, 0, (1, 0)),      # no slot held: the limit stays at 1, not 0
 ])
-def test_increase_is_additive_and_capped(limit: int, successes: int, share: int,
+def test_increase_is_additive_below_the_share(limit: int, successes: int, share: int,
                                          expected: tuple[int, int]) -> None:
     assert increased(limit, successes, share) == expected
 
@@ -128,28 +129,55 @@ async def test_successes_grow_the_limit_back_to_the_share(clock: FakeClock) -> N
     assert governor.limit == 4
 
 
-async def test_a_smaller_share_lowers_the_limit_at_once(clock: FakeClock) -> None:
+async def test_a_share_moves_what_is_allowed_at_once_both_ways(clock: FakeClock) -> None:
     governor = Governor(10, clock=clock.manual)
     governor.set_share(4)
-    assert (governor.limit, governor.share) == (4, 4)
+    assert (governor.allowed, governor.limit) == (4, 10)
     governor.set_share(8)
-    assert governor.limit == 4  # grows back by AIMD, not at once
+    assert governor.allowed == 8  # the cluster's split, not the service asking for less
+
+
+async def test_a_cold_instance_sends_its_whole_share_from_the_first_refresh(
+        clock: FakeClock) -> None:
+    """Before any hint is known the pool is one slot; the first refresh after the hint grants
+    the whole share, and all of it is usable at once (no ramp from one request)."""
+    governor = Governor(0, ceiling=52, clock=clock.manual)
+    assert (governor.limit, governor.allowed) == (52, 0)
+    governor.set_share(1)
+    governor.succeeded()
+    assert governor.allowed == 1
+    governor.set_share(20)
+    assert governor.allowed == 20
+    release, entered = asyncio.Event(), list[int]()
+    tasks = [asyncio.create_task(hold(governor, release, entered, n)) for n in range(25)]
+    await settle()
+    assert governor.in_flight == 20
+    release.set()
+    await asyncio.gather(*tasks)
+
+
+async def test_a_concurrency_error_holds_the_limit_below_the_share_until_it_grows_back(
+        clock: FakeClock) -> None:
+    governor = Governor(0, ceiling=52, clock=clock.manual)
+    governor.set_share(20)
+    governor.throttled(Throttled("dataverse", 0.0, CONCURRENCY_CODE))
+    assert governor.allowed == 10  # half of what was allowed, not of the ceiling
+    governor.set_share(40)
+    assert governor.allowed == 10  # a larger share does not erase the service's answer
+    for _ in range(10 + 11 + 12 + 13):
+        governor.succeeded()
+    assert governor.allowed == 14
+    governor.set_share(14)
+    governor.succeeded()
+    assert (governor.limit, governor.allowed) == (52, 14)  # back at the share: unbound
+    governor.set_share(30)
+    assert governor.allowed == 30
 
 
 @pytest.mark.parametrize(("limit", "share", "expected"), [
-    (10, 4, 4),    # down with the share at once
-    (4, 8, 4),     # up only by AIMD
-    (10, 0, 10),   # no slot says nothing of what the server tolerates: kept
-])
-def test_a_new_share_lowers_the_limit(limit: int, share: int, expected: int) -> None:
-    assert lowered(limit, share) == expected
-
-
-async def test_the_first_share_sets_a_ceilinged_limit(clock: FakeClock) -> None:
-    governor = Governor(0, ceiling=52, clock=clock.manual)
-    assert (governor.limit, governor.share) == (52, 0)
-    governor.set_share(20)
-    assert (governor.limit, governor.share) == (20, 20)  # the whole share at once
+    (10, 4, 4), (4, 8, 4), (52, 0, 0), (52, 20, 20)])
+def test_allowed_is_the_lower_of_limit_and_share(limit: int, share: int, expected: int) -> None:
+    assert allowed(limit, share) == expected
 
 
 async def test_no_slot_admits_nothing_and_gives_up_after_max_wait(clock: FakeClock) -> None:

@@ -9,8 +9,12 @@ One governor serves every invocation a worker process runs at once:
   back on the queue. A share is valid for a time (``valid_for_s``): unless renewed by then it
   falls to zero, so an instance that cannot reach the shared state stops sending before its
   slots lapse;
-- the concurrency error (0x80072326) halves ``limit`` (once per cool-down), and every ``limit``
-  successes add one back, up to ``share``: additive increase, multiplicative decrease;
+- ``limit`` is what the service's own evidence allows: it starts at the ceiling and only the
+  concurrency error (0x80072326) lowers it, to half of what was allowed (once per cool-down);
+  every ``limit`` successes add one back, and once it is back at ``share`` it is unbound again
+  (the ceiling): additive increase, multiplicative decrease. A share moves what is allowed at
+  once, both ways: a new share is the cluster's split of the hint, not a sign that the service
+  wants less, so a cold instance sends at its whole share from its first refresh on;
 - a 429 speaks for what its evidence covers. Dataverse's limits are per web server over sliding
   windows that free as they slide (``waits_in_place``): a short 429 (Retry-After within
   ``max_wait_s``) covers the request that met it, which waits its own Retry-After in place and
@@ -87,33 +91,36 @@ def paced(limit: int, headroom: int | None, instances: int, in_flight: int = 0) 
 
 
 def increased(limit: int, successes: int, share: int) -> tuple[int, int]:
-    """Additive increase: one more after ``limit`` successes, never above ``share`` (nor
-    below 1: a share of zero slots says nothing of what the server tolerates)."""
-    ceiling = max(1, share)
+    """Additive increase of a limit held below ``share``: one more after ``limit`` successes.
+    A limit at or above the share does not bind, and stays (a share of zero slots says
+    nothing of what the server tolerates)."""
+    if share < 1 or limit >= share:
+        return limit, 0
     if successes + 1 >= limit:
-        return min(ceiling, limit + 1), 0
-    return min(ceiling, limit), successes + 1
+        return limit + 1, 0
+    return limit, successes + 1
 
 
-def lowered(limit: int, share: int) -> int:
-    """The limit under a new share: down with it at once, kept when the share is zero."""
-    return limit if share < 1 else min(limit, share)
+def allowed(limit: int, share: int) -> int:
+    """Requests that may be in flight before pacing: the share, or less while a concurrency
+    error holds the limit below it."""
+    return min(limit, share)
 
 
 class Governor:
     """An async context manager admitting requests under the limit and the gate."""
 
-    __slots__ = ("_clock", "_expiry_handle", "_gate_handle", "_gate_until_s", "_headroom",
-                 "_headroom_base", "_in_flight", "_instances", "_last_asked_s", "_last_decrease_s",
-                 "_limit", "_max_wait_s", "_no_slot_retry_s", "_share", "_successes",
-                 "_throttled_until_s", "_tickets", "_waiters", "_waits_in_place", "on_starved",
-                 "service")
+    __slots__ = ("_ceiling", "_clock", "_expiry_handle", "_gate_handle", "_gate_until_s",
+                 "_headroom", "_headroom_base", "_in_flight", "_instances", "_last_asked_s",
+                 "_last_decrease_s", "_limit", "_max_wait_s", "_no_slot_retry_s", "_share",
+                 "_successes", "_throttled_until_s", "_tickets", "_waiters", "_waits_in_place",
+                 "on_starved", "service")
 
     def __init__(self, share: int, *, service: str = "dataverse", max_wait_s: float = 2.0,
                  ceiling: int | None = None, no_slot_retry_s: float = 2.0,
                  clock: Clock = SYSTEM_CLOCK, waits_in_place: bool = False) -> None:
         """``share`` slots to start with (0: none until the cluster grants some); the limit
-        starts at ``ceiling`` (by default the share) and follows the first share down.
+        starts at ``ceiling`` (by default the share), above any share.
         ``waits_in_place``: a short 429 covers only the request that met it (Dataverse: limits
         per web server over sliding windows, which free as they slide); else every 429 covers
         every request (an API with one bucket, like the enrichment API's, where any request
@@ -132,7 +139,8 @@ class Governor:
         """Told when a request has to wait for want of a slot (the cluster may refresh now)."""
         self._clock = clock
         self._share = share
-        self._limit = lowered(max(1, ceiling if ceiling is not None else share), share)
+        self._ceiling = max(1, ceiling if ceiling is not None else share)
+        self._limit = self._ceiling
         self._max_wait_s, self._no_slot_retry_s = max_wait_s, no_slot_retry_s
         self._expiry_handle: Timer | None = None
         self._in_flight = self._successes = 0
@@ -151,13 +159,20 @@ class Governor:
 
     def __repr__(self) -> str:
         gate_s = max(0.0, self._gate_until_s - self._clock.monotonic_s())
-        return (f"Governor(limit={self._limit}, share={self._share}, in_flight={self._in_flight},"
+        return (f"Governor(limit={self.allowed}, share={self._share}, in_flight={self._in_flight},"
                 f" headroom={self._headroom}, waiting={len(self._waiters)}, "
                 f"gate_closed_for_s={gate_s:.1f})")
 
     @property
     def limit(self) -> int:
+        """What the service's concurrency errors allow (the ceiling when none holds it)."""
         return self._limit
+
+    @property
+    def allowed(self) -> int:
+        """Requests that may be in flight now, before pacing: the share, or the limit when a
+        concurrency error holds it lower."""
+        return allowed(self._limit, self._share)
 
     @property
     def share(self) -> int:
@@ -193,13 +208,12 @@ class Governor:
         self._wake()
 
     def set_share(self, share: int, instances: int = 1, valid_for_s: float | None = None) -> None:
-        """A new share (slots held); the limit follows it down at once, up by AIMD. With
-        ``valid_for_s`` the share falls to zero that long from now unless set again."""
+        """A new share (slots held), in force at once both ways. With ``valid_for_s`` the share
+        falls to zero that long from now unless set again."""
         if share < 0:
             raise ValueError(f"share must not be negative, got {share}")
         self._instances = max(1, instances)
         self._share = share
-        self._limit = lowered(self._limit, share)
         if self._expiry_handle is not None:
             self._expiry_handle.cancel()
             self._expiry_handle = None
@@ -239,13 +253,16 @@ class Governor:
         if for_all:
             self.close_gate(error.retry_after_s)
         if error.code == CONCURRENCY_CODE and now_s - self._last_decrease_s >= DECREASE_COOLDOWN_S:
-            self._limit, self._successes = decreased(self._limit), 0
+            self._limit = decreased(allowed(self._limit, max(1, self._share)))
+            self._successes = 0
             self._last_decrease_s = now_s
         return for_all
 
     def succeeded(self) -> None:
-        """A request answered without throttling."""
-        self._limit, self._successes = increased(self._limit, self._successes, self._share)
+        """A request answered without throttling: a limit held below the share grows back,
+        and is unbound once it reaches it."""
+        limit, self._successes = increased(self._limit, self._successes, self._share)
+        self._limit = self._ceiling if 0 < self._share <= limit else limit
         self._wake()
 
     def ticket(self) -> int:
@@ -311,7 +328,7 @@ class Governor:
                 and ticket <= first)
 
     def _room(self) -> int:
-        return paced(min(self._limit, self._share), self._headroom, self._instances,
+        return paced(self.allowed, self._headroom, self._instances,
                      self._headroom_base)
 
     def _wake(self) -> None:

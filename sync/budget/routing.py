@@ -23,8 +23,8 @@ def is_open(lane: Lane) -> bool:
 
 
 def room(lane: Lane) -> int:
-    """Requests the lane could add now (its limit less what it has in flight)."""
-    return lane.governor.limit - lane.governor.in_flight
+    """Requests the lane could add now (what it allows less what it has in flight)."""
+    return lane.governor.allowed - lane.governor.in_flight
 
 
 def pick(lanes: Sequence[Lane]) -> Lane:

@@ -15,6 +15,7 @@ from typing import Final
 from sync.budget import routing
 from sync.budget.lane import Lane
 from sync.clients.dataverse import SERVICE as DATAVERSE
+from sync.failures.errors import CircuitOpen, Deferred
 from sync.message.contract import (
     NEVER_EXPIRE,
     RECORDS_BUDGET_BYTES,
@@ -105,6 +106,22 @@ async def send_parts(work: Work, parts: tuple[Outgoing, ...]) -> None:
     for part in parts:
         await work.storage.batches.send_message(part.body, visibility_timeout=part.visibility_s,
                                                 time_to_live=NEVER_EXPIRE)
+
+
+async def send_back_until_open(work: Work, message: Message,
+                               closed: Deferred) -> MessageCounts:
+    """A message that arrives while its lane is closed for longer than a request may wait
+    (``sync.work.stops.closed_on_arrival``): sent back as it is, the same id and attempt (none
+    of its records was taken, and a second copy of it commits once, by its ledger row),
+    invisible until the lane opens, with the jitter of any re-enqueued work."""
+    delay_s = requeue_delay_s(closed.retry_after_s, random.random())  # noqa: S311 (jitter)
+    reason = "circuit_open" if isinstance(closed, CircuitOpen) else "throttled"
+    logger.info("message %s: lane %s closed for %.0f s; sent back as it came for %d s",
+                message.batch_id, work.lane.key, closed.retry_after_s, delay_s,
+                extra={"event": "batch_held_back", "batch_id": message.batch_id})
+    await send_parts(work, (Outgoing(message.to_json(), delay_s),))
+    return MessageCounts(reenqueued=len(message.records), requeue_delay_s=delay_s,
+                         reenqueued_by_reason=Counter({reason: len(message.records)}))
 
 
 async def send_back_whole(work: Work, message: Message, error: BaseException) -> MessageCounts:

@@ -4,7 +4,11 @@
   than ``SYNC_MAX_WAIT_S`` would refuse every write of the message; enriching its records first
   would pay the enrichment API for answers nobody writes. So the message is deferred whole
   before the enrichment phase: its records go back on the queue for the time left (to another
-  open lane of the definition when there is one), carrying whatever they carried.
+  open lane of the definition when there is one), carrying whatever they carried. When no other
+  lane is open as the message arrives (``closed_on_arrival``), it goes back as it came, the same
+  id and attempt, before its holds and its commit: under a long throttle the host keeps taking
+  the messages behind it, and each then costs its ledger read and one send instead of a row,
+  its parts and a tally.
 - **The deadline** (``SYNC_MESSAGE_DEADLINE_S``, below the host's ``functionTimeout``): once it
   passes, no new request starts (every governed call asks ``MessageRun.stop_delay`` first), the
   requests in flight finish, and the unfinished records go back on the queue with the reason
@@ -18,6 +22,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Final
 
+from sync.budget import routing
 from sync.budget.governor import GATE_CODE
 from sync.clients.dataverse import SERVICE as DATAVERSE
 from sync.clock import Clock
@@ -42,6 +47,15 @@ def closed_lane(work: Work) -> Deferred | None:
     if open_s > dependency.governor.max_wait_s:
         return CircuitOpen(DATAVERSE, open_s, dependency.circuit.view.reason)
     return None
+
+
+def closed_on_arrival(work: Work) -> Deferred | None:
+    """The lane's gate or circuit when it holds every write back for longer than a request may
+    wait and no other lane of the definition is open to take the message; else None."""
+    closed = closed_lane(work)
+    if closed is None or routing.away_from(work.lane, work.lanes) is not None:
+        return None
+    return closed
 
 
 def held_back(work: Work, run: MessageRun) -> bool:

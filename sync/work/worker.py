@@ -47,9 +47,9 @@ from sync.work.enrich import enrich_all
 from sync.work.filing import dead_letter, file_refused, reject
 from sync.work.holds import check_holds, watching
 from sync.work.message_run import MessageRun
-from sync.work.requeue import remainder, send_back_whole, send_parts
+from sync.work.requeue import remainder, send_back_until_open, send_back_whole, send_parts
 from sync.work.settle import service_delay_s
-from sync.work.stops import deadline, held_back
+from sync.work.stops import closed_on_arrival, deadline, held_back
 from sync.work.writes import Writer
 
 logger = logging.getLogger(__name__)
@@ -142,11 +142,15 @@ async def _carry_out_records(work: Work, message: Message) -> MessageCounts:
     """The holds, then the message's records, then its commit (``commit``). A delivery
     whose row is there already was committed by another delivery of the message (a host that
     died before deleting it, or one still at work when its lease ran out): its records are not
-    taken again, since taking them again would count them twice (``_settled``)."""
+    taken again, since taking them again would count them twice (``_settled``). A message
+    not carried out before that arrives while its lane is closed goes back as it came
+    (``closed_on_arrival``)."""
     try:
         row = await ledger.message_row(work.storage.ledger, message.batch_id, message.attempt)
         if row is not None:
             return await _settled(work, message, row)
+        if (closed := closed_on_arrival(work)) is not None:
+            return await send_back_until_open(work, message, closed)
         checked = await check_holds(work, message)  # paused, cancelled, or waiting for a canary
     except STORAGE_ERRORS as error:
         return await send_back_whole(work, message, error)
