@@ -20,19 +20,19 @@ import contextlib
 import dataclasses
 import logging
 import random
-from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from sync.config.canary_policy import CanaryPolicy
-from sync.message.contract import NEVER_EXPIRE, Message, RecordRef
+from sync.message.contract import Message, RecordRef
 from sync.message.counts import MessageCounts
 from sync.message.ids import HELD, is_planned, part_id, run_id_of
 from sync.safety import canary, flags
 from sync.state import ledger, runs
 from sync.work.context import Work
 from sync.work.message_run import MessageRun
+from sync.work.requeue import send_back
 
 logger = logging.getLogger(__name__)
 
@@ -122,13 +122,11 @@ async def hold(work: Work, message: Message, records: Sequence[RecordRef], *,
     delay_s = hold_delay_s(work.settings.pause_delay_s, random.random())  # noqa: S311
     held = dataclasses.replace(message, batch_id=batch_id or message.batch_id,
                                records=tuple(records))
-    await work.storage.batches.send_message(held.to_json(), visibility_timeout=delay_s,
-                                        time_to_live=NEVER_EXPIRE)
+    counts = await send_back(work, held, delay_s, reason)
     logger.info("message %s: %d records held (%s) for %d s", held.batch_id, len(records), reason,
                 delay_s, extra={"event": "batch_held", "batch_id": held.batch_id,
                                 "reason": reason})
-    return MessageCounts(reenqueued=len(records), requeue_delay_s=delay_s,
-                       reenqueued_by_reason=Counter({reason: len(records)}))
+    return counts
 
 
 async def _cancel(work: Work, message: Message, run_id: str,

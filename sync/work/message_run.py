@@ -29,6 +29,11 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+
+def deferral_reason(error: Deferred) -> str:
+    """Why records a deferral sends back wait: an open circuit, or a throttle."""
+    return "circuit_open" if isinstance(error, CircuitOpen) else "throttled"
+
 @dataclass(slots=True)
 class MessageRun:
     """Per-message bookkeeping, shared by the enrichment and the write phases."""
@@ -79,8 +84,7 @@ class MessageRun:
 
     def deferred(self, error: Deferred) -> None:
         """Stop sending to the service; the unfinished records wait for the delay."""
-        kind = "circuit_open" if isinstance(error, CircuitOpen) else "throttled"
-        self.stopped_services.setdefault(error.service, kind)
+        self.stopped_services.setdefault(error.service, deferral_reason(error))
         self.delay_s = max(self.delay_s, error.retry_after_s)
 
     def wait(self, delay_s: float) -> None:

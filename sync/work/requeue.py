@@ -15,7 +15,7 @@ from typing import Final
 from sync.budget import routing
 from sync.budget.lane import Lane
 from sync.clients.dataverse import SERVICE as DATAVERSE
-from sync.failures.errors import CircuitOpen, Deferred
+from sync.failures.errors import Deferred
 from sync.message.contract import (
     NEVER_EXPIRE,
     RECORDS_BUDGET_BYTES,
@@ -28,7 +28,7 @@ from sync.message.counts import MessageCounts
 from sync.message.ids import REMAINDER, part_id
 from sync.message.outgoing import Outgoing
 from sync.work.context import Work
-from sync.work.message_run import MessageRun
+from sync.work.message_run import MessageRun, deferral_reason
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,14 @@ async def send_parts(work: Work, parts: tuple[Outgoing, ...]) -> None:
                                                 time_to_live=NEVER_EXPIRE)
 
 
+async def send_back(work: Work, message: Message, delay_s: int, reason: str) -> MessageCounts:
+    """Send ``message`` back on the queue as it is, invisible for ``delay_s``; answer its
+    records counted as re-enqueued for ``reason``."""
+    await send_parts(work, (Outgoing(message.to_json(), delay_s),))
+    return MessageCounts(reenqueued=len(message.records), requeue_delay_s=delay_s,
+                         reenqueued_by_reason=Counter({reason: len(message.records)}))
+
+
 async def send_back_until_open(work: Work, message: Message,
                                closed: Deferred) -> MessageCounts:
     """A message that arrives while its lane is closed for longer than a request may wait
@@ -115,13 +123,10 @@ async def send_back_until_open(work: Work, message: Message,
     of its records was taken, and a second copy of it commits once, by its ledger row),
     invisible until the lane opens, with the jitter of any re-enqueued work."""
     delay_s = requeue_delay_s(closed.retry_after_s, random.random())  # noqa: S311 (jitter)
-    reason = "circuit_open" if isinstance(closed, CircuitOpen) else "throttled"
     logger.info("message %s: lane %s closed for %.0f s; sent back as it came for %d s",
                 message.batch_id, work.lane.key, closed.retry_after_s, delay_s,
                 extra={"event": "batch_held_back", "batch_id": message.batch_id})
-    await send_parts(work, (Outgoing(message.to_json(), delay_s),))
-    return MessageCounts(reenqueued=len(message.records), requeue_delay_s=delay_s,
-                         reenqueued_by_reason=Counter({reason: len(message.records)}))
+    return await send_back(work, message, delay_s, deferral_reason(closed))
 
 
 async def send_back_whole(work: Work, message: Message, error: BaseException) -> MessageCounts:
@@ -136,7 +141,4 @@ async def send_back_whole(work: Work, message: Message, error: BaseException) ->
     logger.warning("message %s: storage unavailable (%s); sent back whole for %d s",
                    message.batch_id, type(error).__name__, delay_s,
                    extra={"event": "batch_storage_unavailable", "batch_id": message.batch_id})
-    await send_parts(work, (Outgoing(message.to_json(), delay_s),))
-    return MessageCounts(reenqueued=len(message.records), requeue_delay_s=delay_s,
-                         reenqueued_by_reason=Counter({STORAGE_UNAVAILABLE:
-                                                       len(message.records)}))
+    return await send_back(work, message, delay_s, STORAGE_UNAVAILABLE)
