@@ -60,6 +60,9 @@ PERMANENT = Fault((*DEFAULT_OPENINGS, 155.0, 315.0))
 @pytest.mark.parametrize(("fault", "blocked_at_s", "says"), [
     pytest.param(Fault(DEFAULT_OPENINGS, clears_s=155.0), -1, "",
                  id="an-outage-that-clears-before-the-probe-after-the-stall-is-not-blocked"),
+    pytest.param(Fault((0.0, 5.0, 15.0, 35.0, 95.0), clears_s=120.0), 95.0,
+                 "enrichment: 503 at opening 5",
+                 id="the-same-outage-is-blocked-when-the-opening-in-force-at-the-stall-ends-first"),
     pytest.param(Fault(DEFAULT_OPENINGS), -1, "",
                  id="not-blocked-while-the-back-off-in-force-at-the-stall-has-not-come-round"),
     pytest.param(PERMANENT, 155.0, "enrichment: 503 at opening 6",
