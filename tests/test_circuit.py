@@ -15,7 +15,7 @@ from sync.budget.governor import Governor
 from sync.clock import ManualClock
 from sync.config.settings import StorageSettings
 from sync.config.storage_names import STATE_TABLE
-from sync.failures.circuit import Circuit, CircuitPolicy, CircuitView
+from sync.failures.circuit import PROBE_PENDING_S, PROBE_WAIT_S, Circuit, CircuitPolicy, CircuitView
 from sync.failures.errors import (
     AmbiguousFault,
     CircuitOpen,
@@ -162,6 +162,57 @@ def test_the_probe_claims_the_next_opening_which_a_failure_keeps() -> None:
     assert breaker.failed(FAULT, probe=True)  # the claimed opening stands, not a longer one
     assert breaker.view.trips == 2
     assert breaker.open_for_s() == pytest.approx(15.0)
+
+
+def test_while_a_claimed_probe_is_pending_a_request_held_back_comes_again_in_a_second() -> None:
+    """Before: the probe's claim moved the opening's end, and every message that arrived with
+    the probe went back for the whole next opening (up to ``SYNC_CIRCUIT_MAX_OPEN_S``) though
+    the probe then closed the circuit a moment later."""
+    clock = ManualClock()
+    breaker = half_open(clock)
+    assert breaker.admit()
+    assert breaker.adopt(CircuitView(**{**_fields(breaker.next_opening()), "generation": 1}))
+    assert breaker.probe_pending()
+    with pytest.raises(CircuitOpen) as refused:
+        breaker.admit()
+    assert refused.value.retry_after_s == PROBE_WAIT_S
+    assert breaker.holds_for_s() == PROBE_WAIT_S
+    assert breaker.failed(FAULT, probe=True)  # the answer: failed, so the opening stands
+    assert not breaker.probe_pending()
+    assert breaker.holds_for_s() == pytest.approx(20.0)
+    assert breaker.refusal().retry_after_s == pytest.approx(20.0)
+
+
+def test_a_claim_without_an_answer_holds_back_for_its_opening_once_it_is_stale() -> None:
+    """A prober gone without a word (killed mid-probe): after ``PROBE_PENDING_S`` its claim is
+    an opening like any other."""
+    clock = ManualClock()
+    breaker = Circuit("dataverse", CircuitPolicy(threshold=1, open_s=40.0, max_open_s=300.0),
+                      clock=clock, rand=lambda: 0.5)
+    breaker.failed(FAULT)
+    clock.advance(40)
+    assert breaker.admit()
+    claim = breaker.next_opening()  # 80 s from now
+    breaker.released()  # as seen by another process: the claim only, no probe of its own
+    assert breaker.adopt(CircuitView(**{**_fields(claim), "generation": 1}))
+    assert breaker.holds_for_s() == PROBE_WAIT_S
+    clock.advance(PROBE_PENDING_S)
+    assert not breaker.probe_pending()
+    assert breaker.holds_for_s() == pytest.approx(80.0 - PROBE_PENDING_S)
+
+
+def test_a_probe_that_went_unanswered_is_no_longer_waited_for() -> None:
+    clock = ManualClock()
+    breaker = half_open(clock)
+    assert breaker.admit()
+    assert breaker.adopt(CircuitView(**{**_fields(breaker.next_opening()), "generation": 1}))
+    breaker.unanswered()  # e.g. the probe met a 429
+    assert not breaker.probe_pending()
+    assert breaker.holds_for_s() == pytest.approx(20.0)
+
+
+def _fields(view: CircuitView) -> dict[str, object]:
+    return {name: getattr(view, name) for name in CircuitView.__dataclass_fields__}
 
 
 def test_a_read_in_half_open_goes_without_probing_and_closes_nothing() -> None:
@@ -419,6 +470,10 @@ async def test_a_claim_moves_the_time_and_only_a_failed_probe_the_count(
     assert claimed.open_until_s == pytest.approx(clock.wall_s() + 20.0)
     assert second.circuit.adopt(claimed)
     assert second.circuit.open_for_s() == pytest.approx(20.0)
+    assert second.circuit.holds_for_s() == PROBE_WAIT_S  # the probe's answer is still to come
     await first.dependency.record_failure(FAULT, probe=True)
     failed = await shared_row(table)
     assert (failed.trips, failed.open_until_s) == (2, claimed.open_until_s)
+    assert failed.claimed_s == 0.0
+    assert second.circuit.adopt(failed)
+    assert second.circuit.holds_for_s() == pytest.approx(20.0)  # failed: its opening stands

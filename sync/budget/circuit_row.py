@@ -18,6 +18,9 @@ adopts it instead. The writes are:
   the row's time, not its count of openings: the prober publishes that once the probe's answer
   is in (one more opening when it failed, a closing when it succeeded), so a watcher of the row
   (``sync local``'s blocked judge) sees the circuit open again only after a probe failed.
+  The claim also writes when it was made (``ClaimedAt``): while it is fresh every instance
+  tells the requests it holds back to come again in a second (``Circuit.holds_for_s``), since
+  the probe's answer may close the circuit at any moment.
 """
 
 from __future__ import annotations
@@ -45,13 +48,15 @@ def view_of(row: Mapping[str, Any] | None) -> CircuitView:
     if row is None:
         return CircuitView()
     return CircuitView(float(row.get("OpenUntil", 0.0)), int(row.get("Trips", 0)),
-                       str(row.get("Reason", "")), int(row.get("Generation", 0)))
+                       str(row.get("Reason", "")), int(row.get("Generation", 0)),
+                       float(row.get("ClaimedAt", 0.0)))
 
 
 def same_state(one: CircuitView, other: CircuitView) -> bool:
     """Whether two views say the same thing, whatever their generations."""
-    return ((one.open_until_s, one.trips, one.reason[:MAX_REASON_CHARS])
-            == (other.open_until_s, other.trips, other.reason[:MAX_REASON_CHARS]))
+    return ((one.open_until_s, one.trips, one.reason[:MAX_REASON_CHARS], one.claimed_s)
+            == (other.open_until_s, other.trips, other.reason[:MAX_REASON_CHARS],
+                other.claimed_s))
 
 
 class CircuitRow:
@@ -118,7 +123,7 @@ class CircuitRow:
         entity = {"PartitionKey": self._partition, "RowKey": self._circuit.service,
                   "OpenUntil": view.open_until_s, "Trips": view.trips,
                   "Reason": view.reason[:MAX_REASON_CHARS], "Generation": view.generation,
-                  "SetBy": self._instance, "Probe": probe}
+                  "SetBy": self._instance, "Probe": probe, "ClaimedAt": view.claimed_s}
         if row is None:
             await self._table.create_entity(entity)
         else:

@@ -182,7 +182,7 @@ class Dependency:
 
     def _release(self, probe: bool) -> None:
         if probe:
-            self.circuit.released()
+            self.circuit.unanswered()
 
     def _refuse_if_stopped(self, hooks: CallHooks) -> None:
         delay_s = hooks.stop_delay(self.name)

@@ -11,7 +11,10 @@
   the shared row under its ETag by ``sync.budget.circuit_row``), so every other request of every
   instance waits that opening out and the cluster sends one probe per back-off period. A
   success closes the circuit; a failure, ambiguous ones included, leaves it open for the
-  claimed, longer time.
+  claimed, longer time. While the claim is fresh (``PROBE_PENDING_S``) its answer is still to
+  come, so a request held back then is told to come back in ``PROBE_WAIT_S``, not at the end of
+  the claimed opening: after an outage the messages that arrive with the probe go again as soon
+  as it has closed the circuit, instead of waiting out an opening nobody failed into.
 
 Times are wall-clock seconds (``clock.wall_s``) so that instances can share them. ``failed``
 answers whether it opened the circuit (or kept it open longer) and ``succeeded`` whether it
@@ -34,6 +37,10 @@ from sync.failures.errors import CircuitOpen, ConfigFault, ServiceFault
 State = Literal["closed", "open", "half-open"]
 PROBE_WAIT_S: Final = 1.0
 """What a caller that finds a probe already under way is told to wait (at least)."""
+PROBE_PENDING_S: Final = 30.0
+"""How long a probe's claim counts as a probe still in flight: longer than a request takes to
+answer or time out. A claim older than this (its prober gone without a word) holds requests
+back for the rest of its opening, as any opening does."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,20 +71,23 @@ class CircuitView:
     generation: int = 0
     """The version of the shared row that holds this state (0: never shared); each change
     written takes the next number."""
+    claimed_s: float = 0.0
+    """When a half-open probe claimed this opening and its answer is not in yet (wall clock);
+    0 when no probe is pending."""
 
 
 class Circuit:
     """One dependency's breaker in this process."""
 
-    __slots__ = ("_clock", "_failures", "_generation", "_open_until_s", "_policy", "_probing",
-                 "_rand", "_reason", "_trips", "lock", "service")
+    __slots__ = ("_claimed_s", "_clock", "_failures", "_generation", "_open_until_s", "_policy",
+                 "_probing", "_rand", "_reason", "_trips", "lock", "service")
 
     def __init__(self, service: str, policy: CircuitPolicy, *, clock: Clock = SYSTEM_CLOCK,
                  rand: Callable[[], float] = random.random) -> None:
         self.service = service
         self._policy, self._clock, self._rand = policy, clock, rand
         self._failures = self._trips = self._generation = 0
-        self._open_until_s = 0.0
+        self._open_until_s = self._claimed_s = 0.0
         self._reason = ""
         self._probing = False
         self.lock = asyncio.Lock()
@@ -97,7 +107,8 @@ class Circuit:
 
     @property
     def view(self) -> CircuitView:
-        return CircuitView(self._open_until_s, self._trips, self._reason, self._generation)
+        return CircuitView(self._open_until_s, self._trips, self._reason, self._generation,
+                           self._claimed_s)
 
     @property
     def generation(self) -> int:
@@ -122,16 +133,30 @@ class Circuit:
         self._probing = True
         return True
 
+    def probe_pending(self) -> bool:
+        """Whether a probe claimed the current opening and its answer is still to come."""
+        return (self.open_for_s() > 0 and self._claimed_s > 0
+                and self._clock.wall_s() - self._claimed_s < PROBE_PENDING_S)
+
+    def holds_for_s(self) -> float:
+        """How long a request held back now waits before it asks again: a probe's wait while
+        one is pending, else the time left of the opening; 0 when nothing holds it back."""
+        if self.probe_pending():
+            return PROBE_WAIT_S
+        return self.open_for_s()
+
     def refusal(self) -> CircuitOpen:
-        """What a request the circuit holds back is told: the time left, at least a probe's."""
-        return CircuitOpen(self.service, max(PROBE_WAIT_S, self.open_for_s()), self._reason)
+        """What a request the circuit holds back is told: ``holds_for_s``, at least a probe's
+        wait."""
+        return CircuitOpen(self.service, max(PROBE_WAIT_S, self.holds_for_s()), self._reason)
 
     def next_opening(self) -> CircuitView:
         """The opening a half-open probe claims before it goes: the next, longer one from now
         (what a failed probe would open), so the cluster waits it out while the probe is sent."""
         trips = self._trips + 1
-        until_s = self._clock.wall_s() + self._policy.open_for_s(trips, self._rand())
-        return CircuitView(until_s, trips, self._reason, self._generation)
+        now_s = self._clock.wall_s()
+        until_s = now_s + self._policy.open_for_s(trips, self._rand())
+        return CircuitView(until_s, trips, self._reason, self._generation, claimed_s=now_s)
 
     def succeeded(self) -> bool:
         """A request answered: the count starts again; a successful probe (or any answer while
@@ -140,7 +165,7 @@ class Circuit:
         self._probing = False
         if not self._trips:
             return False
-        self._trips, self._open_until_s, self._reason = 0, 0.0, ""
+        self._trips, self._open_until_s, self._claimed_s, self._reason = 0, 0.0, 0.0, ""
         return True
 
     def answered(self) -> None:
@@ -154,6 +179,7 @@ class Circuit:
         self._failures += 1
         if probe:
             self._probing = False
+            self._claimed_s = 0.0  # answered: no longer pending
             if self.open_for_s() > 0:  # the probe claimed its opening: it stands
                 self._reason = _reason(fault)
             else:
@@ -167,9 +193,15 @@ class Circuit:
         return False
 
     def released(self) -> None:
-        """A probe ended without an answer (a throttle, a claim another instance won): another
-        may go once the circuit lets one."""
+        """A probe did not go (a claim another instance won): another may go once the circuit
+        lets one."""
         self._probing = False
+
+    def unanswered(self) -> None:
+        """This process's probe went and ended without an answer (a throttle, a cancel): its
+        claimed opening stands, and this process no longer waits for the answer."""
+        self._probing = False
+        self._claimed_s = 0.0
 
     def adopt(self, shared: CircuitView) -> bool:
         """Take the cluster's state when it is newer than what this process last saw or wrote
@@ -178,8 +210,9 @@ class Circuit:
             return False
         self._generation = shared.generation
         self._trips = shared.trips
-        self._open_until_s, self._reason = ((shared.open_until_s, shared.reason) if shared.trips
-                                            else (0.0, ""))
+        self._open_until_s, self._reason, self._claimed_s = (
+            (shared.open_until_s, shared.reason, shared.claimed_s) if shared.trips
+            else (0.0, "", 0.0))
         return True
 
     def synced(self, generation: int) -> None:
@@ -190,6 +223,7 @@ class Circuit:
         self._trips += 1
         self._open_until_s = self._clock.wall_s() + self._policy.open_for_s(self._trips,
                                                                            self._rand())
+        self._claimed_s = 0.0
         self._reason = _reason(fault)
 
 

@@ -26,6 +26,7 @@ from sync.budget import routing
 from sync.budget.governor import GATE_CODE
 from sync.clients.dataverse import SERVICE as DATAVERSE
 from sync.clock import Clock
+from sync.failures.circuit import PROBE_WAIT_S
 from sync.failures.errors import CircuitOpen, Deferred, Throttled
 from sync.work.context import Work
 from sync.work.message_run import MessageRun
@@ -38,14 +39,16 @@ DEADLINE: Final = "deadline"
 
 def closed_lane(work: Work) -> Deferred | None:
     """The lane's gate or circuit, when it holds every write back for longer than a request
-    may wait; None when the lane may be written to now."""
+    may wait (or a probe is pending: back in a second, ``Circuit.holds_for_s``); None when the
+    lane may be written to now."""
     dependency = work.dataverse_dep
     gate_s = dependency.governor.gate_remaining_s()
     if gate_s > dependency.governor.max_wait_s:
         return Throttled(DATAVERSE, gate_s, GATE_CODE)
-    open_s = dependency.circuit.open_for_s()
-    if open_s > dependency.governor.max_wait_s:
-        return CircuitOpen(DATAVERSE, open_s, dependency.circuit.view.reason)
+    circuit = dependency.circuit
+    if circuit.probe_pending() or circuit.open_for_s() > dependency.governor.max_wait_s:
+        return CircuitOpen(DATAVERSE, max(PROBE_WAIT_S, circuit.holds_for_s()),
+                           circuit.view.reason)
     return None
 
 
