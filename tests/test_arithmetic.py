@@ -14,7 +14,7 @@ from sync.local.functions_index import QueueOptions, resolve, timespan_s
 from sync.message.contract import RecordRef
 from sync.plan.planner import batch_id, read_filter
 from sync.work.chunks import chunk
-from sync.work.requeue import requeue_delay_s
+from sync.work.requeue import REQUEUE_JITTER_MAX_S, delay_for, requeue_delay_s
 from sync.work.writes import allowed_size, smaller
 
 ROOT = Path(__file__).parents[1]
@@ -37,6 +37,22 @@ def test_backoff_refuses_attempt_zero() -> None:
 ])
 def test_requeue_delay(retry_after_s: float, rand: float, expected_s: int) -> None:
     assert requeue_delay_s(retry_after_s, rand) == expected_s
+
+
+@pytest.mark.parametrize(("wait_s", "expected_s"), [(0.0, 1), (5.0, 5), (4.2, 5), (30.0, 30)])
+def test_a_throttle_sends_work_back_for_its_retry_after_exactly(wait_s: float,
+                                                               expected_s: int) -> None:
+    """Never before the Retry-After, and not a second after it: nothing spreads it."""
+    assert {delay_for(wait_s, ["throttled", "throttled"]) for _ in range(200)} == {expected_s}
+
+
+@pytest.mark.parametrize("reasons", [["circuit_open"], ["service_fault"],
+                                     ["throttled", "service_fault"], ["deadline"]])
+def test_any_other_wait_is_spread(reasons: list[str]) -> None:
+    delays = {delay_for(5.0, reasons) for _ in range(400)}
+    assert min(delays) >= 5
+    assert max(delays) <= 5 + REQUEUE_JITTER_MAX_S
+    assert len(delays) > 1
 
 
 @pytest.mark.parametrize(("size", "count", "groups"), [

@@ -30,9 +30,13 @@ def now_iso() -> str:
 
 
 
+THROTTLED: Final = "throttled"
+"""Why records wait that a throttle sent back (a 429's Retry-After, a closed gate, no slot)."""
+
+
 def deferral_reason(error: Deferred) -> str:
     """Why records a deferral sends back wait: an open circuit, or a throttle."""
-    return "circuit_open" if isinstance(error, CircuitOpen) else "throttled"
+    return "circuit_open" if isinstance(error, CircuitOpen) else THROTTLED
 
 @dataclass(slots=True)
 class MessageRun:

@@ -10,6 +10,7 @@ import logging
 import math
 import random
 from collections import Counter
+from collections.abc import Iterable
 from typing import Final
 
 from sync.budget import routing
@@ -28,7 +29,7 @@ from sync.message.counts import MessageCounts
 from sync.message.ids import REMAINDER, part_id
 from sync.message.outgoing import Outgoing
 from sync.work.context import Work
-from sync.work.message_run import MessageRun, deferral_reason
+from sync.work.message_run import THROTTLED, MessageRun, deferral_reason
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ logger = logging.getLogger(__name__)
 STORAGE_UNAVAILABLE: Final = "storage_unavailable"
 """Why a message storage refused goes back whole."""
 REQUEUE_JITTER_MAX_S: Final = 2.0
-"""Spread added to the delay so re-enqueued messages do not all return in the same second."""
+"""Spread added to the delay of work a fault sent back (a circuit's, a service fault's), so
+that it does not all return in the same second; a throttle's is not spread (``delay_for``)."""
 
 
 def next_lane(work: Work, run: MessageRun) -> tuple[Lane | None, float]:
@@ -54,6 +56,23 @@ def next_lane(work: Work, run: MessageRun) -> tuple[Lane | None, float]:
 def requeue_delay_s(delay_s: float, rand: float) -> int:
     """Visibility delay of re-enqueued work: the delay plus jitter, in whole seconds."""
     return max(1, math.ceil(delay_s + rand * REQUEUE_JITTER_MAX_S))
+
+
+def throttle_delay_s(retry_after_s: float) -> int:
+    """Visibility delay of work a throttle sent back: its Retry-After, in whole seconds, with
+    no jitter. The service named the wait; the request slots, not a spread, keep the returning
+    messages from crowding it (they enter within the DOP hint whenever they arrive), and every
+    second added is execution time the window frees that nobody uses: on one instance, a
+    second or two after every throttle."""
+    return max(1, math.ceil(retry_after_s))
+
+
+def delay_for(wait_s: float, reasons: Iterable[str]) -> int:
+    """The visibility delay of records that wait ``wait_s`` for ``reasons``: a throttle's
+    exactly, any other wait jittered."""
+    if set(reasons) == {THROTTLED}:
+        return throttle_delay_s(wait_s)
+    return requeue_delay_s(wait_s, random.random())  # noqa: S311 (jitter)
 
 
 def group_size(run: MessageRun, records: int) -> int:
@@ -78,7 +97,8 @@ def remainder(work: Work, run: MessageRun) -> tuple[Outgoing, ...]:
     if not remaining:
         return ()
     lane, wait_s = next_lane(work, run)
-    delay_s = requeue_delay_s(wait_s, random.random())  # noqa: S311 (jitter)
+    reasons = Counter(run.reason_unfinished(record.id) for record in remaining)
+    delay_s = delay_for(wait_s, reasons)
     parent = run.message
     parts = tuple(
         Outgoing(Message(batch_id=part_id(parent.batch_id, parent.attempt, REMAINDER,
@@ -92,7 +112,6 @@ def remainder(work: Work, run: MessageRun) -> tuple[Outgoing, ...]:
         logger.info("message %s: %d records routed away from lane %s to any open lane",
                     run.message.batch_id, len(remaining), work.lane.key,
                     extra={"event": "lane_routed", "from_lane": str(work.lane.key)})
-    reasons = Counter(run.reason_unfinished(record.id) for record in remaining)
     run.counts.reenqueued_by_reason.update(reasons)
     run.counts.reenqueued += len(remaining)
     run.counts.requeue_delay_s += delay_s
@@ -121,8 +140,9 @@ async def send_back_until_open(work: Work, message: Message,
     """A message that arrives while its lane is closed for longer than a request may wait
     (``sync.work.stops.closed_on_arrival``): sent back as it is, the same id and attempt (none
     of its records was taken, and a second copy of it commits once, by its ledger row),
-    invisible until the lane opens, with the jitter of any re-enqueued work."""
-    delay_s = requeue_delay_s(closed.retry_after_s, random.random())  # noqa: S311 (jitter)
+    invisible until the lane opens (a closed gate's time exactly, an open circuit's with the
+    jitter of any re-enqueued work)."""
+    delay_s = delay_for(closed.retry_after_s, (deferral_reason(closed),))
     logger.info("message %s: lane %s closed for %.0f s; sent back as it came for %d s",
                 message.batch_id, work.lane.key, closed.retry_after_s, delay_s,
                 extra={"event": "batch_held_back", "batch_id": message.batch_id})
