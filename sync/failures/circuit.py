@@ -38,9 +38,10 @@ State = Literal["closed", "open", "half-open"]
 PROBE_WAIT_S: Final = 1.0
 """What a caller that finds a probe already under way is told to wait (at least)."""
 PROBE_PENDING_S: Final = 30.0
-"""How long a probe's claim counts as a probe still in flight: longer than a request takes to
-answer or time out. A claim older than this (its prober gone without a word) holds requests
-back for the rest of its opening, as any opening does."""
+"""How long a probe's claim counts as a probe still in flight: a request's default timeout
+(``DATAVERSE_TIMEOUT_S``, 30 s; the enrichment API's is 10 s). A claim older than this (its
+prober gone without a word, or a probe slower than this) holds requests back for the rest of
+its opening, as any opening does."""
 
 
 @dataclass(frozen=True, slots=True)
