@@ -29,7 +29,6 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-
 THROTTLED: Final = "throttled"
 """Why records wait that a throttle sent back (a 429's Retry-After, a closed gate, no slot)."""
 
@@ -37,6 +36,7 @@ THROTTLED: Final = "throttled"
 def deferral_reason(error: Deferred) -> str:
     """Why records a deferral sends back wait: an open circuit, or a throttle."""
     return "circuit_open" if isinstance(error, CircuitOpen) else THROTTLED
+
 
 @dataclass(slots=True)
 class MessageRun:

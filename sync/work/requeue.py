@@ -142,11 +142,12 @@ async def send_back_until_open(work: Work, message: Message,
     of its records was taken, and a second copy of it commits once, by its ledger row),
     invisible until the lane opens (a closed gate's time exactly, an open circuit's with the
     jitter of any re-enqueued work)."""
-    delay_s = delay_for(closed.retry_after_s, (deferral_reason(closed),))
+    reason = deferral_reason(closed)
+    delay_s = delay_for(closed.retry_after_s, (reason,))
     logger.info("message %s: lane %s closed for %.0f s; sent back as it came for %d s",
                 message.batch_id, work.lane.key, closed.retry_after_s, delay_s,
                 extra={"event": "batch_held_back", "batch_id": message.batch_id})
-    return await send_back(work, message, delay_s, deferral_reason(closed))
+    return await send_back(work, message, delay_s, reason)
 
 
 async def send_back_whole(work: Work, message: Message, error: BaseException) -> MessageCounts:

@@ -26,8 +26,7 @@ from sync.budget import routing
 from sync.budget.governor import GATE_CODE
 from sync.clients.dataverse import SERVICE as DATAVERSE
 from sync.clock import Clock
-from sync.failures.circuit import PROBE_WAIT_S
-from sync.failures.errors import CircuitOpen, Deferred, Throttled
+from sync.failures.errors import Deferred, Throttled
 from sync.work.context import Work
 from sync.work.message_run import MessageRun
 
@@ -47,8 +46,7 @@ def closed_lane(work: Work) -> Deferred | None:
         return Throttled(DATAVERSE, gate_s, GATE_CODE)
     circuit = dependency.circuit
     if circuit.probe_pending() or circuit.open_for_s() > dependency.governor.max_wait_s:
-        return CircuitOpen(DATAVERSE, max(PROBE_WAIT_S, circuit.holds_for_s()),
-                           circuit.view.reason)
+        return circuit.refusal()
     return None
 
 
